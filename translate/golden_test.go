@@ -1,0 +1,62 @@
+package translate
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.output.yaml from the current translation")
+
+var goldenConfig = Config{VCluster: "vc1", HostNamespace: "host-ns", HostServiceAccount: "workload"}
+
+// TestHostPodGolden translates each testdata/NAME.input.yaml (a virtual pod
+// as the webhook sees it) and compares the host pod with NAME.output.yaml,
+// or the refusal with NAME.error.txt.
+func TestHostPodGolden(t *testing.T) {
+	inputs, err := filepath.Glob("testdata/*.input.yaml")
+	if err != nil || len(inputs) == 0 {
+		t.Fatalf("no golden inputs: %v", err)
+	}
+	for _, input := range inputs {
+		base := strings.TrimSuffix(input, ".input.yaml")
+		t.Run(filepath.Base(base), func(t *testing.T) {
+			raw, err := os.ReadFile(input)
+			if err != nil {
+				t.Fatal(err)
+			}
+			virtual := &corev1.Pod{}
+			if err := yaml.UnmarshalStrict(raw, virtual); err != nil {
+				t.Fatalf("decoding %s: %v", input, err)
+			}
+			host, errs := HostPod(virtual, goldenConfig, "00000000-0000-0000-0000-000000000001")
+			var got []byte
+			outFile := base + ".output.yaml"
+			if len(errs) > 0 {
+				outFile = base + ".error.txt"
+				got = []byte(errs.ToAggregate().Error() + "\n")
+			} else if got, err = yaml.Marshal(host); err != nil {
+				t.Fatal(err)
+			}
+			if *update {
+				if err := os.WriteFile(outFile, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(outFile)
+			if err != nil {
+				t.Fatalf("reading %s (run go test ./translate -update to create it): %v", outFile, err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("translation of %s differs from %s (run with -update if intended):\n--- got\n%s\n--- want\n%s", input, outFile, got, want)
+			}
+		})
+	}
+}
