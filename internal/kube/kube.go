@@ -1,0 +1,52 @@
+// Package kube loads client configurations for the host and virtual clusters
+// and holds the scheme podbridge's clients share.
+package kube
+
+import (
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// Scheme knows the built-in Kubernetes types podbridge reads and writes.
+var Scheme = runtime.NewScheme()
+
+func init() {
+	if err := clientgoscheme.AddToScheme(Scheme); err != nil {
+		panic(err)
+	}
+}
+
+// Limits are client-side rate limits. client-go's default of 5 QPS would
+// make the synchronous webhook a bottleneck; the apiservers' own priority
+// and fairness protects them instead.
+type Limits struct {
+	QPS   float32
+	Burst int
+}
+
+// DefaultLimits suit a webhook or reflector serving thousands of pods.
+var DefaultLimits = Limits{QPS: 1000, Burst: 2000}
+
+// Load reads a kubeconfig file (in-cluster configuration when path is "")
+// and applies limits and a user agent naming the component.
+func Load(path string, limits Limits, userAgent string) (*rest.Config, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = path
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("loading kubeconfig %q: %w", path, err)
+	}
+	return WithLimits(cfg, limits, userAgent), nil
+}
+
+// WithLimits returns a copy of cfg with limits and user agent applied.
+func WithLimits(cfg *rest.Config, limits Limits, userAgent string) *rest.Config {
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = limits.QPS, limits.Burst
+	cfg.UserAgent = userAgent
+	return cfg
+}

@@ -1,0 +1,7 @@
+// Package webhook is podbridge's mutating admission webhook for pods in the
+// virtual cluster. For each pod create it decodes the pod, checks it against
+// the Pod Security Standards, translates it, and creates the host pod before
+// answering: the tenant's create succeeds only if the host pod exists, and
+// host errors reach the tenant at once. The answer patches the virtual pod
+// with its name (for generateName pods) and its sync ID.
+package webhook

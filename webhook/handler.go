@@ -1,0 +1,199 @@
+package webhook
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/podbridge/podbridge/internal/kube"
+	"github.com/podbridge/podbridge/translate"
+)
+
+// Path is where the webhook server serves pod admission.
+const Path = "/mutate-v1-pod"
+
+// FieldManager names podbridge's writes on the host.
+const FieldManager = "podbridge-webhook"
+
+var (
+	podResource = schema.GroupResource{Resource: "pods"}
+	decoder     = admission.NewDecoder(kube.Scheme)
+)
+
+// PodMutator is the admission handler for pod creates in the virtual cluster.
+type PodMutator struct {
+	// Host creates and reads host pods in the host namespace.
+	Host client.Client
+	// Virtual reads virtual pods, to tell a stale host pod from a live one.
+	Virtual client.Reader
+	// Config is the translation configuration.
+	Config translate.Config
+	// Policy refuses pods that break the configured Pod Security level.
+	Policy *SecurityPolicy
+	// HostTimeout bounds every host call, well inside the webhook timeout.
+	HostTimeout time.Duration
+	// NewSyncID returns a fresh pair identity (a UUID in production).
+	NewSyncID func() string
+	// NameSuffix returns the random suffix for generateName pods.
+	NameSuffix func() string
+}
+
+var _ admission.Handler = &PodMutator{}
+
+// Handle admits a pod create by creating its host pod first.
+func (m *PodMutator) Handle(ctx context.Context, req admission.Request) admission.Response {
+	if req.Operation != admissionv1.Create || req.Resource.Resource != "pods" || req.SubResource != "" {
+		return admission.Allowed("podbridge acts only on pod creation")
+	}
+	virtual := &corev1.Pod{}
+	if err := decoder.DecodeRaw(req.Object, virtual); err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding pod: %w", err))
+	}
+	mutated := virtual.DeepCopy()
+	if mutated.Namespace == "" {
+		mutated.Namespace = req.Namespace
+	}
+	if mutated.Name == "" {
+		if mutated.GenerateName == "" {
+			return invalid(mutated, field.Required(field.NewPath("metadata", "name"), "name or generateName is required"))
+		}
+		mutated.Name = GenerateName(mutated.GenerateName, m.NameSuffix())
+	}
+	log := logf.FromContext(ctx).WithValues("pod", klogRef(mutated), "dryRun", isDryRun(req))
+
+	if msg := m.Policy.Check(mutated); msg != "" {
+		return deny(http.StatusForbidden, metav1.StatusReasonForbidden, fmt.Sprintf("pod %q is forbidden: %s", mutated.Name, msg))
+	}
+
+	syncID, reinvoked := mutated.Annotations[translate.AnnotationSyncID]
+	if !reinvoked {
+		syncID = m.NewSyncID()
+	}
+	host, errs := translate.HostPod(mutated, m.Config, syncID)
+	if len(errs) > 0 {
+		return invalid(mutated, errs...)
+	}
+
+	hostCtx, cancel := context.WithTimeout(ctx, m.HostTimeout)
+	defer cancel()
+	if err := m.ensureHostPod(hostCtx, host, reinvoked, isDryRun(req)); err != nil {
+		log.Info("Refused pod: host pod not created", "hostPod", host.Name, "error", err.Error())
+		return hostErrorResponse(err, mutated, host.Name)
+	}
+	log.V(1).Info("Created host pod", "hostPod", host.Name, "syncID", syncID)
+
+	if mutated.Annotations == nil {
+		mutated.Annotations = map[string]string{}
+	}
+	mutated.Annotations[translate.AnnotationSyncID] = syncID
+	mutated.Annotations[translate.AnnotationHostName] = host.Name
+	return patchResponse(req.Object.Raw, mutated)
+}
+
+// ensureHostPod creates host, or finds that it exists already for the same
+// pod (a retried or re-invoked admission). A host pod of the same name whose
+// virtual pod is gone is stale (its admission failed after podbridge said
+// yes) and is replaced.
+func (m *PodMutator) ensureHostPod(ctx context.Context, host *corev1.Pod, reinvoked, dryRun bool) error {
+	var opts []client.CreateOption
+	if dryRun {
+		opts = append(opts, client.DryRunAll)
+	}
+	opts = append(opts, client.FieldOwner(FieldManager))
+	err := m.Host.Create(ctx, host.DeepCopy(), opts...)
+	if !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	existing := &corev1.Pod{}
+	if err := m.Host.Get(ctx, client.ObjectKeyFromObject(host), existing); err != nil {
+		return fmt.Errorf("reading existing host pod: %w", err)
+	}
+	syncID := host.Annotations[translate.AnnotationSyncID]
+	if existing.Annotations[translate.AnnotationSyncID] == syncID {
+		return nil
+	}
+	if reinvoked {
+		return apierrors.NewForbidden(podResource, host.Annotations[translate.AnnotationName],
+			fmt.Errorf("annotation %s does not match the pod's host pod", translate.AnnotationSyncID))
+	}
+	live, err := m.virtualPodExists(ctx, existing)
+	if err != nil {
+		return err
+	}
+	if live {
+		return apierrors.NewAlreadyExists(podResource, host.Annotations[translate.AnnotationName])
+	}
+	if dryRun {
+		return nil // a real create would replace the stale pod; nothing to check beyond that.
+	}
+	if err := m.Host.Delete(ctx, existing, client.Preconditions{UID: &existing.UID}, client.GracePeriodSeconds(0)); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting stale host pod: %w", err)
+	}
+	return m.Host.Create(ctx, host.DeepCopy(), opts...)
+}
+
+// virtualPodExists reports whether the virtual pod that host pod belongs to
+// is stored in the virtual cluster with the host pod's sync ID.
+func (m *PodMutator) virtualPodExists(ctx context.Context, host *corev1.Pod) (bool, error) {
+	key := types.NamespacedName{Namespace: host.Annotations[translate.AnnotationNamespace], Name: host.Annotations[translate.AnnotationName]}
+	virtual := &corev1.Pod{}
+	err := m.Virtual.Get(ctx, key, virtual)
+	switch {
+	case apierrors.IsNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("reading virtual pod %s: %w", key, err)
+	}
+	return virtual.Annotations[translate.AnnotationSyncID] == host.Annotations[translate.AnnotationSyncID], nil
+}
+
+// GenerateName turns generateName into a name the way the apiserver does:
+// the prefix cut to leave room for the five-character random suffix.
+func GenerateName(prefix, suffix string) string {
+	const maxGeneratedNameLength = 63 - 5
+	if len(prefix) > maxGeneratedNameLength {
+		prefix = prefix[:maxGeneratedNameLength]
+	}
+	return prefix + suffix
+}
+
+func isDryRun(req admission.Request) bool {
+	return req.DryRun != nil && *req.DryRun
+}
+
+func klogRef(pod *corev1.Pod) string {
+	return pod.Namespace + "/" + pod.Name
+}
+
+func invalid(pod *corev1.Pod, errs ...*field.Error) admission.Response {
+	status := apierrors.NewInvalid(schema.GroupKind{Kind: "Pod"}, pod.Name, errs).Status()
+	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: &status}}
+}
+
+func deny(code int32, reason metav1.StatusReason, message string) admission.Response {
+	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{
+		Allowed: false,
+		Result:  &metav1.Status{Status: metav1.StatusFailure, Code: code, Reason: reason, Message: message},
+	}}
+}
+
+func patchResponse(original []byte, mutated *corev1.Pod) admission.Response {
+	raw, err := jsonMarshal(mutated)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("encoding pod: %w", err))
+	}
+	return admission.PatchResponseFromRaw(original, raw)
+}
+
