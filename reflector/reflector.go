@@ -1,0 +1,110 @@
+package reflector
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/cluster"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/podbridge/podbridge/internal/kube"
+	"github.com/podbridge/podbridge/translate"
+)
+
+// FieldManager names the reflector's writes in both clusters.
+const FieldManager = "podbridge-reflector"
+
+// Options configure a reflector.
+type Options struct {
+	Host, Virtual *rest.Config
+	Translate     translate.Config
+	// OrphanGracePeriod is how old a host pod without a virtual pod must be
+	// before it is deleted; longer than the webhook timeout, so a pod whose
+	// admission is still under way is never taken for an orphan.
+	OrphanGracePeriod time.Duration
+	// MaxConcurrentReconciles is the number of pod pairs handled at once.
+	MaxConcurrentReconciles int
+
+	LeaderElection         bool
+	LeaderElectionID       string
+	MetricsBindAddress     string
+	HealthProbeBindAddress string
+}
+
+// NewManager builds a manager on the host cluster with the virtual cluster
+// attached and the reflector's controllers registered.
+func NewManager(o Options) (manager.Manager, error) {
+	if err := o.Translate.Validate(); err != nil {
+		return nil, fmt.Errorf("reflector configuration: %w", err)
+	}
+	hostPods := labels.SelectorFromSet(labels.Set{
+		translate.LabelManagedBy: translate.ManagedByValue,
+		translate.LabelVCluster:  o.Translate.VCluster,
+	})
+	mgr, err := ctrl.NewManager(o.Host, manager.Options{
+		Scheme: kube.Scheme,
+		Cache: cache.Options{
+			// Only this virtual cluster's pods in the host namespace: the
+			// reflector neither needs nor may read other tenants' pods.
+			DefaultNamespaces: map[string]cache.Config{o.Translate.HostNamespace: {}},
+			ByObject:          map[client.Object]cache.ByObject{&corev1.Pod{}: {Label: hostPods}},
+		},
+		Metrics:                       metricsserver.Options{BindAddress: o.MetricsBindAddress},
+		HealthProbeBindAddress:        o.HealthProbeBindAddress,
+		LeaderElection:                o.LeaderElection,
+		LeaderElectionID:              o.LeaderElectionID,
+		LeaderElectionNamespace:       o.Translate.HostNamespace,
+		LeaderElectionReleaseOnCancel: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating host manager: %w", err)
+	}
+	virtual, err := cluster.New(o.Virtual, func(co *cluster.Options) { co.Scheme = kube.Scheme })
+	if err != nil {
+		return nil, fmt.Errorf("creating virtual cluster client: %w", err)
+	}
+	if err := mgr.Add(virtual); err != nil {
+		return nil, fmt.Errorf("adding virtual cluster: %w", err)
+	}
+
+	pods := &PodReconciler{
+		Host:              mgr.GetClient(),
+		HostReader:        mgr.GetAPIReader(),
+		Virtual:           virtual.GetClient(),
+		VirtualReader:     virtual.GetAPIReader(),
+		Recorder:          virtual.GetEventRecorderFor(FieldManager),
+		Config:            o.Translate,
+		OrphanGracePeriod: o.OrphanGracePeriod,
+		Clock:             clock.RealClock{},
+	}
+	if err := pods.SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles); err != nil {
+		return nil, err
+	}
+	nodes := &NodeReconciler{Host: mgr.GetClient(), Virtual: virtual.GetClient()}
+	if err := nodes.SetupWithManager(mgr, virtual); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return nil, err
+	}
+	return mgr, nil
+}
+
+// Run runs the reflector until ctx is done.
+func Run(ctx context.Context, o Options) error {
+	mgr, err := NewManager(o)
+	if err != nil {
+		return err
+	}
+	return mgr.Start(ctx)
+}
