@@ -196,4 +196,3 @@ func patchResponse(original []byte, mutated *corev1.Pod) admission.Response {
 	}
 	return admission.PatchResponseFromRaw(original, raw)
 }
-

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 	utilrand "k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -97,7 +98,17 @@ func NewManager(o Options) (manager.Manager, error) {
 	if o.Registration != nil {
 		reg := *o.Registration
 		err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-			return Register(ctx, virtual, reg)
+			// The virtual apiserver may come up after podbridge: retry
+			// until it accepts the registration.
+			log := ctrl.Log.WithName("registration")
+			return wait.PollUntilContextCancel(ctx, 2*time.Second, true, func(ctx context.Context) (bool, error) {
+				if err := Register(ctx, virtual, reg); err != nil {
+					log.Error(err, "Registration failed, retrying")
+					return false, nil
+				}
+				log.Info("Registered MutatingWebhookConfiguration", "name", reg.Name, "url", reg.URL)
+				return true, nil
+			})
 		}))
 		if err != nil {
 			return nil, err

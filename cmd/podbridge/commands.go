@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/podbridge/podbridge/certs"
+	"github.com/podbridge/podbridge/internal/controlplane"
+	"github.com/podbridge/podbridge/internal/devenv"
+	"github.com/podbridge/podbridge/reflector"
+	"github.com/podbridge/podbridge/webhook"
+)
+
+func runWebhook(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("podbridge webhook", flag.ContinueOnError)
+	var cf clusterFlags
+	cf.bind(fs)
+	o := webhook.Options{}
+	fs.StringVar(&o.PodSecurityLevel, "pod-security-level", "baseline", "Pod Security Standards level virtual pods must meet: baseline or restricted (privileged is refused: the host would run it)")
+	fs.DurationVar(&o.HostTimeout, "host-timeout", 7*time.Second, "bound on each host call; keep it under the registration's timeoutSeconds")
+	fs.StringVar(&o.BindAddress, "bind-address", "", "address the webhook server listens on")
+	fs.IntVar(&o.Port, "port", 9443, "port the webhook server listens on")
+	fs.StringVar(&o.CertDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "folder with tls.crt and tls.key, reloaded when they change")
+	var registerURL string
+	reg := webhook.Registration{}
+	fs.StringVar(&registerURL, "register-url", "", "when set, apply the MutatingWebhookConfiguration in the virtual cluster at start-up with this URL (how the virtual apiserver reaches this server)")
+	fs.StringVar(&reg.Name, "register-name", "podbridge", "name of the MutatingWebhookConfiguration")
+	caFile := fs.String("ca-file", "", "CA bundle for the registration (default: ca.crt in --cert-dir)")
+	timeout := fs.Duration("webhook-timeout", 10*time.Second, "the registration's timeoutSeconds")
+	setLogger := bindLogging(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	setLogger()
+	if registerURL != "" {
+		if *caFile == "" {
+			*caFile = filepath.Join(o.CertDir, certs.CAFile)
+		}
+		ca, err := os.ReadFile(*caFile)
+		if err != nil {
+			return fmt.Errorf("--ca-file: %w", err)
+		}
+		if *timeout < time.Second || *timeout > 30*time.Second {
+			return fmt.Errorf("--webhook-timeout %s: must be between 1s and 30s", *timeout)
+		}
+		if o.HostTimeout >= *timeout {
+			return fmt.Errorf("--host-timeout %s must be shorter than --webhook-timeout %s, so tenants get podbridge's answer", o.HostTimeout, *timeout)
+		}
+		reg.URL, reg.CABundle, reg.TimeoutSeconds = registerURL, ca, int32(*timeout/time.Second)
+		o.Registration = &reg
+	}
+	if o.PodSecurityLevel == "privileged" {
+		return errors.New("--pod-security-level=privileged would let tenants escape onto the host")
+	}
+	var err error
+	if o.Host, o.Virtual, err = cf.configs("webhook"); err != nil {
+		return err
+	}
+	o.Translate, o.MetricsBindAddress, o.HealthProbeBindAddress = cf.translate, cf.metricsAddr, cf.healthAddr
+	return webhook.Run(ctx, o)
+}
+
+func runReflector(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("podbridge reflector", flag.ContinueOnError)
+	var cf clusterFlags
+	cf.bind(fs)
+	o := reflector.Options{}
+	fs.DurationVar(&o.OrphanGracePeriod, "orphan-grace-period", 2*time.Minute, "age after which a host pod with no virtual pod is deleted; must exceed the webhook timeout")
+	fs.IntVar(&o.MaxConcurrentReconciles, "concurrency", 32, "pod pairs reconciled at once")
+	fs.BoolVar(&o.LeaderElection, "leader-elect", true, "elect a leader among replicas (a Lease in the host namespace)")
+	fs.StringVar(&o.LeaderElectionID, "leader-election-id", "", "name of the leader election Lease (default podbridge-reflector-<vcluster-name>)")
+	setLogger := bindLogging(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	setLogger()
+	var err error
+	if o.Host, o.Virtual, err = cf.configs("reflector"); err != nil {
+		return err
+	}
+	o.Translate, o.MetricsBindAddress, o.HealthProbeBindAddress = cf.translate, cf.metricsAddr, cf.healthAddr
+	if o.LeaderElectionID == "" {
+		o.LeaderElectionID = "podbridge-reflector-" + o.Translate.VCluster
+	}
+	return reflector.Run(ctx, o)
+}
+
+func runDev(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("podbridge dev", flag.ContinueOnError)
+	o := devenv.Defaults()
+	var assetsDir string
+	fs.StringVar(&o.StateDir, "state-dir", o.StateDir, "folder for kubeconfigs, certificates and logs; removed on exit")
+	fs.StringVar(&assetsDir, "assets-dir", "", "folder with the control-plane binaries (default: KUBEBUILDER_ASSETS, then bin/k8s/"+controlplane.KubernetesVersion+")")
+	fs.IntVar(&o.Nodes, "nodes", o.Nodes, "kwok nodes in the host cluster")
+	setLogger := bindLogging(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	setLogger()
+	log := ctrl.Log.WithName("dev")
+	var err error
+	if assetsDir != "" {
+		o.Assets = controlplane.NewAssets(assetsDir)
+	} else if o.Assets, err = controlplane.DefaultAssets(); err != nil {
+		return err
+	}
+	if o.StateDir, err = filepath.Abs(o.StateDir); err != nil {
+		return err
+	}
+	if _, err := os.Stat(o.StateDir); err == nil {
+		return fmt.Errorf("--state-dir %s exists: another podbridge dev may be running (remove the folder if not)", o.StateDir)
+	}
+	defer os.RemoveAll(topmostMissing(o.StateDir))
+
+	started := time.Now()
+	env, err := devenv.Start(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		log.Info("Stopping podbridge and both control planes")
+		if err := env.Stop(); err != nil {
+			log.Error(err, "Stopped with errors")
+		}
+	}()
+	if err := os.WriteFile(filepath.Join(o.StateDir, "ready"), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644); err != nil {
+		return err
+	}
+	log.Info("Ready", "after", time.Since(started).Round(100*time.Millisecond))
+	fmt.Printf(`
+podbridge dev is ready: virtual cluster %q, host namespace %q.
+In another terminal:
+
+  export VIRTUAL=%[3]s/virtual.kubeconfig HOST=%[3]s/host.kubeconfig
+  kubectl --kubeconfig $VIRTUAL create deployment web --image=nginx --replicas=3
+  kubectl --kubeconfig $VIRTUAL get deployment,pods -o wide
+  kubectl --kubeconfig $HOST get pods -A -o wide
+
+Logs are in %[3]s/logs. Press Ctrl-C to stop everything.
+`, o.Translate.VCluster, o.Translate.HostNamespace, o.StateDir)
+
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-env.Err():
+		return fmt.Errorf("podbridge stopped: %w", err)
+	}
+}
+
+// topmostMissing returns the highest folder of path that does not exist yet:
+// what `podbridge dev` creates, and so removes on exit.
+func topmostMissing(path string) string {
+	for {
+		parent := filepath.Dir(path)
+		if _, err := os.Stat(parent); err == nil || parent == path {
+			return path
+		}
+		path = parent
+	}
+}

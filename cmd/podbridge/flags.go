@@ -1,0 +1,72 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/podbridge/podbridge/internal/kube"
+	"github.com/podbridge/podbridge/translate"
+)
+
+// clusterFlags are the flags the webhook and the reflector share: where the
+// two clusters are and how the virtual cluster maps onto the host.
+type clusterFlags struct {
+	hostKubeconfig, virtualKubeconfig string
+	translate                         translate.Config
+	qps                               float64
+	burst                             int
+	metricsAddr, healthAddr           string
+}
+
+func (f *clusterFlags) bind(fs *flag.FlagSet) {
+	fs.StringVar(&f.hostKubeconfig, "host-kubeconfig", "", "kubeconfig of the host cluster (empty: in-cluster configuration)")
+	fs.StringVar(&f.virtualKubeconfig, "virtual-kubeconfig", "", "kubeconfig of the virtual cluster (required)")
+	fs.StringVar(&f.translate.HostNamespace, "host-namespace", "", "host namespace that receives the virtual cluster's pods (required)")
+	fs.StringVar(&f.translate.VCluster, "vcluster-name", "", "name of the virtual cluster, unique in the host namespace (required)")
+	fs.StringVar(&f.translate.HostServiceAccount, "host-service-account", "default", "host service account that host pods run as; its token is never mounted")
+	fs.Float64Var(&f.qps, "kube-api-qps", float64(kube.DefaultLimits.QPS), "client-side queries per second to each apiserver")
+	fs.IntVar(&f.burst, "kube-api-burst", kube.DefaultLimits.Burst, "client-side burst to each apiserver")
+	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
+	fs.StringVar(&f.healthAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints (0 disables them)")
+}
+
+// configs validates the flags and loads both clusters' client configurations.
+func (f *clusterFlags) configs(component string) (host, virtual *rest.Config, err error) {
+	var errs []error
+	if f.virtualKubeconfig == "" {
+		errs = append(errs, errors.New("--virtual-kubeconfig is required"))
+	}
+	if f.translate.HostNamespace == "" {
+		errs = append(errs, errors.New("--host-namespace is required"))
+	}
+	if f.translate.VCluster == "" {
+		errs = append(errs, errors.New("--vcluster-name is required"))
+	}
+	if f.translate.HostServiceAccount == "" {
+		errs = append(errs, errors.New("--host-service-account must not be empty"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, nil, err
+	}
+	limits := kube.Limits{QPS: float32(f.qps), Burst: f.burst}
+	userAgent := "podbridge-" + component
+	if host, err = kube.Load(f.hostKubeconfig, limits, userAgent); err != nil {
+		return nil, nil, fmt.Errorf("--host-kubeconfig: %w", err)
+	}
+	if virtual, err = kube.Load(f.virtualKubeconfig, limits, userAgent); err != nil {
+		return nil, nil, fmt.Errorf("--virtual-kubeconfig: %w", err)
+	}
+	return host, virtual, nil
+}
+
+// bindLogging adds the zap flags and returns a function that installs the logger.
+func bindLogging(fs *flag.FlagSet) func() {
+	opts := zap.Options{}
+	opts.BindFlags(fs)
+	return func() { ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts))) }
+}

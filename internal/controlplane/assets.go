@@ -1,0 +1,66 @@
+package controlplane
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// KubernetesVersion is the version `make k8s-bins` builds; it names the
+// folder under bin/k8s.
+const KubernetesVersion = "v1.37.2"
+
+// Assets finds the control-plane binaries: first in KUBEBUILDER_ASSETS (a
+// user's own binaries), then in dir.
+type Assets struct {
+	dirs []string
+}
+
+// NewAssets looks in KUBEBUILDER_ASSETS, then in dir.
+func NewAssets(dir string) Assets {
+	var dirs []string
+	if env := os.Getenv("KUBEBUILDER_ASSETS"); env != "" {
+		dirs = append(dirs, env)
+	}
+	return Assets{dirs: append(dirs, dir)}
+}
+
+// DefaultAssets looks in KUBEBUILDER_ASSETS, then in bin/k8s/<version> of
+// the podbridge checkout that holds the working directory.
+func DefaultAssets() (Assets, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return Assets{}, err
+	}
+	return NewAssets(filepath.Join(root, "bin", "k8s", KubernetesVersion)), nil
+}
+
+// Path returns the path of binary name.
+func (a Assets) Path(name string) (string, error) {
+	for _, dir := range a.dirs {
+		p := filepath.Join(dir, name)
+		if info, err := os.Stat(p); err == nil && !info.IsDir() {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found in %v: run `make k8s-bins`", name, a.dirs)
+}
+
+// moduleRoot walks up from the working directory to the folder with go.mod.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory: set KUBEBUILDER_ASSETS to the control-plane binaries")
+		}
+		dir = parent
+	}
+}

@@ -1,0 +1,335 @@
+package controlplane
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/podbridge/podbridge/internal/kube"
+)
+
+//go:embed kwok-stages.yaml
+var kwokStages []byte
+
+const stopTimeout = 15 * time.Second
+
+// Plane is one running control plane.
+type Plane struct {
+	// Name is "host" or "virtual".
+	Name string
+	// Config authenticates as a cluster administrator.
+	Config *rest.Config
+	// Kubeconfig is the path of a kubeconfig file for Config.
+	Kubeconfig string
+	// CAFile holds the apiserver's serving CA.
+	CAFile string
+
+	env   *envtest.Environment
+	procs []*process
+}
+
+// Options configure a control plane.
+type Options struct {
+	Assets Assets
+	// Dir receives the kubeconfig, certificates and component logs.
+	Dir string
+	// Nodes is how many kwok nodes the host has (host only).
+	Nodes int
+	// PodsPerNode is each kwok node's pod capacity (host only).
+	PodsPerNode int
+}
+
+// StartHost starts a host control plane: etcd, kube-apiserver (with the
+// ServiceAccount admission plugin, as real clusters have), kube-scheduler
+// and kwok managing opts.Nodes fake nodes.
+func StartHost(ctx context.Context, opts Options) (p *Plane, err error) {
+	p, err = startAPIServer("host", opts)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, p.Stop())
+		}
+	}()
+	logs := filepath.Join(opts.Dir, "logs")
+	scheduler, err := opts.Assets.Path("kube-scheduler")
+	if err != nil {
+		return p, err
+	}
+	if err := p.start("kube-scheduler", scheduler, logs, nil,
+		"--kubeconfig="+p.Kubeconfig,
+		"--authentication-kubeconfig="+p.Kubeconfig,
+		"--authorization-kubeconfig="+p.Kubeconfig,
+		"--secure-port=0",
+		"--leader-elect=false",
+	); err != nil {
+		return p, err
+	}
+
+	kwok, err := opts.Assets.Path("kwok")
+	if err != nil {
+		return p, err
+	}
+	kwokDir := filepath.Join(opts.Dir, "kwok")
+	stages := filepath.Join(kwokDir, "stages.yaml")
+	if err := os.MkdirAll(kwokDir, 0o755); err != nil {
+		return p, err
+	}
+	if err := os.WriteFile(stages, kwokStages, 0o644); err != nil {
+		return p, fmt.Errorf("writing kwok stages: %w", err)
+	}
+	// kwok also reads $KWOK_WORKDIR/kwok.yaml: point it at our own folder
+	// so a user's ~/.kwok cannot change the control plane.
+	if err := p.start("kwok", kwok, logs, []string{"KWOK_WORKDIR=" + kwokDir},
+		"--kubeconfig="+p.Kubeconfig,
+		"--manage-all-nodes",
+		"--config="+stages,
+		"--cidr=10.244.0.0/16",
+	); err != nil {
+		return p, err
+	}
+	if err := p.createNodes(ctx, opts); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+// StartVirtual starts a virtual control plane: etcd, kube-apiserver (with
+// ServiceAccount admission) and kube-controller-manager without a node
+// lifecycle controller (virtual nodes have no kubelet; podbridge keeps
+// their status). There is no scheduler: podbridge binds virtual pods.
+func StartVirtual(ctx context.Context, opts Options) (p *Plane, err error) {
+	p, err = startAPIServer("virtual", opts)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, p.Stop())
+		}
+	}()
+	kcm, err := opts.Assets.Path("kube-controller-manager")
+	if err != nil {
+		return p, err
+	}
+	certDir := p.env.ControlPlane.APIServer.CertDir
+	if err := p.start("kube-controller-manager", kcm, filepath.Join(opts.Dir, "logs"), nil,
+		"--kubeconfig="+p.Kubeconfig,
+		"--authentication-kubeconfig="+p.Kubeconfig,
+		"--authorization-kubeconfig="+p.Kubeconfig,
+		"--secure-port=0",
+		"--leader-elect=false",
+		"--controllers=*,-node-lifecycle-controller,-node-ipam-controller",
+		"--service-account-private-key-file="+filepath.Join(certDir, "sa-signer.key"),
+		"--root-ca-file="+p.CAFile,
+		"--use-service-account-credentials=false",
+	); err != nil {
+		return p, err
+	}
+	return p, p.waitForDefaultServiceAccount(ctx)
+}
+
+func startAPIServer(name string, opts Options) (*Plane, error) {
+	apiserver, err := opts.Assets.Path("kube-apiserver")
+	if err != nil {
+		return nil, err
+	}
+	etcd, err := opts.Assets.Path("etcd")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", opts.Dir, err)
+	}
+	env := &envtest.Environment{
+		ControlPlane: envtest.ControlPlane{
+			APIServer: &envtest.APIServer{Path: apiserver, StartTimeout: time.Minute, StopTimeout: stopTimeout},
+			Etcd:      &envtest.Etcd{Path: etcd, StartTimeout: time.Minute, StopTimeout: stopTimeout},
+		},
+	}
+	// envtest turns ServiceAccount admission off; real clusters have it on.
+	env.ControlPlane.GetAPIServer().Configure().Disable("disable-admission-plugins")
+	if _, err := env.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s apiserver: %w", name, err)
+	}
+	p := &Plane{Name: name, env: env}
+	admin, err := env.AddUser(envtest.User{Name: "podbridge-dev-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return p, errors.Join(fmt.Errorf("provisioning %s admin: %w", name, err), p.Stop())
+	}
+	p.Config = admin.Config()
+	kubeconfig, err := admin.KubeConfig()
+	if err != nil {
+		return p, errors.Join(fmt.Errorf("writing %s kubeconfig: %w", name, err), p.Stop())
+	}
+	p.Kubeconfig = filepath.Join(opts.Dir, name+".kubeconfig")
+	p.CAFile = filepath.Join(opts.Dir, name+"-ca.crt")
+	if err := os.WriteFile(p.Kubeconfig, kubeconfig, 0o600); err != nil {
+		return p, errors.Join(err, p.Stop())
+	}
+	if err := os.WriteFile(p.CAFile, env.ControlPlane.APIServer.SecureServing.CA, 0o644); err != nil {
+		return p, errors.Join(err, p.Stop())
+	}
+	return p, nil
+}
+
+func (p *Plane) start(name, path, logDir string, env []string, args ...string) error {
+	proc, err := startProcess(p.Name+"-"+name, path, args, env, logDir)
+	if err != nil {
+		return err
+	}
+	p.procs = append(p.procs, proc)
+	return nil
+}
+
+// Stop stops every component, the ones podbridge started first.
+func (p *Plane) Stop() error {
+	if p == nil {
+		return nil
+	}
+	var errs []error
+	for i := len(p.procs) - 1; i >= 0; i-- {
+		errs = append(errs, p.procs[i].stop(stopTimeout))
+	}
+	p.procs = nil
+	if p.env != nil {
+		errs = append(errs, p.env.Stop())
+	}
+	return errors.Join(errs...)
+}
+
+// Check reports a component that has exited.
+func (p *Plane) Check() error {
+	var errs []error
+	for _, proc := range p.procs {
+		errs = append(errs, proc.exited())
+	}
+	return errors.Join(errs...)
+}
+
+// createNodes registers the kwok nodes and waits until kwok reports them Ready.
+func (p *Plane) createNodes(ctx context.Context, opts Options) error {
+	c, err := client.New(p.Config, client.Options{Scheme: kube.Scheme})
+	if err != nil {
+		return err
+	}
+	for i := range opts.Nodes {
+		node := fakeNode(fmt.Sprintf("kwok-node-%d", i), i, opts.PodsPerNode)
+		if err := c.Create(ctx, node); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating node %s: %w", node.Name, err)
+		}
+	}
+	err = p.poll(ctx, "kwok nodes to become Ready", func(ctx context.Context) (bool, error) {
+		nodes := &corev1.NodeList{}
+		if err := c.List(ctx, nodes); err != nil {
+			return false, nil //nolint:nilerr // the apiserver may still be warming up.
+		}
+		ready := 0
+		for _, n := range nodes.Items {
+			for _, cond := range n.Status.Conditions {
+				if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+					ready++
+				}
+			}
+		}
+		return ready >= opts.Nodes, nil
+	})
+	if err != nil {
+		return err
+	}
+	return untaintReadyNodes(ctx, c)
+}
+
+// untaintReadyNodes removes the not-ready taint the apiserver puts on new
+// nodes, as the node lifecycle controller of a real host's controller
+// manager would once the node reports Ready; the host here runs none.
+func untaintReadyNodes(ctx context.Context, c client.Client) error {
+	nodes := &corev1.NodeList{}
+	if err := c.List(ctx, nodes); err != nil {
+		return fmt.Errorf("listing nodes: %w", err)
+	}
+	for i := range nodes.Items {
+		node := &nodes.Items[i]
+		patch := client.MergeFrom(node.DeepCopy())
+		node.Spec.Taints = slices.DeleteFunc(node.Spec.Taints, func(t corev1.Taint) bool {
+			return t.Key == corev1.TaintNodeNotReady || t.Key == corev1.TaintNodeUnreachable
+		})
+		if err := c.Patch(ctx, node, patch); err != nil {
+			return fmt.Errorf("removing not-ready taint from %s: %w", node.Name, err)
+		}
+	}
+	return nil
+}
+
+func fakeNode(name string, index, pods int) *corev1.Node {
+	capacity := corev1.ResourceList{
+		corev1.ResourceCPU:    resource.MustParse("64"),
+		corev1.ResourceMemory: resource.MustParse("256Gi"),
+		corev1.ResourcePods:   *resource.NewQuantity(int64(pods), resource.DecimalSI),
+	}
+	return &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: name,
+			Labels: map[string]string{
+				"kubernetes.io/hostname": name,
+				"kubernetes.io/os":       "linux",
+				"kubernetes.io/arch":     "amd64",
+				"type":                   "kwok",
+			},
+		},
+		Spec: corev1.NodeSpec{PodCIDR: fmt.Sprintf("10.244.%d.0/24", index), PodCIDRs: []string{fmt.Sprintf("10.244.%d.0/24", index)}},
+		Status: corev1.NodeStatus{
+			Capacity:    capacity,
+			Allocatable: capacity,
+			Addresses: []corev1.NodeAddress{
+				{Type: corev1.NodeInternalIP, Address: fmt.Sprintf("192.0.2.%d", 10+index)},
+				{Type: corev1.NodeHostName, Address: name},
+			},
+		},
+	}
+}
+
+// waitForDefaultServiceAccount waits until the controller manager has
+// created the default namespace's service account: before that, every pod
+// create fails ServiceAccount admission.
+func (p *Plane) waitForDefaultServiceAccount(ctx context.Context) error {
+	c, err := client.New(p.Config, client.Options{Scheme: kube.Scheme})
+	if err != nil {
+		return err
+	}
+	return p.poll(ctx, "the default service account", func(ctx context.Context) (bool, error) {
+		err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "default"}, &corev1.ServiceAccount{})
+		return err == nil, nil
+	})
+}
+
+// poll waits for condition, failing fast when a component has exited.
+func (p *Plane) poll(ctx context.Context, what string, condition wait.ConditionWithContextFunc) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		if err := p.Check(); err != nil {
+			return false, err
+		}
+		return condition(ctx)
+	})
+	if err != nil {
+		return fmt.Errorf("%s control plane: waiting for %s: %w", p.Name, what, err)
+	}
+	return nil
+}

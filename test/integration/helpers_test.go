@@ -1,0 +1,86 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/podbridge/podbridge/translate"
+)
+
+// eventually waits up to timeout for condition, failing the test with the
+// last state it described.
+func eventually(t *testing.T, timeout time.Duration, what string, condition func(ctx context.Context) (bool, string)) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	last := ""
+	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		var ok bool
+		ok, last = condition(ctx)
+		return ok, nil
+	})
+	if err != nil {
+		t.Fatalf("%s: not within %s; last seen: %s", what, timeout, last)
+	}
+}
+
+// namespace creates a fresh virtual namespace for one test and waits for
+// its default service account (ServiceAccount admission needs it).
+func namespace(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "t-"}}
+	if err := virtualClient.Create(ctx, ns); err != nil {
+		t.Fatalf("creating virtual namespace: %v", err)
+	}
+	eventually(t, 30*time.Second, "default service account in "+ns.Name, func(ctx context.Context) (bool, string) {
+		err := virtualClient.Get(ctx, client.ObjectKey{Namespace: ns.Name, Name: "default"}, &corev1.ServiceAccount{})
+		return err == nil, fmt.Sprint(err)
+	})
+	return ns.Name
+}
+
+func simplePod(namespace, name string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: map[string]string{"app": name}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx"}}},
+	}
+}
+
+func hostKey(virtual *corev1.Pod) client.ObjectKey {
+	cfg := env.Options.Translate
+	return client.ObjectKey{Namespace: cfg.HostNamespace, Name: translate.HostName(virtual.Name, virtual.Namespace, cfg.VCluster)}
+}
+
+func getHostPod(ctx context.Context, virtual *corev1.Pod) (*corev1.Pod, error) {
+	host := &corev1.Pod{}
+	err := hostClient.Get(ctx, hostKey(virtual), host)
+	return host, err
+}
+
+func isReady(pod *corev1.Pod) bool {
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// waitGone waits until obj no longer exists in c.
+func waitGone(t *testing.T, c client.Client, obj client.Object, timeout time.Duration) {
+	t.Helper()
+	key := client.ObjectKeyFromObject(obj)
+	eventually(t, timeout, fmt.Sprintf("%T %s to be gone", obj, key), func(ctx context.Context) (bool, string) {
+		err := c.Get(ctx, key, obj.DeepCopyObject().(client.Object))
+		return apierrors.IsNotFound(err), fmt.Sprint(err)
+	})
+}
