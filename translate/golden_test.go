@@ -14,11 +14,21 @@ import (
 
 var update = flag.Bool("update", false, "rewrite testdata/*.output.yaml from the current translation")
 
-var goldenConfig = Config{VCluster: "vc1", HostNamespace: "host-ns", HostServiceAccount: "workload"}
+var goldenConfig = Config{
+	VCluster:           "vc1",
+	HostNamespace:      "host-ns",
+	HostServiceAccount: "workload",
+	APIServerHost:      "10.96.0.10",
+	APIServerPort:      443,
+	DNSNameserver:      "10.96.0.53",
+	NodeSelector:       map[string]string{"pool": "tenants"},
+	Tolerations:        []corev1.Toleration{{Key: "tenants", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},
+	PriorityClasses:    []string{"tenant-high"},
+}
 
 // TestHostPodGolden translates each testdata/NAME.input.yaml (a virtual pod
-// as the webhook sees it) and compares the host pod with NAME.output.yaml,
-// or the refusal with NAME.error.txt.
+// as the webhook sees it) and compares the host pod and its dependencies
+// with NAME.output.yaml, or the refusal with NAME.error.txt (one error a line).
 func TestHostPodGolden(t *testing.T) {
 	inputs, err := filepath.Glob("testdata/*.input.yaml")
 	if err != nil || len(inputs) == 0 {
@@ -35,14 +45,16 @@ func TestHostPodGolden(t *testing.T) {
 			if err := yaml.UnmarshalStrict(raw, virtual); err != nil {
 				t.Fatalf("decoding %s: %v", input, err)
 			}
-			host, errs := HostPod(virtual, goldenConfig, "00000000-0000-0000-0000-000000000001")
+			host, deps, errs := HostPod(virtual, goldenConfig, "00000000-0000-0000-0000-000000000001")
 			var got []byte
 			outFile := base + ".output.yaml"
 			if len(errs) > 0 {
 				outFile = base + ".error.txt"
-				got = []byte(errs.ToAggregate().Error() + "\n")
-			} else if got, err = yaml.Marshal(host); err != nil {
-				t.Fatal(err)
+				for _, e := range errs {
+					got = append(got, e.Error()+"\n"...)
+				}
+			} else {
+				got = marshalGolden(t, host, deps)
 			}
 			if *update {
 				if err := os.WriteFile(outFile, got, 0o644); err != nil {
@@ -59,4 +71,17 @@ func TestHostPodGolden(t *testing.T) {
 			}
 		})
 	}
+}
+
+func marshalGolden(t *testing.T, host *corev1.Pod, deps *Dependencies) []byte {
+	t.Helper()
+	pod, err := yaml.Marshal(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := yaml.Marshal(deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(append(pod, "---\n# dependencies\n"...), d...)
 }

@@ -2,9 +2,7 @@ package translate
 
 import (
 	"encoding/json"
-	"fmt"
 	"maps"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -12,110 +10,103 @@ import (
 	"k8s.io/utils/ptr"
 )
 
-// Config is what translation needs to know about the two clusters.
-type Config struct {
-	// VCluster is the virtual cluster's name, unique among the virtual
-	// clusters that share HostNamespace.
-	VCluster string
-	// HostNamespace receives every host pod of the virtual cluster.
-	HostNamespace string
-	// HostServiceAccount is the host service account host pods run as.
-	// Its token is never mounted: workloads talk to the virtual apiserver.
-	HostServiceAccount string
-}
+// Annotations on host pods beyond the pair's identity (see keys.go).
+const (
+	// AnnotationOwnerReferences keeps the virtual pod's owner references as
+	// JSON: host objects must not point at virtual owners, but operators
+	// can still see them.
+	AnnotationOwnerReferences = Prefix + "owner-references"
+	// AnnotationServiceAccount holds the virtual service account name, for
+	// downward-API references to spec.serviceAccountName.
+	AnnotationServiceAccount = Prefix + "service-account"
+)
 
-// Validate reports configuration errors by flag-like field name.
-func (c Config) Validate() error {
-	var errs field.ErrorList
-	for name, value := range map[string]string{"vcluster": c.VCluster, "hostNamespace": c.HostNamespace, "hostServiceAccount": c.HostServiceAccount} {
-		if value == "" {
-			errs = append(errs, field.Required(field.NewPath(name), "must be set"))
-		}
+// HostPod translates a named virtual pod into the host pod that runs it and
+// the objects that must exist on the host first. syncID identifies the pair
+// (see AnnotationSyncID). Input the host cannot run safely, or that
+// podbridge cannot carry, is refused with errors naming the virtual field.
+func HostPod(virtual *corev1.Pod, cfg Config, syncID string) (*corev1.Pod, *Dependencies, field.ErrorList) {
+	t := &podTranslator{cfg: cfg, pod: virtual, deps: &Dependencies{}}
+	t.errs = validateMetadata(virtual)
+	spec := t.spec(field.NewPath("spec"))
+	if len(t.errs) > 0 {
+		return nil, nil, t.errs
 	}
-	return errs.ToAggregate()
-}
-
-// AnnotationOwnerReferences keeps the virtual pod's owner references on the
-// host pod as JSON: host objects must not point at virtual owners, but the
-// information stays readable for operators.
-const AnnotationOwnerReferences = Prefix + "owner-references"
-
-// serviceAccountTokenVolumePrefix names the projected volume the virtual
-// apiserver's ServiceAccount admission adds to every pod.
-const serviceAccountTokenVolumePrefix = "kube-api-access-"
-
-// HostPod translates a named virtual pod into the host pod that runs it.
-// syncID identifies the pair (see AnnotationSyncID). Input the host cannot
-// run safely or that podbridge cannot carry yet is refused with errors that
-// name the virtual pod's field.
-func HostPod(virtual *corev1.Pod, cfg Config, syncID string) (*corev1.Pod, field.ErrorList) {
-	errs := validateVirtualPod(virtual)
-	if len(errs) > 0 {
-		return nil, errs
-	}
-	vspec := &virtual.Spec
 	host := &corev1.Pod{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        HostName(virtual.Name, virtual.Namespace, cfg.VCluster),
 			Namespace:   cfg.HostNamespace,
-			Labels:      hostLabels(virtual, cfg),
+			Labels:      hostLabels(virtual.Labels, virtual.Namespace, cfg),
 			Annotations: hostAnnotations(virtual, cfg, syncID),
 		},
-		Spec: corev1.PodSpec{
-			Hostname:                      Hostname(virtual.Name),
-			Subdomain:                     vspec.Subdomain,
-			ServiceAccountName:            cfg.HostServiceAccount,
-			AutomountServiceAccountToken:  ptr.To(false),
-			EnableServiceLinks:            ptr.To(false),
-			RestartPolicy:                 vspec.RestartPolicy,
-			TerminationGracePeriodSeconds: vspec.TerminationGracePeriodSeconds,
-			ActiveDeadlineSeconds:         vspec.ActiveDeadlineSeconds,
-			NodeSelector:                  maps.Clone(vspec.NodeSelector),
-			Tolerations:                   vspec.Tolerations,
-			Affinity:                      vspec.Affinity,
-			SchedulingGates:               vspec.SchedulingGates,
-			SecurityContext:               vspec.SecurityContext,
-			DNSPolicy:                     vspec.DNSPolicy,
-			DNSConfig:                     vspec.DNSConfig,
-			ReadinessGates:                vspec.ReadinessGates,
-			RuntimeClassName:              vspec.RuntimeClassName,
-			Overhead:                      vspec.Overhead,
-			Resources:                     vspec.Resources,
-			OS:                            vspec.OS,
-			HostUsers:                     vspec.HostUsers,
-			ShareProcessNamespace:         vspec.ShareProcessNamespace,
-			HostAliases:                   vspec.HostAliases,
-			PreemptionPolicy:              vspec.PreemptionPolicy,
-		},
+		Spec: spec,
 	}
-	dropped := map[string]bool{}
-	for _, v := range vspec.Volumes {
-		if strings.HasPrefix(v.Name, serviceAccountTokenVolumePrefix) && v.Projected != nil {
-			dropped[v.Name] = true
-			continue
-		}
-		hv := v.DeepCopy()
-		if hv.DownwardAPI != nil {
-			for i := range hv.DownwardAPI.Items {
-				rewriteFieldRef(hv.DownwardAPI.Items[i].FieldRef)
-			}
-		}
-		host.Spec.Volumes = append(host.Spec.Volumes, *hv)
-	}
-	host.Spec.InitContainers = hostContainers(vspec.InitContainers, dropped)
-	host.Spec.Containers = hostContainers(vspec.Containers, dropped)
-	return host, nil
+	return host, t.deps, nil
 }
 
-func hostLabels(virtual *corev1.Pod, cfg Config) map[string]string {
-	labels := maps.Clone(virtual.Labels)
+// podTranslator carries one translation's state: the errors found and the
+// host objects the pod depends on.
+type podTranslator struct {
+	cfg  Config
+	pod  *corev1.Pod
+	deps *Dependencies
+	errs field.ErrorList
+}
+
+func (t *podTranslator) spec(path *field.Path) corev1.PodSpec {
+	v := &t.pod.Spec
+	if v.NodeName != "" {
+		t.errs = append(t.errs, field.Forbidden(path.Child("nodeName"), "the host scheduler places pods; use nodeSelector or affinity instead"))
+	}
+	for i := range v.ResourceClaims {
+		t.errs = append(t.errs, field.Forbidden(path.Child("resourceClaims").Index(i), "podbridge does not carry dynamic resource claims to the host"))
+	}
+	hostname := v.Hostname
+	if hostname == "" {
+		hostname = Hostname(t.pod.Name)
+	}
+	spec := corev1.PodSpec{
+		Hostname:                      hostname,
+		Subdomain:                     v.Subdomain,
+		SetHostnameAsFQDN:             v.SetHostnameAsFQDN,
+		ServiceAccountName:            t.cfg.HostServiceAccount,
+		AutomountServiceAccountToken:  ptr.To(false),
+		EnableServiceLinks:            ptr.To(false),
+		RestartPolicy:                 v.RestartPolicy,
+		TerminationGracePeriodSeconds: v.TerminationGracePeriodSeconds,
+		ActiveDeadlineSeconds:         v.ActiveDeadlineSeconds,
+		SchedulingGates:               v.SchedulingGates,
+		SecurityContext:               v.SecurityContext.DeepCopy(),
+		HostAliases:                   v.HostAliases,
+		ShareProcessNamespace:         v.ShareProcessNamespace,
+		RuntimeClassName:              v.RuntimeClassName,
+		Resources:                     v.Resources.DeepCopy(),
+		OS:                            v.OS,
+		HostUsers:                     v.HostUsers,
+		ImagePullSecrets:              t.imagePullSecrets(path.Child("imagePullSecrets"), v.ImagePullSecrets),
+		Volumes:                       t.volumes(path.Child("volumes"), v.Volumes),
+		InitContainers:                t.containers(path.Child("initContainers"), v.InitContainers),
+		Containers:                    t.containers(path.Child("containers"), v.Containers),
+	}
+	// The host's own Priority admission sets priority from its class;
+	// a class outside the allow-list falls back to the host's default.
+	if v.PriorityClassName != "" && contains(t.cfg.PriorityClasses, v.PriorityClassName) {
+		spec.PriorityClassName = v.PriorityClassName
+	}
+	t.scheduling(path, &spec)
+	t.dns(&spec)
+	return spec
+}
+
+func hostLabels(virtual map[string]string, namespace string, cfg Config) map[string]string {
+	labels := maps.Clone(virtual)
 	if labels == nil {
 		labels = map[string]string{}
 	}
 	labels[LabelManagedBy] = ManagedByValue
 	labels[LabelVCluster] = cfg.VCluster
-	labels[LabelNamespace] = virtual.Namespace
+	labels[LabelNamespace] = namespace
 	return labels
 }
 
@@ -124,10 +115,12 @@ func hostAnnotations(virtual *corev1.Pod, cfg Config, syncID string) map[string]
 	if annotations == nil {
 		annotations = map[string]string{}
 	}
+	delete(annotations, AnnotationHostName)
 	annotations[AnnotationSyncID] = syncID
 	annotations[AnnotationName] = virtual.Name
 	annotations[AnnotationNamespace] = virtual.Namespace
 	annotations[AnnotationVCluster] = cfg.VCluster
+	annotations[AnnotationServiceAccount] = serviceAccountOf(virtual)
 	if len(virtual.OwnerReferences) > 0 {
 		// Marshalling plain API structs cannot fail.
 		owners, _ := json.Marshal(virtual.OwnerReferences)
@@ -136,46 +129,18 @@ func hostAnnotations(virtual *corev1.Pod, cfg Config, syncID string) map[string]
 	return annotations
 }
 
-// virtualFieldPaths maps downward-API paths whose host value differs to the
-// host annotation holding the virtual value.
-var virtualFieldPaths = map[string]string{
-	"metadata.name":      fmt.Sprintf("metadata.annotations['%s']", AnnotationName),
-	"metadata.namespace": fmt.Sprintf("metadata.annotations['%s']", AnnotationNamespace),
+func serviceAccountOf(pod *corev1.Pod) string {
+	if pod.Spec.ServiceAccountName != "" {
+		return pod.Spec.ServiceAccountName
+	}
+	return "default"
 }
 
-func hostContainers(virtual []corev1.Container, droppedVolumes map[string]bool) []corev1.Container {
-	if virtual == nil {
-		return nil
-	}
-	out := make([]corev1.Container, 0, len(virtual))
-	for i := range virtual {
-		c := *virtual[i].DeepCopy()
-		c.VolumeMounts = c.VolumeMounts[:0]
-		for _, m := range virtual[i].VolumeMounts {
-			if !droppedVolumes[m.Name] {
-				c.VolumeMounts = append(c.VolumeMounts, m)
-			}
+func contains(list []string, s string) bool {
+	for _, item := range list {
+		if item == s {
+			return true
 		}
-		if len(c.VolumeMounts) == 0 {
-			c.VolumeMounts = nil
-		}
-		for j := range c.Env {
-			if ref := c.Env[j].ValueFrom; ref != nil {
-				rewriteFieldRef(ref.FieldRef)
-			}
-		}
-		out = append(out, c)
 	}
-	return out
-}
-
-// rewriteFieldRef points a downward-API reference whose host value differs
-// at the host annotation holding the virtual value.
-func rewriteFieldRef(ref *corev1.ObjectFieldSelector) {
-	if ref == nil {
-		return
-	}
-	if path, ok := virtualFieldPaths[ref.FieldPath]; ok {
-		ref.FieldPath = path
-	}
+	return false
 }

@@ -1,0 +1,73 @@
+package translate
+
+import (
+	"fmt"
+	"net"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// Config is what translation needs to know about the two clusters.
+type Config struct {
+	// VCluster is the virtual cluster's name, unique among the virtual
+	// clusters that share HostNamespace.
+	VCluster string
+	// HostNamespace receives every host pod of the virtual cluster.
+	HostNamespace string
+	// HostServiceAccount is the host service account host pods run as.
+	// Its token is never mounted: workloads talk to the virtual apiserver.
+	HostServiceAccount string
+
+	// APIServerHost and APIServerPort are the virtual apiserver's address
+	// as host pods reach it; when set, containers get them as
+	// KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT.
+	APIServerHost string
+	APIServerPort int32
+	// DNSNameserver is the virtual cluster's DNS service address; when set,
+	// ClusterFirst pods resolve through it with the virtual search domains.
+	DNSNameserver string
+	// ClusterDomain is the virtual cluster's DNS domain (default cluster.local).
+	ClusterDomain string
+
+	// NodeSelector and Tolerations are enforced on every host pod, on top
+	// of what the tenant asked for.
+	NodeSelector map[string]string
+	Tolerations  []corev1.Toleration
+	// PriorityClasses may be used by tenants; other priority classes are
+	// stripped, so the host's default applies.
+	PriorityClasses []string
+}
+
+// Validate reports configuration errors by field name.
+func (c Config) Validate() error {
+	var errs field.ErrorList
+	for name, value := range map[string]string{"vcluster": c.VCluster, "hostNamespace": c.HostNamespace, "hostServiceAccount": c.HostServiceAccount} {
+		if value == "" {
+			errs = append(errs, field.Required(field.NewPath(name), "must be set"))
+		}
+	}
+	if c.VCluster != "" {
+		for _, msg := range validation.IsDNS1123Label(c.VCluster) {
+			errs = append(errs, field.Invalid(field.NewPath("vcluster"), c.VCluster, msg))
+		}
+	}
+	if c.DNSNameserver != "" && net.ParseIP(c.DNSNameserver) == nil {
+		errs = append(errs, field.Invalid(field.NewPath("dnsNameserver"), c.DNSNameserver, "must be an IP address"))
+	}
+	if (c.APIServerHost == "") != (c.APIServerPort == 0) {
+		errs = append(errs, field.Invalid(field.NewPath("apiServerPort"), c.APIServerPort, "apiServerHost and apiServerPort go together"))
+	}
+	if err := errs.ToAggregate(); err != nil {
+		return fmt.Errorf("invalid configuration: %w", err)
+	}
+	return nil
+}
+
+func (c Config) clusterDomain() string {
+	if c.ClusterDomain == "" {
+		return "cluster.local"
+	}
+	return c.ClusterDomain
+}
