@@ -36,8 +36,9 @@ var (
 type PodMutator struct {
 	// Host creates and reads host pods in the host namespace.
 	Host client.Client
-	// Virtual reads virtual pods, to tell a stale host pod from a live one.
-	Virtual client.Reader
+	// Virtual reads virtual pods (to tell a stale host pod from a live
+	// one), ConfigMaps and Secrets, and requests service-account tokens.
+	Virtual client.Client
 	// Config is the translation configuration.
 	Config translate.Config
 	// Policy refuses pods that break the configured Pod Security level.
@@ -54,9 +55,23 @@ var _ admission.Handler = &PodMutator{}
 
 // Handle admits a pod create by creating its host pod first.
 func (m *PodMutator) Handle(ctx context.Context, req admission.Request) admission.Response {
+	resp := m.handle(ctx, req)
+	outcome, reason := "admitted", ""
+	if !resp.Allowed {
+		outcome, reason = "refused", string(resp.Result.Reason)
+		if resp.Result.Code >= 500 {
+			outcome = "error"
+		}
+	}
+	admissionsTotal.WithLabelValues(outcome, reason).Inc()
+	return resp
+}
+
+func (m *PodMutator) handle(ctx context.Context, req admission.Request) admission.Response {
 	if req.Operation != admissionv1.Create || req.Resource.Resource != "pods" || req.SubResource != "" {
 		return admission.Allowed("podbridge acts only on pod creation")
 	}
+	start := time.Now()
 	virtual := &corev1.Pod{}
 	if err := decoder.DecodeRaw(req.Object, virtual); err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding pod: %w", err))
@@ -71,27 +86,37 @@ func (m *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 		}
 		mutated.Name = GenerateName(mutated.GenerateName, m.NameSuffix())
 	}
-	log := logf.FromContext(ctx).WithValues("pod", klogRef(mutated), "dryRun", isDryRun(req))
+	log := logf.FromContext(ctx).WithValues("pod", mutated.Namespace+"/"+mutated.Name, "dryRun", isDryRun(req))
 
 	if msg := m.Policy.Check(mutated); msg != "" {
 		return deny(http.StatusForbidden, metav1.StatusReasonForbidden, fmt.Sprintf("pod %q is forbidden: %s", mutated.Name, msg))
 	}
-
 	syncID, reinvoked := mutated.Annotations[translate.AnnotationSyncID]
 	if !reinvoked {
 		syncID = m.NewSyncID()
 	}
-	host, errs := translate.HostPod(mutated, m.Config, syncID)
+	host, deps, errs := translate.HostPod(mutated, m.Config, syncID)
 	if len(errs) > 0 {
 		return invalid(mutated, errs...)
 	}
+	host.Annotations[annotationAdmissionUID] = string(req.UID)
+	start = observeStage(stageTranslate, start)
 
 	hostCtx, cancel := context.WithTimeout(ctx, m.HostTimeout)
 	defer cancel()
-	if err := m.ensureHostPod(hostCtx, host, reinvoked, isDryRun(req)); err != nil {
+	if !isDryRun(req) {
+		if err := m.ensureDependencies(hostCtx, mutated, deps); err != nil {
+			log.Info("Refused pod: host dependencies not created", "hostPod", host.Name, "error", err.Error())
+			return hostErrorResponse(err, mutated, host.Name)
+		}
+		start = observeStage(stageDependencies, start)
+	}
+	syncID, err := m.ensureHostPod(hostCtx, host, reinvoked, isDryRun(req))
+	if err != nil {
 		log.Info("Refused pod: host pod not created", "hostPod", host.Name, "error", err.Error())
 		return hostErrorResponse(err, mutated, host.Name)
 	}
+	observeStage(stageHostCreate, start)
 	log.V(1).Info("Created host pod", "hostPod", host.Name, "syncID", syncID)
 
 	if mutated.Annotations == nil {
@@ -102,46 +127,55 @@ func (m *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 	return patchResponse(req.Object.Raw, mutated)
 }
 
+// annotationAdmissionUID records on the host pod the admission request that
+// created it: the apiserver retries a request with the same UID, and the
+// retry must find its host pod rather than make another.
+const annotationAdmissionUID = translate.Prefix + "admission-uid"
+
 // ensureHostPod creates host, or finds that it exists already for the same
-// pod (a retried or re-invoked admission). A host pod of the same name whose
-// virtual pod is gone is stale (its admission failed after podbridge said
-// yes) and is replaced.
-func (m *PodMutator) ensureHostPod(ctx context.Context, host *corev1.Pod, reinvoked, dryRun bool) error {
-	var opts []client.CreateOption
+// pod: a re-invocation (the pod carries the host pod's sync ID) or a retry
+// of the same admission request. It returns the sync ID of the host pod in
+// place. A host pod of the same name whose virtual pod is gone is stale
+// (its admission failed after podbridge said yes) and is replaced.
+func (m *PodMutator) ensureHostPod(ctx context.Context, host *corev1.Pod, reinvoked, dryRun bool) (string, error) {
+	syncID := host.Annotations[translate.AnnotationSyncID]
+	opts := []client.CreateOption{client.FieldOwner(FieldManager)}
 	if dryRun {
 		opts = append(opts, client.DryRunAll)
 	}
-	opts = append(opts, client.FieldOwner(FieldManager))
 	err := m.Host.Create(ctx, host.DeepCopy(), opts...)
 	if !apierrors.IsAlreadyExists(err) {
-		return err
+		return syncID, err
 	}
 	existing := &corev1.Pod{}
 	if err := m.Host.Get(ctx, client.ObjectKeyFromObject(host), existing); err != nil {
-		return fmt.Errorf("reading existing host pod: %w", err)
+		return "", fmt.Errorf("reading existing host pod: %w", err)
 	}
-	syncID := host.Annotations[translate.AnnotationSyncID]
-	if existing.Annotations[translate.AnnotationSyncID] == syncID {
-		return nil
-	}
-	if reinvoked {
-		return apierrors.NewForbidden(podResource, host.Annotations[translate.AnnotationName],
+	switch {
+	case existing.Annotations[translate.AnnotationVCluster] != m.Config.VCluster:
+		return "", apierrors.NewConflict(podResource, host.Annotations[translate.AnnotationName], fmt.Errorf("its host pod name is taken in the host namespace"))
+	case existing.Annotations[translate.AnnotationSyncID] == syncID:
+		return syncID, nil
+	case existing.Annotations[annotationAdmissionUID] == host.Annotations[annotationAdmissionUID]:
+		return existing.Annotations[translate.AnnotationSyncID], nil
+	case reinvoked:
+		return "", apierrors.NewForbidden(podResource, host.Annotations[translate.AnnotationName],
 			fmt.Errorf("annotation %s does not match the pod's host pod", translate.AnnotationSyncID))
 	}
 	live, err := m.virtualPodExists(ctx, existing)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if live {
-		return apierrors.NewAlreadyExists(podResource, host.Annotations[translate.AnnotationName])
+		return "", apierrors.NewAlreadyExists(podResource, host.Annotations[translate.AnnotationName])
 	}
 	if dryRun {
-		return nil // a real create would replace the stale pod; nothing to check beyond that.
+		return syncID, nil // a real create would replace the stale pod.
 	}
 	if err := m.Host.Delete(ctx, existing, client.Preconditions{UID: &existing.UID}, client.GracePeriodSeconds(0)); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("deleting stale host pod: %w", err)
+		return "", fmt.Errorf("deleting stale host pod: %w", err)
 	}
-	return m.Host.Create(ctx, host.DeepCopy(), opts...)
+	return syncID, m.Host.Create(ctx, host.DeepCopy(), opts...)
 }
 
 // virtualPodExists reports whether the virtual pod that host pod belongs to
@@ -171,10 +205,6 @@ func GenerateName(prefix, suffix string) string {
 
 func isDryRun(req admission.Request) bool {
 	return req.DryRun != nil && *req.DryRun
-}
-
-func klogRef(pod *corev1.Pod) string {
-	return pod.Namespace + "/" + pod.Name
 }
 
 func invalid(pod *corev1.Pod, errs ...*field.Error) admission.Response {

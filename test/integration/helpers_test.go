@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -23,8 +24,10 @@ func eventually(t *testing.T, timeout time.Duration, what string, condition func
 	defer cancel()
 	last := ""
 	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		var ok bool
-		ok, last = condition(ctx)
+		ok, seen := condition(ctx)
+		if ctx.Err() == nil {
+			last = seen // not the deadline's own error
+		}
 		return ok, nil
 	})
 	if err != nil {
@@ -84,3 +87,5 @@ func waitGone(t *testing.T, c client.Client, obj client.Object, timeout time.Dur
 		return apierrors.IsNotFound(err), fmt.Sprint(err)
 	})
 }
+
+func runtimeRaw(raw []byte) runtime.RawExtension { return runtime.RawExtension{Raw: raw} }

@@ -1,0 +1,378 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/podbridge/podbridge/internal/kube"
+	"github.com/podbridge/podbridge/translate"
+)
+
+// A pod that mounts a ConfigMap and reads a Secret starts on the host at
+// once: podbridge copied both before creating the host pod.
+func TestReferencedConfigMapAndSecretAreCopiedFirst(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "settings", Namespace: ns}, Data: map[string]string{"level": "debug"}}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds", Namespace: ns}, StringData: map[string]string{"password": "s3cret"}}
+	for _, obj := range []client.Object{cm, secret} {
+		if err := virtualClient.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pod := simplePod(ns, "configured")
+	pod.Spec.Volumes = []corev1.Volume{{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "settings"}}}}}
+	pod.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "config", MountPath: "/config"}}
+	pod.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "PASSWORD", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "creds"}, Key: "password"}}}}
+	if err := virtualClient.Create(ctx, pod); err != nil {
+		t.Fatalf("creating pod: %v", err)
+	}
+
+	cfg := env.Options.Translate
+	hostCM := &corev1.ConfigMap{}
+	if err := hostClient.Get(ctx, client.ObjectKey{Namespace: cfg.HostNamespace, Name: translate.HostName("settings", ns, cfg.VCluster)}, hostCM); err != nil {
+		t.Fatalf("host copy of the ConfigMap right after the create: %v", err)
+	}
+	if hostCM.Data["level"] != "debug" {
+		t.Errorf("host ConfigMap data %v", hostCM.Data)
+	}
+	hostSecret := &corev1.Secret{}
+	if err := hostClient.Get(ctx, client.ObjectKey{Namespace: cfg.HostNamespace, Name: translate.HostName("creds", ns, cfg.VCluster)}, hostSecret); err != nil {
+		t.Fatalf("host copy of the Secret right after the create: %v", err)
+	}
+	if string(hostSecret.Data["password"]) != "s3cret" {
+		t.Errorf("host Secret data %v", hostSecret.Data)
+	}
+	host, err := getHostPod(ctx, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := host.Spec.Volumes[0].ConfigMap.Name; got != hostCM.Name {
+		t.Errorf("host pod mounts ConfigMap %q, want the copy %q", got, hostCM.Name)
+	}
+	if got := host.Spec.Containers[0].Env[0].ValueFrom.SecretKeyRef.Name; got != hostSecret.Name {
+		t.Errorf("host pod reads Secret %q, want the copy %q", got, hostSecret.Name)
+	}
+	waitReady(t, pod)
+}
+
+// The projected service-account token of a pod becomes a host Secret whose
+// token authenticates against the virtual apiserver as the pod's service
+// account; kube-root-ca.crt is the virtual cluster's CA.
+func TestServiceAccountTokenAuthenticatesAgainstVirtualCluster(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	pod := simplePod(ns, "in-cluster-client")
+	if err := virtualClient.Create(ctx, pod); err != nil {
+		t.Fatalf("creating pod: %v", err)
+	}
+	host, err := getHostPod(ctx, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tokenSecret, caConfigMap string
+	for _, v := range host.Spec.Volumes {
+		if v.Projected == nil {
+			continue
+		}
+		for _, s := range v.Projected.Sources {
+			if s.Secret != nil {
+				tokenSecret = s.Secret.Name
+			}
+			if s.ConfigMap != nil {
+				caConfigMap = s.ConfigMap.Name
+			}
+			if s.ServiceAccountToken != nil {
+				t.Errorf("host pod still projects a host service-account token: %+v", s)
+			}
+		}
+	}
+	if tokenSecret == "" || caConfigMap == "" {
+		t.Fatalf("host pod volumes lack the token Secret or the CA ConfigMap: %+v", host.Spec.Volumes)
+	}
+	cfg := env.Options.Translate
+	secret := &corev1.Secret{}
+	if err := hostClient.Get(ctx, client.ObjectKey{Namespace: cfg.HostNamespace, Name: tokenSecret}, secret); err != nil {
+		t.Fatalf("token Secret: %v", err)
+	}
+	tokenCfg := rest.AnonymousClientConfig(env.Virtual.Config)
+	tokenCfg.BearerToken = string(secret.Data[translate.TokenKey])
+	tokenClient, err := client.New(tokenCfg, client.Options{Scheme: kube.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	review := &authenticationv1.SelfSubjectReview{}
+	if err := tokenClient.Create(ctx, review); err != nil {
+		t.Fatalf("the token does not authenticate against the virtual apiserver: %v", err)
+	}
+	if want := "system:serviceaccount:" + ns + ":default"; review.Status.UserInfo.Username != want {
+		t.Errorf("token authenticates as %q, want %q", review.Status.UserInfo.Username, want)
+	}
+	ca := &corev1.ConfigMap{}
+	if err := hostClient.Get(ctx, client.ObjectKey{Namespace: cfg.HostNamespace, Name: caConfigMap}, ca); err != nil {
+		t.Fatalf("CA ConfigMap: %v", err)
+	}
+	if !bytes.Equal([]byte(ca.Data["ca.crt"]), env.Virtual.Config.CAData) {
+		t.Errorf("host kube-root-ca.crt is not the virtual cluster's CA")
+	}
+}
+
+// Names longer than a DNS label map to a hashed host name; the pod runs.
+func TestLongNamesRun(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	pod := simplePod(ns, strings.Repeat("long-name-", 6)+"end")
+	if err := virtualClient.Create(ctx, pod); err != nil {
+		t.Fatalf("creating pod: %v", err)
+	}
+	host, err := getHostPod(ctx, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(host.Name) > 63 || host.Spec.Hostname == "" || len(host.Spec.Hostname) > 63 || strings.HasSuffix(host.Spec.Hostname, "-") {
+		t.Errorf("host name %q (%d), hostname %q", host.Name, len(host.Name), host.Spec.Hostname)
+	}
+	waitReady(t, pod)
+}
+
+// Downward-API references read the virtual pod's values from host
+// annotations.
+func TestFieldRefsReadVirtualValues(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	pod := simplePod(ns, "downward")
+	for name, path := range map[string]string{"NAME": "metadata.name", "NAMESPACE": "metadata.namespace", "SA": "spec.serviceAccountName"} {
+		pod.Spec.Containers[0].Env = append(pod.Spec.Containers[0].Env, corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}})
+	}
+	if err := virtualClient.Create(ctx, pod); err != nil {
+		t.Fatalf("creating pod: %v", err)
+	}
+	host, err := getHostPod(ctx, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"NAME": pod.Name, "NAMESPACE": ns, "SA": "default"}
+	for _, e := range host.Spec.Containers[0].Env {
+		w, ok := want[e.Name]
+		if !ok {
+			continue
+		}
+		if got := resolveFieldRef(host, e.ValueFrom.FieldRef.FieldPath); got != w {
+			t.Errorf("env %s on the host reads %s = %q, want the virtual value %q", e.Name, e.ValueFrom.FieldRef.FieldPath, got, w)
+		}
+	}
+}
+
+// resolveFieldRef evaluates the downward-API paths the kubelet would, for
+// the forms podbridge writes.
+func resolveFieldRef(pod *corev1.Pod, path string) string {
+	var key string
+	if _, err := fmt.Sscanf(path, "metadata.annotations['%s", &key); err == nil {
+		return pod.Annotations[strings.TrimSuffix(key, "']")]
+	}
+	switch path {
+	case "metadata.name":
+		return pod.Name
+	case "metadata.namespace":
+		return pod.Namespace
+	}
+	return "unresolved " + path
+}
+
+// A host error reaches the tenant at once with its meaning: the host
+// quota's 403, naming the virtual pod rather than the host pod.
+func TestHostQuotaRefusalReachesTenant(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	cfg := env.Options.Translate
+	widget := corev1.ResourceName("example.com/widget")
+	quota := &corev1.ResourceQuota{
+		ObjectMeta: metav1.ObjectMeta{Name: "no-widgets-" + ns, Namespace: cfg.HostNamespace},
+		Spec:       corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{"requests." + widget: resource.MustParse("0")}},
+	}
+	if err := hostClient.Create(ctx, quota); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = hostClient.Delete(context.Background(), quota) })
+	// The dev host runs no resource quota controller: record the usage it would.
+	quota.Status = corev1.ResourceQuotaStatus{Hard: quota.Spec.Hard, Used: corev1.ResourceList{"requests." + widget: resource.MustParse("0")}}
+	if err := hostClient.Status().Update(ctx, quota); err != nil {
+		t.Fatal(err)
+	}
+
+	pod := simplePod(ns, "wants-widgets")
+	pod.Spec.Containers[0].Resources = corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{widget: resource.MustParse("1")},
+		Limits:   corev1.ResourceList{widget: resource.MustParse("1")},
+	}
+	err := virtualClient.Create(ctx, pod)
+	if !apierrors.IsForbidden(err) {
+		t.Fatalf("create: %v, want 403 Forbidden from the host quota", err)
+	}
+	host := translate.HostName(pod.Name, ns, cfg.VCluster)
+	if !strings.Contains(err.Error(), "exceeded quota") || strings.Contains(err.Error(), host) || !strings.Contains(err.Error(), pod.Name) {
+		t.Errorf("error %q should explain the quota and name %q, not the host pod %q", err, pod.Name, host)
+	}
+	if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{}); !apierrors.IsNotFound(err) {
+		t.Errorf("virtual pod after a host refusal: %v, want NotFound", err)
+	}
+}
+
+// A host pod left by an admission that failed after podbridge said yes is
+// replaced when the pod is created again; a foreign pod of the same host
+// name is never touched.
+func TestStaleHostPodIsReplacedForeignOneIsNot(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	cfg := env.Options.Translate
+
+	stale := simplePod(ns, "again")
+	staleHost, _, errs := translate.HostPod(stale, cfg, "stale-sync-id")
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if err := hostClient.Create(ctx, staleHost); err != nil {
+		t.Fatal(err)
+	}
+	pod := simplePod(ns, "again")
+	if err := virtualClient.Create(ctx, pod); err != nil {
+		t.Fatalf("create over a stale host pod: %v", err)
+	}
+	host, err := getHostPod(ctx, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host.UID == staleHost.UID || host.Annotations[translate.AnnotationSyncID] != pod.Annotations[translate.AnnotationSyncID] {
+		t.Errorf("host pod was not replaced: uid %s (stale %s), sync ID %q vs virtual %q", host.UID, staleHost.UID, host.Annotations[translate.AnnotationSyncID], pod.Annotations[translate.AnnotationSyncID])
+	}
+
+	foreign := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: translate.HostName("taken", ns, cfg.VCluster), Namespace: cfg.HostNamespace},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "c"}}, AutomountServiceAccountToken: new(bool)},
+	}
+	if err := hostClient.Create(ctx, foreign); err != nil {
+		t.Fatal(err)
+	}
+	err = virtualClient.Create(ctx, simplePod(ns, "taken"))
+	if !apierrors.IsConflict(err) {
+		t.Errorf("create over a foreign host pod: %v, want 409 Conflict", err)
+	}
+	still := &corev1.Pod{}
+	if err := hostClient.Get(ctx, client.ObjectKeyFromObject(foreign), still); err != nil || still.UID != foreign.UID {
+		t.Errorf("foreign host pod was touched: %v", err)
+	}
+}
+
+// The apiserver retries an admission request with the same UID, and may
+// call the webhook again for a pod podbridge already mutated: both find
+// the existing host pod instead of making a second one.
+func TestRepeatedAdmissionReusesHostPod(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	call := webhookCaller(t)
+	pod := simplePod(ns, "twice")
+	first := call(t, "request-1", pod)
+	if !first.Allowed {
+		t.Fatalf("first call refused: %+v", first.Result)
+	}
+	retry := call(t, "request-1", pod)
+	if !retry.Allowed {
+		t.Fatalf("retry refused: %+v", retry.Result)
+	}
+	host, err := getHostPod(ctx, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncID := host.Annotations[translate.AnnotationSyncID]
+	for name, resp := range map[string]*admissionv1.AdmissionResponse{"first": first, "retry": retry} {
+		if !bytes.Contains(resp.Patch, []byte(syncID)) {
+			t.Errorf("%s answer does not carry the host pod's sync ID %s: %s", name, syncID, resp.Patch)
+		}
+	}
+	// Re-invocation: the pod now carries podbridge's annotation.
+	mutated := pod.DeepCopy()
+	mutated.Annotations = map[string]string{translate.AnnotationSyncID: syncID}
+	if again := call(t, "request-2", mutated); !again.Allowed {
+		t.Fatalf("re-invocation refused: %+v", again.Result)
+	}
+	// A tenant that forges the annotation gets nothing.
+	forged := simplePod(ns, "twice")
+	forged.Annotations = map[string]string{translate.AnnotationSyncID: "forged"}
+	if resp := call(t, "request-3", forged); resp.Allowed {
+		t.Errorf("a forged sync ID was admitted")
+	}
+	after, err := getHostPod(ctx, pod)
+	if err != nil || after.UID != host.UID {
+		t.Errorf("host pod changed across repeated admissions: %v", err)
+	}
+}
+
+// webhookCaller posts AdmissionReviews straight to podbridge's webhook, at
+// the URL and with the CA its registration in the virtual cluster names.
+func webhookCaller(t *testing.T) func(*testing.T, types.UID, *corev1.Pod) *admissionv1.AdmissionResponse {
+	t.Helper()
+	reg := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	if err := virtualClient.Get(context.Background(), client.ObjectKey{Name: "podbridge"}, reg); err != nil {
+		t.Fatal(err)
+	}
+	hook := reg.Webhooks[0].ClientConfig
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(hook.CABundle)
+	httpClient := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	return func(t *testing.T, uid types.UID, pod *corev1.Pod) *admissionv1.AdmissionResponse {
+		t.Helper()
+		raw, err := json.Marshal(pod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		review := admissionv1.AdmissionReview{
+			TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+			Request: &admissionv1.AdmissionRequest{
+				UID: uid, Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+				Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+				Namespace: pod.Namespace, Name: pod.Name, Operation: admissionv1.Create,
+				Object: runtimeRaw(raw),
+			},
+		}
+		body, _ := json.Marshal(review)
+		resp, err := httpClient.Post(*hook.URL, "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatalf("calling the webhook: %v", err)
+		}
+		defer resp.Body.Close()
+		out := admissionv1.AdmissionReview{}
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.Response == nil {
+			t.Fatalf("webhook answer (HTTP %d): %v", resp.StatusCode, err)
+		}
+		return out.Response
+	}
+}
+
+func waitReady(t *testing.T, pod *corev1.Pod) {
+	t.Helper()
+	eventually(t, 30*time.Second, "virtual pod "+pod.Name+" Running and Ready", func(ctx context.Context) (bool, string) {
+		if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
+			return false, err.Error()
+		}
+		return pod.Status.Phase == corev1.PodRunning && isReady(pod), fmt.Sprintf("phase=%s ready=%v", pod.Status.Phase, isReady(pod))
+	})
+}
