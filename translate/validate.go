@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
@@ -13,8 +14,16 @@ import (
 func validateMetadata(pod *corev1.Pod) field.ErrorList {
 	var errs field.ErrorList
 	meta := field.NewPath("metadata")
+	// Mutating admission runs before the apiserver validates the pod: check
+	// the names that become host names here, or the host would see them first.
 	if pod.Name == "" {
 		errs = append(errs, field.Required(meta.Child("name"), "the webhook assigns names from generateName before translation"))
+	}
+	for _, msg := range validation.IsDNS1123Subdomain(pod.Name) {
+		errs = append(errs, field.Invalid(meta.Child("name"), pod.Name, msg))
+	}
+	for _, msg := range validation.IsDNS1123Label(pod.Namespace) {
+		errs = append(errs, field.Invalid(meta.Child("namespace"), pod.Namespace, msg))
 	}
 	for _, key := range slices.Sorted(maps.Keys(pod.Labels)) {
 		if IsReserved(key) {

@@ -1,9 +1,14 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"strconv"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/labels"
 
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -29,6 +34,32 @@ func (f *clusterFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.translate.HostNamespace, "host-namespace", "", "host namespace that receives the virtual cluster's pods (required)")
 	fs.StringVar(&f.translate.VCluster, "vcluster-name", "", "name of the virtual cluster, unique in the host namespace (required)")
 	fs.StringVar(&f.translate.HostServiceAccount, "host-service-account", "default", "host service account that host pods run as; its token is never mounted")
+	fs.StringVar(&f.translate.APIServerHost, "virtual-apiserver-host", "", "virtual apiserver address as host pods reach it (KUBERNETES_SERVICE_HOST); empty leaves the variable alone")
+	fs.Func("virtual-apiserver-port", "virtual apiserver port as host pods reach it (KUBERNETES_SERVICE_PORT)", func(v string) error {
+		port, err := strconv.ParseInt(v, 10, 32)
+		if err != nil || port < 1 || port > 65535 {
+			return fmt.Errorf("must be a port number, not %q", v)
+		}
+		f.translate.APIServerPort = int32(port)
+		return nil
+	})
+	fs.StringVar(&f.translate.DNSNameserver, "virtual-dns-nameserver", "", "IP of the virtual cluster's DNS service; ClusterFirst pods then resolve through it")
+	fs.StringVar(&f.translate.ClusterDomain, "cluster-domain", "cluster.local", "DNS domain of the virtual cluster")
+	fs.Func("enforce-node-selector", "node selector added to every host pod, as key=value,key=value", func(v string) error {
+		selector, err := labels.ConvertSelectorToLabelsMap(v)
+		if err != nil {
+			return err
+		}
+		f.translate.NodeSelector = selector
+		return nil
+	})
+	fs.Func("enforce-tolerations", `tolerations added to every host pod, as JSON: [{"key":"k","operator":"Exists","effect":"NoSchedule"}]`, func(v string) error {
+		return json.Unmarshal([]byte(v), &f.translate.Tolerations)
+	})
+	fs.Func("allowed-priority-classes", "priority classes tenants may use, comma-separated; others are stripped", func(v string) error {
+		f.translate.PriorityClasses = strings.Split(v, ",")
+		return nil
+	})
 	fs.Float64Var(&f.qps, "kube-api-qps", float64(kube.DefaultLimits.QPS), "client-side queries per second to each apiserver")
 	fs.IntVar(&f.burst, "kube-api-burst", kube.DefaultLimits.Burst, "client-side burst to each apiserver")
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
@@ -51,6 +82,9 @@ func (f *clusterFlags) configs(component string) (host, virtual *rest.Config, er
 		errs = append(errs, errors.New("--host-service-account must not be empty"))
 	}
 	if err := errors.Join(errs...); err != nil {
+		return nil, nil, err
+	}
+	if err := f.translate.Validate(); err != nil {
 		return nil, nil, err
 	}
 	limits := kube.Limits{QPS: float32(f.qps), Burst: f.burst}

@@ -1,0 +1,169 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/podbridge/podbridge/internal/kube"
+	"github.com/podbridge/podbridge/translate"
+)
+
+func newMutator(t *testing.T, hostCreate func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error) *PodMutator {
+	t.Helper()
+	policy, err := NewSecurityPolicy("baseline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := fake.NewClientBuilder().WithScheme(kube.Scheme).WithInterceptorFuncs(interceptor.Funcs{Create: hostCreate}).Build()
+	return &PodMutator{
+		Host:        host,
+		Virtual:     fake.NewClientBuilder().WithScheme(kube.Scheme).Build(),
+		Config:      translate.Config{VCluster: "vc", HostNamespace: "host", HostServiceAccount: "default"},
+		Policy:      policy,
+		HostTimeout: time.Second,
+		NewSyncID:   func() string { return "sync-1" },
+		NameSuffix:  func() string { return "abcde" },
+	}
+}
+
+func request(t *testing.T, pod *corev1.Pod, dryRun bool) admission.Request {
+	t.Helper()
+	raw, err := json.Marshal(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+		UID:       "uid-1",
+		Operation: admissionv1.Create,
+		Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+		Namespace: "team",
+		Object:    runtime.RawExtension{Raw: raw},
+		DryRun:    ptr.To(dryRun),
+	}}
+}
+
+func pod(name, generateName string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, GenerateName: generateName},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "i"}}},
+	}
+}
+
+// Host errors reach the tenant with a code that keeps their meaning, and
+// the host pod's name is mapped back to the virtual one.
+func TestHostErrorsReachTenant(t *testing.T) {
+	gr := schema.GroupResource{Resource: "pods"}
+	hostName := translate.HostName("web", "team", "vc")
+	tests := []struct {
+		name     string
+		err      error
+		wantCode int32
+	}{
+		{"quota", apierrors.NewForbidden(gr, hostName, errors.New("exceeded quota: q")), http.StatusForbidden},
+		{"invalid", apierrors.NewInvalid(schema.GroupKind{Kind: "Pod"}, hostName, field.ErrorList{field.Invalid(field.NewPath("spec"), "x", "bad")}), http.StatusUnprocessableEntity},
+		{"timeout", apierrors.NewTimeoutError("slow", 1), http.StatusServiceUnavailable},
+		{"overloaded", apierrors.NewTooManyRequests("busy", 1), http.StatusServiceUnavailable},
+		{"unreachable", &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}, http.StatusServiceUnavailable},
+		{"deadline", context.DeadlineExceeded, http.StatusServiceUnavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := newMutator(t, func(context.Context, client.WithWatch, client.Object, ...client.CreateOption) error { return tt.err })
+			resp := m.Handle(context.Background(), request(t, pod("web", ""), false))
+			if resp.Allowed {
+				t.Fatal("admitted despite the host error")
+			}
+			if resp.Result.Code != tt.wantCode {
+				t.Errorf("code %d, want %d (%s)", resp.Result.Code, tt.wantCode, resp.Result.Message)
+			}
+			if strings.Contains(resp.Result.Message, hostName) {
+				t.Errorf("message names the host pod: %s", resp.Result.Message)
+			}
+		})
+	}
+}
+
+// A generateName pod gets its name from the webhook, in the answer's patch,
+// with the sync ID and the host name.
+func TestGenerateNameIsAssignedAndPatched(t *testing.T) {
+	var created *corev1.Pod
+	m := newMutator(t, func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+		created = obj.(*corev1.Pod).DeepCopy()
+		return c.Create(ctx, obj, opts...)
+	})
+	resp := m.Handle(context.Background(), request(t, pod("", "web-7d4b9c-"), false))
+	if !resp.Allowed {
+		t.Fatalf("refused: %+v", resp.Result)
+	}
+	patches := map[string]any{}
+	for _, p := range resp.Patches {
+		patches[p.Path] = p.Value
+	}
+	if patches["/metadata/name"] != "web-7d4b9c-abcde" {
+		t.Errorf("name patch %v, want web-7d4b9c-abcde (patches %v)", patches["/metadata/name"], patches)
+	}
+	if created == nil || created.Annotations[translate.AnnotationName] != "web-7d4b9c-abcde" || created.Name != translate.HostName("web-7d4b9c-abcde", "team", "vc") {
+		t.Errorf("host pod %+v does not carry the assigned name", created)
+	}
+}
+
+// A dry-run admission creates the host pod with dryRun set and nothing else.
+func TestDryRunIsDryOnHost(t *testing.T) {
+	var dry bool
+	m := newMutator(t, func(_ context.Context, _ client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+		o := &client.CreateOptions{}
+		o.ApplyOptions(opts)
+		dry = len(o.DryRun) == 1 && o.DryRun[0] == metav1.DryRunAll
+		if _, ok := obj.(*corev1.Pod); !ok {
+			t.Errorf("dry run created a host %T", obj)
+		}
+		return nil
+	})
+	p := pod("web", "")
+	p.Spec.Volumes = []corev1.Volume{{Name: "cfg", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "cfg"}}}}}
+	if resp := m.Handle(context.Background(), request(t, p, true)); !resp.Allowed {
+		t.Fatalf("refused: %+v", resp.Result)
+	}
+	if !dry {
+		t.Error("host create was not a dry run")
+	}
+}
+
+// Requests that are not pod creates pass untouched; a pod that breaks the
+// security level is refused naming the field.
+func TestOnlyPodCreatesAreHandled(t *testing.T) {
+	m := newMutator(t, func(context.Context, client.WithWatch, client.Object, ...client.CreateOption) error {
+		t.Error("the host was called")
+		return nil
+	})
+	req := request(t, pod("web", ""), false)
+	req.Operation = admissionv1.Update
+	if resp := m.Handle(context.Background(), req); !resp.Allowed || len(resp.Patches) > 0 {
+		t.Errorf("update: %+v", resp)
+	}
+	privileged := pod("web", "")
+	privileged.Spec.HostPID = true
+	resp := m.Handle(context.Background(), request(t, privileged, false))
+	if resp.Allowed || resp.Result.Code != http.StatusForbidden || !strings.Contains(resp.Result.Message, "hostPID") {
+		t.Errorf("hostPID pod: %+v", resp.Result)
+	}
+}
