@@ -2,7 +2,9 @@ package reflector
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -10,18 +12,33 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/cluster"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/podbridge/podbridge/translate"
+	"github.com/podbridge/podbridge/webhook"
+)
+
+// podbridgeManagers are the field managers whose label, annotation and
+// scheduling-gate keys on a host pod are the tenant's, so the reflector may
+// remove them when the virtual pod drops them.
+var podbridgeManagers = []string{webhook.FieldManager, FieldManager}
+
+// Event actions (events.k8s.io/v1 "action") the reflector reports.
+const (
+	eventActionBinding  = "Binding"
+	eventActionDeleting = "Deleting"
+	eventActionReflect  = "Reflecting"
 )
 
 // PodReconciler reconciles one pod pair, keyed by the virtual pod's
@@ -36,20 +53,33 @@ type PodReconciler struct {
 	Virtual client.Client
 	// VirtualReader reads the virtual apiserver directly.
 	VirtualReader client.Reader
-	Recorder      record.EventRecorder
+	Recorder      events.EventRecorder
 	Config        translate.Config
 	// OrphanGracePeriod: see Options.
 	OrphanGracePeriod time.Duration
 	Clock             clock.PassiveClock
+	// Nodes is shared with the NodeReconciler, which must not remove a
+	// node while a pod is being bound to it.
+	Nodes *NodeGuard
+
+	// lastSeen holds deleted host pods' final state until their virtual
+	// pods are handled: an eviction's DisruptionTarget condition often
+	// lives only in the delete event.
+	lastSeen lastSeen
 }
 
-// SetupWithManager watches host pods in mgr and virtual pods in virtual.
-func (r *PodReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Cluster, concurrency int) error {
+// SetupWithManager watches host pods in mgr and virtual pods in virtual,
+// plus a full pass at start-up and every resync period.
+func (r *PodReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Cluster, concurrency int, resync time.Duration) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("pods").
 		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
 		WatchesRawSource(source.Kind(virtual.GetCache(), &corev1.Pod{}, &handler.TypedEnqueueRequestForObject[*corev1.Pod]{})).
-		WatchesRawSource(source.Kind(mgr.GetCache(), &corev1.Pod{}, handler.TypedEnqueueRequestsFromMapFunc(virtualKeyOfHostPod))).
+		WatchesRawSource(source.Kind(mgr.GetCache(), &corev1.Pod{}, hostPodHandler{
+			TypedEventHandler: handler.TypedEnqueueRequestsFromMapFunc(virtualKeyOfHostPod),
+			lastSeen:          &r.lastSeen,
+		})).
+		WatchesRawSource(fullPass("pods", resync, synced(mgr.GetCache(), virtual.GetCache()), r.allPairs)).
 		Complete(r)
 }
 
@@ -60,6 +90,34 @@ func virtualKeyOfHostPod(_ context.Context, host *corev1.Pod) []reconcile.Reques
 		return nil
 	}
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: namespace, Name: name}}}
+}
+
+// allPairs lists the key of every pod pair either cache knows, for the full pass.
+func (r *PodReconciler) allPairs(ctx context.Context) ([]reconcile.Request, error) {
+	hostPods := &corev1.PodList{}
+	if err := r.Host.List(ctx, hostPods, client.InNamespace(r.Config.HostNamespace)); err != nil {
+		return nil, fmt.Errorf("listing host pods: %w", err)
+	}
+	virtualPods := &corev1.PodList{}
+	if err := r.Virtual.List(ctx, virtualPods); err != nil {
+		return nil, fmt.Errorf("listing virtual pods: %w", err)
+	}
+	keys := map[reconcile.Request]bool{}
+	for i := range hostPods.Items {
+		for _, req := range virtualKeyOfHostPod(ctx, &hostPods.Items[i]) {
+			keys[req] = true
+		}
+	}
+	for i := range virtualPods.Items {
+		if pod := &virtualPods.Items[i]; pod.Annotations[translate.AnnotationSyncID] != "" {
+			keys[reconcile.Request{NamespacedName: client.ObjectKeyFromObject(pod)}] = true
+		}
+	}
+	out := make([]reconcile.Request, 0, len(keys))
+	for k := range keys {
+		out = append(out, k)
+	}
+	return out, nil
 }
 
 // Reconcile brings one pod pair in line.
@@ -79,6 +137,7 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 
 	switch {
 	case virtual == nil && host == nil:
+		r.lastSeen.forget(req.NamespacedName)
 		return reconcile.Result{}, nil
 	case virtual == nil:
 		return r.reconcileOrphan(ctx, req.NamespacedName, host)
@@ -97,7 +156,9 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 	if err := r.bind(ctx, virtual, host); err != nil {
 		return reconcile.Result{}, err
 	}
-	return reconcile.Result{}, r.syncStatus(ctx, virtual, host)
+	// A host pod that cannot take an update still has its status reflected.
+	host, hostErr := r.syncHost(ctx, virtual, host)
+	return reconcile.Result{}, errors.Join(hostErr, r.syncStatus(ctx, virtual, host))
 }
 
 // reconcileOrphan deletes a host pod whose virtual pod does not exist, once
@@ -106,7 +167,10 @@ func (r *PodReconciler) reconcileOrphan(ctx context.Context, key types.Namespace
 	if host.DeletionTimestamp != nil {
 		return reconcile.Result{}, nil
 	}
-	if age := r.Clock.Since(host.CreationTimestamp.Time); age < r.OrphanGracePeriod {
+	// creationTimestamp has second resolution: count from the latest
+	// instant it may stand for, so no pod is taken for an orphan before it
+	// is really OrphanGracePeriod old.
+	if age := r.Clock.Since(host.CreationTimestamp.Time) - time.Second; age < r.OrphanGracePeriod {
 		return reconcile.Result{RequeueAfter: r.OrphanGracePeriod - age}, nil
 	}
 	live, err := getPod(ctx, r.VirtualReader, key)
@@ -119,7 +183,9 @@ func (r *PodReconciler) reconcileOrphan(ctx context.Context, key types.Namespace
 	if err := r.Host.Delete(ctx, host, client.Preconditions{UID: &host.UID}); client.IgnoreNotFound(err) != nil {
 		return reconcile.Result{}, fmt.Errorf("deleting orphan host pod %s: %w", host.Name, err)
 	}
-	logf.FromContext(ctx).Info("Deleted orphan host pod", "hostPod", host.Name, "age", r.Clock.Since(host.CreationTimestamp.Time).Round(time.Second))
+	countAction(actionOrphanDelete)
+	logf.FromContext(ctx).Info("Deleted orphan host pod", "hostPod", host.Name, "syncID", host.Annotations[translate.AnnotationSyncID],
+		"age", r.Clock.Since(host.CreationTimestamp.Time).Round(time.Second))
 	return reconcile.Result{}, nil
 }
 
@@ -136,43 +202,62 @@ func (r *PodReconciler) reconcileVirtualDeletion(ctx context.Context, virtual, h
 			if err := r.Host.Delete(ctx, host, opts...); client.IgnoreNotFound(err) != nil {
 				return reconcile.Result{}, fmt.Errorf("deleting host pod %s: %w", host.Name, err)
 			}
+			countAction(actionDeleteHost)
 			logf.FromContext(ctx).V(1).Info("Deleted host pod of deleted virtual pod", "hostPod", host.Name)
 		}
 		return reconcile.Result{}, nil // the host pod's removal brings us back.
 	}
-	return reconcile.Result{}, r.removeVirtual(ctx, virtual)
+	if err := r.removeVirtual(ctx, virtual); err != nil {
+		return reconcile.Result{}, err
+	}
+	r.lastSeen.forget(client.ObjectKeyFromObject(virtual))
+	return reconcile.Result{}, nil
 }
 
 // reconcileHostGone handles a virtual pod whose host pod is not in the cache:
-// if the host apiserver confirms it is gone (deleted or evicted on the
-// host), the virtual pod gets a final status and is removed, so its
-// controller replaces it; a bare pod is not re-created behind the tenant.
+// if the host apiserver confirms it is gone (deleted, evicted or preempted on
+// the host), the virtual pod gets a final status saying so and is removed,
+// so its controller replaces it; a bare pod is not re-created behind the
+// tenant's back.
 func (r *PodReconciler) reconcileHostGone(ctx context.Context, virtual *corev1.Pod, hostKey types.NamespacedName) (reconcile.Result, error) {
 	live, err := getPod(ctx, r.HostReader, hostKey)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	if live != nil && live.Annotations[translate.AnnotationSyncID] == virtual.Annotations[translate.AnnotationSyncID] {
+	syncID := virtual.Annotations[translate.AnnotationSyncID]
+	if live != nil && live.Annotations[translate.AnnotationSyncID] == syncID {
 		return reconcile.Result{}, nil // the cache lags; the host pod's event is on its way.
 	}
+	key := client.ObjectKeyFromObject(virtual)
 	if virtual.Status.Phase != corev1.PodFailed && virtual.Status.Phase != corev1.PodSucceeded {
 		updated := virtual.DeepCopy()
-		updated.Status.Phase = corev1.PodFailed
-		updated.Status.Reason = "HostPodDeleted"
-		updated.Status.Message = "The pod's host pod was deleted in the host cluster."
-		if err := r.Virtual.Status().Update(ctx, updated, client.FieldOwner(FieldManager)); client.IgnoreNotFound(err) != nil {
+		updated.Status = translate.HostGoneStatus(virtual, r.lastSeen.get(key, syncID), metav1.NewTime(r.Clock.Now()))
+		if err := r.Virtual.Status().Update(ctx, updated, client.FieldOwner(FieldManager)); err != nil {
+			if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+				return reconcile.Result{}, nil // a newer virtual pod's event brings us back.
+			}
 			return reconcile.Result{}, fmt.Errorf("recording host deletion on virtual pod: %w", err)
 		}
-		r.Recorder.Event(virtual, corev1.EventTypeWarning, "HostPodDeleted", "The host pod was deleted in the host cluster")
+		countAction(actionStatusUpdate)
+		r.Recorder.Eventf(virtual, nil, corev1.EventTypeWarning, updated.Status.Reason, eventActionDeleting, "%s", updated.Status.Message)
+		logf.FromContext(ctx).Info("Recorded the host pod's deletion on the virtual pod", "reason", updated.Status.Reason)
 	}
-	return reconcile.Result{}, r.removeVirtual(ctx, virtual)
+	if err := r.removeVirtual(ctx, virtual); err != nil {
+		return reconcile.Result{}, err
+	}
+	r.lastSeen.forget(key)
+	return reconcile.Result{}, nil
 }
 
 func (r *PodReconciler) removeVirtual(ctx context.Context, virtual *corev1.Pod) error {
 	err := r.Virtual.Delete(ctx, virtual, client.Preconditions{UID: &virtual.UID}, client.GracePeriodSeconds(0))
-	if client.IgnoreNotFound(err) != nil {
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
 		return fmt.Errorf("removing virtual pod: %w", err)
 	}
+	countAction(actionDeleteVirtual)
 	logf.FromContext(ctx).V(1).Info("Removed virtual pod whose host pod is gone")
 	return nil
 }
@@ -183,7 +268,10 @@ func (r *PodReconciler) bind(ctx context.Context, virtual, host *corev1.Pod) err
 	if host.Spec.NodeName == "" || virtual.Spec.NodeName != "" {
 		return nil
 	}
-	if err := ensureVirtualNode(ctx, r.Host, r.Virtual, host.Spec.NodeName); err != nil {
+	// Held from making sure the node exists until the binding is stored.
+	r.Nodes.mu.RLock()
+	defer r.Nodes.mu.RUnlock()
+	if err := ensureVirtualNode(ctx, r.Host, r.VirtualReader, r.Virtual, host.Spec.NodeName); err != nil {
 		return err
 	}
 	binding := &corev1.Binding{
@@ -196,9 +284,54 @@ func (r *PodReconciler) bind(ctx context.Context, virtual, host *corev1.Pod) err
 		}
 		return fmt.Errorf("binding virtual pod to node %s: %w", host.Spec.NodeName, err)
 	}
+	countAction(actionBind)
 	virtual.Spec.NodeName = host.Spec.NodeName
-	r.Recorder.Eventf(virtual, corev1.EventTypeNormal, "Scheduled", "Host scheduler placed the pod on node %s", host.Spec.NodeName)
+	r.Recorder.Eventf(virtual, nil, corev1.EventTypeNormal, "Scheduled", eventActionBinding, "The host scheduler placed the pod on node %s", host.Spec.NodeName)
 	return nil
+}
+
+// syncHost carries the updates Kubernetes allows on a pod from the virtual
+// pod to its host pod, in-place resizes through pods/resize. It returns the
+// host pod as last written.
+func (r *PodReconciler) syncHost(ctx context.Context, virtual, host *corev1.Pod) (*corev1.Pod, error) {
+	if host.DeletionTimestamp != nil {
+		return host, nil
+	}
+	log := logf.FromContext(ctx)
+	if updated, changed := translate.HostPodUpdate(virtual, host, podbridgeManagers); changed {
+		if err := r.Host.Update(ctx, updated, client.FieldOwner(FieldManager)); err != nil {
+			switch {
+			case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
+				return host, nil // the newer host pod's event brings us back.
+			case apierrors.IsInvalid(err):
+				// Retrying cannot help; the virtual pod's next change brings us back.
+				r.Recorder.Eventf(virtual, nil, corev1.EventTypeWarning, "HostUpdateRefused", eventActionReflect, "The host cluster refused the update of the pod's host pod: %v", err)
+				log.Info("Host refused update of host pod", "hostPod", host.Name, "error", err.Error())
+				return host, nil
+			}
+			return host, fmt.Errorf("updating host pod %s: %w", host.Name, err)
+		}
+		countAction(actionUpdateHost)
+		log.V(1).Info("Updated host pod from virtual pod", "hostPod", host.Name)
+		host = updated
+	}
+	if resized, changed := translate.HostPodResize(virtual, host); changed {
+		if err := r.Host.SubResource("resize").Update(ctx, resized, client.FieldOwner(FieldManager)); err != nil {
+			switch {
+			case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
+				return host, nil
+			case apierrors.IsInvalid(err):
+				r.Recorder.Eventf(virtual, nil, corev1.EventTypeWarning, "HostResizeRefused", eventActionReflect, "The host cluster refused to resize the pod's host pod: %v", err)
+				log.Info("Host refused resize of host pod", "hostPod", host.Name, "error", err.Error())
+				return host, nil
+			}
+			return host, fmt.Errorf("resizing host pod %s: %w", host.Name, err)
+		}
+		countAction(actionUpdateHost)
+		log.V(1).Info("Resized host pod like virtual pod", "hostPod", host.Name)
+		host = resized
+	}
+	return host, nil
 }
 
 // syncStatus writes the host status onto the virtual pod when it differs.
@@ -215,7 +348,26 @@ func (r *PodReconciler) syncStatus(ctx context.Context, virtual, host *corev1.Po
 		}
 		return fmt.Errorf("updating virtual pod status: %w", err)
 	}
+	countAction(actionStatusUpdate)
+	// Only a host change newer than the last status write is reflected now;
+	// a write caused by the virtual side (a new generation) is no lag.
+	if changed := translate.StatusChangedAt(host); changed.After(lastStatusWrite(virtual)) {
+		reflectionLag.Observe(max(0, r.Clock.Since(changed).Seconds()))
+	}
+	if status.Reason == translate.ReasonEvicted && virtual.Status.Reason != translate.ReasonEvicted {
+		r.Recorder.Eventf(virtual, nil, corev1.EventTypeWarning, translate.ReasonEvicted, eventActionReflect, "The host cluster evicted the pod's host pod: %s", status.Message)
+	}
 	return nil
+}
+
+// lastStatusWrite is when the reflector last wrote the virtual pod's status.
+func lastStatusWrite(virtual *corev1.Pod) time.Time {
+	for _, e := range virtual.ManagedFields {
+		if e.Manager == FieldManager && e.Subresource == "status" && e.Time != nil {
+			return e.Time.Time
+		}
+	}
+	return time.Time{}
 }
 
 // getPod returns the pod at key, or nil when there is none.
@@ -228,4 +380,54 @@ func getPod(ctx context.Context, c client.Reader, key types.NamespacedName) (*co
 		return nil, fmt.Errorf("reading pod %s: %w", key, err)
 	}
 	return pod, nil
+}
+
+// hostPodHandler enqueues the virtual pod of a host pod event and keeps a
+// deleted host pod's last state for reconcileHostGone.
+type hostPodHandler struct {
+	handler.TypedEventHandler[*corev1.Pod, reconcile.Request]
+	lastSeen *lastSeen
+}
+
+// Delete implements handler.TypedEventHandler.
+func (h hostPodHandler) Delete(ctx context.Context, e event.TypedDeleteEvent[*corev1.Pod], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	h.lastSeen.put(e.Object)
+	h.TypedEventHandler.Delete(ctx, e, q)
+}
+
+// lastSeen holds deleted host pods by the key of their virtual pod. Entries
+// are dropped once the virtual pod is handled; a restart loses them, and the
+// final status then rests on what was already copied to the virtual pod.
+type lastSeen struct {
+	mu   sync.Mutex
+	pods map[types.NamespacedName]*corev1.Pod
+}
+
+func (l *lastSeen) put(host *corev1.Pod) {
+	reqs := virtualKeyOfHostPod(context.Background(), host)
+	if len(reqs) == 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.pods == nil {
+		l.pods = map[types.NamespacedName]*corev1.Pod{}
+	}
+	l.pods[reqs[0].NamespacedName] = host
+}
+
+// get returns the last state of the host pod of the pair syncID, or nil.
+func (l *lastSeen) get(key types.NamespacedName, syncID string) *corev1.Pod {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if host := l.pods[key]; host != nil && host.Annotations[translate.AnnotationSyncID] == syncID {
+		return host
+	}
+	return nil
+}
+
+func (l *lastSeen) forget(key types.NamespacedName) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.pods, key)
 }

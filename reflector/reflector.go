@@ -9,10 +9,12 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/cluster"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -24,6 +26,10 @@ import (
 // FieldManager names the reflector's writes in both clusters.
 const FieldManager = "podbridge-reflector"
 
+// DefaultNodeGracePeriod is how long a virtual node carries no pod before
+// it is removed when Options leave it unset.
+const DefaultNodeGracePeriod = 30 * time.Second
+
 // Options configure a reflector.
 type Options struct {
 	Host, Virtual *rest.Config
@@ -34,6 +40,17 @@ type Options struct {
 	OrphanGracePeriod time.Duration
 	// MaxConcurrentReconciles is the number of pod pairs handled at once.
 	MaxConcurrentReconciles int
+	// NodeGracePeriod is how long a virtual node must carry no pod before
+	// it is removed (0: DefaultNodeGracePeriod).
+	NodeGracePeriod time.Duration
+	// ResyncPeriod is how often every pod pair and virtual node is
+	// reconciled without an event (0: DefaultResyncPeriod). A pass also runs
+	// at start-up.
+	ResyncPeriod time.Duration
+	// SkipControllerNameValidation lets one process build the reflector
+	// more than once (tests restart it); controller-runtime otherwise
+	// refuses a second controller of the same name.
+	SkipControllerNameValidation bool
 
 	LeaderElection         bool
 	LeaderElectionID       string
@@ -56,9 +73,12 @@ func NewManager(o Options) (manager.Manager, error) {
 		Cache: cache.Options{
 			// Only this virtual cluster's pods in the host namespace: the
 			// reflector neither needs nor may read other tenants' pods.
+			// Their managedFields stay: downward updates read from them
+			// which keys podbridge set, the lag metric when status changed.
 			DefaultNamespaces: map[string]cache.Config{o.Translate.HostNamespace: {}},
 			ByObject:          map[client.Object]cache.ByObject{&corev1.Pod{}: {Label: hostPods}},
 		},
+		Controller:                    config.Controller{SkipNameValidation: ptr.To(o.SkipControllerNameValidation)},
 		Metrics:                       metricsserver.Options{BindAddress: o.MetricsBindAddress},
 		HealthProbeBindAddress:        o.HealthProbeBindAddress,
 		LeaderElection:                o.LeaderElection,
@@ -76,22 +96,42 @@ func NewManager(o Options) (manager.Manager, error) {
 	if err := mgr.Add(virtual); err != nil {
 		return nil, fmt.Errorf("adding virtual cluster: %w", err)
 	}
+	if err := IndexVirtualPods(context.Background(), virtual); err != nil {
+		return nil, err
+	}
+	resync := o.ResyncPeriod
+	if resync <= 0 {
+		resync = DefaultResyncPeriod
+	}
 
+	guard := &NodeGuard{}
 	pods := &PodReconciler{
 		Host:              mgr.GetClient(),
 		HostReader:        mgr.GetAPIReader(),
 		Virtual:           virtual.GetClient(),
 		VirtualReader:     virtual.GetAPIReader(),
-		Recorder:          virtual.GetEventRecorderFor(FieldManager),
+		Recorder:          virtual.GetEventRecorder(FieldManager),
 		Config:            o.Translate,
 		OrphanGracePeriod: o.OrphanGracePeriod,
 		Clock:             clock.RealClock{},
+		Nodes:             guard,
 	}
-	if err := pods.SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles); err != nil {
+	if err := pods.SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles, resync); err != nil {
 		return nil, err
 	}
-	nodes := &NodeReconciler{Host: mgr.GetClient(), Virtual: virtual.GetClient()}
-	if err := nodes.SetupWithManager(mgr, virtual); err != nil {
+	nodeGrace := o.NodeGracePeriod
+	if nodeGrace <= 0 {
+		nodeGrace = DefaultNodeGracePeriod
+	}
+	nodes := &NodeReconciler{
+		Host:             mgr.GetClient(),
+		Virtual:          virtual.GetClient(),
+		VirtualReader:    virtual.GetAPIReader(),
+		Nodes:            guard,
+		EmptyGracePeriod: nodeGrace,
+		Clock:            clock.RealClock{},
+	}
+	if err := nodes.SetupWithManager(mgr, virtual, resync); err != nil {
 		return nil, err
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {

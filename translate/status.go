@@ -1,7 +1,10 @@
 package translate
 
 import (
+	"time"
+
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // VirtualStatus is the status the virtual pod should carry given its host
@@ -77,4 +80,83 @@ func filterStatuses(names map[string]bool, host []corev1.ContainerStatus) []core
 		}
 	}
 	return out
+}
+
+// Reasons a virtual pod's final status gives when its host pod is gone.
+const (
+	// ReasonHostPodDeleted: the host pod was deleted on the host.
+	ReasonHostPodDeleted = "HostPodDeleted"
+	// ReasonEvicted: the host evicted the host pod (the eviction API, or
+	// the kubelet under node pressure).
+	ReasonEvicted = "Evicted"
+	// ReasonPreempted: the host scheduler preempted the host pod.
+	ReasonPreempted = "Preempted"
+)
+
+// evictionByEvictionAPI is the DisruptionTarget reason the apiserver sets
+// when the eviction API deletes a pod; client libraries have no constant.
+const evictionByEvictionAPI = "EvictionByEvictionAPI"
+
+// HostGoneStatus is the final status of a virtual pod whose host pod was
+// deleted on the host: Failed, not ready, with a reason that tells an
+// eviction or a preemption from a plain deletion. last is the host pod as
+// last seen, or nil when unknown; then the status already copied to the
+// virtual pod speaks for it. now stamps the conditions that change.
+func HostGoneStatus(virtual, last *corev1.Pod, now metav1.Time) corev1.PodStatus {
+	status := *virtual.Status.DeepCopy()
+	if last != nil {
+		status = VirtualStatus(virtual, last)
+	}
+	status.Phase = corev1.PodFailed
+	reason, message := ReasonHostPodDeleted, "The pod's host pod was deleted in the host cluster."
+	for _, c := range status.Conditions {
+		if c.Type != corev1.DisruptionTarget || c.Status != corev1.ConditionTrue {
+			continue
+		}
+		switch c.Reason {
+		case evictionByEvictionAPI, corev1.PodReasonTerminationByKubelet:
+			reason, message = ReasonEvicted, "The host cluster evicted the pod's host pod: "+c.Message
+		case corev1.PodReasonPreemptionByScheduler:
+			reason, message = ReasonPreempted, "The host scheduler preempted the pod's host pod: "+c.Message
+		}
+	}
+	if status.Reason == ReasonEvicted && reason == ReasonHostPodDeleted {
+		reason, message = ReasonEvicted, "The host cluster evicted the pod's host pod: "+status.Message
+	}
+	status.Reason, status.Message = reason, message
+	for i, c := range status.Conditions {
+		if (c.Type == corev1.PodReady || c.Type == corev1.ContainersReady) && c.Status != corev1.ConditionFalse {
+			status.Conditions[i].Status = corev1.ConditionFalse
+			status.Conditions[i].Reason = reason
+			status.Conditions[i].LastTransitionTime = now
+		}
+	}
+	for i := range status.ContainerStatuses {
+		status.ContainerStatuses[i].Ready = false
+	}
+	return status
+}
+
+// StatusChangedAt is when host's status last changed as far as the object
+// tells: the latest write to its status subresource recorded in
+// managedFields (by the kubelet, the scheduler or the eviction API), else
+// its newest condition transition, else its creation. Apiserver timestamps
+// have second resolution.
+func StatusChangedAt(host *corev1.Pod) time.Time {
+	var latest time.Time
+	for _, e := range host.ManagedFields {
+		if e.Subresource == "status" && e.Time != nil && e.Time.After(latest) {
+			latest = e.Time.Time
+		}
+	}
+	if !latest.IsZero() {
+		return latest
+	}
+	latest = host.CreationTimestamp.Time
+	for _, c := range host.Status.Conditions {
+		if c.LastTransitionTime.After(latest) {
+			latest = c.LastTransitionTime.Time
+		}
+	}
+	return latest
 }

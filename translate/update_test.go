@@ -1,0 +1,337 @@
+package translate
+
+import (
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/diff"
+	"k8s.io/utils/ptr"
+)
+
+const (
+	webhookManager   = "podbridge-webhook"
+	reflectorManager = "podbridge-reflector"
+)
+
+var updateManagers = []string{webhookManager, reflectorManager}
+
+// updateFixture is a virtual pod and the host pod the webhook created for
+// it, with the managedFields the host apiserver recorded: the webhook owns
+// every label, annotation and gate it set, "calico" an annotation of its own.
+func updateFixture() (virtual, host *corev1.Pod) {
+	virtual = &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: "web", Namespace: "team",
+			Labels:      map[string]string{"app": "web", "tier": "front"},
+			Annotations: map[string]string{"note": "one", AnnotationSyncID: "id-1", AnnotationHostName: "web-x-team-x-vc"},
+		},
+		Spec: corev1.PodSpec{
+			InitContainers:  []corev1.Container{{Name: "init", Image: "busybox:1"}},
+			Containers:      []corev1.Container{{Name: "app", Image: "nginx:1"}, {Name: "side", Image: "envoy:1"}},
+			Tolerations:     []corev1.Toleration{{Key: "node.kubernetes.io/not-ready", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr.To[int64](300)}},
+			SchedulingGates: []corev1.PodSchedulingGate{{Name: "example.com/quota"}},
+		},
+	}
+	host = &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: "web-x-team-x-vc", Namespace: "host-ns",
+			Labels: map[string]string{
+				"app": "web", "tier": "front",
+				LabelManagedBy: ManagedByValue, LabelVCluster: "vc", LabelNamespace: "team",
+			},
+			Annotations: map[string]string{
+				"note":             "one",
+				AnnotationSyncID:   "id-1",
+				AnnotationName:     "web",
+				AnnotationVCluster: "vc",
+				"cni.example/ip":   "10.0.0.1",
+			},
+			ManagedFields: []metav1.ManagedFieldsEntry{
+				managed(webhookManager, `{"f:metadata":{"f:labels":{".":{},"f:app":{},"f:tier":{},"f:app.kubernetes.io/managed-by":{},"f:podbridge.io/vcluster":{},"f:podbridge.io/namespace":{}},`+
+					`"f:annotations":{".":{},"f:note":{},"f:podbridge.io/sync-id":{},"f:podbridge.io/name":{},"f:podbridge.io/vcluster":{}}},`+
+					`"f:spec":{"f:schedulingGates":{".":{},"k:{\"name\":\"example.com/quota\"}":{".":{},"f:name":{}}}}}`),
+				managed("calico", `{"f:metadata":{"f:annotations":{"f:cni.example/ip":{}}}}`),
+			},
+		},
+		Spec: corev1.PodSpec{
+			InitContainers:  []corev1.Container{{Name: "init", Image: "busybox:1"}},
+			Containers:      []corev1.Container{{Name: "app", Image: "nginx:1"}, {Name: "side", Image: "envoy:1"}},
+			Tolerations:     []corev1.Toleration{{Key: "node.kubernetes.io/not-ready", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr.To[int64](300)}},
+			SchedulingGates: []corev1.PodSchedulingGate{{Name: "example.com/quota"}},
+		},
+	}
+	return virtual, host
+}
+
+func managed(manager, fields string) metav1.ManagedFieldsEntry {
+	return metav1.ManagedFieldsEntry{Manager: manager, Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: "v1", FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(fields)}}
+}
+
+func TestHostPodUpdate(t *testing.T) {
+	cases := []struct {
+		name string
+		// change turns the fixture into the case's input.
+		change func(virtual, host *corev1.Pod)
+		// want turns the fixture's host pod into the expected result; nil
+		// means no change is reported.
+		want func(host *corev1.Pod)
+	}{
+		{
+			name:   "nothing changed",
+			change: func(_, _ *corev1.Pod) {},
+		},
+		{
+			name: "images of containers and init containers",
+			change: func(v, _ *corev1.Pod) {
+				v.Spec.Containers[1].Image = "envoy:2"
+				v.Spec.InitContainers[0].Image = "busybox:2"
+			},
+			want: func(h *corev1.Pod) {
+				h.Spec.Containers[1].Image = "envoy:2"
+				h.Spec.InitContainers[0].Image = "busybox:2"
+			},
+		},
+		{
+			name:   "activeDeadlineSeconds set",
+			change: func(v, _ *corev1.Pod) { v.Spec.ActiveDeadlineSeconds = ptr.To[int64](600) },
+			want:   func(h *corev1.Pod) { h.Spec.ActiveDeadlineSeconds = ptr.To[int64](600) },
+		},
+		{
+			name: "activeDeadlineSeconds lowered",
+			change: func(v, h *corev1.Pod) {
+				h.Spec.ActiveDeadlineSeconds = ptr.To[int64](600)
+				v.Spec.ActiveDeadlineSeconds = ptr.To[int64](60)
+			},
+			want: func(h *corev1.Pod) { h.Spec.ActiveDeadlineSeconds = ptr.To[int64](60) },
+		},
+		{
+			name: "toleration added and tolerationSeconds changed",
+			change: func(v, _ *corev1.Pod) {
+				v.Spec.Tolerations[0].TolerationSeconds = ptr.To[int64](30)
+				v.Spec.Tolerations = append(v.Spec.Tolerations, corev1.Toleration{Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: "gpu", Effect: corev1.TaintEffectNoSchedule})
+			},
+			want: func(h *corev1.Pod) {
+				h.Spec.Tolerations[0].TolerationSeconds = ptr.To[int64](30)
+				h.Spec.Tolerations = append(h.Spec.Tolerations, corev1.Toleration{Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: "gpu", Effect: corev1.TaintEffectNoSchedule})
+			},
+		},
+		{
+			name:   "scheduling gate removed",
+			change: func(v, _ *corev1.Pod) { v.Spec.SchedulingGates = nil },
+			want:   func(h *corev1.Pod) { h.Spec.SchedulingGates = nil },
+		},
+		{
+			name: "gate the host added stays when the tenant's goes",
+			change: func(v, h *corev1.Pod) {
+				v.Spec.SchedulingGates = nil
+				h.Spec.SchedulingGates = append(h.Spec.SchedulingGates, corev1.PodSchedulingGate{Name: "host.example/admission"})
+			},
+			want: func(h *corev1.Pod) {
+				h.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: "host.example/admission"}}
+			},
+		},
+		{
+			name: "gated pod: node selector added and node affinity set with the gate's removal",
+			change: func(v, _ *corev1.Pod) {
+				v.Spec.SchedulingGates = nil
+				v.Spec.NodeSelector = map[string]string{"zone": "a"}
+				v.Spec.Affinity = &corev1.Affinity{NodeAffinity: zoneAffinity()}
+			},
+			want: func(h *corev1.Pod) {
+				h.Spec.SchedulingGates = nil
+				h.Spec.NodeSelector = map[string]string{"zone": "a"}
+				h.Spec.Affinity = &corev1.Affinity{NodeAffinity: zoneAffinity()}
+			},
+		},
+		{
+			name: "ungated pod: node selection is immutable",
+			change: func(v, h *corev1.Pod) {
+				v.Spec.SchedulingGates, h.Spec.SchedulingGates = nil, nil
+				v.Spec.NodeSelector = map[string]string{"zone": "a"}
+			},
+		},
+		{
+			name: "tenant labels added, changed and removed",
+			change: func(v, _ *corev1.Pod) {
+				v.Labels = map[string]string{"app": "web2", "track": "canary"}
+			},
+			want: func(h *corev1.Pod) {
+				h.Labels["app"] = "web2"
+				h.Labels["track"] = "canary"
+				delete(h.Labels, "tier")
+			},
+		},
+		{
+			name: "label the host added stays",
+			change: func(v, h *corev1.Pod) {
+				h.Labels["host.example/team"] = "infra"
+				v.Labels = map[string]string{"app": "web"}
+			},
+			want: func(h *corev1.Pod) {
+				h.Labels["host.example/team"] = "infra"
+				delete(h.Labels, "tier")
+			},
+		},
+		{
+			name: "tenant cannot forge or drop podbridge's labels",
+			change: func(v, _ *corev1.Pod) {
+				v.Labels = map[string]string{"app": "web", "tier": "front", LabelVCluster: "other", LabelManagedBy: "Helm"}
+			},
+		},
+		{
+			name:   "tenant removing every label keeps podbridge's",
+			change: func(v, _ *corev1.Pod) { v.Labels = nil },
+			want: func(h *corev1.Pod) {
+				delete(h.Labels, "app")
+				delete(h.Labels, "tier")
+			},
+		},
+		{
+			name: "annotations: tenant's follow, reserved and the host's own stay",
+			change: func(v, _ *corev1.Pod) {
+				v.Annotations = map[string]string{"fresh": "yes", AnnotationSyncID: "id-1", AnnotationHostName: "web-x-team-x-vc"}
+			},
+			want: func(h *corev1.Pod) {
+				delete(h.Annotations, "note")
+				h.Annotations["fresh"] = "yes"
+			},
+		},
+		{
+			name: "key the reflector set earlier is removed too",
+			change: func(v, h *corev1.Pod) {
+				h.Labels["track"] = "canary"
+				h.ManagedFields = append(h.ManagedFields, managed(reflectorManager, `{"f:metadata":{"f:labels":{"f:track":{}}}}`))
+			},
+			want: func(h *corev1.Pod) { delete(h.Labels, "track") },
+		},
+		{
+			name: "without podbridge's managedFields nothing is removed",
+			change: func(v, h *corev1.Pod) {
+				h.ManagedFields = nil
+				v.Labels = map[string]string{"app": "web"}
+				v.Spec.SchedulingGates = nil
+			},
+		},
+		{
+			name: "status-subresource entries own no labels",
+			change: func(v, h *corev1.Pod) {
+				h.ManagedFields = []metav1.ManagedFieldsEntry{managed(webhookManager, `{"f:metadata":{"f:labels":{"f:tier":{}}}}`)}
+				h.ManagedFields[0].Subresource = "status"
+				delete(v.Labels, "tier")
+			},
+		},
+		{
+			name: "unparsable managedFields own nothing",
+			change: func(v, h *corev1.Pod) {
+				h.ManagedFields = []metav1.ManagedFieldsEntry{managed(webhookManager, `{not json`)}
+				delete(v.Labels, "tier")
+			},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			virtual, host := updateFixture()
+			tc.change(virtual, host)
+			input := host.DeepCopy()
+			got, changed := HostPodUpdate(virtual, host, updateManagers)
+			if !apiequality.Semantic.DeepEqual(host, input) {
+				t.Fatalf("HostPodUpdate modified its input:\n%s", diff.Diff(input, host))
+			}
+			if tc.want == nil {
+				if changed || got != host {
+					t.Fatalf("HostPodUpdate reported a change:\n%s", diff.Diff(host, got))
+				}
+				return
+			}
+			want := host.DeepCopy()
+			tc.want(want)
+			if !changed {
+				t.Fatalf("HostPodUpdate reported no change, want:\n%s", diff.Diff(host, want))
+			}
+			if !apiequality.Semantic.DeepEqual(got, want) {
+				t.Errorf("HostPodUpdate mismatch (-want +got):\n%s", diff.Diff(want, got))
+			}
+			// Applying the result again is a no-op: the reflector converges.
+			if _, again := HostPodUpdate(virtual, got, updateManagers); again {
+				t.Errorf("HostPodUpdate is not idempotent")
+			}
+		})
+	}
+}
+
+func zoneAffinity() *corev1.NodeAffinity {
+	return &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+		NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "zone", Operator: corev1.NodeSelectorOpIn, Values: []string{"a"}}}}},
+	}}
+}
+
+func TestHostPodResize(t *testing.T) {
+	res := func(req, lim string) corev1.ResourceRequirements {
+		r := corev1.ResourceRequirements{}
+		if req != "" {
+			r.Requests = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(req)}
+		}
+		if lim != "" {
+			r.Limits = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(lim)}
+		}
+		return r
+	}
+	cases := []struct {
+		name          string
+		virtual, host corev1.ResourceRequirements
+		// want is the host container's resources after the resize; nil
+		// means no change is reported.
+		want *corev1.ResourceRequirements
+	}{
+		{name: "unchanged", virtual: res("100m", "200m"), host: res("100m", "200m")},
+		{name: "same quantity spelled differently", virtual: res("0.1", ""), host: res("100m", "")},
+		{name: "request raised", virtual: res("150m", "200m"), host: res("100m", "200m"), want: ptr.To(res("150m", "200m"))},
+		{name: "limit the host defaulted stays", virtual: res("150m", ""), host: res("100m", "1"), want: ptr.To(res("150m", "1"))},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			virtual, host := updateFixture()
+			virtual.Spec.Containers[0].Resources = tc.virtual
+			host.Spec.Containers[0].Resources = tc.host
+			input := host.DeepCopy()
+			got, changed := HostPodResize(virtual, host)
+			if !apiequality.Semantic.DeepEqual(host, input) {
+				t.Fatalf("HostPodResize modified its input")
+			}
+			if tc.want == nil {
+				if changed {
+					t.Fatalf("HostPodResize reported a change:\n%s", diff.Diff(host, got))
+				}
+				return
+			}
+			if !changed {
+				t.Fatalf("HostPodResize reported no change")
+			}
+			want := host.DeepCopy()
+			want.Spec.Containers[0].Resources = *tc.want
+			if !apiequality.Semantic.DeepEqual(got, want) {
+				t.Errorf("HostPodResize mismatch (-want +got):\n%s", diff.Diff(want, got))
+			}
+		})
+	}
+
+	t.Run("resize policy and pod-level resources", func(t *testing.T) {
+		virtual, host := updateFixture()
+		policy := []corev1.ContainerResizePolicy{{ResourceName: corev1.ResourceMemory, RestartPolicy: corev1.RestartContainer}}
+		virtual.Spec.Containers[0].ResizePolicy = policy
+		virtual.Spec.Resources = ptr.To(res("2", ""))
+		got, changed := HostPodResize(virtual, host)
+		if !changed {
+			t.Fatal("HostPodResize reported no change")
+		}
+		if !apiequality.Semantic.DeepEqual(got.Spec.Containers[0].ResizePolicy, policy) {
+			t.Errorf("resize policy %v, want %v", got.Spec.Containers[0].ResizePolicy, policy)
+		}
+		if got.Spec.Resources == nil || !apiequality.Semantic.DeepEqual(*got.Spec.Resources, res("2", "")) {
+			t.Errorf("pod-level resources %v, want cpu request 2", got.Spec.Resources)
+		}
+	})
+}
