@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -15,27 +16,59 @@ import (
 	"time"
 )
 
-// File names in a certificate directory, as controller-runtime's webhook
-// server and cert-manager's Secrets use them.
+// File names in a certificate directory and keys of a certificate Secret,
+// as controller-runtime's webhook server and cert-manager use them.
 const (
 	CertFile = "tls.crt"
 	KeyFile  = "tls.key"
 	CAFile   = "ca.crt"
+	// CAKeyFile is kept only in self-managed Secrets, so any replica can
+	// renew the serving certificate under the same CA.
+	CAKeyFile = "ca.key"
 )
 
 // Bundle is a CA and a serving certificate it signed, PEM-encoded.
 type Bundle struct {
-	CA, Cert, Key []byte
+	CA, CAKey, Cert, Key []byte
 }
+
+// caLifetimes is how many serving-certificate lifetimes a CA lives, so that
+// renewing the serving certificate rarely changes what clients trust.
+const caLifetimes = 10
 
 // NewSelfSigned creates a fresh CA and a serving certificate for hosts (DNS
 // names or IP addresses) valid for validity from now.
 func NewSelfSigned(hosts []string, now time.Time, validity time.Duration) (*Bundle, error) {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, caKey, err := newCA(now, caLifetimes*validity)
 	if err != nil {
-		return nil, fmt.Errorf("generating CA key: %w", err)
+		return nil, err
 	}
-	caTemplate := &x509.Certificate{
+	return issue(ca, caKey, hosts, now, validity)
+}
+
+// Renew issues a new serving certificate for hosts under b's CA.
+func (b *Bundle) Renew(hosts []string, now time.Time, validity time.Duration) (*Bundle, error) {
+	ca, err := parseCert(b.CA)
+	if err != nil {
+		return nil, fmt.Errorf("CA certificate: %w", err)
+	}
+	block, _ := pem.Decode(b.CAKey)
+	if block == nil {
+		return nil, errors.New("CA key: no PEM data")
+	}
+	caKey, err := x509.ParseECPrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("CA key: %w", err)
+	}
+	return issue(ca, caKey, hosts, now, validity)
+}
+
+func newCA(now time.Time, validity time.Duration) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generating CA key: %w", err)
+	}
+	template := &x509.Certificate{
 		SerialNumber:          serial(),
 		Subject:               pkix.Name{CommonName: "podbridge-webhook-ca"},
 		NotBefore:             now.Add(-time.Minute),
@@ -44,24 +77,31 @@ func NewSelfSigned(hosts []string, now time.Time, validity time.Duration) (*Bund
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTemplate, caTemplate, &caKey.PublicKey, caKey)
+	der, err := x509.CreateCertificate(rand.Reader, template, template, &key.PublicKey, key)
 	if err != nil {
-		return nil, fmt.Errorf("signing CA certificate: %w", err)
+		return nil, nil, fmt.Errorf("signing CA certificate: %w", err)
 	}
-	caCert, err := x509.ParseCertificate(caDER)
+	ca, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, fmt.Errorf("parsing CA certificate: %w", err)
+		return nil, nil, fmt.Errorf("parsing CA certificate: %w", err)
 	}
+	return ca, key, nil
+}
 
+func issue(ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts []string, now time.Time, validity time.Duration) (*Bundle, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("generating serving key: %w", err)
+	}
+	notAfter := now.Add(validity)
+	if notAfter.After(ca.NotAfter) {
+		notAfter = ca.NotAfter
 	}
 	template := &x509.Certificate{
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: "podbridge-webhook"},
 		NotBefore:    now.Add(-time.Minute),
-		NotAfter:     now.Add(validity),
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
@@ -72,7 +112,7 @@ func NewSelfSigned(hosts []string, now time.Time, validity time.Duration) (*Bund
 			template.DNSNames = append(template.DNSNames, h)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, template, caCert, &key.PublicKey, caKey)
+	der, err := x509.CreateCertificate(rand.Reader, template, ca, &key.PublicKey, caKey)
 	if err != nil {
 		return nil, fmt.Errorf("signing serving certificate: %w", err)
 	}
@@ -80,25 +120,47 @@ func NewSelfSigned(hosts []string, now time.Time, validity time.Duration) (*Bund
 	if err != nil {
 		return nil, fmt.Errorf("encoding serving key: %w", err)
 	}
+	caKeyDER, err := x509.MarshalECPrivateKey(caKey)
+	if err != nil {
+		return nil, fmt.Errorf("encoding CA key: %w", err)
+	}
 	return &Bundle{
-		CA:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
-		Cert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		Key:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+		CA:    pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw}),
+		CAKey: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: caKeyDER}),
+		Cert:  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		Key:   pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
 	}, nil
 }
 
-// WriteDir writes the bundle into dir under the names the webhook server
-// reads, the key readable by its owner only.
+// WriteDir writes the serving certificate, its key and the CA into dir,
+// each file replaced atomically so the webhook server's certificate
+// watcher never reads half a file.
 func (b *Bundle) WriteDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("creating certificate directory: %w", err)
 	}
-	for name, data := range map[string][]byte{CAFile: b.CA, CertFile: b.Cert, KeyFile: b.Key} {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
-			return fmt.Errorf("writing %s: %w", name, err)
+	// The key first: the watcher reloads on the certificate's change.
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{KeyFile, b.Key}, {CAFile, b.CA}, {CertFile, b.Cert}} {
+		tmp := filepath.Join(dir, "."+f.name+".tmp")
+		if err := os.WriteFile(tmp, f.data, 0o600); err != nil {
+			return fmt.Errorf("writing %s: %w", f.name, err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, f.name)); err != nil {
+			return fmt.Errorf("replacing %s: %w", f.name, err)
 		}
 	}
 	return nil
+}
+
+func parseCert(data []byte) (*x509.Certificate, error) {
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, errors.New("no PEM data")
+	}
+	return x509.ParseCertificate(block.Bytes)
 }
 
 func serial() *big.Int {

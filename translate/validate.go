@@ -34,7 +34,9 @@ func validateMetadata(pod *corev1.Pod) field.ErrorList {
 		errs = append(errs, field.Forbidden(meta.Child("labels").Key(LabelManagedBy), "the value "+ManagedByValue+" is reserved for podbridge"))
 	}
 	for _, key := range slices.Sorted(maps.Keys(pod.Annotations)) {
-		if IsReserved(key) && key != AnnotationSyncID {
+		// The two annotations podbridge sets on virtual pods may come back
+		// when admission runs again; the webhook checks the sync ID.
+		if IsReserved(key) && key != AnnotationSyncID && key != AnnotationHostName {
 			errs = append(errs, field.Forbidden(meta.Child("annotations").Key(key), "the "+Prefix+" prefix is reserved for podbridge"))
 		}
 	}

@@ -69,3 +69,20 @@ func Register(ctx context.Context, virtual client.Client, r Registration) error 
 	}
 	return nil
 }
+
+// InjectCABundle sets the CA bundle of every webhook of an existing
+// configuration, for users who apply the configuration themselves.
+func InjectCABundle(ctx context.Context, virtual client.Client, name string, caBundle []byte) error {
+	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	if err := virtual.Get(ctx, client.ObjectKey{Name: name}, cfg); err != nil {
+		return fmt.Errorf("reading MutatingWebhookConfiguration %s: %w", name, err)
+	}
+	patch := client.MergeFromWithOptions(cfg.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	for i := range cfg.Webhooks {
+		cfg.Webhooks[i].ClientConfig.CABundle = caBundle
+	}
+	if err := virtual.Patch(ctx, cfg, patch); err != nil {
+		return fmt.Errorf("injecting CA bundle into MutatingWebhookConfiguration %s: %w", name, err)
+	}
+	return nil
+}

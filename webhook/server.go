@@ -8,7 +8,6 @@ import (
 
 	"github.com/google/uuid"
 	utilrand "k8s.io/apimachinery/pkg/util/rand"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -18,6 +17,7 @@ import (
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/podbridge/podbridge/certs"
 	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/translate"
 )
@@ -34,18 +34,22 @@ type Options struct {
 
 	BindAddress string
 	Port        int
-	// CertDir holds tls.crt and tls.key, reloaded when they change.
-	CertDir string
+	// Certs says where the serving certificate comes from. Its Host and
+	// Inject are filled in here; CertDir is where the server reads it.
+	Certs certs.Options
 
 	MetricsBindAddress     string
 	HealthProbeBindAddress string
 
-	// Registration, when set, is applied in the virtual cluster at start-up.
-	Registration *Registration
+	// Registration is kept in the virtual cluster with the current CA
+	// bundle. With an empty URL, only the CA bundle of an existing
+	// configuration (applied by GitOps) is kept current.
+	Registration Registration
 }
 
-// NewManager builds a manager that serves pod admission.
-func NewManager(o Options) (manager.Manager, error) {
+// New builds a manager that serves pod admission, once the serving
+// certificate is in place (the server cannot start without one).
+func New(ctx context.Context, o Options) (manager.Manager, error) {
 	if err := o.Translate.Validate(); err != nil {
 		return nil, fmt.Errorf("webhook configuration: %w", err)
 	}
@@ -63,30 +67,54 @@ func NewManager(o Options) (manager.Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating virtual client: %w", err)
 	}
-	server := ctrlwebhook.NewServer(ctrlwebhook.Options{
-		Host:    o.BindAddress,
-		Port:    o.Port,
-		CertDir: o.CertDir,
-		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }},
-	})
 
 	mgr, err := ctrl.NewManager(o.Host, manager.Options{
-		Scheme:                 kube.Scheme,
-		WebhookServer:          server,
+		Scheme: kube.Scheme,
+		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
+			Host:    o.BindAddress,
+			Port:    o.Port,
+			CertDir: o.Certs.CertDir,
+			TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }},
+		}),
 		Metrics:                metricsserver.Options{BindAddress: o.MetricsBindAddress},
 		HealthProbeBindAddress: o.HealthProbeBindAddress,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
+
+	certOpts := o.Certs
+	certOpts.Host = host
+	certOpts.Namespace = o.Translate.HostNamespace
+	certOpts.Recorder = mgr.GetEventRecorder(FieldManager)
+	reg := o.Registration
+	certOpts.Inject = func(ctx context.Context, caBundle []byte) error {
+		reg.CABundle = caBundle
+		if reg.URL == "" {
+			return InjectCABundle(ctx, virtual, reg.Name, caBundle)
+		}
+		return Register(ctx, virtual, reg)
+	}
+	keeper, err := certs.NewKeeper(certOpts)
+	if err != nil {
+		return nil, err
+	}
+	if err := keeper.Prepare(ctx); err != nil {
+		return nil, fmt.Errorf("preparing the serving certificate: %w", err)
+	}
+	if err := mgr.Add(keeper); err != nil {
+		return nil, err
+	}
+
 	// GetWebhookServer adds the server to the manager's runnables.
-	mgr.GetWebhookServer().Register(Path, &admission.Webhook{Handler: &PodMutator{
+	server := mgr.GetWebhookServer()
+	server.Register(Path, &admission.Webhook{Handler: &PodMutator{
 		Host:        host,
 		Virtual:     virtual,
 		Config:      o.Translate,
 		Policy:      policy,
 		HostTimeout: o.HostTimeout,
-		NewSyncID:   func() string { return uuid.NewString() },
+		NewSyncID:   uuid.NewString,
 		NameSuffix:  func() string { return utilrand.String(5) },
 	}})
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
@@ -95,31 +123,12 @@ func NewManager(o Options) (manager.Manager, error) {
 	if err := mgr.AddReadyzCheck("webhook", server.StartedChecker()); err != nil {
 		return nil, err
 	}
-	if o.Registration != nil {
-		reg := *o.Registration
-		err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-			// The virtual apiserver may come up after podbridge: retry
-			// until it accepts the registration.
-			log := ctrl.Log.WithName("registration")
-			return wait.PollUntilContextCancel(ctx, 2*time.Second, true, func(ctx context.Context) (bool, error) {
-				if err := Register(ctx, virtual, reg); err != nil {
-					log.Error(err, "Registration failed, retrying")
-					return false, nil
-				}
-				log.Info("Registered MutatingWebhookConfiguration", "name", reg.Name, "url", reg.URL)
-				return true, nil
-			})
-		}))
-		if err != nil {
-			return nil, err
-		}
-	}
 	return mgr, nil
 }
 
 // Run serves pod admission until ctx is done.
 func Run(ctx context.Context, o Options) error {
-	mgr, err := NewManager(o)
+	mgr, err := New(ctx, o)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -24,40 +25,36 @@ func runWebhook(ctx context.Context, args []string) error {
 	cf.bind(fs)
 	o := webhook.Options{}
 	fs.StringVar(&o.PodSecurityLevel, "pod-security-level", "baseline", "Pod Security Standards level virtual pods must meet: baseline or restricted (privileged is refused: the host would run it)")
-	fs.DurationVar(&o.HostTimeout, "host-timeout", 7*time.Second, "bound on each host call; keep it under the registration's timeoutSeconds")
+	fs.DurationVar(&o.HostTimeout, "host-timeout", 7*time.Second, "bound on each admission's host calls; keep it under --webhook-timeout")
 	fs.StringVar(&o.BindAddress, "bind-address", "", "address the webhook server listens on")
 	fs.IntVar(&o.Port, "port", 9443, "port the webhook server listens on")
-	fs.StringVar(&o.CertDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "folder with tls.crt and tls.key, reloaded when they change")
-	var registerURL string
-	reg := webhook.Registration{}
-	fs.StringVar(&registerURL, "register-url", "", "when set, apply the MutatingWebhookConfiguration in the virtual cluster at start-up with this URL (how the virtual apiserver reaches this server)")
-	fs.StringVar(&reg.Name, "register-name", "podbridge", "name of the MutatingWebhookConfiguration")
-	caFile := fs.String("ca-file", "", "CA bundle for the registration (default: ca.crt in --cert-dir)")
-	timeout := fs.Duration("webhook-timeout", 10*time.Second, "the registration's timeoutSeconds")
+	fs.StringVar(&o.Certs.CertDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "folder with tls.crt and tls.key, reloaded when they change")
+	mode := fs.String("cert-mode", string(certs.ModeCertManager), "where the serving certificate comes from: cert-manager (a Certificate's Secret mounted at --cert-dir), self-managed (podbridge issues and renews it in --cert-secret) or files (tls.crt, tls.key and ca.crt in --cert-dir)")
+	fs.StringVar(&o.Certs.SecretName, "cert-secret", "podbridge-webhook-tls", "host Secret holding the serving certificate")
+	fs.StringVar(&o.Certs.CertificateName, "certificate-name", "podbridge-webhook", "cert-manager Certificate whose readiness is reported (cert-manager mode)")
+	hosts := fs.String("cert-hosts", "", "DNS names and IPs of the self-managed serving certificate, comma-separated (the webhook Service's name, e.g. podbridge-webhook.NAMESPACE.svc)")
+	fs.DurationVar(&o.Certs.Validity, "cert-validity", 365*24*time.Hour, "validity of self-managed serving certificates; renewed when a third is left")
+	fs.StringVar(&o.Registration.Name, "webhook-configuration", "podbridge", "name of the MutatingWebhookConfiguration in the virtual cluster")
+	fs.StringVar(&o.Registration.URL, "register-url", "", "URL at which the virtual apiserver reaches this server; when set, podbridge applies the whole MutatingWebhookConfiguration at start-up, else it only keeps the CA bundle of an existing one current")
+	timeout := fs.Duration("webhook-timeout", 10*time.Second, "the configuration's timeoutSeconds")
 	setLogger := bindLogging(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	setLogger()
-	if registerURL != "" {
-		if *caFile == "" {
-			*caFile = filepath.Join(o.CertDir, certs.CAFile)
-		}
-		ca, err := os.ReadFile(*caFile)
-		if err != nil {
-			return fmt.Errorf("--ca-file: %w", err)
-		}
-		if *timeout < time.Second || *timeout > 30*time.Second {
-			return fmt.Errorf("--webhook-timeout %s: must be between 1s and 30s", *timeout)
-		}
-		if o.HostTimeout >= *timeout {
-			return fmt.Errorf("--host-timeout %s must be shorter than --webhook-timeout %s, so tenants get podbridge's answer", o.HostTimeout, *timeout)
-		}
-		reg.URL, reg.CABundle, reg.TimeoutSeconds = registerURL, ca, int32(*timeout/time.Second)
-		o.Registration = &reg
-	}
 	if o.PodSecurityLevel == "privileged" {
 		return errors.New("--pod-security-level=privileged would let tenants escape onto the host")
+	}
+	if *timeout < time.Second || *timeout > 30*time.Second {
+		return fmt.Errorf("--webhook-timeout %s: must be between 1s and 30s", *timeout)
+	}
+	if o.HostTimeout >= *timeout {
+		return fmt.Errorf("--host-timeout %s must be shorter than --webhook-timeout %s, so tenants get podbridge's answer", o.HostTimeout, *timeout)
+	}
+	o.Registration.TimeoutSeconds = int32(*timeout / time.Second)
+	o.Certs.Mode = certs.Mode(*mode)
+	if *hosts != "" {
+		o.Certs.Hosts = strings.Split(*hosts, ",")
 	}
 	var err error
 	if o.Host, o.Virtual, err = cf.configs("webhook"); err != nil {

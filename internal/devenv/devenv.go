@@ -12,6 +12,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -41,6 +42,9 @@ type Options struct {
 	Translate translate.Config
 	// OrphanGracePeriod is the reflector's; tests shorten it.
 	OrphanGracePeriod time.Duration
+	// NodeGracePeriod is how long the reflector keeps a virtual node that
+	// carries no pod.
+	NodeGracePeriod time.Duration
 	// WebhookTimeout is the registration's timeoutSeconds.
 	WebhookTimeout time.Duration
 }
@@ -53,7 +57,9 @@ func Defaults() Options {
 		PodsPerNode:       1000,
 		Translate:         translate.Config{VCluster: "dev", HostNamespace: "podbridge-dev", HostServiceAccount: "default"},
 		OrphanGracePeriod: 30 * time.Second,
-		WebhookTimeout:    10 * time.Second,
+		// Short, so nodes visibly follow pods in a demo and in tests.
+		NodeGracePeriod: 3 * time.Second,
+		WebhookTimeout:  10 * time.Second,
 	}
 }
 
@@ -62,6 +68,17 @@ type Env struct {
 	Host, Virtual *controlplane.Plane
 	Options       Options
 
+	// failed receives an error when a podbridge component stops on its own.
+	failed chan error
+
+	mu               sync.Mutex // guards webhook and reflector
+	webhook          *component
+	reflector        *component
+	reflectorOptions reflector.Options
+}
+
+// component is one running podbridge manager.
+type component struct {
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -69,7 +86,7 @@ type Env struct {
 // Start brings everything up and returns once a dry-run pod create in the
 // virtual cluster passes through the webhook.
 func Start(ctx context.Context, opts Options) (env *Env, err error) {
-	env = &Env{Options: opts}
+	env = &Env{Options: opts, failed: make(chan error, 8)}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, env.Stop())
@@ -91,14 +108,6 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 		return env, err
 	}
 
-	bundle, err := certs.NewSelfSigned([]string{"127.0.0.1", "localhost"}, time.Now(), 365*24*time.Hour)
-	if err != nil {
-		return env, err
-	}
-	certDir := filepath.Join(opts.StateDir, "webhook-certs")
-	if err := bundle.WriteDir(certDir); err != nil {
-		return env, err
-	}
 	port, err := freePort()
 	if err != nil {
 		return env, err
@@ -106,60 +115,127 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 
 	hostCfg := kube.WithLimits(env.Host.Config, kube.DefaultLimits, "podbridge-dev")
 	virtualCfg := kube.WithLimits(env.Virtual.Config, kube.DefaultLimits, "podbridge-dev")
-	webhookMgr, err := webhook.NewManager(webhook.Options{
+	// The self-managed certificate mode, as a host without cert-manager uses it.
+	webhookMgr, err := webhook.New(ctx, webhook.Options{
 		Host: hostCfg, Virtual: virtualCfg, Translate: opts.Translate,
 		PodSecurityLevel: "baseline",
 		HostTimeout:      opts.WebhookTimeout * 7 / 10,
-		BindAddress:      "127.0.0.1", Port: port, CertDir: certDir,
+		BindAddress:      "127.0.0.1", Port: port,
+		Certs: certs.Options{
+			Mode:       certs.ModeSelfManaged,
+			SecretName: "podbridge-webhook-tls",
+			CertDir:    filepath.Join(opts.StateDir, "webhook-certs"),
+			Hosts:      []string{"127.0.0.1", "localhost"},
+		},
 		MetricsBindAddress: "0", HealthProbeBindAddress: "0",
-		Registration: &webhook.Registration{
+		Registration: webhook.Registration{
 			Name:           "podbridge",
 			URL:            "https://127.0.0.1:" + strconv.Itoa(port) + webhook.Path,
-			CABundle:       bundle.CA,
 			TimeoutSeconds: int32(opts.WebhookTimeout / time.Second),
 		},
 	})
 	if err != nil {
 		return env, err
 	}
-	reflectorMgr, err := reflector.NewManager(reflector.Options{
+	env.reflectorOptions = reflector.Options{
 		Host: hostCfg, Virtual: virtualCfg, Translate: opts.Translate,
 		OrphanGracePeriod:       opts.OrphanGracePeriod,
+		NodeGracePeriod:         opts.NodeGracePeriod,
 		MaxConcurrentReconciles: 16,
 		MetricsBindAddress:      "0", HealthProbeBindAddress: "0",
-	})
-	if err != nil {
-		return env, err
+		// StartReflector builds the reflector again in this process.
+		SkipControllerNameValidation: true,
 	}
-
-	runCtx, cancel := context.WithCancel(context.Background())
-	env.cancel = cancel
-	env.done = make(chan error, 2)
-	for _, mgr := range []manager.Manager{webhookMgr, reflectorMgr} {
-		go func() { env.done <- mgr.Start(runCtx) }()
+	env.webhook = env.run("webhook", webhookMgr)
+	if err := env.StartReflector(); err != nil {
+		return env, err
 	}
 	return env, env.waitForWebhook(ctx)
 }
 
+// run starts mgr until its component is stopped.
+func (e *Env) run(name string, mgr manager.Manager) *component {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &component{cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		err := mgr.Start(ctx)
+		if ctx.Err() == nil { // stopped on its own
+			if err == nil {
+				err = errors.New("stopped without an error")
+			}
+			select {
+			case e.failed <- fmt.Errorf("%s: %w", name, err):
+			default: // an earlier failure is already waiting to be read.
+			}
+		}
+		c.done <- err
+	}()
+	return c
+}
+
+// stop stops the component and waits until it has.
+func (c *component) stop() error {
+	if c == nil {
+		return nil
+	}
+	c.cancel()
+	if err := <-c.done; err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// StartReflector starts a new reflector, as a restarted reflector process
+// would: fresh caches and queues, nothing remembered. It does nothing if
+// the reflector is running.
+func (e *Env) StartReflector() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.reflector != nil {
+		return nil
+	}
+	mgr, err := reflector.NewManager(e.reflectorOptions)
+	if err != nil {
+		return err
+	}
+	e.reflector = e.run("reflector", mgr)
+	return nil
+}
+
+// StopReflector stops the reflector and waits until it has stopped; the
+// webhook keeps admitting pods meanwhile.
+func (e *Env) StopReflector() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	err := e.reflector.stop()
+	e.reflector = nil
+	if err != nil {
+		return fmt.Errorf("stopping the reflector: %w", err)
+	}
+	return nil
+}
+
+// RestartReflector stops the reflector and starts a new one.
+func (e *Env) RestartReflector() error {
+	if err := e.StopReflector(); err != nil {
+		return err
+	}
+	return e.StartReflector()
+}
+
 // Err returns a channel that yields an error when a podbridge component
 // stopped on its own.
-func (e *Env) Err() <-chan error { return e.done }
+func (e *Env) Err() <-chan error { return e.failed }
 
 // Stop stops podbridge, then both control planes.
 func (e *Env) Stop() error {
 	if e == nil {
 		return nil
 	}
-	var errs []error
-	if e.cancel != nil {
-		e.cancel()
-		for range 2 {
-			if err := <-e.done; err != nil && !errors.Is(err, context.Canceled) {
-				errs = append(errs, err)
-			}
-		}
-		e.cancel = nil
-	}
+	e.mu.Lock()
+	errs := []error{e.webhook.stop(), e.reflector.stop()}
+	e.webhook, e.reflector = nil, nil
+	e.mu.Unlock()
 	errs = append(errs, e.Virtual.Stop(), e.Host.Stop())
 	return errors.Join(errs...)
 }
@@ -210,7 +286,7 @@ func (e *Env) waitForWebhook(ctx context.Context) error {
 	defer cancel()
 	err = wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		select {
-		case err := <-e.done:
+		case err := <-e.failed:
 			return false, fmt.Errorf("podbridge stopped: %w", err)
 		default:
 		}
@@ -226,7 +302,7 @@ func (e *Env) waitForWebhook(ctx context.Context) error {
 		return true, nil
 	})
 	if err != nil {
-		return fmt.Errorf("waiting for the webhook: %w (last attempt: %v)", err, lastErr)
+		return fmt.Errorf("waiting for the webhook: %w (last attempt: %w)", err, lastErr)
 	}
 	return nil
 }

@@ -5,18 +5,23 @@ package kube
 import (
 	"fmt"
 
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-// Scheme knows the built-in Kubernetes types podbridge reads and writes.
+// Scheme knows the Kubernetes and cert-manager types podbridge reads and writes.
 var Scheme = runtime.NewScheme()
 
 func init() {
-	if err := clientgoscheme.AddToScheme(Scheme); err != nil {
-		panic(err)
+	// cert-manager's types: the webhook reads its Certificate's readiness.
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, cmapi.AddToScheme} {
+		if err := add(Scheme); err != nil {
+			panic(err)
+		}
 	}
 }
 

@@ -2,7 +2,11 @@ package integration
 
 import (
 	"context"
+	"crypto/tls"
+	"encoding/pem"
 	"fmt"
+	"net"
+	"strconv"
 	"testing"
 	"time"
 
@@ -89,3 +93,39 @@ func waitGone(t *testing.T, c client.Client, obj client.Object, timeout time.Dur
 }
 
 func runtimeRaw(raw []byte) runtime.RawExtension { return runtime.RawExtension{Raw: raw} }
+
+func freeTestPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// servedCertificate returns the DER of the certificate a loopback TLS
+// server presents on port.
+func servedCertificate(port int) ([]byte, error) {
+	conn, err := tls.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port), &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}) //nolint:gosec // reads the certificate, trusts nothing
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].Raw, nil
+}
+
+func pemBody(t *testing.T, data []byte) []byte {
+	t.Helper()
+	block, _ := pem.Decode(data)
+	if block == nil {
+		t.Fatal("no PEM data")
+	}
+	return block.Bytes
+}
+
+func metav1LabelSelectorFor(key, value string) *metav1.LabelSelector {
+	return &metav1.LabelSelector{MatchLabels: map[string]string{key: value}}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

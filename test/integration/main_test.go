@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -74,7 +75,52 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	return m.Run()
+	code := m.Run()
+	for _, stop := range cleanups {
+		stop()
+	}
+	return code
+}
+
+// cleanups run after every test, for what tests share lazily.
+var cleanups []func()
+
+var (
+	second     *controlplane.Plane
+	secondErr  error
+	secondOnce sync.Once
+	// secondClient is an administrator of the second virtual cluster.
+	secondClient client.Client
+)
+
+// secondVirtual starts, once, a second virtual control plane with no
+// podbridge of its own: tests register extra webhooks in it without
+// meeting the main one, and isolation tests put a second tenant there.
+func secondVirtual(t *testing.T) client.Client {
+	t.Helper()
+	secondOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "podbridge-second-")
+		if err != nil {
+			secondErr = err
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		second, secondErr = controlplane.StartVirtual(ctx, controlplane.Options{Assets: env.Options.Assets, Dir: dir})
+		cleanups = append(cleanups, func() {
+			if err := second.Stop(); err != nil {
+				fmt.Fprintf(os.Stderr, "stopping the second virtual cluster: %v\n", err)
+			}
+			os.RemoveAll(dir)
+		})
+		if secondErr == nil {
+			secondClient, secondErr = client.New(second.Config, client.Options{Scheme: kube.Scheme})
+		}
+	})
+	if secondErr != nil {
+		t.Fatalf("second virtual cluster: %v", secondErr)
+	}
+	return secondClient
 }
 
 // zapLevel keeps podbridge quiet in tests unless PODBRIDGE_TEST_VERBOSE is set.

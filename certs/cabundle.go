@@ -1,0 +1,46 @@
+package certs
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"time"
+)
+
+// MergeCABundle returns the bundle to inject: every certificate of current,
+// then the one newest certificate of previous that current lacks and that
+// is still valid at now. A replica still serving a certificate of the old
+// CA thus stays trusted while the new one rolls out, and the bundle does
+// not grow with every rotation.
+func MergeCABundle(current, previous []byte, now time.Time) []byte {
+	var out []byte
+	seen := map[string]bool{}
+	for _, block := range certificates(current) {
+		if !seen[string(block.Bytes)] {
+			seen[string(block.Bytes)] = true
+			out = append(out, pem.EncodeToMemory(block)...)
+		}
+	}
+	for _, block := range certificates(previous) {
+		if seen[string(block.Bytes)] {
+			continue
+		}
+		if cert, err := x509.ParseCertificate(block.Bytes); err == nil && now.Before(cert.NotAfter) {
+			return append(out, pem.EncodeToMemory(block)...)
+		}
+	}
+	return out
+}
+
+func certificates(data []byte) []*pem.Block {
+	var blocks []*pem.Block
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			return blocks
+		}
+		if block.Type == "CERTIFICATE" {
+			blocks = append(blocks, block)
+		}
+	}
+}

@@ -1,0 +1,267 @@
+package certs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+)
+
+// Mode says where the serving certificate comes from.
+type Mode string
+
+const (
+	// ModeCertManager means a cert-manager Certificate issues the Secret, which
+	// is mounted at CertDir; podbridge injects its CA into the virtual
+	// cluster and reports the Certificate's readiness.
+	ModeCertManager Mode = "cert-manager"
+	// ModeSelfManaged means podbridge creates a CA and serving certificate,
+	// keeps them in a host Secret shared by replicas, renews them, and
+	// writes them to CertDir.
+	ModeSelfManaged Mode = "self-managed"
+	// ModeFiles means the certificate and CA are files in CertDir, managed by
+	// someone else; podbridge injects the CA.
+	ModeFiles Mode = "files"
+)
+
+// Options configure a Keeper.
+type Options struct {
+	Mode Mode
+	// Host reads and writes the certificate Secret in Namespace.
+	Host      client.Client
+	Namespace string
+	// SecretName is the certificate Secret (cert-manager and self-managed).
+	SecretName string
+	// CertificateName is the cert-manager Certificate (cert-manager mode).
+	CertificateName string
+	// CertDir is where the webhook server reads tls.crt and tls.key.
+	CertDir string
+	// Hosts are the serving certificate's DNS names and IPs (self-managed).
+	Hosts []string
+	// Validity of self-managed certificates; renewed when a third is left.
+	Validity time.Duration
+	// Inject puts a CA bundle into the virtual cluster's webhook
+	// configuration.
+	Inject func(ctx context.Context, caBundle []byte) error
+	// Interval between checks for renewal and drift.
+	Interval time.Duration
+	Recorder events.EventRecorder
+	Clock    clock.PassiveClock
+}
+
+// Keeper keeps the webhook's serving certificate current and the virtual
+// cluster's trust in it current. It is a manager Runnable.
+type Keeper struct {
+	o        Options
+	injected []byte
+	notReady bool
+}
+
+// NewKeeper checks options and returns a Keeper.
+func NewKeeper(o Options) (*Keeper, error) {
+	switch o.Mode {
+	case ModeCertManager, ModeSelfManaged:
+		if o.SecretName == "" {
+			return nil, fmt.Errorf("certificate mode %s needs a Secret name", o.Mode)
+		}
+	case ModeFiles:
+	default:
+		return nil, fmt.Errorf("unknown certificate mode %q: use %s, %s or %s", o.Mode, ModeCertManager, ModeSelfManaged, ModeFiles)
+	}
+	if o.Mode == ModeSelfManaged && len(o.Hosts) == 0 {
+		return nil, errors.New("self-managed certificates need at least one host name")
+	}
+	if o.Validity == 0 {
+		o.Validity = 365 * 24 * time.Hour
+	}
+	if o.Interval == 0 {
+		o.Interval = time.Minute
+	}
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	return &Keeper{o: o}, nil
+}
+
+// Prepare makes sure CertDir holds a certificate before the webhook server
+// starts, which needs one: self-managed mode creates or loads it,
+// cert-manager mode waits for the issued Secret to be mounted.
+func (k *Keeper) Prepare(ctx context.Context) error {
+	return wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
+		if err := k.sync(ctx); err != nil {
+			logf.FromContext(ctx).Info("Waiting for the serving certificate", "error", err.Error())
+			return false, nil
+		}
+		_, err := os.Stat(filepath.Join(k.o.CertDir, CertFile))
+		return err == nil, nil
+	})
+}
+
+// Start keeps everything current until ctx is done.
+func (k *Keeper) Start(ctx context.Context) error {
+	log := logf.FromContext(ctx).WithName("certs")
+	wait.UntilWithContext(ctx, func(ctx context.Context) {
+		if err := k.sync(ctx); err != nil {
+			log.Error(err, "Certificate check failed; retrying", "mode", k.o.Mode)
+		}
+	}, k.o.Interval)
+	return nil
+}
+
+// sync runs one pass: gather the current certificate, renew it or write it
+// out where this mode owns that, and inject its CA.
+func (k *Keeper) sync(ctx context.Context) error {
+	var ca []byte
+	switch k.o.Mode {
+	case ModeSelfManaged:
+		b, err := k.selfManaged(ctx)
+		if err != nil {
+			return err
+		}
+		if err := writeIfChanged(k.o.CertDir, b); err != nil {
+			return err
+		}
+		ca = b.CA
+	case ModeCertManager:
+		k.reportCertificate(ctx)
+		secret := &corev1.Secret{}
+		if err := k.o.Host.Get(ctx, types.NamespacedName{Namespace: k.o.Namespace, Name: k.o.SecretName}, secret); err != nil {
+			return fmt.Errorf("reading certificate Secret %s: %w", k.o.SecretName, err)
+		}
+		if ca = secret.Data[CAFile]; len(ca) == 0 {
+			return fmt.Errorf("certificate Secret %s has no %s: use an issuer that publishes its CA", k.o.SecretName, CAFile)
+		}
+	case ModeFiles:
+		data, err := os.ReadFile(filepath.Join(k.o.CertDir, CAFile))
+		if err != nil {
+			return fmt.Errorf("reading CA: %w", err)
+		}
+		ca = data
+	}
+	if k.o.Inject == nil {
+		return nil
+	}
+	bundle := MergeCABundle(ca, k.injected, k.o.Clock.Now())
+	if bytes.Equal(bundle, k.injected) {
+		return nil
+	}
+	if err := k.o.Inject(ctx, bundle); err != nil {
+		return fmt.Errorf("injecting CA bundle: %w", err)
+	}
+	k.injected = bundle
+	logf.FromContext(ctx).Info("Injected webhook CA bundle into the virtual cluster", "mode", k.o.Mode)
+	return nil
+}
+
+// selfManaged loads the shared Secret, creating it or renewing its serving
+// certificate when a third of its validity is left. Replicas race on the
+// Secret's resource version: the loser reads the winner's certificate.
+func (k *Keeper) selfManaged(ctx context.Context) (*Bundle, error) {
+	now := k.o.Clock.Now()
+	key := types.NamespacedName{Namespace: k.o.Namespace, Name: k.o.SecretName}
+	secret := &corev1.Secret{}
+	err := k.o.Host.Get(ctx, key, secret)
+	if apierrors.IsNotFound(err) {
+		b, err := NewSelfSigned(k.o.Hosts, now, k.o.Validity)
+		if err != nil {
+			return nil, err
+		}
+		secret = &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace, Labels: map[string]string{"app.kubernetes.io/managed-by": "podbridge"}},
+			Type:       corev1.SecretTypeTLS,
+			Data:       b.secretData(),
+		}
+		if err := k.o.Host.Create(ctx, secret); err != nil {
+			return nil, fmt.Errorf("creating certificate Secret: %w", err) // AlreadyExists: another replica won; next pass reads it.
+		}
+		logf.FromContext(ctx).Info("Created self-managed webhook certificate", "secret", key.Name)
+		return b, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading certificate Secret: %w", err)
+	}
+	b := bundleFrom(secret.Data)
+	cert, certErr := parseCert(b.Cert)
+	if certErr == nil && cert.NotAfter.Sub(now) > k.o.Validity/3 {
+		return b, nil
+	}
+	renew := b.Renew
+	if ca, err := parseCert(b.CA); err != nil || ca.NotAfter.Sub(now) < k.o.Validity {
+		// The CA would cut the new certificate short: start a new CA. The
+		// old one stays in the injected bundle while it is valid.
+		renew = NewSelfSigned
+	}
+	renewed, err := renew(k.o.Hosts, now, k.o.Validity)
+	if err != nil {
+		return nil, fmt.Errorf("renewing serving certificate: %w", err)
+	}
+	secret.Data = renewed.secretData()
+	if err := k.o.Host.Update(ctx, secret); err != nil {
+		return nil, fmt.Errorf("storing renewed certificate: %w", err) // Conflict: another replica renewed first.
+	}
+	logf.FromContext(ctx).Info("Renewed self-managed webhook certificate", "secret", key.Name, "notAfter", now.Add(k.o.Validity))
+	return renewed, nil
+}
+
+// reportCertificate tells, once per change, whether cert-manager has the
+// Certificate ready: an event on it and a log line when it is not.
+func (k *Keeper) reportCertificate(ctx context.Context) {
+	if k.o.CertificateName == "" {
+		return
+	}
+	crt := &cmapi.Certificate{}
+	if err := k.o.Host.Get(ctx, types.NamespacedName{Namespace: k.o.Namespace, Name: k.o.CertificateName}, crt); err != nil {
+		logf.FromContext(ctx).Error(err, "Reading Certificate failed", "certificate", k.o.CertificateName)
+		return
+	}
+	ready, reason, message := false, "NoReadyCondition", "cert-manager has not reported on the Certificate yet"
+	for _, c := range crt.Status.Conditions {
+		if c.Type == cmapi.CertificateConditionReady {
+			ready, reason, message = c.Status == cmmeta.ConditionTrue, c.Reason, c.Message
+		}
+	}
+	if ready == !k.notReady {
+		return
+	}
+	k.notReady = !ready
+	if ready {
+		logf.FromContext(ctx).Info("Certificate is ready", "certificate", k.o.CertificateName)
+		return
+	}
+	logf.FromContext(ctx).Info("Certificate is not ready: the webhook keeps its current certificate", "certificate", k.o.CertificateName, "reason", reason, "message", message)
+	if k.o.Recorder != nil {
+		k.o.Recorder.Eventf(crt, nil, corev1.EventTypeWarning, "CertificateNotReady", "WaitForCertificate", "podbridge is waiting for this Certificate: %s: %s", reason, message)
+	}
+}
+
+func (b *Bundle) secretData() map[string][]byte {
+	return map[string][]byte{CertFile: b.Cert, KeyFile: b.Key, CAFile: b.CA, CAKeyFile: b.CAKey}
+}
+
+func bundleFrom(data map[string][]byte) *Bundle {
+	return &Bundle{CA: data[CAFile], CAKey: data[CAKeyFile], Cert: data[CertFile], Key: data[KeyFile]}
+}
+
+// writeIfChanged writes b into dir unless dir holds it already.
+func writeIfChanged(dir string, b *Bundle) error {
+	current, err := os.ReadFile(filepath.Join(dir, CertFile))
+	if err == nil && bytes.Equal(current, b.Cert) {
+		return nil
+	}
+	return b.WriteDir(dir)
+}

@@ -1,0 +1,504 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/podbridge/podbridge/translate"
+)
+
+// A virtual node exists while virtual pods are bound to it, including while
+// one pod goes and the next comes on the same node; it is removed once no
+// pod is bound to it, or as soon as its host node is gone.
+func TestVirtualNodeRemovedWhenUnusedOrHostNodeGone(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	node := newHostNode(t)
+	deletedBefore := actionCount(t, "node_delete")
+
+	// Each pod is deleted as the next is created on the same node: the
+	// node stays (the same object) while pods are replaced.
+	var last *corev1.Pod
+	var nodeUID types.UID
+	for i := range 3 {
+		pod := podOnNode(ns, fmt.Sprintf("churn-%d", i), node)
+		if last != nil {
+			if err := virtualClient.Delete(ctx, last); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := virtualClient.Create(ctx, pod); err != nil {
+			t.Fatalf("creating virtual pod: %v", err)
+		}
+		pod = waitRunningBound(t, pod)
+		if pod.Spec.NodeName != node {
+			t.Fatalf("virtual pod %s bound to %q, want %q", pod.Name, pod.Spec.NodeName, node)
+		}
+		// Bound pods always have their node: the virtual pod garbage
+		// collector deletes pods bound to a missing node.
+		vnode := &corev1.Node{}
+		if err := virtualClient.Get(ctx, client.ObjectKey{Name: node}, vnode); err != nil {
+			t.Fatalf("virtual node %s while pod %s is bound to it: %v", node, pod.Name, err)
+		}
+		if vnode.Labels[translate.LabelManagedBy] != translate.ManagedByValue || vnode.Labels[testNodeLabel] != node {
+			t.Errorf("virtual node labels %v: want %s=%s and the host node's labels", vnode.Labels, translate.LabelManagedBy, translate.ManagedByValue)
+		}
+		if nodeUID == "" {
+			nodeUID = vnode.UID
+		} else if vnode.UID != nodeUID {
+			t.Errorf("virtual node %s was re-created while its pods were replaced", node)
+		}
+		last = pod
+	}
+
+	if err := virtualClient.Delete(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, virtualClient, last, 20*time.Second)
+	waitGone(t, virtualClient, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}, 20*time.Second)
+	if got := actionCount(t, "node_delete"); got <= deletedBefore {
+		t.Errorf("node_delete actions %v, want more than %v", got, deletedBefore)
+	}
+
+	// The host node goes while a pod is still bound to it.
+	doomed := newHostNode(t)
+	pod := podOnNode(ns, "stranded", doomed)
+	if err := virtualClient.Create(ctx, pod); err != nil {
+		t.Fatalf("creating virtual pod: %v", err)
+	}
+	pod = waitRunningBound(t, pod)
+	host, err := getHostPod(ctx, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hostClient.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: doomed}}); err != nil {
+		t.Fatalf("deleting host node: %v", err)
+	}
+	waitGone(t, virtualClient, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: doomed}}, 20*time.Second)
+
+	// No kubelet finishes the host pod any more; the host would garbage
+	// collect it. Its removal takes the virtual pod with it.
+	if err := hostClient.Delete(ctx, host, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatalf("removing host pod: %v", err)
+	}
+	waitGone(t, virtualClient, pod, 20*time.Second)
+}
+
+// Deleting the host pod of a Deployment's pod on the host fails the virtual
+// pod with the reason, records an event and removes it; the Deployment
+// replaces it.
+func TestHostPodDeletionReplacesDeploymentPod(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	deploy := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](2),
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "api"}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "api"}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "api", Image: "nginx"}}},
+			},
+		},
+	}
+	if err := virtualClient.Create(ctx, deploy); err != nil {
+		t.Fatalf("creating deployment: %v", err)
+	}
+	waitDeploymentReady(t, deploy, 2)
+
+	pods := &corev1.PodList{}
+	if err := virtualClient.List(ctx, pods, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	victim := &pods.Items[0]
+	final := watchFinalState(t, ns, victim.Name)
+	host, err := getHostPod(ctx, victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hostClient.Delete(ctx, host); err != nil {
+		t.Fatalf("deleting host pod: %v", err)
+	}
+
+	last := final(20 * time.Second)
+	if last.Status.Phase != corev1.PodFailed || last.Status.Reason != translate.ReasonHostPodDeleted {
+		t.Errorf("final virtual status phase=%s reason=%q, want Failed %s", last.Status.Phase, last.Status.Reason, translate.ReasonHostPodDeleted)
+	}
+	if isReady(last) {
+		t.Errorf("final virtual status still Ready: %v", last.Status.Conditions)
+	}
+	waitEvent(t, victim, translate.ReasonHostPodDeleted)
+	waitDeploymentReady(t, deploy, 2)
+	if err := virtualClient.List(ctx, pods, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		if p.Name == victim.Name {
+			t.Errorf("virtual pod %s still listed after its host pod's deletion", p.Name)
+		}
+	}
+}
+
+// A bare pod whose host pod is deleted or evicted on the host ends Failed
+// with the host's reason and an event, and is removed, not re-created.
+func TestHostDeletionEndsBarePod(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	cases := []struct {
+		name   string
+		remove func(context.Context, *corev1.Pod) error
+		reason string
+	}{
+		{"deleted", func(ctx context.Context, host *corev1.Pod) error { return hostClient.Delete(ctx, host) }, translate.ReasonHostPodDeleted},
+		{"evicted", func(ctx context.Context, host *corev1.Pod) error {
+			return hostClient.SubResource("eviction").Create(ctx, host, &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: host.Name, Namespace: host.Namespace}})
+		}, translate.ReasonEvicted},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := simplePod(ns, "bare-"+tc.name)
+			if err := virtualClient.Create(ctx, pod); err != nil {
+				t.Fatalf("creating virtual pod: %v", err)
+			}
+			pod = waitRunningBound(t, pod)
+			final := watchFinalState(t, ns, pod.Name)
+			host, err := getHostPod(ctx, pod)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tc.remove(ctx, host); err != nil {
+				t.Fatalf("removing host pod: %v", err)
+			}
+
+			last := final(20 * time.Second)
+			if last.Status.Phase != corev1.PodFailed || last.Status.Reason != tc.reason {
+				t.Errorf("final virtual status phase=%s reason=%q message=%q, want Failed %s", last.Status.Phase, last.Status.Reason, last.Status.Message, tc.reason)
+			}
+			waitEvent(t, pod, tc.reason)
+			// Nothing re-creates the pod on either side: the tenant sees it end.
+			if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{}); !apierrors.IsNotFound(err) {
+				t.Errorf("virtual pod after its removal: %v, want NotFound", err)
+			}
+			if _, err := getHostPod(ctx, pod); !apierrors.IsNotFound(err) {
+				t.Errorf("host pod after the virtual pod's removal: %v, want NotFound", err)
+			}
+		})
+	}
+}
+
+// A host pod carrying this virtual cluster's marks whose virtual pod does
+// not exist is deleted once it is older than the orphan grace period, and
+// not before; another virtual cluster's pod is left alone.
+func TestOrphanHostPodDeletedAfterGracePeriod(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	before := actionCount(t, "orphan_delete")
+	orphan := hostPodFor(env.Options.Translate.VCluster, ns, "ghost", "orphan-"+ns)
+	foreign := hostPodFor("other-vcluster", ns, "ghost", "foreign-"+ns)
+	t.Cleanup(func() { _ = hostClient.Delete(context.Background(), foreign, client.GracePeriodSeconds(0)) })
+
+	start := time.Now()
+	for _, p := range []*corev1.Pod{orphan, foreign} {
+		if err := hostClient.Create(ctx, p); err != nil {
+			t.Fatalf("creating host pod %s: %v", p.Name, err)
+		}
+	}
+	var deletedAfter time.Duration
+	eventually(t, orphanGrace+20*time.Second, "orphan host pod deleted", func(ctx context.Context) (bool, string) {
+		done, state := goneOrGoing(ctx, hostClient, orphan)
+		deletedAfter = time.Since(start)
+		return done, state
+	})
+	if deletedAfter < orphanGrace {
+		t.Errorf("orphan host pod deleted %s after its creation, before the grace period of %s", deletedAfter, orphanGrace)
+	}
+	if got := actionCount(t, "orphan_delete"); got <= before {
+		t.Errorf("orphan_delete actions %v, want more than %v", got, before)
+	}
+	// Older than the grace period too, but not ours.
+	if err := hostClient.Get(ctx, client.ObjectKeyFromObject(foreign), foreign); err != nil || foreign.DeletionTimestamp != nil {
+		t.Errorf("another virtual cluster's host pod: err=%v deletionTimestamp=%v, want untouched", err, foreign.DeletionTimestamp)
+	}
+}
+
+// The updates Kubernetes allows on a pod reach its host pod: in-place
+// resize, images, activeDeadlineSeconds, tolerations, scheduling gates,
+// node selection of a gated pod, labels and annotations. podbridge's own
+// keys and keys the host added stay, whatever the tenant writes.
+func TestVirtualPodUpdatesReachHostPod(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	cfg := env.Options.Translate
+	updatesBefore := actionCount(t, "update_host")
+
+	pod := simplePod(ns, "upd")
+	pod.Labels = map[string]string{"app": "upd", "tier": "front", "drop": "me"}
+	pod.Annotations = map[string]string{"note": "one", "gone": "soon"}
+	pod.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "busybox"}}
+	pod.Spec.Containers[0].Resources = corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+		Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("200m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+	}
+	// Gated, so the host scheduler waits and resize applies to a pod
+	// without running containers (kwok reports no container resources).
+	pod.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: "example.com/hold"}}
+	if err := virtualClient.Create(ctx, pod); err != nil {
+		t.Fatalf("creating virtual pod: %v", err)
+	}
+	syncID := pod.Annotations[translate.AnnotationSyncID]
+
+	// Something on the host labels and annotates the host pod; podbridge
+	// must leave that alone.
+	host, err := getHostPod(ctx, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patch := client.MergeFrom(host.DeepCopy())
+	host.Labels["host.example/team"] = "infra"
+	host.Annotations["host.example/ip"] = "10.0.0.1"
+	if err := hostClient.Patch(ctx, host, patch, client.FieldOwner("host-controller")); err != nil {
+		t.Fatalf("labelling host pod: %v", err)
+	}
+
+	// In-place resize.
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
+			return err
+		}
+		pod.Spec.Containers[0].Resources.Requests[corev1.ResourceCPU] = resource.MustParse("150m")
+		return virtualClient.SubResource("resize").Update(ctx, pod)
+	})
+	if err != nil {
+		t.Fatalf("resizing virtual pod: %v", err)
+	}
+	eventually(t, 20*time.Second, "host pod resized", func(ctx context.Context) (bool, string) {
+		host, err := getHostPod(ctx, pod)
+		if err != nil {
+			return false, err.Error()
+		}
+		cpu := host.Spec.Containers[0].Resources.Requests[corev1.ResourceCPU]
+		return cpu.Cmp(resource.MustParse("150m")) == 0, "cpu request " + cpu.String()
+	})
+
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
+			return err
+		}
+		pod.Spec.Containers[0].Image = "nginx:1.27"
+		pod.Spec.InitContainers[0].Image = "busybox:1.36"
+		pod.Spec.ActiveDeadlineSeconds = ptr.To[int64](600)
+		pod.Spec.Tolerations = append(pod.Spec.Tolerations, corev1.Toleration{Key: "example.com/dedicated", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule})
+		pod.Spec.SchedulingGates = nil
+		pod.Spec.NodeSelector = map[string]string{"type": "kwok"}
+		delete(pod.Labels, "drop")
+		pod.Labels["tier"] = "back"
+		pod.Labels["track"] = "canary"
+		// The webhook sees creates only: a tenant can write these on update.
+		pod.Labels[translate.LabelVCluster] = "forged"
+		pod.Labels[translate.LabelManagedBy] = "Helm"
+		delete(pod.Annotations, "gone")
+		pod.Annotations["note"] = "two"
+		pod.Annotations["fresh"] = "yes"
+		return virtualClient.Update(ctx, pod)
+	})
+	if err != nil {
+		t.Fatalf("updating virtual pod: %v", err)
+	}
+
+	wantLabels := map[string]string{
+		"app": "upd", "tier": "back", "track": "canary", "host.example/team": "infra",
+		translate.LabelManagedBy: translate.ManagedByValue, translate.LabelVCluster: cfg.VCluster, translate.LabelNamespace: ns,
+	}
+	wantAnnotations := map[string]string{
+		"note": "two", "fresh": "yes", "host.example/ip": "10.0.0.1",
+		translate.AnnotationSyncID: syncID, translate.AnnotationName: "upd", translate.AnnotationNamespace: ns, translate.AnnotationVCluster: cfg.VCluster,
+	}
+	eventually(t, 20*time.Second, "host pod updated like the virtual pod", func(ctx context.Context) (bool, string) {
+		host, err := getHostPod(ctx, pod)
+		if err != nil {
+			return false, err.Error()
+		}
+		var diffs []string
+		for k, v := range wantLabels {
+			if host.Labels[k] != v {
+				diffs = append(diffs, fmt.Sprintf("label %s=%q want %q", k, host.Labels[k], v))
+			}
+		}
+		for k, v := range wantAnnotations {
+			if host.Annotations[k] != v {
+				diffs = append(diffs, fmt.Sprintf("annotation %s=%q want %q", k, host.Annotations[k], v))
+			}
+		}
+		if _, ok := host.Labels["drop"]; ok {
+			diffs = append(diffs, "label drop still set")
+		}
+		if _, ok := host.Annotations["gone"]; ok {
+			diffs = append(diffs, "annotation gone still set")
+		}
+		spec := host.Spec
+		if spec.Containers[0].Image != "nginx:1.27" || spec.InitContainers[0].Image != "busybox:1.36" {
+			diffs = append(diffs, fmt.Sprintf("images %s, %s", spec.InitContainers[0].Image, spec.Containers[0].Image))
+		}
+		if spec.ActiveDeadlineSeconds == nil || *spec.ActiveDeadlineSeconds != 600 {
+			diffs = append(diffs, fmt.Sprintf("activeDeadlineSeconds %v", spec.ActiveDeadlineSeconds))
+		}
+		if !slices.ContainsFunc(spec.Tolerations, func(t corev1.Toleration) bool { return t.Key == "example.com/dedicated" }) {
+			diffs = append(diffs, "toleration missing")
+		}
+		if len(spec.SchedulingGates) != 0 {
+			diffs = append(diffs, fmt.Sprintf("gates %v", spec.SchedulingGates))
+		}
+		if spec.NodeSelector["type"] != "kwok" {
+			diffs = append(diffs, fmt.Sprintf("nodeSelector %v", spec.NodeSelector))
+		}
+		return len(diffs) == 0, strings.Join(diffs, "; ")
+	})
+	// With its gate gone, the host schedules and runs the pod.
+	waitRunningBound(t, pod)
+	if got := actionCount(t, "update_host"); got < updatesBefore+2 {
+		t.Errorf("update_host actions %v, want at least %v (the resize and the update)", got, updatesBefore+2)
+	}
+}
+
+// A reflector restarted after changes it missed converges: a virtual pod
+// deleted meanwhile goes on both sides, a host pod deleted meanwhile takes
+// its virtual pod with it, labels changed meanwhile reach the host, a pod
+// created meanwhile gets its status and node, and an orphan left meanwhile
+// is deleted.
+func TestRestartedReflectorConverges(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	pods := map[string]*corev1.Pod{}
+	for _, name := range []string{"deleted", "host-lost", "relabelled"} {
+		pod := simplePod(ns, name)
+		if err := virtualClient.Create(ctx, pod); err != nil {
+			t.Fatalf("creating virtual pod: %v", err)
+		}
+		pods[name] = pod
+	}
+	for name, pod := range pods {
+		pods[name] = waitRunningBound(t, pod)
+	}
+	hostLost, err := getHostPod(ctx, pods["host-lost"])
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if err := env.StopReflector(); err != nil {
+		t.Fatalf("stopping the reflector: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := env.StartReflector(); err != nil {
+			t.Errorf("starting the reflector: %v", err)
+		}
+	})
+
+	if err := virtualClient.Delete(ctx, pods["deleted"]); err != nil {
+		t.Fatal(err)
+	}
+	if err := hostClient.Delete(ctx, hostLost); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, hostClient, hostLost, 20*time.Second)
+	relabelled := pods["relabelled"]
+	patch := client.MergeFrom(relabelled.DeepCopy())
+	relabelled.Labels["phase"] = "two"
+	if err := virtualClient.Patch(ctx, relabelled, patch); err != nil {
+		t.Fatal(err)
+	}
+	late := simplePod(ns, "late")
+	if err := virtualClient.Create(ctx, late); err != nil {
+		t.Fatalf("creating virtual pod while the reflector is down: %v", err)
+	}
+	eventually(t, 20*time.Second, "host pod of the late pod Running", func(ctx context.Context) (bool, string) {
+		host, err := getHostPod(ctx, late)
+		if err != nil {
+			return false, err.Error()
+		}
+		return host.Status.Phase == corev1.PodRunning, string(host.Status.Phase)
+	})
+	orphan := hostPodFor(env.Options.Translate.VCluster, ns, "ghost", "orphan-"+ns)
+	if err := hostClient.Create(ctx, orphan); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing reflected while the reflector was down.
+	deleted := &corev1.Pod{}
+	if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pods["deleted"]), deleted); err != nil || deleted.DeletionTimestamp == nil {
+		t.Fatalf("deleted virtual pod while the reflector is down: err=%v, want it terminating", err)
+	}
+	if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(late), late); err != nil || late.Spec.NodeName != "" {
+		t.Fatalf("late virtual pod while the reflector is down: err=%v node=%q, want unbound", err, late.Spec.NodeName)
+	}
+
+	if err := env.StartReflector(); err != nil {
+		t.Fatalf("starting the reflector: %v", err)
+	}
+	waitGone(t, virtualClient, deleted, 20*time.Second)
+	if _, err := getHostPod(ctx, deleted); !apierrors.IsNotFound(err) {
+		t.Errorf("host pod of the deleted virtual pod: %v, want NotFound", err)
+	}
+	waitGone(t, virtualClient, pods["host-lost"], 20*time.Second)
+	eventually(t, 20*time.Second, "host pod relabelled", func(ctx context.Context) (bool, string) {
+		host, err := getHostPod(ctx, relabelled)
+		if err != nil {
+			return false, err.Error()
+		}
+		return host.Labels["phase"] == "two", fmt.Sprint(host.Labels)
+	})
+	waitRunningBound(t, late)
+	eventually(t, orphanGrace+20*time.Second, "orphan host pod deleted", func(ctx context.Context) (bool, string) {
+		return goneOrGoing(ctx, hostClient, orphan)
+	})
+}
+
+// Binding and status reflection are visible to the tenant as a Scheduled
+// event and to operators as metrics.
+func TestBindingEventAndMetrics(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	binds, statuses, lags := actionCount(t, "bind"), actionCount(t, "status_update"), lagObservations(t)
+	pod := simplePod(ns, "observed")
+	if err := virtualClient.Create(ctx, pod); err != nil {
+		t.Fatalf("creating virtual pod: %v", err)
+	}
+	pod = waitRunningBound(t, pod)
+	if msg := waitEvent(t, pod, "Scheduled"); !strings.Contains(msg, pod.Spec.NodeName) {
+		t.Errorf("Scheduled event message %q does not name node %s", msg, pod.Spec.NodeName)
+	}
+	if got := actionCount(t, "bind"); got < binds+1 {
+		t.Errorf("bind actions %v, want at least %v", got, binds+1)
+	}
+	if got := actionCount(t, "status_update"); got < statuses+1 {
+		t.Errorf("status_update actions %v, want at least %v", got, statuses+1)
+	}
+	if got := lagObservations(t); got < lags+1 {
+		t.Errorf("reflection lag observations %d, want at least %d", got, lags+1)
+	}
+}
+
+func waitDeploymentReady(t *testing.T, deploy *appsv1.Deployment, replicas int32) {
+	t.Helper()
+	eventually(t, 60*time.Second, fmt.Sprintf("deployment %d/%d ready", replicas, replicas), func(ctx context.Context) (bool, string) {
+		if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(deploy), deploy); err != nil {
+			return false, err.Error()
+		}
+		s := deploy.Status
+		return s.ReadyReplicas == replicas && s.Replicas == replicas && s.UpdatedReplicas == replicas,
+			fmt.Sprintf("ready=%d replicas=%d updated=%d", s.ReadyReplicas, s.Replicas, s.UpdatedReplicas)
+	})
+}
