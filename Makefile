@@ -17,7 +17,7 @@ K8S_STAMP := $(K8S_BINS)/.kwok.version
 
 .PHONY: help
 help: ## Show the targets.
-	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*##/ {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2} /^##@/ {printf "\n%s\n", substr($$0, 5)}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z0-9_-]+:.*##/ {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2} /^##@/ {printf "\n%s\n", substr($$0, 5)}' $(MAKEFILE_LIST)
 
 .PHONY: build
 build: ## Build bin/podbridge.
@@ -55,6 +55,18 @@ $(TOOLS)/golangci-lint:
 .PHONY: k8s-bins
 k8s-bins: ## Build kube-apiserver, kube-controller-manager, kube-scheduler, etcd and kwok into bin/k8s (cached).
 	hack/k8s-bins/build.sh $(K8S_BINS)
+
+##@ Deployment
+
+OVERLAY ?= manifests/overlays/example
+
+.PHONY: manifests
+manifests: ## Check that every kustomize overlay under manifests/overlays builds.
+	go test -count=1 ./manifests/
+
+.PHONY: deploy
+deploy: ## Apply $(OVERLAY) to the cluster of the current kubeconfig (kustomize build | kubectl apply).
+	kubectl kustomize $(OVERLAY) | kubectl apply -f -
 
 ##@ Packaging
 
