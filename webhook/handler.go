@@ -68,7 +68,11 @@ func (m *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 }
 
 func (m *PodMutator) handle(ctx context.Context, req admission.Request) admission.Response {
-	if req.Operation != admissionv1.Create || req.Resource.Resource != "pods" || req.SubResource != "" {
+	switch {
+	case req.UID == "" || req.Resource.Resource != "pods" || req.Kind.Kind != "Pod" || req.SubResource != "":
+		// The registration sends only pods: anything else is not from the apiserver.
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("not a pod admission request (uid %q, resource %q, kind %q)", req.UID, req.Resource.Resource, req.Kind.Kind))
+	case req.Operation != admissionv1.Create:
 		return admission.Allowed("podbridge acts only on pod creation")
 	}
 	start := time.Now()
@@ -143,11 +147,25 @@ func (m *PodMutator) ensureHostPod(ctx context.Context, host *corev1.Pod, reinvo
 	if dryRun {
 		opts = append(opts, client.DryRunAll)
 	}
+	existing := &corev1.Pod{}
+	if reinvoked {
+		// Only podbridge sets sync IDs: one that names no host pod of this
+		// very pod is forged, and making a host pod for it would let a
+		// tenant pair pods of its choosing.
+		err := m.Host.Get(ctx, client.ObjectKeyFromObject(host), existing)
+		if err == nil && existing.Annotations[translate.AnnotationSyncID] == syncID && existing.Annotations[translate.AnnotationVCluster] == m.Config.VCluster {
+			return syncID, nil
+		}
+		if err != nil && !apierrors.IsNotFound(err) {
+			return "", fmt.Errorf("reading existing host pod: %w", err)
+		}
+		return "", apierrors.NewForbidden(podResource, host.Annotations[translate.AnnotationName],
+			fmt.Errorf("annotation %s is set by podbridge only", translate.AnnotationSyncID))
+	}
 	err := m.Host.Create(ctx, host.DeepCopy(), opts...)
 	if !apierrors.IsAlreadyExists(err) {
 		return syncID, err
 	}
-	existing := &corev1.Pod{}
 	if err := m.Host.Get(ctx, client.ObjectKeyFromObject(host), existing); err != nil {
 		return "", fmt.Errorf("reading existing host pod: %w", err)
 	}
@@ -158,9 +176,6 @@ func (m *PodMutator) ensureHostPod(ctx context.Context, host *corev1.Pod, reinvo
 		return syncID, nil
 	case existing.Annotations[annotationAdmissionUID] == host.Annotations[annotationAdmissionUID]:
 		return existing.Annotations[translate.AnnotationSyncID], nil
-	case reinvoked:
-		return "", apierrors.NewForbidden(podResource, host.Annotations[translate.AnnotationName],
-			fmt.Errorf("annotation %s does not match the pod's host pod", translate.AnnotationSyncID))
 	}
 	live, err := m.virtualPodExists(ctx, existing)
 	if err != nil {

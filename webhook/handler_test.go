@@ -53,6 +53,7 @@ func request(t *testing.T, pod *corev1.Pod, dryRun bool) admission.Request {
 	}
 	return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
 		UID:       "uid-1",
+		Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
 		Operation: admissionv1.Create,
 		Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
 		Namespace: "team",

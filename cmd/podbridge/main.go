@@ -3,6 +3,7 @@
 //	podbridge webhook    serve the mutating admission webhook
 //	podbridge reflector  reflect host pods back into the virtual cluster
 //	podbridge dev        run both against local host and virtual control planes
+//	podbridge check      verify the invariant between the two clusters
 package main
 
 import (
@@ -21,6 +22,7 @@ var commands = map[string]struct {
 	"webhook":   {"serve the mutating admission webhook for virtual pods", runWebhook},
 	"reflector": {"reflect host pod status, nodes and deletion into the virtual cluster", runReflector},
 	"dev":       {"run podbridge end to end on local host and virtual control planes", runDev},
+	"check":     {"verify that every virtual pod has exactly one host pod, and no host pod is orphaned", runCheck},
 }
 
 func main() {
@@ -28,17 +30,22 @@ func main() {
 		usage()
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := commands[os.Args[1]].run(ctx, os.Args[2:]); err != nil {
+	if err := run(os.Args[1], os.Args[2:]); err != nil {
 		fmt.Fprintf(os.Stderr, "podbridge %s: %v\n", os.Args[1], err)
 		os.Exit(1)
 	}
 }
 
+// run runs command until it ends or the process is asked to stop.
+func run(command string, args []string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return commands[command].run(ctx, args)
+}
+
 func usage() {
 	fmt.Fprintln(os.Stderr, "usage: podbridge COMMAND [flags]\n\ncommands:")
-	for _, name := range []string{"webhook", "reflector", "dev"} {
+	for _, name := range []string{"webhook", "reflector", "dev", "check"} {
 		fmt.Fprintf(os.Stderr, "  %-10s %s\n", name, commands[name].summary)
 	}
 	fmt.Fprintln(os.Stderr, "\nRun 'podbridge COMMAND -h' for a command's flags.")

@@ -1,0 +1,58 @@
+package check
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/podbridge/podbridge/translate"
+)
+
+var cfg = translate.Config{VCluster: "vc", HostNamespace: "host", HostServiceAccount: "default"}
+
+func pair(name, syncID string, phase corev1.PodPhase) (corev1.Pod, corev1.Pod) {
+	v := corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns", Annotations: map[string]string{translate.AnnotationSyncID: syncID}}}
+	v.Status.Phase = phase
+	h := corev1.Pod{ObjectMeta: metav1.ObjectMeta{
+		Name: translate.HostName(name, "ns", "vc"), Namespace: "host",
+		Annotations: map[string]string{translate.AnnotationSyncID: syncID, translate.AnnotationName: name, translate.AnnotationNamespace: "ns"},
+	}}
+	h.Status.Phase = phase
+	return v, h
+}
+
+func TestEvaluate(t *testing.T) {
+	now := time.Now()
+	okV, okH := pair("ok", "1", corev1.PodRunning)
+	lostV, _ := pair("lost", "2", corev1.PodRunning)
+	dupV, dupH := pair("dup", "3", corev1.PodRunning)
+	_, orphanH := pair("gone", "4", corev1.PodRunning)
+	orphanH.CreationTimestamp = metav1.NewTime(now.Add(-time.Hour))
+	_, youngH := pair("admitting", "5", corev1.PodRunning)
+	youngH.CreationTimestamp = metav1.NewTime(now)
+	staleV, staleH := pair("stale", "6", corev1.PodPending)
+	staleH.Status.Phase = corev1.PodRunning
+	bare := corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "bare", Namespace: "ns"}}
+
+	got := Evaluate(
+		[]corev1.Pod{okV, lostV, dupV, staleV, bare},
+		[]corev1.Pod{okH, dupH, dupH, orphanH, youngH, staleH},
+		Options{Config: cfg, OrphanGracePeriod: time.Minute, Statuses: true, Now: now},
+	)
+	want := []string{DuplicateHost + ": virtual ns/dup", NoHostPod + ": virtual ns/lost", NoSyncID + ": virtual ns/bare", Orphan + ": host gone-x-ns-x-vc", StatusDisagrees + ": virtual ns/stale"}
+	if len(got) != len(want) {
+		t.Fatalf("got %d violations, want %d: %v", len(got), len(want), got)
+	}
+	for _, w := range want {
+		found := false
+		for _, v := range got {
+			found = found || strings.HasPrefix(v.String(), w)
+		}
+		if !found {
+			t.Errorf("missing violation %q in %v", w, got)
+		}
+	}
+}

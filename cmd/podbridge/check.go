@@ -1,0 +1,50 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/podbridge/podbridge/check"
+	"github.com/podbridge/podbridge/internal/kube"
+)
+
+func runCheck(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("podbridge check", flag.ContinueOnError)
+	var cf clusterFlags
+	cf.bind(fs)
+	o := check.Options{}
+	fs.DurationVar(&o.OrphanGracePeriod, "orphan-grace-period", 2*time.Minute, "host pods younger than this without a virtual pod are admissions under way, not violations")
+	fs.BoolVar(&o.Statuses, "statuses", true, "also compare phase, readiness, pod IP and node of each pair (run when the clusters are quiet)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	hostCfg, virtualCfg, err := cf.configs("check")
+	if err != nil {
+		return err
+	}
+	host, err := client.New(hostCfg, client.Options{Scheme: kube.Scheme})
+	if err != nil {
+		return err
+	}
+	virtual, err := client.New(virtualCfg, client.Options{Scheme: kube.Scheme})
+	if err != nil {
+		return err
+	}
+	o.Config, o.Now = cf.translate, time.Now()
+	violations, err := check.Run(ctx, host, virtual, o)
+	if err != nil {
+		return err
+	}
+	for _, v := range violations {
+		fmt.Println(v)
+	}
+	if len(violations) > 0 {
+		return fmt.Errorf("%d violations", len(violations))
+	}
+	fmt.Println("no violations")
+	return nil
+}
