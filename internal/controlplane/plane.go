@@ -182,7 +182,7 @@ func startAPIServer(name string, opts Options) (*Plane, error) {
 	if err := os.WriteFile(p.Kubeconfig, kubeconfig, 0o600); err != nil {
 		return p, errors.Join(err, p.Stop())
 	}
-	if err := os.WriteFile(p.CAFile, env.ControlPlane.APIServer.SecureServing.CA, 0o644); err != nil {
+	if err := os.WriteFile(p.CAFile, env.ControlPlane.APIServer.CA, 0o644); err != nil {
 		return p, errors.Join(err, p.Stop())
 	}
 	return p, nil

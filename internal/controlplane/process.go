@@ -52,7 +52,7 @@ func startProcess(name, path string, args []string, env []string, logDir string)
 func (p *process) exited() error {
 	select {
 	case <-p.done:
-		return fmt.Errorf("%s exited: %v (see its log)", p.name, p.err)
+		return fmt.Errorf("%s exited (see its log): %w", p.name, p.err)
 	default:
 		return nil
 	}
