@@ -1,6 +1,8 @@
 package translate
 
 import (
+	"fmt"
+
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -53,7 +55,41 @@ func conditions(virtual, host *corev1.Pod) []corev1.PodCondition {
 			out = append(out, c)
 		}
 	}
-	return out
+	return gateReadiness(virtual, out)
+}
+
+// gateReadiness applies the virtual pod's readiness gates to Ready, as the
+// kubelet would: the host pod has no gates (nothing on the host sets them),
+// so its Ready only says that the containers are ready.
+func gateReadiness(virtual *corev1.Pod, conditions []corev1.PodCondition) []corev1.PodCondition {
+	unmet := ""
+	for _, g := range virtual.Spec.ReadinessGates {
+		met := false
+		for _, c := range conditions {
+			met = met || (c.Type == g.ConditionType && c.Status == corev1.ConditionTrue)
+		}
+		if !met {
+			unmet = string(g.ConditionType)
+			break
+		}
+	}
+	if unmet == "" {
+		return conditions
+	}
+	for i, c := range conditions {
+		if c.Type != corev1.PodReady || c.Status != corev1.ConditionTrue {
+			continue
+		}
+		c.Status, c.Reason = corev1.ConditionFalse, "ReadinessGatesNotReady"
+		c.Message = fmt.Sprintf("corresponding condition of pod readiness gate %q is not True", unmet)
+		for _, prev := range virtual.Status.Conditions {
+			if prev.Type == corev1.PodReady && prev.Status == corev1.ConditionFalse {
+				c.LastTransitionTime = prev.LastTransitionTime
+			}
+		}
+		conditions[i] = c
+	}
+	return conditions
 }
 
 func containerStatuses(containers []corev1.Container, host []corev1.ContainerStatus) []corev1.ContainerStatus {
