@@ -24,23 +24,19 @@ import (
 func (m *PodMutator) ensureDependencies(ctx context.Context, virtual *corev1.Pod, deps *translate.Dependencies) error {
 	for _, ref := range deps.ConfigMaps {
 		src := &corev1.ConfigMap{}
-		found, err := m.readVirtual(ctx, virtual.Namespace, ref.Name, src)
-		if err != nil || !found {
-			return err
-		}
-		dst := &corev1.ConfigMap{Data: src.Data, BinaryData: src.BinaryData, Immutable: src.Immutable}
-		if err := m.ensureHostCopy(ctx, dst, m.copyMeta(ref, virtual.Namespace)); err != nil {
+		err := m.copyToHost(ctx, virtual.Namespace, ref, src, func() client.Object {
+			return &corev1.ConfigMap{Data: src.Data, BinaryData: src.BinaryData, Immutable: src.Immutable}
+		})
+		if err != nil {
 			return err
 		}
 	}
 	for _, ref := range deps.Secrets {
 		src := &corev1.Secret{}
-		found, err := m.readVirtual(ctx, virtual.Namespace, ref.Name, src)
-		if err != nil || !found {
-			return err
-		}
-		dst := &corev1.Secret{Type: src.Type, Data: src.Data, Immutable: src.Immutable}
-		if err := m.ensureHostCopy(ctx, dst, m.copyMeta(ref, virtual.Namespace)); err != nil {
+		err := m.copyToHost(ctx, virtual.Namespace, ref, src, func() client.Object {
+			return &corev1.Secret{Type: src.Type, Data: src.Data, Immutable: src.Immutable}
+		})
+		if err != nil {
 			return err
 		}
 	}
@@ -50,6 +46,16 @@ func (m *PodMutator) ensureDependencies(ctx context.Context, virtual *corev1.Pod
 		}
 	}
 	return nil
+}
+
+// copyToHost reads the virtual object ref names into src and, when it
+// exists, puts the copy that content builds from it on the host.
+func (m *PodMutator) copyToHost(ctx context.Context, namespace string, ref translate.Reference, src client.Object, content func() client.Object) error {
+	found, err := m.readVirtual(ctx, namespace, ref.Name, src)
+	if err != nil || !found {
+		return err
+	}
+	return m.ensureHostCopy(ctx, content(), m.copyMeta(ref, namespace))
 }
 
 func (m *PodMutator) readVirtual(ctx context.Context, namespace, name string, obj client.Object) (bool, error) {

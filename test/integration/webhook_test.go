@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podbridge/podbridge/internal/kube"
@@ -375,4 +376,28 @@ func waitReady(t *testing.T, pod *corev1.Pod) {
 		}
 		return pod.Status.Phase == corev1.PodRunning && isReady(pod), fmt.Sprintf("phase=%s ready=%v", pod.Status.Phase, isReady(pod))
 	})
+}
+
+// A missing optional ConfigMap does not keep the pod's other dependencies
+// from reaching the host.
+func TestMissingReferenceDoesNotSkipTheOthers(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "present", Namespace: ns}, StringData: map[string]string{"k": "v"}}
+	if err := virtualClient.Create(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	pod := simplePod(ns, "partly-missing")
+	pod.Spec.Containers[0].EnvFrom = []corev1.EnvFromSource{
+		{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "absent"}, Optional: ptr.To(true)}},
+		{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "present"}}},
+	}
+	if err := virtualClient.Create(ctx, pod); err != nil {
+		t.Fatalf("creating pod: %v", err)
+	}
+	cfg := env.Options.Translate
+	if err := hostClient.Get(ctx, client.ObjectKey{Namespace: cfg.HostNamespace, Name: translate.HostName("present", ns, cfg.VCluster)}, &corev1.Secret{}); err != nil {
+		t.Errorf("the Secret was not copied after a missing ConfigMap: %v", err)
+	}
+	waitReady(t, pod)
 }
