@@ -195,7 +195,7 @@ func ownedByManagers(entries []metav1.ManagedFieldsEntry, managers []string) own
 			continue
 		}
 		var root fieldSet
-		if err := json.Unmarshal(e.FieldsV1.Raw, &root); err != nil {
+		if err := json.Unmarshal(e.FieldsV1.GetRawBytes(), &root); err != nil {
 			continue
 		}
 		meta := root.child("f:metadata")

@@ -67,7 +67,7 @@ func updateFixture() (virtual, host *corev1.Pod) {
 }
 
 func managed(manager, fields string) metav1.ManagedFieldsEntry {
-	return metav1.ManagedFieldsEntry{Manager: manager, Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: "v1", FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(fields)}}
+	return metav1.ManagedFieldsEntry{Manager: manager, Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: "v1", FieldsType: "FieldsV1", FieldsV1: metav1.NewFieldsV1(fields)}
 }
 
 func TestHostPodUpdate(t *testing.T) {
@@ -201,7 +201,7 @@ func TestHostPodUpdate(t *testing.T) {
 		},
 		{
 			name: "key the reflector set earlier is removed too",
-			change: func(v, h *corev1.Pod) {
+			change: func(_, h *corev1.Pod) {
 				h.Labels["track"] = "canary"
 				h.ManagedFields = append(h.ManagedFields, managed(reflectorManager, `{"f:metadata":{"f:labels":{"f:track":{}}}}`))
 			},

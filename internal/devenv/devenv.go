@@ -292,7 +292,7 @@ func (e *Env) waitForWebhook(ctx context.Context) error {
 		}
 		pod := probe.DeepCopy()
 		if lastErr = c.Create(ctx, pod, client.DryRunAll); lastErr != nil {
-			return false, nil
+			return false, nil //nolint:nilerr // not answering yet: keep waiting, report the last error at the end.
 		}
 		// Until the registration is in place, pods are admitted without podbridge.
 		if pod.Annotations[translate.AnnotationSyncID] == "" {
