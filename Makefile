@@ -35,6 +35,10 @@ test: k8s-bins ## Run unit and integration tests (real apiservers, kwok).
 test-unit: ## Run the unit tests only (no control planes).
 	go test -count=1 -short ./...
 
+.PHONY: bench
+bench: k8s-bins ## Benchmark podbridge against the direct path at issue 6's sizes (about an hour on 2 cores); results in bench-results/. BENCH_FLAGS=-quick for minutes.
+	go run ./cmd/podbridge-bench $(BENCH_FLAGS)
+
 .PHONY: fmt
 fmt: ## Format the code.
 	gofmt -w $$(git ls-files '*.go')

@@ -1,0 +1,274 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/podbridge/podbridge/translate"
+)
+
+// Names podbridge runs under in the bench.
+const (
+	vclusterName     = "bench"
+	hostNamespace    = "podbridge-bench"
+	registrationName = "podbridge"
+	stopTimeout      = 20 * time.Second
+)
+
+// buildPodbridge builds cmd/podbridge into binary the way `make build` does.
+func buildPodbridge(ctx context.Context, root, binary string) error {
+	if err := os.MkdirAll(filepath.Dir(binary), 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", filepath.Dir(binary), err)
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", binary, "./cmd/podbridge")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("building podbridge: %w\n%s", err, out)
+	}
+	return nil
+}
+
+// moduleRoot walks up from the working directory to the folder with go.mod.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory: run the bench from the podbridge checkout")
+		}
+		dir = parent
+	}
+}
+
+// podbridge is the webhook and the reflector, each its own process, on
+// the same command line a user would run against real clusters.
+type podbridge struct {
+	binary, logDir   string
+	webhookArgs      []string
+	reflectorArgs    []string
+	webhook          *process
+	reflector        *process
+	webhookMetrics   string
+	reflectorMetrics string
+	virtual          kubernetes.Interface
+	log              logr.Logger
+}
+
+// podbridgeOptions are what the two processes need to know.
+type podbridgeOptions struct {
+	binary            string
+	hostKubeconfig    string
+	virtualKubeconfig string
+	certDir           string
+	logDir            string
+	orphanGrace       time.Duration
+	virtual           kubernetes.Interface
+	log               logr.Logger
+}
+
+// startPodbridge starts the webhook, which registers itself in the virtual
+// cluster, and the reflector, and returns once a dry-run pod create passes
+// through the webhook and the reflector serves its metrics.
+func startPodbridge(ctx context.Context, o podbridgeOptions) (*podbridge, error) {
+	ports := make([]int, 5)
+	for i := range ports {
+		p, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		ports[i] = p
+	}
+	webhookPort, webhookMetrics, webhookHealth, reflectorMetrics, reflectorHealth := ports[0], ports[1], ports[2], ports[3], ports[4]
+	cluster := []string{
+		"--host-kubeconfig=" + o.hostKubeconfig,
+		"--virtual-kubeconfig=" + o.virtualKubeconfig,
+		"--host-namespace=" + hostNamespace,
+		"--vcluster-name=" + vclusterName,
+	}
+	loopback := func(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
+	certArgs, err := certificateArgs(ctx, o.binary, o.certDir)
+	if err != nil {
+		return nil, err
+	}
+	webhookArgs := append([]string{"webhook"}, cluster...)
+	webhookArgs = append(webhookArgs,
+		"--bind-address=127.0.0.1",
+		"--port="+strconv.Itoa(webhookPort),
+		"--register-url=https://"+loopback(webhookPort)+"/mutate-v1-pod",
+		"--metrics-bind-address="+loopback(webhookMetrics),
+		"--health-probe-bind-address="+loopback(webhookHealth),
+	)
+	reflectorArgs := append([]string{"reflector"}, cluster...)
+	reflectorArgs = append(reflectorArgs,
+		"--leader-elect=false",
+		"--orphan-grace-period="+o.orphanGrace.String(),
+		"--metrics-bind-address="+loopback(reflectorMetrics),
+		"--health-probe-bind-address="+loopback(reflectorHealth),
+	)
+	pb := &podbridge{
+		binary: o.binary, logDir: o.logDir, virtual: o.virtual, log: o.log,
+		webhookArgs:      append(webhookArgs, certArgs...),
+		reflectorArgs:    reflectorArgs,
+		webhookMetrics:   "http://" + loopback(webhookMetrics) + "/metrics",
+		reflectorMetrics: "http://" + loopback(reflectorMetrics) + "/metrics",
+	}
+	if pb.webhook, err = startProcess("podbridge-webhook", pb.binary, pb.webhookArgs, pb.logDir); err != nil {
+		return nil, err
+	}
+	if err := pb.startReflector(ctx); err != nil {
+		return pb, err
+	}
+	return pb, pb.waitAdmission(ctx, true)
+}
+
+// certificateArgs point the webhook at the bench's self-signed files:
+// tls.crt, tls.key and ca.crt in certDir. The flags for that changed as
+// podbridge grew certificate modes, so they are chosen from the binary's
+// own help.
+func certificateArgs(ctx context.Context, binary, certDir string) ([]string, error) {
+	// -h prints the flags; its exit status has varied, the output not.
+	help, err := exec.CommandContext(ctx, binary, "webhook", "-h").CombinedOutput()
+	if !strings.Contains(string(help), "-cert-dir") {
+		return nil, fmt.Errorf("reading podbridge webhook's flags: %v\n%s", err, help)
+	}
+	args := []string{"--cert-dir=" + certDir}
+	if strings.Contains(string(help), "-cert-mode") {
+		args = append(args, "--cert-mode=files")
+	}
+	if strings.Contains(string(help), "-ca-file") {
+		args = append(args, "--ca-file="+filepath.Join(certDir, "ca.crt"))
+	}
+	return args, nil
+}
+
+// startReflector starts a reflector process and waits until it serves metrics.
+func (pb *podbridge) startReflector(ctx context.Context) error {
+	var err error
+	if pb.reflector, err = startProcess("podbridge-reflector", pb.binary, pb.reflectorArgs, pb.logDir); err != nil {
+		return err
+	}
+	return pb.waitMetrics(ctx, pb.reflector, pb.reflectorMetrics)
+}
+
+// restartReflector stops the reflector, calls whileDown, and starts a new
+// one; it returns when the new process was started.
+func (pb *podbridge) restartReflector(ctx context.Context, whileDown func(context.Context) error) error {
+	if err := pb.reflector.stop(stopTimeout); err != nil {
+		return err
+	}
+	if whileDown != nil {
+		if err := whileDown(ctx); err != nil {
+			return err
+		}
+	}
+	return pb.startReflector(ctx)
+}
+
+// waitMetrics polls a metrics endpoint until it answers.
+func (pb *podbridge) waitMetrics(ctx context.Context, p *process, endpoint string) error {
+	err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		if err := p.exited(); err != nil {
+			return false, err
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
+		if err != nil {
+			return false, err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false, nil // not listening yet.
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for %s metrics: %w", p.name, err)
+	}
+	return nil
+}
+
+// stop stops both processes.
+func (pb *podbridge) stop() error {
+	if pb == nil {
+		return nil
+	}
+	return errors.Join(pb.reflector.stop(stopTimeout), pb.webhook.stop(stopTimeout))
+}
+
+// waitAdmission waits until a dry-run pod create in the virtual cluster is
+// (admitted true) or is not (false) mutated by podbridge: the apiserver
+// picks up changes to webhook configurations asynchronously.
+func (pb *podbridge) waitAdmission(ctx context.Context, admitted bool) error {
+	probe := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "bench-admission-probe", Namespace: "default"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "probe", Image: "registry.invalid/probe:1"}}},
+	}
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		if err := pb.webhook.exited(); err != nil {
+			return false, err
+		}
+		got, err := pb.virtual.CoreV1().Pods("default").Create(ctx, probe.DeepCopy(), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			last = err
+			return false, nil
+		}
+		_, mutated := got.Annotations[translate.AnnotationSyncID]
+		return mutated == admitted, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for pod admission through podbridge to be %t: %w (last error: %v)", admitted, err, last)
+	}
+	return nil
+}
+
+// suspendRegistration deletes podbridge's MutatingWebhookConfiguration so
+// the virtual apiserver admits pods without the webhook, and returns a
+// function that re-creates it from the saved copy. The webhook process
+// registers itself only at start-up, so nothing puts it back behind the
+// bench's back.
+func (pb *podbridge) suspendRegistration(ctx context.Context) (restore func(context.Context) error, err error) {
+	configs := pb.virtual.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	saved, err := configs.Get(ctx, registrationName, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading MutatingWebhookConfiguration %s: %w", registrationName, err)
+	}
+	if err := configs.Delete(ctx, registrationName, metav1.DeleteOptions{}); err != nil {
+		return nil, fmt.Errorf("deleting MutatingWebhookConfiguration %s: %w", registrationName, err)
+	}
+	pb.log.Info("Deleted MutatingWebhookConfiguration for the series without the webhook", "name", registrationName)
+	restore = func(ctx context.Context) error {
+		again := saved.DeepCopy()
+		again.ObjectMeta = metav1.ObjectMeta{Name: saved.Name, Labels: saved.Labels, Annotations: saved.Annotations}
+		if _, err := configs.Create(ctx, again, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("re-creating MutatingWebhookConfiguration %s: %w", registrationName, err)
+		}
+		pb.log.Info("Re-created MutatingWebhookConfiguration", "name", registrationName)
+		return pb.waitAdmission(ctx, true)
+	}
+	if err := pb.waitAdmission(ctx, false); err != nil {
+		return nil, errors.Join(err, restore(ctx))
+	}
+	return restore, nil
+}

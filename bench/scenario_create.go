@@ -1,0 +1,161 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// createWay is one way of creating pods in scenario 1.
+type createWay struct {
+	name string
+	// target receives the creates; alsoEmpty must be empty too before the
+	// next series (the host namespace, for podbridge pods).
+	target    nsRef
+	alsoEmpty []nsRef
+}
+
+const noWebhookMethod = "same virtual apiserver with podbridge's MutatingWebhookConfiguration deleted for the series " +
+	"(the apiserver then admits pods without calling podbridge) and re-created from the saved object afterwards; " +
+	"dry-run probes confirm each switch before the series starts"
+
+// runCreate is scenarios 1 and 2: each way at each concurrency, the same
+// pods, one series after the other on the same control planes.
+func (e *env) runCreate(ctx context.Context) (CreateResults, AdmissionResults, error) {
+	res := CreateResults{NoWebhookMethod: noWebhookMethod}
+	adm := AdmissionResults{Source: "podbridge_webhook_admission_stage_seconds on the webhook's /metrics, delta over each measured podbridge series (warm-up excluded)"}
+	ways := []createWay{
+		{name: WayDirect, target: nsRef{e.host, nsDirect}},
+		{name: WayNoWebhook, target: nsRef{e.virtual, nsNoWebhook}},
+		{name: WayPodbridge, target: nsRef{e.virtual, nsCreate}, alsoEmpty: []nsRef{{e.host, hostNamespace}}},
+	}
+	for _, way := range ways {
+		var restore func(context.Context) error
+		if way.name == WayNoWebhook {
+			var err error
+			if restore, err = e.pb.suspendRegistration(ctx); err != nil {
+				return res, adm, err
+			}
+		}
+		for _, c := range e.cfg.Concurrency {
+			series, stages, err := e.createSeries(ctx, way, c)
+			res.Series = append(res.Series, series)
+			adm.Series = append(adm.Series, stages...)
+			if err != nil {
+				if restore != nil {
+					err = errors.Join(err, restore(ctx))
+				}
+				return res, adm, err
+			}
+		}
+		if restore != nil {
+			if err := restore(ctx); err != nil {
+				return res, adm, err
+			}
+		}
+	}
+	for _, c := range e.cfg.Concurrency {
+		direct, noWebhook, pb := findSeries(res.Series, WayDirect, c), findSeries(res.Series, WayNoWebhook, c), findSeries(res.Series, WayPodbridge, c)
+		res.Ratios = append(res.Ratios, CreateRatio{
+			Concurrency:   c,
+			P50:           ratio(pb.Latency.P50, direct.Latency.P50),
+			P99:           ratio(pb.Latency.P99, direct.Latency.P99),
+			Throughput:    ratio(pb.PodsPerSecond, direct.PodsPerSecond),
+			OverheadP50Ms: pb.Latency.P50 - noWebhook.Latency.P50,
+			DirectP50Ms:   direct.Latency.P50,
+		})
+	}
+	return res, adm, nil
+}
+
+func findSeries(all []CreateSeries, way string, concurrency int) CreateSeries {
+	for _, s := range all {
+		if s.Way == way && s.Concurrency == concurrency {
+			return s
+		}
+	}
+	return CreateSeries{}
+}
+
+// createSeries warms up, creates the measured pods, reads the webhook's
+// stage histogram around them (podbridge only), and empties the namespaces.
+func (e *env) createSeries(ctx context.Context, way createWay, concurrency int) (CreateSeries, []AdmissionStage, error) {
+	log := e.log.WithValues("way", way.name, "concurrency", concurrency)
+	pods := way.target.c.client.CoreV1().Pods(way.target.namespace)
+	prefix := fmt.Sprintf("c%d", concurrency)
+	n := e.cfg.CreatePods
+	// At concurrency 1 the series is n round trips in a row: a generous
+	// bound, as other work on the machine slows them.
+	deadline := 2*time.Minute + time.Duration(n)*250*time.Millisecond
+	sctx, cancel := context.WithTimeout(ctx, deadline)
+	defer cancel()
+
+	warm := createPods(sctx, pods, podNames(prefix+"-warm", e.cfg.CreateWarmup), way.name, concurrency)
+	if warm.Errors > 0 {
+		return CreateSeries{Way: way.name, Concurrency: concurrency}, nil, fmt.Errorf("%s warm-up: %d errors, first: %s", way.name, warm.Errors, warm.FirstError)
+	}
+	var before families
+	if way.name == WayPodbridge {
+		var err error
+		if before, err = scrapeURL(sctx, e.pb.webhookMetrics); err != nil {
+			return CreateSeries{}, nil, err
+		}
+	}
+	log.Info("Creating pods", "pods", n)
+	run := createPods(sctx, pods, podNames(prefix, n), way.name, concurrency)
+	series := seriesOf(way.name, concurrency, n, run)
+	log.Info("Created pods", "created", series.Created, "errors", series.Errors, "p50Ms", series.Latency.P50, "p99Ms", series.Latency.P99, "podsPerSecond", series.PodsPerSecond)
+
+	var stages []AdmissionStage
+	if way.name == WayPodbridge {
+		after, err := scrapeURL(sctx, e.pb.webhookMetrics)
+		if err != nil {
+			return series, nil, err
+		}
+		stages = admissionStages(before, after, concurrency)
+	}
+	if err := e.emptyNamespaces(ctx, e.cleanupTimeout(n), way.target, way.alsoEmpty...); err != nil {
+		return series, stages, err
+	}
+	if series.Errors > 0 {
+		return series, stages, fmt.Errorf("%s at concurrency %d: %d of %d creates failed, first: %s", way.name, concurrency, series.Errors, n, series.FirstError)
+	}
+	return series, stages, nil
+}
+
+// seriesOf summarizes one batch of creates.
+func seriesOf(way string, concurrency, requested int, run loadResult) CreateSeries {
+	samples := millis(run.Latencies)
+	return CreateSeries{
+		Way:           way,
+		Concurrency:   concurrency,
+		Requested:     requested,
+		Created:       len(run.Latencies),
+		Errors:        run.Errors,
+		FirstError:    run.FirstError,
+		WallSeconds:   run.Wall.Seconds(),
+		PodsPerSecond: ratio(float64(len(run.Latencies)), run.Wall.Seconds()),
+		Latency:       summarize(samples),
+		SamplesMs:     samples,
+	}
+}
+
+// admissionStages are the webhook's stages between two scrapes.
+func admissionStages(before, after families, concurrency int) []AdmissionStage {
+	const name = "podbridge_webhook_admission_stage_seconds"
+	var out []AdmissionStage
+	for _, stage := range []string{"translate", "dependencies", "host_create"} {
+		want := map[string]string{"stage": stage}
+		h := after.histogram(name, want).minus(before.histogram(name, want))
+		out = append(out, AdmissionStage{
+			Concurrency: concurrency,
+			Stage:       stage,
+			Count:       int(h.Count),
+			MeanMs:      ratio(h.Sum, h.Count) * 1000,
+			P50Ms:       histogramQuantile(0.5, h.Buckets) * 1000,
+			P99Ms:       histogramQuantile(0.99, h.Buckets) * 1000,
+		})
+	}
+	return out
+}
