@@ -38,6 +38,11 @@ func Markdown(res *Results) string {
 		l := ser.Latency
 		p("| %s | %d | %d/%d | %d | %.2f | %.2f | %.2f | %.2f | %.0f |\n", ser.Way, ser.Concurrency, ser.Created, ser.Requested, ser.Errors, l.P50, l.P90, l.P99, l.Max, ser.PodsPerSecond)
 	}
+	for _, ser := range res.Create.Series {
+		if ser.FirstError != "" {
+			p("\nFirst error of %s at concurrency %d: %s\n", ser.Way, ser.Concurrency, ser.FirstError)
+		}
+	}
 	p("\n| concurrency | p50 podbridge/direct | p99 podbridge/direct | pods/s podbridge/direct | overhead p50 (podbridge − no webhook) |\n|---|---|---|---|---|\n")
 	for _, r := range res.Create.Ratios {
 		p("| %d | %.2f | %.2f | %.2f | %.2f ms |\n", r.Concurrency, r.P50, r.P99, r.Throughput, r.OverheadP50Ms)
@@ -89,6 +94,9 @@ func Markdown(res *Results) string {
 	p("\n## 7. Churn: %d pods in %d waves, each deleted while the next is created\n\n", ch.Pods, ch.Waves)
 	p("| create errors | delete errors | waves s | converge s | orphan-path deletes | host pods left | virtual pods left | host Secrets left |\n|---|---|---|---|---|---|---|---|\n")
 	p("| %d | %d | %.1f | %.1f | %.0f | %d | %d | %d |\n", ch.CreateErrors, ch.DeleteErrors, ch.WallSeconds, ch.ConvergeSeconds, ch.OrphanDeletes, ch.HostPodsLeft, ch.VirtualPodsLeft, ch.HostSecretsLeft)
+	if ch.FirstError != "" {
+		p("\nFirst error: %s\n", ch.FirstError)
+	}
 	p("\nHost Secrets left counts every Secret in the host namespace at the end of the run, after all scenarios' pods are gone.\n")
 	p("\nThe latency distributions are plotted in %s; raw figures are in %s.\n", LatencyPlot, ResultsJSON)
 	return b.String()

@@ -84,13 +84,12 @@ func (e *env) runChurn(ctx context.Context) (ChurnResults, error) {
 	}
 	// The reflector restarted in scenario 6: its counter began again there.
 	res.OrphanDeletes = orphansAfter - orphansBefore
-	if waitErr != nil {
-		return res, waitErr
-	}
+	// Failed creates and deletes are podbridge's answers under load: they
+	// are figures of the run, reported, not a failure of the harness.
 	if res.CreateErrors+res.DeleteErrors > 0 {
-		return res, fmt.Errorf("churn: %d create and %d delete errors, first: %s", res.CreateErrors, res.DeleteErrors, res.FirstError)
+		e.log.Info("Churn requests failed", "createErrors", res.CreateErrors, "deleteErrors", res.DeleteErrors, "first", res.FirstError)
 	}
-	return res, nil
+	return res, waitErr
 }
 
 // orphanDeletes reads how many orphan host pods the reflector has deleted.
