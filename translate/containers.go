@@ -74,6 +74,7 @@ var (
 		"metadata.name":           AnnotationName,
 		"metadata.namespace":      AnnotationNamespace,
 		"spec.serviceAccountName": AnnotationServiceAccount,
+		"metadata.uid":            AnnotationUID,
 	}
 )
 
@@ -83,15 +84,12 @@ func (t *podTranslator) fieldRef(path *field.Path, ref *corev1.ObjectFieldSelect
 		return
 	}
 	if key, ok := fromAnnotation[ref.FieldPath]; ok {
+		t.readsUID = t.readsUID || key == AnnotationUID
 		ref.FieldPath = fmt.Sprintf("metadata.annotations['%s']", key)
 		return
 	}
 	if !sameOnBothSides.MatchString(ref.FieldPath) {
-		detail := "the virtual pod's value cannot be provided on the host"
-		if ref.FieldPath == "metadata.uid" {
-			detail = "the virtual pod's UID does not exist yet when its host pod is created"
-		}
-		t.errs = append(t.errs, field.Invalid(path, ref.FieldPath, detail))
+		t.errs = append(t.errs, field.Invalid(path, ref.FieldPath, "the virtual pod's value cannot be provided on the host"))
 	}
 }
 

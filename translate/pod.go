@@ -3,6 +3,8 @@ package translate
 import (
 	"encoding/json"
 	"maps"
+	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -19,7 +21,16 @@ const (
 	// AnnotationServiceAccount holds the virtual service account name, for
 	// downward-API references to spec.serviceAccountName.
 	AnnotationServiceAccount = Prefix + "service-account"
+	// AnnotationUID holds the virtual pod's UID, for downward-API
+	// references to metadata.uid. The apiserver assigns the UID after
+	// admission, so the reflector sets it once the virtual pod exists.
+	AnnotationUID = Prefix + "uid"
 )
+
+// GateVirtualUID holds a host pod that reads metadata.uid until the
+// reflector has put the virtual UID in AnnotationUID: its containers must
+// not start with an empty value.
+const GateVirtualUID = Prefix + "virtual-uid"
 
 // HostPod translates a named virtual pod into the host pod that runs it and
 // the objects that must exist on the host first. syncID identifies the pair
@@ -52,6 +63,8 @@ type podTranslator struct {
 	pod  *corev1.Pod
 	deps *Dependencies
 	errs field.ErrorList
+	// readsUID is set when a downward-API reference reads metadata.uid.
+	readsUID bool
 }
 
 func (t *podTranslator) spec(path *field.Path) corev1.PodSpec {
@@ -76,7 +89,7 @@ func (t *podTranslator) spec(path *field.Path) corev1.PodSpec {
 		RestartPolicy:                 v.RestartPolicy,
 		TerminationGracePeriodSeconds: v.TerminationGracePeriodSeconds,
 		ActiveDeadlineSeconds:         v.ActiveDeadlineSeconds,
-		SchedulingGates:               v.SchedulingGates,
+		SchedulingGates:               slices.Clone(v.SchedulingGates),
 		SecurityContext:               v.SecurityContext.DeepCopy(),
 		HostAliases:                   v.HostAliases,
 		ShareProcessNamespace:         v.ShareProcessNamespace,
@@ -93,6 +106,14 @@ func (t *podTranslator) spec(path *field.Path) corev1.PodSpec {
 	// a class outside the allow-list falls back to the host's default.
 	if v.PriorityClassName != "" && contains(t.cfg.PriorityClasses, v.PriorityClassName) {
 		spec.PriorityClassName = v.PriorityClassName
+	}
+	for i, g := range v.SchedulingGates {
+		if strings.HasPrefix(g.Name, Prefix) {
+			t.errs = append(t.errs, field.Forbidden(path.Child("schedulingGates").Index(i).Child("name"), "the "+Prefix+" prefix is reserved for podbridge"))
+		}
+	}
+	if t.readsUID {
+		spec.SchedulingGates = append(spec.SchedulingGates, corev1.PodSchedulingGate{Name: GateVirtualUID})
 	}
 	t.scheduling(path, &spec)
 	t.dns(&spec)

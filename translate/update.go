@@ -71,6 +71,11 @@ func HostPodUpdate(virtual, host *corev1.Pod, managers []string) (*corev1.Pod, b
 		for _, g := range vspec.SchedulingGates {
 			keep[g.Name] = true
 		}
+		if slices.ContainsFunc(spec.SchedulingGates, func(g corev1.PodSchedulingGate) bool { return g.Name == GateVirtualUID }) {
+			// The virtual pod exists, so its UID does: hand it to the
+			// host pod and let it schedule, in one write.
+			out.Annotations[AnnotationUID] = string(virtual.UID)
+		}
 		spec.SchedulingGates = slices.DeleteFunc(spec.SchedulingGates, func(g corev1.PodSchedulingGate) bool {
 			return !keep[g.Name] && owned().gates[g.Name]
 		})

@@ -124,6 +124,18 @@ func TestHostPodUpdate(t *testing.T) {
 			want:   func(h *corev1.Pod) { h.Spec.SchedulingGates = nil },
 		},
 		{
+			name: "UID gate: the virtual UID is set and the gate removed in one update",
+			change: func(v, h *corev1.Pod) {
+				v.UID = "0b7e-virtual"
+				h.Spec.SchedulingGates = append(h.Spec.SchedulingGates, corev1.PodSchedulingGate{Name: GateVirtualUID})
+				h.ManagedFields[0] = managed(webhookManager, `{"f:spec":{"f:schedulingGates":{".":{},"k:{\"name\":\"example.com/quota\"}":{".":{},"f:name":{}},"k:{\"name\":\"podbridge.io/virtual-uid\"}":{".":{},"f:name":{}}}}}`)
+			},
+			want: func(h *corev1.Pod) {
+				h.Annotations[AnnotationUID] = "0b7e-virtual"
+				h.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: "example.com/quota"}}
+			},
+		},
+		{
 			name: "gate the host added stays when the tenant's goes",
 			change: func(v, h *corev1.Pod) {
 				v.Spec.SchedulingGates = nil

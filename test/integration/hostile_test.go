@@ -58,9 +58,9 @@ func TestHostilePods(t *testing.T) {
 		{"nfs volume", func(p *corev1.Pod) {
 			p.Spec.Volumes = []corev1.Volume{{Name: "n", VolumeSource: corev1.VolumeSource{NFS: &corev1.NFSVolumeSource{Server: "127.0.0.1", Path: "/"}}}}
 		}, "nfs"},
-		{"uid downward API", func(p *corev1.Pod) {
-			container(p).Env = []corev1.EnvVar{{Name: "U", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.uid"}}}}
-		}, "metadata.uid"},
+		{"podbridge's scheduling gate", func(p *corev1.Pod) {
+			p.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: translate.GateVirtualUID}}
+		}, "schedulingGates"},
 		{"namespace selector in affinity", func(p *corev1.Pod) {
 			p.Spec.Affinity = &corev1.Affinity{PodAffinity: &corev1.PodAffinity{RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
 				TopologyKey: "zone", LabelSelector: &metav1LabelSelector, NamespaceSelector: &metav1LabelSelector,

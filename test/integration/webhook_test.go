@@ -156,30 +156,40 @@ func TestLongNamesRun(t *testing.T) {
 }
 
 // Downward-API references read the virtual pod's values from host
-// annotations.
+// annotations. metadata.uid exists only once the virtual pod is stored: the
+// host pod waits behind a scheduling gate until the reflector has copied it,
+// then runs.
 func TestFieldRefsReadVirtualValues(t *testing.T) {
 	ctx := context.Background()
 	ns := namespace(t)
 	pod := simplePod(ns, "downward")
-	for name, path := range map[string]string{"NAME": "metadata.name", "NAMESPACE": "metadata.namespace", "SA": "spec.serviceAccountName"} {
+	for name, path := range map[string]string{"NAME": "metadata.name", "NAMESPACE": "metadata.namespace", "SA": "spec.serviceAccountName", "UID": "metadata.uid"} {
 		pod.Spec.Containers[0].Env = append(pod.Spec.Containers[0].Env, corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}})
 	}
 	if err := virtualClient.Create(ctx, pod); err != nil {
 		t.Fatalf("creating pod: %v", err)
 	}
+	waitReady(t, pod)
 	host, err := getHostPod(ctx, pod)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{"NAME": pod.Name, "NAMESPACE": ns, "SA": "default"}
+	if len(host.Spec.SchedulingGates) > 0 {
+		t.Errorf("host pod of a ready pod still gated: %v", host.Spec.SchedulingGates)
+	}
+	want := map[string]string{"NAME": pod.Name, "NAMESPACE": ns, "SA": "default", "UID": string(pod.UID)}
 	for _, e := range host.Spec.Containers[0].Env {
 		w, ok := want[e.Name]
 		if !ok {
 			continue
 		}
+		delete(want, e.Name)
 		if got := resolveFieldRef(host, e.ValueFrom.FieldRef.FieldPath); got != w {
 			t.Errorf("env %s on the host reads %s = %q, want the virtual value %q", e.Name, e.ValueFrom.FieldRef.FieldPath, got, w)
 		}
+	}
+	if len(want) > 0 {
+		t.Errorf("host pod lacks env %v", want)
 	}
 }
 
