@@ -16,6 +16,10 @@ const (
 	actionNodeCreate    = "node_create"
 	actionNodeDelete    = "node_delete"
 	actionUpdateHost    = "update_host"
+	actionCopyWrite     = "copy_write"
+	actionCopyDelete    = "copy_delete"
+	actionTokenWrite    = "token_write"
+	actionTokenDelete   = "token_delete"
 )
 
 var (
@@ -40,7 +44,8 @@ var (
 func init() {
 	metrics.Registry.MustRegister(reflectionLag, actions)
 	// Every kind is exported from the start, so rates work before the first action.
-	for _, a := range []string{actionStatusUpdate, actionBind, actionDeleteHost, actionDeleteVirtual, actionOrphanDelete, actionNodeCreate, actionNodeDelete, actionUpdateHost} {
+	for _, a := range []string{actionStatusUpdate, actionBind, actionDeleteHost, actionDeleteVirtual, actionOrphanDelete, actionNodeCreate, actionNodeDelete, actionUpdateHost,
+		actionCopyWrite, actionCopyDelete, actionTokenWrite, actionTokenDelete} {
 		actions.WithLabelValues(a)
 	}
 }

@@ -64,7 +64,7 @@ func NewManager(o Options) (manager.Manager, error) {
 	if err := o.Translate.Validate(); err != nil {
 		return nil, fmt.Errorf("reflector configuration: %w", err)
 	}
-	hostPods := labels.SelectorFromSet(labels.Set{
+	ours := labels.SelectorFromSet(labels.Set{
 		translate.LabelManagedBy: translate.ManagedByValue,
 		translate.LabelVCluster:  o.Translate.VCluster,
 	})
@@ -76,7 +76,12 @@ func NewManager(o Options) (manager.Manager, error) {
 			// Their managedFields stay: downward updates read from them
 			// which keys podbridge set, the lag metric when status changed.
 			DefaultNamespaces: map[string]cache.Config{o.Translate.HostNamespace: {}},
-			ByObject:          map[client.Object]cache.ByObject{&corev1.Pod{}: {Label: hostPods}},
+			ByObject: map[client.Object]cache.ByObject{
+				&corev1.Pod{}: {Label: ours},
+				// Only podbridge's copies and token Secrets.
+				&corev1.ConfigMap{}: {Label: ours, Transform: cache.TransformStripManagedFields()},
+				&corev1.Secret{}:    {Label: ours, Transform: cache.TransformStripManagedFields()},
+			},
 		},
 		Controller:                    config.Controller{SkipNameValidation: ptr.To(o.SkipControllerNameValidation)},
 		Metrics:                       metricsserver.Options{BindAddress: o.MetricsBindAddress},
@@ -89,7 +94,15 @@ func NewManager(o Options) (manager.Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating host manager: %w", err)
 	}
-	virtual, err := cluster.New(o.Virtual, func(co *cluster.Options) { co.Scheme = kube.Scheme })
+	virtual, err := cluster.New(o.Virtual, func(co *cluster.Options) {
+		co.Scheme = kube.Scheme
+		// The originals of host copies are watched by metadata only: their
+		// content is read live when their resourceVersion moves.
+		co.Cache.ByObject = map[client.Object]cache.ByObject{
+			configMapCopies.metadata(): {Transform: cache.TransformStripManagedFields()},
+			secretCopies.metadata():    {Transform: cache.TransformStripManagedFields()},
+		}
+	})
 	if err != nil {
 		return nil, fmt.Errorf("creating virtual cluster client: %w", err)
 	}
@@ -97,6 +110,12 @@ func NewManager(o Options) (manager.Manager, error) {
 		return nil, fmt.Errorf("adding virtual cluster: %w", err)
 	}
 	if err := IndexVirtualPods(context.Background(), virtual); err != nil {
+		return nil, err
+	}
+	if err := IndexVirtualPodDependencies(context.Background(), virtual, o.Translate); err != nil {
+		return nil, err
+	}
+	if err := IndexTokenSecrets(context.Background(), mgr); err != nil {
 		return nil, err
 	}
 	resync := o.ResyncPeriod
@@ -132,6 +151,31 @@ func NewManager(o Options) (manager.Manager, error) {
 		Clock:            clock.RealClock{},
 	}
 	if err := nodes.SetupWithManager(mgr, virtual, resync); err != nil {
+		return nil, err
+	}
+	for _, kind := range []copyKind{configMapCopies, secretCopies} {
+		copies := &CopyReconciler{
+			Kind:          kind,
+			Host:          mgr.GetClient(),
+			Virtual:       virtual.GetClient(),
+			VirtualReader: virtual.GetAPIReader(),
+			Config:        o.Translate,
+			GracePeriod:   o.OrphanGracePeriod,
+			Clock:         clock.RealClock{},
+		}
+		if err := copies.SetupWithManager(mgr, virtual, resync); err != nil {
+			return nil, err
+		}
+	}
+	tokens := &TokenReconciler{
+		Host:          mgr.GetClient(),
+		Virtual:       virtual.GetClient(),
+		VirtualReader: virtual.GetAPIReader(),
+		Config:        o.Translate,
+		GracePeriod:   o.OrphanGracePeriod,
+		Clock:         clock.RealClock{},
+	}
+	if err := tokens.SetupWithManager(mgr, virtual, resync); err != nil {
 		return nil, err
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {

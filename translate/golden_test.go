@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -55,6 +56,11 @@ func TestHostPodGolden(t *testing.T) {
 				}
 			} else {
 				got = marshalGolden(t, host, deps)
+				// The reflector finds a running pod's dependencies with
+				// PodDependencies: it must name what the webhook created.
+				if again := PodDependencies(virtual, goldenConfig); !reflect.DeepEqual(again, deps) {
+					t.Errorf("PodDependencies = %+v, HostPod's dependencies %+v", again, deps)
+				}
 			}
 			if *update {
 				if err := os.WriteFile(outFile, got, 0o644); err != nil {

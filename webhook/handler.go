@@ -49,6 +49,8 @@ type PodMutator struct {
 	NewSyncID func() string
 	// NameSuffix returns the random suffix for generateName pods.
 	NameSuffix func() string
+
+	copies copiesSeen
 }
 
 var _ admission.Handler = &PodMutator{}

@@ -1,0 +1,270 @@
+package reflector
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/cluster"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"github.com/podbridge/podbridge/translate"
+)
+
+// copyKind is a kind of virtual object that has host copies while pods use it.
+type copyKind struct {
+	kind string
+	// index is the field index of virtual pods by the objects of this kind they use.
+	index     string
+	newObject func() client.Object
+	newList   func() client.ObjectList
+	hostCopy  func(virtual client.Object, cfg translate.Config) client.Object
+	// refs names the objects of this kind in deps.
+	refs func(deps *translate.Dependencies) []translate.Reference
+}
+
+var (
+	configMapCopies = copyKind{
+		kind:      "ConfigMap",
+		index:     "podbridge.configMaps",
+		newObject: func() client.Object { return &corev1.ConfigMap{} },
+		newList:   func() client.ObjectList { return &corev1.ConfigMapList{} },
+		hostCopy: func(v client.Object, cfg translate.Config) client.Object {
+			return translate.HostConfigMap(v.(*corev1.ConfigMap), cfg)
+		},
+		refs: func(d *translate.Dependencies) []translate.Reference { return d.ConfigMaps },
+	}
+	secretCopies = copyKind{
+		kind:      "Secret",
+		index:     "podbridge.secrets",
+		newObject: func() client.Object { return &corev1.Secret{} },
+		newList:   func() client.ObjectList { return &corev1.SecretList{} },
+		hostCopy: func(v client.Object, cfg translate.Config) client.Object {
+			return translate.HostSecret(v.(*corev1.Secret), cfg)
+		},
+		refs: func(d *translate.Dependencies) []translate.Reference { return d.Secrets },
+	}
+)
+
+func (k copyKind) metadata() *metav1.PartialObjectMetadata {
+	return &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: k.kind}}
+}
+
+// CopyReconciler keeps the host copies of one kind of virtual object (ConfigMaps or Secrets) in
+// line with their originals, keyed by the virtual object's namespace and
+// name: a copy follows its original's updates and deletion, is created
+// when a pod uses an original the webhook could not copy (it appeared
+// later, or the copy was removed), and is removed once no pod uses it.
+type CopyReconciler struct {
+	Kind copyKind
+	// Host reads host copies from the cache and writes them.
+	Host client.Client
+	// Virtual reads virtual pods and the originals' metadata from the cache.
+	Virtual client.Client
+	// VirtualReader reads originals' content, and confirms absences, live.
+	VirtualReader client.Reader
+	Config        translate.Config
+	// GracePeriod is how old an unused copy must be before it is removed:
+	// the webhook copies before the pod that uses it is stored.
+	GracePeriod time.Duration
+	Clock       clock.PassiveClock
+}
+
+// IndexVirtualPodDependencies registers the indexes of virtual pods by the
+// ConfigMaps and Secrets they use; it must run before virtual's cache starts.
+func IndexVirtualPodDependencies(ctx context.Context, virtual cluster.Cluster, cfg translate.Config) error {
+	for _, k := range []copyKind{configMapCopies, secretCopies} {
+		err := virtual.GetFieldIndexer().IndexField(ctx, &corev1.Pod{}, k.index, func(obj client.Object) []string {
+			pod := obj.(*corev1.Pod)
+			if pod.Annotations[translate.AnnotationSyncID] == "" {
+				return nil
+			}
+			var names []string
+			for _, ref := range k.refs(translate.PodDependencies(pod, cfg)) {
+				names = append(names, pod.Namespace+"/"+ref.Name)
+			}
+			return names
+		})
+		if err != nil {
+			return fmt.Errorf("indexing virtual pods by %s: %w", k.kind, err)
+		}
+	}
+	return nil
+}
+
+// SetupWithManager watches the host copies, the originals' metadata and
+// the virtual pods that come and go, plus a full pass at start-up and every
+// resync period.
+func (r *CopyReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Cluster, resync time.Duration) error {
+	// References cannot change once a pod exists: only its coming and going matter.
+	podComesOrGoes := predicate.TypedFuncs[*corev1.Pod]{
+		UpdateFunc: func(event.TypedUpdateEvent[*corev1.Pod]) bool { return false },
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named(r.Kind.kind + "-copies").
+		WatchesRawSource(source.Kind(mgr.GetCache(), r.Kind.newObject(), handler.EnqueueRequestsFromMapFunc(r.originalOfCopy))).
+		WatchesRawSource(source.Kind(virtual.GetCache(), client.Object(r.Kind.metadata()), &handler.EnqueueRequestForObject{})).
+		WatchesRawSource(source.Kind(virtual.GetCache(), &corev1.Pod{}, handler.TypedEnqueueRequestsFromMapFunc(r.usedBy), podComesOrGoes)).
+		WatchesRawSource(fullPass(r.Kind.kind+"-copies", resync, synced(mgr.GetCache(), virtual.GetCache()), r.allOriginals)).
+		Complete(r)
+}
+
+// originalOfCopy maps a host copy to its virtual original.
+func (r *CopyReconciler) originalOfCopy(_ context.Context, obj client.Object) []reconcile.Request {
+	if s, ok := obj.(*corev1.Secret); ok && translate.IsTokenSecret(s) {
+		return nil
+	}
+	a := obj.GetAnnotations()
+	if a[translate.AnnotationName] == "" || a[translate.AnnotationNamespace] == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: a[translate.AnnotationNamespace], Name: a[translate.AnnotationName]}}}
+}
+
+// usedBy maps a virtual pod to the objects of the kind it uses.
+func (r *CopyReconciler) usedBy(_ context.Context, pod *corev1.Pod) []reconcile.Request {
+	if pod.Annotations[translate.AnnotationSyncID] == "" {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, ref := range r.Kind.refs(translate.PodDependencies(pod, r.Config)) {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: pod.Namespace, Name: ref.Name}})
+	}
+	return reqs
+}
+
+// allOriginals lists every copy on the host and every object a pod uses.
+func (r *CopyReconciler) allOriginals(ctx context.Context) ([]reconcile.Request, error) {
+	keys := map[reconcile.Request]bool{}
+	copies := r.Kind.newList()
+	if err := r.Host.List(ctx, copies, client.InNamespace(r.Config.HostNamespace)); err != nil {
+		return nil, fmt.Errorf("listing host %s copies: %w", r.Kind.kind, err)
+	}
+	err := apimeta.EachListItem(copies, func(obj runtime.Object) error {
+		for _, req := range r.originalOfCopy(ctx, obj.(client.Object)) {
+			keys[req] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	pods := &corev1.PodList{}
+	if err := r.Virtual.List(ctx, pods); err != nil {
+		return nil, fmt.Errorf("listing virtual pods: %w", err)
+	}
+	for i := range pods.Items {
+		for _, req := range r.usedBy(ctx, &pods.Items[i]) {
+			keys[req] = true
+		}
+	}
+	return slices.Collect(maps.Keys(keys)), nil
+}
+
+// Reconcile brings the host copy of one virtual object in line.
+func (r *CopyReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	log := logf.FromContext(ctx)
+	hostKey := types.NamespacedName{Namespace: r.Config.HostNamespace, Name: translate.HostName(req.Name, req.Namespace, r.Config.VCluster)}
+	hostCopy := r.Kind.newObject()
+	if err := r.Host.Get(ctx, hostKey, hostCopy); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return reconcile.Result{}, fmt.Errorf("reading host %s %s: %w", r.Kind.kind, hostKey.Name, err)
+		}
+		hostCopy = nil
+	}
+	if hostCopy != nil && len(r.originalOfCopy(ctx, hostCopy)) == 0 {
+		return reconcile.Result{}, nil // a token Secret, or not a copy: not ours to touch.
+	}
+
+	users := &corev1.PodList{}
+	if err := r.Virtual.List(ctx, users, client.MatchingFields{r.Kind.index: req.Namespace + "/" + req.Name}); err != nil {
+		return reconcile.Result{}, fmt.Errorf("listing virtual pods using %s %s: %w", r.Kind.kind, req, err)
+	}
+	if len(users.Items) == 0 {
+		if hostCopy == nil {
+			return reconcile.Result{}, nil
+		}
+		// creationTimestamp has second resolution: see reconcileOrphan.
+		if age := r.Clock.Since(hostCopy.GetCreationTimestamp().Time) - time.Second; age < r.GracePeriod {
+			return reconcile.Result{RequeueAfter: r.GracePeriod - age}, nil
+		}
+		return reconcile.Result{}, r.deleteCopy(ctx, hostCopy, "no pod uses it")
+	}
+
+	original := r.Kind.metadata()
+	if err := r.Virtual.Get(ctx, req.NamespacedName, original); client.IgnoreNotFound(err) != nil {
+		return reconcile.Result{}, fmt.Errorf("reading virtual %s %s: %w", r.Kind.kind, req, err)
+	}
+	if hostCopy != nil && original.ResourceVersion != "" && hostCopy.GetAnnotations()[translate.AnnotationSourceResourceVersion] == original.ResourceVersion {
+		return reconcile.Result{}, nil // current.
+	}
+	// The cache may lag either way: decide on the live original.
+	live := r.Kind.newObject()
+	if err := r.VirtualReader.Get(ctx, req.NamespacedName, live); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return reconcile.Result{}, fmt.Errorf("reading virtual %s %s: %w", r.Kind.kind, req, err)
+		}
+		if hostCopy == nil {
+			return reconcile.Result{}, nil // a pod waits for it, as it would in any cluster.
+		}
+		return reconcile.Result{}, r.deleteCopy(ctx, hostCopy, "its virtual original was deleted")
+	}
+	want := r.Kind.hostCopy(live, r.Config)
+	if hostCopy == nil {
+		if err := r.Host.Create(ctx, want, client.FieldOwner(FieldManager)); err != nil {
+			if apierrors.IsAlreadyExists(err) {
+				return reconcile.Result{}, nil // the webhook made it; its event brings us back.
+			}
+			return reconcile.Result{}, fmt.Errorf("creating host %s %s: %w", r.Kind.kind, hostKey.Name, err)
+		}
+		countAction(actionCopyWrite)
+		log.V(1).Info("Created host copy used by a pod", "kind", r.Kind.kind, "hostName", hostKey.Name)
+		return reconcile.Result{}, nil
+	}
+	if translate.SameCopy(hostCopy, want) {
+		return reconcile.Result{}, nil
+	}
+	want.SetResourceVersion(hostCopy.GetResourceVersion())
+	labels := maps.Clone(hostCopy.GetLabels())
+	maps.Copy(labels, want.GetLabels())
+	want.SetLabels(labels)
+	if err := r.Host.Update(ctx, want, client.FieldOwner(FieldManager)); err != nil {
+		switch {
+		case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
+			return reconcile.Result{}, nil // the newer copy's event brings us back.
+		case apierrors.IsInvalid(err):
+			// An immutable copy cannot change: replace it; its deletion brings us back.
+			return reconcile.Result{}, r.deleteCopy(ctx, hostCopy, "its immutable virtual original was replaced")
+		}
+		return reconcile.Result{}, fmt.Errorf("updating host %s %s: %w", r.Kind.kind, hostKey.Name, err)
+	}
+	countAction(actionCopyWrite)
+	log.V(1).Info("Updated host copy from its virtual original", "kind", r.Kind.kind, "hostName", hostKey.Name)
+	return reconcile.Result{}, nil
+}
+
+func (r *CopyReconciler) deleteCopy(ctx context.Context, obj client.Object, why string) error {
+	uid := obj.GetUID()
+	if err := r.Host.Delete(ctx, obj, client.Preconditions{UID: &uid}); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("deleting host %s %s: %w", r.Kind.kind, obj.GetName(), err)
+	}
+	countAction(actionCopyDelete)
+	logf.FromContext(ctx).V(1).Info("Deleted host copy", "kind", r.Kind.kind, "hostName", obj.GetName(), "reason", why)
+	return nil
+}

@@ -1,0 +1,231 @@
+package reflector
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/cluster"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"github.com/podbridge/podbridge/translate"
+)
+
+// indexTokenPod indexes host token Secrets by their virtual pod's namespace/name.
+const indexTokenPod = "podbridge.tokenPod"
+
+// TokenReconciler keeps the token Secrets of one virtual pod, keyed by its
+// namespace and name: once the virtual pod exists its tokens are bound to
+// it (so they stop working when it goes, as a kubelet's do) and refreshed
+// at 80% of their lifetime; once it is gone they are deleted.
+type TokenReconciler struct {
+	// Host reads token Secrets from the cache and writes them.
+	Host client.Client
+	// Virtual reads virtual pods from the cache and requests tokens.
+	Virtual client.Client
+	// VirtualReader confirms a virtual pod's absence live.
+	VirtualReader client.Reader
+	Config        translate.Config
+	// GracePeriod is how old a token Secret without a virtual pod must be
+	// before it is deleted: the webhook writes it before the pod is stored.
+	GracePeriod time.Duration
+	Clock       clock.PassiveClock
+}
+
+// IndexTokenSecrets registers the index of host token Secrets by virtual
+// pod; it must run before the host cache starts.
+func IndexTokenSecrets(ctx context.Context, mgr ctrl.Manager) error {
+	err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Secret{}, indexTokenPod, func(obj client.Object) []string {
+		if key := tokenPod(obj.(*corev1.Secret)); key != nil {
+			return []string{key.String()}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("indexing host token Secrets by pod: %w", err)
+	}
+	return nil
+}
+
+// tokenPod is the virtual pod a host token Secret belongs to, or nil.
+func tokenPod(s *corev1.Secret) *types.NamespacedName {
+	a := s.Annotations
+	if !translate.IsTokenSecret(s) || a[translate.AnnotationName] == "" || a[translate.AnnotationNamespace] == "" {
+		return nil
+	}
+	return &types.NamespacedName{Namespace: a[translate.AnnotationNamespace], Name: a[translate.AnnotationName]}
+}
+
+// SetupWithManager watches host token Secrets and virtual pods that come
+// and go, plus a full pass at start-up and every resync period.
+func (r *TokenReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Cluster, resync time.Duration) error {
+	podComesOrGoes := predicate.TypedFuncs[*corev1.Pod]{
+		UpdateFunc: func(event.TypedUpdateEvent[*corev1.Pod]) bool { return false },
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("tokens").
+		WatchesRawSource(source.Kind(mgr.GetCache(), &corev1.Secret{}, handler.TypedEnqueueRequestsFromMapFunc(func(_ context.Context, s *corev1.Secret) []reconcile.Request {
+			if key := tokenPod(s); key != nil {
+				return []reconcile.Request{{NamespacedName: *key}}
+			}
+			return nil
+		}))).
+		WatchesRawSource(source.Kind(virtual.GetCache(), &corev1.Pod{}, &handler.TypedEnqueueRequestForObject[*corev1.Pod]{}, podComesOrGoes)).
+		WatchesRawSource(fullPass("tokens", resync, synced(mgr.GetCache(), virtual.GetCache()), r.allTokenPods)).
+		Complete(r)
+}
+
+func (r *TokenReconciler) allTokenPods(ctx context.Context) ([]reconcile.Request, error) {
+	secrets := &corev1.SecretList{}
+	if err := r.Host.List(ctx, secrets, client.InNamespace(r.Config.HostNamespace)); err != nil {
+		return nil, fmt.Errorf("listing host Secrets: %w", err)
+	}
+	keys := map[reconcile.Request]bool{}
+	for i := range secrets.Items {
+		if key := tokenPod(&secrets.Items[i]); key != nil {
+			keys[reconcile.Request{NamespacedName: *key}] = true
+		}
+	}
+	// Pods whose token Secrets are missing are found by their own events
+	// at start-up (the cache's initial list).
+	out := make([]reconcile.Request, 0, len(keys))
+	for k := range keys {
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// Reconcile binds, refreshes, re-creates or deletes one pod's token Secrets.
+func (r *TokenReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	secrets := &corev1.SecretList{}
+	if err := r.Host.List(ctx, secrets, client.InNamespace(r.Config.HostNamespace), client.MatchingFields{indexTokenPod: req.String()}); err != nil {
+		return reconcile.Result{}, fmt.Errorf("listing token Secrets of %s: %w", req, err)
+	}
+	virtual, err := getPod(ctx, r.Virtual, req.NamespacedName)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	var wanted []translate.Token
+	if virtual != nil && virtual.Annotations[translate.AnnotationSyncID] != "" && virtual.DeletionTimestamp == nil {
+		wanted = translate.PodDependencies(virtual, r.Config).Tokens
+	}
+
+	var result reconcile.Result
+	for i := range secrets.Items {
+		s := &secrets.Items[i]
+		if slices.ContainsFunc(wanted, func(t translate.Token) bool { return t.HostSecret == s.Name }) {
+			continue
+		}
+		after, err := r.deleteUnwanted(ctx, req.NamespacedName, s)
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		result = soonest(result, after)
+	}
+	for _, tok := range wanted {
+		i := slices.IndexFunc(secrets.Items, func(s corev1.Secret) bool { return s.Name == tok.HostSecret })
+		var current *corev1.Secret
+		if i >= 0 {
+			current = &secrets.Items[i]
+		}
+		after, err := r.ensureBound(ctx, virtual, tok, current)
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		result = soonest(result, after)
+	}
+	return result, nil
+}
+
+// deleteUnwanted deletes a token Secret whose pod is gone, once it is older
+// than the grace period and a live read confirms the pod's absence.
+func (r *TokenReconciler) deleteUnwanted(ctx context.Context, key types.NamespacedName, s *corev1.Secret) (time.Duration, error) {
+	if age := r.Clock.Since(s.CreationTimestamp.Time) - time.Second; age < r.GracePeriod {
+		return r.GracePeriod - age, nil
+	}
+	live, err := getPod(ctx, r.VirtualReader, key)
+	if err != nil {
+		return 0, err
+	}
+	if live != nil && live.DeletionTimestamp == nil && live.Annotations[translate.AnnotationSyncID] != "" {
+		return 0, nil // the cache lags; the pod's event is on its way.
+	}
+	if err := r.Host.Delete(ctx, s, client.Preconditions{UID: &s.UID}); client.IgnoreNotFound(err) != nil {
+		return 0, fmt.Errorf("deleting token Secret %s: %w", s.Name, err)
+	}
+	countAction(actionTokenDelete)
+	logf.FromContext(ctx).V(1).Info("Deleted token Secret of a gone pod", "secret", s.Name)
+	return 0, nil
+}
+
+// ensureBound makes sure the pod's token Secret for tok holds a token bound
+// to the pod and not due for refresh, and returns when it will be.
+func (r *TokenReconciler) ensureBound(ctx context.Context, virtual *corev1.Pod, tok translate.Token, current *corev1.Secret) (time.Duration, error) {
+	now := r.Clock.Now()
+	if current != nil && current.Annotations[translate.AnnotationTokenBoundUID] == string(virtual.UID) {
+		refreshAt, err := time.Parse(time.RFC3339, current.Annotations[translate.AnnotationTokenRefreshAt])
+		if err == nil && now.Before(refreshAt) {
+			return refreshAt.Sub(now), nil
+		}
+	}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: tok.ServiceAccount, Namespace: virtual.Namespace}}
+	treq := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+		ExpirationSeconds: &tok.ExpirationSeconds,
+		BoundObjectRef:    &authenticationv1.BoundObjectReference{APIVersion: "v1", Kind: "Pod", Name: virtual.Name, UID: virtual.UID},
+	}}
+	if tok.Audience != "" {
+		treq.Spec.Audiences = []string{tok.Audience}
+	}
+	if err := r.Virtual.SubResource("token").Create(ctx, sa, treq); err != nil {
+		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+			return 0, nil // the pod or its service account is gone: its event brings us back.
+		}
+		return 0, fmt.Errorf("requesting a bound token for pod %s/%s: %w", virtual.Namespace, virtual.Name, err)
+	}
+	// Refreshed at 80% of its lifetime, as the kubelet does.
+	lifetime := treq.Status.ExpirationTimestamp.Sub(now)
+	refreshAt := now.Add(lifetime * 8 / 10)
+	want := translate.HostTokenSecret(virtual.Name, virtual.Namespace, tok, treq.Status.Token, r.Config)
+	want.Annotations[translate.AnnotationTokenBoundUID] = string(virtual.UID)
+	want.Annotations[translate.AnnotationTokenRefreshAt] = refreshAt.UTC().Format(time.RFC3339)
+	var err error
+	if current == nil {
+		err = r.Host.Create(ctx, want, client.FieldOwner(FieldManager))
+	} else {
+		want.ResourceVersion = current.ResourceVersion
+		err = r.Host.Update(ctx, want, client.FieldOwner(FieldManager))
+	}
+	switch {
+	case apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) || apierrors.IsNotFound(err):
+		return 0, nil // the webhook wrote it meanwhile; its event brings us back.
+	case err != nil:
+		return 0, fmt.Errorf("writing token Secret %s: %w", want.Name, err)
+	}
+	countAction(actionTokenWrite)
+	logf.FromContext(ctx).V(1).Info("Wrote bound token", "secret", want.Name, "refreshAt", want.Annotations[translate.AnnotationTokenRefreshAt],
+		"expirationSeconds", strconv.FormatInt(tok.ExpirationSeconds, 10))
+	return refreshAt.Sub(now), nil
+}
+
+// soonest merges a requeue delay into result, keeping the earliest.
+func soonest(result reconcile.Result, after time.Duration) reconcile.Result {
+	if after > 0 && (result.RequeueAfter == 0 || after < result.RequeueAfter) {
+		result.RequeueAfter = after
+	}
+	return result
+}
