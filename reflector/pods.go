@@ -79,6 +79,8 @@ func (r *PodReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Clust
 			TypedEventHandler: handler.TypedEnqueueRequestsFromMapFunc(virtualKeyOfHostPod),
 			lastSeen:          &r.lastSeen,
 		})).
+		// A bound token Secret may release its host pod.
+		WatchesRawSource(source.Kind(mgr.GetCache(), &corev1.Secret{}, handler.TypedEnqueueRequestsFromMapFunc(podOfTokenSecret))).
 		WatchesRawSource(fullPass("pods", resync, synced(mgr.GetCache(), virtual.GetCache()), r.allPairs)).
 		Complete(r)
 }
@@ -298,7 +300,17 @@ func (r *PodReconciler) syncHost(ctx context.Context, virtual, host *corev1.Pod)
 		return host, nil
 	}
 	log := logf.FromContext(ctx)
-	if updated, changed := translate.HostPodUpdate(virtual, host, podbridgeManagers); changed {
+	updated, changed := translate.HostPodUpdate(virtual, host, podbridgeManagers)
+	if translate.HeldForVirtualPod(updated) {
+		bound, err := r.tokensBound(ctx, virtual)
+		if err != nil {
+			return host, err
+		}
+		if released, ok := translate.ReleaseHostPod(virtual, updated); bound && ok {
+			updated, changed = released, true
+		}
+	}
+	if changed {
 		if err := r.Host.Update(ctx, updated, client.FieldOwner(FieldManager)); err != nil {
 			switch {
 			case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
@@ -332,6 +344,24 @@ func (r *PodReconciler) syncHost(ctx context.Context, virtual, host *corev1.Pod)
 		host = resized
 	}
 	return host, nil
+}
+
+// tokensBound reports whether every token Secret of the virtual pod holds
+// a token bound to it (the TokenReconciler writes them).
+func (r *PodReconciler) tokensBound(ctx context.Context, virtual *corev1.Pod) (bool, error) {
+	for _, tok := range translate.PodDependencies(virtual, r.Config).Tokens {
+		s := &corev1.Secret{}
+		err := r.Host.Get(ctx, types.NamespacedName{Namespace: r.Config.HostNamespace, Name: tok.HostSecret}, s)
+		switch {
+		case apierrors.IsNotFound(err):
+			return false, nil // its event brings us back.
+		case err != nil:
+			return false, fmt.Errorf("reading token Secret %s: %w", tok.HostSecret, err)
+		case s.Annotations[translate.AnnotationTokenBoundUID] != string(virtual.UID):
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // syncStatus writes the host status onto the virtual pod when it differs.

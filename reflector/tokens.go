@@ -71,6 +71,14 @@ func tokenPod(s *corev1.Secret) *types.NamespacedName {
 	return &types.NamespacedName{Namespace: a[translate.AnnotationNamespace], Name: a[translate.AnnotationName]}
 }
 
+// podOfTokenSecret maps a host token Secret to its virtual pod.
+func podOfTokenSecret(_ context.Context, s *corev1.Secret) []reconcile.Request {
+	if key := tokenPod(s); key != nil {
+		return []reconcile.Request{{NamespacedName: *key}}
+	}
+	return nil
+}
+
 // SetupWithManager watches host token Secrets and virtual pods that come
 // and go, plus a full pass at start-up and every resync period.
 func (r *TokenReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Cluster, resync time.Duration) error {
@@ -79,12 +87,7 @@ func (r *TokenReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Clu
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("tokens").
-		WatchesRawSource(source.Kind(mgr.GetCache(), &corev1.Secret{}, handler.TypedEnqueueRequestsFromMapFunc(func(_ context.Context, s *corev1.Secret) []reconcile.Request {
-			if key := tokenPod(s); key != nil {
-				return []reconcile.Request{{NamespacedName: *key}}
-			}
-			return nil
-		}))).
+		WatchesRawSource(source.Kind(mgr.GetCache(), &corev1.Secret{}, handler.TypedEnqueueRequestsFromMapFunc(podOfTokenSecret))).
 		WatchesRawSource(source.Kind(virtual.GetCache(), &corev1.Pod{}, &handler.TypedEnqueueRequestForObject[*corev1.Pod]{}, podComesOrGoes)).
 		WatchesRawSource(fullPass("tokens", resync, synced(mgr.GetCache(), virtual.GetCache()), r.allTokenPods)).
 		Complete(r)

@@ -27,10 +27,12 @@ const (
 	AnnotationUID = Prefix + "uid"
 )
 
-// GateVirtualUID holds a host pod that reads metadata.uid until the
-// reflector has put the virtual UID in AnnotationUID: its containers must
-// not start with an empty value.
-const GateVirtualUID = Prefix + "virtual-uid"
+// GateVirtualPod holds a host pod until its virtual pod exists, when the
+// pod needs what only exists then: its UID (for metadata.uid references,
+// in AnnotationUID) and service-account tokens bound to it. The reflector
+// provides both and removes the gate (ReleaseHostPod); no container starts
+// without them, and the webhook's path keeps one host write.
+const GateVirtualPod = Prefix + "virtual-pod"
 
 // HostPod translates a named virtual pod into the host pod that runs it and
 // the objects that must exist on the host first. syncID identifies the pair
@@ -112,8 +114,8 @@ func (t *podTranslator) spec(path *field.Path) corev1.PodSpec {
 			t.errs = append(t.errs, field.Forbidden(path.Child("schedulingGates").Index(i).Child("name"), "the "+Prefix+" prefix is reserved for podbridge"))
 		}
 	}
-	if t.readsUID {
-		spec.SchedulingGates = append(spec.SchedulingGates, corev1.PodSchedulingGate{Name: GateVirtualUID})
+	if t.readsUID || len(t.deps.Tokens) > 0 {
+		spec.SchedulingGates = append(spec.SchedulingGates, corev1.PodSchedulingGate{Name: GateVirtualPod})
 	}
 	t.scheduling(path, &spec)
 	t.dns(&spec)

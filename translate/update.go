@@ -67,14 +67,10 @@ func HostPodUpdate(virtual, host *corev1.Pod, managers []string) (*corev1.Pod, b
 			}
 			spec.Affinity.NodeAffinity = na.DeepCopy()
 		}
-		keep := map[string]bool{}
+		// podbridge's own gate goes with ReleaseHostPod only.
+		keep := map[string]bool{GateVirtualPod: true}
 		for _, g := range vspec.SchedulingGates {
 			keep[g.Name] = true
-		}
-		if slices.ContainsFunc(spec.SchedulingGates, func(g corev1.PodSchedulingGate) bool { return g.Name == GateVirtualUID }) {
-			// The virtual pod exists, so its UID does: hand it to the
-			// host pod and let it schedule, in one write.
-			out.Annotations[AnnotationUID] = string(virtual.UID)
 		}
 		spec.SchedulingGates = slices.DeleteFunc(spec.SchedulingGates, func(g corev1.PodSchedulingGate) bool {
 			return !keep[g.Name] && owned().gates[g.Name]
@@ -89,6 +85,33 @@ func HostPodUpdate(virtual, host *corev1.Pod, managers []string) (*corev1.Pod, b
 	}
 	return out, true
 }
+
+// ReleaseHostPod gives host the virtual pod's UID and removes
+// GateVirtualPod, once the virtual pod exists and its tokens are bound. It
+// returns an updated copy and true, or host and false when host is not
+// held by the gate.
+func ReleaseHostPod(virtual, host *corev1.Pod) (*corev1.Pod, bool) {
+	if virtual.UID == "" || !HeldForVirtualPod(host) {
+		return host, false
+	}
+	out := host.DeepCopy()
+	if out.Annotations == nil {
+		out.Annotations = map[string]string{}
+	}
+	out.Annotations[AnnotationUID] = string(virtual.UID)
+	out.Spec.SchedulingGates = slices.DeleteFunc(out.Spec.SchedulingGates, isGateVirtualPod)
+	if len(out.Spec.SchedulingGates) == 0 {
+		out.Spec.SchedulingGates = nil
+	}
+	return out, true
+}
+
+// HeldForVirtualPod reports whether host waits behind GateVirtualPod.
+func HeldForVirtualPod(host *corev1.Pod) bool {
+	return slices.ContainsFunc(host.Spec.SchedulingGates, isGateVirtualPod)
+}
+
+func isGateVirtualPod(g corev1.PodSchedulingGate) bool { return g.Name == GateVirtualPod }
 
 // HostPodResize applies the virtual pod's container resources and resize
 // policies to host, for the pods/resize subresource (in-place resize). It

@@ -124,15 +124,15 @@ func TestHostPodUpdate(t *testing.T) {
 			want:   func(h *corev1.Pod) { h.Spec.SchedulingGates = nil },
 		},
 		{
-			name: "UID gate: the virtual UID is set and the gate removed in one update",
+			name: "podbridge's gate stays when the tenant's goes",
 			change: func(v, h *corev1.Pod) {
 				v.UID = "0b7e-virtual"
-				h.Spec.SchedulingGates = append(h.Spec.SchedulingGates, corev1.PodSchedulingGate{Name: GateVirtualUID})
-				h.ManagedFields[0] = managed(webhookManager, `{"f:spec":{"f:schedulingGates":{".":{},"k:{\"name\":\"example.com/quota\"}":{".":{},"f:name":{}},"k:{\"name\":\"podbridge.io/virtual-uid\"}":{".":{},"f:name":{}}}}}`)
+				v.Spec.SchedulingGates = nil
+				h.Spec.SchedulingGates = append(h.Spec.SchedulingGates, corev1.PodSchedulingGate{Name: GateVirtualPod})
+				h.ManagedFields[0] = managed(webhookManager, `{"f:spec":{"f:schedulingGates":{".":{},"k:{\"name\":\"example.com/quota\"}":{".":{},"f:name":{}},"k:{\"name\":\"podbridge.io/virtual-pod\"}":{".":{},"f:name":{}}}}}`)
 			},
 			want: func(h *corev1.Pod) {
-				h.Annotations[AnnotationUID] = "0b7e-virtual"
-				h.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: "example.com/quota"}}
+				h.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: GateVirtualPod}}
 			},
 		},
 		{
@@ -278,6 +278,29 @@ func zoneAffinity() *corev1.NodeAffinity {
 	return &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
 		NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "zone", Operator: corev1.NodeSelectorOpIn, Values: []string{"a"}}}}},
 	}}
+}
+
+func TestReleaseHostPod(t *testing.T) {
+	virtual, host := updateFixture()
+	virtual.UID = "0b7e-virtual"
+	if _, changed := ReleaseHostPod(virtual, host); changed {
+		t.Error("a host pod without podbridge's gate was changed")
+	}
+	host.Spec.SchedulingGates = append(host.Spec.SchedulingGates, corev1.PodSchedulingGate{Name: GateVirtualPod})
+	released, changed := ReleaseHostPod(virtual, host)
+	if !changed || released.Annotations[AnnotationUID] != "0b7e-virtual" {
+		t.Fatalf("released = %v, uid annotation %q", changed, released.Annotations[AnnotationUID])
+	}
+	if want := []corev1.PodSchedulingGate{{Name: "example.com/quota"}}; !apiequality.Semantic.DeepEqual(released.Spec.SchedulingGates, want) {
+		t.Errorf("gates %v, want the tenant's only %v", released.Spec.SchedulingGates, want)
+	}
+	if len(host.Spec.SchedulingGates) != 2 {
+		t.Error("ReleaseHostPod changed its input")
+	}
+	virtual.UID = ""
+	if _, changed := ReleaseHostPod(virtual, host); changed {
+		t.Error("released before the virtual pod has a UID")
+	}
 }
 
 func TestHostPodResize(t *testing.T) {

@@ -6,22 +6,21 @@ import (
 	"maps"
 	"sync"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podbridge/podbridge/translate"
 )
 
-// ensureDependencies puts on the host what the host pod needs to start at
-// once: copies of the virtual ConfigMaps and Secrets it references, and
-// Secrets with tokens from the virtual apiserver for its projected
-// service-account tokens. A referenced object that does not exist is
-// skipped: as in any cluster, the pod then waits for it (the reflector
-// copies it when it appears).
+// ensureDependencies puts on the host the copies of the virtual ConfigMaps
+// and Secrets the host pod references, so it can start at once. A
+// referenced object that does not exist is skipped: as in any cluster, the
+// pod then waits for it (the reflector copies it when it appears). Token
+// Secrets are the reflector's: tokens are bound to the virtual pod, which
+// does not exist yet, and the host pod waits for them behind
+// translate.GateVirtualPod.
 func (m *PodMutator) ensureDependencies(ctx context.Context, virtual *corev1.Pod, deps *translate.Dependencies) error {
 	for _, ref := range deps.ConfigMaps {
 		src := &corev1.ConfigMap{}
@@ -43,11 +42,6 @@ func (m *PodMutator) ensureDependencies(ctx context.Context, virtual *corev1.Pod
 			return err
 		}
 	}
-	for _, tok := range deps.Tokens {
-		if err := m.ensureToken(ctx, virtual, tok); err != nil {
-			return err
-		}
-	}
 	return nil
 }
 
@@ -60,22 +54,6 @@ func (m *PodMutator) readVirtual(ctx context.Context, namespace, name string, ob
 		return false, fmt.Errorf("reading virtual %T %s/%s: %w", obj, namespace, name, err)
 	}
 	return true, nil
-}
-
-// ensureToken requests a token for the pod's virtual service account and
-// keeps it in the host Secret the host pod mounts. The pod has no UID yet,
-// so the token cannot be bound to it here; the reflector binds and
-// refreshes it once the virtual pod exists.
-func (m *PodMutator) ensureToken(ctx context.Context, virtual *corev1.Pod, tok translate.Token) error {
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: tok.ServiceAccount, Namespace: virtual.Namespace}}
-	req := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &tok.ExpirationSeconds}}
-	if tok.Audience != "" {
-		req.Spec.Audiences = []string{tok.Audience}
-	}
-	if err := m.Virtual.SubResource("token").Create(ctx, sa, req); err != nil {
-		return fmt.Errorf("requesting a token for service account %s/%s: %w", virtual.Namespace, tok.ServiceAccount, err)
-	}
-	return m.ensureHostCopy(ctx, translate.HostTokenSecret(virtual.Name, virtual.Namespace, tok, req.Status.Token, m.Config))
 }
 
 // ensureHostCopy creates obj on the host, or brings an existing copy's

@@ -59,7 +59,7 @@ func TestHostilePods(t *testing.T) {
 			p.Spec.Volumes = []corev1.Volume{{Name: "n", VolumeSource: corev1.VolumeSource{NFS: &corev1.NFSVolumeSource{Server: "127.0.0.1", Path: "/"}}}}
 		}, "nfs"},
 		{"podbridge's scheduling gate", func(p *corev1.Pod) {
-			p.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: translate.GateVirtualUID}}
+			p.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: translate.GateVirtualPod}}
 		}, "schedulingGates"},
 		{"namespace selector in affinity", func(p *corev1.Pod) {
 			p.Spec.Affinity = &corev1.Affinity{PodAffinity: &corev1.PodAffinity{RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{

@@ -9,6 +9,7 @@ import (
 	schedulingv1 "k8s.io/api/scheduling/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podbridge/podbridge/certs"
@@ -43,6 +44,9 @@ func TestPlacementAndDNSReachHost(t *testing.T) {
 
 	pod := simplePod(ns, "placed")
 	pod.Labels[certTestLabel] = hook.name
+	// No token: no reflector runs for this virtual cluster to bind one, and
+	// the host pod would wait for it behind podbridge's gate.
+	pod.Spec.AutomountServiceAccountToken = ptr.To(false)
 	pod.Spec.PriorityClassName = "tenant-high"
 	pod.Spec.Affinity = &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
 		TopologyKey: "kubernetes.io/hostname", LabelSelector: metav1LabelSelectorFor("app", "placed"),

@@ -425,13 +425,10 @@ func TestRestartedReflectorConverges(t *testing.T) {
 	if err := virtualClient.Create(ctx, late); err != nil {
 		t.Fatalf("creating virtual pod while the reflector is down: %v", err)
 	}
-	eventually(t, 20*time.Second, "host pod of the late pod Running", func(ctx context.Context) (bool, string) {
-		host, err := getHostPod(ctx, late)
-		if err != nil {
-			return false, err.Error()
-		}
-		return host.Status.Phase == corev1.PodRunning, string(host.Status.Phase)
-	})
+	// The webhook created its host pod, which waits for its bound token.
+	if host, err := getHostPod(ctx, late); err != nil || !translate.HeldForVirtualPod(host) {
+		t.Fatalf("host pod of the late pod: err=%v, want it held by %s", err, translate.GateVirtualPod)
+	}
 	orphan := hostPodFor(env.Options.Translate.VCluster, ns, "ghost", "orphan-"+ns)
 	if err := hostClient.Create(ctx, orphan); err != nil {
 		t.Fatal(err)
