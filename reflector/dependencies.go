@@ -193,7 +193,7 @@ func (r *CopyReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 	}
 
 	users := &corev1.PodList{}
-	if err := r.Virtual.List(ctx, users, client.MatchingFields{r.Kind.index: req.Namespace + "/" + req.Name}); err != nil {
+	if err := r.Virtual.List(ctx, users, client.MatchingFields{r.Kind.index: req.Namespace + "/" + req.Name}, client.Limit(1), client.UnsafeDisableDeepCopy); err != nil {
 		return reconcile.Result{}, fmt.Errorf("listing virtual pods using %s %s: %w", r.Kind.kind, req, err)
 	}
 	if len(users.Items) == 0 {

@@ -38,6 +38,9 @@ const indexNodeName = "spec.nodeName"
 // never bound to a node that is being removed.
 type NodeGuard struct {
 	mu sync.RWMutex
+	// removed holds the nodes this process removed and has not re-created
+	// since: the cache may still show them, so binds confirm them live.
+	removed sync.Map
 }
 
 // NodeReconciler keeps the virtual nodes: each a fresh mirror of its host
@@ -146,13 +149,15 @@ func (r *NodeReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 			return reconcile.Result{}, fmt.Errorf("deleting virtual node: %w", err)
 		}
 		countAction(actionNodeDelete)
+		r.Nodes.removed.Store(req.Name, true)
 		r.markUsed(req.Name)
 		log.Info("Deleted virtual node: host node is gone")
 		return reconcile.Result{}, nil
 	}
 
+	// Whether any pod is bound is all that matters: one, not copied.
 	bound := &corev1.PodList{}
-	if err := r.Virtual.List(ctx, bound, client.MatchingFields{indexNodeName: req.Name}); err != nil {
+	if err := r.Virtual.List(ctx, bound, client.MatchingFields{indexNodeName: req.Name}, client.Limit(1), client.UnsafeDisableDeepCopy); err != nil {
 		return reconcile.Result{}, fmt.Errorf("listing virtual pods on node: %w", err)
 	}
 	switch {
@@ -163,7 +168,8 @@ func (r *NodeReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 		if err := createVirtualNode(ctx, r.Virtual, host); err != nil {
 			return reconcile.Result{}, err
 		}
-		log.Info("Re-created virtual node that pods are bound to", "pods", len(bound.Items))
+		r.Nodes.removed.Delete(req.Name)
+		log.Info("Re-created virtual node that pods are bound to", "pod", client.ObjectKeyFromObject(&bound.Items[0]))
 		return reconcile.Result{}, nil
 	case len(bound.Items) == 0:
 		if wait := r.EmptyGracePeriod - r.Clock.Since(r.markEmpty(req.Name)); wait > 0 {
@@ -213,6 +219,7 @@ func (r *NodeReconciler) deleteIfUnused(ctx context.Context, virtual *corev1.Nod
 	if err := r.Virtual.Delete(ctx, virtual, client.Preconditions{UID: &virtual.UID}); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("deleting unused virtual node: %w", err)
 	}
+	r.Nodes.removed.Store(virtual.Name, true)
 	r.markUsed(virtual.Name)
 	countAction(actionNodeDelete)
 	logf.FromContext(ctx).Info("Deleted virtual node: no virtual pod is bound to it")
@@ -220,23 +227,34 @@ func (r *NodeReconciler) deleteIfUnused(ctx context.Context, virtual *corev1.Nod
 }
 
 // ensureVirtualNode creates the virtual mirror of host node name if missing.
-// It reads the apiserver, not the cache: the cache may still hold a node
-// removed a moment ago, and a pod bound to it would be garbage collected.
-func ensureVirtualNode(ctx context.Context, hostReader, virtualReader client.Reader, virtual client.Client, name string) error {
+// A node in the cache exists, unless this process removed it a moment ago
+// (the cache may not show that yet, and a pod bound to a missing node would
+// be garbage collected): then, or when the cache lacks it, the apiserver is
+// asked.
+func ensureVirtualNode(ctx context.Context, guard *NodeGuard, hostReader, virtualReader client.Reader, virtual client.Client, name string) error {
+	key := types.NamespacedName{Name: name}
+	if _, removed := guard.removed.Load(name); !removed && virtual.Get(ctx, key, &corev1.Node{}) == nil {
+		return nil
+	}
 	existing := &metav1.PartialObjectMetadata{}
 	existing.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Node"))
-	err := virtualReader.Get(ctx, types.NamespacedName{Name: name}, existing)
+	err := virtualReader.Get(ctx, key, existing)
 	if err == nil || !apierrors.IsNotFound(err) {
 		if err != nil {
 			return fmt.Errorf("reading virtual node %s: %w", name, err)
 		}
+		guard.removed.Delete(name)
 		return nil
 	}
 	host := &corev1.Node{}
-	if err := hostReader.Get(ctx, types.NamespacedName{Name: name}, host); err != nil {
+	if err := hostReader.Get(ctx, key, host); err != nil {
 		return fmt.Errorf("reading host node %s: %w", name, err)
 	}
-	return createVirtualNode(ctx, virtual, host)
+	if err := createVirtualNode(ctx, virtual, host); err != nil {
+		return err
+	}
+	guard.removed.Delete(name)
+	return nil
 }
 
 // createVirtualNode creates the virtual mirror of host; the node reconciler

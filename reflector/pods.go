@@ -155,12 +155,12 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 	if host == nil {
 		return r.reconcileHostGone(ctx, virtual, hostKey)
 	}
-	if err := r.bind(ctx, virtual, host); err != nil {
-		return reconcile.Result{}, err
-	}
 	// A host pod that cannot take an update still has its status reflected.
 	host, hostErr := r.syncHost(ctx, virtual, host)
-	return reconcile.Result{}, errors.Join(hostErr, r.syncStatus(ctx, virtual, host))
+	// Status before binding: the binding makes the cached resourceVersion
+	// stale, and the status write would be refused.
+	statusErr := r.syncStatus(ctx, virtual, host)
+	return reconcile.Result{}, errors.Join(hostErr, statusErr, r.bind(ctx, virtual, host))
 }
 
 // reconcileOrphan deletes a host pod whose virtual pod does not exist, once
@@ -234,7 +234,7 @@ func (r *PodReconciler) reconcileHostGone(ctx context.Context, virtual *corev1.P
 	if virtual.Status.Phase != corev1.PodFailed && virtual.Status.Phase != corev1.PodSucceeded {
 		updated := virtual.DeepCopy()
 		updated.Status = translate.HostGoneStatus(virtual, r.lastSeen.get(key, syncID), metav1.NewTime(r.Clock.Now()))
-		if err := r.Virtual.Status().Update(ctx, updated, client.FieldOwner(FieldManager)); err != nil {
+		if err := r.Virtual.Status().Update(ctx, forWrite(updated), client.FieldOwner(FieldManager)); err != nil {
 			if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 				return reconcile.Result{}, nil // a newer virtual pod's event brings us back.
 			}
@@ -273,7 +273,7 @@ func (r *PodReconciler) bind(ctx context.Context, virtual, host *corev1.Pod) err
 	// Held from making sure the node exists until the binding is stored.
 	r.Nodes.mu.RLock()
 	defer r.Nodes.mu.RUnlock()
-	if err := ensureVirtualNode(ctx, r.Host, r.VirtualReader, r.Virtual, host.Spec.NodeName); err != nil {
+	if err := ensureVirtualNode(ctx, r.Nodes, r.Host, r.VirtualReader, r.Virtual, host.Spec.NodeName); err != nil {
 		return err
 	}
 	binding := &corev1.Binding{
@@ -311,7 +311,7 @@ func (r *PodReconciler) syncHost(ctx context.Context, virtual, host *corev1.Pod)
 		}
 	}
 	if changed {
-		if err := r.Host.Update(ctx, updated, client.FieldOwner(FieldManager)); err != nil {
+		if err := r.Host.Update(ctx, forWrite(updated), client.FieldOwner(FieldManager)); err != nil {
 			switch {
 			case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
 				return host, nil // the newer host pod's event brings us back.
@@ -328,7 +328,7 @@ func (r *PodReconciler) syncHost(ctx context.Context, virtual, host *corev1.Pod)
 		host = updated
 	}
 	if resized, changed := translate.HostPodResize(virtual, host); changed {
-		if err := r.Host.SubResource("resize").Update(ctx, resized, client.FieldOwner(FieldManager)); err != nil {
+		if err := r.Host.SubResource("resize").Update(ctx, forWrite(resized), client.FieldOwner(FieldManager)); err != nil {
 			switch {
 			case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
 				return host, nil
@@ -372,7 +372,7 @@ func (r *PodReconciler) syncStatus(ctx context.Context, virtual, host *corev1.Po
 	}
 	updated := virtual.DeepCopy()
 	updated.Status = status
-	if err := r.Virtual.Status().Update(ctx, updated, client.FieldOwner(FieldManager)); err != nil {
+	if err := r.Virtual.Status().Update(ctx, forWrite(updated), client.FieldOwner(FieldManager)); err != nil {
 		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 			return nil // a newer virtual pod's event brings us back.
 		}

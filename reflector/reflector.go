@@ -73,11 +73,9 @@ func NewManager(o Options) (manager.Manager, error) {
 		Cache: cache.Options{
 			// Only this virtual cluster's pods in the host namespace: the
 			// reflector neither needs nor may read other tenants' pods.
-			// Their managedFields stay: downward updates read from them
-			// which keys podbridge set, the lag metric when status changed.
 			DefaultNamespaces: map[string]cache.Config{o.Translate.HostNamespace: {}},
 			ByObject: map[client.Object]cache.ByObject{
-				&corev1.Pod{}: {Label: ours},
+				&corev1.Pod{}: {Label: ours, Transform: trimManagedFields(hostPodFields)},
 				// Only podbridge's copies and token Secrets.
 				&corev1.ConfigMap{}: {Label: ours, Transform: cache.TransformStripManagedFields()},
 				&corev1.Secret{}:    {Label: ours, Transform: cache.TransformStripManagedFields()},
@@ -99,6 +97,7 @@ func NewManager(o Options) (manager.Manager, error) {
 		// The originals of host copies are watched by metadata only: their
 		// content is read live when their resourceVersion moves.
 		co.Cache.ByObject = map[client.Object]cache.ByObject{
+			&corev1.Pod{}:              {Transform: trimManagedFields(virtualPodFields)},
 			configMapCopies.metadata(): {Transform: cache.TransformStripManagedFields()},
 			secretCopies.metadata():    {Transform: cache.TransformStripManagedFields()},
 		}

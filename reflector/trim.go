@@ -1,0 +1,57 @@
+package reflector
+
+import (
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	toolscache "k8s.io/client-go/tools/cache"
+)
+
+// trimManagedFields is a cache transform that keeps of a pod's
+// managedFields only what the reflector reads, as trim decides per entry
+// (false drops it). managedFields are often a third of a pod. Pods read
+// from such a cache must go through forWrite before they are written back.
+func trimManagedFields(trim func(*metav1.ManagedFieldsEntry) bool) toolscache.TransformFunc {
+	return func(obj any) (any, error) {
+		if pod, ok := obj.(*corev1.Pod); ok {
+			kept := pod.ManagedFields[:0]
+			for _, e := range pod.ManagedFields {
+				if trim(&e) {
+					kept = append(kept, e)
+				}
+			}
+			pod.ManagedFields = slices.Clip(kept)
+		}
+		return obj, nil
+	}
+}
+
+// hostPodFields keeps the entries of podbridge's field managers, which
+// HostPodUpdate reads to know which keys are the tenant's, and the time of
+// every status write, which StatusChangedAt reads.
+func hostPodFields(e *metav1.ManagedFieldsEntry) bool {
+	switch {
+	case slices.Contains(podbridgeManagers, e.Manager):
+		return true
+	case e.Subresource == "status":
+		e.FieldsV1 = nil
+		return true
+	}
+	return false
+}
+
+// virtualPodFields keeps the time of the reflector's status writes, which
+// lastStatusWrite reads.
+func virtualPodFields(e *metav1.ManagedFieldsEntry) bool {
+	e.FieldsV1 = nil
+	return e.Manager == FieldManager && e.Subresource == "status"
+}
+
+// forWrite prepares a pod from a trimmed cache for an update: without
+// managedFields the apiserver keeps the stored ones, where a trimmed list
+// would replace them.
+func forWrite(pod *corev1.Pod) *corev1.Pod {
+	pod.ManagedFields = nil
+	return pod
+}
