@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -23,6 +24,9 @@ import (
 // translate.GateVirtualPod.
 func (m *PodMutator) ensureDependencies(ctx context.Context, virtual *corev1.Pod, deps *translate.Dependencies) error {
 	for _, ref := range deps.ConfigMaps {
+		if m.copyCurrent(ctx, "ConfigMap", virtual.Namespace, ref) {
+			continue
+		}
 		src := &corev1.ConfigMap{}
 		found, err := m.readVirtual(ctx, virtual.Namespace, ref.Name, src)
 		if err == nil && found {
@@ -33,6 +37,9 @@ func (m *PodMutator) ensureDependencies(ctx context.Context, virtual *corev1.Pod
 		}
 	}
 	for _, ref := range deps.Secrets {
+		if m.copyCurrent(ctx, "Secret", virtual.Namespace, ref) {
+			continue
+		}
 		src := &corev1.Secret{}
 		found, err := m.readVirtual(ctx, virtual.Namespace, ref.Name, src)
 		if err == nil && found {
@@ -43,6 +50,21 @@ func (m *PodMutator) ensureDependencies(ctx context.Context, virtual *corev1.Pod
 		}
 	}
 	return nil
+}
+
+// copyCurrent reports whether this process put the copy of ref on the host
+// at the resourceVersion the cache of originals holds now: then nothing
+// needs reading or writing. A cache that lags an update at most delays
+// that update's copy, which the reflector makes as soon as it sees it.
+func (m *PodMutator) copyCurrent(ctx context.Context, kind, namespace string, ref translate.Reference) bool {
+	if m.Originals == nil || !m.Originals.Synced() {
+		return false
+	}
+	meta := &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: kind}}
+	if err := m.Originals.Get(ctx, types.NamespacedName{Namespace: namespace, Name: ref.Name}, meta); err != nil {
+		return false
+	}
+	return m.copies.has(kind, ref.HostName, meta.ResourceVersion)
 }
 
 func (m *PodMutator) readVirtual(ctx context.Context, namespace, name string, obj client.Object) (bool, error) {
@@ -63,13 +85,14 @@ func (m *PodMutator) readVirtual(ctx context.Context, namespace, name string, ob
 // pod reads kube-root-ca.crt), and the reflector keeps copies current.
 func (m *PodMutator) ensureHostCopy(ctx context.Context, obj client.Object) error {
 	version := obj.GetAnnotations()[translate.AnnotationSourceResourceVersion]
-	if version != "" && m.copies.has(obj, version) {
+	kind := kindOf(obj)
+	if m.copies.has(kind, obj.GetName(), version) {
 		return nil
 	}
 	err := m.Host.Create(ctx, obj, client.FieldOwner(FieldManager))
 	switch {
 	case err == nil:
-		m.copies.put(obj, version)
+		m.copies.put(kind, obj.GetName(), version)
 		return nil
 	case !apierrors.IsAlreadyExists(err):
 		return fmt.Errorf("creating host %T %s: %w", obj, obj.GetName(), err)
@@ -90,8 +113,15 @@ func (m *PodMutator) ensureHostCopy(ctx context.Context, obj client.Object) erro
 			return fmt.Errorf("updating host %T %s: %w", obj, obj.GetName(), err)
 		}
 	}
-	m.copies.put(obj, version)
+	m.copies.put(kind, obj.GetName(), version)
 	return nil
+}
+
+func kindOf(obj client.Object) string {
+	if _, ok := obj.(*corev1.Secret); ok {
+		return "Secret"
+	}
+	return "ConfigMap"
 }
 
 // copiesSeen remembers the source version of the host copies this process
@@ -105,17 +135,16 @@ type copiesSeen struct {
 
 const maxCopiesSeen = 4096
 
-func copyKey(obj client.Object) string {
-	return fmt.Sprintf("%T/%s", obj, obj.GetName())
-}
-
-func (c *copiesSeen) has(obj client.Object, version string) bool {
+func (c *copiesSeen) has(kind, hostName, version string) bool {
+	if version == "" {
+		return false
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.versions[copyKey(obj)] == version
+	return c.versions[kind+"/"+hostName] == version
 }
 
-func (c *copiesSeen) put(obj client.Object, version string) {
+func (c *copiesSeen) put(kind, hostName, version string) {
 	if version == "" {
 		return
 	}
@@ -124,5 +153,5 @@ func (c *copiesSeen) put(obj client.Object, version string) {
 	if c.versions == nil || len(c.versions) >= maxCopiesSeen {
 		c.versions = map[string]string{}
 	}
-	c.versions[copyKey(obj)] = version
+	c.versions[kind+"/"+hostName] = version
 }

@@ -49,6 +49,9 @@ type PodMutator struct {
 	NewSyncID func() string
 	// NameSuffix returns the random suffix for generateName pods.
 	NameSuffix func() string
+	// Originals, when set, holds the metadata of virtual ConfigMaps and
+	// Secrets, so a pod whose copies are current costs no read.
+	Originals *OriginalsCache
 
 	copies copiesSeen
 }

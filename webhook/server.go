@@ -40,6 +40,7 @@ type Options struct {
 
 	MetricsBindAddress     string
 	HealthProbeBindAddress string
+	PprofBindAddress       string
 
 	// Registration is kept in the virtual cluster with the current CA
 	// bundle. With an empty URL, only the CA bundle of an existing
@@ -58,7 +59,7 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 		return nil, err
 	}
 	// Direct clients: the webhook reads a handful of objects per request,
-	// and a cache would cost memory proportional to the number of pods.
+	// and a cache of pods would cost memory proportional to their number.
 	host, err := client.New(o.Host, client.Options{Scheme: kube.Scheme})
 	if err != nil {
 		return nil, fmt.Errorf("creating host client: %w", err)
@@ -78,6 +79,7 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 		}),
 		Metrics:                metricsserver.Options{BindAddress: o.MetricsBindAddress},
 		HealthProbeBindAddress: o.HealthProbeBindAddress,
+		PprofBindAddress:       o.PprofBindAddress,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
@@ -106,6 +108,14 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 		return nil, err
 	}
 
+	originals, err := NewOriginalsCache(ctx, o.Virtual)
+	if err != nil {
+		return nil, err
+	}
+	if err := mgr.Add(originals); err != nil {
+		return nil, err
+	}
+
 	// GetWebhookServer adds the server to the manager's runnables.
 	server := mgr.GetWebhookServer()
 	server.Register(Path, &admission.Webhook{Handler: &PodMutator{
@@ -116,6 +126,7 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 		HostTimeout: o.HostTimeout,
 		NewSyncID:   uuid.NewString,
 		NameSuffix:  func() string { return utilrand.String(5) },
+		Originals:   originals,
 	}})
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, err
