@@ -56,6 +56,7 @@ type Options struct {
 	LeaderElectionID       string
 	MetricsBindAddress     string
 	HealthProbeBindAddress string
+	PprofBindAddress       string
 }
 
 // NewManager builds a manager on the host cluster with the virtual cluster
@@ -84,6 +85,7 @@ func NewManager(o Options) (manager.Manager, error) {
 		Controller:                    config.Controller{SkipNameValidation: ptr.To(o.SkipControllerNameValidation)},
 		Metrics:                       metricsserver.Options{BindAddress: o.MetricsBindAddress},
 		HealthProbeBindAddress:        o.HealthProbeBindAddress,
+		PprofBindAddress:              o.PprofBindAddress,
 		LeaderElection:                o.LeaderElection,
 		LeaderElectionID:              o.LeaderElectionID,
 		LeaderElectionNamespace:       o.Translate.HostNamespace,

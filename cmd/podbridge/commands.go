@@ -60,7 +60,7 @@ func runWebhook(ctx context.Context, args []string) error {
 	if o.Host, o.Virtual, err = cf.configs("webhook"); err != nil {
 		return err
 	}
-	o.Translate, o.MetricsBindAddress, o.HealthProbeBindAddress = cf.translate, cf.metricsAddr, cf.healthAddr
+	o.Translate, o.MetricsBindAddress, o.HealthProbeBindAddress, o.PprofBindAddress = cf.translate, cf.metricsAddr, cf.healthAddr, cf.pprofAddr
 	return webhook.Run(ctx, o)
 }
 
@@ -84,7 +84,7 @@ func runReflector(ctx context.Context, args []string) error {
 	if o.Host, o.Virtual, err = cf.configs("reflector"); err != nil {
 		return err
 	}
-	o.Translate, o.MetricsBindAddress, o.HealthProbeBindAddress = cf.translate, cf.metricsAddr, cf.healthAddr
+	o.Translate, o.MetricsBindAddress, o.HealthProbeBindAddress, o.PprofBindAddress = cf.translate, cf.metricsAddr, cf.healthAddr, cf.pprofAddr
 	if o.LeaderElectionID == "" {
 		o.LeaderElectionID = "podbridge-reflector-" + o.Translate.VCluster
 	}

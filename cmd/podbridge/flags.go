@@ -21,11 +21,11 @@ import (
 // clusterFlags are the flags the webhook and the reflector share: where the
 // two clusters are and how the virtual cluster maps onto the host.
 type clusterFlags struct {
-	hostKubeconfig, virtualKubeconfig string
-	translate                         translate.Config
-	qps                               float64
-	burst                             int
-	metricsAddr, healthAddr           string
+	hostKubeconfig, virtualKubeconfig  string
+	translate                          translate.Config
+	qps                                float64
+	burst                              int
+	metricsAddr, healthAddr, pprofAddr string
 }
 
 func (f *clusterFlags) bind(fs *flag.FlagSet) {
@@ -64,6 +64,7 @@ func (f *clusterFlags) bind(fs *flag.FlagSet) {
 	fs.IntVar(&f.burst, "kube-api-burst", kube.DefaultLimits.Burst, "client-side burst to each apiserver")
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
 	fs.StringVar(&f.healthAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints (0 disables them)")
+	fs.StringVar(&f.pprofAddr, "pprof-bind-address", "0", "address of the /debug/pprof endpoints, for profiling (0 disables them)")
 }
 
 // configs validates the flags and loads both clusters' client configurations.
