@@ -116,7 +116,7 @@ func TestBenchTiny(t *testing.T) {
 				}
 			}
 		}
-		if !found || c.MinimumPerPod != 8 {
+		if !found || c.MinimumPerPod != float64(len(minimumRequests)) {
 			t.Errorf("request rows: %+v (minimum %.0f)", c.Requests, c.MinimumPerPod)
 		}
 		cs := res.ColdStart

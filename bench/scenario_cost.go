@@ -14,10 +14,11 @@ import (
 // compared with.
 var minimumRequests = []RequestRow{
 	{Cluster: "host", Verb: "POST", Resource: "pods", Minimum: 1, Why: "webhook: the host pod"},
-	{Cluster: "host", Verb: "POST", Resource: "secrets", Minimum: 1, Why: "webhook: host copy of the projected service-account token"},
+	{Cluster: "host", Verb: "POST", Resource: "secrets", Minimum: 1, Why: "reflector: host Secret of the token bound to the virtual pod"},
+	{Cluster: "host", Verb: "PUT", Resource: "pods", Minimum: 1, Why: "reflector: release the host pod once its token is bound"},
 	{Cluster: "host", Verb: "DELETE", Resource: "pods", Minimum: 1, Why: "reflector: carry the tenant's delete"},
-	{Cluster: "host", Verb: "DELETE", Resource: "secrets", Minimum: 1, Why: "remove the token copy with its pod"},
-	{Cluster: "virtual", Verb: "POST", Resource: "serviceaccounts/token", Minimum: 1, Why: "webhook: the token the host copy holds"},
+	{Cluster: "host", Verb: "DELETE", Resource: "secrets", Minimum: 1, Why: "reflector: remove the token Secret with its pod"},
+	{Cluster: "virtual", Verb: "POST", Resource: "serviceaccounts/token", Minimum: 1, Why: "reflector: a token bound to the virtual pod"},
 	{Cluster: "virtual", Verb: "POST", Resource: "pods/binding", Minimum: 1, Why: "reflector: bind to the mirrored node"},
 	{Cluster: "virtual", Verb: "PUT", Resource: "pods/status", Minimum: 1, Why: "reflector: Running and Ready in one write"},
 	{Cluster: "virtual", Verb: "DELETE", Resource: "pods", Minimum: 1, Why: "reflector: remove the virtual pod once the host pod is gone"},
