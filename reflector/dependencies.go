@@ -112,9 +112,12 @@ func IndexVirtualPodDependencies(ctx context.Context, virtual cluster.Cluster, c
 // the virtual pods that come and go, plus a full pass at start-up and every
 // resync period.
 func (r *CopyReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Cluster, resync time.Duration) error {
-	// References cannot change once a pod exists: only its coming and going matter.
+	// A pod's references change only when it gets ephemeral containers:
+	// otherwise only its coming and going matter.
 	podComesOrGoes := predicate.TypedFuncs[*corev1.Pod]{
-		UpdateFunc: func(event.TypedUpdateEvent[*corev1.Pod]) bool { return false },
+		UpdateFunc: func(e event.TypedUpdateEvent[*corev1.Pod]) bool {
+			return len(e.ObjectOld.Spec.EphemeralContainers) != len(e.ObjectNew.Spec.EphemeralContainers)
+		},
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(r.Kind.kind + "-copies").

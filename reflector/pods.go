@@ -327,6 +327,25 @@ func (r *PodReconciler) syncHost(ctx context.Context, virtual, host *corev1.Pod)
 		log.V(1).Info("Updated host pod from virtual pod", "hostPod", host.Name)
 		host = updated
 	}
+	if len(virtual.Spec.EphemeralContainers) > len(host.Spec.EphemeralContainers) {
+		ephemeral, errs := translate.HostEphemeralContainers(virtual, r.Config)
+		if len(errs) > 0 {
+			// The webhook refused these; only a pod admitted without it gets here.
+			r.Recorder.Eventf(virtual, nil, corev1.EventTypeWarning, "HostUpdateRefused", eventActionReflect, "Ephemeral containers cannot run on the host: %v", errs.ToAggregate())
+			return host, nil
+		}
+		updated := host.DeepCopy()
+		updated.Spec.EphemeralContainers = ephemeral
+		if err := r.Host.SubResource("ephemeralcontainers").Update(ctx, forWrite(updated), client.FieldOwner(FieldManager)); err != nil {
+			if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+				return host, nil
+			}
+			return host, fmt.Errorf("adding ephemeral containers to host pod %s: %w", host.Name, err)
+		}
+		countAction(actionUpdateHost)
+		log.V(1).Info("Added ephemeral containers to host pod", "hostPod", host.Name)
+		host = updated
+	}
 	if resized, changed := translate.HostPodResize(virtual, host); changed {
 		if err := r.Host.SubResource("resize").Update(ctx, forWrite(resized), client.FieldOwner(FieldManager)); err != nil {
 			switch {

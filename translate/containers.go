@@ -46,6 +46,34 @@ func (t *podTranslator) containers(path *field.Path, containers []corev1.Contain
 	return out
 }
 
+// ephemeralContainers translates ephemeral containers like containers:
+// they share their fields (EphemeralContainerCommon converts to Container).
+func (t *podTranslator) ephemeralContainers(path *field.Path, ephemeral []corev1.EphemeralContainer) []corev1.EphemeralContainer {
+	if ephemeral == nil {
+		return nil
+	}
+	common := make([]corev1.Container, len(ephemeral))
+	for i := range ephemeral {
+		common[i] = corev1.Container(ephemeral[i].EphemeralContainerCommon)
+	}
+	translated := t.containers(path, common)
+	out := make([]corev1.EphemeralContainer, len(ephemeral))
+	for i := range ephemeral {
+		out[i] = corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon(translated[i]), TargetContainerName: ephemeral[i].TargetContainerName}
+	}
+	return out
+}
+
+// HostEphemeralContainers translates the virtual pod's ephemeral containers
+// for its host pod (pods/ephemeralcontainers), or refuses them with errors
+// naming the virtual field. The objects they reference are among
+// PodDependencies'.
+func HostEphemeralContainers(virtual *corev1.Pod, cfg Config) ([]corev1.EphemeralContainer, field.ErrorList) {
+	t := &podTranslator{cfg: cfg, pod: virtual, deps: &Dependencies{}}
+	out := t.ephemeralContainers(field.NewPath("spec", "ephemeralContainers"), virtual.Spec.EphemeralContainers)
+	return out, t.errs
+}
+
 // serviceEnv points in-cluster clients at the virtual apiserver, unless the
 // container sets the variables itself.
 func (t *podTranslator) serviceEnv(env []corev1.EnvVar) []corev1.EnvVar {

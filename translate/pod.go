@@ -103,6 +103,9 @@ func (t *podTranslator) spec(path *field.Path) corev1.PodSpec {
 		Volumes:                       t.volumes(path.Child("volumes"), v.Volumes),
 		InitContainers:                t.containers(path.Child("initContainers"), v.InitContainers),
 		Containers:                    t.containers(path.Child("containers"), v.Containers),
+		// Empty at creation (the apiserver allows none); translated here so
+		// PodDependencies covers what later ones reference.
+		EphemeralContainers: t.ephemeralContainers(path.Child("ephemeralContainers"), v.EphemeralContainers),
 	}
 	// The host's own Priority admission sets priority from its class;
 	// a class outside the allow-list falls back to the host's default.

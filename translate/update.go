@@ -33,6 +33,11 @@ func HostPodUpdate(virtual, host *corev1.Pod, managers []string) (*corev1.Pod, b
 	out.Labels = mergeTenantKeys(virtual.Labels, host.Labels, func(k string) bool { return owned().labels[k] }, isPodbridgeLabel)
 	out.Annotations = mergeTenantKeys(virtual.Annotations, host.Annotations, func(k string) bool { return owned().annotations[k] }, IsReserved)
 
+	if len(virtual.Spec.EphemeralContainers) > 0 && out.Annotations[AnnotationUID] != string(virtual.UID) {
+		// Ephemeral containers may read metadata.uid on a pod released
+		// without it; annotations can still change, their spec cannot.
+		out.Annotations[AnnotationUID] = string(virtual.UID)
+	}
 	spec, vspec := &out.Spec, &virtual.Spec
 	setImages(spec.Containers, vspec.Containers)
 	setImages(spec.InitContainers, vspec.InitContainers)

@@ -74,11 +74,13 @@ func (m *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 
 func (m *PodMutator) handle(ctx context.Context, req admission.Request) admission.Response {
 	switch {
-	case req.UID == "" || req.Resource.Resource != "pods" || req.Kind.Kind != "Pod" || req.SubResource != "":
+	case req.UID == "" || req.Resource.Resource != "pods" || req.Kind.Kind != "Pod" || (req.SubResource != "" && req.SubResource != "ephemeralcontainers"):
 		// The registration sends only pods: anything else is not from the apiserver.
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("not a pod admission request (uid %q, resource %q, kind %q)", req.UID, req.Resource.Resource, req.Kind.Kind))
-	case req.Operation != admissionv1.Create:
-		return admission.Allowed("podbridge acts only on pod creation")
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("not a pod admission request (uid %q, resource %q, subresource %q, kind %q)", req.UID, req.Resource.Resource, req.SubResource, req.Kind.Kind))
+	case req.SubResource == "ephemeralcontainers" && req.Operation == admissionv1.Update:
+		return m.admitEphemeralContainers(req)
+	case req.Operation != admissionv1.Create || req.SubResource != "":
+		return admission.Allowed("podbridge acts only on pod creation and ephemeral containers")
 	}
 	start := time.Now()
 	virtual := &corev1.Pod{}
@@ -134,6 +136,23 @@ func (m *PodMutator) handle(ctx context.Context, req admission.Request) admissio
 	mutated.Annotations[translate.AnnotationSyncID] = syncID
 	mutated.Annotations[translate.AnnotationHostName] = host.Name
 	return patchResponse(req.Object.Raw, mutated)
+}
+
+// admitEphemeralContainers checks the ephemeral containers a pod is given
+// against the security policy and the translation, as its creation was;
+// the reflector adds them to the host pod.
+func (m *PodMutator) admitEphemeralContainers(req admission.Request) admission.Response {
+	pod := &corev1.Pod{}
+	if err := decoder.DecodeRaw(req.Object, pod); err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding pod: %w", err))
+	}
+	if msg := m.Policy.Check(pod); msg != "" {
+		return deny(http.StatusForbidden, metav1.StatusReasonForbidden, fmt.Sprintf("ephemeral containers of pod %q are forbidden: %s", pod.Name, msg))
+	}
+	if _, errs := translate.HostEphemeralContainers(pod, m.Config); len(errs) > 0 {
+		return invalid(pod, errs...)
+	}
+	return admission.Allowed("the reflector adds the ephemeral containers to the host pod")
 }
 
 // annotationAdmissionUID records on the host pod the admission request that

@@ -51,6 +51,15 @@ func (r Registration) Configuration() *admissionregistrationv1.MutatingWebhookCo
 					Resources:   []string{"pods"},
 					Scope:       ptr.To(admissionregistrationv1.NamespacedScope),
 				},
+			}, {
+				// Ephemeral containers are checked like the pod was.
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Update},
+				Rule: admissionregistrationv1.Rule{
+					APIGroups:   []string{""},
+					APIVersions: []string{"v1"},
+					Resources:   []string{"pods/ephemeralcontainers"},
+					Scope:       ptr.To(admissionregistrationv1.NamespacedScope),
+				},
 			}},
 		}},
 	}

@@ -499,3 +499,68 @@ func waitDeploymentReady(t *testing.T, deploy *appsv1.Deployment, replicas int32
 			fmt.Sprintf("ready=%d replicas=%d updated=%d", s.ReadyReplicas, s.Replicas, s.UpdatedReplicas)
 	})
 }
+
+// An ephemeral container (kubectl debug) is checked like the pod was and
+// reaches the host pod translated: its references read the host copies,
+// its downward references the virtual values. One the security policy
+// forbids is refused with a message naming it.
+func TestEphemeralContainersReachHostPod(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	cfg := env.Options.Translate
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "debug-settings", Namespace: ns}, Data: map[string]string{"k": "v"}}
+	if err := virtualClient.Create(ctx, cm); err != nil {
+		t.Fatal(err)
+	}
+	pod := simplePod(ns, "debugged")
+	if err := virtualClient.Create(ctx, pod); err != nil {
+		t.Fatalf("creating pod: %v", err)
+	}
+	waitReady(t, pod)
+
+	addEphemeral := func(c corev1.EphemeralContainer) error {
+		return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
+				return err
+			}
+			pod.Spec.EphemeralContainers = append(pod.Spec.EphemeralContainers, c)
+			return virtualClient.SubResource("ephemeralcontainers").Update(ctx, pod)
+		})
+	}
+	privileged := corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
+		Name: "root", Image: "busybox", SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true)},
+	}}
+	if err := addEphemeral(privileged); err == nil || !strings.Contains(err.Error(), "privileged") {
+		t.Errorf("privileged ephemeral container: got %v, want refused naming privileged", err)
+	}
+
+	debug := corev1.EphemeralContainer{
+		TargetContainerName: pod.Spec.Containers[0].Name,
+		EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debug", Image: "busybox", Env: []corev1.EnvVar{
+			{Name: "SETTING", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: cm.Name}, Key: "k"}}},
+			{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+		}},
+	}
+	if err := addEphemeral(debug); err != nil {
+		t.Fatalf("adding ephemeral container: %v", err)
+	}
+	var host *corev1.Pod
+	eventually(t, 20*time.Second, "ephemeral container on the host pod", func(ctx context.Context) (bool, string) {
+		var err error
+		if host, err = getHostPod(ctx, pod); err != nil {
+			return false, err.Error()
+		}
+		return len(host.Spec.EphemeralContainers) == 1, fmt.Sprintf("%d ephemeral containers", len(host.Spec.EphemeralContainers))
+	})
+	debugEnv := host.Spec.EphemeralContainers[0].Env
+	if got, want := debugEnv[0].ValueFrom.ConfigMapKeyRef.Name, translate.HostName(cm.Name, ns, cfg.VCluster); got != want {
+		t.Errorf("ephemeral container reads ConfigMap %q, want the host copy %q", got, want)
+	}
+	if got := resolveFieldRef(host, debugEnv[1].ValueFrom.FieldRef.FieldPath); got != pod.Name {
+		t.Errorf("ephemeral container's metadata.name reads %q, want the virtual name %q", got, pod.Name)
+	}
+	eventually(t, 15*time.Second, "host copy of the ConfigMap the ephemeral container reads", func(ctx context.Context) (bool, string) {
+		err := hostClient.Get(ctx, client.ObjectKey{Namespace: cfg.HostNamespace, Name: debugEnv[0].ValueFrom.ConfigMapKeyRef.Name}, &corev1.ConfigMap{})
+		return err == nil, fmt.Sprint(err)
+	})
+}
