@@ -66,11 +66,12 @@ func (k copyKind) metadata() *metav1.PartialObjectMetadata {
 	return &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: k.kind}}
 }
 
-// CopyReconciler keeps the host copies of one kind of virtual object (ConfigMaps or Secrets) in
-// line with their originals, keyed by the virtual object's namespace and
-// name: a copy follows its original's updates and deletion, is created
-// when a pod uses an original the webhook could not copy (it appeared
-// later, or the copy was removed), and is removed once no pod uses it.
+// CopyReconciler keeps the host copies of one kind of virtual object
+// (ConfigMaps or Secrets) in line with their originals, keyed by the
+// virtual object's namespace and name: a copy follows its original's
+// updates and deletion, is created when a pod uses an original the webhook
+// could not copy (it appeared later, or the copy was removed), and is
+// removed once no pod uses it.
 type CopyReconciler struct {
 	Kind copyKind
 	// Host reads host copies from the cache and writes them.

@@ -414,3 +414,27 @@ func TestMissingReferenceDoesNotSkipTheOthers(t *testing.T) {
 	}
 	waitReady(t, pod)
 }
+
+// A pod with generateName and no name (as ReplicaSets and Jobs create them)
+// gets its name from the webhook: the virtual pod stored under it and the
+// host pod made for it agree.
+func TestGenerateNamePodsAgreeOnBothSides(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	pod := simplePod(ns, "")
+	pod.GenerateName = "worker-"
+	if err := virtualClient.Create(ctx, pod); err != nil {
+		t.Fatalf("creating pod: %v", err)
+	}
+	if !strings.HasPrefix(pod.Name, "worker-") || len(pod.Name) != len("worker-")+5 {
+		t.Fatalf("stored name %q, want worker- and five characters", pod.Name)
+	}
+	host, err := getHostPod(ctx, pod)
+	if err != nil {
+		t.Fatalf("host pod of %s: %v", pod.Name, err)
+	}
+	if got := host.Annotations[translate.AnnotationName]; got != pod.Name {
+		t.Errorf("host pod names virtual pod %q, stored as %q", got, pod.Name)
+	}
+	waitReady(t, pod)
+}
