@@ -17,6 +17,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/cluster"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -112,7 +113,7 @@ func IndexVirtualPodDependencies(ctx context.Context, virtual cluster.Cluster, c
 // SetupWithManager watches the host copies, the originals' metadata and
 // the virtual pods that come and go, plus a full pass at start-up and every
 // resync period.
-func (r *CopyReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Cluster, resync time.Duration) error {
+func (r *CopyReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Cluster, concurrency int, resync time.Duration) error {
 	// A pod's references change only when it gets ephemeral containers:
 	// otherwise only its coming and going matter.
 	podComesOrGoes := predicate.TypedFuncs[*corev1.Pod]{
@@ -122,6 +123,7 @@ func (r *CopyReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Clus
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(r.Kind.kind + "-copies").
+		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
 		WatchesRawSource(source.Kind(mgr.GetCache(), r.Kind.newObject(), handler.EnqueueRequestsFromMapFunc(r.originalOfCopy))).
 		WatchesRawSource(source.Kind(virtual.GetCache(), client.Object(r.Kind.metadata()), &handler.EnqueueRequestForObject{})).
 		WatchesRawSource(source.Kind(virtual.GetCache(), &corev1.Pod{}, handler.TypedEnqueueRequestsFromMapFunc(r.usedBy), podComesOrGoes)).

@@ -164,7 +164,7 @@ func NewManager(o Options) (manager.Manager, error) {
 			GracePeriod:   o.OrphanGracePeriod,
 			Clock:         clock.RealClock{},
 		}
-		if err := copies.SetupWithManager(mgr, virtual, resync); err != nil {
+		if err := copies.SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles, resync); err != nil {
 			return nil, err
 		}
 	}
@@ -176,7 +176,7 @@ func NewManager(o Options) (manager.Manager, error) {
 		GracePeriod:   o.OrphanGracePeriod,
 		Clock:         clock.RealClock{},
 	}
-	if err := tokens.SetupWithManager(mgr, virtual, resync); err != nil {
+	if err := tokens.SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles, resync); err != nil {
 		return nil, err
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {

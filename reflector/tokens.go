@@ -16,6 +16,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/cluster"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -81,12 +82,14 @@ func podOfTokenSecret(_ context.Context, s *corev1.Secret) []reconcile.Request {
 
 // SetupWithManager watches host token Secrets and virtual pods that come
 // and go, plus a full pass at start-up and every resync period.
-func (r *TokenReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Cluster, resync time.Duration) error {
+func (r *TokenReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Cluster, concurrency int, resync time.Duration) error {
 	podComesOrGoes := predicate.TypedFuncs[*corev1.Pod]{
 		UpdateFunc: func(event.TypedUpdateEvent[*corev1.Pod]) bool { return false },
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("tokens").
+		// Every new pod with a token waits for this controller to start.
+		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
 		WatchesRawSource(source.Kind(mgr.GetCache(), &corev1.Secret{}, handler.TypedEnqueueRequestsFromMapFunc(podOfTokenSecret))).
 		WatchesRawSource(source.Kind(virtual.GetCache(), &corev1.Pod{}, &handler.TypedEnqueueRequestForObject[*corev1.Pod]{}, podComesOrGoes)).
 		WatchesRawSource(fullPass("tokens", resync, synced(mgr.GetCache(), virtual.GetCache()), r.allTokenPods)).

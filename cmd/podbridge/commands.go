@@ -70,7 +70,7 @@ func runReflector(ctx context.Context, args []string) error {
 	cf.bind(fs)
 	o := reflector.Options{}
 	fs.DurationVar(&o.OrphanGracePeriod, "orphan-grace-period", 2*time.Minute, "age after which a host pod with no virtual pod is deleted; must exceed the webhook timeout")
-	fs.IntVar(&o.MaxConcurrentReconciles, "concurrency", 32, "pod pairs reconciled at once")
+	fs.IntVar(&o.MaxConcurrentReconciles, "concurrency", 32, "reconciles at once in each controller (pod pairs, copies, tokens)")
 	fs.DurationVar(&o.ResyncPeriod, "resync-period", reflector.DefaultResyncPeriod, "how often every pod pair and virtual node is reconciled without an event (a pass also runs at start-up)")
 	fs.DurationVar(&o.NodeGracePeriod, "node-grace-period", reflector.DefaultNodeGracePeriod, "how long a virtual node carries no pod before it is removed")
 	fs.BoolVar(&o.LeaderElection, "leader-elect", true, "elect a leader among replicas (a Lease in the host namespace)")
