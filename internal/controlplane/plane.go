@@ -5,6 +5,8 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -156,9 +158,20 @@ func startAPIServer(name string, opts Options) (*Plane, error) {
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", opts.Dir, err)
 	}
+	// The apiserver's certificates live in a folder of ours, not in a
+	// temporary one envtest removes on Stop: StartAPIServer then restarts
+	// it with the same serving certificate and client CA, so every client
+	// and kubeconfig made before keeps working.
+	certDir := filepath.Join(opts.Dir, name+"-apiserver")
+	if err := os.MkdirAll(certDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", certDir, err)
+	}
+	// A generous start timeout: on a loaded 2-core machine the apiserver can
+	// take over a minute, and envtest's retry after a timeout reuses the
+	// port the slow first attempt may still hold, so it cannot succeed.
 	env := &envtest.Environment{
 		ControlPlane: envtest.ControlPlane{
-			APIServer: &envtest.APIServer{Path: apiserver, StartTimeout: time.Minute, StopTimeout: stopTimeout},
+			APIServer: &envtest.APIServer{Path: apiserver, CertDir: certDir, StartTimeout: 3 * time.Minute, StopTimeout: stopTimeout},
 			Etcd:      &envtest.Etcd{Path: etcd, StartTimeout: time.Minute, StopTimeout: stopTimeout},
 		},
 	}
@@ -211,6 +224,48 @@ func (p *Plane) Stop() error {
 		errs = append(errs, p.env.Stop())
 	}
 	return errors.Join(errs...)
+}
+
+// StopAPIServer stops the plane's kube-apiserver and leaves etcd and every
+// other component running, as an apiserver outage or upgrade does; the
+// components keep retrying until StartAPIServer brings it back. It sends
+// SIGTERM: the apiserver refuses new requests at once, then drains open
+// watches for up to a minute, so envtest kills it (SIGKILL) after the stop
+// timeout. StopAPIServer returns once the apiserver's port refuses
+// connections.
+func (p *Plane) StopAPIServer() error {
+	// envtest reports the kill after its stop timeout as an error; what
+	// matters is that the apiserver is gone, which the wait below checks.
+	stopErr := p.env.ControlPlane.APIServer.Stop()
+	server, err := url.Parse(p.Config.Host)
+	if err != nil {
+		return errors.Join(fmt.Errorf("stopping the %s kube-apiserver: %w", p.Name, err), stopErr)
+	}
+	address := server.Host
+	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	err = wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(context.Context) (bool, error) {
+		conn, err := net.DialTimeout("tcp", address, time.Second)
+		if err != nil {
+			return true, nil //nolint:nilerr // refused: the apiserver is gone, as wanted.
+		}
+		conn.Close()
+		return false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("stopping the %s kube-apiserver: still listening on %s: %w", p.Name, address, errors.Join(err, stopErr))
+	}
+	return nil
+}
+
+// StartAPIServer starts the kube-apiserver StopAPIServer stopped, on the
+// same port, etcd and certificates, so existing clients reconnect to it;
+// it returns once the apiserver reports healthy.
+func (p *Plane) StartAPIServer() error {
+	if err := p.env.ControlPlane.APIServer.Start(); err != nil {
+		return fmt.Errorf("starting the %s kube-apiserver again: %w", p.Name, err)
+	}
+	return nil
 }
 
 // Check reports a component that has exited.

@@ -3,6 +3,7 @@ package controlplane
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -79,4 +80,15 @@ func (p *process) stop(timeout time.Duration) error {
 		<-p.done
 		return fmt.Errorf("%s did not stop within %s and was killed", p.name, timeout)
 	}
+}
+
+// FreePort returns a loopback port nobody listens on now, for a component
+// that must be told its port before it starts.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }

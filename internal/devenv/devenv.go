@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -104,11 +103,11 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 	if err = errors.Join(err, <-hostErr); err != nil {
 		return env, err
 	}
-	if err := prepareHostNamespace(ctx, env.Host.Config, opts.Translate); err != nil {
+	if err := PrepareHostNamespace(ctx, env.Host.Config, opts.Translate); err != nil {
 		return env, err
 	}
 
-	port, err := freePort()
+	port, err := controlplane.FreePort()
 	if err != nil {
 		return env, err
 	}
@@ -240,10 +239,10 @@ func (e *Env) Stop() error {
 	return errors.Join(errs...)
 }
 
-// prepareHostNamespace creates the host namespace and the service account
+// PrepareHostNamespace creates the host namespace and the service account
 // host pods run as (a real host's controller manager would create the
 // latter; the dev host has none).
-func prepareHostNamespace(ctx context.Context, cfg *rest.Config, tc translate.Config) error {
+func PrepareHostNamespace(ctx context.Context, cfg *rest.Config, tc translate.Config) error {
 	c, err := client.New(cfg, client.Options{Scheme: kube.Scheme})
 	if err != nil {
 		return err
@@ -258,15 +257,6 @@ func prepareHostNamespace(ctx context.Context, cfg *rest.Config, tc translate.Co
 		}
 	}
 	return nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("finding a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // waitForWebhook waits until a dry-run pod create in the virtual cluster
