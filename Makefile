@@ -31,6 +31,10 @@ run: build k8s-bins ## Run podbridge end to end on local host and virtual contro
 test: k8s-bins ## Run unit and integration tests (real apiservers, kwok).
 	go test -count=1 -timeout 15m ./...
 
+.PHONY: test-reliability
+test-reliability: k8s-bins ## Run issue 7's fault tests (podbridge processes killed, apiservers restarted, a slow host; 4 to 7 minutes on 2 cores) and print what each did.
+	go test -count=1 -v -tags reliability -timeout 30m ./test/reliability/...
+
 .PHONY: test-unit
 test-unit: ## Run the unit tests only (no control planes).
 	go test -count=1 -short ./...

@@ -1,0 +1,532 @@
+//go:build reliability
+
+package reliability
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/podbridge/podbridge/internal/controlplane"
+	"github.com/podbridge/podbridge/internal/devenv"
+	"github.com/podbridge/podbridge/internal/kube"
+	"github.com/podbridge/podbridge/translate"
+)
+
+// Timing shared by every test. The webhook's are podbridge's defaults; the
+// orphan grace period is shortened (it must only exceed the webhook
+// timeout) so orphan clean-up fits in a test.
+const (
+	webhookTimeout = 10 * time.Second
+	hostTimeout    = 7 * time.Second
+	orphanGrace    = 15 * time.Second
+	processStop    = 20 * time.Second
+	// startupTimeout bounds starting both control planes on a busy 2-core machine.
+	startupTimeout = 5 * time.Minute
+)
+
+// cluster is one host and one virtual control plane, with clients for the
+// test, and the podbridge processes it started.
+type cluster struct {
+	t             *testing.T
+	dir           string
+	host, virtual *controlplane.Plane
+	hostClient    client.Client
+	virtualClient client.Client
+	config        translate.Config
+
+	mu    sync.Mutex
+	procs []*proc
+}
+
+// startCluster starts a host (3 kwok nodes) and a virtual control plane in
+// parallel, and the host namespace podbridge uses. Everything is stopped
+// when t ends; the state folder is kept under runDir if t failed.
+func startCluster(t *testing.T) *cluster {
+	t.Helper()
+	dir := filepath.Join(runDir, strings.ReplaceAll(t.Name(), "/", "_"))
+	c := &cluster{t: t, dir: dir, config: translate.Config{VCluster: "rel", HostNamespace: "podbridge-rel", HostServiceAccount: "default"}}
+	t.Cleanup(func() {
+		c.mu.Lock()
+		procs := c.procs
+		c.mu.Unlock()
+		var errs []error
+		for _, p := range procs {
+			errs = append(errs, p.stop())
+		}
+		errs = append(errs, c.virtual.Stop(), c.host.Stop())
+		if err := errors.Join(errs...); err != nil {
+			t.Logf("stopping the cluster: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("state and logs kept in %s", dir)
+		} else {
+			_ = os.RemoveAll(dir)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), startupTimeout)
+	defer cancel()
+	opts := controlplane.Options{Assets: assets, Dir: dir, Nodes: 3, PodsPerNode: 1000}
+	hostErr := make(chan error, 1)
+	go func() {
+		var err error
+		c.host, err = controlplane.StartHost(ctx, opts)
+		hostErr <- err
+	}()
+	var err error
+	c.virtual, err = controlplane.StartVirtual(ctx, opts)
+	if err = errors.Join(err, <-hostErr); err != nil {
+		t.Fatalf("starting control planes: %v", err)
+	}
+	if err := devenv.PrepareHostNamespace(ctx, c.host.Config, c.config); err != nil {
+		t.Fatal(err)
+	}
+	c.hostClient = newClient(t, c.host.Config)
+	c.virtualClient = newClient(t, c.virtual.Config)
+	return c
+}
+
+// newClient returns a client without client-side throttling worth the
+// name: the bursts measure podbridge, not client-go's rate limiter.
+func newClient(t *testing.T, cfg *rest.Config) client.Client {
+	t.Helper()
+	c, err := client.New(kube.WithLimits(cfg, kube.DefaultLimits, "podbridge-reliability"), client.Options{Scheme: kube.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// webhookOptions say how one webhook replica runs.
+type webhookOptions struct {
+	name string
+	// port is where it serves admission.
+	port int
+	// registerURL is where the virtual apiserver calls it: its own port,
+	// or a load balancer in front of several replicas.
+	registerURL string
+	// hostKubeconfig overrides the host's, to go through a proxy.
+	hostKubeconfig string
+}
+
+// startWebhook runs `podbridge webhook` with a self-managed certificate
+// (replicas share its Secret) and waits until it is ready.
+func (c *cluster) startWebhook(o webhookOptions) *proc {
+	c.t.Helper()
+	if o.port == 0 {
+		o.port = freePort(c.t)
+	}
+	if o.registerURL == "" {
+		o.registerURL = "https://" + loopback(o.port) + "/mutate-v1-pod"
+	}
+	if o.hostKubeconfig == "" {
+		o.hostKubeconfig = c.host.Kubeconfig
+	}
+	metrics, health := freePort(c.t), freePort(c.t)
+	args := []string{"webhook",
+		"--host-kubeconfig=" + o.hostKubeconfig,
+		"--virtual-kubeconfig=" + c.virtual.Kubeconfig,
+		"--host-namespace=" + c.config.HostNamespace,
+		"--vcluster-name=" + c.config.VCluster,
+		"--bind-address=127.0.0.1",
+		"--port=" + strconv.Itoa(o.port),
+		"--cert-mode=self-managed",
+		"--cert-hosts=127.0.0.1,localhost",
+		"--cert-dir=" + filepath.Join(c.dir, o.name+"-certs"),
+		"--register-url=" + o.registerURL,
+		"--webhook-timeout=" + webhookTimeout.String(),
+		"--host-timeout=" + hostTimeout.String(),
+		"--metrics-bind-address=" + loopback(metrics),
+		"--health-probe-bind-address=" + loopback(health),
+	}
+	p := c.startProc(o.name, args, "http://"+loopback(metrics)+"/metrics", "http://"+loopback(health)+"/readyz")
+	c.waitWebhookAdmits()
+	return p
+}
+
+// startReflector runs `podbridge reflector` and waits until it serves metrics.
+func (c *cluster) startReflector(name string, leaderElect bool) *proc {
+	c.t.Helper()
+	metrics, health := freePort(c.t), freePort(c.t)
+	args := []string{"reflector",
+		"--host-kubeconfig=" + c.host.Kubeconfig,
+		"--virtual-kubeconfig=" + c.virtual.Kubeconfig,
+		"--host-namespace=" + c.config.HostNamespace,
+		"--vcluster-name=" + c.config.VCluster,
+		"--orphan-grace-period=" + orphanGrace.String(),
+		"--leader-elect=" + strconv.FormatBool(leaderElect),
+		"--metrics-bind-address=" + loopback(metrics),
+		"--health-probe-bind-address=" + loopback(health),
+	}
+	return c.startProc(name, args, "http://"+loopback(metrics)+"/metrics", "http://"+loopback(health)+"/healthz")
+}
+
+func (c *cluster) startProc(name string, args []string, metricsURL, readyURL string) *proc {
+	c.t.Helper()
+	p := &proc{name: name, args: args, logPath: filepath.Join(c.dir, "logs", name+".log"), metricsURL: metricsURL, readyURL: readyURL}
+	if err := p.start(); err != nil {
+		c.t.Fatal(err)
+	}
+	c.mu.Lock()
+	c.procs = append(c.procs, p)
+	c.mu.Unlock()
+	if err := p.waitReady(); err != nil {
+		c.t.Fatal(err)
+	}
+	return p
+}
+
+// waitWebhookAdmits waits until a dry-run create in the virtual cluster
+// passes through podbridge: the registration is in place and a webhook
+// and the host answer.
+func (c *cluster) waitWebhookAdmits() {
+	c.t.Helper()
+	probe := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "reliability-probe", Namespace: "default"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "probe", Image: "probe"}}},
+	}
+	var last error
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		pod := probe.DeepCopy()
+		if last = c.virtualClient.Create(ctx, pod, client.DryRunAll); last != nil {
+			return false, nil //nolint:nilerr // not answering yet: keep waiting, report the last error at the end.
+		}
+		if pod.Annotations[translate.AnnotationSyncID] == "" {
+			last = errors.New("admitted without podbridge's webhook")
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil {
+		c.t.Fatalf("waiting for the webhook to admit pods: %v (last: %v)", err, last)
+	}
+}
+
+// proc is one podbridge process, which a test may kill and start again
+// with the same command line.
+type proc struct {
+	name, logPath        string
+	args                 []string
+	metricsURL, readyURL string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+func (p *proc) start() error {
+	if err := os.MkdirAll(filepath.Dir(p.logPath), 0o755); err != nil {
+		return err
+	}
+	logFile, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("opening %s log: %w", p.name, err)
+	}
+	// A marker between runs of the same process, which share the log.
+	if _, err := fmt.Fprintf(logFile, "---- started %s\n", time.Now().Format(time.RFC3339Nano)); err != nil {
+		logFile.Close()
+		return fmt.Errorf("writing %s log: %w", p.name, err)
+	}
+	cmd := exec.Command(podbridgeBinary, p.args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// Dies with the test binary, so an interrupted run leaves nothing.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return fmt.Errorf("starting %s: %w", p.name, err)
+	}
+	done := make(chan struct{})
+	p.mu.Lock()
+	p.cmd, p.done, p.err = cmd, done, nil
+	p.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		logFile.Close()
+		p.mu.Lock()
+		p.err = err
+		p.mu.Unlock()
+		close(done)
+	}()
+	return nil
+}
+
+// exited reports an error once the process has ended.
+func (p *proc) exited() error {
+	p.mu.Lock()
+	done := p.done
+	p.mu.Unlock()
+	select {
+	case <-done:
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return fmt.Errorf("%s exited: %w; the end of its log:\n%s", p.name, p.err, tail(p.logPath, 3000))
+	default:
+		return nil
+	}
+}
+
+// waitReady polls the process's readiness endpoint, failing fast if it exits.
+func (p *proc) waitReady() error {
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		if err := p.exited(); err != nil {
+			return false, err
+		}
+		_, err := httpGet(ctx, p.readyURL)
+		return err == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for %s to be ready: %w", p.name, err)
+	}
+	return nil
+}
+
+// kill sends SIGKILL, as the OOM killer or a node failure would, and waits
+// until the process is gone.
+func (p *proc) kill() error {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if err := cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("killing %s: %w", p.name, err)
+	}
+	<-done
+	return nil
+}
+
+// restart starts the process again with the same command line (same
+// ports) and waits until it is ready.
+func (p *proc) restart() error {
+	if err := p.start(); err != nil {
+		return err
+	}
+	return p.waitReady()
+}
+
+// stop asks the process to end and kills it after processStop.
+func (p *proc) stop() error {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	select {
+	case <-done:
+		return nil
+	default:
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("stopping %s: %w", p.name, err)
+	}
+	select {
+	case <-done:
+		return nil
+	case <-time.After(processStop):
+		_ = cmd.Process.Kill()
+		<-done
+		return fmt.Errorf("%s did not stop within %s and was killed", p.name, processStop)
+	}
+}
+
+// metric returns the sum of a counter or gauge the process exports, over
+// the series whose labels include labels.
+func (p *proc) metric(ctx context.Context, name string, labels map[string]string) (float64, error) {
+	body, err := httpGet(ctx, p.metricsURL)
+	if err != nil {
+		return 0, err
+	}
+	return sumMetric(body, name, labels)
+}
+
+// apiserverMetric returns the sum of an apiserver metric over the series
+// whose labels include labels, read from its /metrics as an administrator.
+func apiserverMetric(ctx context.Context, plane *controlplane.Plane, name string, labels map[string]string) (float64, error) {
+	httpClient, err := rest.HTTPClientFor(plane.Config)
+	if err != nil {
+		return 0, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(plane.Config.Host, "/")+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("reading the %s apiserver's metrics: %w", plane.Name, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("reading the %s apiserver's metrics: %s", plane.Name, resp.Status)
+	}
+	return sumMetric(string(body), name, labels)
+}
+
+func sumMetric(text, name string, labels map[string]string) (float64, error) {
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		return 0, fmt.Errorf("parsing metrics: %w", err)
+	}
+	family, ok := families[name]
+	if !ok {
+		return 0, nil
+	}
+	total := 0.0
+	for _, m := range family.GetMetric() {
+		if !hasLabels(m, labels) {
+			continue
+		}
+		switch {
+		case m.GetCounter() != nil:
+			total += m.GetCounter().GetValue()
+		case m.GetGauge() != nil:
+			total += m.GetGauge().GetValue()
+		}
+	}
+	return total, nil
+}
+
+func hasLabels(m *dto.Metric, want map[string]string) bool {
+	matched := 0
+	for _, l := range m.GetLabel() {
+		if v, ok := want[l.GetName()]; ok && v == l.GetValue() {
+			matched++
+		}
+	}
+	return matched == len(want)
+}
+
+func httpGet(ctx context.Context, url string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return string(body), nil
+}
+
+// kubeconfigVia writes a copy of kubeconfig whose clusters are reached at
+// address instead (a proxy in front of the apiserver). The apiserver's
+// certificate names 127.0.0.1, so TLS still verifies through a loopback proxy.
+func kubeconfigVia(t *testing.T, kubeconfig, address, path string) string {
+	t.Helper()
+	cfg, err := clientcmd.LoadFromFile(kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cluster := range cfg.Clusters {
+		cluster.Server = "https://" + address
+	}
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// roundRobin is a TCP load balancer in front of webhook replicas, as a
+// Service would be: each new connection goes to the next replica that
+// accepts it, so a killed replica's connections move to the survivors.
+type roundRobin struct {
+	listener net.Listener
+	backends []string
+	mu       sync.Mutex
+	next     int
+}
+
+func startRoundRobin(t *testing.T, backends []string) *roundRobin {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr := &roundRobin{listener: l, backends: backends}
+	t.Cleanup(func() { l.Close() })
+	go rr.serve()
+	return rr
+}
+
+func (rr *roundRobin) address() string { return rr.listener.Addr().String() }
+
+func (rr *roundRobin) serve() {
+	for {
+		conn, err := rr.listener.Accept()
+		if err != nil {
+			return // closed at the end of the test.
+		}
+		go rr.forward(conn)
+	}
+}
+
+func (rr *roundRobin) forward(conn net.Conn) {
+	defer conn.Close()
+	rr.mu.Lock()
+	first := rr.next
+	rr.next++
+	rr.mu.Unlock()
+	for i := range rr.backends {
+		backend, err := net.DialTimeout("tcp", rr.backends[(first+i)%len(rr.backends)], time.Second)
+		if err != nil {
+			continue // that replica is down: try the next.
+		}
+		defer backend.Close()
+		done := make(chan struct{}, 2)
+		go func() { _, _ = io.Copy(backend, conn); done <- struct{}{} }()
+		go func() { _, _ = io.Copy(conn, backend); done <- struct{}{} }()
+		<-done // either side closed: close both.
+		return
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	port, err := controlplane.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
+
+func loopback(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
+
+// tail returns the last size bytes of a file, to quote a log in an error.
+func tail(path string, size int64) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	return string(data[max(0, int64(len(data))-size):])
+}
