@@ -70,7 +70,7 @@ func startEnv(ctx context.Context, cfg Config) (e *env, err error) {
 	if err := os.RemoveAll(e.dir); err != nil {
 		return e, fmt.Errorf("removing the previous run's state: %w", err)
 	}
-	root, err := moduleRoot()
+	root, err := controlplane.ModuleRoot()
 	if err != nil {
 		return e, err
 	}

@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/podbridge/podbridge/internal/controlplane"
 	"github.com/podbridge/podbridge/translate"
 )
 
@@ -43,23 +44,6 @@ func buildPodbridge(ctx context.Context, root, binary string) error {
 	return nil
 }
 
-// moduleRoot walks up from the working directory to the folder with go.mod.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory: run the bench from the podbridge checkout")
-		}
-		dir = parent
-	}
-}
 
 // podbridge is the webhook and the reflector, each its own process, on
 // the same command line a user would run against real clusters.
@@ -93,7 +77,7 @@ type podbridgeOptions struct {
 func startPodbridge(ctx context.Context, o podbridgeOptions) (*podbridge, error) {
 	ports := make([]int, 5)
 	for i := range ports {
-		p, err := freePort()
+		p, err := controlplane.FreePort()
 		if err != nil {
 			return nil, err
 		}

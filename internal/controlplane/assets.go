@@ -29,7 +29,7 @@ func NewAssets(dir string) Assets {
 // DefaultAssets looks in KUBEBUILDER_ASSETS, then in bin/k8s/<version> of
 // the podbridge checkout that holds the working directory.
 func DefaultAssets() (Assets, error) {
-	root, err := moduleRoot()
+	root, err := ModuleRoot()
 	if err != nil {
 		return Assets{}, err
 	}
@@ -47,8 +47,9 @@ func (a Assets) Path(name string) (string, error) {
 	return "", fmt.Errorf("%s not found in %v: run `make k8s-bins`", name, a.dirs)
 }
 
-// moduleRoot walks up from the working directory to the folder with go.mod.
-func moduleRoot() (string, error) {
+// ModuleRoot walks up from the working directory to the folder with go.mod:
+// podbridge's checkout, where bin/ and its tools live.
+func ModuleRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
@@ -59,7 +60,7 @@ func moduleRoot() (string, error) {
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("no go.mod above the working directory: set KUBEBUILDER_ASSETS to the control-plane binaries")
+			return "", errors.New("no go.mod above the working directory: run from the podbridge checkout, or set KUBEBUILDER_ASSETS to the control-plane binaries")
 		}
 		dir = parent
 	}
