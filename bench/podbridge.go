@@ -44,7 +44,6 @@ func buildPodbridge(ctx context.Context, root, binary string) error {
 	return nil
 }
 
-
 // podbridge is the webhook and the reflector, each its own process, on
 // the same command line a user would run against real clusters.
 type podbridge struct {

@@ -83,7 +83,6 @@ func (p *process) stop(timeout time.Duration) error {
 	}
 }
 
-
 // tail returns the last size bytes of a file, to quote a log in an error.
 func tail(path string, size int64) string {
 	f, err := os.Open(path)
