@@ -78,6 +78,12 @@ func run(ctx context.Context, cfg Config, res *Results) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, e.stop()) }()
+	if e.prof != nil {
+		pctx, stopProfiling := context.WithCancel(ctx)
+		e.prof.run(pctx)
+		defer e.prof.wait()
+		defer stopProfiling()
+	}
 	idle, err := sampleProc(e.pb.reflector.pid())
 	if err != nil {
 		return err
@@ -86,6 +92,7 @@ func run(ctx context.Context, cfg Config, res *Results) (err error) {
 
 	scenario := func(name string, f func() error) error {
 		e.log.Info("Started scenario", "scenario", name)
+		e.prof.scenario(name)
 		began := time.Now()
 		if err := f(); err != nil {
 			return fmt.Errorf("scenario %s: %w", name, err)

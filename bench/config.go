@@ -88,6 +88,9 @@ type Config struct {
 	Assets controlplane.Assets
 	// Timeout bounds the whole run; each scenario has its own deadline too.
 	Timeout time.Duration
+	// ProfileDir, when set, receives CPU profiles of the webhook and the
+	// reflector through every scenario and their heap profiles at scale.
+	ProfileDir string
 	// Log receives progress; Report, when set, the Markdown report.
 	Log    logr.Logger
 	Report io.Writer

@@ -55,6 +55,7 @@ type env struct {
 	log           logr.Logger
 	host, virtual *cluster
 	pb            *podbridge
+	prof          *profiler // nil unless Config.ProfileDir is set
 }
 
 // startEnv starts both control planes, prepares the namespaces, and runs
@@ -123,9 +124,14 @@ func startEnv(ctx context.Context, cfg Config) (e *env, err error) {
 		certDir:           certDir,
 		logDir:            filepath.Join(e.dir, "logs"),
 		orphanGrace:       time.Duration(cfg.OrphanGraceSeconds * float64(time.Second)),
+		profile:           cfg.ProfileDir != "",
 		virtual:           e.virtual.client,
 		log:               e.log.WithName("podbridge"),
 	})
+	if err != nil || cfg.ProfileDir == "" {
+		return e, err
+	}
+	e.prof, err = newProfiler(cfg.ProfileDir, e.pb.pprof)
 	return e, err
 }
 

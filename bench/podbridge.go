@@ -54,8 +54,10 @@ type podbridge struct {
 	reflector        *process
 	webhookMetrics   string
 	reflectorMetrics string
-	virtual          kubernetes.Interface
-	log              logr.Logger
+	// pprof are the pprof base URLs by process name, when profiling.
+	pprof   map[string]string
+	virtual kubernetes.Interface
+	log     logr.Logger
 }
 
 // podbridgeOptions are what the two processes need to know.
@@ -66,6 +68,7 @@ type podbridgeOptions struct {
 	certDir           string
 	logDir            string
 	orphanGrace       time.Duration
+	profile           bool
 	virtual           kubernetes.Interface
 	log               logr.Logger
 }
@@ -74,7 +77,7 @@ type podbridgeOptions struct {
 // cluster, and the reflector, and returns once a dry-run pod create passes
 // through the webhook and the reflector serves its metrics.
 func startPodbridge(ctx context.Context, o podbridgeOptions) (*podbridge, error) {
-	ports := make([]int, 5)
+	ports := make([]int, 7)
 	for i := range ports {
 		p, err := controlplane.FreePort()
 		if err != nil {
@@ -109,12 +112,19 @@ func startPodbridge(ctx context.Context, o podbridgeOptions) (*podbridge, error)
 		"--metrics-bind-address="+loopback(reflectorMetrics),
 		"--health-probe-bind-address="+loopback(reflectorHealth),
 	)
+	var pprof map[string]string
+	if o.profile {
+		pprof = map[string]string{"webhook": "http://" + loopback(ports[5]), "reflector": "http://" + loopback(ports[6])}
+		webhookArgs = append(webhookArgs, "--pprof-bind-address="+loopback(ports[5]))
+		reflectorArgs = append(reflectorArgs, "--pprof-bind-address="+loopback(ports[6]))
+	}
 	pb := &podbridge{
 		binary: o.binary, logDir: o.logDir, virtual: o.virtual, log: o.log,
 		webhookArgs:      append(webhookArgs, certArgs...),
 		reflectorArgs:    reflectorArgs,
 		webhookMetrics:   "http://" + loopback(webhookMetrics) + "/metrics",
 		reflectorMetrics: "http://" + loopback(reflectorMetrics) + "/metrics",
+		pprof:            pprof,
 	}
 	if pb.webhook, err = startProcess("podbridge-webhook", pb.binary, pb.webhookArgs, pb.logDir); err != nil {
 		return nil, err

@@ -138,6 +138,7 @@ func (e *env) runScale(ctx context.Context) (ReflectionResults, ColdStartResults
 	if err := e.measureLag(ctx, w, names, &refl); err != nil {
 		return refl, cold, mem, err
 	}
+	e.prof.heap(ctx, fmt.Sprintf("at-%d-pods", n))
 	for _, p := range []*process{e.pb.webhook, e.pb.reflector} {
 		s, err := sampleProc(p.pid())
 		if err != nil {
