@@ -1,7 +1,6 @@
 package webhook
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,8 +11,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
-
-var jsonMarshal = json.Marshal
 
 // hostErrorResponse answers the tenant with the meaning of a host error: the
 // status code the host gave where it means the same in the virtual cluster

@@ -3,9 +3,13 @@ package webhook
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
+	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -83,15 +87,16 @@ func (m *PodMutator) handle(ctx context.Context, req admission.Request) admissio
 		return admission.Allowed("podbridge acts only on pod creation and ephemeral containers")
 	}
 	start := time.Now()
-	virtual := &corev1.Pod{}
-	if err := decoder.DecodeRaw(req.Object, virtual); err != nil {
+	mutated := &corev1.Pod{}
+	if err := decoder.DecodeRaw(req.Object, mutated); err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding pod: %w", err))
 	}
-	mutated := virtual.DeepCopy()
+	// What the patch must add depends on the pod as the tenant sent it.
+	nameGenerated, hadAnnotations := mutated.Name == "", len(mutated.Annotations) > 0
 	if mutated.Namespace == "" {
 		mutated.Namespace = req.Namespace
 	}
-	if mutated.Name == "" {
+	if nameGenerated {
 		if mutated.GenerateName == "" {
 			return invalid(mutated, field.Required(field.NewPath("metadata", "name"), "name or generateName is required"))
 		}
@@ -130,12 +135,15 @@ func (m *PodMutator) handle(ctx context.Context, req admission.Request) admissio
 	observeStage(stageHostCreate, start)
 	log.V(1).Info("Created host pod", "hostPod", host.Name, "syncID", syncID)
 
-	if mutated.Annotations == nil {
-		mutated.Annotations = map[string]string{}
+	var patch []jsonpatch.JsonPatchOperation
+	if nameGenerated {
+		patch = append(patch, jsonpatch.NewOperation("add", "/metadata/name", mutated.Name))
 	}
-	mutated.Annotations[translate.AnnotationSyncID] = syncID
-	mutated.Annotations[translate.AnnotationHostName] = host.Name
-	return patchResponse(req.Object.Raw, mutated)
+	patch = append(patch, addAnnotations(hadAnnotations, map[string]string{
+		translate.AnnotationSyncID:   syncID,
+		translate.AnnotationHostName: host.Name,
+	})...)
+	return admission.Patched("", patch...)
 }
 
 // admitEphemeralContainers checks the ephemeral containers a pod is given
@@ -258,10 +266,20 @@ func deny(code int32, reason metav1.StatusReason, message string) admission.Resp
 	}}
 }
 
-func patchResponse(original []byte, mutated *corev1.Pod) admission.Response {
-	raw, err := jsonMarshal(mutated)
-	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("encoding pod: %w", err))
+// addAnnotations is the JSON patch that sets annotations on an object that
+// has some already (one "add" per key), or none (one "add" of the map: the
+// field may be absent, empty or null). Written directly: diffing the whole
+// pod's JSON before and after cost more than the rest of the handler.
+func addAnnotations(has bool, annotations map[string]string) []jsonpatch.JsonPatchOperation {
+	if !has {
+		return []jsonpatch.JsonPatchOperation{jsonpatch.NewOperation("add", "/metadata/annotations", annotations)}
 	}
-	return admission.PatchResponseFromRaw(original, raw)
+	ops := make([]jsonpatch.JsonPatchOperation, 0, len(annotations))
+	for _, key := range slices.Sorted(maps.Keys(annotations)) {
+		ops = append(ops, jsonpatch.NewOperation("add", "/metadata/annotations/"+pointerEscaper.Replace(key), annotations[key]))
+	}
+	return ops
 }
+
+// pointerEscaper escapes a key for a JSON pointer (RFC 6901).
+var pointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")

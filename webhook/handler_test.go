@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	jsonpatch "github.com/evanphx/json-patch/v5"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -166,5 +168,56 @@ func TestOnlyPodCreatesAreHandled(t *testing.T) {
 	resp := m.Handle(context.Background(), request(t, privileged, false))
 	if resp.Allowed || resp.Result.Code != http.StatusForbidden || !strings.Contains(resp.Result.Message, "hostPID") {
 		t.Errorf("hostPID pod: %+v", resp.Result)
+	}
+}
+
+// The answer's patch applies to the pod exactly as the tenant sent it, as
+// the apiserver applies it: the generated name and podbridge's annotations
+// are added, and the tenant's own annotations stay, whatever the JSON
+// holds where annotations go.
+func TestPatchAppliesToThePodAsSent(t *testing.T) {
+	hostName := translate.HostName("web-abcde", "team", "vc")
+	tests := []struct {
+		name     string
+		metadata string
+		want     map[string]string
+	}{
+		{"no annotations", `{"generateName":"web-"}`, nil},
+		{"empty annotations", `{"generateName":"web-","annotations":{}}`, nil},
+		{"null annotations", `{"generateName":"web-","annotations":null}`, nil},
+		{"tenant annotations with / and ~ in keys", `{"generateName":"web-","annotations":{"example.com/a~b":"1","plain":"2"}}`,
+			map[string]string{"example.com/a~b": "1", "plain": "2"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			raw := []byte(`{"apiVersion":"v1","kind":"Pod","metadata":` + tt.metadata + `,"spec":{"containers":[{"name":"c","image":"i"}]}}`)
+			req := request(t, pod("", "web-"), false)
+			req.Object.Raw = raw
+			resp := newMutator(t, nil).Handle(context.Background(), req)
+			if !resp.Allowed {
+				t.Fatalf("refused: %+v", resp.Result)
+			}
+			ops, err := json.Marshal(resp.Patches)
+			if err != nil {
+				t.Fatal(err)
+			}
+			patch, err := jsonpatch.DecodePatch(ops)
+			if err != nil {
+				t.Fatalf("decoding patch %s: %v", ops, err)
+			}
+			patched, err := patch.Apply(raw)
+			if err != nil {
+				t.Fatalf("applying patch %s: %v", ops, err)
+			}
+			got := &corev1.Pod{}
+			if err := json.Unmarshal(patched, got); err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]string{translate.AnnotationSyncID: "sync-1", translate.AnnotationHostName: hostName}
+			maps.Copy(want, tt.want)
+			if got.Name != "web-abcde" || !maps.Equal(got.Annotations, want) {
+				t.Errorf("patched pod: name %q annotations %v, want web-abcde and %v", got.Name, got.Annotations, want)
+			}
+		})
 	}
 }
