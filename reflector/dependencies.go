@@ -9,9 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -34,7 +32,6 @@ type copyKind struct {
 	// index is the field index of virtual pods by the objects of this kind they use.
 	index     string
 	newObject func() client.Object
-	newList   func() client.ObjectList
 	hostCopy  func(virtual client.Object, cfg translate.Config) client.Object
 	// refs names the objects of this kind in deps.
 	refs func(deps *translate.Dependencies) []translate.Reference
@@ -45,7 +42,6 @@ var (
 		kind:      "ConfigMap",
 		index:     "podbridge.configMaps",
 		newObject: func() client.Object { return &corev1.ConfigMap{} },
-		newList:   func() client.ObjectList { return &corev1.ConfigMapList{} },
 		hostCopy: func(v client.Object, cfg translate.Config) client.Object {
 			return translate.HostConfigMap(v.(*corev1.ConfigMap), cfg)
 		},
@@ -55,7 +51,6 @@ var (
 		kind:      "Secret",
 		index:     "podbridge.secrets",
 		newObject: func() client.Object { return &corev1.Secret{} },
-		newList:   func() client.ObjectList { return &corev1.SecretList{} },
 		hostCopy: func(v client.Object, cfg translate.Config) client.Object {
 			return translate.HostSecret(v.(*corev1.Secret), cfg)
 		},
@@ -63,8 +58,16 @@ var (
 	}
 )
 
+// metadata is an object of the kind as the caches hold it: both clusters'
+// caches keep only the metadata of ConfigMaps and Secrets. Their content is
+// read live, and only when a resourceVersion says it changed, so no cache
+// holds a Secret's data.
 func (k copyKind) metadata() *metav1.PartialObjectMetadata {
 	return &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: k.kind}}
+}
+
+func (k copyKind) metadataList() *metav1.PartialObjectMetadataList {
+	return &metav1.PartialObjectMetadataList{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: k.kind + "List"}}
 }
 
 // CopyReconciler keeps the host copies of one kind of virtual object
@@ -75,7 +78,7 @@ func (k copyKind) metadata() *metav1.PartialObjectMetadata {
 // removed once no pod uses it.
 type CopyReconciler struct {
 	Kind copyKind
-	// Host reads host copies from the cache and writes them.
+	// Host reads host copies' metadata from the cache and writes them.
 	Host client.Client
 	// Virtual reads virtual pods and the originals' metadata from the cache.
 	Virtual client.Client
@@ -124,7 +127,7 @@ func (r *CopyReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Clus
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(r.Kind.kind + "-copies").
 		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
-		WatchesRawSource(source.Kind(mgr.GetCache(), r.Kind.newObject(), handler.EnqueueRequestsFromMapFunc(r.originalOfCopy))).
+		WatchesRawSource(source.Kind(mgr.GetCache(), client.Object(r.Kind.metadata()), handler.EnqueueRequestsFromMapFunc(r.originalOfCopy))).
 		WatchesRawSource(source.Kind(virtual.GetCache(), client.Object(r.Kind.metadata()), &handler.EnqueueRequestForObject{})).
 		WatchesRawSource(source.Kind(virtual.GetCache(), &corev1.Pod{}, handler.TypedEnqueueRequestsFromMapFunc(r.usedBy), podComesOrGoes)).
 		WatchesRawSource(fullPass(r.Kind.kind+"-copies", resync, synced(mgr.GetCache(), virtual.GetCache()), r.allOriginals)).
@@ -133,7 +136,7 @@ func (r *CopyReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Clus
 
 // originalOfCopy maps a host copy to its virtual original.
 func (r *CopyReconciler) originalOfCopy(_ context.Context, obj client.Object) []reconcile.Request {
-	if s, ok := obj.(*corev1.Secret); ok && translate.IsTokenSecret(s) {
+	if translate.IsTokenSecret(obj) {
 		return nil
 	}
 	a := obj.GetAnnotations()
@@ -158,18 +161,14 @@ func (r *CopyReconciler) usedBy(_ context.Context, pod *corev1.Pod) []reconcile.
 // allOriginals lists every copy on the host and every object a pod uses.
 func (r *CopyReconciler) allOriginals(ctx context.Context) ([]reconcile.Request, error) {
 	keys := map[reconcile.Request]bool{}
-	copies := r.Kind.newList()
+	copies := r.Kind.metadataList()
 	if err := r.Host.List(ctx, copies, client.InNamespace(r.Config.HostNamespace)); err != nil {
 		return nil, fmt.Errorf("listing host %s copies: %w", r.Kind.kind, err)
 	}
-	err := apimeta.EachListItem(copies, func(obj runtime.Object) error {
-		for _, req := range r.originalOfCopy(ctx, obj.(client.Object)) {
+	for i := range copies.Items {
+		for _, req := range r.originalOfCopy(ctx, &copies.Items[i]) {
 			keys[req] = true
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
 	}
 	pods := &corev1.PodList{}
 	if err := r.Virtual.List(ctx, pods); err != nil {
@@ -187,7 +186,7 @@ func (r *CopyReconciler) allOriginals(ctx context.Context) ([]reconcile.Request,
 func (r *CopyReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	log := logf.FromContext(ctx)
 	hostKey := types.NamespacedName{Namespace: r.Config.HostNamespace, Name: translate.HostName(req.Name, req.Namespace, r.Config.VCluster)}
-	hostCopy := r.Kind.newObject()
+	hostCopy := r.Kind.metadata()
 	if err := r.Host.Get(ctx, hostKey, hostCopy); err != nil {
 		if !apierrors.IsNotFound(err) {
 			return reconcile.Result{}, fmt.Errorf("reading host %s %s: %w", r.Kind.kind, hostKey.Name, err)
@@ -217,7 +216,7 @@ func (r *CopyReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 	if err := r.Virtual.Get(ctx, req.NamespacedName, original); client.IgnoreNotFound(err) != nil {
 		return reconcile.Result{}, fmt.Errorf("reading virtual %s %s: %w", r.Kind.kind, req, err)
 	}
-	if hostCopy != nil && original.ResourceVersion != "" && hostCopy.GetAnnotations()[translate.AnnotationSourceResourceVersion] == original.ResourceVersion {
+	if hostCopy != nil && original.ResourceVersion != "" && copiedFrom(hostCopy) == original.ResourceVersion {
 		return reconcile.Result{}, nil // current.
 	}
 	// The cache may lag either way: decide on the live original.
@@ -243,8 +242,8 @@ func (r *CopyReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 		log.V(1).Info("Created host copy used by a pod", "kind", r.Kind.kind, "hostName", hostKey.Name)
 		return reconcile.Result{}, nil
 	}
-	if translate.SameCopy(hostCopy, want) {
-		return reconcile.Result{}, nil
+	if copiedFrom(hostCopy) == live.GetResourceVersion() {
+		return reconcile.Result{}, nil // the cache of originals lagged.
 	}
 	want.SetResourceVersion(hostCopy.GetResourceVersion())
 	labels := maps.Clone(hostCopy.GetLabels())
@@ -263,6 +262,12 @@ func (r *CopyReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 	countAction(actionCopyWrite)
 	log.V(1).Info("Updated host copy from its virtual original", "kind", r.Kind.kind, "hostName", hostKey.Name)
 	return reconcile.Result{}, nil
+}
+
+// copiedFrom is the resourceVersion of the virtual original a host copy
+// was made from.
+func copiedFrom(hostCopy client.Object) string {
+	return hostCopy.GetAnnotations()[translate.AnnotationSourceResourceVersion]
 }
 
 func (r *CopyReconciler) deleteCopy(ctx context.Context, obj client.Object, why string) error {

@@ -61,7 +61,11 @@ type PodReconciler struct {
 	// Nodes is shared with the NodeReconciler, which must not remove a
 	// node while a pod is being bound to it.
 	Nodes *NodeGuard
+	// Gone holds the virtual pods seen deleted, shared with the
+	// TokenReconciler.
+	Gone *gonePods
 
+	written writtenOver
 	// lastSeen holds deleted host pods' final state until their virtual
 	// pods are handled: an eviction's DisruptionTarget condition often
 	// lives only in the delete event.
@@ -74,13 +78,16 @@ func (r *PodReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Clust
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("pods").
 		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
-		WatchesRawSource(source.Kind(virtual.GetCache(), &corev1.Pod{}, &handler.TypedEnqueueRequestForObject[*corev1.Pod]{})).
+		WatchesRawSource(source.Kind(virtual.GetCache(), &corev1.Pod{}, virtualPodHandler{
+			TypedEventHandler: &handler.TypedEnqueueRequestForObject[*corev1.Pod]{},
+			gone:              r.Gone,
+		})).
 		WatchesRawSource(source.Kind(mgr.GetCache(), &corev1.Pod{}, hostPodHandler{
 			TypedEventHandler: handler.TypedEnqueueRequestsFromMapFunc(virtualKeyOfHostPod),
 			lastSeen:          &r.lastSeen,
 		})).
 		// A bound token Secret may release its host pod.
-		WatchesRawSource(source.Kind(mgr.GetCache(), &corev1.Secret{}, handler.TypedEnqueueRequestsFromMapFunc(podOfTokenSecret))).
+		WatchesRawSource(source.Kind(mgr.GetCache(), client.Object(secretMetadata()), handler.EnqueueRequestsFromMapFunc(podOfTokenSecret))).
 		WatchesRawSource(fullPass("pods", resync, synced(mgr.GetCache(), virtual.GetCache()), r.allPairs)).
 		Complete(r)
 }
@@ -136,6 +143,9 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 	if host != nil && host.Annotations[translate.AnnotationVCluster] != r.Config.VCluster {
 		host = nil // another virtual cluster's pod that hashes alike: never ours to touch.
 	}
+	if r.written.lagging(req.NamespacedName, virtual, host) {
+		return reconcile.Result{}, nil // our own write's event is on its way.
+	}
 
 	switch {
 	case virtual == nil && host == nil:
@@ -157,16 +167,31 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 	}
 	// A host pod that cannot take an update still has its status reflected.
 	host, hostErr := r.syncHost(ctx, virtual, host)
-	// Status before binding: the binding makes the cached resourceVersion
-	// stale, and the status write would be refused.
-	statusErr := r.syncStatus(ctx, virtual, host)
-	return reconcile.Result{}, errors.Join(hostErr, statusErr, r.bind(ctx, virtual, host))
+	// Binding first: it sets the virtual pod's PodScheduled condition, so
+	// the status write that follows its event often has nothing to add
+	// until the pod runs. A failed binding does not hold the status back.
+	bound, bindErr := r.bind(ctx, virtual, host)
+	if bound {
+		return reconcile.Result{}, hostErr
+	}
+	return reconcile.Result{}, errors.Join(hostErr, bindErr, r.syncStatus(ctx, virtual, host))
 }
 
-// reconcileOrphan deletes a host pod whose virtual pod does not exist, once
-// it is older than the grace period and a live read confirms the absence.
+// reconcileOrphan deletes a host pod whose virtual pod does not exist: at
+// once when this process saw the virtual pod deleted (an unbound pod is
+// removed without a graceful phase, and a forced deletion skips it), else
+// once it is older than the grace period and a live read confirms the
+// absence (its admission may still be under way, or have failed).
 func (r *PodReconciler) reconcileOrphan(ctx context.Context, key types.NamespacedName, host *corev1.Pod) (reconcile.Result, error) {
 	if host.DeletionTimestamp != nil {
+		return reconcile.Result{}, nil
+	}
+	if r.Gone.syncID(host.Annotations[translate.AnnotationSyncID]) {
+		if err := r.Host.Delete(ctx, host, client.Preconditions{UID: &host.UID}); client.IgnoreNotFound(err) != nil {
+			return reconcile.Result{}, fmt.Errorf("deleting host pod %s of deleted virtual pod: %w", host.Name, err)
+		}
+		countAction(actionDeleteHost)
+		logf.FromContext(ctx).V(1).Info("Deleted host pod of deleted virtual pod", "hostPod", host.Name)
 		return reconcile.Result{}, nil
 	}
 	// creationTimestamp has second resolution: count from the latest
@@ -201,9 +226,11 @@ func (r *PodReconciler) reconcileVirtualDeletion(ctx context.Context, virtual, h
 			if virtual.DeletionGracePeriodSeconds != nil {
 				opts = append(opts, client.GracePeriodSeconds(*virtual.DeletionGracePeriodSeconds))
 			}
+			before := host.ResourceVersion
 			if err := r.Host.Delete(ctx, host, opts...); client.IgnoreNotFound(err) != nil {
 				return reconcile.Result{}, fmt.Errorf("deleting host pod %s: %w", host.Name, err)
 			}
+			r.written.host(client.ObjectKeyFromObject(virtual), before, "")
 			countAction(actionDeleteHost)
 			logf.FromContext(ctx).V(1).Info("Deleted host pod of deleted virtual pod", "hostPod", host.Name)
 		}
@@ -252,6 +279,7 @@ func (r *PodReconciler) reconcileHostGone(ctx context.Context, virtual *corev1.P
 }
 
 func (r *PodReconciler) removeVirtual(ctx context.Context, virtual *corev1.Pod) error {
+	before := virtual.ResourceVersion
 	err := r.Virtual.Delete(ctx, virtual, client.Preconditions{UID: &virtual.UID}, client.GracePeriodSeconds(0))
 	switch {
 	case apierrors.IsNotFound(err):
@@ -259,22 +287,25 @@ func (r *PodReconciler) removeVirtual(ctx context.Context, virtual *corev1.Pod) 
 	case err != nil:
 		return fmt.Errorf("removing virtual pod: %w", err)
 	}
+	r.written.virtual(client.ObjectKeyFromObject(virtual), before, "")
 	countAction(actionDeleteVirtual)
 	logf.FromContext(ctx).V(1).Info("Removed virtual pod whose host pod is gone")
 	return nil
 }
 
 // bind binds the virtual pod to the virtual node mirroring its host node
-// once the host scheduler has placed the host pod.
-func (r *PodReconciler) bind(ctx context.Context, virtual, host *corev1.Pod) error {
+// once the host scheduler has placed the host pod. It reports whether it
+// wrote the virtual pod (bound it, or found it bound meanwhile): the cached
+// copy is then stale, and the binding's event brings the pair back.
+func (r *PodReconciler) bind(ctx context.Context, virtual, host *corev1.Pod) (bool, error) {
 	if host.Spec.NodeName == "" || virtual.Spec.NodeName != "" {
-		return nil
+		return false, nil
 	}
 	// Held from making sure the node exists until the binding is stored.
 	r.Nodes.mu.RLock()
 	defer r.Nodes.mu.RUnlock()
 	if err := ensureVirtualNode(ctx, r.Nodes, r.Host, r.VirtualReader, r.Virtual, host.Spec.NodeName); err != nil {
-		return err
+		return false, err
 	}
 	binding := &corev1.Binding{
 		ObjectMeta: metav1.ObjectMeta{Name: virtual.Name, Namespace: virtual.Namespace, UID: virtual.UID},
@@ -282,14 +313,14 @@ func (r *PodReconciler) bind(ctx context.Context, virtual, host *corev1.Pod) err
 	}
 	if err := r.Virtual.SubResource("binding").Create(ctx, virtual, binding); err != nil {
 		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-			return nil // bound meanwhile, or gone: its event brings us back.
+			return true, nil // bound meanwhile, or gone: its event brings us back.
 		}
-		return fmt.Errorf("binding virtual pod to node %s: %w", host.Spec.NodeName, err)
+		return false, fmt.Errorf("binding virtual pod to node %s: %w", host.Spec.NodeName, err)
 	}
 	countAction(actionBind)
-	virtual.Spec.NodeName = host.Spec.NodeName
+	r.written.virtual(client.ObjectKeyFromObject(virtual), virtual.ResourceVersion, "")
 	r.Recorder.Eventf(virtual, nil, corev1.EventTypeNormal, "Scheduled", eventActionBinding, "The host scheduler placed the pod on node %s", host.Spec.NodeName)
-	return nil
+	return true, nil
 }
 
 // syncHost carries the updates Kubernetes allows on a pod from the virtual
@@ -311,6 +342,7 @@ func (r *PodReconciler) syncHost(ctx context.Context, virtual, host *corev1.Pod)
 		}
 	}
 	if changed {
+		before := host.ResourceVersion
 		if err := r.Host.Update(ctx, forWrite(updated), client.FieldOwner(FieldManager)); err != nil {
 			switch {
 			case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
@@ -324,6 +356,7 @@ func (r *PodReconciler) syncHost(ctx context.Context, virtual, host *corev1.Pod)
 			return host, fmt.Errorf("updating host pod %s: %w", host.Name, err)
 		}
 		countAction(actionUpdateHost)
+		r.written.host(client.ObjectKeyFromObject(virtual), before, updated.ResourceVersion)
 		log.V(1).Info("Updated host pod from virtual pod", "hostPod", host.Name)
 		host = updated
 	}
@@ -336,6 +369,7 @@ func (r *PodReconciler) syncHost(ctx context.Context, virtual, host *corev1.Pod)
 		}
 		updated := host.DeepCopy()
 		updated.Spec.EphemeralContainers = ephemeral
+		before := host.ResourceVersion
 		if err := r.Host.SubResource("ephemeralcontainers").Update(ctx, forWrite(updated), client.FieldOwner(FieldManager)); err != nil {
 			if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 				return host, nil
@@ -343,10 +377,12 @@ func (r *PodReconciler) syncHost(ctx context.Context, virtual, host *corev1.Pod)
 			return host, fmt.Errorf("adding ephemeral containers to host pod %s: %w", host.Name, err)
 		}
 		countAction(actionUpdateHost)
+		r.written.host(client.ObjectKeyFromObject(virtual), before, updated.ResourceVersion)
 		log.V(1).Info("Added ephemeral containers to host pod", "hostPod", host.Name)
 		host = updated
 	}
 	if resized, changed := translate.HostPodResize(virtual, host); changed {
+		before := host.ResourceVersion
 		if err := r.Host.SubResource("resize").Update(ctx, forWrite(resized), client.FieldOwner(FieldManager)); err != nil {
 			switch {
 			case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
@@ -359,6 +395,7 @@ func (r *PodReconciler) syncHost(ctx context.Context, virtual, host *corev1.Pod)
 			return host, fmt.Errorf("resizing host pod %s: %w", host.Name, err)
 		}
 		countAction(actionUpdateHost)
+		r.written.host(client.ObjectKeyFromObject(virtual), before, resized.ResourceVersion)
 		log.V(1).Info("Resized host pod like virtual pod", "hostPod", host.Name)
 		host = resized
 	}
@@ -369,7 +406,7 @@ func (r *PodReconciler) syncHost(ctx context.Context, virtual, host *corev1.Pod)
 // a token bound to it (the TokenReconciler writes them).
 func (r *PodReconciler) tokensBound(ctx context.Context, virtual *corev1.Pod) (bool, error) {
 	for _, tok := range translate.PodDependencies(virtual, r.Config).Tokens {
-		s := &corev1.Secret{}
+		s := secretMetadata()
 		err := r.Host.Get(ctx, types.NamespacedName{Namespace: r.Config.HostNamespace, Name: tok.HostSecret}, s)
 		switch {
 		case apierrors.IsNotFound(err):
@@ -398,6 +435,7 @@ func (r *PodReconciler) syncStatus(ctx context.Context, virtual, host *corev1.Po
 		return fmt.Errorf("updating virtual pod status: %w", err)
 	}
 	countAction(actionStatusUpdate)
+	r.written.virtual(client.ObjectKeyFromObject(virtual), virtual.ResourceVersion, updated.ResourceVersion)
 	// Only a host change newer than the last status write is reflected now;
 	// a write caused by the virtual side (a new generation) is no lag.
 	if changed := translate.StatusChangedAt(host); changed.After(lastStatusWrite(virtual)) {

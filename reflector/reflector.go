@@ -77,10 +77,13 @@ func NewManager(o Options) (manager.Manager, error) {
 			DefaultNamespaces: map[string]cache.Config{o.Translate.HostNamespace: {}},
 			ByObject: map[client.Object]cache.ByObject{
 				&corev1.Pod{}: {Label: ours, Transform: trimManagedFields(hostPodFields)},
-				// Only podbridge's copies and token Secrets.
-				&corev1.ConfigMap{}: {Label: ours, Transform: cache.TransformStripManagedFields()},
-				&corev1.Secret{}:    {Label: ours, Transform: cache.TransformStripManagedFields()},
+				// Only podbridge's copies and token Secrets, by metadata.
+				configMapCopies.metadata(): {Label: ours, Transform: cache.TransformStripManagedFields()},
+				secretCopies.metadata():    {Label: ours, Transform: cache.TransformStripManagedFields()},
 			},
+			// A read of a kind no informer watches fails rather than
+			// starting one: a full Secret informer would cache their data.
+			ReaderFailOnMissingInformer: true,
 		},
 		Controller:                    config.Controller{SkipNameValidation: ptr.To(o.SkipControllerNameValidation)},
 		Metrics:                       metricsserver.Options{BindAddress: o.MetricsBindAddress},
@@ -96,6 +99,7 @@ func NewManager(o Options) (manager.Manager, error) {
 	}
 	virtual, err := cluster.New(o.Virtual, func(co *cluster.Options) {
 		co.Scheme = kube.Scheme
+		co.Cache.ReaderFailOnMissingInformer = true
 		// The originals of host copies are watched by metadata only: their
 		// content is read live when their resourceVersion moves.
 		co.Cache.ByObject = map[client.Object]cache.ByObject{
@@ -125,6 +129,7 @@ func NewManager(o Options) (manager.Manager, error) {
 	}
 
 	guard := &NodeGuard{}
+	gone := newGonePods(o.OrphanGracePeriod, clock.RealClock{})
 	pods := &PodReconciler{
 		Host:              mgr.GetClient(),
 		HostReader:        mgr.GetAPIReader(),
@@ -135,6 +140,7 @@ func NewManager(o Options) (manager.Manager, error) {
 		OrphanGracePeriod: o.OrphanGracePeriod,
 		Clock:             clock.RealClock{},
 		Nodes:             guard,
+		Gone:              gone,
 	}
 	if err := pods.SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles, resync); err != nil {
 		return nil, err
@@ -175,6 +181,7 @@ func NewManager(o Options) (manager.Manager, error) {
 		Config:        o.Translate,
 		GracePeriod:   o.OrphanGracePeriod,
 		Clock:         clock.RealClock{},
+		Gone:          gone,
 	}
 	if err := tokens.SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles, resync); err != nil {
 		return nil, err

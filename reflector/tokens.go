@@ -35,7 +35,7 @@ const indexTokenPod = "podbridge.tokenPod"
 // it (so they stop working when it goes, as a kubelet's do) and refreshed
 // at 80% of their lifetime; once it is gone they are deleted.
 type TokenReconciler struct {
-	// Host reads token Secrets from the cache and writes them.
+	// Host reads token Secrets' metadata from the cache and writes them.
 	Host client.Client
 	// Virtual reads virtual pods from the cache and requests tokens.
 	Virtual client.Client
@@ -43,16 +43,23 @@ type TokenReconciler struct {
 	VirtualReader client.Reader
 	Config        translate.Config
 	// GracePeriod is how old a token Secret without a virtual pod must be
-	// before it is deleted: the webhook writes it before the pod is stored.
+	// before it is deleted, unless this process saw the pod deleted (Gone).
 	GracePeriod time.Duration
 	Clock       clock.PassiveClock
+	// Gone holds the virtual pods seen deleted, shared with the PodReconciler.
+	Gone *gonePods
+}
+
+// secretMetadata is a Secret as the host cache holds it: metadata only.
+func secretMetadata() *metav1.PartialObjectMetadata {
+	return secretCopies.metadata()
 }
 
 // IndexTokenSecrets registers the index of host token Secrets by virtual
 // pod; it must run before the host cache starts.
 func IndexTokenSecrets(ctx context.Context, mgr ctrl.Manager) error {
-	err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Secret{}, indexTokenPod, func(obj client.Object) []string {
-		if key := tokenPod(obj.(*corev1.Secret)); key != nil {
+	err := mgr.GetFieldIndexer().IndexField(ctx, secretMetadata(), indexTokenPod, func(obj client.Object) []string {
+		if key := tokenPod(obj); key != nil {
 			return []string{key.String()}
 		}
 		return nil
@@ -64,8 +71,8 @@ func IndexTokenSecrets(ctx context.Context, mgr ctrl.Manager) error {
 }
 
 // tokenPod is the virtual pod a host token Secret belongs to, or nil.
-func tokenPod(s *corev1.Secret) *types.NamespacedName {
-	a := s.Annotations
+func tokenPod(s client.Object) *types.NamespacedName {
+	a := s.GetAnnotations()
 	if !translate.IsTokenSecret(s) || a[translate.AnnotationName] == "" || a[translate.AnnotationNamespace] == "" {
 		return nil
 	}
@@ -73,7 +80,7 @@ func tokenPod(s *corev1.Secret) *types.NamespacedName {
 }
 
 // podOfTokenSecret maps a host token Secret to its virtual pod.
-func podOfTokenSecret(_ context.Context, s *corev1.Secret) []reconcile.Request {
+func podOfTokenSecret(_ context.Context, s client.Object) []reconcile.Request {
 	if key := tokenPod(s); key != nil {
 		return []reconcile.Request{{NamespacedName: *key}}
 	}
@@ -90,14 +97,17 @@ func (r *TokenReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Clu
 		Named("tokens").
 		// Every new pod with a token waits for this controller to start.
 		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
-		WatchesRawSource(source.Kind(mgr.GetCache(), &corev1.Secret{}, handler.TypedEnqueueRequestsFromMapFunc(podOfTokenSecret))).
-		WatchesRawSource(source.Kind(virtual.GetCache(), &corev1.Pod{}, &handler.TypedEnqueueRequestForObject[*corev1.Pod]{}, podComesOrGoes)).
+		WatchesRawSource(source.Kind(mgr.GetCache(), client.Object(secretMetadata()), handler.EnqueueRequestsFromMapFunc(podOfTokenSecret))).
+		WatchesRawSource(source.Kind(virtual.GetCache(), &corev1.Pod{}, virtualPodHandler{
+			TypedEventHandler: &handler.TypedEnqueueRequestForObject[*corev1.Pod]{},
+			gone:              r.Gone,
+		}, podComesOrGoes)).
 		WatchesRawSource(fullPass("tokens", resync, synced(mgr.GetCache(), virtual.GetCache()), r.allTokenPods)).
 		Complete(r)
 }
 
 func (r *TokenReconciler) allTokenPods(ctx context.Context) ([]reconcile.Request, error) {
-	secrets := &corev1.SecretList{}
+	secrets := secretCopies.metadataList()
 	if err := r.Host.List(ctx, secrets, client.InNamespace(r.Config.HostNamespace)); err != nil {
 		return nil, fmt.Errorf("listing host Secrets: %w", err)
 	}
@@ -118,7 +128,7 @@ func (r *TokenReconciler) allTokenPods(ctx context.Context) ([]reconcile.Request
 
 // Reconcile binds, refreshes, re-creates or deletes one pod's token Secrets.
 func (r *TokenReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
-	secrets := &corev1.SecretList{}
+	secrets := secretCopies.metadataList()
 	if err := r.Host.List(ctx, secrets, client.InNamespace(r.Config.HostNamespace), client.MatchingFields{indexTokenPod: req.String()}); err != nil {
 		return reconcile.Result{}, fmt.Errorf("listing token Secrets of %s: %w", req, err)
 	}
@@ -144,8 +154,8 @@ func (r *TokenReconciler) Reconcile(ctx context.Context, req reconcile.Request) 
 		result = soonest(result, after)
 	}
 	for _, tok := range wanted {
-		i := slices.IndexFunc(secrets.Items, func(s corev1.Secret) bool { return s.Name == tok.HostSecret })
-		var current *corev1.Secret
+		i := slices.IndexFunc(secrets.Items, func(s metav1.PartialObjectMetadata) bool { return s.Name == tok.HostSecret })
+		var current *metav1.PartialObjectMetadata
 		if i >= 0 {
 			current = &secrets.Items[i]
 		}
@@ -158,18 +168,21 @@ func (r *TokenReconciler) Reconcile(ctx context.Context, req reconcile.Request) 
 	return result, nil
 }
 
-// deleteUnwanted deletes a token Secret whose pod is gone, once it is older
+// deleteUnwanted deletes a token Secret whose pod is gone: at once when
+// this process saw the pod it is bound to deleted, else once it is older
 // than the grace period and a live read confirms the pod's absence.
-func (r *TokenReconciler) deleteUnwanted(ctx context.Context, key types.NamespacedName, s *corev1.Secret) (time.Duration, error) {
-	if age := r.Clock.Since(s.CreationTimestamp.Time) - time.Second; age < r.GracePeriod {
-		return r.GracePeriod - age, nil
-	}
-	live, err := getPod(ctx, r.VirtualReader, key)
-	if err != nil {
-		return 0, err
-	}
-	if live != nil && live.DeletionTimestamp == nil && live.Annotations[translate.AnnotationSyncID] != "" {
-		return 0, nil // the cache lags; the pod's event is on its way.
+func (r *TokenReconciler) deleteUnwanted(ctx context.Context, key types.NamespacedName, s *metav1.PartialObjectMetadata) (time.Duration, error) {
+	if !r.Gone.uid(types.UID(s.Annotations[translate.AnnotationTokenBoundUID])) {
+		if age := r.Clock.Since(s.CreationTimestamp.Time) - time.Second; age < r.GracePeriod {
+			return r.GracePeriod - age, nil
+		}
+		live, err := getPod(ctx, r.VirtualReader, key)
+		if err != nil {
+			return 0, err
+		}
+		if live != nil && live.DeletionTimestamp == nil && live.Annotations[translate.AnnotationSyncID] != "" {
+			return 0, nil // the cache lags; the pod's event is on its way.
+		}
 	}
 	if err := r.Host.Delete(ctx, s, client.Preconditions{UID: &s.UID}); client.IgnoreNotFound(err) != nil {
 		return 0, fmt.Errorf("deleting token Secret %s: %w", s.Name, err)
@@ -181,7 +194,7 @@ func (r *TokenReconciler) deleteUnwanted(ctx context.Context, key types.Namespac
 
 // ensureBound makes sure the pod's token Secret for tok holds a token bound
 // to the pod and not due for refresh, and returns when it will be.
-func (r *TokenReconciler) ensureBound(ctx context.Context, virtual *corev1.Pod, tok translate.Token, current *corev1.Secret) (time.Duration, error) {
+func (r *TokenReconciler) ensureBound(ctx context.Context, virtual *corev1.Pod, tok translate.Token, current *metav1.PartialObjectMetadata) (time.Duration, error) {
 	now := r.Clock.Now()
 	if current != nil && current.Annotations[translate.AnnotationTokenBoundUID] == string(virtual.UID) {
 		refreshAt, err := time.Parse(time.RFC3339, current.Annotations[translate.AnnotationTokenRefreshAt])

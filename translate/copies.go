@@ -60,8 +60,8 @@ func HostTokenSecret(pod, namespace string, tok Token, token string, cfg Config)
 
 // IsTokenSecret reports whether a host Secret of podbridge's holds a token
 // rather than a copy of a virtual Secret.
-func IsTokenSecret(s *corev1.Secret) bool {
-	_, ok := s.Annotations[AnnotationTokenExpirationSeconds]
+func IsTokenSecret(s metav1.Object) bool {
+	_, ok := s.GetAnnotations()[AnnotationTokenExpirationSeconds]
 	return ok
 }
 

@@ -2,7 +2,6 @@ package translate
 
 import (
 	"fmt"
-
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -37,25 +36,56 @@ func VirtualStatus(virtual, host *corev1.Pod) corev1.PodStatus {
 }
 
 // conditions takes the host's conditions and keeps the virtual pod's own
-// readiness-gate conditions, which only the virtual cluster sets.
+// readiness-gate conditions, which only the virtual cluster sets, and its
+// own PodScheduled condition once it is bound (see scheduledCondition).
 func conditions(virtual, host *corev1.Pod) []corev1.PodCondition {
-	gates := map[corev1.PodConditionType]bool{}
+	virtualOwned := map[corev1.PodConditionType]bool{}
 	for _, g := range virtual.Spec.ReadinessGates {
-		gates[g.ConditionType] = true
+		virtualOwned[g.ConditionType] = true
 	}
 	var out []corev1.PodCondition
 	for _, c := range host.Status.Conditions {
-		if !gates[c.Type] {
+		switch {
+		case virtualOwned[c.Type]:
+		case c.Type == corev1.PodScheduled:
+			if scheduled, ok := scheduledCondition(virtual, c); ok {
+				out = append(out, scheduled)
+			}
+		default:
 			c.ObservedGeneration = virtual.Generation
 			out = append(out, c)
 		}
 	}
 	for _, c := range virtual.Status.Conditions {
-		if gates[c.Type] {
+		if virtualOwned[c.Type] {
 			out = append(out, c)
 		}
 	}
 	return gateReadiness(virtual, out)
+}
+
+// scheduledCondition is the virtual pod's PodScheduled condition given the
+// host's, or false when it should have none. The binding to the virtual
+// node sets the virtual pod's own PodScheduled, which is kept: its time is
+// the virtual cluster's, and rewriting it would cost a write per pod. A host
+// pod gated while the virtual pod has no gates of its own waits for
+// podbridge (GateVirtualPod), not for the tenant, so that SchedulingGated
+// condition is not the virtual pod's (the host scheduler may also still
+// show it a moment after the gate went). Any other host view
+// (unschedulable, gated by the tenant's own gates) is copied.
+func scheduledCondition(virtual *corev1.Pod, c corev1.PodCondition) (corev1.PodCondition, bool) {
+	if virtual.Spec.NodeName != "" {
+		for _, own := range virtual.Status.Conditions {
+			if own.Type == corev1.PodScheduled && own.Status == corev1.ConditionTrue {
+				return own, true
+			}
+		}
+	}
+	if c.Reason == corev1.PodReasonSchedulingGated && len(virtual.Spec.SchedulingGates) == 0 {
+		return c, false
+	}
+	c.ObservedGeneration = virtual.Generation
+	return c, true
 }
 
 // gateReadiness applies the virtual pod's readiness gates to Ready, as the

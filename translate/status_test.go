@@ -2,8 +2,11 @@ package translate
 
 import (
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func TestVirtualStatusAppliesReadinessGates(t *testing.T) {
@@ -44,6 +47,47 @@ func TestVirtualStatusAppliesReadinessGates(t *testing.T) {
 				if !found {
 					t.Errorf("gate condition %s was not kept", c.Type)
 				}
+			}
+		})
+	}
+}
+
+func TestVirtualStatusPodScheduled(t *testing.T) {
+	bindingTime := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 5, 0, time.UTC))
+	hostTime := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 4, 0, time.UTC))
+	gated := corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonSchedulingGated}
+	unschedulable := corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable, Message: "0/3 nodes are available"}
+	hostScheduled := corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: hostTime}
+	bound := corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: bindingTime}
+	tests := []struct {
+		name         string
+		virtualGates []corev1.PodSchedulingGate
+		nodeName     string
+		virtual      []corev1.PodCondition
+		host         corev1.PodCondition
+		want         *corev1.PodCondition
+	}{
+		{"held by podbridge's gate only: not the tenant's", nil, "", nil, gated, nil},
+		{"held by the tenant's own gate", []corev1.PodSchedulingGate{{Name: "example.com/quota"}}, "", nil, gated, &gated},
+		{"unschedulable on the host", nil, "", nil, unschedulable, &unschedulable},
+		{"scheduled on the host, virtual not bound yet", nil, "", nil, hostScheduled, &hostScheduled},
+		{"bound: the binding's condition is kept", nil, "node-1", []corev1.PodCondition{bound}, hostScheduled, &bound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			virtual := &corev1.Pod{
+				Spec:   corev1.PodSpec{NodeName: tt.nodeName, SchedulingGates: tt.virtualGates},
+				Status: corev1.PodStatus{Conditions: tt.virtual},
+			}
+			host := &corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodPending, Conditions: []corev1.PodCondition{tt.host}}}
+			var got *corev1.PodCondition
+			for _, c := range VirtualStatus(virtual, host).Conditions {
+				if c.Type == corev1.PodScheduled {
+					got = &c
+				}
+			}
+			if !apiequality.Semantic.DeepEqual(got, tt.want) {
+				t.Errorf("PodScheduled = %+v, want %+v", got, tt.want)
 			}
 		})
 	}

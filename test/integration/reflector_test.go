@@ -201,6 +201,52 @@ func TestHostDeletionEndsBarePod(t *testing.T) {
 	}
 }
 
+// A pod the host cannot schedule shows why on its virtual pod, which stays
+// unbound; deleting it (the apiserver removes an unbound pod at once, with
+// no graceful phase for the reflector to see) removes its host pod at once
+// rather than through the orphan grace period.
+func TestUnboundPodDeletionRemovesHostPodAtOnce(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	pod := simplePod(ns, "nowhere")
+	pod.Spec.NodeSelector = map[string]string{"example.com/no-such-node": "true"}
+	if err := virtualClient.Create(ctx, pod); err != nil {
+		t.Fatalf("creating virtual pod: %v", err)
+	}
+	eventually(t, 30*time.Second, "virtual pod shows the host's Unschedulable", func(ctx context.Context) (bool, string) {
+		if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
+			return false, err.Error()
+		}
+		for _, c := range pod.Status.Conditions {
+			if c.Type == corev1.PodScheduled {
+				return c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable, fmt.Sprintf("%s %s: %s", c.Status, c.Reason, c.Message)
+			}
+		}
+		return false, "no PodScheduled condition"
+	})
+	if pod.Spec.NodeName != "" {
+		t.Fatalf("virtual pod bound to %s, want unbound", pod.Spec.NodeName)
+	}
+	host, err := getHostPod(ctx, pod)
+	if err != nil {
+		t.Fatalf("reading host pod: %v", err)
+	}
+
+	deletes, orphans := actionCount(t, "delete_host"), actionCount(t, "orphan_delete")
+	if err := virtualClient.Delete(ctx, pod); err != nil {
+		t.Fatalf("deleting virtual pod: %v", err)
+	}
+	eventually(t, orphanGrace+20*time.Second, "host pod deleted", func(ctx context.Context) (bool, string) {
+		return goneOrGoing(ctx, hostClient, host)
+	})
+	if got := actionCount(t, "delete_host"); got <= deletes {
+		t.Errorf("delete_host actions %v, want more than %v: the host pod went another way", got, deletes)
+	}
+	if got := actionCount(t, "orphan_delete"); got != orphans {
+		t.Errorf("orphan_delete actions %v, want %v: the host pod waited for the orphan grace period", got, orphans)
+	}
+}
+
 // A host pod carrying this virtual cluster's marks whose virtual pod does
 // not exist is deleted once it is older than the orphan grace period, and
 // not before; another virtual cluster's pod is left alone.
