@@ -279,6 +279,12 @@ func (r *PodReconciler) reconcileHostGone(ctx context.Context, virtual *corev1.P
 }
 
 func (r *PodReconciler) removeVirtual(ctx context.Context, virtual *corev1.Pod) error {
+	if g := virtual.DeletionGracePeriodSeconds; virtual.DeletionTimestamp != nil && g != nil && *g == 0 {
+		// Being removed already: the apiserver records a grace period of 0
+		// (an event of its own) before it removes the pod, and removes it
+		// once its finalizers are gone; another delete adds nothing.
+		return nil
+	}
 	before := virtual.ResourceVersion
 	err := r.Virtual.Delete(ctx, virtual, client.Preconditions{UID: &virtual.UID}, client.GracePeriodSeconds(0))
 	switch {

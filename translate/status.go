@@ -26,7 +26,7 @@ func VirtualStatus(virtual, host *corev1.Pod) corev1.PodStatus {
 		QOSClass:                   virtual.Status.QOSClass,
 		Resize:                     hs.Resize, //nolint:staticcheck // still reported by older kubelets.
 		Resources:                  hs.Resources,
-		ObservedGeneration:         virtual.Generation,
+		ObservedGeneration:         observedGeneration(hs.ObservedGeneration, virtual, host),
 		ContainerStatuses:          containerStatuses(virtual.Spec.Containers, hs.ContainerStatuses),
 		InitContainerStatuses:      containerStatuses(virtual.Spec.InitContainers, hs.InitContainerStatuses),
 		EphemeralContainerStatuses: ephemeralStatuses(virtual.Spec.EphemeralContainers, hs.EphemeralContainerStatuses),
@@ -48,11 +48,11 @@ func conditions(virtual, host *corev1.Pod) []corev1.PodCondition {
 		switch {
 		case virtualOwned[c.Type]:
 		case c.Type == corev1.PodScheduled:
-			if scheduled, ok := scheduledCondition(virtual, c); ok {
+			if scheduled, ok := scheduledCondition(virtual, host, c); ok {
 				out = append(out, scheduled)
 			}
 		default:
-			c.ObservedGeneration = virtual.Generation
+			c.ObservedGeneration = observedGeneration(c.ObservedGeneration, virtual, host)
 			out = append(out, c)
 		}
 	}
@@ -73,7 +73,7 @@ func conditions(virtual, host *corev1.Pod) []corev1.PodCondition {
 // condition is not the virtual pod's (the host scheduler may also still
 // show it a moment after the gate went). Any other host view
 // (unschedulable, gated by the tenant's own gates) is copied.
-func scheduledCondition(virtual *corev1.Pod, c corev1.PodCondition) (corev1.PodCondition, bool) {
+func scheduledCondition(virtual, host *corev1.Pod, c corev1.PodCondition) (corev1.PodCondition, bool) {
 	if virtual.Spec.NodeName != "" {
 		for _, own := range virtual.Status.Conditions {
 			if own.Type == corev1.PodScheduled && own.Status == corev1.ConditionTrue {
@@ -84,8 +84,25 @@ func scheduledCondition(virtual *corev1.Pod, c corev1.PodCondition) (corev1.PodC
 	if c.Reason == corev1.PodReasonSchedulingGated && len(virtual.Spec.SchedulingGates) == 0 {
 		return c, false
 	}
-	c.ObservedGeneration = virtual.Generation
+	c.ObservedGeneration = observedGeneration(c.ObservedGeneration, virtual, host)
 	return c, true
+}
+
+// observedGeneration maps a generation the host reports as observed (by
+// its kubelet or scheduler) to the virtual pod's: the virtual generation
+// once the host has observed the host pod's latest spec (the reflector
+// carries virtual spec changes down), the one the virtual pod reported
+// before while it has not, and none when the host reports none (kubelets
+// before pod generation tracking, kwok).
+func observedGeneration(hostObserved int64, virtual, host *corev1.Pod) int64 {
+	switch {
+	case hostObserved == 0:
+		return 0
+	case hostObserved >= host.Generation:
+		return virtual.Generation
+	default:
+		return virtual.Status.ObservedGeneration
+	}
 }
 
 // gateReadiness applies the virtual pod's readiness gates to Ready, as the

@@ -92,3 +92,29 @@ func TestVirtualStatusPodScheduled(t *testing.T) {
 		})
 	}
 }
+
+func TestVirtualStatusObservedGeneration(t *testing.T) {
+	tests := []struct {
+		name                             string
+		hostGeneration, hostObserved     int64
+		virtualGeneration, virtualBefore int64
+		want                             int64
+	}{
+		{"host reports none (kwok, older kubelets)", 1, 0, 3, 0, 0},
+		{"host caught up with its spec", 2, 2, 3, 2, 3},
+		{"host not yet caught up", 3, 2, 4, 3, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cond := corev1.PodCondition{Type: corev1.PodReady, Status: corev1.ConditionTrue, ObservedGeneration: tt.hostObserved}
+			host := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Generation: tt.hostGeneration},
+				Status: corev1.PodStatus{ObservedGeneration: tt.hostObserved, Conditions: []corev1.PodCondition{cond}}}
+			virtual := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Generation: tt.virtualGeneration},
+				Status: corev1.PodStatus{ObservedGeneration: tt.virtualBefore}}
+			status := VirtualStatus(virtual, host)
+			if status.ObservedGeneration != tt.want || status.Conditions[0].ObservedGeneration != tt.want {
+				t.Errorf("observedGeneration %d, Ready's %d, want %d", status.ObservedGeneration, status.Conditions[0].ObservedGeneration, tt.want)
+			}
+		})
+	}
+}
