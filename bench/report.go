@@ -47,6 +47,11 @@ func Markdown(res *Results) string {
 	for _, r := range res.Create.Ratios {
 		p("| %d | %.2f | %.2f | %.2f | %.2f ms |\n", r.Concurrency, r.P50, r.P99, r.Throughput, r.OverheadP50Ms)
 	}
+	p("\nCPU while each series ran, every process of the run (the pods' follow-up work, such as the reflector's, counts while it overlaps):\n\n")
+	p("| way | concurrency | machine busy | CPU ms per pod | most CPU (s) |\n|---|---|---|---|---|\n")
+	for _, ser := range res.Create.Series {
+		p("| %s | %d | %.0f%% | %.1f | %s |\n", ser.Way, ser.Concurrency, ser.CPU.Busy*100, ratio(ser.CPU.Total()*1000, float64(ser.Created)), topCPU(ser.CPU, 5))
+	}
 
 	p("\n## 2. Admission stages inside the webhook\n\nSource: %s.\n\n", res.Admission.Source)
 	p("| concurrency | stage | count | mean ms | p50 ms | p99 ms |\n|---|---|---|---|---|---|\n")
@@ -67,6 +72,8 @@ func Markdown(res *Results) string {
 	p("Method: %s.\n\n", r.Method)
 	p("| changes | target /s | achieved /s | write errors | lost | p50 ms | p90 ms | p99 ms | max ms |\n|---|---|---|---|---|---|---|---|---|\n")
 	p("| %d | %.0f | %.1f | %d | %d | %.1f | %.1f | %.1f | %.1f |\n", r.Changes, r.TargetRate, r.AchievedRate, r.WriteErrors, r.Lost, r.Lag.P50, r.Lag.P90, r.Lag.P99, r.Lag.Max)
+	p("\nCPU while the changes ran: machine %.0f%% busy, %.1f CPU ms per change; most CPU (s): %s.\n",
+		r.CPU.Busy*100, ratio(r.CPU.Total()*1000, float64(r.Changes)), topCPU(r.CPU, 6))
 
 	c := res.Cost
 	p("\n## 5. Cost per pod through its life (%d pods: create → Ready → delete)\n\n", c.Pods)

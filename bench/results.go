@@ -74,6 +74,8 @@ type CreateSeries struct {
 	PodsPerSecond float64   `json:"podsPerSecond"`
 	Latency       Summary   `json:"latencyMs"`
 	SamplesMs     []float64 `json:"samplesMs"`
+	// CPU is every process' CPU time during the measured creates.
+	CPU CPUUse `json:"cpu"`
 }
 
 // CreateRatio compares podbridge with the other ways at one concurrency.
@@ -138,6 +140,8 @@ type ReflectionResults struct {
 	Lost      int       `json:"lost"`
 	Lag       Summary   `json:"lagMs"`
 	SamplesMs []float64 `json:"samplesMs"`
+	// CPU is every process' CPU time while the status changes ran.
+	CPU CPUUse `json:"cpu"`
 	// DeleteSeconds is the removal of all pods afterwards, both sides.
 	DeleteSeconds float64 `json:"deleteSeconds"`
 }

@@ -20,6 +20,7 @@ var minimumRequests = []RequestRow{
 	{Cluster: "host", Verb: "DELETE", Resource: "secrets", Minimum: 1, Why: "reflector: remove the token Secret with its pod"},
 	{Cluster: "virtual", Verb: "POST", Resource: "serviceaccounts/token", Minimum: 1, Why: "reflector: a token bound to the virtual pod"},
 	{Cluster: "virtual", Verb: "POST", Resource: "pods/binding", Minimum: 1, Why: "reflector: bind to the mirrored node"},
+	{Cluster: "virtual", Verb: "POST", Resource: "events.events.k8s.io", Minimum: 1, Why: "reflector: the Scheduled event issue 4 asks for (a scheduler emits one per pod too)"},
 	{Cluster: "virtual", Verb: "PUT", Resource: "pods/status", Minimum: 1, Why: "reflector: Running and Ready in one write"},
 	{Cluster: "virtual", Verb: "DELETE", Resource: "pods", Minimum: 1, Why: "reflector: remove the virtual pod once the host pod is gone"},
 }

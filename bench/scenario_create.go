@@ -103,8 +103,10 @@ func (e *env) createSeries(ctx context.Context, way createWay, concurrency int) 
 		}
 	}
 	log.Info("Creating pods", "pods", n)
+	cpuBefore := takeCPUSnapshot()
 	run := createPods(sctx, pods, podNames(prefix, n), way.name, concurrency)
 	series := seriesOf(way.name, concurrency, n, run)
+	series.CPU = takeCPUSnapshot().since(cpuBefore)
 	log.Info("Created pods", "created", series.Created, "errors", series.Errors, "p50Ms", series.Latency.P50, "p99Ms", series.Latency.P99, "podsPerSecond", series.PodsPerSecond)
 
 	var stages []AdmissionStage

@@ -182,6 +182,8 @@ func (e *env) measureLag(ctx context.Context, w *podWatcher, names []string, ref
 	// write takes a second; fewer would turn a slow apiserver into a lower
 	// rate rather than into lag.
 	workers := max(16, int(e.cfg.LagRate))
+	cpuBefore := takeCPUSnapshot()
+	defer func() { refl.CPU = takeCPUSnapshot().since(cpuBefore) }()
 	refl.AchievedRate = paced(lctx, e.cfg.LagRate, changes, workers, func(ctx context.Context, i int) {
 		// With more changes than pods, a pod changes again only after
 		// every other pod has: its previous change has long arrived.

@@ -243,24 +243,39 @@ func (r *PodReconciler) reconcileVirtualDeletion(ctx context.Context, virtual, h
 	return reconcile.Result{}, nil
 }
 
+// hostPodCacheLag is how long a new virtual pod's host pod may take to
+// show in the cache before the reflector asks the host apiserver.
+const hostPodCacheLag = 5 * time.Second
+
 // reconcileHostGone handles a virtual pod whose host pod is not in the cache:
-// if the host apiserver confirms it is gone (deleted, evicted or preempted on
-// the host), the virtual pod gets a final status saying so and is removed,
+// once its deletion was seen, or the host apiserver confirms it is gone
+// (deleted, evicted or preempted on the host), the virtual pod gets a final
+// status saying so and is removed,
 // so its controller replaces it; a bare pod is not re-created behind the
 // tenant's back.
 func (r *PodReconciler) reconcileHostGone(ctx context.Context, virtual *corev1.Pod, hostKey types.NamespacedName) (reconcile.Result, error) {
-	live, err := getPod(ctx, r.HostReader, hostKey)
-	if err != nil {
-		return reconcile.Result{}, err
-	}
-	syncID := virtual.Annotations[translate.AnnotationSyncID]
-	if live != nil && live.Annotations[translate.AnnotationSyncID] == syncID {
-		return reconcile.Result{}, nil // the cache lags; the host pod's event is on its way.
-	}
 	key := client.ObjectKeyFromObject(virtual)
+	syncID := virtual.Annotations[translate.AnnotationSyncID]
+	last := r.lastSeen.get(key, syncID)
+	if last == nil {
+		// No deletion seen. The webhook creates the host pod just before
+		// the virtual pod is stored, so a new pod's host pod may not be in
+		// the cache yet: its event brings us back. Otherwise (an older
+		// pod, a restarted reflector) the host apiserver is asked.
+		if age := r.Clock.Since(virtual.CreationTimestamp.Time); age < hostPodCacheLag {
+			return reconcile.Result{RequeueAfter: hostPodCacheLag - age}, nil
+		}
+		live, err := getPod(ctx, r.HostReader, hostKey)
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		if live != nil && live.Annotations[translate.AnnotationSyncID] == syncID {
+			return reconcile.Result{}, nil // the cache lags; the host pod's event is on its way.
+		}
+	}
 	if virtual.Status.Phase != corev1.PodFailed && virtual.Status.Phase != corev1.PodSucceeded {
 		updated := virtual.DeepCopy()
-		updated.Status = translate.HostGoneStatus(virtual, r.lastSeen.get(key, syncID), metav1.NewTime(r.Clock.Now()))
+		updated.Status = translate.HostGoneStatus(virtual, last, metav1.NewTime(r.Clock.Now()))
 		if err := r.Virtual.Status().Update(ctx, forWrite(updated), client.FieldOwner(FieldManager)); err != nil {
 			if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 				return reconcile.Result{}, nil // a newer virtual pod's event brings us back.

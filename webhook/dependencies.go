@@ -24,32 +24,38 @@ import (
 // translate.GateVirtualPod.
 func (m *PodMutator) ensureDependencies(ctx context.Context, virtual *corev1.Pod, deps *translate.Dependencies) error {
 	for _, ref := range deps.ConfigMaps {
-		if m.copyCurrent(ctx, "ConfigMap", virtual.Namespace, ref) {
-			continue
-		}
-		src := &corev1.ConfigMap{}
-		found, err := m.readVirtual(ctx, virtual.Namespace, ref.Name, src)
-		if err == nil && found {
-			err = m.ensureHostCopy(ctx, translate.HostConfigMap(src, m.Config))
-		}
-		if err != nil {
+		if err := m.ensureCopy(ctx, "ConfigMap", virtual.Namespace, ref, func(src client.Object) client.Object {
+			return translate.HostConfigMap(src.(*corev1.ConfigMap), m.Config)
+		}, &corev1.ConfigMap{}); err != nil {
 			return err
 		}
 	}
 	for _, ref := range deps.Secrets {
-		if m.copyCurrent(ctx, "Secret", virtual.Namespace, ref) {
-			continue
-		}
-		src := &corev1.Secret{}
-		found, err := m.readVirtual(ctx, virtual.Namespace, ref.Name, src)
-		if err == nil && found {
-			err = m.ensureHostCopy(ctx, translate.HostSecret(src, m.Config))
-		}
-		if err != nil {
+		if err := m.ensureCopy(ctx, "Secret", virtual.Namespace, ref, func(src client.Object) client.Object {
+			return translate.HostSecret(src.(*corev1.Secret), m.Config)
+		}, &corev1.Secret{}); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// ensureCopy puts the host copy of one referenced object in place, unless
+// it is current. Admissions that need the same copy at once (the first
+// pods of a namespace all read kube-root-ca.crt) share one read and one
+// write instead of racing to create it.
+func (m *PodMutator) ensureCopy(ctx context.Context, kind, namespace string, ref translate.Reference, hostCopy func(client.Object) client.Object, src client.Object) error {
+	if m.copyCurrent(ctx, kind, namespace, ref) {
+		return nil
+	}
+	_, err, _ := m.inflight.Do(kind+"/"+ref.HostName, func() (any, error) {
+		found, err := m.readVirtual(ctx, namespace, ref.Name, src)
+		if err != nil || !found {
+			return nil, err
+		}
+		return nil, m.ensureHostCopy(ctx, hostCopy(src))
+	})
+	return err
 }
 
 // copyCurrent reports whether this process put the copy of ref on the host

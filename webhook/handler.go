@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/singleflight"
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -58,6 +59,8 @@ type PodMutator struct {
 	Originals *OriginalsCache
 
 	copies copiesSeen
+	// inflight joins concurrent copies of the same object.
+	inflight singleflight.Group
 }
 
 var _ admission.Handler = &PodMutator{}
