@@ -29,7 +29,7 @@ import (
 func HostPodUpdate(virtual, host *corev1.Pod, managers []string) (*corev1.Pod, bool) {
 	// Parsed only when a key may have to go: most reconciles remove nothing.
 	owned := sync.OnceValue(func() ownedKeys { return ownedByManagers(host.ManagedFields, managers) })
-	out := host.DeepCopy()
+	out := updatableCopy(host)
 	out.Labels = mergeTenantKeys(virtual.Labels, host.Labels, func(k string) bool { return owned().labels[k] }, isPodbridgeLabel)
 	out.Annotations = mergeTenantKeys(virtual.Annotations, host.Annotations, func(k string) bool { return owned().annotations[k] }, IsReserved)
 
@@ -85,10 +85,43 @@ func HostPodUpdate(virtual, host *corev1.Pod, managers []string) (*corev1.Pod, b
 		}
 	}
 
-	if apiequality.Semantic.DeepEqual(out, host) {
+	if updatableEqual(out, host) {
 		return host, false
 	}
 	return out, true
+}
+
+// updatableCopy copies host for HostPodUpdate: the fields it may change are
+// copied, the rest is shared with host (a reconcile runs once per status
+// change; copying and comparing whole pods was a fifth of its CPU). A
+// container is copied shallowly: only its image changes.
+func updatableCopy(host *corev1.Pod) *corev1.Pod {
+	out := *host
+	out.Labels, out.Annotations = maps.Clone(host.Labels), maps.Clone(host.Annotations)
+	spec := &out.Spec
+	spec.Containers = slices.Clone(host.Spec.Containers)
+	spec.InitContainers = slices.Clone(host.Spec.InitContainers)
+	spec.Tolerations = slices.Clone(host.Spec.Tolerations)
+	spec.NodeSelector = maps.Clone(host.Spec.NodeSelector)
+	spec.Affinity = host.Spec.Affinity.DeepCopy()
+	spec.SchedulingGates = slices.Clone(host.Spec.SchedulingGates)
+	return &out
+}
+
+// updatableEqual compares the fields updatableCopy copies.
+func updatableEqual(a, b *corev1.Pod) bool {
+	as, bs := &a.Spec, &b.Spec
+	return maps.Equal(a.Labels, b.Labels) && maps.Equal(a.Annotations, b.Annotations) &&
+		imagesEqual(as.Containers, bs.Containers) && imagesEqual(as.InitContainers, bs.InitContainers) &&
+		ptr.Equal(as.ActiveDeadlineSeconds, bs.ActiveDeadlineSeconds) &&
+		apiequality.Semantic.DeepEqual(as.Tolerations, bs.Tolerations) &&
+		maps.Equal(as.NodeSelector, bs.NodeSelector) &&
+		apiequality.Semantic.DeepEqual(as.Affinity, bs.Affinity) &&
+		slices.Equal(as.SchedulingGates, bs.SchedulingGates)
+}
+
+func imagesEqual(a, b []corev1.Container) bool {
+	return slices.EqualFunc(a, b, func(x, y corev1.Container) bool { return x.Image == y.Image })
 }
 
 // ReleaseHostPod gives host the virtual pod's UID and removes
@@ -124,7 +157,11 @@ func isGateVirtualPod(g corev1.PodSchedulingGate) bool { return g.Name == GateVi
 // Only the resources the virtual pod names are set: the host may have added
 // others (a LimitRange's defaults), and a resize cannot remove any.
 func HostPodResize(virtual, host *corev1.Pod) (*corev1.Pod, bool) {
-	out := host.DeepCopy()
+	// As in HostPodUpdate, only what a resize changes is copied and compared.
+	out := *host
+	out.Spec.Containers = resizableCopy(host.Spec.Containers)
+	out.Spec.InitContainers = resizableCopy(host.Spec.InitContainers)
+	out.Spec.Resources = host.Spec.Resources.DeepCopy()
 	resizeContainers(out.Spec.Containers, virtual.Spec.Containers)
 	resizeContainers(out.Spec.InitContainers, virtual.Spec.InitContainers)
 	if virtual.Spec.Resources != nil {
@@ -133,10 +170,27 @@ func HostPodResize(virtual, host *corev1.Pod) (*corev1.Pod, bool) {
 		}
 		mergeResources(out.Spec.Resources, virtual.Spec.Resources)
 	}
-	if apiequality.Semantic.DeepEqual(out, host) {
+	if resourcesEqual(out.Spec.Containers, host.Spec.Containers) && resourcesEqual(out.Spec.InitContainers, host.Spec.InitContainers) &&
+		apiequality.Semantic.DeepEqual(out.Spec.Resources, host.Spec.Resources) {
 		return host, false
 	}
-	return out, true
+	return &out, true
+}
+
+// resizableCopy copies containers with their resources, which a resize
+// changes in place; the rest of each container is shared.
+func resizableCopy(containers []corev1.Container) []corev1.Container {
+	out := slices.Clone(containers)
+	for i := range out {
+		out[i].Resources = *containers[i].Resources.DeepCopy()
+	}
+	return out
+}
+
+func resourcesEqual(a, b []corev1.Container) bool {
+	return slices.EqualFunc(a, b, func(x, y corev1.Container) bool {
+		return apiequality.Semantic.DeepEqual(x.Resources, y.Resources) && slices.Equal(x.ResizePolicy, y.ResizePolicy)
+	})
 }
 
 // isPodbridgeLabel reports whether podbridge sets the host label key itself.
