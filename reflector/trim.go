@@ -6,6 +6,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	toolscache "k8s.io/client-go/tools/cache"
+
+	"github.com/podbridge/podbridge/translate"
 )
 
 // trimManagedFields is a cache transform that keeps of a pod's
@@ -27,12 +29,15 @@ func trimManagedFields(trim func(*metav1.ManagedFieldsEntry) bool) toolscache.Tr
 	}
 }
 
-// hostPodFields keeps the entries of podbridge's field managers, which
-// HostPodUpdate reads to know which keys are the tenant's, and the time of
+// hostPodFields keeps of the entries of podbridge's field managers the
+// keys HostPodUpdate reads to know which are the tenant's, and the time of
 // every status write, which StatusChangedAt reads.
 func hostPodFields(e *metav1.ManagedFieldsEntry) bool {
 	switch {
 	case slices.Contains(podbridgeManagers, e.Manager):
+		if e.FieldsV1 != nil && e.Subresource == "" {
+			e.FieldsV1.SetRawBytes(translate.OwnedKeysFields(e.FieldsV1.GetRawBytes()))
+		}
 		return true
 	case e.Subresource == "status":
 		e.FieldsV1 = nil

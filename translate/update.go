@@ -312,6 +312,34 @@ func ownedByManagers(entries []metav1.ManagedFieldsEntry, managers []string) own
 	return o
 }
 
+// OwnedKeysFields cuts a fieldsV1 tree down to what ownedByManagers reads:
+// the label and annotation keys and the scheduling gates. A pod's create
+// entry lists every field of its spec; the reflector's cache keeps only
+// this. A tree it cannot parse is returned as it is.
+func OwnedKeysFields(raw []byte) []byte {
+	var root fieldSet
+	if err := json.Unmarshal(raw, &root); err != nil {
+		return raw
+	}
+	out := map[string]map[string]json.RawMessage{}
+	keep := func(parent, child string) {
+		if v, ok := root.child(parent)[child]; ok {
+			if out[parent] == nil {
+				out[parent] = map[string]json.RawMessage{}
+			}
+			out[parent][child] = v
+		}
+	}
+	keep("f:metadata", "f:labels")
+	keep("f:metadata", "f:annotations")
+	keep("f:spec", "f:schedulingGates")
+	cut, err := json.Marshal(out)
+	if err != nil {
+		return raw
+	}
+	return cut
+}
+
 // fieldSet is one level of a managedFields fieldsV1 tree.
 type fieldSet map[string]json.RawMessage
 

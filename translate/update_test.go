@@ -1,6 +1,8 @@
 package translate
 
 import (
+	"reflect"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -369,4 +371,28 @@ func TestHostPodResize(t *testing.T) {
 			t.Errorf("pod-level resources %v, want cpu request 2", got.Spec.Resources)
 		}
 	})
+}
+
+// The cut-down fieldsV1 tree still owns the same label, annotation and
+// scheduling-gate keys, and nothing else is kept.
+func TestOwnedKeysFields(t *testing.T) {
+	full := `{"f:metadata":{"f:labels":{".":{},"f:app":{}},"f:annotations":{"f:note":{}},"f:generateName":{}},` +
+		`"f:spec":{"f:schedulingGates":{"k:{\"name\":\"example.com/quota\"}":{".":{},"f:name":{}}},"f:containers":{"k:{\"name\":\"c\"}":{"f:image":{}}}}}`
+	entry := func(raw string) []metav1.ManagedFieldsEntry { return []metav1.ManagedFieldsEntry{managed(webhookManager, raw)} }
+	want := ownedByManagers(entry(full), updateManagers)
+	cut := string(OwnedKeysFields([]byte(full)))
+	if got := ownedByManagers(entry(cut), updateManagers); !reflect.DeepEqual(got, want) {
+		t.Errorf("owned keys after the cut %+v, want %+v", got, want)
+	}
+	if !want.labels["app"] || !want.annotations["note"] || !want.gates["example.com/quota"] {
+		t.Fatalf("fixture owns %+v", want)
+	}
+	for _, gone := range []string{"f:generateName", "f:containers"} {
+		if strings.Contains(cut, gone) {
+			t.Errorf("cut tree keeps %s: %s", gone, cut)
+		}
+	}
+	if got := string(OwnedKeysFields([]byte("{not json"))); got != "{not json" {
+		t.Errorf("unparsable tree changed to %q", got)
+	}
 }
