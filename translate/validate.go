@@ -9,6 +9,46 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
+// ValidateMetadataUpdate refuses an update of a virtual pod that adds,
+// changes or removes podbridge's own labels or annotations: the reflector
+// pairs pods by them (the sync ID) and the tenant must not forge them after
+// creation any more than at it.
+func ValidateMetadataUpdate(old, pod *corev1.Pod) field.ErrorList {
+	var errs field.ErrorList
+	meta := field.NewPath("metadata")
+	for _, key := range changedKeys(old.Labels, pod.Labels) {
+		if IsReserved(key) {
+			errs = append(errs, field.Forbidden(meta.Child("labels").Key(key), "the "+Prefix+" prefix is reserved for podbridge"))
+		}
+	}
+	if pod.Labels[LabelManagedBy] == ManagedByValue && old.Labels[LabelManagedBy] != ManagedByValue {
+		errs = append(errs, field.Forbidden(meta.Child("labels").Key(LabelManagedBy), "the value "+ManagedByValue+" is reserved for podbridge"))
+	}
+	for _, key := range changedKeys(old.Annotations, pod.Annotations) {
+		if IsReserved(key) {
+			errs = append(errs, field.Forbidden(meta.Child("annotations").Key(key), "podbridge sets the "+Prefix+" annotations; they cannot change"))
+		}
+	}
+	return errs
+}
+
+// changedKeys lists, sorted, the keys whose presence or value differ.
+func changedKeys(old, updated map[string]string) []string {
+	var keys []string
+	for k, v := range updated {
+		if was, ok := old[k]; !ok || was != v {
+			keys = append(keys, k)
+		}
+	}
+	for k := range old {
+		if _, ok := updated[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys
+}
+
 // validateMetadata refuses a pod that claims podbridge's own labels or
 // annotations: the reflector trusts them to find and pair its pods.
 func validateMetadata(pod *corev1.Pod) field.ErrorList {

@@ -86,8 +86,10 @@ func (m *PodMutator) handle(ctx context.Context, req admission.Request) admissio
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("not a pod admission request (uid %q, resource %q, subresource %q, kind %q)", req.UID, req.Resource.Resource, req.SubResource, req.Kind.Kind))
 	case req.SubResource == "ephemeralcontainers" && req.Operation == admissionv1.Update:
 		return m.admitEphemeralContainers(req)
+	case req.SubResource == "" && req.Operation == admissionv1.Update:
+		return m.admitUpdate(req)
 	case req.Operation != admissionv1.Create || req.SubResource != "":
-		return admission.Allowed("podbridge acts only on pod creation and ephemeral containers")
+		return admission.Allowed("podbridge acts only on pod creation, updates and ephemeral containers")
 	}
 	start := time.Now()
 	mutated := &corev1.Pod{}
@@ -147,6 +149,22 @@ func (m *PodMutator) handle(ctx context.Context, req admission.Request) admissio
 		translate.AnnotationHostName: host.Name,
 	})...)
 	return admission.Patched("", patch...)
+}
+
+// admitUpdate refuses pod updates that touch podbridge's own labels and
+// annotations; the reflector carries the others to the host pod.
+func (m *PodMutator) admitUpdate(req admission.Request) admission.Response {
+	old, pod := &corev1.Pod{}, &corev1.Pod{}
+	if err := decoder.DecodeRaw(req.OldObject, old); err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod before the update: %w", err))
+	}
+	if err := decoder.DecodeRaw(req.Object, pod); err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding pod: %w", err))
+	}
+	if errs := translate.ValidateMetadataUpdate(old, pod); len(errs) > 0 {
+		return invalid(pod, errs...)
+	}
+	return admission.Allowed("the reflector carries the update to the host pod")
 }
 
 // admitEphemeralContainers checks the ephemeral containers a pod is given

@@ -159,9 +159,13 @@ func TestOnlyPodCreatesAreHandled(t *testing.T) {
 		return nil
 	})
 	req := request(t, pod("web", ""), false)
-	req.Operation = admissionv1.Update
+	req.Operation, req.OldObject = admissionv1.Update, req.Object
 	if resp := m.Handle(context.Background(), req); !resp.Allowed || len(resp.Patches) > 0 {
 		t.Errorf("update: %+v", resp)
+	}
+	req.Operation = admissionv1.Delete
+	if resp := m.Handle(context.Background(), req); !resp.Allowed || len(resp.Patches) > 0 {
+		t.Errorf("delete: %+v", resp)
 	}
 	privileged := pod("web", "")
 	privileged.Spec.HostPID = true
@@ -217,6 +221,49 @@ func TestPatchAppliesToThePodAsSent(t *testing.T) {
 			maps.Copy(want, tt.want)
 			if got.Name != "web-abcde" || !maps.Equal(got.Annotations, want) {
 				t.Errorf("patched pod: name %q annotations %v, want web-abcde and %v", got.Name, got.Annotations, want)
+			}
+		})
+	}
+}
+
+// An update may change the tenant's labels and annotations, never
+// podbridge's: the refusal names the field.
+func TestUpdatesCannotTouchPodbridgeKeys(t *testing.T) {
+	admitted := func() *corev1.Pod {
+		p := pod("web", "")
+		p.Labels = map[string]string{"app": "web"}
+		p.Annotations = map[string]string{translate.AnnotationSyncID: "sync-1", translate.AnnotationHostName: "web-x-team-x-vc", "note": "a"}
+		return p
+	}
+	tests := []struct {
+		name      string
+		change    func(p *corev1.Pod)
+		wantField string // "" when the update is allowed
+	}{
+		{"tenant keys change", func(p *corev1.Pod) { p.Labels["app"] = "api"; p.Annotations["note"] = "b" }, ""},
+		{"nothing changes", func(*corev1.Pod) {}, ""},
+		{"sync ID changed", func(p *corev1.Pod) { p.Annotations[translate.AnnotationSyncID] = "other" }, "metadata.annotations[podbridge.io/sync-id]"},
+		{"host name removed", func(p *corev1.Pod) { delete(p.Annotations, translate.AnnotationHostName) }, "metadata.annotations[podbridge.io/host-name]"},
+		{"reserved annotation added", func(p *corev1.Pod) { p.Annotations[translate.AnnotationUID] = "u" }, "metadata.annotations[podbridge.io/uid]"},
+		{"reserved label added", func(p *corev1.Pod) { p.Labels[translate.LabelVCluster] = "other" }, "metadata.labels[podbridge.io/vcluster]"},
+		{"managed-by podbridge claimed", func(p *corev1.Pod) { p.Labels[translate.LabelManagedBy] = translate.ManagedByValue }, "metadata.labels[app.kubernetes.io/managed-by]"},
+	}
+	m := newMutator(t, nil)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			old, updated := admitted(), admitted()
+			tt.change(updated)
+			req := request(t, updated, false)
+			req.Operation, req.OldObject = admissionv1.Update, request(t, old, false).Object
+			resp := m.Handle(context.Background(), req)
+			if tt.wantField == "" {
+				if !resp.Allowed || len(resp.Patches) > 0 {
+					t.Errorf("refused or patched: %+v", resp)
+				}
+				return
+			}
+			if resp.Allowed || resp.Result.Code != http.StatusUnprocessableEntity || !strings.Contains(resp.Result.Message, tt.wantField) {
+				t.Errorf("got allowed=%t %d %q, want 422 naming %s", resp.Allowed, resp.Result.Code, resp.Result.Message, tt.wantField)
 			}
 		})
 	}

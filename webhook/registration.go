@@ -26,8 +26,9 @@ type Registration struct {
 }
 
 // Configuration returns the MutatingWebhookConfiguration for r: pod creates
-// only, failing closed (a pod that has no host pod must not exist), and no
-// side effects on dry-run requests (the host create is a dry-run too).
+// and updates (updates only to guard podbridge's own keys) and ephemeral
+// containers, failing closed (a pod that has no host pod must not exist),
+// and no side effects on dry-run requests (the host create is a dry-run too).
 func (r Registration) Configuration() *admissionregistrationv1.MutatingWebhookConfiguration {
 	return &admissionregistrationv1.MutatingWebhookConfiguration{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},
@@ -44,7 +45,7 @@ func (r Registration) Configuration() *admissionregistrationv1.MutatingWebhookCo
 			NamespaceSelector:       &metav1.LabelSelector{},
 			ObjectSelector:          &metav1.LabelSelector{},
 			Rules: []admissionregistrationv1.RuleWithOperations{{
-				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
 				Rule: admissionregistrationv1.Rule{
 					APIGroups:   []string{""},
 					APIVersions: []string{"v1"},

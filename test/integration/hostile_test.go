@@ -152,6 +152,48 @@ func assertContained(t *testing.T, virtual, host *corev1.Pod) {
 }
 
 // The admission endpoint answers garbage with a clean 4xx and keeps
+// After creation, updates through the real virtual apiserver may change
+// the tenant's labels and annotations but not podbridge's: the pairing
+// (sync ID) cannot be forged by an update either.
+func TestUpdatesCannotForgePodbridgeKeys(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	pod := simplePod(ns, "keys")
+	if err := virtualClient.Create(ctx, pod); err != nil {
+		t.Fatalf("creating pod: %v", err)
+	}
+	forged := []struct {
+		name   string
+		change func(p *corev1.Pod)
+		field  string
+	}{
+		{"sync ID", func(p *corev1.Pod) { p.Annotations[translate.AnnotationSyncID] = "someone-else" }, translate.AnnotationSyncID},
+		{"host name removed", func(p *corev1.Pod) { delete(p.Annotations, translate.AnnotationHostName) }, translate.AnnotationHostName},
+		{"vcluster label", func(p *corev1.Pod) { p.Labels[translate.LabelVCluster] = "other" }, translate.LabelVCluster},
+	}
+	for _, tt := range forged {
+		t.Run(tt.name, func(t *testing.T) {
+			current := &corev1.Pod{}
+			if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), current); err != nil {
+				t.Fatal(err)
+			}
+			tt.change(current)
+			err := virtualClient.Update(ctx, current)
+			if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), tt.field) {
+				t.Errorf("update: %v, want it refused as invalid naming %s", err, tt.field)
+			}
+		})
+	}
+	current := &corev1.Pod{}
+	if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), current); err != nil {
+		t.Fatal(err)
+	}
+	current.Labels["tier"] = "front"
+	if err := virtualClient.Update(ctx, current); err != nil {
+		t.Errorf("updating a tenant label: %v", err)
+	}
+}
+
 // serving.
 func TestAdmissionEndpointUnderGarbage(t *testing.T) {
 	reg := &admissionregistrationv1.MutatingWebhookConfiguration{}

@@ -357,8 +357,9 @@ func TestVirtualPodUpdatesReachHostPod(t *testing.T) {
 		delete(pod.Labels, "drop")
 		pod.Labels["tier"] = "back"
 		pod.Labels["track"] = "canary"
-		// The webhook sees creates only: a tenant can write these on update.
-		pod.Labels[translate.LabelVCluster] = "forged"
+		// The webhook refuses podbridge.io/ keys on update
+		// (TestUpdatesCannotForgePodbridgeKeys); managed-by is the tenant's
+		// on the virtual pod, podbridge's on the host pod.
 		pod.Labels[translate.LabelManagedBy] = "Helm"
 		delete(pod.Annotations, "gone")
 		pod.Annotations["note"] = "two"
