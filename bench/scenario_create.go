@@ -95,10 +95,10 @@ func (e *env) createSeries(ctx context.Context, way createWay, concurrency int) 
 	if warm.Errors > 0 {
 		return CreateSeries{Way: way.name, Concurrency: concurrency}, nil, fmt.Errorf("%s warm-up: %d errors, first: %s", way.name, warm.Errors, warm.FirstError)
 	}
-	var before families
+	var before admissionMetrics
 	if way.name == WayPodbridge {
 		var err error
-		if before, err = scrapeURL(sctx, e.pb.webhookMetrics); err != nil {
+		if before, err = e.scrapeAdmission(sctx); err != nil {
 			return CreateSeries{}, nil, err
 		}
 	}
@@ -111,7 +111,7 @@ func (e *env) createSeries(ctx context.Context, way createWay, concurrency int) 
 
 	var stages []AdmissionStage
 	if way.name == WayPodbridge {
-		after, err := scrapeURL(sctx, e.pb.webhookMetrics)
+		after, err := e.scrapeAdmission(sctx)
 		if err != nil {
 			return series, nil, err
 		}
@@ -139,13 +139,44 @@ func seriesOf(way string, concurrency, requested int, run loadResult) CreateSeri
 	}
 }
 
-// admissionStages are the webhook's stages between two scrapes.
-func admissionStages(before, after families, concurrency int) []AdmissionStage {
-	const name = "podbridge_webhook_admission_stage_seconds"
-	var out []AdmissionStage
+// admissionMetrics are the webhook's and the virtual apiserver's metrics.
+type admissionMetrics struct{ webhook, apiserver families }
+
+func (e *env) scrapeAdmission(ctx context.Context) (admissionMetrics, error) {
+	webhook, err := scrapeURL(ctx, e.pb.webhookMetrics)
+	if err != nil {
+		return admissionMetrics{}, err
+	}
+	apiserver, err := scrapeAPIServer(ctx, e.virtual.client)
+	return admissionMetrics{webhook: webhook, apiserver: apiserver}, err
+}
+
+// admissionStages are the webhook's stages between two scrapes, then the
+// whole request as the webhook server timed it and as the virtual
+// apiserver timed its call: the differences are the server's own handling
+// (decoding, encoding) and the way there and back.
+func admissionStages(before, after admissionMetrics, concurrency int) []AdmissionStage {
+	type source struct {
+		stage  string
+		fams   func(admissionMetrics) families
+		metric string
+		labels map[string]string
+	}
+	webhook := func(m admissionMetrics) families { return m.webhook }
+	apiserver := func(m admissionMetrics) families { return m.apiserver }
+	var sources []source
 	for _, stage := range []string{"translate", "dependencies", "host_create"} {
-		want := map[string]string{"stage": stage}
-		h := after.histogram(name, want).minus(before.histogram(name, want))
+		sources = append(sources, source{stage, webhook, "podbridge_webhook_admission_stage_seconds", map[string]string{"stage": stage}})
+	}
+	sources = append(sources,
+		source{"webhook server, whole request", webhook, "controller_runtime_webhook_latency_seconds", map[string]string{"webhook": "/mutate-v1-pod"}},
+		source{"virtual apiserver's call to the webhook", apiserver, "apiserver_admission_webhook_admission_duration_seconds",
+			map[string]string{"name": "pods." + registrationName + ".podbridge.io", "operation": "CREATE", "rejected": "false", "type": "admit"}},
+	)
+	var out []AdmissionStage
+	for _, src := range sources {
+		stage := src.stage
+		h := src.fams(after).histogram(src.metric, src.labels).minus(src.fams(before).histogram(src.metric, src.labels))
 		out = append(out, AdmissionStage{
 			Concurrency: concurrency,
 			Stage:       stage,
