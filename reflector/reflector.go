@@ -61,6 +61,10 @@ type Options struct {
 
 // NewManager builds a manager on the host cluster with the virtual cluster
 // attached and the reflector's controllers registered.
+//
+// Pods read from either cache share their maps and slices with it (no deep
+// copy per read: a reconcile runs per status change): the reflector reads
+// them and writes only copies (translate's functions copy what they change).
 func NewManager(o Options) (manager.Manager, error) {
 	if err := o.Translate.Validate(); err != nil {
 		return nil, fmt.Errorf("reflector configuration: %w", err)
@@ -76,7 +80,7 @@ func NewManager(o Options) (manager.Manager, error) {
 			// reflector neither needs nor may read other tenants' pods.
 			DefaultNamespaces: map[string]cache.Config{o.Translate.HostNamespace: {}},
 			ByObject: map[client.Object]cache.ByObject{
-				&corev1.Pod{}: {Label: ours, Transform: trimManagedFields(hostPodFields)},
+				&corev1.Pod{}: {Label: ours, Transform: trimManagedFields(hostPodFields), UnsafeDisableDeepCopy: ptr.To(true)},
 				// Only podbridge's copies and token Secrets, by metadata.
 				configMapCopies.metadata(): {Label: ours, Transform: cache.TransformStripManagedFields()},
 				secretCopies.metadata():    {Label: ours, Transform: cache.TransformStripManagedFields()},
@@ -103,7 +107,7 @@ func NewManager(o Options) (manager.Manager, error) {
 		// The originals of host copies are watched by metadata only: their
 		// content is read live when their resourceVersion moves.
 		co.Cache.ByObject = map[client.Object]cache.ByObject{
-			&corev1.Pod{}:              {Transform: trimManagedFields(virtualPodFields)},
+			&corev1.Pod{}:              {Transform: trimManagedFields(virtualPodFields), UnsafeDisableDeepCopy: ptr.To(true)},
 			configMapCopies.metadata(): {Transform: cache.TransformStripManagedFields()},
 			secretCopies.metadata():    {Transform: cache.TransformStripManagedFields()},
 		}
