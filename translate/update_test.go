@@ -378,7 +378,9 @@ func TestHostPodResize(t *testing.T) {
 func TestOwnedKeysFields(t *testing.T) {
 	full := `{"f:metadata":{"f:labels":{".":{},"f:app":{}},"f:annotations":{"f:note":{}},"f:generateName":{}},` +
 		`"f:spec":{"f:schedulingGates":{"k:{\"name\":\"example.com/quota\"}":{".":{},"f:name":{}}},"f:containers":{"k:{\"name\":\"c\"}":{"f:image":{}}}}}`
-	entry := func(raw string) []metav1.ManagedFieldsEntry { return []metav1.ManagedFieldsEntry{managed(webhookManager, raw)} }
+	entry := func(raw string) []metav1.ManagedFieldsEntry {
+		return []metav1.ManagedFieldsEntry{managed(webhookManager, raw)}
+	}
 	want := ownedByManagers(entry(full), updateManagers)
 	cut := string(OwnedKeysFields([]byte(full)))
 	if got := ownedByManagers(entry(cut), updateManagers); !reflect.DeepEqual(got, want) {
