@@ -15,6 +15,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -171,25 +172,26 @@ func TestUpdatesCannotForgePodbridgeKeys(t *testing.T) {
 		{"host name removed", func(p *corev1.Pod) { delete(p.Annotations, translate.AnnotationHostName) }, translate.AnnotationHostName},
 		{"vcluster label", func(p *corev1.Pod) { p.Labels[translate.LabelVCluster] = "other" }, translate.LabelVCluster},
 	}
-	for _, tt := range forged {
-		t.Run(tt.name, func(t *testing.T) {
+	// The reflector writes the pod meanwhile (binding, status): an update
+	// that meets a conflict is tried again on the newer pod.
+	update := func(change func(p *corev1.Pod)) error {
+		return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 			current := &corev1.Pod{}
 			if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), current); err != nil {
-				t.Fatal(err)
+				return err
 			}
-			tt.change(current)
-			err := virtualClient.Update(ctx, current)
-			if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), tt.field) {
+			change(current)
+			return virtualClient.Update(ctx, current)
+		})
+	}
+	for _, tt := range forged {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := update(tt.change); !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), tt.field) {
 				t.Errorf("update: %v, want it refused as invalid naming %s", err, tt.field)
 			}
 		})
 	}
-	current := &corev1.Pod{}
-	if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), current); err != nil {
-		t.Fatal(err)
-	}
-	current.Labels["tier"] = "front"
-	if err := virtualClient.Update(ctx, current); err != nil {
+	if err := update(func(p *corev1.Pod) { p.Labels["tier"] = "front" }); err != nil {
 		t.Errorf("updating a tenant label: %v", err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"go.uber.org/zap/zapcore"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -67,11 +68,11 @@ func run(m *testing.M) int {
 			fmt.Fprintf(os.Stderr, "stopping: %v\n", err)
 		}
 	}()
-	if hostClient, err = client.New(env.Host.Config, client.Options{Scheme: kube.Scheme}); err != nil {
+	if hostClient, err = testClient(env.Host.Config); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if virtualClient, err = client.New(env.Virtual.Config, client.Options{Scheme: kube.Scheme}); err != nil {
+	if virtualClient, err = testClient(env.Virtual.Config); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -114,13 +115,20 @@ func secondVirtual(t *testing.T) client.Client {
 			os.RemoveAll(dir)
 		})
 		if secondErr == nil {
-			secondClient, secondErr = client.New(second.Config, client.Options{Scheme: kube.Scheme})
+			secondClient, secondErr = testClient(second.Config)
 		}
 	})
 	if secondErr != nil {
 		t.Fatalf("second virtual cluster: %v", secondErr)
 	}
 	return secondClient
+}
+
+// testClient is an administrator's client of a control plane, without
+// client-go's default limit of 5 requests a second, which would pace the
+// tests rather than the apiservers.
+func testClient(cfg *rest.Config) (client.Client, error) {
+	return client.New(kube.WithLimits(cfg, kube.DefaultLimits, "podbridge-integration"), client.Options{Scheme: kube.Scheme})
 }
 
 // zapLevel keeps podbridge quiet in tests unless PODBRIDGE_TEST_VERBOSE is set.
