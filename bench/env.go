@@ -80,7 +80,7 @@ func startEnv(ctx context.Context, cfg Config) (e *env, err error) {
 		binary = filepath.Join(root, binary)
 	}
 	e.log.Info("Building podbridge", "binary", binary)
-	if err := buildPodbridge(ctx, root, binary); err != nil {
+	if err := controlplane.BuildPodbridge(ctx, binary); err != nil {
 		return e, err
 	}
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -29,20 +28,6 @@ const (
 	registrationName = "podbridge"
 	stopTimeout      = 20 * time.Second
 )
-
-// buildPodbridge builds cmd/podbridge into binary the way `make build` does.
-func buildPodbridge(ctx context.Context, root, binary string) error {
-	if err := os.MkdirAll(filepath.Dir(binary), 0o755); err != nil {
-		return fmt.Errorf("creating %s: %w", filepath.Dir(binary), err)
-	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", binary, "./cmd/podbridge")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("building podbridge: %w\n%s", err, out)
-	}
-	return nil
-}
 
 // podbridge is the webhook and the reflector, each its own process, on
 // the same command line a user would run against real clusters.

@@ -78,13 +78,14 @@ func (r *PodReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Clust
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("pods").
 		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
-		WatchesRawSource(source.Kind(virtual.GetCache(), &corev1.Pod{}, virtualPodHandler{
+		WatchesRawSource(source.Kind(virtual.GetCache(), &corev1.Pod{}, recordDeletes{
 			TypedEventHandler: &handler.TypedEnqueueRequestForObject[*corev1.Pod]{},
-			gone:              r.Gone,
+			record:            r.Gone.put,
 		})).
-		WatchesRawSource(source.Kind(mgr.GetCache(), &corev1.Pod{}, hostPodHandler{
+		// A deleted host pod's last state is kept for reconcileHostGone.
+		WatchesRawSource(source.Kind(mgr.GetCache(), &corev1.Pod{}, recordDeletes{
 			TypedEventHandler: handler.TypedEnqueueRequestsFromMapFunc(virtualKeyOfHostPod),
-			lastSeen:          &r.lastSeen,
+			record:            r.lastSeen.put,
 		})).
 		// A bound token Secret may release its host pod.
 		WatchesRawSource(source.Kind(mgr.GetCache(), client.Object(secretMetadata()), handler.EnqueueRequestsFromMapFunc(podOfTokenSecret))).
@@ -351,7 +352,6 @@ func (r *PodReconciler) syncHost(ctx context.Context, virtual, host *corev1.Pod)
 	if host.DeletionTimestamp != nil {
 		return host, nil
 	}
-	log := logf.FromContext(ctx)
 	updated, changed := translate.HostPodUpdate(virtual, host, podbridgeManagers)
 	if translate.HeldForVirtualPod(updated) {
 		bound, err := r.tokensBound(ctx, virtual)
@@ -363,64 +363,76 @@ func (r *PodReconciler) syncHost(ctx context.Context, virtual, host *corev1.Pod)
 		}
 	}
 	if changed {
-		before := host.ResourceVersion
-		if err := r.Host.Update(ctx, forWrite(updated), client.FieldOwner(FieldManager)); err != nil {
-			switch {
-			case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
-				return host, nil // the newer host pod's event brings us back.
-			case apierrors.IsInvalid(err):
-				// Retrying cannot help; the virtual pod's next change brings us back.
-				r.Recorder.Eventf(virtual, nil, corev1.EventTypeWarning, "HostUpdateRefused", eventActionReflect, "The host cluster refused the update of the pod's host pod: %v", err)
-				log.Info("Host refused update of host pod", "hostPod", host.Name, "error", err.Error())
-				return host, nil
-			}
-			return host, fmt.Errorf("updating host pod %s: %w", host.Name, err)
+		if written, err := r.writeHost(ctx, virtual, host, updated, hostUpdate); !written {
+			return host, err
 		}
-		countAction(actionUpdateHost)
-		r.written.host(client.ObjectKeyFromObject(virtual), before, updated.ResourceVersion)
-		log.V(1).Info("Updated host pod from virtual pod", "hostPod", host.Name)
 		host = updated
 	}
 	if len(virtual.Spec.EphemeralContainers) > len(host.Spec.EphemeralContainers) {
 		ephemeral, errs := translate.HostEphemeralContainers(virtual, r.Config)
 		if len(errs) > 0 {
 			// The webhook refused these; only a pod admitted without it gets here.
-			r.Recorder.Eventf(virtual, nil, corev1.EventTypeWarning, "HostUpdateRefused", eventActionReflect, "Ephemeral containers cannot run on the host: %v", errs.ToAggregate())
+			r.Recorder.Eventf(virtual, nil, corev1.EventTypeWarning, hostEphemeral.refused, eventActionReflect, "Ephemeral containers cannot run on the host: %v", errs.ToAggregate())
 			return host, nil
 		}
 		updated := host.DeepCopy()
 		updated.Spec.EphemeralContainers = ephemeral
-		before := host.ResourceVersion
-		if err := r.Host.SubResource("ephemeralcontainers").Update(ctx, forWrite(updated), client.FieldOwner(FieldManager)); err != nil {
-			if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-				return host, nil
-			}
-			return host, fmt.Errorf("adding ephemeral containers to host pod %s: %w", host.Name, err)
+		if written, err := r.writeHost(ctx, virtual, host, updated, hostEphemeral); !written {
+			return host, err
 		}
-		countAction(actionUpdateHost)
-		r.written.host(client.ObjectKeyFromObject(virtual), before, updated.ResourceVersion)
-		log.V(1).Info("Added ephemeral containers to host pod", "hostPod", host.Name)
 		host = updated
 	}
 	if resized, changed := translate.HostPodResize(virtual, host); changed {
-		before := host.ResourceVersion
-		if err := r.Host.SubResource("resize").Update(ctx, forWrite(resized), client.FieldOwner(FieldManager)); err != nil {
-			switch {
-			case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
-				return host, nil
-			case apierrors.IsInvalid(err):
-				r.Recorder.Eventf(virtual, nil, corev1.EventTypeWarning, "HostResizeRefused", eventActionReflect, "The host cluster refused to resize the pod's host pod: %v", err)
-				log.Info("Host refused resize of host pod", "hostPod", host.Name, "error", err.Error())
-				return host, nil
-			}
-			return host, fmt.Errorf("resizing host pod %s: %w", host.Name, err)
+		if written, err := r.writeHost(ctx, virtual, host, resized, hostResize); !written {
+			return host, err
 		}
-		countAction(actionUpdateHost)
-		r.written.host(client.ObjectKeyFromObject(virtual), before, resized.ResourceVersion)
-		log.V(1).Info("Resized host pod like virtual pod", "hostPod", host.Name)
 		host = resized
 	}
 	return host, nil
+}
+
+// hostWrite is one kind of write to a host pod.
+type hostWrite struct {
+	subresource string // "" for the pod itself
+	what        string // what the write does, for messages
+	refused     string // the event's reason when the host refuses it
+	done        string // the log message once written
+}
+
+var (
+	hostUpdate    = hostWrite{"", "updating", "HostUpdateRefused", "Updated host pod from virtual pod"}
+	hostEphemeral = hostWrite{"ephemeralcontainers", "adding ephemeral containers to", "HostUpdateRefused", "Added ephemeral containers to host pod"}
+	hostResize    = hostWrite{"resize", "resizing", "HostResizeRefused", "Resized host pod like virtual pod"}
+)
+
+// writeHost writes updated, a changed copy of host, as w says, and reports
+// whether it was written. A conflict or a pod gone meanwhile is not an
+// error: the newer host pod's event brings the pair back. Nor is a write
+// the host refuses as invalid: retrying cannot help, so the tenant gets a
+// warning event, and the virtual pod's next change brings the pair back.
+func (r *PodReconciler) writeHost(ctx context.Context, virtual, host, updated *corev1.Pod, w hostWrite) (bool, error) {
+	before := host.ResourceVersion
+	var err error
+	if w.subresource == "" {
+		err = r.Host.Update(ctx, forWrite(updated), client.FieldOwner(FieldManager))
+	} else {
+		err = r.Host.SubResource(w.subresource).Update(ctx, forWrite(updated), client.FieldOwner(FieldManager))
+	}
+	log := logf.FromContext(ctx).WithValues("hostPod", host.Name)
+	switch {
+	case err == nil:
+		countAction(actionUpdateHost)
+		r.written.host(client.ObjectKeyFromObject(virtual), before, updated.ResourceVersion)
+		log.V(1).Info(w.done)
+		return true, nil
+	case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
+		return false, nil
+	case apierrors.IsInvalid(err):
+		r.Recorder.Eventf(virtual, nil, corev1.EventTypeWarning, w.refused, eventActionReflect, "The host cluster refused %s the pod's host pod: %v", w.what, err)
+		log.Info("Host refused a write of host pod", "write", w.what, "error", err.Error())
+		return false, nil
+	}
+	return false, fmt.Errorf("%s host pod %s: %w", w.what, host.Name, err)
 }
 
 // tokensBound reports whether every token Secret of the virtual pod holds

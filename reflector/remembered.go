@@ -131,16 +131,15 @@ func (g *gonePods) uid(uid types.UID) bool {
 	return ok && uid != ""
 }
 
-// virtualPodHandler wraps a virtual pod event handler and records the
-// pods deleted in gone before their keys are enqueued, so the reconcile
-// they cause knows.
-type virtualPodHandler struct {
+// recordDeletes wraps a pod event handler and passes each deleted pod to
+// record before its key is enqueued, so the reconcile it causes knows.
+type recordDeletes struct {
 	handler.TypedEventHandler[*corev1.Pod, reconcile.Request]
-	gone *gonePods
+	record func(*corev1.Pod)
 }
 
 // Delete implements handler.TypedEventHandler.
-func (h virtualPodHandler) Delete(ctx context.Context, e event.TypedDeleteEvent[*corev1.Pod], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-	h.gone.put(e.Object)
+func (h recordDeletes) Delete(ctx context.Context, e event.TypedDeleteEvent[*corev1.Pod], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	h.record(e.Object)
 	h.TypedEventHandler.Delete(ctx, e, q)
 }

@@ -98,9 +98,9 @@ func (r *TokenReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Clu
 		// Every new pod with a token waits for this controller to start.
 		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
 		WatchesRawSource(source.Kind(mgr.GetCache(), client.Object(secretMetadata()), handler.EnqueueRequestsFromMapFunc(podOfTokenSecret))).
-		WatchesRawSource(source.Kind(virtual.GetCache(), &corev1.Pod{}, virtualPodHandler{
+		WatchesRawSource(source.Kind(virtual.GetCache(), &corev1.Pod{}, recordDeletes{
 			TypedEventHandler: &handler.TypedEnqueueRequestForObject[*corev1.Pod]{},
-			gone:              r.Gone,
+			record:            r.Gone.put,
 		}, podComesOrGoes)).
 		WatchesRawSource(fullPass("tokens", resync, synced(mgr.GetCache(), virtual.GetCache()), r.allTokenPods)).
 		Complete(r)

@@ -1,9 +1,11 @@
 package controlplane
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 )
 
@@ -64,4 +66,24 @@ func ModuleRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// BuildPodbridge builds cmd/podbridge into binary the way `make build`
+// does, for the bench and the fault tests, which run the webhook and the
+// reflector as processes of their own.
+func BuildPodbridge(ctx context.Context, binary string) error {
+	root, err := ModuleRoot()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(binary), 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", filepath.Dir(binary), err)
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", binary, "./cmd/podbridge")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("building podbridge: %w\n%s", err, out)
+	}
+	return nil
 }

@@ -61,7 +61,7 @@ func run(m *testing.M) int {
 	podbridgeBinary = filepath.Join(runDir, "podbridge")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	if err := buildPodbridge(ctx, podbridgeBinary); err != nil {
+	if err := controlplane.BuildPodbridge(ctx, podbridgeBinary); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -71,22 +71,6 @@ func run(m *testing.M) int {
 		return 1
 	}
 	return code
-}
-
-// buildPodbridge builds cmd/podbridge into binary as `make build` does: the
-// tests kill and restart it, so it must be a process of its own.
-func buildPodbridge(ctx context.Context, binary string) error {
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		return err
-	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", binary, "./cmd/podbridge")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("building podbridge: %w\n%s", err, out)
-	}
-	return nil
 }
 
 // tally counts what one test did, so its numbers can be quoted.
