@@ -137,11 +137,13 @@ func startEnv(ctx context.Context, cfg Config) (e *env, err error) {
 
 // countedClient is a client for the load generator: limits raised far
 // beyond what the bench sends (client-go's default of 5 QPS would measure
-// the client), protobuf like the cluster's own components, and every
-// request counted.
+// the client), protobuf like the cluster's own components, no gzip (the
+// apiservers would compress its watch of every pod, on loopback, on the
+// cores everything shares), and every request counted.
 func countedClient(cfg *rest.Config) (kubernetes.Interface, *requestCounter, error) {
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = 10000, 20000
+	cfg.DisableCompression = true
 	cfg.ContentType = "application/vnd.kubernetes.protobuf"
 	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
 	cfg.UserAgent = "podbridge-bench"

@@ -48,10 +48,14 @@ func Load(path string, limits Limits, userAgent string) (*rest.Config, error) {
 	return WithLimits(cfg, limits, userAgent), nil
 }
 
-// WithLimits returns a copy of cfg with limits and user agent applied.
+// WithLimits returns a copy of cfg with limits and user agent applied, and
+// without gzip: podbridge runs next to both apiservers, where compressing
+// every response (watch streams are gzipped per event) costs both sides
+// CPU and saves no time.
 func WithLimits(cfg *rest.Config, limits Limits, userAgent string) *rest.Config {
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = limits.QPS, limits.Burst
 	cfg.UserAgent = userAgent
+	cfg.DisableCompression = true
 	return cfg
 }
