@@ -40,7 +40,7 @@ test-unit: ## Run the unit tests only (no control planes).
 	go test -count=1 -short ./...
 
 .PHONY: bench
-bench: k8s-bins ## Benchmark podbridge against the direct path at issue 6's sizes (about 40 minutes on 2 cores); results in bench-results/. BENCH_FLAGS=-quick for minutes.
+bench: k8s-bins ## Benchmark podbridge against the direct path at issue 6's sizes (about 20 minutes on 2 cores); results in bench-results/. BENCH_FLAGS=-quick for minutes.
 	go run ./cmd/podbridge-bench $(BENCH_FLAGS)
 
 .PHONY: fmt

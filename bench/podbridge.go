@@ -128,7 +128,7 @@ func certificateArgs(ctx context.Context, binary, certDir string) ([]string, err
 	// -h prints the flags; its exit status has varied, the output not.
 	help, err := exec.CommandContext(ctx, binary, "webhook", "-h").CombinedOutput()
 	if !strings.Contains(string(help), "-cert-dir") {
-		return nil, fmt.Errorf("reading podbridge webhook's flags: %v\n%s", err, help)
+		return nil, fmt.Errorf("reading podbridge webhook's flags (exit: %v):\n%s", err, help) //nolint:errorlint // err is often nil: the output is the message.
 	}
 	args := []string{"--cert-dir=" + certDir}
 	if strings.Contains(string(help), "-cert-mode") {
@@ -152,7 +152,7 @@ func (pb *podbridge) startReflector(ctx context.Context) error {
 // restartReflector stops the reflector, calls whileDown, and starts a new
 // one; it returns when the new process was started.
 func (pb *podbridge) restartReflector(ctx context.Context, whileDown func(context.Context) error) error {
-	if err := pb.reflector.stop(stopTimeout); err != nil {
+	if err := pb.reflector.stop(); err != nil {
 		return err
 	}
 	if whileDown != nil {
@@ -175,7 +175,7 @@ func (pb *podbridge) waitMetrics(ctx context.Context, p *process, endpoint strin
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			return false, nil // not listening yet.
+			return false, nil //nolint:nilerr // not listening yet.
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK, nil
@@ -191,7 +191,7 @@ func (pb *podbridge) stop() error {
 	if pb == nil {
 		return nil
 	}
-	return errors.Join(pb.reflector.stop(stopTimeout), pb.webhook.stop(stopTimeout))
+	return errors.Join(pb.reflector.stop(), pb.webhook.stop())
 }
 
 // waitAdmission waits until a dry-run pod create in the virtual cluster is
@@ -210,13 +210,13 @@ func (pb *podbridge) waitAdmission(ctx context.Context, admitted bool) error {
 		got, err := pb.virtual.CoreV1().Pods("default").Create(ctx, probe.DeepCopy(), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		if err != nil {
 			last = err
-			return false, nil
+			return false, nil //nolint:nilerr // not admitting yet: kept for the message.
 		}
 		_, mutated := got.Annotations[translate.AnnotationSyncID]
 		return mutated == admitted, nil
 	})
 	if err != nil {
-		return fmt.Errorf("waiting for pod admission through podbridge to be %t: %w (last error: %v)", admitted, err, last)
+		return fmt.Errorf("waiting for pod admission through podbridge to be %t: %w (last error: %w)", admitted, err, last)
 	}
 	return nil
 }

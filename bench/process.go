@@ -60,8 +60,8 @@ func (p *process) exited() error {
 	}
 }
 
-// stop sends SIGTERM and waits; after timeout it kills the process.
-func (p *process) stop(timeout time.Duration) error {
+// stop sends SIGTERM and waits; after stopTimeout it kills the process.
+func (p *process) stop() error {
 	if p == nil {
 		return nil
 	}
@@ -76,10 +76,10 @@ func (p *process) stop(timeout time.Duration) error {
 	select {
 	case <-p.done:
 		return nil
-	case <-time.After(timeout):
+	case <-time.After(stopTimeout):
 		_ = p.cmd.Process.Kill()
 		<-p.done
-		return fmt.Errorf("%s did not stop within %s and was killed", p.name, timeout)
+		return fmt.Errorf("%s did not stop within %s and was killed", p.name, stopTimeout)
 	}
 }
 

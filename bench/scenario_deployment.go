@@ -27,7 +27,7 @@ func (e *env) runDeployment(ctx context.Context) (DeploymentResults, error) {
 		return res, err
 	}
 	res.Host, err = e.rollout(ctx, nsRef{e.host, nsDeploy}, nil)
-	err = errors.Join(err, kcm.stop(stopTimeout))
+	err = errors.Join(err, kcm.stop())
 	if err != nil {
 		return res, err
 	}
@@ -121,7 +121,7 @@ func (e *env) startHostControllerManager(ctx context.Context) (*process, error) 
 	}
 	deployments := e.host.client.AppsV1().Deployments(nsDeploy)
 	if _, err := deployments.Create(ctx, benchDeployment("kcm-probe", 0), metav1.CreateOptions{}); err != nil {
-		return kcm, errors.Join(fmt.Errorf("creating probe Deployment: %w", err), kcm.stop(stopTimeout))
+		return kcm, errors.Join(fmt.Errorf("creating probe Deployment: %w", err), kcm.stop())
 	}
 	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		if err := kcm.exited(); err != nil {
@@ -134,7 +134,7 @@ func (e *env) startHostControllerManager(ctx context.Context) (*process, error) 
 		err = deployments.Delete(ctx, "kcm-probe", metav1.DeleteOptions{})
 	}
 	if err != nil {
-		return kcm, errors.Join(fmt.Errorf("waiting for the host controller manager: %w", err), kcm.stop(stopTimeout))
+		return kcm, errors.Join(fmt.Errorf("waiting for the host controller manager: %w", err), kcm.stop())
 	}
 	return kcm, nil
 }

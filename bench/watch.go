@@ -139,13 +139,6 @@ func (w *podWatcher) setOnProbe(f func(name, message string, at time.Time)) {
 	w.onProbe = f
 }
 
-// counts returns how many pods exist and how many are Ready.
-func (w *podWatcher) counts() (total, ready int) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return len(w.ready), w.nReady
-}
-
 // waitUntil waits until cond holds for the counts, woken by each event.
 func (w *podWatcher) waitUntil(ctx context.Context, timeout time.Duration, what string, alive func() error, cond func(total, ready int) bool) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)

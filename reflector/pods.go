@@ -13,13 +13,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
-	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/cluster"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -500,19 +498,6 @@ func getPod(ctx context.Context, c client.Reader, key types.NamespacedName) (*co
 		return nil, fmt.Errorf("reading pod %s: %w", key, err)
 	}
 	return pod, nil
-}
-
-// hostPodHandler enqueues the virtual pod of a host pod event and keeps a
-// deleted host pod's last state for reconcileHostGone.
-type hostPodHandler struct {
-	handler.TypedEventHandler[*corev1.Pod, reconcile.Request]
-	lastSeen *lastSeen
-}
-
-// Delete implements handler.TypedEventHandler.
-func (h hostPodHandler) Delete(ctx context.Context, e event.TypedDeleteEvent[*corev1.Pod], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-	h.lastSeen.put(e.Object)
-	h.TypedEventHandler.Delete(ctx, e, q)
 }
 
 // lastSeen holds deleted host pods by the key of their virtual pod. Entries
