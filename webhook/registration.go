@@ -25,44 +25,51 @@ type Registration struct {
 	TimeoutSeconds int32
 }
 
-// Configuration returns the MutatingWebhookConfiguration for r: pod creates
-// and updates (updates only to guard podbridge's own keys) and ephemeral
-// containers, failing closed (a pod that has no host pod must not exist),
-// and no side effects on dry-run requests (the host create is a dry-run too).
+// Configuration returns the MutatingWebhookConfiguration for r, all at
+// the same URL, with no side effects on dry-run requests (the host create
+// is a dry run too):
+//   - pod creates and ephemeral containers fail closed: a pod with no host
+//     pod, or an unchecked container on the host, must not exist;
+//   - pod updates, checked only so that podbridge's own keys stay as it set
+//     them, fail open: a forged key harms only the pod's own pairing, and
+//     the tenant's controllers (label changes, adoption) keep working while
+//     the webhook is away.
 func (r Registration) Configuration() *admissionregistrationv1.MutatingWebhookConfiguration {
 	return &admissionregistrationv1.MutatingWebhookConfiguration{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},
 		ObjectMeta: metav1.ObjectMeta{Name: r.Name},
-		Webhooks: []admissionregistrationv1.MutatingWebhook{{
-			Name:                    "pods." + r.Name + ".podbridge.io",
-			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &r.URL, CABundle: r.CABundle},
-			AdmissionReviewVersions: []string{"v1"},
-			FailurePolicy:           ptr.To(admissionregistrationv1.Fail),
-			SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNoneOnDryRun),
-			TimeoutSeconds:          ptr.To(r.TimeoutSeconds),
-			MatchPolicy:             ptr.To(admissionregistrationv1.Equivalent),
-			ReinvocationPolicy:      ptr.To(admissionregistrationv1.NeverReinvocationPolicy),
-			NamespaceSelector:       &metav1.LabelSelector{},
-			ObjectSelector:          &metav1.LabelSelector{},
-			Rules: []admissionregistrationv1.RuleWithOperations{{
-				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-				Rule: admissionregistrationv1.Rule{
-					APIGroups:   []string{""},
-					APIVersions: []string{"v1"},
-					Resources:   []string{"pods"},
-					Scope:       ptr.To(admissionregistrationv1.NamespacedScope),
-				},
-			}, {
-				// Ephemeral containers are checked like the pod was.
-				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Update},
-				Rule: admissionregistrationv1.Rule{
-					APIGroups:   []string{""},
-					APIVersions: []string{"v1"},
-					Resources:   []string{"pods/ephemeralcontainers"},
-					Scope:       ptr.To(admissionregistrationv1.NamespacedScope),
-				},
-			}},
-		}},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{
+			r.webhook("pods", admissionregistrationv1.Fail, podRule(admissionregistrationv1.Create, "pods"), podRule(admissionregistrationv1.Update, "pods/ephemeralcontainers")),
+			r.webhook("pod-updates", admissionregistrationv1.Ignore, podRule(admissionregistrationv1.Update, "pods")),
+		},
+	}
+}
+
+func (r Registration) webhook(name string, failure admissionregistrationv1.FailurePolicyType, rules ...admissionregistrationv1.RuleWithOperations) admissionregistrationv1.MutatingWebhook {
+	return admissionregistrationv1.MutatingWebhook{
+		Name:                    name + "." + r.Name + ".podbridge.io",
+		ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &r.URL, CABundle: r.CABundle},
+		AdmissionReviewVersions: []string{"v1"},
+		FailurePolicy:           ptr.To(failure),
+		SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNoneOnDryRun),
+		TimeoutSeconds:          ptr.To(r.TimeoutSeconds),
+		MatchPolicy:             ptr.To(admissionregistrationv1.Equivalent),
+		ReinvocationPolicy:      ptr.To(admissionregistrationv1.NeverReinvocationPolicy),
+		NamespaceSelector:       &metav1.LabelSelector{},
+		ObjectSelector:          &metav1.LabelSelector{},
+		Rules:                   rules,
+	}
+}
+
+func podRule(operation admissionregistrationv1.OperationType, resource string) admissionregistrationv1.RuleWithOperations {
+	return admissionregistrationv1.RuleWithOperations{
+		Operations: []admissionregistrationv1.OperationType{operation},
+		Rule: admissionregistrationv1.Rule{
+			APIGroups:   []string{""},
+			APIVersions: []string{"v1"},
+			Resources:   []string{resource},
+			Scope:       ptr.To(admissionregistrationv1.NamespacedScope),
+		},
 	}
 }
 
