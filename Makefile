@@ -48,8 +48,8 @@ fmt: ## Format the code.
 	gofmt -w $$(git ls-files '*.go')
 
 .PHONY: vet
-vet: ## Run go vet.
-	go vet ./...
+vet: ## Run go vet (the fault tests' build tag included).
+	go vet -tags reliability ./...
 
 .PHONY: lint
 lint: $(TOOLS)/golangci-lint ## Run golangci-lint (v2, linters listed in .golangci.yml).
