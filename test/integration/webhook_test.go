@@ -251,6 +251,73 @@ func TestHostQuotaRefusalReachesTenant(t *testing.T) {
 	}
 }
 
+// A host pod the host finds invalid is refused to the tenant with the
+// host's 422 and its reason. A host ValidatingAdmissionPolicy plays the
+// stricter host, as a platform team's own policies would.
+func TestHostInvalidRefusalReachesTenant(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	cfg := env.Options.Translate
+	const label = "test.podbridge.example/invalid-on-host"
+	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "invalid-on-host-" + ns},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
+			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+					Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
+				},
+			}}},
+			Validations: []admissionregistrationv1.Validation{{
+				Expression: fmt.Sprintf("!has(object.metadata.labels) || !(%q in object.metadata.labels) || object.metadata.labels[%q] != %q", label, label, ns),
+				Message:    "pods with this label are not allowed on this host",
+				Reason:     ptr.To(metav1.StatusReasonInvalid),
+			}},
+		},
+	}
+	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: policy.Name},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName:        policy.Name,
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+		},
+	}
+	for _, obj := range []client.Object{policy, binding} {
+		if err := hostClient.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = hostClient.Delete(context.Background(), obj) })
+	}
+	// The host loads a new policy asynchronously: wait until it refuses a
+	// labelled pod of its own (a dry run, so nothing is left behind).
+	probe := simplePod(cfg.HostNamespace, "invalid-probe-"+ns)
+	probe.Labels[label] = ns
+	probe.Spec.ServiceAccountName = cfg.HostServiceAccount
+	probe.Spec.AutomountServiceAccountToken = ptr.To(false)
+	eventually(t, 30*time.Second, "the host policy refuses labelled pods", func(ctx context.Context) (bool, string) {
+		err := hostClient.Create(ctx, probe.DeepCopy(), client.DryRunAll)
+		return apierrors.IsInvalid(err), fmt.Sprintf("dry-run create: %v", err)
+	})
+
+	pod := simplePod(ns, "refused-by-host")
+	pod.Labels[label] = ns
+	err := virtualClient.Create(ctx, pod)
+	if !apierrors.IsInvalid(err) {
+		t.Fatalf("create: %v, want 422 Invalid from the host policy", err)
+	}
+	host := translate.HostName(pod.Name, ns, cfg.VCluster)
+	if !strings.Contains(err.Error(), "not allowed on this host") || strings.Contains(err.Error(), host) || !strings.Contains(err.Error(), pod.Name) {
+		t.Errorf("error %q should give the host's reason and name %q, not the host pod %q", err, pod.Name, host)
+	}
+	if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{}); !apierrors.IsNotFound(err) {
+		t.Errorf("virtual pod after a host refusal: %v, want NotFound", err)
+	}
+	if err := hostClient.Get(ctx, client.ObjectKey{Namespace: cfg.HostNamespace, Name: host}, &corev1.Pod{}); !apierrors.IsNotFound(err) {
+		t.Errorf("host pod after a host refusal: %v, want NotFound", err)
+	}
+}
+
 // A host pod left by an admission that failed after podbridge said yes is
 // replaced when the pod is created again; a foreign pod of the same host
 // name is never touched.
