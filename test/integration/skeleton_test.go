@@ -162,6 +162,7 @@ func TestRefusedPodsLeaveNothingOnHost(t *testing.T) {
 		{"node name", func(p *corev1.Pod) { p.Spec.NodeName = "kwok-node-0" }, "spec.nodeName"},
 		{"reserved label", func(p *corev1.Pod) { p.Labels[translate.LabelVCluster] = "other" }, "metadata.labels[" + translate.LabelVCluster + "]"},
 	}
+	refusedBefore := counterSum(t, "podbridge_webhook_admissions_total", "outcome", "refused")
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			pod := simplePod(ns, fmt.Sprintf("refused-%d", i))
@@ -177,6 +178,10 @@ func TestRefusedPodsLeaveNothingOnHost(t *testing.T) {
 				t.Errorf("host pod after refusal: %v, want NotFound", err)
 			}
 		})
+	}
+	// Other tests refuse pods too, so the count grows by at least ours.
+	if got := counterSum(t, "podbridge_webhook_admissions_total", "outcome", "refused") - refusedBefore; got < float64(len(cases)) {
+		t.Errorf("podbridge_webhook_admissions_total{outcome=refused} grew by %.0f, want at least %d", got, len(cases))
 	}
 }
 
