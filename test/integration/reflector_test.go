@@ -614,3 +614,98 @@ func TestEphemeralContainersReachHostPod(t *testing.T) {
 		return err == nil, fmt.Sprint(err)
 	})
 }
+
+// The virtual pod's status is the host's for its own containers (init
+// containers included), IPs and start time, while what the virtual cluster
+// owns stays: its QoS class, and the readiness-gate condition a tenant
+// controller sets, which the host cannot see and which decides readiness.
+func TestStatusDetailsReachVirtualPod(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	const gate = corev1.PodConditionType("example.com/load-balancer-ready")
+	resources := corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
+		Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
+	}
+	pod := simplePod(ns, "gated-ready")
+	pod.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: gate}}
+	pod.Spec.InitContainers = []corev1.Container{{Name: "setup", Image: "busybox", Resources: resources}}
+	pod.Spec.Containers[0].Resources = resources
+	pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: "sidecar", Image: "envoy", Resources: resources})
+	if err := virtualClient.Create(ctx, pod); err != nil {
+		t.Fatalf("creating virtual pod: %v", err)
+	}
+	qos := pod.Status.QOSClass
+	if qos != corev1.PodQOSGuaranteed {
+		t.Fatalf("virtual apiserver computed QoS %q, want Guaranteed", qos)
+	}
+	eventually(t, 30*time.Second, "virtual pod Running with its containers ready", func(ctx context.Context) (bool, string) {
+		if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
+			return false, err.Error()
+		}
+		return pod.Status.Phase == corev1.PodRunning && conditionIs(pod, corev1.ContainersReady, corev1.ConditionTrue),
+			fmt.Sprintf("phase=%s conditions %+v", pod.Status.Phase, pod.Status.Conditions)
+	})
+	host, err := getHostPod(ctx, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(host.Spec.ReadinessGates) != 0 {
+		t.Errorf("host pod readiness gates %v: the host cannot set the tenant's conditions", host.Spec.ReadinessGates)
+	}
+
+	s := pod.Status
+	if s.QOSClass != qos {
+		t.Errorf("QoS class %q, want the virtual %q", s.QOSClass, qos)
+	}
+	if s.PodIP == "" || s.PodIP != host.Status.PodIP || s.HostIP != host.Status.HostIP || s.StartTime == nil || !s.StartTime.Equal(host.Status.StartTime) {
+		t.Errorf("virtual podIP %q hostIP %q start %v; host %q %q %v", s.PodIP, s.HostIP, s.StartTime, host.Status.PodIP, host.Status.HostIP, host.Status.StartTime)
+	}
+	var names []string
+	for _, c := range s.InitContainerStatuses {
+		state := "not terminated"
+		if c.State.Terminated != nil {
+			state = c.State.Terminated.Reason
+		}
+		names = append(names, "init:"+c.Name+":"+state)
+	}
+	for _, c := range s.ContainerStatuses {
+		names = append(names, c.Name)
+	}
+	slices.Sort(names)
+	if want := []string{"app", "init:setup:Completed", "sidecar"}; !slices.Equal(names, want) {
+		t.Errorf("container statuses %v, want %v", names, want)
+	}
+	if !conditionIs(pod, corev1.PodReady, corev1.ConditionFalse) {
+		t.Errorf("with the gate unset, want Ready False: %+v", s.Conditions)
+	}
+
+	// A tenant controller opens the gate; the reflector keeps its condition
+	// and the pod becomes Ready.
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
+			return err
+		}
+		pod.Status.Conditions = append(pod.Status.Conditions, corev1.PodCondition{Type: gate, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()})
+		return virtualClient.Status().Update(ctx, pod)
+	})
+	if err != nil {
+		t.Fatalf("setting the readiness gate: %v", err)
+	}
+	eventually(t, 30*time.Second, "virtual pod Ready once its gate is set", func(ctx context.Context) (bool, string) {
+		if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
+			return false, err.Error()
+		}
+		return conditionIs(pod, corev1.PodReady, corev1.ConditionTrue) && conditionIs(pod, gate, corev1.ConditionTrue),
+			fmt.Sprintf("conditions %+v", pod.Status.Conditions)
+	})
+}
+
+func conditionIs(pod *corev1.Pod, typ corev1.PodConditionType, status corev1.ConditionStatus) bool {
+	for _, c := range pod.Status.Conditions {
+		if c.Type == typ {
+			return c.Status == status
+		}
+	}
+	return false
+}
