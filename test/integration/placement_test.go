@@ -87,6 +87,10 @@ func TestPlacementAndDNSReachHost(t *testing.T) {
 	if env["KUBERNETES_SERVICE_HOST"] != "10.96.0.1" || env["KUBERNETES_SERVICE_PORT"] != "443" {
 		t.Errorf("virtual apiserver address: %v", env)
 	}
+	// Host service links would name host Services, and override the address.
+	if s.EnableServiceLinks == nil || *s.EnableServiceLinks {
+		t.Errorf("host enableServiceLinks = %v, want false", s.EnableServiceLinks)
+	}
 	if s.NodeSelector["type"] != "kwok" || len(s.Tolerations) == 0 || s.Tolerations[len(s.Tolerations)-1].Key != "tenants" {
 		t.Errorf("enforced placement: nodeSelector %v tolerations %v", s.NodeSelector, s.Tolerations)
 	}
