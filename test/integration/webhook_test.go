@@ -242,12 +242,23 @@ func TestHostQuotaRefusalReachesTenant(t *testing.T) {
 	if !apierrors.IsForbidden(err) {
 		t.Fatalf("create: %v, want 403 Forbidden from the host quota", err)
 	}
-	host := translate.HostName(pod.Name, ns, cfg.VCluster)
-	if !strings.Contains(err.Error(), "exceeded quota") || strings.Contains(err.Error(), host) || !strings.Contains(err.Error(), pod.Name) {
-		t.Errorf("error %q should explain the quota and name %q, not the host pod %q", err, pod.Name, host)
+	checkHostRefusal(t, err, pod, "exceeded quota")
+}
+
+// checkHostRefusal checks that a create the host refused explains why, names
+// the virtual pod rather than its host pod, and left neither behind.
+func checkHostRefusal(t *testing.T, err error, pod *corev1.Pod, why string) {
+	t.Helper()
+	ctx := context.Background()
+	host := translate.HostName(pod.Name, pod.Namespace, env.Options.Translate.VCluster)
+	if !strings.Contains(err.Error(), why) || strings.Contains(err.Error(), host) || !strings.Contains(err.Error(), pod.Name) {
+		t.Errorf("error %q should say %q and name %q, not the host pod %q", err, why, pod.Name, host)
 	}
 	if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{}); !apierrors.IsNotFound(err) {
 		t.Errorf("virtual pod after a host refusal: %v, want NotFound", err)
+	}
+	if _, err := getHostPod(ctx, pod); !apierrors.IsNotFound(err) {
+		t.Errorf("host pod after a host refusal: %v, want NotFound", err)
 	}
 }
 
@@ -306,16 +317,7 @@ func TestHostInvalidRefusalReachesTenant(t *testing.T) {
 	if !apierrors.IsInvalid(err) {
 		t.Fatalf("create: %v, want 422 Invalid from the host policy", err)
 	}
-	host := translate.HostName(pod.Name, ns, cfg.VCluster)
-	if !strings.Contains(err.Error(), "not allowed on this host") || strings.Contains(err.Error(), host) || !strings.Contains(err.Error(), pod.Name) {
-		t.Errorf("error %q should give the host's reason and name %q, not the host pod %q", err, pod.Name, host)
-	}
-	if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{}); !apierrors.IsNotFound(err) {
-		t.Errorf("virtual pod after a host refusal: %v, want NotFound", err)
-	}
-	if err := hostClient.Get(ctx, client.ObjectKey{Namespace: cfg.HostNamespace, Name: host}, &corev1.Pod{}); !apierrors.IsNotFound(err) {
-		t.Errorf("host pod after a host refusal: %v, want NotFound", err)
-	}
+	checkHostRefusal(t, err, pod, "not allowed on this host")
 }
 
 // A host pod left by an admission that failed after podbridge said yes is
