@@ -166,30 +166,6 @@ func actionCount(t *testing.T, action string) float64 {
 	return counterSum(t, "podbridge_reflector_actions_total", "action", action)
 }
 
-// counterSum adds up the series of the counter name in this process's
-// registry whose label has value; a series not yet created counts 0.
-func counterSum(t *testing.T, name, label, value string) float64 {
-	t.Helper()
-	families, err := metrics.Registry.Gather()
-	if err != nil {
-		t.Fatalf("gathering metrics: %v", err)
-	}
-	sum := 0.0
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == label && l.GetValue() == value {
-					sum += m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return sum
-}
-
 // lagObservations reads how many reflection lags the reflector observed.
 func lagObservations(t *testing.T) uint64 {
 	t.Helper()
