@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -61,6 +62,29 @@ func simplePod(namespace, name string) *corev1.Pod {
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: map[string]string{"app": name}},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx"}}},
 	}
+}
+
+// updateVirtualPod applies change to the newest version of pod and writes
+// it (to subresource, when not ""), again on a conflict: the reflector
+// writes virtual pods meanwhile. Once written, pod holds what was stored.
+func updateVirtualPod(ctx context.Context, pod *corev1.Pod, subresource string, change func(*corev1.Pod)) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		current := &corev1.Pod{}
+		if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), current); err != nil {
+			return err
+		}
+		change(current)
+		var err error
+		if subresource == "" {
+			err = virtualClient.Update(ctx, current)
+		} else {
+			err = virtualClient.SubResource(subresource).Update(ctx, current)
+		}
+		if err == nil {
+			current.DeepCopyInto(pod)
+		}
+		return err
+	})
 }
 
 func hostKey(virtual *corev1.Pod) client.ObjectKey {

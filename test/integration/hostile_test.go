@@ -15,7 +15,6 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -152,7 +151,6 @@ func assertContained(t *testing.T, virtual, host *corev1.Pod) {
 	}
 }
 
-// The admission endpoint answers garbage with a clean 4xx and keeps
 // After creation, updates through the real virtual apiserver may change
 // the tenant's labels and annotations but not podbridge's: the pairing
 // (sync ID) cannot be forged by an update either.
@@ -172,18 +170,7 @@ func TestUpdatesCannotForgePodbridgeKeys(t *testing.T) {
 		{"host name removed", func(p *corev1.Pod) { delete(p.Annotations, translate.AnnotationHostName) }, translate.AnnotationHostName},
 		{"vcluster label", func(p *corev1.Pod) { p.Labels[translate.LabelVCluster] = "other" }, translate.LabelVCluster},
 	}
-	// The reflector writes the pod meanwhile (binding, status): an update
-	// that meets a conflict is tried again on the newer pod.
-	update := func(change func(p *corev1.Pod)) error {
-		return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			current := &corev1.Pod{}
-			if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), current); err != nil {
-				return err
-			}
-			change(current)
-			return virtualClient.Update(ctx, current)
-		})
-	}
+	update := func(change func(p *corev1.Pod)) error { return updateVirtualPod(ctx, pod, "", change) }
 	for _, tt := range forged {
 		t.Run(tt.name, func(t *testing.T) {
 			if err := update(tt.change); !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), tt.field) {
@@ -196,6 +183,7 @@ func TestUpdatesCannotForgePodbridgeKeys(t *testing.T) {
 	}
 }
 
+// The admission endpoint answers garbage with a clean 4xx and keeps
 // serving.
 func TestAdmissionEndpointUnderGarbage(t *testing.T) {
 	reg := &admissionregistrationv1.MutatingWebhookConfiguration{}

@@ -15,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -325,12 +324,8 @@ func TestVirtualPodUpdatesReachHostPod(t *testing.T) {
 	}
 
 	// In-place resize.
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
-			return err
-		}
+	err = updateVirtualPod(ctx, pod, "resize", func(pod *corev1.Pod) {
 		pod.Spec.Containers[0].Resources.Requests[corev1.ResourceCPU] = resource.MustParse("150m")
-		return virtualClient.SubResource("resize").Update(ctx, pod)
 	})
 	if err != nil {
 		t.Fatalf("resizing virtual pod: %v", err)
@@ -344,10 +339,7 @@ func TestVirtualPodUpdatesReachHostPod(t *testing.T) {
 		return cpu.Cmp(resource.MustParse("150m")) == 0, "cpu request " + cpu.String()
 	})
 
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
-			return err
-		}
+	err = updateVirtualPod(ctx, pod, "", func(pod *corev1.Pod) {
 		pod.Spec.Containers[0].Image = "nginx:1.27"
 		pod.Spec.InitContainers[0].Image = "busybox:1.36"
 		pod.Spec.ActiveDeadlineSeconds = ptr.To[int64](600)
@@ -364,7 +356,6 @@ func TestVirtualPodUpdatesReachHostPod(t *testing.T) {
 		delete(pod.Annotations, "gone")
 		pod.Annotations["note"] = "two"
 		pod.Annotations["fresh"] = "yes"
-		return virtualClient.Update(ctx, pod)
 	})
 	if err != nil {
 		t.Fatalf("updating virtual pod: %v", err)
@@ -569,12 +560,8 @@ func TestEphemeralContainersReachHostPod(t *testing.T) {
 	waitReady(t, pod)
 
 	addEphemeral := func(c corev1.EphemeralContainer) error {
-		return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
-				return err
-			}
+		return updateVirtualPod(ctx, pod, "ephemeralcontainers", func(pod *corev1.Pod) {
 			pod.Spec.EphemeralContainers = append(pod.Spec.EphemeralContainers, c)
-			return virtualClient.SubResource("ephemeralcontainers").Update(ctx, pod)
 		})
 	}
 	privileged := corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
@@ -682,12 +669,8 @@ func TestStatusDetailsReachVirtualPod(t *testing.T) {
 
 	// A tenant controller opens the gate; the reflector keeps its condition
 	// and the pod becomes Ready.
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
-			return err
-		}
+	err = updateVirtualPod(ctx, pod, "status", func(pod *corev1.Pod) {
 		pod.Status.Conditions = append(pod.Status.Conditions, corev1.PodCondition{Type: gate, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()})
-		return virtualClient.Status().Update(ctx, pod)
 	})
 	if err != nil {
 		t.Fatalf("setting the readiness gate: %v", err)
