@@ -14,22 +14,34 @@ import (
 // pairs pods by them (the sync ID) and the tenant must not forge them after
 // creation any more than at it.
 func ValidateMetadataUpdate(old, pod *corev1.Pod) field.ErrorList {
-	var errs field.ErrorList
 	meta := field.NewPath("metadata")
-	for _, key := range changedKeys(old.Labels, pod.Labels) {
-		if IsReserved(key) {
-			errs = append(errs, field.Forbidden(meta.Child("labels").Key(key), "the "+Prefix+" prefix is reserved for podbridge"))
-		}
+	errs := forbidReserved(meta.Child("labels"), changedKeys(old.Labels, pod.Labels), reservedPrefix)
+	if claimsManagedBy(pod.Labels) && !claimsManagedBy(old.Labels) {
+		errs = append(errs, managedByForbidden(meta))
 	}
-	if pod.Labels[LabelManagedBy] == ManagedByValue && old.Labels[LabelManagedBy] != ManagedByValue {
-		errs = append(errs, field.Forbidden(meta.Child("labels").Key(LabelManagedBy), "the value "+ManagedByValue+" is reserved for podbridge"))
-	}
-	for _, key := range changedKeys(old.Annotations, pod.Annotations) {
+	return append(errs, forbidReserved(meta.Child("annotations"), changedKeys(old.Annotations, pod.Annotations),
+		"podbridge sets the "+Prefix+" annotations; they cannot change")...)
+}
+
+const reservedPrefix = "the " + Prefix + " prefix is reserved for podbridge"
+
+// forbidReserved refuses each of keys, the label or annotation keys at
+// path, that carries podbridge's prefix.
+func forbidReserved(path *field.Path, keys []string, detail string) field.ErrorList {
+	var errs field.ErrorList
+	for _, key := range keys {
 		if IsReserved(key) {
-			errs = append(errs, field.Forbidden(meta.Child("annotations").Key(key), "podbridge sets the "+Prefix+" annotations; they cannot change"))
+			errs = append(errs, field.Forbidden(path.Key(key), detail))
 		}
 	}
 	return errs
+}
+
+// claimsManagedBy reports whether labels say podbridge manages the pod.
+func claimsManagedBy(labels map[string]string) bool { return labels[LabelManagedBy] == ManagedByValue }
+
+func managedByForbidden(meta *field.Path) *field.Error {
+	return field.Forbidden(meta.Child("labels").Key(LabelManagedBy), "the value "+ManagedByValue+" is reserved for podbridge")
 }
 
 // changedKeys lists, sorted, the keys whose presence or value differ.
@@ -65,20 +77,14 @@ func validateMetadata(pod *corev1.Pod) field.ErrorList {
 	for _, msg := range validation.IsDNS1123Label(pod.Namespace) {
 		errs = append(errs, field.Invalid(meta.Child("namespace"), pod.Namespace, msg))
 	}
-	for _, key := range slices.Sorted(maps.Keys(pod.Labels)) {
-		if IsReserved(key) {
-			errs = append(errs, field.Forbidden(meta.Child("labels").Key(key), "the "+Prefix+" prefix is reserved for podbridge"))
-		}
+	errs = append(errs, forbidReserved(meta.Child("labels"), slices.Sorted(maps.Keys(pod.Labels)), reservedPrefix)...)
+	if claimsManagedBy(pod.Labels) {
+		errs = append(errs, managedByForbidden(meta))
 	}
-	if pod.Labels[LabelManagedBy] == ManagedByValue {
-		errs = append(errs, field.Forbidden(meta.Child("labels").Key(LabelManagedBy), "the value "+ManagedByValue+" is reserved for podbridge"))
-	}
-	for _, key := range slices.Sorted(maps.Keys(pod.Annotations)) {
-		// The two annotations podbridge sets on virtual pods may come back
-		// when admission runs again; the webhook checks the sync ID.
-		if IsReserved(key) && key != AnnotationSyncID && key != AnnotationHostName {
-			errs = append(errs, field.Forbidden(meta.Child("annotations").Key(key), "the "+Prefix+" prefix is reserved for podbridge"))
-		}
-	}
-	return errs
+	// The two annotations podbridge sets on virtual pods may come back when
+	// admission runs again; the webhook checks the sync ID.
+	annotations := slices.DeleteFunc(slices.Sorted(maps.Keys(pod.Annotations)), func(key string) bool {
+		return key == AnnotationSyncID || key == AnnotationHostName
+	})
+	return append(errs, forbidReserved(meta.Child("annotations"), annotations, reservedPrefix)...)
 }
