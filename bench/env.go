@@ -19,6 +19,7 @@ import (
 
 	"github.com/podbridge/podbridge/certs"
 	"github.com/podbridge/podbridge/internal/controlplane"
+	"github.com/podbridge/podbridge/internal/kube"
 )
 
 // Namespaces of the scenarios. Each series has its own, so counting and
@@ -135,18 +136,14 @@ func startEnv(ctx context.Context, cfg Config) (e *env, err error) {
 	return e, err
 }
 
-// countedClient is a client for the load generator: limits raised far
-// beyond what the bench sends (client-go's default of 5 QPS would measure
-// the client), protobuf like the cluster's own components, no gzip (the
-// apiservers would compress its watch of every pod, on loopback, on the
-// cores everything shares), and every request counted.
+// countedClient is a client for the load generator: like podbridge's own
+// (kube.WithLimits: no gzip) with limits raised far beyond what the bench
+// sends (client-go's default of 5 QPS would measure the client), protobuf
+// like the cluster's own components, and every request counted.
 func countedClient(cfg *rest.Config) (kubernetes.Interface, *requestCounter, error) {
-	cfg = rest.CopyConfig(cfg)
-	cfg.QPS, cfg.Burst = 10000, 20000
-	cfg.DisableCompression = true
+	cfg = kube.WithLimits(cfg, kube.Limits{QPS: 10000, Burst: 20000}, "podbridge-bench")
 	cfg.ContentType = "application/vnd.kubernetes.protobuf"
 	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
-	cfg.UserAgent = "podbridge-bench"
 	counter := &requestCounter{}
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return counter.wrap(rt) })
 	cs, err := kubernetes.NewForConfig(cfg)
