@@ -351,8 +351,10 @@ func fakeNode(name string, index, pods int) *corev1.Node {
 		Status: corev1.NodeStatus{
 			Capacity:    capacity,
 			Allocatable: capacity,
+			// An apiserver dials this address for logs, exec, attach and
+			// port-forward: it stays on this machine (loopback).
 			Addresses: []corev1.NodeAddress{
-				{Type: corev1.NodeInternalIP, Address: fmt.Sprintf("192.0.2.%d", 10+index)},
+				{Type: corev1.NodeInternalIP, Address: fmt.Sprintf("127.0.0.%d", 10+index)},
 				{Type: corev1.NodeHostName, Address: name},
 			},
 		},

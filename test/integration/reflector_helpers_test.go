@@ -42,7 +42,8 @@ func newHostNode(t *testing.T) string {
 		Spec:       corev1.NodeSpec{PodCIDR: fmt.Sprintf("10.244.%d.0/24", 100+n), PodCIDRs: []string{fmt.Sprintf("10.244.%d.0/24", 100+n)}},
 		Status: corev1.NodeStatus{
 			Capacity: capacity, Allocatable: capacity,
-			Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: fmt.Sprintf("198.51.100.%d", n)}},
+			// On loopback: an apiserver may dial a node's address.
+			Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: fmt.Sprintf("127.0.1.%d", n)}},
 		},
 	}
 	if err := hostClient.Create(ctx, node); err != nil {
