@@ -86,7 +86,7 @@ func startPodbridge(ctx context.Context, o podbridgeOptions) (*podbridge, error)
 	webhookArgs = append(webhookArgs,
 		"--bind-address=127.0.0.1",
 		"--port="+strconv.Itoa(webhookPort),
-		"--register-url=https://"+loopback(webhookPort)+"/mutate-v1-pod",
+		"--register-url=https://"+loopback(webhookPort)+translate.WebhookPath,
 		"--metrics-bind-address="+loopback(webhookMetrics),
 		"--health-probe-bind-address="+loopback(webhookHealth),
 	)

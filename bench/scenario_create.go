@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/podbridge/podbridge/translate"
 )
 
 // createWay is one way of creating pods in scenario 1.
@@ -169,7 +171,7 @@ func admissionStages(before, after admissionMetrics, concurrency int) []Admissio
 		sources = append(sources, source{stage, webhook, "podbridge_webhook_admission_stage_seconds", map[string]string{"stage": stage}})
 	}
 	sources = append(sources,
-		source{"webhook server, whole request", webhook, "controller_runtime_webhook_latency_seconds", map[string]string{"webhook": "/mutate-v1-pod"}},
+		source{"webhook server, whole request", webhook, "controller_runtime_webhook_latency_seconds", map[string]string{"webhook": translate.WebhookPath}},
 		source{"virtual apiserver's call to the webhook", apiserver, "apiserver_admission_webhook_admission_duration_seconds",
 			map[string]string{"name": "pods." + registrationName + ".podbridge.io", "operation": "CREATE", "rejected": "false", "type": "admit"}},
 	)

@@ -38,3 +38,13 @@ const (
 func IsReserved(key string) bool {
 	return strings.HasPrefix(key, Prefix)
 }
+
+// Field managers of podbridge's writes, in both clusters. The reflector
+// tells the tenant's keys on a host pod from the host's by them.
+const (
+	FieldManagerWebhook   = "podbridge-webhook"
+	FieldManagerReflector = "podbridge-reflector"
+)
+
+// WebhookPath is where the webhook server serves pod admission.
+const WebhookPath = "/mutate-v1-pod"

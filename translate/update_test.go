@@ -14,8 +14,8 @@ import (
 )
 
 const (
-	webhookManager   = "podbridge-webhook"
-	reflectorManager = "podbridge-reflector"
+	webhookManager   = FieldManagerWebhook
+	reflectorManager = FieldManagerReflector
 )
 
 var updateManagers = []string{webhookManager, reflectorManager}

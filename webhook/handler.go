@@ -27,10 +27,10 @@ import (
 )
 
 // Path is where the webhook server serves pod admission.
-const Path = "/mutate-v1-pod"
+const Path = translate.WebhookPath
 
 // FieldManager names podbridge's writes on the host.
-const FieldManager = "podbridge-webhook"
+const FieldManager = translate.FieldManagerWebhook
 
 var (
 	podResource = schema.GroupResource{Resource: "pods"}

@@ -139,7 +139,7 @@ func (c *cluster) startWebhook(o webhookOptions) *proc {
 		o.port = freePort(c.t)
 	}
 	if o.registerURL == "" {
-		o.registerURL = "https://" + loopback(o.port) + "/mutate-v1-pod"
+		o.registerURL = "https://" + loopback(o.port) + translate.WebhookPath
 	}
 	if o.hostKubeconfig == "" {
 		o.hostKubeconfig = c.host.Kubeconfig

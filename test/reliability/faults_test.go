@@ -440,7 +440,7 @@ func TestReplicasKilledUnderLoad(t *testing.T) {
 	c := startCluster(t)
 	ports := []int{freePort(t), freePort(t)}
 	lb := startRoundRobin(t, []string{loopback(ports[0]), loopback(ports[1])})
-	url := "https://" + lb.address() + "/mutate-v1-pod"
+	url := "https://" + lb.address() + translate.WebhookPath
 	webhooks := []*proc{
 		c.startWebhook(webhookOptions{name: "webhook-0", port: ports[0], registerURL: url}),
 		c.startWebhook(webhookOptions{name: "webhook-1", port: ports[1], registerURL: url}),
