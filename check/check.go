@@ -105,13 +105,12 @@ func Evaluate(virtualPods, hostPods []corev1.Pod, o Options) []Violation {
 	}
 	for i := range hostPods {
 		h := &hostPods[i]
-		v := virtualBySyncID[h.Annotations[translate.AnnotationSyncID]]
-		if v != nil && v.Name == h.Annotations[translate.AnnotationName] && v.Namespace == h.Annotations[translate.AnnotationNamespace] {
+		if translate.Claims(virtualBySyncID[h.Annotations[translate.AnnotationSyncID]], h) {
 			continue
 		}
-		if age := o.Now.Sub(h.CreationTimestamp.Time); age > o.OrphanGracePeriod {
+		if translate.OrphanWait(h, o.Now, o.OrphanGracePeriod) == 0 {
 			out = append(out, Violation{Kind: Orphan, Host: h.Name, Detail: fmt.Sprintf("no virtual pod %s/%s with its sync ID after %s",
-				h.Annotations[translate.AnnotationNamespace], h.Annotations[translate.AnnotationName], age.Round(time.Second))})
+				h.Annotations[translate.AnnotationNamespace], h.Annotations[translate.AnnotationName], o.Now.Sub(h.CreationTimestamp.Time).Round(time.Second))})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })

@@ -130,7 +130,7 @@ func (r *CopyReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Clus
 		WatchesRawSource(source.Kind(mgr.GetCache(), client.Object(r.Kind.metadata()), handler.EnqueueRequestsFromMapFunc(r.originalOfCopy))).
 		WatchesRawSource(source.Kind(virtual.GetCache(), client.Object(r.Kind.metadata()), &handler.EnqueueRequestForObject{})).
 		WatchesRawSource(source.Kind(virtual.GetCache(), &corev1.Pod{}, handler.TypedEnqueueRequestsFromMapFunc(r.usedBy), podComesOrGoes)).
-		WatchesRawSource(fullPass(r.Kind.kind+"-copies", resync, synced(mgr.GetCache(), virtual.GetCache()), r.allOriginals)).
+		WatchesRawSource(fullPass(r.Kind.kind+"-copies", resync, synced(watched{mgr.GetCache(), r.Kind.metadata()}, watched{virtual.GetCache(), r.Kind.metadata()}, watched{virtual.GetCache(), &corev1.Pod{}}), r.allOriginals)).
 		Complete(r)
 }
 

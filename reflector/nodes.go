@@ -99,7 +99,7 @@ func (r *NodeReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Clus
 		WatchesRawSource(source.Kind(mgr.GetCache(), &corev1.Node{}, &handler.TypedEnqueueRequestForObject[*corev1.Node]{})).
 		WatchesRawSource(source.Kind(virtual.GetCache(), &corev1.Node{}, &handler.TypedEnqueueRequestForObject[*corev1.Node]{}, ours)).
 		WatchesRawSource(source.Kind(virtual.GetCache(), &corev1.Pod{}, handler.TypedEnqueueRequestsFromMapFunc(nodeOfVirtualPod), boundChanged)).
-		WatchesRawSource(fullPass("nodes", resync, synced(mgr.GetCache(), virtual.GetCache()), r.allNodes)).
+		WatchesRawSource(fullPass("nodes", resync, synced(watched{mgr.GetCache(), &corev1.Node{}}, watched{virtual.GetCache(), &corev1.Node{}}, watched{virtual.GetCache(), &corev1.Pod{}}), r.allNodes)).
 		Complete(r)
 }
 

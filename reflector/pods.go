@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -24,13 +26,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/podbridge/podbridge/translate"
-	"github.com/podbridge/podbridge/webhook"
 )
 
 // podbridgeManagers are the field managers whose label, annotation and
 // scheduling-gate keys on a host pod are the tenant's, so the reflector may
 // remove them when the virtual pod drops them.
-var podbridgeManagers = []string{webhook.FieldManager, FieldManager}
+var podbridgeManagers = []string{translate.FieldManagerWebhook, translate.FieldManagerReflector}
 
 // Event actions (events.k8s.io/v1 "action") the reflector reports.
 const (
@@ -87,17 +88,40 @@ func (r *PodReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Clust
 		})).
 		// A bound token Secret may release its host pod.
 		WatchesRawSource(source.Kind(mgr.GetCache(), client.Object(secretMetadata()), handler.EnqueueRequestsFromMapFunc(podOfTokenSecret))).
-		WatchesRawSource(fullPass("pods", resync, synced(mgr.GetCache(), virtual.GetCache()), r.allPairs)).
+		WatchesRawSource(fullPass("pods", resync, synced(watched{mgr.GetCache(), &corev1.Pod{}}, watched{mgr.GetCache(), secretMetadata()}, watched{virtual.GetCache(), &corev1.Pod{}}), r.allPairs)).
 		Complete(r)
 }
 
-// virtualKeyOfHostPod maps a host pod to the virtual pod it runs.
-func virtualKeyOfHostPod(_ context.Context, host *corev1.Pod) []reconcile.Request {
+// indexHostPodVirtualKey indexes host pods by virtualKeyOf.
+const indexHostPodVirtualKey = "podbridge.virtualPod"
+
+// IndexHostPods registers the index of host pods by the virtual pod they
+// name; it must run before the host cache starts.
+func IndexHostPods(ctx context.Context, mgr ctrl.Manager) error {
+	err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Pod{}, indexHostPodVirtualKey, func(obj client.Object) []string {
+		return []string{virtualKeyOf(obj.(*corev1.Pod)).String()}
+	})
+	if err != nil {
+		return fmt.Errorf("indexing host pods by virtual pod: %w", err)
+	}
+	return nil
+}
+
+// virtualKeyOf is the key of the pair a host pod belongs to: the virtual
+// pod its annotations name or, when they name none, a key with no
+// namespace and the host pod's own name, which no virtual pod can have, so
+// the pod is still collected as an orphan.
+func virtualKeyOf(host *corev1.Pod) types.NamespacedName {
 	name, namespace := host.Annotations[translate.AnnotationName], host.Annotations[translate.AnnotationNamespace]
 	if name == "" || namespace == "" {
-		return nil
+		return types.NamespacedName{Name: host.Name}
 	}
-	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: namespace, Name: name}}}
+	return types.NamespacedName{Namespace: namespace, Name: name}
+}
+
+// virtualKeyOfHostPod maps a host pod event to its pair.
+func virtualKeyOfHostPod(_ context.Context, host *corev1.Pod) []reconcile.Request {
+	return []reconcile.Request{{NamespacedName: virtualKeyOf(host)}}
 }
 
 // allPairs lists the key of every pod pair either cache knows, for the full pass.
@@ -112,58 +136,164 @@ func (r *PodReconciler) allPairs(ctx context.Context) ([]reconcile.Request, erro
 	}
 	keys := map[reconcile.Request]bool{}
 	for i := range hostPods.Items {
-		for _, req := range virtualKeyOfHostPod(ctx, &hostPods.Items[i]) {
-			keys[req] = true
-		}
+		keys[reconcile.Request{NamespacedName: virtualKeyOf(&hostPods.Items[i])}] = true
 	}
 	for i := range virtualPods.Items {
 		if pod := &virtualPods.Items[i]; pod.Annotations[translate.AnnotationSyncID] != "" {
 			keys[reconcile.Request{NamespacedName: client.ObjectKeyFromObject(pod)}] = true
 		}
 	}
-	out := make([]reconcile.Request, 0, len(keys))
-	for k := range keys {
-		out = append(out, k)
-	}
-	return out, nil
+	return slices.Collect(maps.Keys(keys)), nil
 }
 
-// Reconcile brings one pod pair in line.
+// Reconcile brings one pod pair in line: gather, decide, write.
 func (r *PodReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
-	virtual, err := getPod(ctx, r.Virtual, req.NamespacedName)
+	p, err := r.gather(ctx, req.NamespacedName)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	hostKey := types.NamespacedName{Namespace: r.Config.HostNamespace, Name: translate.HostName(req.Name, req.Namespace, r.Config.VCluster)}
-	host, err := getPod(ctx, r.Host, hostKey)
-	if err != nil {
-		return reconcile.Result{}, err
-	}
-	if host != nil && host.Annotations[translate.AnnotationVCluster] != r.Config.VCluster {
-		host = nil // another virtual cluster's pod that hashes alike: never ours to touch.
-	}
-	if r.written.lagging(req.NamespacedName, virtual, host) {
+	d := decidePair(p, r.OrphanGracePeriod)
+	if r.written.lagging(req.NamespacedName, p.virtual, d.current) {
 		return reconcile.Result{}, nil // our own write's event is on its way.
 	}
-
-	switch {
-	case virtual == nil && host == nil:
+	var errs []error
+	for _, s := range d.steps {
+		if err := r.write(ctx, p, s); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if p.virtual == nil && len(p.hosts) == 0 {
 		r.lastSeen.forget(req.NamespacedName)
-		return reconcile.Result{}, nil
-	case virtual == nil:
-		return r.reconcileOrphan(ctx, req.NamespacedName, host)
-	case virtual.Annotations[translate.AnnotationSyncID] == "":
-		return reconcile.Result{}, nil // not admitted by podbridge: not ours.
-	case host != nil && host.Annotations[translate.AnnotationSyncID] != virtual.Annotations[translate.AnnotationSyncID]:
-		host = nil // the host pod of an earlier pod of the same name.
 	}
+	return reconcile.Result{RequeueAfter: d.requeueAfter}, errors.Join(errs...)
+}
 
-	if virtual.DeletionTimestamp != nil {
-		return r.reconcileVirtualDeletion(ctx, virtual, host)
+// gather reads one pair from the caches. A key with no namespace stands
+// for a host pod that names no virtual pod (see virtualKeyOf).
+func (r *PodReconciler) gather(ctx context.Context, key types.NamespacedName) (pair, error) {
+	p := pair{key: key, now: r.Clock.Now(), seenGone: r.Gone.syncID}
+	if key.Namespace != "" {
+		virtual, err := getPod(ctx, r.Virtual, key)
+		if err != nil {
+			return p, err
+		}
+		p.virtual = virtual
+		p.hostName = translate.HostName(key.Name, key.Namespace, r.Config.VCluster)
 	}
-	if host == nil {
-		return r.reconcileHostGone(ctx, virtual, hostKey)
+	hosts := &corev1.PodList{}
+	if err := r.Host.List(ctx, hosts, client.InNamespace(r.Config.HostNamespace), client.MatchingFields{indexHostPodVirtualKey: key.String()}); err != nil {
+		return p, fmt.Errorf("listing host pods of %s: %w", key, err)
 	}
+	for i := range hosts.Items {
+		p.hosts = append(p.hosts, &hosts.Items[i])
+	}
+	if p.virtual != nil {
+		p.lastSeen = r.lastSeen.get(key, p.virtual.Annotations[translate.AnnotationSyncID])
+	}
+	return p, nil
+}
+
+// write carries out one step of a decision.
+func (r *PodReconciler) write(ctx context.Context, p pair, s step) error {
+	switch s.kind {
+	case stepDeleteOrphan:
+		return r.deleteOrphan(ctx, p, s)
+	case stepDeleteHost:
+		return r.deleteHost(ctx, p.virtual, s.host)
+	case stepRemoveVirtual:
+		if err := r.removeVirtual(ctx, p.virtual); err != nil {
+			return err
+		}
+		r.lastSeen.forget(p.key)
+		return nil
+	case stepHostGone:
+		return r.endVirtual(ctx, p, s)
+	case stepSync:
+		return r.sync(ctx, p.virtual, s.host)
+	}
+	return fmt.Errorf("unknown step %v", s.kind)
+}
+
+// deleteOrphan deletes a host pod no stored virtual pod claims; with
+// confirm, only when the virtual apiserver agrees (the cache may lag).
+func (r *PodReconciler) deleteOrphan(ctx context.Context, p pair, s step) error {
+	if s.confirm {
+		live, err := getPod(ctx, r.VirtualReader, p.key)
+		if err != nil {
+			return err
+		}
+		if translate.Claims(live, s.host) {
+			return nil // the cache lags; the virtual pod's event is on its way.
+		}
+	}
+	if err := r.Host.Delete(ctx, s.host, client.Preconditions{UID: &s.host.UID}); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("deleting orphan host pod %s: %w", s.host.Name, err)
+	}
+	countAction(actionOrphanDelete)
+	logf.FromContext(ctx).Info("Deleted orphan host pod", "hostPod", s.host.Name, "syncID", s.host.Annotations[translate.AnnotationSyncID],
+		"age", p.now.Sub(s.host.CreationTimestamp.Time).Round(time.Second))
+	return nil
+}
+
+// deleteHost carries a virtual pod's deletion to its host pod with the same
+// grace period; the host pod's removal brings the pair back.
+func (r *PodReconciler) deleteHost(ctx context.Context, virtual, host *corev1.Pod) error {
+	opts := []client.DeleteOption{client.Preconditions{UID: &host.UID}}
+	if virtual.DeletionGracePeriodSeconds != nil {
+		opts = append(opts, client.GracePeriodSeconds(*virtual.DeletionGracePeriodSeconds))
+	}
+	if err := r.Host.Delete(ctx, host, opts...); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("deleting host pod %s: %w", host.Name, err)
+	}
+	r.written.host(client.ObjectKeyFromObject(virtual), host.ResourceVersion, "")
+	countAction(actionDeleteHost)
+	logf.FromContext(ctx).V(1).Info("Deleted host pod of deleted virtual pod", "hostPod", host.Name)
+	return nil
+}
+
+// endVirtual handles a virtual pod whose host pod is gone (deleted,
+// evicted or preempted on the host): it gets a final status saying so and
+// is removed, so its controller replaces it; a bare pod is not re-created
+// behind the tenant's back. With confirm, the host apiserver must agree
+// that the host pod is gone.
+func (r *PodReconciler) endVirtual(ctx context.Context, p pair, s step) error {
+	virtual := p.virtual
+	if s.confirm {
+		live, err := getPod(ctx, r.HostReader, types.NamespacedName{Namespace: r.Config.HostNamespace, Name: p.hostName})
+		if err != nil {
+			return err
+		}
+		if translate.Claims(virtual, live) {
+			return nil // the cache lags; the host pod's event is on its way.
+		}
+	}
+	if virtual.Status.Phase != corev1.PodFailed && virtual.Status.Phase != corev1.PodSucceeded {
+		updated := virtual.DeepCopy()
+		var last *corev1.Pod
+		if !s.confirm {
+			last = s.host
+		}
+		updated.Status = translate.HostGoneStatus(virtual, last, metav1.NewTime(p.now))
+		if err := r.Virtual.Status().Update(ctx, forWrite(updated), client.FieldOwner(FieldManager)); err != nil {
+			if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+				return nil // a newer virtual pod's event brings us back.
+			}
+			return fmt.Errorf("recording host deletion on virtual pod: %w", err)
+		}
+		countAction(actionStatusUpdate)
+		r.Recorder.Eventf(virtual, nil, corev1.EventTypeWarning, updated.Status.Reason, eventActionDeleting, "%s", updated.Status.Message)
+		logf.FromContext(ctx).Info("Recorded the host pod's deletion on the virtual pod", "reason", updated.Status.Reason)
+	}
+	if err := r.removeVirtual(ctx, virtual); err != nil {
+		return err
+	}
+	r.lastSeen.forget(p.key)
+	return nil
+}
+
+// sync carries updates down to a live pair's host pod, binds the virtual
+// pod and reflects the host status.
+func (r *PodReconciler) sync(ctx context.Context, virtual, host *corev1.Pod) error {
 	// A host pod that cannot take an update still has its status reflected.
 	host, hostErr := r.syncHost(ctx, virtual, host)
 	// Binding first: it sets the virtual pod's PodScheduled condition, so
@@ -171,134 +301,12 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 	// until the pod runs. A failed binding does not hold the status back.
 	bound, bindErr := r.bind(ctx, virtual, host)
 	if bound {
-		return reconcile.Result{}, hostErr
+		return hostErr
 	}
-	return reconcile.Result{}, errors.Join(hostErr, bindErr, r.syncStatus(ctx, virtual, host))
-}
-
-// reconcileOrphan deletes a host pod whose virtual pod does not exist: at
-// once when this process saw the virtual pod deleted (an unbound pod is
-// removed without a graceful phase, and a forced deletion skips it), else
-// once it is older than the grace period and a live read confirms the
-// absence (its admission may still be under way, or have failed).
-func (r *PodReconciler) reconcileOrphan(ctx context.Context, key types.NamespacedName, host *corev1.Pod) (reconcile.Result, error) {
-	if host.DeletionTimestamp != nil {
-		return reconcile.Result{}, nil
-	}
-	if r.Gone.syncID(host.Annotations[translate.AnnotationSyncID]) {
-		if err := r.Host.Delete(ctx, host, client.Preconditions{UID: &host.UID}); client.IgnoreNotFound(err) != nil {
-			return reconcile.Result{}, fmt.Errorf("deleting host pod %s of deleted virtual pod: %w", host.Name, err)
-		}
-		countAction(actionDeleteHost)
-		logf.FromContext(ctx).V(1).Info("Deleted host pod of deleted virtual pod", "hostPod", host.Name)
-		return reconcile.Result{}, nil
-	}
-	// creationTimestamp has second resolution: count from the latest
-	// instant it may stand for, so no pod is taken for an orphan before it
-	// is really OrphanGracePeriod old.
-	if age := r.Clock.Since(host.CreationTimestamp.Time) - time.Second; age < r.OrphanGracePeriod {
-		return reconcile.Result{RequeueAfter: r.OrphanGracePeriod - age}, nil
-	}
-	live, err := getPod(ctx, r.VirtualReader, key)
-	if err != nil {
-		return reconcile.Result{}, err
-	}
-	if live != nil && live.Annotations[translate.AnnotationSyncID] == host.Annotations[translate.AnnotationSyncID] {
-		return reconcile.Result{}, nil // the cache lags; the virtual pod's event is on its way.
-	}
-	if err := r.Host.Delete(ctx, host, client.Preconditions{UID: &host.UID}); client.IgnoreNotFound(err) != nil {
-		return reconcile.Result{}, fmt.Errorf("deleting orphan host pod %s: %w", host.Name, err)
-	}
-	countAction(actionOrphanDelete)
-	logf.FromContext(ctx).Info("Deleted orphan host pod", "hostPod", host.Name, "syncID", host.Annotations[translate.AnnotationSyncID],
-		"age", r.Clock.Since(host.CreationTimestamp.Time).Round(time.Second))
-	return reconcile.Result{}, nil
-}
-
-// reconcileVirtualDeletion carries a virtual pod's deletion to its host pod
-// with the same grace period, then removes the virtual pod once the host
-// pod is gone.
-func (r *PodReconciler) reconcileVirtualDeletion(ctx context.Context, virtual, host *corev1.Pod) (reconcile.Result, error) {
-	if host != nil {
-		if host.DeletionTimestamp == nil {
-			opts := []client.DeleteOption{client.Preconditions{UID: &host.UID}}
-			if virtual.DeletionGracePeriodSeconds != nil {
-				opts = append(opts, client.GracePeriodSeconds(*virtual.DeletionGracePeriodSeconds))
-			}
-			before := host.ResourceVersion
-			if err := r.Host.Delete(ctx, host, opts...); client.IgnoreNotFound(err) != nil {
-				return reconcile.Result{}, fmt.Errorf("deleting host pod %s: %w", host.Name, err)
-			}
-			r.written.host(client.ObjectKeyFromObject(virtual), before, "")
-			countAction(actionDeleteHost)
-			logf.FromContext(ctx).V(1).Info("Deleted host pod of deleted virtual pod", "hostPod", host.Name)
-		}
-		return reconcile.Result{}, nil // the host pod's removal brings us back.
-	}
-	if err := r.removeVirtual(ctx, virtual); err != nil {
-		return reconcile.Result{}, err
-	}
-	r.lastSeen.forget(client.ObjectKeyFromObject(virtual))
-	return reconcile.Result{}, nil
-}
-
-// hostPodCacheLag is how long a new virtual pod's host pod may take to
-// show in the cache before the reflector asks the host apiserver.
-const hostPodCacheLag = 5 * time.Second
-
-// reconcileHostGone handles a virtual pod whose host pod is not in the cache:
-// once its deletion was seen, or the host apiserver confirms it is gone
-// (deleted, evicted or preempted on the host), the virtual pod gets a final
-// status saying so and is removed,
-// so its controller replaces it; a bare pod is not re-created behind the
-// tenant's back.
-func (r *PodReconciler) reconcileHostGone(ctx context.Context, virtual *corev1.Pod, hostKey types.NamespacedName) (reconcile.Result, error) {
-	key := client.ObjectKeyFromObject(virtual)
-	syncID := virtual.Annotations[translate.AnnotationSyncID]
-	last := r.lastSeen.get(key, syncID)
-	if last == nil {
-		// No deletion seen. The webhook creates the host pod just before
-		// the virtual pod is stored, so a new pod's host pod may not be in
-		// the cache yet: its event brings us back. Otherwise (an older
-		// pod, a restarted reflector) the host apiserver is asked.
-		if age := r.Clock.Since(virtual.CreationTimestamp.Time); age < hostPodCacheLag {
-			return reconcile.Result{RequeueAfter: hostPodCacheLag - age}, nil
-		}
-		live, err := getPod(ctx, r.HostReader, hostKey)
-		if err != nil {
-			return reconcile.Result{}, err
-		}
-		if live != nil && live.Annotations[translate.AnnotationSyncID] == syncID {
-			return reconcile.Result{}, nil // the cache lags; the host pod's event is on its way.
-		}
-	}
-	if virtual.Status.Phase != corev1.PodFailed && virtual.Status.Phase != corev1.PodSucceeded {
-		updated := virtual.DeepCopy()
-		updated.Status = translate.HostGoneStatus(virtual, last, metav1.NewTime(r.Clock.Now()))
-		if err := r.Virtual.Status().Update(ctx, forWrite(updated), client.FieldOwner(FieldManager)); err != nil {
-			if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-				return reconcile.Result{}, nil // a newer virtual pod's event brings us back.
-			}
-			return reconcile.Result{}, fmt.Errorf("recording host deletion on virtual pod: %w", err)
-		}
-		countAction(actionStatusUpdate)
-		r.Recorder.Eventf(virtual, nil, corev1.EventTypeWarning, updated.Status.Reason, eventActionDeleting, "%s", updated.Status.Message)
-		logf.FromContext(ctx).Info("Recorded the host pod's deletion on the virtual pod", "reason", updated.Status.Reason)
-	}
-	if err := r.removeVirtual(ctx, virtual); err != nil {
-		return reconcile.Result{}, err
-	}
-	r.lastSeen.forget(key)
-	return reconcile.Result{}, nil
+	return errors.Join(hostErr, bindErr, r.syncStatus(ctx, virtual, host))
 }
 
 func (r *PodReconciler) removeVirtual(ctx context.Context, virtual *corev1.Pod) error {
-	if g := virtual.DeletionGracePeriodSeconds; virtual.DeletionTimestamp != nil && g != nil && *g == 0 {
-		// Being removed already: the apiserver records a grace period of 0
-		// (an event of its own) before it removes the pod, and removes it
-		// once its finalizers are gone; another delete adds nothing.
-		return nil
-	}
 	before := virtual.ResourceVersion
 	err := r.Virtual.Delete(ctx, virtual, client.Preconditions{UID: &virtual.UID}, client.GracePeriodSeconds(0))
 	switch {
@@ -509,16 +517,16 @@ type lastSeen struct {
 }
 
 func (l *lastSeen) put(host *corev1.Pod) {
-	reqs := virtualKeyOfHostPod(context.Background(), host)
-	if len(reqs) == 0 {
-		return
+	key := virtualKeyOf(host)
+	if key.Namespace == "" {
+		return // names no virtual pod.
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.pods == nil {
 		l.pods = map[types.NamespacedName]*corev1.Pod{}
 	}
-	l.pods[reqs[0].NamespacedName] = host
+	l.pods[key] = host
 }
 
 // get returns the last state of the host pod of the pair syncID, or nil.

@@ -24,7 +24,7 @@ import (
 )
 
 // FieldManager names the reflector's writes in both clusters.
-const FieldManager = "podbridge-reflector"
+const FieldManager = translate.FieldManagerReflector
 
 // DefaultNodeGracePeriod is how long a virtual node carries no pod before
 // it is removed when Options leave it unset.
@@ -125,6 +125,9 @@ func NewManager(o Options) (manager.Manager, error) {
 		return nil, err
 	}
 	if err := IndexTokenSecrets(context.Background(), mgr); err != nil {
+		return nil, err
+	}
+	if err := IndexHostPods(context.Background(), mgr); err != nil {
 		return nil, err
 	}
 	resync := o.ResyncPeriod

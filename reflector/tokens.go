@@ -102,7 +102,7 @@ func (r *TokenReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Clu
 			TypedEventHandler: &handler.TypedEnqueueRequestForObject[*corev1.Pod]{},
 			record:            r.Gone.put,
 		}, podComesOrGoes)).
-		WatchesRawSource(fullPass("tokens", resync, synced(mgr.GetCache(), virtual.GetCache()), r.allTokenPods)).
+		WatchesRawSource(fullPass("tokens", resync, synced(watched{mgr.GetCache(), secretMetadata()}, watched{virtual.GetCache(), &corev1.Pod{}}), r.allTokenPods)).
 		Complete(r)
 }
 

@@ -1,0 +1,174 @@
+package reflector
+
+import (
+	"cmp"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/podbridge/podbridge/translate"
+)
+
+// pair is what the pod reconciler gathers for one key: the virtual pod at
+// that key (from the cache) and every host pod of this virtual cluster that
+// names it, whatever the host pod's own name. The last two fields are this
+// process's memory: they only let a decision skip a wait or a live read.
+type pair struct {
+	key types.NamespacedName
+	// hostName is the name the webhook gives the key's host pod.
+	hostName string
+	virtual  *corev1.Pod
+	hosts    []*corev1.Pod
+	now      time.Time
+
+	// seenGone reports whether this process saw the virtual pod of a sync
+	// ID deleted.
+	seenGone func(syncID string) bool
+	// lastSeen is the final state of the pair's host pod when this process
+	// saw it deleted, else nil.
+	lastSeen *corev1.Pod
+}
+
+// stepKind is one kind of write a decision asks for.
+type stepKind int
+
+const (
+	// stepDeleteOrphan deletes a host pod no stored virtual pod claims. With
+	// confirm, only once a live read of the virtual pod agrees.
+	stepDeleteOrphan stepKind = iota
+	// stepDeleteHost deletes the host pod of a virtual pod being deleted,
+	// with the virtual pod's grace period.
+	stepDeleteHost
+	// stepRemoveVirtual removes a deleted virtual pod whose host pod is gone.
+	stepRemoveVirtual
+	// stepHostGone gives a virtual pod whose host pod is gone a final
+	// status saying so, then removes it. With confirm, only once a live
+	// read of the host pod agrees it is gone.
+	stepHostGone
+	// stepSync carries updates down to the host pod, binds the virtual pod
+	// and reflects the host status.
+	stepSync
+)
+
+func (k stepKind) String() string {
+	return [...]string{"DeleteOrphan", "DeleteHost", "RemoveVirtual", "HostGone", "Sync"}[k]
+}
+
+// step is one write of a decision, on host (the host pod it concerns).
+type step struct {
+	kind    stepKind
+	host    *corev1.Pod
+	confirm bool
+}
+
+// decision is what to do for a pair now, and when to look again.
+type decision struct {
+	// current is the host pod of the stored virtual pod, if any.
+	current      *corev1.Pod
+	steps        []step
+	requeueAfter time.Duration
+}
+
+func (d *decision) after(wait time.Duration) {
+	if wait > 0 && (d.requeueAfter == 0 || wait < d.requeueAfter) {
+		d.requeueAfter = wait
+	}
+}
+
+// hostPodCacheLag is how long a new virtual pod's host pod may take to
+// show in the cache before the reflector asks the host apiserver.
+const hostPodCacheLag = 5 * time.Second
+
+// removalSettle is how long a virtual pod may show a zero grace period
+// before it is deleted again. The apiserver deletes in two steps: it
+// stores the zero grace period, then removes the object. A request cut
+// short between the two (a client killed mid-call, a timeout under load)
+// leaves the pod Terminating for good until another delete is sent; within
+// removalSettle the removal is taken to be under way.
+const removalSettle = 2 * time.Second
+
+// decidePair is the pod reconciler's whole decision for one pair, a pure
+// function of what was gathered: orphans go after the grace period (at
+// once when seen deleted), a deleted virtual pod's host pod goes with the
+// same grace period and then the virtual pod, a virtual pod whose host pod
+// is gone is ended, and a live pair is synced.
+func decidePair(p pair, orphanGrace time.Duration) decision {
+	var d decision
+	claimed := claimants(p)
+	if len(claimed) > 0 {
+		d.current = claimed[0]
+	}
+	for _, h := range p.hosts {
+		if h == d.current || h.DeletionTimestamp != nil {
+			continue
+		}
+		// A duplicate of the current host pod is not the pair's, though
+		// its virtual pod exists: no live read can save it.
+		duplicate := slices.Contains(claimed, h)
+		switch wait := translate.OrphanWait(h, p.now, orphanGrace); {
+		case !duplicate && p.seenGone(h.Annotations[translate.AnnotationSyncID]):
+			d.steps = append(d.steps, step{kind: stepDeleteOrphan, host: h})
+		case wait > 0:
+			d.after(wait)
+		default:
+			d.steps = append(d.steps, step{kind: stepDeleteOrphan, host: h, confirm: !duplicate && p.key.Namespace != ""})
+		}
+	}
+
+	v := p.virtual
+	if v == nil || v.Annotations[translate.AnnotationSyncID] == "" {
+		return d // no pair: only host pods to collect.
+	}
+	switch {
+	case v.DeletionTimestamp != nil && d.current != nil:
+		if d.current.DeletionTimestamp == nil {
+			d.steps = append(d.steps, step{kind: stepDeleteHost, host: d.current})
+		} // else its removal brings the pair back.
+	case v.DeletionTimestamp != nil:
+		if g := v.DeletionGracePeriodSeconds; g != nil && *g == 0 {
+			if since := p.now.Sub(v.DeletionTimestamp.Time); since < removalSettle {
+				d.after(removalSettle - since)
+				return d
+			}
+		}
+		d.steps = append(d.steps, step{kind: stepRemoveVirtual})
+	case d.current != nil:
+		d.steps = append(d.steps, step{kind: stepSync, host: d.current})
+	case p.lastSeen != nil:
+		d.steps = append(d.steps, step{kind: stepHostGone, host: p.lastSeen})
+	default:
+		// No deletion seen. The webhook creates the host pod just before
+		// the virtual pod is stored, so a new pod's host pod may not be in
+		// the cache yet: its event brings the pair back. Otherwise the
+		// host apiserver is asked.
+		if age := p.now.Sub(v.CreationTimestamp.Time); age < hostPodCacheLag {
+			d.after(hostPodCacheLag - age)
+			return d
+		}
+		d.steps = append(d.steps, step{kind: stepHostGone, confirm: true})
+	}
+	return d
+}
+
+// claimants are the host pods the virtual pod claims, the one under the
+// webhook's name first: it is the current one, any other a duplicate.
+func claimants(p pair) []*corev1.Pod {
+	var out []*corev1.Pod
+	for _, h := range p.hosts {
+		if translate.Claims(p.virtual, h) {
+			out = append(out, h)
+		}
+	}
+	slices.SortFunc(out, func(a, b *corev1.Pod) int {
+		if (a.Name == p.hostName) != (b.Name == p.hostName) {
+			if a.Name == p.hostName {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Compare(a.Name, b.Name)
+	})
+	return out
+}
