@@ -72,9 +72,15 @@ type decision struct {
 }
 
 func (d *decision) after(wait time.Duration) {
-	if wait > 0 && (d.requeueAfter == 0 || wait < d.requeueAfter) {
-		d.requeueAfter = wait
+	d.requeueAfter = earliest(d.requeueAfter, wait)
+}
+
+// earliest is the sooner of two requeue delays, where 0 means never.
+func earliest(a, b time.Duration) time.Duration {
+	if a <= 0 || (b > 0 && b < a) {
+		return b
 	}
+	return a
 }
 
 // hostPodCacheLag is how long a new virtual pod's host pod may take to

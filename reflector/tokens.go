@@ -126,7 +126,8 @@ func (r *TokenReconciler) allTokenPods(ctx context.Context) ([]reconcile.Request
 	return out, nil
 }
 
-// Reconcile binds, refreshes, re-creates or deletes one pod's token Secrets.
+// Reconcile binds, refreshes, re-creates or deletes one pod's token
+// Secrets: gather, decide, write.
 func (r *TokenReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	secrets := secretCopies.metadataList()
 	if err := r.Host.List(ctx, secrets, client.InNamespace(r.Config.HostNamespace), client.MatchingFields{indexTokenPod: req.String()}); err != nil {
@@ -136,72 +137,104 @@ func (r *TokenReconciler) Reconcile(ctx context.Context, req reconcile.Request) 
 	if err != nil {
 		return reconcile.Result{}, err
 	}
+	steps, after := decideTokens(virtual, secrets.Items, r.Config, r.Clock.Now(), r.GracePeriod, r.Gone.uid)
+	for _, s := range steps {
+		var err error
+		switch {
+		case s.delete:
+			err = r.deleteUnwanted(ctx, req.NamespacedName, s)
+		default:
+			var next time.Duration
+			next, err = r.bind(ctx, virtual, s)
+			after = earliest(after, next)
+		}
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+	}
+	return reconcile.Result{RequeueAfter: after}, nil
+}
+
+// tokenStep is one write to a pod's token Secrets: delete secret (with
+// confirm, once a live read agrees the pod is gone), or request token and
+// write it into secret (nil: create it).
+type tokenStep struct {
+	delete  bool
+	confirm bool
+	secret  *metav1.PartialObjectMetadata
+	token   translate.Token
+}
+
+// decideTokens is the TokenReconciler's decision for one pod, from its
+// virtual pod (nil when gone) and its host token Secrets: Secrets the pod
+// no longer wants go (at once when seen deleted, else after the grace
+// period), and each wanted token is written when it is missing, not bound
+// to this pod, or due for refresh. after is when to look again (0: never).
+func decideTokens(virtual *corev1.Pod, secrets []metav1.PartialObjectMetadata, cfg translate.Config, now time.Time, grace time.Duration,
+	seenGone func(types.UID) bool) (steps []tokenStep, after time.Duration) {
 	var wanted []translate.Token
 	if virtual != nil && virtual.Annotations[translate.AnnotationSyncID] != "" && virtual.DeletionTimestamp == nil {
-		wanted = translate.PodDependencies(virtual, r.Config).Tokens
+		wanted = translate.PodDependencies(virtual, cfg).Tokens
 	}
-
-	var result reconcile.Result
-	for i := range secrets.Items {
-		s := &secrets.Items[i]
+	for i := range secrets {
+		s := &secrets[i]
 		if slices.ContainsFunc(wanted, func(t translate.Token) bool { return t.HostSecret == s.Name }) {
 			continue
 		}
-		after, err := r.deleteUnwanted(ctx, req.NamespacedName, s)
-		if err != nil {
-			return reconcile.Result{}, err
+		if seenGone(types.UID(s.Annotations[translate.AnnotationTokenBoundUID])) {
+			steps = append(steps, tokenStep{delete: true, secret: s})
+			continue
 		}
-		result = soonest(result, after)
+		// creationTimestamp has second resolution: see translate.OrphanWait.
+		if age := now.Sub(s.CreationTimestamp.Time) - time.Second; age < grace {
+			after = earliest(after, grace-age)
+			continue
+		}
+		steps = append(steps, tokenStep{delete: true, confirm: true, secret: s})
 	}
 	for _, tok := range wanted {
-		i := slices.IndexFunc(secrets.Items, func(s metav1.PartialObjectMetadata) bool { return s.Name == tok.HostSecret })
+		i := slices.IndexFunc(secrets, func(s metav1.PartialObjectMetadata) bool { return s.Name == tok.HostSecret })
 		var current *metav1.PartialObjectMetadata
 		if i >= 0 {
-			current = &secrets.Items[i]
+			current = &secrets[i]
+			if current.Annotations[translate.AnnotationTokenBoundUID] == string(virtual.UID) {
+				refreshAt, err := time.Parse(time.RFC3339, current.Annotations[translate.AnnotationTokenRefreshAt])
+				if err == nil && now.Before(refreshAt) {
+					after = earliest(after, refreshAt.Sub(now))
+					continue
+				}
+			}
 		}
-		after, err := r.ensureBound(ctx, virtual, tok, current)
-		if err != nil {
-			return reconcile.Result{}, err
-		}
-		result = soonest(result, after)
+		steps = append(steps, tokenStep{secret: current, token: tok})
 	}
-	return result, nil
+	return steps, after
 }
 
-// deleteUnwanted deletes a token Secret whose pod is gone: at once when
-// this process saw the pod it is bound to deleted, else once it is older
-// than the grace period and a live read confirms the pod's absence.
-func (r *TokenReconciler) deleteUnwanted(ctx context.Context, key types.NamespacedName, s *metav1.PartialObjectMetadata) (time.Duration, error) {
-	if !r.Gone.uid(types.UID(s.Annotations[translate.AnnotationTokenBoundUID])) {
-		if age := r.Clock.Since(s.CreationTimestamp.Time) - time.Second; age < r.GracePeriod {
-			return r.GracePeriod - age, nil
-		}
+// deleteUnwanted deletes a token Secret whose pod is gone; with confirm,
+// only once a live read agrees.
+func (r *TokenReconciler) deleteUnwanted(ctx context.Context, key types.NamespacedName, s tokenStep) error {
+	if s.confirm {
 		live, err := getPod(ctx, r.VirtualReader, key)
 		if err != nil {
-			return 0, err
+			return err
 		}
 		if live != nil && live.DeletionTimestamp == nil && live.Annotations[translate.AnnotationSyncID] != "" {
-			return 0, nil // the cache lags; the pod's event is on its way.
+			return nil // the cache lags; the pod's event is on its way.
 		}
 	}
-	if err := r.Host.Delete(ctx, s, client.Preconditions{UID: &s.UID}); client.IgnoreNotFound(err) != nil {
-		return 0, fmt.Errorf("deleting token Secret %s: %w", s.Name, err)
+	if err := r.Host.Delete(ctx, s.secret, client.Preconditions{UID: &s.secret.UID}); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("deleting token Secret %s: %w", s.secret.Name, err)
 	}
 	countAction(actionTokenDelete)
-	logf.FromContext(ctx).V(1).Info("Deleted token Secret of a gone pod", "secret", s.Name)
-	return 0, nil
+	logf.FromContext(ctx).V(1).Info("Deleted token Secret of a gone pod", "secret", s.secret.Name)
+	return nil
 }
 
-// ensureBound makes sure the pod's token Secret for tok holds a token bound
-// to the pod and not due for refresh, and returns when it will be.
-func (r *TokenReconciler) ensureBound(ctx context.Context, virtual *corev1.Pod, tok translate.Token, current *metav1.PartialObjectMetadata) (time.Duration, error) {
+// bind requests a token bound to the pod and writes it into the pod's
+// token Secret, and returns when it is due for refresh.
+func (r *TokenReconciler) bind(ctx context.Context, virtual *corev1.Pod, s tokenStep) (time.Duration, error) {
 	now := r.Clock.Now()
-	if current != nil && current.Annotations[translate.AnnotationTokenBoundUID] == string(virtual.UID) {
-		refreshAt, err := time.Parse(time.RFC3339, current.Annotations[translate.AnnotationTokenRefreshAt])
-		if err == nil && now.Before(refreshAt) {
-			return refreshAt.Sub(now), nil
-		}
-	}
+	tok, current := s.token, s.secret
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: tok.ServiceAccount, Namespace: virtual.Namespace}}
 	treq := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
 		ExpirationSeconds: &tok.ExpirationSeconds,
@@ -239,12 +272,4 @@ func (r *TokenReconciler) ensureBound(ctx context.Context, virtual *corev1.Pod, 
 	logf.FromContext(ctx).V(1).Info("Wrote bound token", "secret", want.Name, "refreshAt", want.Annotations[translate.AnnotationTokenRefreshAt],
 		"expirationSeconds", strconv.FormatInt(tok.ExpirationSeconds, 10))
 	return refreshAt.Sub(now), nil
-}
-
-// soonest merges a requeue delay into result, keeping the earliest.
-func soonest(result reconcile.Result, after time.Duration) reconcile.Result {
-	if after > 0 && (result.RequeueAfter == 0 || after < result.RequeueAfter) {
-		result.RequeueAfter = after
-	}
-	return result
 }
