@@ -182,86 +182,136 @@ func (r *CopyReconciler) allOriginals(ctx context.Context) ([]reconcile.Request,
 	return slices.Collect(maps.Keys(keys)), nil
 }
 
-// Reconcile brings the host copy of one virtual object in line.
+// Reconcile brings the host copy of one virtual object in line: gather,
+// decide, write. The original's content is read live, and only when its
+// cached metadata says the copy is not current.
 func (r *CopyReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
-	log := logf.FromContext(ctx)
 	hostKey := types.NamespacedName{Namespace: r.Config.HostNamespace, Name: translate.HostName(req.Name, req.Namespace, r.Config.VCluster)}
-	hostCopy := r.Kind.metadata()
-	if err := r.Host.Get(ctx, hostKey, hostCopy); err != nil {
-		if !apierrors.IsNotFound(err) {
-			return reconcile.Result{}, fmt.Errorf("reading host %s %s: %w", r.Kind.kind, hostKey.Name, err)
-		}
-		hostCopy = nil
+	// hostCopy stays a nil interface when there is no copy.
+	var hostCopy client.Object
+	found := r.Kind.metadata()
+	switch err := r.Host.Get(ctx, hostKey, found); {
+	case err == nil:
+		hostCopy = found
+	case !apierrors.IsNotFound(err):
+		return reconcile.Result{}, fmt.Errorf("reading host %s %s: %w", r.Kind.kind, hostKey.Name, err)
 	}
 	if hostCopy != nil && len(r.originalOfCopy(ctx, hostCopy)) == 0 {
 		return reconcile.Result{}, nil // a token Secret, or not a copy: not ours to touch.
 	}
-
 	users := &corev1.PodList{}
 	if err := r.Virtual.List(ctx, users, client.MatchingFields{r.Kind.index: req.Namespace + "/" + req.Name}, client.Limit(1), client.UnsafeDisableDeepCopy); err != nil {
 		return reconcile.Result{}, fmt.Errorf("listing virtual pods using %s %s: %w", r.Kind.kind, req, err)
 	}
-	if len(users.Items) == 0 {
-		if hostCopy == nil {
-			return reconcile.Result{}, nil
-		}
-		// creationTimestamp has second resolution: see reconcileOrphan.
-		if age := r.Clock.Since(hostCopy.GetCreationTimestamp().Time) - time.Second; age < r.GracePeriod {
-			return reconcile.Result{RequeueAfter: r.GracePeriod - age}, nil
-		}
-		return reconcile.Result{}, r.deleteCopy(ctx, hostCopy, "no pod uses it")
-	}
-
 	original := r.Kind.metadata()
 	if err := r.Virtual.Get(ctx, req.NamespacedName, original); client.IgnoreNotFound(err) != nil {
 		return reconcile.Result{}, fmt.Errorf("reading virtual %s %s: %w", r.Kind.kind, req, err)
 	}
-	if hostCopy != nil && original.ResourceVersion != "" && copiedFrom(hostCopy) == original.ResourceVersion {
-		return reconcile.Result{}, nil // current.
-	}
-	// The cache may lag either way: decide on the live original.
-	live := r.Kind.newObject()
-	if err := r.VirtualReader.Get(ctx, req.NamespacedName, live); err != nil {
-		if !apierrors.IsNotFound(err) {
-			return reconcile.Result{}, fmt.Errorf("reading virtual %s %s: %w", r.Kind.kind, req, err)
+
+	step, after := decideCopy(hostCopy, len(users.Items) > 0, original.ResourceVersion, r.Clock.Now(), r.GracePeriod)
+	var live client.Object
+	if step == copyReadOriginal {
+		live = r.Kind.newObject()
+		if err := r.VirtualReader.Get(ctx, req.NamespacedName, live); err != nil {
+			if !apierrors.IsNotFound(err) {
+				return reconcile.Result{}, fmt.Errorf("reading virtual %s %s: %w", r.Kind.kind, req, err)
+			}
+			live = nil
 		}
-		if hostCopy == nil {
-			return reconcile.Result{}, nil // a pod waits for it, as it would in any cluster.
-		}
-		return reconcile.Result{}, r.deleteCopy(ctx, hostCopy, "its virtual original was deleted")
+		step = decideCopyFromOriginal(hostCopy, live)
 	}
-	want := r.Kind.hostCopy(live, r.Config)
-	if hostCopy == nil {
+	return reconcile.Result{RequeueAfter: after}, r.writeCopy(ctx, step, hostCopy, live)
+}
+
+// copyStep is one write to a host copy.
+type copyStep int
+
+const (
+	copyNone copyStep = iota
+	// copyReadOriginal: the copy may be stale; decide on the live original.
+	copyReadOriginal
+	copyCreate
+	copyUpdate
+	copyDeleteUnused
+	copyDeleteOriginalGone
+)
+
+// decideCopy decides on a host copy (nil: none) from whether a stored pod
+// uses its original and the original's cached resourceVersion ("" when the
+// cache has none): an unused copy goes after the grace period (the webhook
+// copies before the pod that uses it is stored); a used one is checked
+// against its original unless the cache says it is current.
+func decideCopy(hostCopy client.Object, used bool, cachedOriginalRV string, now time.Time, grace time.Duration) (copyStep, time.Duration) {
+	switch {
+	case !used && hostCopy == nil:
+		return copyNone, 0
+	case !used:
+		// creationTimestamp has second resolution: see translate.OrphanWait.
+		if age := now.Sub(hostCopy.GetCreationTimestamp().Time) - time.Second; age < grace {
+			return copyNone, grace - age
+		}
+		return copyDeleteUnused, 0
+	case hostCopy != nil && cachedOriginalRV != "" && copiedFrom(hostCopy) == cachedOriginalRV:
+		return copyNone, 0 // current.
+	}
+	return copyReadOriginal, 0
+}
+
+// decideCopyFromOriginal decides on a used host copy (nil: none) from its
+// live original (nil: gone). A missing original leaves the pod waiting, as
+// it would in any cluster.
+func decideCopyFromOriginal(hostCopy, live client.Object) copyStep {
+	switch {
+	case live == nil && hostCopy == nil:
+		return copyNone
+	case live == nil:
+		return copyDeleteOriginalGone
+	case hostCopy == nil:
+		return copyCreate
+	case copiedFrom(hostCopy) == live.GetResourceVersion():
+		return copyNone // the cache of originals lagged.
+	}
+	return copyUpdate
+}
+
+// writeCopy carries out step on the host copy of live.
+func (r *CopyReconciler) writeCopy(ctx context.Context, step copyStep, hostCopy, live client.Object) error {
+	log := logf.FromContext(ctx)
+	switch step {
+	case copyDeleteUnused:
+		return r.deleteCopy(ctx, hostCopy, "no pod uses it")
+	case copyDeleteOriginalGone:
+		return r.deleteCopy(ctx, hostCopy, "its virtual original was deleted")
+	case copyCreate:
+		want := r.Kind.hostCopy(live, r.Config)
 		if err := r.Host.Create(ctx, want, client.FieldOwner(FieldManager)); err != nil {
 			if apierrors.IsAlreadyExists(err) {
-				return reconcile.Result{}, nil // the webhook made it; its event brings us back.
+				return nil // the webhook made it; its event brings us back.
 			}
-			return reconcile.Result{}, fmt.Errorf("creating host %s %s: %w", r.Kind.kind, hostKey.Name, err)
+			return fmt.Errorf("creating host %s %s: %w", r.Kind.kind, want.GetName(), err)
 		}
 		countAction(actionCopyWrite)
-		log.V(1).Info("Created host copy used by a pod", "kind", r.Kind.kind, "hostName", hostKey.Name)
-		return reconcile.Result{}, nil
-	}
-	if copiedFrom(hostCopy) == live.GetResourceVersion() {
-		return reconcile.Result{}, nil // the cache of originals lagged.
-	}
-	want.SetResourceVersion(hostCopy.GetResourceVersion())
-	labels := maps.Clone(hostCopy.GetLabels())
-	maps.Copy(labels, want.GetLabels())
-	want.SetLabels(labels)
-	if err := r.Host.Update(ctx, want, client.FieldOwner(FieldManager)); err != nil {
-		switch {
-		case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
-			return reconcile.Result{}, nil // the newer copy's event brings us back.
-		case apierrors.IsInvalid(err):
-			// An immutable copy cannot change: replace it; its deletion brings us back.
-			return reconcile.Result{}, r.deleteCopy(ctx, hostCopy, "its immutable virtual original was replaced")
+		log.V(1).Info("Created host copy used by a pod", "kind", r.Kind.kind, "hostName", want.GetName())
+	case copyUpdate:
+		want := r.Kind.hostCopy(live, r.Config)
+		want.SetResourceVersion(hostCopy.GetResourceVersion())
+		labels := maps.Clone(hostCopy.GetLabels())
+		maps.Copy(labels, want.GetLabels())
+		want.SetLabels(labels)
+		if err := r.Host.Update(ctx, want, client.FieldOwner(FieldManager)); err != nil {
+			switch {
+			case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
+				return nil // the newer copy's event brings us back.
+			case apierrors.IsInvalid(err):
+				// An immutable copy cannot change: replace it; its deletion brings us back.
+				return r.deleteCopy(ctx, hostCopy, "its immutable virtual original was replaced")
+			}
+			return fmt.Errorf("updating host %s %s: %w", r.Kind.kind, want.GetName(), err)
 		}
-		return reconcile.Result{}, fmt.Errorf("updating host %s %s: %w", r.Kind.kind, hostKey.Name, err)
+		countAction(actionCopyWrite)
+		log.V(1).Info("Updated host copy from its virtual original", "kind", r.Kind.kind, "hostName", want.GetName())
 	}
-	countAction(actionCopyWrite)
-	log.V(1).Info("Updated host copy from its virtual original", "kind", r.Kind.kind, "hostName", hostKey.Name)
-	return reconcile.Result{}, nil
+	return nil
 }
 
 // copiedFrom is the resourceVersion of the virtual original a host copy
