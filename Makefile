@@ -28,8 +28,8 @@ run: build k8s-bins ## Run podbridge end to end on local host and virtual contro
 	bin/podbridge dev
 
 .PHONY: test
-test: k8s-bins ## Run unit and integration tests (real apiservers, kwok).
-	go test -count=1 -timeout 15m ./...
+test: k8s-bins ## Run unit and integration tests (real apiservers, kwok) with the race detector.
+	go test -race -count=1 -timeout 15m ./...
 
 .PHONY: test-reliability
 test-reliability: k8s-bins ## Run issue 7's fault tests (podbridge processes killed, apiservers restarted, a slow host; 4 to 7 minutes on 2 cores) and print what each did.
@@ -37,7 +37,7 @@ test-reliability: k8s-bins ## Run issue 7's fault tests (podbridge processes kil
 
 .PHONY: test-unit
 test-unit: ## Run the unit tests only (no control planes).
-	go test -count=1 -short ./...
+	go test -race -count=1 -short ./...
 
 .PHONY: bench
 bench: k8s-bins ## Benchmark podbridge against the direct path at issue 6's sizes (about 20 minutes on 2 cores); results in bench-results/. BENCH_FLAGS=-quick for minutes.

@@ -5,9 +5,30 @@
 // host pods whose admission failed after the webhook said yes are removed.
 // Virtual nodes live while pods are bound to them and their host node exists.
 //
-// It is level-based: every reconcile looks at both pods as they are, and a
-// full pass at start-up and every resync period enqueues every pair and
-// node, so a restarted reflector converges from what it sees.
+// It is level-based: every reconcile gathers what the caches hold now (a
+// pair's virtual pod and every host pod that names it, a pod's token
+// Secrets, a copy and its original), decides with a pure function
+// (decidePair, decideTokens, decideCopy) and writes what the decision says;
+// a full pass at start-up and every resync period enqueues every pair,
+// copy, token and node. Orphans are host pods no stored virtual pod claims
+// (translate.Claims, the definition `podbridge check` uses too), whatever
+// their name.
+//
+// Process-local memory only saves requests or waits; a restarted process
+// reaches the same state, later or with more reads:
+//   - writtenOver: the resourceVersions this process wrote over; a pair
+//     whose cache still shows one is skipped until its write's event comes.
+//     Lost, a stale pair is acted on once more and the write conflicts.
+//   - gonePods: the sync IDs and UIDs of virtual pods seen deleted; their
+//     host pods and token Secrets go at once. Lost, they go after the
+//     orphan grace period, once a live read confirms the pod is gone.
+//   - lastSeen: a deleted host pod's final state, until its virtual pod is
+//     ended; it saves the live read that confirms the host pod is gone and
+//     carries an eviction reason that only the delete event showed. Lost,
+//     the live read is made and the final status is built from the status
+//     already reflected.
+//   - NodeGuard.removed: nodes this process removed, which binds confirm
+//     live; empty after a restart, when the cache is fresh anyway.
 //
 // Metrics (controller-runtime's registry): podbridge_reflector_actions_total
 // by action, podbridge_reflector_reflection_lag_seconds, and the workqueue

@@ -273,7 +273,10 @@ func (r *PodReconciler) endVirtual(ctx context.Context, p pair, s step) error {
 		if !s.confirm {
 			last = s.host
 		}
-		updated.Status = translate.HostGoneStatus(virtual, last, metav1.NewTime(p.now))
+		// A copy: translated statuses share slices with the host cache, and
+		// the response is decoded into what is written.
+		status := translate.HostGoneStatus(virtual, last, metav1.NewTime(p.now))
+		updated.Status = *status.DeepCopy()
 		if err := r.Virtual.Status().Update(ctx, forWrite(updated), client.FieldOwner(FieldManager)); err != nil {
 			if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 				return nil // a newer virtual pod's event brings us back.
@@ -418,15 +421,20 @@ var (
 // warning event, and the virtual pod's next change brings the pair back.
 func (r *PodReconciler) writeHost(ctx context.Context, virtual, host, updated *corev1.Pod, w hostWrite) (bool, error) {
 	before := host.ResourceVersion
+	// The client decodes the response into the object it writes, reusing
+	// its maps and slices; updated shares some with the cache (translate
+	// copies only what it changes), so a copy of its own is written.
+	written := forWrite(updated.DeepCopy())
 	var err error
 	if w.subresource == "" {
-		err = r.Host.Update(ctx, forWrite(updated), client.FieldOwner(FieldManager))
+		err = r.Host.Update(ctx, written, client.FieldOwner(FieldManager))
 	} else {
-		err = r.Host.SubResource(w.subresource).Update(ctx, forWrite(updated), client.FieldOwner(FieldManager))
+		err = r.Host.SubResource(w.subresource).Update(ctx, written, client.FieldOwner(FieldManager))
 	}
 	log := logf.FromContext(ctx).WithValues("hostPod", host.Name)
 	switch {
 	case err == nil:
+		*updated = *written // updated is the caller's own struct, never the cache's.
 		countAction(actionUpdateHost)
 		r.written.host(client.ObjectKeyFromObject(virtual), before, updated.ResourceVersion)
 		log.V(1).Info(w.done)
@@ -466,7 +474,7 @@ func (r *PodReconciler) syncStatus(ctx context.Context, virtual, host *corev1.Po
 		return nil
 	}
 	updated := virtual.DeepCopy()
-	updated.Status = status
+	updated.Status = *status.DeepCopy() // see endVirtual.
 	if err := r.Virtual.Status().Update(ctx, forWrite(updated), client.FieldOwner(FieldManager)); err != nil {
 		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 			return nil // a newer virtual pod's event brings us back.
