@@ -219,7 +219,7 @@ type ChurnResults struct {
 	HostPodsLeft    int `json:"hostPodsLeft"`
 	VirtualPodsLeft int `json:"virtualPodsLeft"`
 	// HostSecretsLeft counts host Secrets in the host namespace at the end
-	// of the run: token copies the webhook made for pods now gone.
+	// of the run: token Secrets and copies left for pods now gone.
 	HostSecretsLeft int `json:"hostSecretsLeft"`
 }
 

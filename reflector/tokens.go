@@ -264,7 +264,7 @@ func (r *TokenReconciler) bind(ctx context.Context, virtual *corev1.Pod, s token
 	}
 	switch {
 	case apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) || apierrors.IsNotFound(err):
-		return 0, nil // the webhook wrote it meanwhile; its event brings us back.
+		return 0, nil // another replica or pass wrote it meanwhile; its event brings us back.
 	case err != nil:
 		return 0, fmt.Errorf("writing token Secret %s: %w", want.Name, err)
 	}

@@ -38,7 +38,7 @@ func TestDecideTokens(t *testing.T) {
 	}{
 		{name: "new pod: its token is requested and the Secret created",
 			virtual: virtualPod("a", withToken), want: "write(new)"},
-		{name: "Secret made by the webhook, not bound yet: written over",
+		{name: "Secret without a binding (a restore, an operator's copy): written over",
 			virtual: virtualPod("a", withToken), secrets: []metav1.PartialObjectMetadata{secret(tokenSecret, "", time.Second, 0)}, want: "write(" + tokenSecret + ")"},
 		{name: "bound and fresh: nothing until its refresh",
 			virtual: virtualPod("a", withToken), secrets: []metav1.PartialObjectMetadata{secret(tokenSecret, "virtual-uid", time.Minute, 10*time.Minute)}, want: "requeue=10m0s"},

@@ -21,7 +21,7 @@ const (
 	AnnotationTokenAudience          = Prefix + "token-audience"
 	AnnotationTokenExpirationSeconds = Prefix + "token-expiration-seconds"
 	// AnnotationTokenBoundUID is the UID of the virtual pod the token is
-	// bound to; absent while the token is the webhook's unbound one.
+	// bound to. The host pod is released only once it matches.
 	AnnotationTokenBoundUID = Prefix + "token-bound-uid"
 	// AnnotationTokenRefreshAt is when the token must be replaced (RFC 3339).
 	AnnotationTokenRefreshAt = Prefix + "token-refresh-at"
