@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
+	"github.com/podbridge/podbridge/policy"
 	"github.com/podbridge/podbridge/translate"
 )
 
@@ -54,6 +55,8 @@ type PodReconciler struct {
 	VirtualReader client.Reader
 	Recorder      events.EventRecorder
 	Config        translate.Config
+	// Gate is the host-side gate every host pod write passes.
+	Gate policy.Gate
 	// OrphanGracePeriod: see Options.
 	OrphanGracePeriod time.Duration
 	Clock             clock.PassiveClock
@@ -381,8 +384,7 @@ func (r *PodReconciler) syncHost(ctx context.Context, virtual, host *corev1.Pod)
 		ephemeral, errs := translate.HostEphemeralContainers(virtual, r.Config)
 		if len(errs) > 0 {
 			// The webhook refused these; only a pod admitted without it gets here.
-			r.Recorder.Eventf(virtual, nil, corev1.EventTypeWarning, hostEphemeral.refused, eventActionReflect, "Ephemeral containers cannot run on the host: %v", errs.ToAggregate())
-			return host, nil
+			return host, r.refuseHostSync(ctx, virtual, hostEphemeral, errs)
 		}
 		updated := host.DeepCopy()
 		updated.Spec.EphemeralContainers = ephemeral
@@ -397,7 +399,8 @@ func (r *PodReconciler) syncHost(ctx context.Context, virtual, host *corev1.Pod)
 		}
 		host = resized
 	}
-	return host, nil
+	// Every change so far is on the host: a refusal recorded earlier is over.
+	return host, r.clearHostSyncRefused(ctx, virtual)
 }
 
 // hostWrite is one kind of write to a host pod.
@@ -420,6 +423,9 @@ var (
 // the host refuses as invalid: retrying cannot help, so the tenant gets a
 // warning event, and the virtual pod's next change brings the pair back.
 func (r *PodReconciler) writeHost(ctx context.Context, virtual, host, updated *corev1.Pod, w hostWrite) (bool, error) {
+	if errs := r.Gate.Check(virtual, updated); len(errs) > 0 {
+		return false, r.refuseHostSync(ctx, virtual, w, errs)
+	}
 	before := host.ResourceVersion
 	// The client decodes the response into the object it writes, reusing
 	// its maps and slices; updated shares some with the cache (translate

@@ -20,6 +20,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/podbridge/podbridge/internal/kube"
+	"github.com/podbridge/podbridge/policy"
 	"github.com/podbridge/podbridge/translate"
 )
 
@@ -34,6 +35,9 @@ const DefaultNodeGracePeriod = 30 * time.Second
 type Options struct {
 	Host, Virtual *rest.Config
 	Translate     translate.Config
+	// PodSecurityLevel is the Pod Security Standards level of the host-side
+	// gate every host pod write passes, as the webhook's (empty: baseline).
+	PodSecurityLevel string
 	// OrphanGracePeriod is how old a host pod without a virtual pod must be
 	// before it is deleted; longer than the webhook timeout, so a pod whose
 	// admission is still under way is never taken for an orphan.
@@ -135,6 +139,15 @@ func NewManager(o Options) (manager.Manager, error) {
 		resync = DefaultResyncPeriod
 	}
 
+	level := o.PodSecurityLevel
+	if level == "" {
+		level = "baseline"
+	}
+	security, err := policy.NewSecurityPolicy(level)
+	if err != nil {
+		return nil, fmt.Errorf("reflector configuration: %w", err)
+	}
+
 	guard := &NodeGuard{}
 	gone := newGonePods(o.OrphanGracePeriod, clock.RealClock{})
 	pods := &PodReconciler{
@@ -144,6 +157,7 @@ func NewManager(o Options) (manager.Manager, error) {
 		VirtualReader:     virtual.GetAPIReader(),
 		Recorder:          virtual.GetEventRecorder(FieldManager),
 		Config:            o.Translate,
+		Gate:              policy.Gate{Security: security, Config: o.Translate},
 		OrphanGracePeriod: o.OrphanGracePeriod,
 		Clock:             clock.RealClock{},
 		Nodes:             guard,

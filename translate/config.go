@@ -38,6 +38,19 @@ type Config struct {
 	// PriorityClasses may be used by tenants; other priority classes are
 	// stripped, so the host's default applies.
 	PriorityClasses []string
+
+	// RuntimeClasses, CSIDrivers and StorageClasses are what a host pod may
+	// name of what acts with the host namespace's rights: runtime classes,
+	// inline CSI drivers, and storage classes of generic ephemeral volumes.
+	// The host-side gate (package policy) refuses any other; empty allows
+	// none.
+	RuntimeClasses []string
+	CSIDrivers     []string
+	StorageClasses []string
+	// AllowDefaultStorageClass lets a generic ephemeral volume name no
+	// storage class, so the host's default class provisions it. The gate
+	// cannot know which class that is, so the platform allows it explicitly.
+	AllowDefaultStorageClass bool
 }
 
 // Validate reports configuration errors by field name.
@@ -58,6 +71,17 @@ func (c Config) Validate() error {
 	}
 	if (c.APIServerHost == "") != (c.APIServerPort == 0) {
 		errs = append(errs, field.Invalid(field.NewPath("apiServerPort"), c.APIServerPort, "apiServerHost and apiServerPort go together"))
+	}
+	for _, l := range []struct {
+		name string
+		list []string
+	}{{"priorityClasses", c.PriorityClasses}, {"runtimeClasses", c.RuntimeClasses}, {"csiDrivers", c.CSIDrivers}, {"storageClasses", c.StorageClasses}} {
+		for i, v := range l.list {
+			name := l.name
+			for _, msg := range validation.IsDNS1123Subdomain(v) {
+				errs = append(errs, field.Invalid(field.NewPath(name).Index(i), v, msg))
+			}
+		}
 	}
 	if err := errs.ToAggregate(); err != nil {
 		return fmt.Errorf("invalid configuration: %w", err)

@@ -35,8 +35,18 @@ func VirtualStatus(virtual, host *corev1.Pod) corev1.PodStatus {
 	return out
 }
 
+// ConditionHostSync is the virtual pod's condition, set False by the
+// reflector while a change of the virtual pod cannot be carried to its host
+// pod because the host-side gate refuses it (reason ReasonHostSyncRefused,
+// message naming the fields), and removed once a later change passes.
+const ConditionHostSync corev1.PodConditionType = Prefix + "HostSync"
+
+// ReasonHostSyncRefused is the reason of a False ConditionHostSync.
+const ReasonHostSyncRefused = "HostPolicyRefused"
+
 // conditions takes the host's conditions and keeps the virtual pod's own
-// readiness-gate conditions, which only the virtual cluster sets, and its
+// readiness-gate conditions, which only the virtual cluster sets, its
+// ConditionHostSync, and its
 // own PodScheduled condition once it is bound (see scheduledCondition).
 func conditions(virtual, host *corev1.Pod) []corev1.PodCondition {
 	virtualOwned := map[corev1.PodConditionType]bool{}
@@ -57,7 +67,7 @@ func conditions(virtual, host *corev1.Pod) []corev1.PodCondition {
 		}
 	}
 	for _, c := range virtual.Status.Conditions {
-		if virtualOwned[c.Type] {
+		if virtualOwned[c.Type] || c.Type == ConditionHostSync {
 			out = append(out, c)
 		}
 	}

@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/podbridge/podbridge/internal/kube"
+	"github.com/podbridge/podbridge/policy"
 	"github.com/podbridge/podbridge/translate"
 )
 
@@ -109,9 +110,6 @@ func (m *PodMutator) handle(ctx context.Context, req admission.Request) admissio
 	}
 	log := logf.FromContext(ctx).WithValues("pod", mutated.Namespace+"/"+mutated.Name, "dryRun", isDryRun(req))
 
-	if msg := m.Policy.Check(mutated); msg != "" {
-		return deny(http.StatusForbidden, metav1.StatusReasonForbidden, fmt.Sprintf("pod %q is forbidden: %s", mutated.Name, msg))
-	}
 	syncID, reinvoked := mutated.Annotations[translate.AnnotationSyncID]
 	if !reinvoked {
 		syncID = m.NewSyncID()
@@ -119,6 +117,9 @@ func (m *PodMutator) handle(ctx context.Context, req admission.Request) admissio
 	host, deps, errs := translate.HostPod(mutated, m.Config, syncID)
 	if len(errs) > 0 {
 		return invalid(mutated, errs...)
+	}
+	if errs := m.gate().Check(mutated, host); len(errs) > 0 {
+		return refuse(fmt.Sprintf("pod %q", mutated.Name), mutated, errs)
 	}
 	host.Annotations[annotationAdmissionUID] = string(req.UID)
 	start = observeStage(stageTranslate, start)
@@ -175,13 +176,39 @@ func (m *PodMutator) admitEphemeralContainers(req admission.Request) admission.R
 	if err := decoder.DecodeRaw(req.Object, pod); err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding pod: %w", err))
 	}
-	if msg := m.Policy.Check(pod); msg != "" {
-		return deny(http.StatusForbidden, metav1.StatusReasonForbidden, fmt.Sprintf("ephemeral containers of pod %q are forbidden: %s", pod.Name, msg))
-	}
-	if _, errs := translate.HostEphemeralContainers(pod, m.Config); len(errs) > 0 {
+	// The host pod the reflector would write: the pod translated again as
+	// at its creation, with its new ephemeral containers. The binding set
+	// nodeName, which translation refuses from tenants.
+	unbound := pod.DeepCopy()
+	unbound.Spec.NodeName = ""
+	host, _, errs := translate.HostPod(unbound, m.Config, pod.Annotations[translate.AnnotationSyncID])
+	if len(errs) > 0 {
 		return invalid(pod, errs...)
 	}
+	if errs := m.gate().Check(pod, host); len(errs) > 0 {
+		return refuse(fmt.Sprintf("ephemeral containers of pod %q", pod.Name), pod, errs)
+	}
 	return admission.Allowed("the reflector adds the ephemeral containers to the host pod")
+}
+
+// gate is the host-side gate the reflector applies too.
+func (m *PodMutator) gate() policy.Gate { return policy.Gate{Security: m.Policy, Config: m.Config} }
+
+// refuse answers the gate's errors: 403 Forbidden, as pod-security-admission
+// answers, when the Pod Security level is broken; 422 Invalid naming the
+// fields otherwise.
+func refuse(what string, pod *corev1.Pod, errs field.ErrorList) admission.Response {
+	for i, e := range errs {
+		if e.Origin != policy.OriginPodSecurity {
+			continue
+		}
+		msg := what + " is forbidden: " + e.Detail
+		if rest := slices.Delete(slices.Clone(errs), i, i+1); len(rest) > 0 {
+			msg += "; " + rest.ToAggregate().Error()
+		}
+		return deny(http.StatusForbidden, metav1.StatusReasonForbidden, msg)
+	}
+	return invalid(pod, errs...)
 }
 
 // annotationAdmissionUID records on the host pod the admission request that

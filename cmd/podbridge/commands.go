@@ -69,6 +69,7 @@ func runReflector(ctx context.Context, args []string) error {
 	var cf clusterFlags
 	cf.bind(fs)
 	o := reflector.Options{}
+	fs.StringVar(&o.PodSecurityLevel, "pod-security-level", "baseline", "Pod Security Standards level of the host-side gate every host pod write passes; set it as the webhook's (privileged is refused)")
 	fs.DurationVar(&o.OrphanGracePeriod, "orphan-grace-period", 2*time.Minute, "age after which a host pod with no virtual pod is deleted; must exceed the webhook timeout")
 	fs.IntVar(&o.MaxConcurrentReconciles, "concurrency", 32, "reconciles at once in each controller (pod pairs, copies, tokens)")
 	fs.DurationVar(&o.ResyncPeriod, "resync-period", reflector.DefaultResyncPeriod, "how often every pod pair and virtual node is reconciled without an event (a pass also runs at start-up)")
@@ -80,6 +81,9 @@ func runReflector(ctx context.Context, args []string) error {
 		return err
 	}
 	setLogger()
+	if o.PodSecurityLevel == "privileged" {
+		return errors.New("--pod-security-level=privileged would let tenants escape onto the host")
+	}
 	var err error
 	if o.Host, o.Virtual, err = cf.configs("reflector"); err != nil {
 		return err

@@ -57,9 +57,22 @@ func (f *clusterFlags) bind(fs *flag.FlagSet) {
 		return json.Unmarshal([]byte(v), &f.translate.Tolerations)
 	})
 	fs.Func("allowed-priority-classes", "priority classes tenants may use, comma-separated; others are stripped", func(v string) error {
-		f.translate.PriorityClasses = strings.Split(v, ",")
+		f.translate.PriorityClasses = list(v)
 		return nil
 	})
+	fs.Func("allowed-runtime-classes", "runtime classes host pods may name, comma-separated; a pod naming another is refused (default: none)", func(v string) error {
+		f.translate.RuntimeClasses = list(v)
+		return nil
+	})
+	fs.Func("allowed-csi-drivers", "CSI drivers inline volumes may use, comma-separated; a pod using another is refused (default: none)", func(v string) error {
+		f.translate.CSIDrivers = list(v)
+		return nil
+	})
+	fs.Func("allowed-storage-classes", "storage classes generic ephemeral volumes may use, comma-separated; a pod naming another is refused (default: none)", func(v string) error {
+		f.translate.StorageClasses = list(v)
+		return nil
+	})
+	fs.BoolVar(&f.translate.AllowDefaultStorageClass, "allow-default-storage-class", false, "let generic ephemeral volumes name no storage class, so the host's default class provisions them")
 	fs.Float64Var(&f.qps, "kube-api-qps", float64(kube.DefaultLimits.QPS), "client-side queries per second to each apiserver")
 	fs.IntVar(&f.burst, "kube-api-burst", kube.DefaultLimits.Burst, "client-side burst to each apiserver")
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
@@ -97,6 +110,15 @@ func (f *clusterFlags) configs(component string) (host, virtual *rest.Config, er
 		return nil, nil, fmt.Errorf("--virtual-kubeconfig: %w", err)
 	}
 	return host, virtual, nil
+}
+
+// list splits a comma-separated flag value; an empty value is an empty
+// list, and translate.Config.Validate refuses empty or malformed entries.
+func list(v string) []string {
+	if v == "" {
+		return nil
+	}
+	return strings.Split(v, ",")
 }
 
 // bindLogging adds the zap flags and returns a function that installs the logger.

@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
+	psaapi "k8s.io/pod-security-admission/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
@@ -46,6 +47,9 @@ type Options struct {
 	NodeGracePeriod time.Duration
 	// WebhookTimeout is the registration's timeoutSeconds.
 	WebhookTimeout time.Duration
+	// PodSecurityLevel is the webhook's and the reflector's, and the one
+	// the host namespace enforces (empty: baseline).
+	PodSecurityLevel string
 }
 
 // Defaults returns the options `podbridge dev` uses.
@@ -57,8 +61,9 @@ func Defaults() Options {
 		Translate:         translate.Config{VCluster: "dev", HostNamespace: "podbridge-dev", HostServiceAccount: "default"},
 		OrphanGracePeriod: 30 * time.Second,
 		// Short, so nodes visibly follow pods in a demo and in tests.
-		NodeGracePeriod: 3 * time.Second,
-		WebhookTimeout:  10 * time.Second,
+		NodeGracePeriod:  3 * time.Second,
+		WebhookTimeout:   10 * time.Second,
+		PodSecurityLevel: DefaultPodSecurityLevel,
 	}
 }
 
@@ -103,7 +108,11 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 	if err = errors.Join(err, <-hostErr); err != nil {
 		return env, err
 	}
-	if err := PrepareHostNamespace(ctx, env.Host.Config, opts.Translate); err != nil {
+	if opts.PodSecurityLevel == "" {
+		opts.PodSecurityLevel = DefaultPodSecurityLevel
+		env.Options.PodSecurityLevel = opts.PodSecurityLevel
+	}
+	if err := prepareHostNamespace(ctx, env.Host.Config, opts.Translate, opts.PodSecurityLevel); err != nil {
 		return env, err
 	}
 
@@ -117,7 +126,7 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 	// The self-managed certificate mode, as a host without cert-manager uses it.
 	webhookMgr, err := webhook.New(ctx, webhook.Options{
 		Host: hostCfg, Virtual: virtualCfg, Translate: opts.Translate,
-		PodSecurityLevel: "baseline",
+		PodSecurityLevel: opts.PodSecurityLevel,
 		HostTimeout:      opts.WebhookTimeout * 7 / 10,
 		BindAddress:      "127.0.0.1", Port: port,
 		Certs: certs.Options{
@@ -138,6 +147,7 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 	}
 	env.reflectorOptions = reflector.Options{
 		Host: hostCfg, Virtual: virtualCfg, Translate: opts.Translate,
+		PodSecurityLevel:        opts.PodSecurityLevel,
 		OrphanGracePeriod:       opts.OrphanGracePeriod,
 		NodeGracePeriod:         opts.NodeGracePeriod,
 		MaxConcurrentReconciles: 16,
@@ -239,16 +249,30 @@ func (e *Env) Stop() error {
 	return errors.Join(errs...)
 }
 
-// PrepareHostNamespace creates the host namespace and the service account
-// host pods run as (a real host's controller manager would create the
-// latter; the dev host has none).
+// DefaultPodSecurityLevel is podbridge's default Pod Security level.
+const DefaultPodSecurityLevel = "baseline"
+
+// PrepareHostNamespace creates the host namespace, enforcing
+// DefaultPodSecurityLevel, and the service account host pods run as (a
+// real host's controller manager would create the latter; the dev host
+// has none).
 func PrepareHostNamespace(ctx context.Context, cfg *rest.Config, tc translate.Config) error {
+	return prepareHostNamespace(ctx, cfg, tc, DefaultPodSecurityLevel)
+}
+
+// prepareHostNamespace labels the namespace for pod-security-admission at
+// level, as platform teams should: the host's own backstop behind
+// podbridge's gate.
+func prepareHostNamespace(ctx context.Context, cfg *rest.Config, tc translate.Config, level string) error {
 	c, err := client.New(cfg, client.Options{Scheme: kube.Scheme})
 	if err != nil {
 		return err
 	}
 	objects := []client.Object{
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: tc.HostNamespace}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: tc.HostNamespace, Labels: map[string]string{
+			psaapi.EnforceLevelLabel:   level,
+			psaapi.EnforceVersionLabel: psaapi.VersionLatest,
+		}}},
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: tc.HostServiceAccount, Namespace: tc.HostNamespace}},
 	}
 	for _, obj := range objects {

@@ -52,6 +52,10 @@ func run(m *testing.M) int {
 	opts := devenv.Defaults()
 	opts.StateDir = stateDir
 	opts.OrphanGracePeriod = orphanGrace
+	// The gate's allow-lists, for gate_attacks_test.go's admitted cases.
+	opts.Translate.RuntimeClasses = []string{allowedRuntimeClass}
+	opts.Translate.CSIDrivers = []string{allowedCSIDriver}
+	opts.Translate.StorageClasses = []string{allowedStorageClass}
 	if opts.Assets, err = controlplane.DefaultAssets(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

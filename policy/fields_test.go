@@ -1,0 +1,69 @@
+package policy
+
+import (
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Every PodSpec field is classified, so a field a new Kubernetes version
+// adds fails this test rather than being dropped without a decision; and
+// the table names no field PodSpec lacks.
+func TestEveryPodSpecFieldIsClassified(t *testing.T) {
+	fields := podSpecJSONNames()
+	for _, name := range fields {
+		rule, ok := PodSpecFields[name]
+		if !ok {
+			t.Errorf("PodSpec field %q is not classified in PodSpecFields: carry, translate or refuse it", name)
+			continue
+		}
+		switch rule.Treatment {
+		case Carried, Translated, Refused, AllowListed:
+		default:
+			t.Errorf("field %q: unknown treatment %q", name, rule.Treatment)
+		}
+	}
+	for name := range PodSpecFields {
+		if !contains(fields, name) {
+			t.Errorf("PodSpecFields names %q, which PodSpec does not have", name)
+		}
+	}
+}
+
+// The README's table lists every field with the treatment the code gives it.
+func TestREADMEListsEveryPodSpecField(t *testing.T) {
+	raw, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(raw)
+	for _, name := range podSpecJSONNames() {
+		rule := PodSpecFields[name]
+		row := "| `" + name + "` | " + string(rule.Treatment) + " |"
+		if !strings.Contains(readme, row) {
+			t.Errorf("README has no row starting %q", row)
+		}
+	}
+}
+
+func podSpecJSONNames() []string {
+	var names []string
+	ty := reflect.TypeFor[corev1.PodSpec]()
+	for i := range ty.NumField() {
+		name, _, _ := strings.Cut(ty.Field(i).Tag.Get("json"), ",")
+		names = append(names, name)
+	}
+	return names
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

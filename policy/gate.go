@@ -1,0 +1,203 @@
+package policy
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/podbridge/podbridge/translate"
+)
+
+// Gate is the host-side gate: Pod Security, podbridge's own rules and the
+// allow-lists of translate.Config. A zero Security refuses everything, so a
+// gate built without a level never lets a pod through.
+type Gate struct {
+	Security *SecurityPolicy
+	Config   translate.Config
+}
+
+// Check returns why host, the host pod a write would leave, may not be
+// written for virtual, the stored virtual pod it comes from; nil when it
+// may. Each error names the virtual pod's field as the tenant wrote it
+// (host pods keep the virtual pod's order of containers and volumes) and,
+// for allow-lists, the allowed values. Pod Security errors carry
+// OriginPodSecurity.
+func (g Gate) Check(virtual, host *corev1.Pod) field.ErrorList {
+	spec := field.NewPath("spec")
+	if g.Security == nil {
+		return field.ErrorList{field.InternalError(spec, fmt.Errorf("podbridge has no Pod Security level configured"))}
+	}
+	// Both pods: the virtual pod's own fields (some translation drops, like
+	// hostPID) and what the host would really run.
+	errs := g.Security.errors(virtual, host)
+	errs = append(errs, refusedFields(spec, &virtual.Spec)...)
+	errs = append(errs, g.hostRules(spec, host)...)
+	errs = append(errs, g.classes(spec, &host.Spec)...)
+	errs = append(errs, g.volumes(spec.Child("volumes"), virtual, host)...)
+	return errs
+}
+
+// refusedFields refuses the virtual pod's fields podbridge cannot carry and
+// translation does not copy: they are named rather than dropped (see
+// PodSpecFields).
+func refusedFields(path *field.Path, v *corev1.PodSpec) field.ErrorList {
+	var errs field.ErrorList
+	forbid := func(set bool, name, why string) {
+		if set {
+			errs = append(errs, field.Forbidden(path.Child(name), why))
+		}
+	}
+	const hostNS = "the host's namespaces are shared by every tenant"
+	forbid(v.HostNetwork, "hostNetwork", hostNS)
+	forbid(v.HostPID, "hostPID", hostNS)
+	forbid(v.HostIPC, "hostIPC", hostNS)
+	forbid(v.HostnameOverride != nil, "hostnameOverride", "podbridge sets the host pod's hostname from the virtual pod's name, hostname and subdomain")
+	forbid(v.SchedulingGroup != nil, "schedulingGroup", "podbridge does not carry workload scheduling groups to the host")
+	forbid(len(v.EvictionResponders) > 0, "evictionResponders", "podbridge does not carry eviction responders to the host")
+	if v.SchedulerName != "" && v.SchedulerName != corev1.DefaultSchedulerName {
+		errs = append(errs, field.NotSupported(path.Child("schedulerName"), v.SchedulerName, []string{corev1.DefaultSchedulerName}))
+	}
+	return errs
+}
+
+// hostRules are podbridge's own invariants of every host pod: translation
+// establishes them, and the gate refuses a write that would break them
+// (a bug, or a host pod changed behind podbridge's back).
+func (g Gate) hostRules(path *field.Path, host *corev1.Pod) field.ErrorList {
+	var errs field.ErrorList
+	cfg := g.Config
+	if host.Namespace != cfg.HostNamespace {
+		errs = append(errs, field.Invalid(field.NewPath("metadata", "namespace"), host.Namespace, "the host pod must be in the host namespace "+cfg.HostNamespace))
+	}
+	if host.Labels[translate.LabelVCluster] != cfg.VCluster || host.Labels[translate.LabelManagedBy] != translate.ManagedByValue {
+		errs = append(errs, field.Invalid(field.NewPath("metadata", "labels"), host.Labels[translate.LabelVCluster], "the host pod must carry podbridge's labels of virtual cluster "+cfg.VCluster))
+	}
+	s := &host.Spec
+	if s.ServiceAccountName != cfg.HostServiceAccount {
+		errs = append(errs, field.Invalid(path.Child("serviceAccountName"), s.ServiceAccountName, "the host pod runs as the host service account "+cfg.HostServiceAccount))
+	}
+	if s.AutomountServiceAccountToken == nil || *s.AutomountServiceAccountToken {
+		errs = append(errs, field.Forbidden(path.Child("automountServiceAccountToken"), "the host service account's token is never mounted"))
+	}
+	return errs
+}
+
+// classes checks the classes a host pod names against the allow-lists.
+func (g Gate) classes(path *field.Path, s *corev1.PodSpec) field.ErrorList {
+	var errs field.ErrorList
+	if s.RuntimeClassName != nil && !slices.Contains(g.Config.RuntimeClasses, *s.RuntimeClassName) {
+		errs = append(errs, notAllowed(path.Child("runtimeClassName"), *s.RuntimeClassName, g.Config.RuntimeClasses, "--allowed-runtime-classes"))
+	}
+	// Translation strips a class outside the list (the host's default
+	// applies); one that gets here anyway is refused.
+	if s.PriorityClassName != "" && !slices.Contains(g.Config.PriorityClasses, s.PriorityClassName) {
+		errs = append(errs, notAllowed(path.Child("priorityClassName"), s.PriorityClassName, g.Config.PriorityClasses, "--allowed-priority-classes"))
+	}
+	return errs
+}
+
+// volumes checks the volumes that act with the host namespace's rights:
+// claims, inline CSI drivers and generic ephemeral volumes.
+func (g Gate) volumes(path *field.Path, virtual, host *corev1.Pod) field.ErrorList {
+	var errs field.ErrorList
+	for i := range host.Spec.Volumes {
+		v, p := &host.Spec.Volumes[i], path.Index(i)
+		switch {
+		case v.PersistentVolumeClaim != nil:
+			// Named from the virtual pod: the host pod holds the mapped name.
+			claim := v.PersistentVolumeClaim.ClaimName
+			if i < len(virtual.Spec.Volumes) && virtual.Spec.Volumes[i].PersistentVolumeClaim != nil {
+				claim = virtual.Spec.Volumes[i].PersistentVolumeClaim.ClaimName
+			}
+			errs = append(errs, field.Invalid(p.Child("persistentVolumeClaim", "claimName"), claim,
+				"no host claim backs PersistentVolumeClaim "+claim+": podbridge does not sync claims yet"))
+		case v.CSI != nil:
+			if !slices.Contains(g.Config.CSIDrivers, v.CSI.Driver) {
+				errs = append(errs, notAllowed(p.Child("csi", "driver"), v.CSI.Driver, g.Config.CSIDrivers, "--allowed-csi-drivers"))
+			}
+		case v.Ephemeral != nil:
+			errs = append(errs, g.claimTemplate(p.Child("ephemeral", "volumeClaimTemplate"), v.Ephemeral.VolumeClaimTemplate)...)
+		case v.EmptyDir != nil, v.ConfigMap != nil, v.Secret != nil, v.DownwardAPI != nil, v.Projected != nil:
+		default:
+			errs = append(errs, field.NotSupported(p, v.Name, []string{"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "projected", "secret"}))
+		}
+	}
+	return errs
+}
+
+// claimTemplate checks a generic ephemeral volume's claim: the host's
+// ephemeral-volume controller creates it in the host namespace with
+// podbridge's rights, so nothing in it may reach another tenant's storage
+// or steer the host.
+func (g Gate) claimTemplate(path *field.Path, t *corev1.PersistentVolumeClaimTemplate) field.ErrorList {
+	if t == nil {
+		return field.ErrorList{field.Required(path, "a generic ephemeral volume needs a claim template")}
+	}
+	var errs field.ErrorList
+	spec := path.Child("spec")
+	switch class := t.Spec.StorageClassName; {
+	case class == nil && !g.Config.AllowDefaultStorageClass:
+		errs = append(errs, field.Required(spec.Child("storageClassName"),
+			"no storage class means the host's default class, which the platform has not allowed (--allow-default-storage-class); allowed: "+allowedList(g.Config.StorageClasses)))
+	case class != nil && *class == "":
+		errs = append(errs, field.Invalid(spec.Child("storageClassName"), "", "an empty storage class binds pre-provisioned volumes of any owner; allowed: "+allowedList(g.Config.StorageClasses)))
+	case class != nil && !slices.Contains(g.Config.StorageClasses, *class):
+		errs = append(errs, notAllowed(spec.Child("storageClassName"), *class, g.Config.StorageClasses, "--allowed-storage-classes"))
+	}
+	if t.Spec.VolumeName != "" {
+		errs = append(errs, field.Forbidden(spec.Child("volumeName"), "a claim template may not bind a named persistent volume: it may be another tenant's"))
+	}
+	if t.Spec.Selector != nil {
+		errs = append(errs, field.Forbidden(spec.Child("selector"), "a claim template may not select pre-provisioned volumes: they may be another tenant's"))
+	}
+	// Claims and snapshots are not synced: there is no host object of the
+	// tenant's to point at, and any other is not the tenant's.
+	if t.Spec.DataSource != nil {
+		errs = append(errs, field.Forbidden(spec.Child("dataSource"), "podbridge does not sync claims or snapshots, so no data source is the tenant's on the host"))
+	}
+	if t.Spec.DataSourceRef != nil {
+		errs = append(errs, field.Forbidden(spec.Child("dataSourceRef"), "podbridge does not sync claims or snapshots, so no data source is the tenant's on the host"))
+	}
+	if t.Spec.VolumeAttributesClassName != nil {
+		errs = append(errs, field.Forbidden(spec.Child("volumeAttributesClassName"), "podbridge has no allow-list of volume attributes classes yet"))
+	}
+	meta := path.Child("metadata")
+	for _, key := range slices.Sorted(maps.Keys(t.Labels)) {
+		if translate.IsReserved(key) || key == translate.LabelManagedBy {
+			errs = append(errs, field.Forbidden(meta.Child("labels").Key(key), "podbridge's keys are reserved: host objects carrying them are taken for podbridge's"))
+		}
+	}
+	for _, key := range slices.Sorted(maps.Keys(t.Annotations)) {
+		if translate.IsReserved(key) || steersProvisioning(key) {
+			errs = append(errs, field.Forbidden(meta.Child("annotations").Key(key), "this annotation steers the host's provisioning or podbridge"))
+		}
+	}
+	return errs
+}
+
+// steersProvisioning reports whether a claim annotation is read by the
+// host's volume controllers: the beta storage class annotation names a
+// class past storageClassName, the others pick provisioners and nodes.
+func steersProvisioning(key string) bool {
+	for _, prefix := range []string{"volume.beta.kubernetes.io/", "volume.kubernetes.io/", "pv.kubernetes.io/"} {
+		if strings.HasPrefix(key, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+func notAllowed(path *field.Path, value string, allowed []string, flag string) *field.Error {
+	return field.Invalid(path, value, "not allowed on the host (platform flag "+flag+"); allowed: "+allowedList(allowed))
+}
+
+func allowedList(allowed []string) string {
+	if len(allowed) == 0 {
+		return "none"
+	}
+	return strings.Join(allowed, ", ")
+}

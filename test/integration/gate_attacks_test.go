@@ -1,0 +1,371 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	nodev1 "k8s.io/api/node/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/podbridge/podbridge/translate"
+)
+
+// The allow-lists the integration environment runs with (main_test.go).
+const (
+	allowedRuntimeClass = "tenant-sandbox"
+	allowedCSIDriver    = "tenant.csi.example.com"
+	allowedStorageClass = "tenant-fast"
+)
+
+func withVolume(src corev1.VolumeSource) func(*corev1.Pod) {
+	return func(p *corev1.Pod) {
+		p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "v", VolumeSource: src})
+	}
+}
+
+func withClaim(mutate func(*corev1.PersistentVolumeClaimTemplate)) func(*corev1.Pod) {
+	tmpl := &corev1.PersistentVolumeClaimTemplate{Spec: corev1.PersistentVolumeClaimSpec{
+		StorageClassName: ptr.To(allowedStorageClass),
+		AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+		Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+	}}
+	mutate(tmpl)
+	return withVolume(corev1.VolumeSource{Ephemeral: &corev1.EphemeralVolumeSource{VolumeClaimTemplate: tmpl}})
+}
+
+// An adversarial corpus against the host-side gate, through the real
+// virtual apiserver: what acts with the shared host namespace's rights
+// (runtime classes, inline CSI drivers, generic ephemeral volumes, claims)
+// and the Pod Security level. Each refused case names the field and leaves
+// nothing on the host; each admitted case's host pod holds nothing the
+// policy forbids.
+func TestGateAttacksAtCreate(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	first := func(p *corev1.Pod) *corev1.Container { return &p.Spec.Containers[0] }
+	refused := []struct {
+		name   string
+		mutate func(*corev1.Pod)
+		field  string
+	}{
+		{"runtime class not allowed", func(p *corev1.Pod) { p.Spec.RuntimeClassName = ptr.To("runc-privileged") }, "spec.runtimeClassName"},
+		{"runtime class allow-list named", func(p *corev1.Pod) { p.Spec.RuntimeClassName = ptr.To("kata") }, allowedRuntimeClass},
+		{"inline CSI driver not allowed", withVolume(corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: "hostpath.csi.k8s.io"}}), "spec.volumes[0].csi.driver"},
+		{"inline CSI secrets store", withVolume(corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: "secrets-store.csi.k8s.io"}}), allowedCSIDriver},
+		{"ephemeral storage class not allowed", withClaim(func(c *corev1.PersistentVolumeClaimTemplate) { c.Spec.StorageClassName = ptr.To("premium") }), "volumeClaimTemplate.spec.storageClassName"},
+		{"ephemeral default storage class", withClaim(func(c *corev1.PersistentVolumeClaimTemplate) { c.Spec.StorageClassName = nil }), "storageClassName"},
+		{"ephemeral empty storage class", withClaim(func(c *corev1.PersistentVolumeClaimTemplate) { c.Spec.StorageClassName = ptr.To("") }), "storageClassName"},
+		{"ephemeral volumeName", withClaim(func(c *corev1.PersistentVolumeClaimTemplate) { c.Spec.VolumeName = "pv-of-another-tenant" }), "volumeClaimTemplate.spec.volumeName"},
+		{"ephemeral dataSource", withClaim(func(c *corev1.PersistentVolumeClaimTemplate) {
+			c.Spec.DataSource = &corev1.TypedLocalObjectReference{Kind: "PersistentVolumeClaim", Name: "db-x-other-x-vc"}
+		}), "volumeClaimTemplate.spec.dataSource"},
+		{"ephemeral dataSourceRef to another namespace", withClaim(func(c *corev1.PersistentVolumeClaimTemplate) {
+			c.Spec.DataSourceRef = &corev1.TypedObjectReference{Kind: "PersistentVolumeClaim", Name: "db", Namespace: ptr.To("victim")}
+		}), "volumeClaimTemplate.spec.dataSourceRef"},
+		{"ephemeral selector", withClaim(func(c *corev1.PersistentVolumeClaimTemplate) {
+			c.Spec.Selector = metav1LabelSelectorFor("owner", "victim")
+		}), "volumeClaimTemplate.spec.selector"},
+		{"ephemeral vcluster label", withClaim(func(c *corev1.PersistentVolumeClaimTemplate) {
+			c.Labels = map[string]string{translate.LabelVCluster: "other"}
+		}), translate.LabelVCluster},
+		{"ephemeral managed-by label", withClaim(func(c *corev1.PersistentVolumeClaimTemplate) {
+			c.Labels = map[string]string{translate.LabelManagedBy: translate.ManagedByValue}
+		}), translate.LabelManagedBy},
+		{"ephemeral beta storage class annotation", withClaim(func(c *corev1.PersistentVolumeClaimTemplate) {
+			c.Annotations = map[string]string{"volume.beta.kubernetes.io/storage-class": "premium"}
+		}), "volume.beta.kubernetes.io/storage-class"},
+		{"persistent volume claim", withVolume(corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data"}}), "spec.volumes[0].persistentVolumeClaim.claimName"},
+		{"scheduler name", func(p *corev1.Pod) { p.Spec.SchedulerName = "tenant-scheduler" }, "spec.schedulerName"},
+		{"privileged", func(p *corev1.Pod) { first(p).SecurityContext = &corev1.SecurityContext{Privileged: ptr.To(true)} }, "privileged"},
+		{"privileged init container", func(p *corev1.Pod) {
+			p.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "busybox", SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true)}}}
+		}, "privileged"},
+		{"host PID", func(p *corev1.Pod) { p.Spec.HostPID = true }, "hostPID"},
+		{"host network", func(p *corev1.Pod) { p.Spec.HostNetwork = true }, "hostNetwork"},
+		{"SYS_ADMIN", func(p *corev1.Pod) {
+			first(p).SecurityContext = &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"SYS_ADMIN"}}}
+		}, "SYS_ADMIN"},
+		{"host path", withVolume(corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/var/run"}}), "hostPath"},
+		{"host port", func(p *corev1.Pod) { first(p).Ports = []corev1.ContainerPort{{ContainerPort: 22, HostPort: 2222}} }, "hostPort"},
+		{"seccomp unconfined", func(p *corev1.Pod) {
+			p.Spec.SecurityContext = &corev1.PodSecurityContext{SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeUnconfined}}
+		}, "seccompProfile"},
+		{"AppArmor unconfined annotation", func(p *corev1.Pod) {
+			p.Annotations = map[string]string{corev1.DeprecatedAppArmorBetaContainerAnnotationKeyPrefix + "app": "unconfined"}
+		}, "AppArmor"},
+	}
+	for _, tc := range refused {
+		t.Run("refused/"+tc.name, func(t *testing.T) {
+			pod := simplePod(ns, "gate-"+strings.ReplaceAll(tc.name, " ", "-"))
+			tc.mutate(pod)
+			err := virtualClient.Create(ctx, pod)
+			if err == nil {
+				t.Fatal("admitted")
+			}
+			if !strings.Contains(err.Error(), tc.field) {
+				t.Errorf("error does not name %q: %v", tc.field, err)
+			}
+			if _, err := getHostPod(ctx, pod); !apierrors.IsNotFound(err) {
+				t.Errorf("host pod after refusal: %v", err)
+			}
+		})
+	}
+
+	// The allowed runtime class exists on both sides: RuntimeClass
+	// admission refuses pods naming one that does not.
+	for _, c := range []client.Client{virtualClient, hostClient} {
+		rc := &nodev1.RuntimeClass{ObjectMeta: metav1.ObjectMeta{Name: allowedRuntimeClass}, Handler: "runc"}
+		if err := c.Create(ctx, rc); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Delete(context.Background(), rc) })
+	}
+	admitted := []struct {
+		name   string
+		mutate func(*corev1.Pod)
+	}{
+		{"allowed runtime class", func(p *corev1.Pod) { p.Spec.RuntimeClassName = ptr.To(allowedRuntimeClass) }},
+		{"allowed CSI driver", withVolume(corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: allowedCSIDriver}})},
+		{"allowed storage class", withClaim(func(c *corev1.PersistentVolumeClaimTemplate) { c.Labels = map[string]string{"tier": "cache"} })},
+		{"priority class outside the list", func(p *corev1.Pod) { p.Spec.PriorityClassName = "system-node-critical" }},
+	}
+	for _, tc := range admitted {
+		t.Run("admitted/"+tc.name, func(t *testing.T) {
+			pod := simplePod(ns, "gate-ok-"+strings.ReplaceAll(tc.name, " ", "-"))
+			tc.mutate(pod)
+			if err := virtualClient.Create(ctx, pod); err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			host, err := getHostPod(ctx, pod)
+			if err != nil {
+				t.Fatal(err)
+			}
+			assertContained(t, pod, host)
+			assertWithinAllowLists(t, host)
+		})
+	}
+}
+
+// assertWithinAllowLists checks a host pod against the integration
+// environment's allow-lists, independently of the gate's code.
+func assertWithinAllowLists(t *testing.T, host *corev1.Pod) {
+	t.Helper()
+	s := &host.Spec
+	if s.RuntimeClassName != nil && *s.RuntimeClassName != allowedRuntimeClass {
+		t.Errorf("host pod runs with runtime class %q", *s.RuntimeClassName)
+	}
+	if s.PriorityClassName != "" && !slices.Contains(env.Options.Translate.PriorityClasses, s.PriorityClassName) {
+		t.Errorf("host pod has priority class %q", s.PriorityClassName)
+	}
+	for _, v := range s.Volumes {
+		switch {
+		case v.PersistentVolumeClaim != nil:
+			t.Errorf("host pod mounts claim %q", v.PersistentVolumeClaim.ClaimName)
+		case v.CSI != nil && v.CSI.Driver != allowedCSIDriver:
+			t.Errorf("host pod uses CSI driver %q", v.CSI.Driver)
+		case v.Ephemeral != nil:
+			c := v.Ephemeral.VolumeClaimTemplate
+			if c.Spec.StorageClassName == nil || *c.Spec.StorageClassName != allowedStorageClass || c.Spec.VolumeName != "" ||
+				c.Spec.DataSource != nil || c.Spec.DataSourceRef != nil || c.Spec.Selector != nil {
+				t.Errorf("host pod's ephemeral claim %s reaches past the allow-list: %+v", v.Name, c.Spec)
+			}
+			for k := range c.Labels {
+				if translate.IsReserved(k) || k == translate.LabelManagedBy {
+					t.Errorf("host pod's ephemeral claim carries podbridge's label %s", k)
+				}
+			}
+		}
+	}
+}
+
+// The attack of issue 12: the tenant removes podbridge's registration
+// from its own apiserver, then adds a privileged ephemeral container
+// (kubectl debug --profile=sysadmin). The reflector's gate refuses it: the
+// host pod never gets it, and the virtual pod gets a Warning event and a
+// False podbridge.io/HostSync condition naming the violation. Should
+// podbridge restore its registration first, the webhook refuses the
+// container itself; the host pod stays without it either way.
+func TestGateRefusesEphemeralContainerPastAdmission(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	pod := simplePod(ns, "debug-target")
+	if err := virtualClient.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	pod = waitRunningBound(t, pod)
+	removeRegistration(t)
+
+	debugger := corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
+		Name: "debugger", Image: "busybox", Stdin: true, TTY: true,
+		SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true)},
+	}}
+	var lastErr error
+	eventually(t, 20*time.Second, "the ephemeral container stored past podbridge's webhook", func(ctx context.Context) (bool, string) {
+		lastErr = updateVirtualPod(ctx, pod, "ephemeralcontainers", func(p *corev1.Pod) {
+			if len(p.Spec.EphemeralContainers) == 0 {
+				p.Spec.EphemeralContainers = append(p.Spec.EphemeralContainers, debugger)
+			}
+		})
+		// The apiserver may still call the webhook a moment after the
+		// deletion; a restored registration calls it for good.
+		return lastErr == nil || registrationPresent(ctx), fmt.Sprint(lastErr)
+	})
+	if lastErr != nil {
+		if !strings.Contains(lastErr.Error(), "privileged") {
+			t.Fatalf("the registration is back and its refusal does not name privileged: %v", lastErr)
+		}
+		t.Log("podbridge's registration came back before the ephemeral container was stored; its webhook refused it")
+	} else {
+		eventually(t, 20*time.Second, "the virtual pod's HostSync condition", func(ctx context.Context) (bool, string) {
+			got := &corev1.Pod{}
+			if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), got); err != nil {
+				return false, err.Error()
+			}
+			c := condition(got, translate.ConditionHostSync)
+			return c != nil && c.Status == corev1.ConditionFalse && c.Reason == translate.ReasonHostSyncRefused &&
+				strings.Contains(c.Message, "privileged") && strings.Contains(c.Message, "debugger"), fmt.Sprintf("%+v", c)
+		})
+		if msg := waitEvent(t, pod, translate.ReasonHostSyncRefused); !strings.Contains(msg, "privileged") {
+			t.Errorf("event does not name the violation: %s", msg)
+		}
+	}
+	host, err := getHostPod(ctx, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(host.Spec.EphemeralContainers) > 0 {
+		t.Fatalf("the host pod got ephemeral containers: %+v", host.Spec.EphemeralContainers)
+	}
+	// Status reflection goes on and keeps the condition.
+	got := &corev1.Pod{}
+	if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), got); err != nil {
+		t.Fatal(err)
+	}
+	if lastErr == nil && condition(got, translate.ConditionHostSync) == nil {
+		t.Error("the reflector's status writes dropped the HostSync condition")
+	}
+}
+
+// An update the virtual apiserver accepts (pod updates pass podbridge's
+// webhook unless they touch its keys) but the gate refuses is not carried
+// to the host: an AppArmor annotation that unconfines the container. A
+// later change that passes is carried, and the condition goes.
+func TestGateRefusesUpdateThenClears(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	pod := simplePod(ns, "apparmor")
+	if err := virtualClient.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	pod = waitRunningBound(t, pod)
+	key := corev1.DeprecatedAppArmorBetaContainerAnnotationKeyPrefix + "app"
+	setAnnotation := func(value string) {
+		t.Helper()
+		if err := updateVirtualPod(ctx, pod, "", func(p *corev1.Pod) { p.Annotations[key] = value }); err != nil {
+			t.Fatalf("updating the virtual pod: %v", err)
+		}
+	}
+	hostSync := func(want bool) func(ctx context.Context) (bool, string) {
+		return func(ctx context.Context) (bool, string) {
+			got := &corev1.Pod{}
+			if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), got); err != nil {
+				return false, err.Error()
+			}
+			c := condition(got, translate.ConditionHostSync)
+			if !want {
+				return c == nil, fmt.Sprintf("%+v", c)
+			}
+			return c != nil && c.Status == corev1.ConditionFalse && strings.Contains(c.Message, "AppArmor"), fmt.Sprintf("%+v", c)
+		}
+	}
+	setAnnotation("unconfined")
+	eventually(t, 20*time.Second, "HostSync False naming AppArmor", hostSync(true))
+	waitEvent(t, pod, translate.ReasonHostSyncRefused)
+	if host, err := getHostPod(ctx, pod); err != nil || host.Annotations[key] != "" {
+		t.Fatalf("host pod annotation %q (%v): the refused update was written", host.Annotations[key], err)
+	}
+
+	setAnnotation("runtime/default")
+	eventually(t, 20*time.Second, "HostSync condition cleared", hostSync(false))
+	eventually(t, 20*time.Second, "the passing update on the host", func(ctx context.Context) (bool, string) {
+		host, err := getHostPod(ctx, pod)
+		if err != nil {
+			return false, err.Error()
+		}
+		return host.Annotations[key] == "runtime/default", host.Annotations[key]
+	})
+}
+
+// The host namespace enforces the Pod Security level itself: a pod that
+// reaches the host without podbridge is refused there too.
+func TestHostNamespaceEnforcesPodSecurity(t *testing.T) {
+	ctx := context.Background()
+	ns := &corev1.Namespace{}
+	if err := hostClient.Get(ctx, client.ObjectKey{Name: env.Options.Translate.HostNamespace}, ns); err != nil {
+		t.Fatal(err)
+	}
+	if ns.Labels["pod-security.kubernetes.io/enforce"] != env.Options.PodSecurityLevel {
+		t.Fatalf("host namespace labels %v, want enforce=%s", ns.Labels, env.Options.PodSecurityLevel)
+	}
+	pod := simplePod(env.Options.Translate.HostNamespace, "direct-privileged")
+	pod.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{Privileged: ptr.To(true)}
+	err := hostClient.Create(ctx, pod, client.DryRunAll)
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "privileged") {
+		t.Fatalf("privileged pod created directly in the host namespace: %v, want 403 from PodSecurity", err)
+	}
+}
+
+func condition(pod *corev1.Pod, typ corev1.PodConditionType) *corev1.PodCondition {
+	for i := range pod.Status.Conditions {
+		if pod.Status.Conditions[i].Type == typ {
+			return &pod.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+// removeRegistration deletes podbridge's MutatingWebhookConfiguration from
+// the virtual cluster, as a tenant may, and puts it back after the test
+// (unless podbridge did) once pod creates pass through the webhook again.
+func removeRegistration(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	reg := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	if err := virtualClient.Get(ctx, client.ObjectKey{Name: "podbridge"}, reg); err != nil {
+		t.Fatal(err)
+	}
+	if err := virtualClient.Delete(ctx, reg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		saved := reg.DeepCopy()
+		saved.ResourceVersion, saved.UID, saved.ManagedFields = "", "", nil
+		if err := virtualClient.Create(ctx, saved); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Errorf("restoring podbridge's registration: %v", err)
+			return
+		}
+		eventually(t, 30*time.Second, "pod creates through podbridge's webhook again", func(ctx context.Context) (bool, string) {
+			probe := simplePod("default", "registration-probe")
+			if err := virtualClient.Create(ctx, probe, client.DryRunAll); err != nil {
+				return false, err.Error()
+			}
+			return probe.Annotations[translate.AnnotationSyncID] != "", "admitted without podbridge"
+		})
+	})
+}
+
+func registrationPresent(ctx context.Context) bool {
+	err := virtualClient.Get(ctx, client.ObjectKey{Name: "podbridge"}, &admissionregistrationv1.MutatingWebhookConfiguration{})
+	return !errors.Is(err, context.Canceled) && err == nil
+}
