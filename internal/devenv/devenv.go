@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -94,13 +95,17 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 			env = nil
 		}
 	}()
-	// The virtual apiserver reads its webhook client certificate at start,
-	// before the host (where the self-managed webhook keeps it) is up:
-	// issue it here and store it in the host Secret the webhook then adopts.
-	port, err := controlplane.FreePort()
+	// The virtual apiserver reads its webhook client certificate, named by
+	// the webhook's address, at start, before the host (where the
+	// self-managed webhook keeps it) is up: choose the port, holding it
+	// while the control planes pick theirs, issue the certificate here and
+	// store it in the host Secret the webhook then adopts.
+	reserved, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return env, err
+		return env, fmt.Errorf("choosing the webhook's port: %w", err)
 	}
+	port := reserved.Addr().(*net.TCPAddr).Port
+	defer reserved.Close()
 	webhookClient, err := IssueWebhookClient(opts.StateDir)
 	if err != nil {
 		return env, err
@@ -125,6 +130,7 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 	if err := webhookClient.StoreInHost(ctx, env.Host.Config, opts.Translate.HostNamespace); err != nil {
 		return env, err
 	}
+	reserved.Close() // the webhook server binds it when its manager starts.
 
 	hostCfg := kube.WithLimits(env.Host.Config, kube.DefaultLimits, "podbridge-dev")
 	virtualCfg := kube.WithLimits(env.Virtual.Config, kube.DefaultLimits, "podbridge-dev")
