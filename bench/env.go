@@ -87,6 +87,21 @@ func startEnv(ctx context.Context, cfg Config) (e *env, err error) {
 
 	e.log.Info("Starting host and virtual control planes", "nodes", cfg.Nodes, "podsPerNode", cfg.PodsPerNode)
 	opts := controlplane.Options{Assets: cfg.Assets, Dir: e.dir, Nodes: cfg.Nodes, PodsPerNode: cfg.PodsPerNode}
+	// The webhook accepts only callers with a client certificate: the
+	// virtual apiserver presents this one (the webhook trusts its CA file).
+	clientCertDir := filepath.Join(e.dir, "webhook-client")
+	clientBundle, err := certs.NewClient(certs.ClientCommonName, time.Now(), 24*time.Hour)
+	if err != nil {
+		return e, err
+	}
+	if err := clientBundle.WriteDir(clientCertDir); err != nil {
+		return e, err
+	}
+	virtualOpts := opts
+	virtualOpts.WebhookClient = &controlplane.WebhookClient{
+		Names:    []string{"*"},
+		CertFile: filepath.Join(clientCertDir, certs.CertFile), KeyFile: filepath.Join(clientCertDir, certs.KeyFile),
+	}
 	var host, virtual *controlplane.Plane
 	hostErr := make(chan error, 1)
 	go func() {
@@ -94,7 +109,7 @@ func startEnv(ctx context.Context, cfg Config) (e *env, err error) {
 		host, err = controlplane.StartHost(ctx, opts)
 		hostErr <- err
 	}()
-	virtual, err = controlplane.StartVirtual(ctx, opts)
+	virtual, err = controlplane.StartVirtual(ctx, virtualOpts)
 	err = errors.Join(err, <-hostErr)
 	e.host, e.virtual = &cluster{name: "host", plane: host}, &cluster{name: "virtual", plane: virtual}
 	if err != nil {
@@ -123,6 +138,7 @@ func startEnv(ctx context.Context, cfg Config) (e *env, err error) {
 		hostKubeconfig:    host.Kubeconfig,
 		virtualKubeconfig: virtual.Kubeconfig,
 		certDir:           certDir,
+		clientCertDir:     clientCertDir,
 		logDir:            filepath.Join(e.dir, "logs"),
 		orphanGrace:       time.Duration(cfg.OrphanGraceSeconds * float64(time.Second)),
 		profile:           cfg.ProfileDir != "",

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -51,6 +52,7 @@ type podbridgeOptions struct {
 	hostKubeconfig    string
 	virtualKubeconfig string
 	certDir           string
+	clientCertDir     string
 	logDir            string
 	orphanGrace       time.Duration
 	profile           bool
@@ -78,7 +80,7 @@ func startPodbridge(ctx context.Context, o podbridgeOptions) (*podbridge, error)
 		"--vcluster-name=" + vclusterName,
 	}
 	loopback := func(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
-	certArgs, err := certificateArgs(ctx, o.binary, o.certDir)
+	certArgs, err := certificateArgs(ctx, o.binary, o.certDir, o.clientCertDir)
 	if err != nil {
 		return nil, err
 	}
@@ -124,18 +126,23 @@ func startPodbridge(ctx context.Context, o podbridgeOptions) (*podbridge, error)
 // tls.crt, tls.key and ca.crt in certDir. The flags for that changed as
 // podbridge grew certificate modes, so they are chosen from the binary's
 // own help.
-func certificateArgs(ctx context.Context, binary, certDir string) ([]string, error) {
+func certificateArgs(ctx context.Context, binary, certDir, clientCertDir string) ([]string, error) {
 	// -h prints the flags; its exit status has varied, the output not.
 	help, err := exec.CommandContext(ctx, binary, "webhook", "-h").CombinedOutput()
 	if !strings.Contains(string(help), "-cert-dir") {
 		return nil, fmt.Errorf("reading podbridge webhook's flags (exit: %v):\n%s", err, help) //nolint:errorlint // err is often nil: the output is the message.
 	}
 	args := []string{"--cert-dir=" + certDir}
-	if strings.Contains(string(help), "-cert-mode") {
+	if hasFlag(help, "cert-mode") {
 		args = append(args, "--cert-mode=files")
 	}
-	if strings.Contains(string(help), "-ca-file") {
+	if hasFlag(help, "ca-file") {
 		args = append(args, "--ca-file="+filepath.Join(certDir, "ca.crt"))
+	}
+	// The virtual apiserver presents the client certificate of
+	// clientCertDir (see startEnv); older binaries ask for none.
+	if hasFlag(help, "client-ca-file") {
+		args = append(args, "--client-ca-file="+filepath.Join(clientCertDir, "ca.crt"))
 	}
 	return args, nil
 }
@@ -249,4 +256,9 @@ func (pb *podbridge) suspendRegistration(ctx context.Context) (restore func(cont
 		return nil, errors.Join(err, restore(ctx))
 	}
 	return restore, nil
+}
+
+// hasFlag reports whether a flag set's help lists flag.
+func hasFlag(help []byte, flag string) bool {
+	return regexp.MustCompile(`(?m)^\s+-` + regexp.QuoteMeta(flag) + `\b`).Match(help)
 }

@@ -32,12 +32,17 @@ const (
 	ModeCertManager Mode = "cert-manager"
 	// ModeSelfManaged means podbridge creates a CA and serving certificate,
 	// keeps them in a host Secret shared by replicas, renews them, and
-	// writes them to CertDir.
+	// writes them to CertDir; likewise a client CA and the virtual
+	// apiserver's client certificate, in ClientSecretName.
 	ModeSelfManaged Mode = "self-managed"
 	// ModeFiles means the certificate and CA are files in CertDir, managed by
 	// someone else; podbridge injects the CA.
 	ModeFiles Mode = "files"
 )
+
+// DefaultClientSecretName is the host Secret holding the virtual
+// apiserver's client certificate (tls.crt, tls.key) and its CA (ca.crt).
+const DefaultClientSecretName = "podbridge-webhook-client-tls"
 
 // Options configure a Keeper.
 type Options struct {
@@ -53,6 +58,17 @@ type Options struct {
 	CertDir string
 	// Hosts are the serving certificate's DNS names and IPs (self-managed).
 	Hosts []string
+	// ClientSecretName is, in self-managed mode, the Secret podbridge issues
+	// the virtual apiserver's client certificate and its CA into; in
+	// cert-manager mode, the Secret of a client Certificate whose ca.crt
+	// callers must chain to. Default DefaultClientSecretName.
+	ClientSecretName string
+	// ClientCAFile is, in files mode, the CA bundle callers' client
+	// certificates must chain to (required there, refused elsewhere).
+	ClientCAFile string
+	// ClientCommonName is the subject callers' client certificates must
+	// carry, and the one self-managed mode issues. Default ClientCommonName.
+	ClientCommonName string
 	// Validity of self-managed certificates; renewed when a third is left.
 	Validity time.Duration
 	// Inject puts a CA bundle into the virtual cluster's webhook
@@ -68,6 +84,7 @@ type Options struct {
 // cluster's trust in it current. It is a manager Runnable.
 type Keeper struct {
 	o        Options
+	clients  *ClientVerifier
 	injected []byte
 	notReady bool
 }
@@ -86,6 +103,22 @@ func NewKeeper(o Options) (*Keeper, error) {
 	if o.Mode == ModeSelfManaged && len(o.Hosts) == 0 {
 		return nil, errors.New("self-managed certificates need at least one host name")
 	}
+	if o.Mode == ModeFiles && o.ClientCAFile == "" {
+		return nil, errors.New("certificate mode files needs a client CA file: the webhook accepts only callers with a client certificate")
+	}
+	if o.Mode != ModeFiles && o.ClientCAFile != "" {
+		return nil, fmt.Errorf("a client CA file is for certificate mode files; mode %s reads the client CA from the Secret %s", o.Mode, o.ClientSecretName)
+	}
+	if o.ClientSecretName == "" {
+		o.ClientSecretName = DefaultClientSecretName
+	}
+	if o.ClientCommonName == "" {
+		o.ClientCommonName = ClientCommonName
+	}
+	clients, err := NewClientVerifier(o.ClientCommonName)
+	if err != nil {
+		return nil, err
+	}
 	if o.Validity == 0 {
 		o.Validity = 365 * 24 * time.Hour
 	}
@@ -95,12 +128,17 @@ func NewKeeper(o Options) (*Keeper, error) {
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
 	}
-	return &Keeper{o: o}, nil
+	return &Keeper{o: o, clients: clients}, nil
 }
 
-// Prepare makes sure CertDir holds a certificate before the webhook server
-// starts, which needs one: self-managed mode creates or loads it,
-// cert-manager mode waits for the issued Secret to be mounted.
+// ClientVerifier is what the webhook server checks callers with; the
+// Keeper keeps its CAs current.
+func (k *Keeper) ClientVerifier() *ClientVerifier { return k.clients }
+
+// Prepare makes sure CertDir holds a certificate and the client CA is
+// loaded before the webhook server starts, which needs both: self-managed
+// mode creates or loads them, cert-manager mode waits for the issued
+// Secrets (the serving one mounted).
 func (k *Keeper) Prepare(ctx context.Context) error {
 	return wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
 		if err := k.sync(ctx); err != nil {
@@ -108,7 +146,7 @@ func (k *Keeper) Prepare(ctx context.Context) error {
 			return false, nil
 		}
 		_, err := os.Stat(filepath.Join(k.o.CertDir, CertFile))
-		return err == nil, nil
+		return err == nil && len(k.clients.CAs()) > 0, nil
 	})
 }
 
@@ -123,13 +161,19 @@ func (k *Keeper) Start(ctx context.Context) error {
 	return nil
 }
 
-// sync runs one pass: gather the current certificate, renew it or write it
-// out where this mode owns that, and inject its CA.
+// sync runs one pass: gather the current certificates, renew them or write
+// them out where this mode owns that, trust the current client CA, and
+// inject the serving CA. The client certificate comes before the
+// injection, which needs the virtual apiserver up: an apiserver that waits
+// for its client certificate Secret then gets it on the first pass.
 func (k *Keeper) sync(ctx context.Context) error {
+	if err := k.syncClientCA(ctx); err != nil {
+		return err
+	}
 	var ca []byte
 	switch k.o.Mode {
 	case ModeSelfManaged:
-		b, err := k.selfManaged(ctx)
+		b, err := k.selfManaged(ctx, k.servingIssuer())
 		if err != nil {
 			return err
 		}
@@ -168,16 +212,88 @@ func (k *Keeper) sync(ctx context.Context) error {
 	return nil
 }
 
-// selfManaged loads the shared Secret, creating it or renewing its serving
+// syncClientCA trusts the client CA this mode names: the self-managed
+// client Secret's (created or renewed here), the cert-manager client
+// Secret's ca.crt, or the files-mode CA file.
+func (k *Keeper) syncClientCA(ctx context.Context) error {
+	var ca []byte
+	switch k.o.Mode {
+	case ModeSelfManaged:
+		b, err := k.selfManaged(ctx, k.clientIssuer())
+		if err != nil {
+			return err
+		}
+		ca = b.CA
+	case ModeCertManager:
+		secret := &corev1.Secret{}
+		if err := k.o.Host.Get(ctx, types.NamespacedName{Namespace: k.o.Namespace, Name: k.o.ClientSecretName}, secret); err != nil {
+			return fmt.Errorf("reading client certificate Secret %s: %w", k.o.ClientSecretName, err)
+		}
+		if ca = secret.Data[CAFile]; len(ca) == 0 {
+			return fmt.Errorf("client certificate Secret %s has no %s: use an issuer that publishes its CA", k.o.ClientSecretName, CAFile)
+		}
+	case ModeFiles:
+		data, err := os.ReadFile(k.o.ClientCAFile)
+		if err != nil {
+			return fmt.Errorf("reading client CA: %w", err)
+		}
+		ca = data
+	}
+	changed, err := k.clients.SetCAs(ca, k.o.Clock.Now())
+	if err != nil {
+		return fmt.Errorf("client CA of mode %s: %w", k.o.Mode, err)
+	}
+	if changed {
+		logf.FromContext(ctx).Info("Loaded the client CA callers must present a certificate of", "mode", k.o.Mode, "commonName", k.o.ClientCommonName)
+	}
+	return nil
+}
+
+// issuer is what selfManaged keeps in one Secret: the serving certificate
+// or the virtual apiserver's client certificate.
+type issuer struct {
+	what   string
+	secret string
+	fresh  func(now time.Time, validity time.Duration) (*Bundle, error)
+	renew  func(b *Bundle, now time.Time, validity time.Duration) (*Bundle, error)
+}
+
+func (k *Keeper) servingIssuer() issuer {
+	return issuer{
+		what:   "webhook serving certificate",
+		secret: k.o.SecretName,
+		fresh: func(now time.Time, validity time.Duration) (*Bundle, error) {
+			return NewSelfSigned(k.o.Hosts, now, validity)
+		},
+		renew: func(b *Bundle, now time.Time, validity time.Duration) (*Bundle, error) {
+			return b.Renew(k.o.Hosts, now, validity)
+		},
+	}
+}
+
+func (k *Keeper) clientIssuer() issuer {
+	return issuer{
+		what:   "virtual apiserver client certificate",
+		secret: k.o.ClientSecretName,
+		fresh: func(now time.Time, validity time.Duration) (*Bundle, error) {
+			return NewClient(k.o.ClientCommonName, now, validity)
+		},
+		renew: func(b *Bundle, now time.Time, validity time.Duration) (*Bundle, error) {
+			return b.RenewClient(k.o.ClientCommonName, now, validity)
+		},
+	}
+}
+
+// selfManaged loads the shared Secret of is, creating it or renewing its
 // certificate when a third of its validity is left. Replicas race on the
 // Secret's resource version: the loser reads the winner's certificate.
-func (k *Keeper) selfManaged(ctx context.Context) (*Bundle, error) {
+func (k *Keeper) selfManaged(ctx context.Context, is issuer) (*Bundle, error) {
 	now := k.o.Clock.Now()
-	key := types.NamespacedName{Namespace: k.o.Namespace, Name: k.o.SecretName}
+	key := types.NamespacedName{Namespace: k.o.Namespace, Name: is.secret}
 	secret := &corev1.Secret{}
 	err := k.o.Host.Get(ctx, key, secret)
 	if apierrors.IsNotFound(err) {
-		b, err := NewSelfSigned(k.o.Hosts, now, k.o.Validity)
+		b, err := is.fresh(now, k.o.Validity)
 		if err != nil {
 			return nil, err
 		}
@@ -187,34 +303,37 @@ func (k *Keeper) selfManaged(ctx context.Context) (*Bundle, error) {
 			Data:       b.secretData(),
 		}
 		if err := k.o.Host.Create(ctx, secret); err != nil {
-			return nil, fmt.Errorf("creating certificate Secret: %w", err) // AlreadyExists: another replica won; next pass reads it.
+			return nil, fmt.Errorf("creating %s Secret %s: %w", is.what, key.Name, err) // AlreadyExists: another replica won; next pass reads it.
 		}
-		logf.FromContext(ctx).Info("Created self-managed webhook certificate", "secret", key.Name)
+		logf.FromContext(ctx).Info("Created self-managed certificate", "certificate", is.what, "secret", key.Name)
 		return b, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading certificate Secret: %w", err)
+		return nil, fmt.Errorf("reading %s Secret %s: %w", is.what, key.Name, err)
 	}
 	b := bundleFrom(secret.Data)
 	cert, certErr := parseCert(b.Cert)
 	if certErr == nil && cert.NotAfter.Sub(now) > k.o.Validity/3 {
 		return b, nil
 	}
-	renew := b.Renew
+	renew := is.renew
 	if ca, err := parseCert(b.CA); err != nil || ca.NotAfter.Sub(now) < k.o.Validity {
 		// The CA would cut the new certificate short: start a new CA. The
-		// old one stays in the injected bundle while it is valid.
-		renew = NewSelfSigned
+		// old one stays trusted (injected bundle, client CAs) while it is
+		// valid.
+		renew = func(_ *Bundle, now time.Time, validity time.Duration) (*Bundle, error) {
+			return is.fresh(now, validity)
+		}
 	}
-	renewed, err := renew(k.o.Hosts, now, k.o.Validity)
+	renewed, err := renew(b, now, k.o.Validity)
 	if err != nil {
-		return nil, fmt.Errorf("renewing serving certificate: %w", err)
+		return nil, fmt.Errorf("renewing %s: %w", is.what, err)
 	}
 	secret.Data = renewed.secretData()
 	if err := k.o.Host.Update(ctx, secret); err != nil {
-		return nil, fmt.Errorf("storing renewed certificate: %w", err) // Conflict: another replica renewed first.
+		return nil, fmt.Errorf("storing renewed %s: %w", is.what, err) // Conflict: another replica renewed first.
 	}
-	logf.FromContext(ctx).Info("Renewed self-managed webhook certificate", "secret", key.Name, "notAfter", now.Add(k.o.Validity))
+	logf.FromContext(ctx).Info("Renewed self-managed certificate", "certificate", is.what, "secret", key.Name, "notAfter", now.Add(k.o.Validity))
 	return renewed, nil
 }
 

@@ -27,7 +27,8 @@ const (
 	CAKeyFile = "ca.key"
 )
 
-// Bundle is a CA and a serving certificate it signed, PEM-encoded.
+// Bundle is a CA and a certificate it signed (serving or client),
+// PEM-encoded.
 type Bundle struct {
 	CA, CAKey, Cert, Key []byte
 }
@@ -39,38 +40,92 @@ const caLifetimes = 10
 // NewSelfSigned creates a fresh CA and a serving certificate for hosts (DNS
 // names or IP addresses) valid for validity from now.
 func NewSelfSigned(hosts []string, now time.Time, validity time.Duration) (*Bundle, error) {
-	ca, caKey, err := newCA(now, caLifetimes*validity)
+	ca, caKey, err := newCA("podbridge-webhook-ca", now, caLifetimes*validity)
 	if err != nil {
 		return nil, err
 	}
-	return issue(ca, caKey, hosts, now, validity)
+	return issue(ca, caKey, servingTemplate(hosts), now, validity)
 }
 
 // Renew issues a new serving certificate for hosts under b's CA.
 func (b *Bundle) Renew(hosts []string, now time.Time, validity time.Duration) (*Bundle, error) {
+	ca, caKey, err := b.parseCA()
+	if err != nil {
+		return nil, err
+	}
+	return issue(ca, caKey, servingTemplate(hosts), now, validity)
+}
+
+// NewClient creates a fresh client CA, of its own so that nothing but the
+// virtual apiserver's certificate chains to it, and a client certificate
+// for commonName valid for validity from now.
+func NewClient(commonName string, now time.Time, validity time.Duration) (*Bundle, error) {
+	ca, caKey, err := newCA("podbridge-webhook-client-ca", now, caLifetimes*validity)
+	if err != nil {
+		return nil, err
+	}
+	return issue(ca, caKey, clientTemplate(commonName), now, validity)
+}
+
+// RenewClient issues a new client certificate for commonName under b's CA.
+func (b *Bundle) RenewClient(commonName string, now time.Time, validity time.Duration) (*Bundle, error) {
+	ca, caKey, err := b.parseCA()
+	if err != nil {
+		return nil, err
+	}
+	return issue(ca, caKey, clientTemplate(commonName), now, validity)
+}
+
+func (b *Bundle) parseCA() (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	ca, err := parseCert(b.CA)
 	if err != nil {
-		return nil, fmt.Errorf("CA certificate: %w", err)
+		return nil, nil, fmt.Errorf("CA certificate: %w", err)
 	}
 	block, _ := pem.Decode(b.CAKey)
 	if block == nil {
-		return nil, errors.New("CA key: no PEM data")
+		return nil, nil, errors.New("CA key: no PEM data")
 	}
 	caKey, err := x509.ParseECPrivateKey(block.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("CA key: %w", err)
+		return nil, nil, fmt.Errorf("CA key: %w", err)
 	}
-	return issue(ca, caKey, hosts, now, validity)
+	return ca, caKey, nil
 }
 
-func newCA(now time.Time, validity time.Duration) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+func servingTemplate(hosts []string) *x509.Certificate {
+	template := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "podbridge-webhook"},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			template.IPAddresses = append(template.IPAddresses, ip)
+		} else {
+			template.DNSNames = append(template.DNSNames, h)
+		}
+	}
+	return template
+}
+
+// clientTemplate is for client authentication only: a client certificate
+// that could also serve would let its holder impersonate a webhook.
+func clientTemplate(commonName string) *x509.Certificate {
+	return &x509.Certificate{
+		Subject:     pkix.Name{CommonName: commonName},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+}
+
+func newCA(commonName string, now time.Time, validity time.Duration) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("generating CA key: %w", err)
 	}
 	template := &x509.Certificate{
 		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: "podbridge-webhook-ca"},
+		Subject:               pkix.Name{CommonName: commonName},
 		NotBefore:             now.Add(-time.Minute),
 		NotAfter:              now.Add(validity),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
@@ -88,37 +143,27 @@ func newCA(now time.Time, validity time.Duration) (*x509.Certificate, *ecdsa.Pri
 	return ca, key, nil
 }
 
-func issue(ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts []string, now time.Time, validity time.Duration) (*Bundle, error) {
+// issue signs template (subject, usages, names) under ca, valid for
+// validity from now but never beyond the CA.
+func issue(ca *x509.Certificate, caKey *ecdsa.PrivateKey, template *x509.Certificate, now time.Time, validity time.Duration) (*Bundle, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("generating serving key: %w", err)
+		return nil, fmt.Errorf("generating key: %w", err)
 	}
 	notAfter := now.Add(validity)
 	if notAfter.After(ca.NotAfter) {
 		notAfter = ca.NotAfter
 	}
-	template := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: "podbridge-webhook"},
-		NotBefore:    now.Add(-time.Minute),
-		NotAfter:     notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			template.IPAddresses = append(template.IPAddresses, ip)
-		} else {
-			template.DNSNames = append(template.DNSNames, h)
-		}
-	}
+	template.SerialNumber = serial()
+	template.NotBefore = now.Add(-time.Minute)
+	template.NotAfter = notAfter
 	der, err := x509.CreateCertificate(rand.Reader, template, ca, &key.PublicKey, caKey)
 	if err != nil {
-		return nil, fmt.Errorf("signing serving certificate: %w", err)
+		return nil, fmt.Errorf("signing certificate %s: %w", template.Subject.CommonName, err)
 	}
 	keyDER, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
-		return nil, fmt.Errorf("encoding serving key: %w", err)
+		return nil, fmt.Errorf("encoding key: %w", err)
 	}
 	caKeyDER, err := x509.MarshalECPrivateKey(caKey)
 	if err != nil {

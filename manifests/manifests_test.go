@@ -4,14 +4,20 @@
 package manifests
 
 import (
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/podbridge/podbridge/internal/render"
 	"github.com/podbridge/podbridge/webhook"
@@ -37,7 +43,8 @@ func TestOverlaysBuild(t *testing.T) {
 					t.Errorf("%s/%s keeps a placeholder name", o.GetKind(), o.GetName())
 				}
 			}
-			want := []string{"Deployment/podbridge-webhook", "Deployment/podbridge-reflector", "Service/podbridge-webhook", "PodDisruptionBudget/podbridge-webhook", "Role/podbridge", "ServiceAccount/podbridge"}
+			want := []string{"Deployment/podbridge-webhook", "Deployment/podbridge-reflector", "Service/podbridge-webhook", "PodDisruptionBudget/podbridge-webhook", "Role/podbridge", "ServiceAccount/podbridge",
+				"NetworkPolicy/podbridge-webhook", "ConfigMap/podbridge-virtual-apiserver-admission"}
 			if strings.HasSuffix(dir, "-virtual") {
 				want = []string{"MutatingWebhookConfiguration/podbridge", "ClusterRole/podbridge", "ClusterRoleBinding/podbridge"}
 			}
@@ -83,5 +90,91 @@ func TestVirtualRegistrationMatchesPodbridge(t *testing.T) {
 		if g.ClientConfig.URL == nil || strings.Contains(*g.ClientConfig.URL, "NAMESPACE") {
 			t.Errorf("webhook %s keeps the placeholder URL %v", g.Name, g.ClientConfig.URL)
 		}
+	}
+}
+
+// Each host overlay admits webhook traffic only from the virtual control
+// plane: a selector the overlay set, that no tenant host pod (same
+// namespace, any labels the tenant likes, but podbridge's managed-by)
+// matches; and tells the virtual apiserver to present its client
+// certificate to the webhook's Service name.
+func TestHostOverlaysLockTheWebhookDown(t *testing.T) {
+	overlays, err := filepath.Glob("overlays/*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range overlays {
+		if strings.HasSuffix(dir, "-virtual") {
+			continue
+		}
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			objects, err := render.Kustomization(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var policy *networkingv1.NetworkPolicy
+			var admission *corev1.ConfigMap
+			for _, o := range objects {
+				switch o.GetKind() + "/" + o.GetName() {
+				case "NetworkPolicy/podbridge-webhook":
+					policy = &networkingv1.NetworkPolicy{}
+					if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, policy); err != nil {
+						t.Fatal(err)
+					}
+				case "ConfigMap/podbridge-virtual-apiserver-admission":
+					admission = &corev1.ConfigMap{}
+					if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, admission); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if policy == nil || admission == nil {
+				t.Fatalf("network policy %v, admission ConfigMap %v", policy != nil, admission != nil)
+			}
+			var webhookPeers []networkingv1.NetworkPolicyPeer
+			for _, rule := range policy.Spec.Ingress {
+				for _, p := range rule.Ports {
+					if p.Port != nil && p.Port.String() == "webhook" {
+						if len(rule.From) == 0 {
+							t.Fatal("the webhook port is open to every source")
+						}
+						webhookPeers = append(webhookPeers, rule.From...)
+					}
+				}
+			}
+			if len(webhookPeers) == 0 {
+				t.Fatal("no ingress rule for the webhook port")
+			}
+			// A tenant pod copying every label of the allowed selector.
+			for _, peer := range webhookPeers {
+				if peer.NamespaceSelector != nil || peer.IPBlock != nil || peer.PodSelector == nil {
+					t.Fatalf("webhook peer %+v reaches beyond this namespace's pods", peer)
+				}
+				selector, err := metav1.LabelSelectorAsSelector(peer.PodSelector)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if selector.Empty() || strings.Contains(selector.String(), "SET-BY-OVERLAY") {
+					t.Fatalf("webhook peer selector %q: the overlay must set it", selector)
+				}
+				forged := labels.Set{}
+				for k, v := range peer.PodSelector.MatchLabels {
+					forged[k] = v
+				}
+				forged["app.kubernetes.io/managed-by"] = "podbridge" // podbridge sets it on every tenant host pod.
+				if selector.Matches(forged) {
+					t.Errorf("a tenant host pod with the labels %v passes the selector %q", forged, selector)
+				}
+			}
+
+			kubeconfig, err := clientcmd.Load([]byte(admission.Data["webhook-client.kubeconfig"]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := "podbridge-webhook." + policy.Namespace + ".svc"
+			if _, ok := kubeconfig.AuthInfos[want]; !ok || len(kubeconfig.AuthInfos) != 1 {
+				t.Errorf("the virtual apiserver's webhook kubeconfig names %v, want only %s", slices.Collect(maps.Keys(kubeconfig.AuthInfos)), want)
+			}
+		})
 	}
 }

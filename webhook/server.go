@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -69,13 +71,23 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 		return nil, fmt.Errorf("creating virtual client: %w", err)
 	}
 
+	// The keeper is made below (it needs the manager's recorder); the
+	// server applies this option when it starts, after New returns.
+	var keeper *certs.Keeper
 	mgr, err := ctrl.NewManager(o.Host, manager.Options{
 		Scheme: kube.Scheme,
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
 			Host:    o.BindAddress,
 			Port:    o.Port,
 			CertDir: o.Certs.CertDir,
-			TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }},
+			// Only the virtual apiserver may call: anyone else who can reach
+			// the port could otherwise make podbridge create host pods
+			// (issue 12). Callers without a valid client certificate are
+			// refused in the TLS handshake, before any request is read.
+			TLSOpts: []func(*tls.Config){func(c *tls.Config) {
+				c.MinVersion = tls.VersionTLS12
+				keeper.ClientVerifier().ConfigureServer(c)
+			}},
 		}),
 		Metrics:                metricsserver.Options{BindAddress: o.MetricsBindAddress},
 		HealthProbeBindAddress: o.HealthProbeBindAddress,
@@ -97,12 +109,12 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 		}
 		return Register(ctx, virtual, reg)
 	}
-	keeper, err := certs.NewKeeper(certOpts)
+	keeper, err = certs.NewKeeper(certOpts)
 	if err != nil {
 		return nil, err
 	}
 	if err := keeper.Prepare(ctx); err != nil {
-		return nil, fmt.Errorf("preparing the serving certificate: %w", err)
+		return nil, fmt.Errorf("preparing the serving certificate and client CA: %w", err)
 	}
 	if err := mgr.Add(keeper); err != nil {
 		return nil, err
@@ -131,7 +143,7 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, err
 	}
-	if err := mgr.AddReadyzCheck("webhook", server.StartedChecker()); err != nil {
+	if err := mgr.AddReadyzCheck("webhook", passOnce(server.StartedChecker())); err != nil {
 		return nil, err
 	}
 	return mgr, nil
@@ -144,4 +156,23 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	return mgr.Start(ctx)
+}
+
+// passOnce runs check until it passes once, then passes without running
+// it: the server's check opens a TLS connection without a client
+// certificate, which the server refuses and logs, and a probe every few
+// seconds would bury the refusals worth reading. The server, once
+// listening, listens until the manager stops.
+func passOnce(check healthz.Checker) healthz.Checker {
+	var passed atomic.Bool
+	return func(req *http.Request) error {
+		if passed.Load() {
+			return nil
+		}
+		if err := check(req); err != nil {
+			return err
+		}
+		passed.Store(true)
+		return nil
+	}
 }

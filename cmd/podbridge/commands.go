@@ -33,7 +33,10 @@ func runWebhook(ctx context.Context, args []string) error {
 	fs.StringVar(&o.Certs.SecretName, "cert-secret", "podbridge-webhook-tls", "host Secret holding the serving certificate")
 	fs.StringVar(&o.Certs.CertificateName, "certificate-name", "podbridge-webhook", "cert-manager Certificate whose readiness is reported (cert-manager mode)")
 	hosts := fs.String("cert-hosts", "", "DNS names and IPs of the self-managed serving certificate, comma-separated (the webhook Service's name, e.g. podbridge-webhook.NAMESPACE.svc)")
-	fs.DurationVar(&o.Certs.Validity, "cert-validity", 365*24*time.Hour, "validity of self-managed serving certificates; renewed when a third is left")
+	fs.DurationVar(&o.Certs.Validity, "cert-validity", 365*24*time.Hour, "validity of self-managed serving and client certificates; renewed when a third is left")
+	fs.StringVar(&o.Certs.ClientSecretName, "client-ca-secret", certs.DefaultClientSecretName, "host Secret of the virtual apiserver's client certificate: self-managed mode issues it there (tls.crt, tls.key, ca.crt), cert-manager mode trusts its ca.crt")
+	fs.StringVar(&o.Certs.ClientCAFile, "client-ca-file", "", "CA bundle the virtual apiserver's client certificate must chain to (files mode, required there), re-read when it changes")
+	fs.StringVar(&o.Certs.ClientCommonName, "client-common-name", certs.ClientCommonName, "common name the virtual apiserver's client certificate must carry (and is issued for, in self-managed mode)")
 	fs.StringVar(&o.Registration.Name, "webhook-configuration", "podbridge", "name of the MutatingWebhookConfiguration in the virtual cluster")
 	fs.StringVar(&o.Registration.URL, "register-url", "", "URL at which the virtual apiserver reaches this server; when set, podbridge applies the whole MutatingWebhookConfiguration at start-up, else it only keeps the CA bundle of an existing one current")
 	timeout := fs.Duration("webhook-timeout", 10*time.Second, "the configuration's timeoutSeconds")
@@ -53,6 +56,9 @@ func runWebhook(ctx context.Context, args []string) error {
 	}
 	o.Registration.TimeoutSeconds = int32(*timeout / time.Second)
 	o.Certs.Mode = certs.Mode(*mode)
+	if err := checkClientFlags(fs, o.Certs); err != nil {
+		return err
+	}
 	if *hosts != "" {
 		o.Certs.Hosts = strings.Split(*hosts, ",")
 	}
@@ -167,4 +173,28 @@ func topmostMissing(path string) string {
 		}
 		path = parent
 	}
+}
+
+// checkClientFlags checks the flags that say which callers the webhook
+// accepts, naming the flag at fault.
+func checkClientFlags(fs *flag.FlagSet, c certs.Options) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	switch {
+	case c.Mode == certs.ModeFiles && c.ClientCAFile == "":
+		errs = append(errs, errors.New("--cert-mode=files needs --client-ca-file: the webhook accepts only callers with a client certificate of a CA it trusts"))
+	case c.Mode != certs.ModeFiles && c.ClientCAFile != "":
+		errs = append(errs, fmt.Errorf("--client-ca-file is for --cert-mode=files; --cert-mode=%s trusts the ca.crt of --client-ca-secret", c.Mode))
+	}
+	if c.Mode == certs.ModeFiles && set["client-ca-secret"] {
+		errs = append(errs, errors.New("--client-ca-secret is not used with --cert-mode=files: set --client-ca-file"))
+	}
+	if c.Mode != certs.ModeFiles && c.ClientSecretName == "" {
+		errs = append(errs, errors.New("--client-ca-secret must not be empty"))
+	}
+	if c.ClientCommonName == "" {
+		errs = append(errs, errors.New("--client-common-name must not be empty: any certificate the client CA signed would be accepted"))
+	}
+	return errors.Join(errs...)
 }

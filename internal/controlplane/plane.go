@@ -53,12 +53,16 @@ type Options struct {
 	Nodes int
 	// PodsPerNode is each kwok node's pod capacity (host only).
 	PodsPerNode int
+	// WebhookClient, when set, is the client certificate the apiserver
+	// presents to admission webhooks (virtual only).
+	WebhookClient *WebhookClient
 }
 
 // StartHost starts a host control plane: etcd, kube-apiserver (with the
 // ServiceAccount admission plugin, as real clusters have), kube-scheduler
 // and kwok managing opts.Nodes fake nodes.
 func StartHost(ctx context.Context, opts Options) (p *Plane, err error) {
+	opts.WebhookClient = nil // the host runs no webhook of podbridge's.
 	p, err = startAPIServer("host", opts)
 	if err != nil {
 		return nil, err
@@ -177,6 +181,13 @@ func startAPIServer(name string, opts Options) (*Plane, error) {
 	}
 	// envtest turns ServiceAccount admission off; real clusters have it on.
 	env.ControlPlane.GetAPIServer().Configure().Disable("disable-admission-plugins")
+	if opts.WebhookClient != nil {
+		config, err := opts.WebhookClient.writeAdmissionConfig(certDir)
+		if err != nil {
+			return nil, err
+		}
+		env.ControlPlane.GetAPIServer().Configure().Set("admission-control-config-file", config)
+	}
 	if _, err := env.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s apiserver: %w", name, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -71,6 +72,8 @@ func Defaults() Options {
 type Env struct {
 	Host, Virtual *controlplane.Plane
 	Options       Options
+	// WebhookClient is what the virtual apiserver presents to the webhook.
+	WebhookClient *WebhookClientCredentials
 
 	// failed receives an error when a podbridge component stops on its own.
 	failed chan error
@@ -97,6 +100,22 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 			env = nil
 		}
 	}()
+	// The virtual apiserver reads its webhook client certificate, named by
+	// the webhook's address, at start, before the host (where the
+	// self-managed webhook keeps it) is up: choose the port, holding it
+	// while the control planes pick theirs, issue the certificate here and
+	// store it in the host Secret the webhook then adopts.
+	reserved, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return env, fmt.Errorf("choosing the webhook's port: %w", err)
+	}
+	port := reserved.Addr().(*net.TCPAddr).Port
+	defer reserved.Close()
+	webhookClient, err := IssueWebhookClient(opts.StateDir)
+	if err != nil {
+		return env, err
+	}
+	env.WebhookClient = webhookClient
 	planeOpts := controlplane.Options{Assets: opts.Assets, Dir: opts.StateDir, Nodes: opts.Nodes, PodsPerNode: opts.PodsPerNode}
 	hostErr := make(chan error, 1)
 	go func() {
@@ -104,7 +123,9 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 		env.Host, err = controlplane.StartHost(ctx, planeOpts)
 		hostErr <- err
 	}()
-	env.Virtual, err = controlplane.StartVirtual(ctx, planeOpts)
+	virtualOpts := planeOpts
+	virtualOpts.WebhookClient = webhookClient.ForAPIServer("127.0.0.1:" + strconv.Itoa(port))
+	env.Virtual, err = controlplane.StartVirtual(ctx, virtualOpts)
 	if err = errors.Join(err, <-hostErr); err != nil {
 		return env, err
 	}
@@ -115,11 +136,10 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 	if err := prepareHostNamespace(ctx, env.Host.Config, opts.Translate, opts.PodSecurityLevel); err != nil {
 		return env, err
 	}
-
-	port, err := controlplane.FreePort()
-	if err != nil {
+	if err := webhookClient.StoreInHost(ctx, env.Host.Config, opts.Translate.HostNamespace); err != nil {
 		return env, err
 	}
+	reserved.Close() // the webhook server binds it when its manager starts.
 
 	hostCfg := kube.WithLimits(env.Host.Config, kube.DefaultLimits, "podbridge-dev")
 	virtualCfg := kube.WithLimits(env.Virtual.Config, kube.DefaultLimits, "podbridge-dev")
@@ -134,6 +154,8 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 			SecretName: "podbridge-webhook-tls",
 			CertDir:    filepath.Join(opts.StateDir, "webhook-certs"),
 			Hosts:      []string{"127.0.0.1", "localhost"},
+			// Stored by StoreInHost above.
+			ClientSecretName: certs.DefaultClientSecretName,
 		},
 		MetricsBindAddress: "0", HealthProbeBindAddress: "0",
 		Registration: webhook.Registration{
@@ -317,6 +339,57 @@ func (e *Env) waitForWebhook(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("waiting for the webhook: %w (last attempt: %w)", err, lastErr)
+	}
+	return nil
+}
+
+// WebhookClientCredentials are the client CA and certificate the virtual
+// apiserver presents to podbridge's webhook, as the self-managed mode
+// issues them.
+type WebhookClientCredentials struct {
+	Bundle            *certs.Bundle
+	CertFile, KeyFile string
+}
+
+// IssueWebhookClient issues a client CA and certificate and writes them
+// into dir/webhook-client for the virtual apiserver to read.
+func IssueWebhookClient(dir string) (*WebhookClientCredentials, error) {
+	b, err := certs.NewClient(certs.ClientCommonName, time.Now(), 365*24*time.Hour)
+	if err != nil {
+		return nil, fmt.Errorf("issuing the virtual apiserver's client certificate: %w", err)
+	}
+	certDir := filepath.Join(dir, "webhook-client")
+	if err := b.WriteDir(certDir); err != nil {
+		return nil, err
+	}
+	return &WebhookClientCredentials{Bundle: b, CertFile: filepath.Join(certDir, certs.CertFile), KeyFile: filepath.Join(certDir, certs.KeyFile)}, nil
+}
+
+// ForAPIServer configures a virtual apiserver to present the certificate
+// to webhooks at names (kube-apiserver's kubeconfig user names:
+// "host:port", or "*" for every webhook).
+func (c *WebhookClientCredentials) ForAPIServer(names ...string) *controlplane.WebhookClient {
+	return &controlplane.WebhookClient{Names: names, CertFile: c.CertFile, KeyFile: c.KeyFile}
+}
+
+// StoreInHost stores the credentials in the host Secret a self-managed
+// webhook keeps them in (certs.DefaultClientSecretName), where it finds
+// and trusts them instead of issuing its own.
+func (c *WebhookClientCredentials) StoreInHost(ctx context.Context, cfg *rest.Config, namespace string) error {
+	cl, err := client.New(cfg, client.Options{Scheme: kube.Scheme})
+	if err != nil {
+		return err
+	}
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: certs.DefaultClientSecretName, Namespace: namespace, Labels: map[string]string{translate.LabelManagedBy: translate.ManagedByValue}},
+		Type:       corev1.SecretTypeTLS,
+		Data: map[string][]byte{
+			certs.CertFile: c.Bundle.Cert, certs.KeyFile: c.Bundle.Key,
+			certs.CAFile: c.Bundle.CA, certs.CAKeyFile: c.Bundle.CAKey,
+		},
+	}
+	if err := cl.Create(ctx, secret); err != nil {
+		return fmt.Errorf("storing the webhook client certificate in the host: %w", err)
 	}
 	return nil
 }

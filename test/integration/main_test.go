@@ -111,7 +111,9 @@ func secondVirtual(t *testing.T) client.Client {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		second, secondErr = controlplane.StartVirtual(ctx, controlplane.Options{Assets: env.Options.Assets, Dir: dir})
+		// Its webhooks listen on ports chosen later: it presents the dev
+		// virtual apiserver's client certificate to every webhook.
+		second, secondErr = controlplane.StartVirtual(ctx, controlplane.Options{Assets: env.Options.Assets, Dir: dir, WebhookClient: env.WebhookClient.ForAPIServer("*")})
 		cleanups = append(cleanups, func() {
 			if err := second.Stop(); err != nil {
 				fmt.Fprintf(os.Stderr, "stopping the second virtual cluster: %v\n", err)

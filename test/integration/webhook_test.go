@@ -3,8 +3,6 @@ package integration
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -410,7 +408,9 @@ func TestRepeatedAdmissionReusesHostPod(t *testing.T) {
 }
 
 // webhookCaller posts AdmissionReviews straight to podbridge's webhook, at
-// the URL and with the CA its registration in the virtual cluster names.
+// the URL and with the CA its registration in the virtual cluster names,
+// with the virtual apiserver's client certificate: it stands for the
+// virtual apiserver retrying.
 func webhookCaller(t *testing.T) func(*testing.T, types.UID, *corev1.Pod) *admissionv1.AdmissionResponse {
 	t.Helper()
 	reg := &admissionregistrationv1.MutatingWebhookConfiguration{}
@@ -418,9 +418,7 @@ func webhookCaller(t *testing.T) func(*testing.T, types.UID, *corev1.Pod) *admis
 		t.Fatal(err)
 	}
 	hook := reg.Webhooks[0].ClientConfig
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(hook.CABundle)
-	httpClient := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	httpClient := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: asVirtualAPIServer(t, hook.CABundle)}}
 	return func(t *testing.T, uid types.UID, pod *corev1.Pod) *admissionv1.AdmissionResponse {
 		t.Helper()
 		raw, err := json.Marshal(pod)

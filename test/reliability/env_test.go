@@ -88,6 +88,13 @@ func startCluster(t *testing.T) *cluster {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), startupTimeout)
 	defer cancel()
+	// The virtual apiserver presents a client certificate to the webhook,
+	// as devenv's does; replicas and the load balancer listen on ports
+	// chosen later, so it presents it to every webhook ("*").
+	webhookClient, err := devenv.IssueWebhookClient(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	opts := controlplane.Options{Assets: assets, Dir: dir, Nodes: 3, PodsPerNode: 1000}
 	hostErr := make(chan error, 1)
 	go func() {
@@ -95,12 +102,16 @@ func startCluster(t *testing.T) *cluster {
 		c.host, err = controlplane.StartHost(ctx, opts)
 		hostErr <- err
 	}()
-	var err error
-	c.virtual, err = controlplane.StartVirtual(ctx, opts)
+	virtualOpts := opts
+	virtualOpts.WebhookClient = webhookClient.ForAPIServer("*")
+	c.virtual, err = controlplane.StartVirtual(ctx, virtualOpts)
 	if err = errors.Join(err, <-hostErr); err != nil {
 		t.Fatalf("starting control planes: %v", err)
 	}
 	if err := devenv.PrepareHostNamespace(ctx, c.host.Config, c.config); err != nil {
+		t.Fatal(err)
+	}
+	if err := webhookClient.StoreInHost(ctx, c.host.Config, c.config.HostNamespace); err != nil {
 		t.Fatal(err)
 	}
 	c.hostClient = newClient(t, c.host.Config)
