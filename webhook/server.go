@@ -89,22 +89,22 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 	certOpts.Host = host
 	certOpts.Namespace = o.Translate.HostNamespace
 	certOpts.Recorder = mgr.GetEventRecorder(FieldManager)
-	reg := o.Registration
-	certOpts.Inject = func(ctx context.Context, caBundle []byte) error {
-		reg.CABundle = caBundle
-		if reg.URL == "" {
-			return InjectCABundle(ctx, virtual, reg.Name, caBundle)
-		}
-		return Register(ctx, virtual, reg)
-	}
-	keeper, err := certs.NewKeeper(certOpts)
+	var keeper *certs.Keeper
+	registration, err := NewRegistrationKeeper(o.Virtual, virtual, o.Registration, func(ctx context.Context) ([]byte, error) { return keeper.CA(ctx) })
 	if err != nil {
+		return nil, err
+	}
+	certOpts.Inject = registration.SetCABundle
+	if keeper, err = certs.NewKeeper(certOpts); err != nil {
 		return nil, err
 	}
 	if err := keeper.Prepare(ctx); err != nil {
 		return nil, fmt.Errorf("preparing the serving certificate: %w", err)
 	}
 	if err := mgr.Add(keeper); err != nil {
+		return nil, err
+	}
+	if err := mgr.Add(registration); err != nil {
 		return nil, err
 	}
 
