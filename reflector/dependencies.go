@@ -2,6 +2,7 @@ package reflector
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -23,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
+	"github.com/podbridge/podbridge/internal/caps"
 	"github.com/podbridge/podbridge/translate"
 )
 
@@ -89,6 +92,11 @@ type CopyReconciler struct {
 	// the webhook copies before the pod that uses it is stored.
 	GracePeriod time.Duration
 	Clock       clock.PassiveClock
+	// Budget admits copies within the caps on their number and bytes; a
+	// copy refused is not written and the original gets a warning event.
+	Budget *caps.Budget
+	// Recorder writes events in the virtual cluster.
+	Recorder events.EventRecorder
 }
 
 // IndexVirtualPodDependencies registers the indexes of virtual pods by the
@@ -183,7 +191,7 @@ func (r *CopyReconciler) allOriginals(ctx context.Context) ([]reconcile.Request,
 }
 
 // Reconcile brings the host copy of one virtual object in line.
-func (r *CopyReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+func (r *CopyReconciler) Reconcile(ctx context.Context, req reconcile.Request) (_ reconcile.Result, retErr error) {
 	log := logf.FromContext(ctx)
 	hostKey := types.NamespacedName{Namespace: r.Config.HostNamespace, Name: translate.HostName(req.Name, req.Namespace, r.Config.VCluster)}
 	hostCopy := r.Kind.metadata()
@@ -231,6 +239,27 @@ func (r *CopyReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 		return reconcile.Result{}, r.deleteCopy(ctx, hostCopy, "its virtual original was deleted")
 	}
 	want := r.Kind.hostCopy(live, r.Config)
+	if hostCopy == nil || copiedFrom(hostCopy) != live.GetResourceVersion() {
+		release, err := r.Budget.Reserve(ctx, want)
+		var limit *caps.LimitError
+		if errors.As(err, &limit) {
+			// Not copied: the pods that use it keep the copy they have, or
+			// wait. The cap is checked again at the next resync.
+			log.Info("Refused to copy to the host: a cap on host copies", "kind", r.Kind.kind, "original", req.String(), "limit", limit.Flag, "use", limit.Use, "cap", limit.Limit)
+			if r.Recorder != nil {
+				r.Recorder.Eventf(live, nil, corev1.EventTypeWarning, "HostCopyRefused", "Copy", "podbridge did not copy this %s to the host: %s", r.Kind.kind, limit.Error())
+			}
+			return reconcile.Result{RequeueAfter: time.Minute}, nil
+		}
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		defer func() {
+			if retErr != nil {
+				release()
+			}
+		}()
+	}
 	if hostCopy == nil {
 		if err := r.Host.Create(ctx, want, client.FieldOwner(FieldManager)); err != nil {
 			if apierrors.IsAlreadyExists(err) {

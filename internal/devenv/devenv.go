@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/podbridge/podbridge/certs"
+	"github.com/podbridge/podbridge/internal/caps"
 	"github.com/podbridge/podbridge/internal/controlplane"
 	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/reflector"
@@ -127,6 +128,7 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 			Hosts:      []string{"127.0.0.1", "localhost"},
 		},
 		MetricsBindAddress: "0", HealthProbeBindAddress: "0",
+		Limits: caps.Defaults(),
 		Registration: webhook.Registration{
 			Name:           "podbridge",
 			URL:            "https://127.0.0.1:" + strconv.Itoa(port) + webhook.Path,
@@ -141,6 +143,7 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 		OrphanGracePeriod:       opts.OrphanGracePeriod,
 		NodeGracePeriod:         opts.NodeGracePeriod,
 		MaxConcurrentReconciles: 16,
+		Limits:                  caps.Defaults(),
 		MetricsBindAddress:      "0", HealthProbeBindAddress: "0",
 		// StartReflector builds the reflector again in this process.
 		SkipControllerNameValidation: true,
