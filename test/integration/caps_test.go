@@ -47,6 +47,10 @@ func TestCapsOnWhatATenantMakesOnTheHost(t *testing.T) {
 	if err := virtual.Create(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
+	eventually(t, 30*time.Second, "default service account in "+ns.Name, func(ctx context.Context) (bool, string) {
+		err := virtual.Get(ctx, client.ObjectKey{Namespace: ns.Name, Name: "default"}, &corev1.ServiceAccount{})
+		return err == nil, fmt.Sprint(err)
+	})
 	for i := range 4 {
 		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cm-" + itoa(i), Namespace: ns.Name}, Data: map[string]string{"k": "v"}}
 		if err := virtual.Create(ctx, cm); err != nil {
