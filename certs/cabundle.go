@@ -44,3 +44,29 @@ func certificates(data []byte) []*pem.Block {
 		}
 	}
 }
+
+// BundleWithin reports whether bundle holds every certificate of required
+// and none beyond required and allowed: a bundle podbridge would have
+// injected, whichever previous CA a replica still remembers.
+func BundleWithin(bundle, required, allowed []byte) bool {
+	ok := map[string]bool{}
+	have := map[string]bool{}
+	for _, b := range certificates(bundle) {
+		have[string(b.Bytes)] = true
+	}
+	for _, b := range certificates(required) {
+		if !have[string(b.Bytes)] {
+			return false
+		}
+		ok[string(b.Bytes)] = true
+	}
+	for _, b := range certificates(allowed) {
+		ok[string(b.Bytes)] = true
+	}
+	for c := range have {
+		if !ok[c] {
+			return false
+		}
+	}
+	return len(have) > 0
+}

@@ -212,6 +212,19 @@ func (k *Keeper) sync(ctx context.Context) error {
 	return nil
 }
 
+// CA reads, now, the CA the serving certificate is issued under, from
+// where this mode keeps it; it neither creates nor renews anything.
+func (k *Keeper) CA(ctx context.Context) ([]byte, error) {
+	if k.o.Mode == ModeFiles {
+		return os.ReadFile(filepath.Join(k.o.CertDir, CAFile))
+	}
+	secret := &corev1.Secret{}
+	if err := k.o.Host.Get(ctx, types.NamespacedName{Namespace: k.o.Namespace, Name: k.o.SecretName}, secret); err != nil {
+		return nil, fmt.Errorf("reading certificate Secret %s: %w", k.o.SecretName, err)
+	}
+	return secret.Data[CAFile], nil
+}
+
 // syncClientCA trusts the client CA this mode names: the self-managed
 // client Secret's (created or renewed here), the cert-manager client
 // Secret's ca.crt, or the files-mode CA file.

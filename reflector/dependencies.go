@@ -2,6 +2,7 @@ package reflector
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -23,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
+	"github.com/podbridge/podbridge/internal/caps"
 	"github.com/podbridge/podbridge/translate"
 )
 
@@ -89,6 +92,11 @@ type CopyReconciler struct {
 	// the webhook copies before the pod that uses it is stored.
 	GracePeriod time.Duration
 	Clock       clock.PassiveClock
+	// Budget admits copies within the caps on their number and bytes; a
+	// copy refused is not written and the original gets a warning event.
+	Budget *caps.Budget
+	// Recorder writes events in the virtual cluster.
+	Recorder events.EventRecorder
 }
 
 // IndexVirtualPodDependencies registers the indexes of virtual pods by the
@@ -220,7 +228,8 @@ func (r *CopyReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 		}
 		step = decideCopyFromOriginal(hostCopy, live)
 	}
-	return reconcile.Result{RequeueAfter: after}, r.writeCopy(ctx, step, hostCopy, live)
+	capped, err := r.writeCopy(ctx, step, hostCopy, live)
+	return reconcile.Result{RequeueAfter: earliest(after, capped)}, err
 }
 
 // copyStep is one write to a host copy.
@@ -274,26 +283,49 @@ func decideCopyFromOriginal(hostCopy, live client.Object) copyStep {
 	return copyUpdate
 }
 
-// writeCopy carries out step on the host copy of live.
-func (r *CopyReconciler) writeCopy(ctx context.Context, step copyStep, hostCopy, live client.Object) error {
+// writeCopy carries out step on the host copy of live. A create or update
+// the caps refuse is not written; it returns when to check the caps again.
+func (r *CopyReconciler) writeCopy(ctx context.Context, step copyStep, hostCopy, live client.Object) (_ time.Duration, retErr error) {
 	log := logf.FromContext(ctx)
+	var want client.Object
 	switch step {
 	case copyDeleteUnused:
-		return r.deleteCopy(ctx, hostCopy, "no pod uses it")
+		return 0, r.deleteCopy(ctx, hostCopy, "no pod uses it")
 	case copyDeleteOriginalGone:
-		return r.deleteCopy(ctx, hostCopy, "its virtual original was deleted")
+		return 0, r.deleteCopy(ctx, hostCopy, "its virtual original was deleted")
+	case copyCreate, copyUpdate:
+		want = r.Kind.hostCopy(live, r.Config)
+		release, err := r.Budget.Reserve(ctx, want)
+		var limit *caps.LimitError
+		if errors.As(err, &limit) {
+			// Not copied: the pods that use it keep the copy they have, or
+			// wait. The cap is checked again in a minute.
+			log.Info("Refused to copy to the host: a cap on host copies", "kind", r.Kind.kind, "original", client.ObjectKeyFromObject(live).String(), "limit", limit.Flag, "use", limit.Use, "cap", limit.Limit)
+			if r.Recorder != nil {
+				r.Recorder.Eventf(live, nil, corev1.EventTypeWarning, "HostCopyRefused", "Copy", "podbridge did not copy this %s to the host: %s", r.Kind.kind, limit.Error())
+			}
+			return time.Minute, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		defer func() {
+			if retErr != nil {
+				release()
+			}
+		}()
+	}
+	switch step {
 	case copyCreate:
-		want := r.Kind.hostCopy(live, r.Config)
 		if err := r.Host.Create(ctx, want, client.FieldOwner(FieldManager)); err != nil {
 			if apierrors.IsAlreadyExists(err) {
-				return nil // the webhook made it; its event brings us back.
+				return 0, nil // the webhook made it; its event brings us back.
 			}
-			return fmt.Errorf("creating host %s %s: %w", r.Kind.kind, want.GetName(), err)
+			return 0, fmt.Errorf("creating host %s %s: %w", r.Kind.kind, want.GetName(), err)
 		}
 		countAction(actionCopyWrite)
 		log.V(1).Info("Created host copy used by a pod", "kind", r.Kind.kind, "hostName", want.GetName())
 	case copyUpdate:
-		want := r.Kind.hostCopy(live, r.Config)
 		want.SetResourceVersion(hostCopy.GetResourceVersion())
 		labels := maps.Clone(hostCopy.GetLabels())
 		maps.Copy(labels, want.GetLabels())
@@ -301,17 +333,17 @@ func (r *CopyReconciler) writeCopy(ctx context.Context, step copyStep, hostCopy,
 		if err := r.Host.Update(ctx, want, client.FieldOwner(FieldManager)); err != nil {
 			switch {
 			case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
-				return nil // the newer copy's event brings us back.
+				return 0, nil // the newer copy's event brings us back.
 			case apierrors.IsInvalid(err):
 				// An immutable copy cannot change: replace it; its deletion brings us back.
-				return r.deleteCopy(ctx, hostCopy, "its immutable virtual original was replaced")
+				return 0, r.deleteCopy(ctx, hostCopy, "its immutable virtual original was replaced")
 			}
-			return fmt.Errorf("updating host %s %s: %w", r.Kind.kind, want.GetName(), err)
+			return 0, fmt.Errorf("updating host %s %s: %w", r.Kind.kind, want.GetName(), err)
 		}
 		countAction(actionCopyWrite)
 		log.V(1).Info("Updated host copy from its virtual original", "kind", r.Kind.kind, "hostName", want.GetName())
 	}
-	return nil
+	return 0, nil
 }
 
 // copiedFrom is the resourceVersion of the virtual original a host copy

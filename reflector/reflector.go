@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/podbridge/podbridge/internal/caps"
 	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/policy"
 	"github.com/podbridge/podbridge/translate"
@@ -55,6 +56,10 @@ type Options struct {
 	// more than once (tests restart it); controller-runtime otherwise
 	// refuses a second controller of the same name.
 	SkipControllerNameValidation bool
+
+	// Limits cap the host copies the reflector makes (copies and their
+	// bytes; the webhook enforces the other caps).
+	Limits caps.Limits
 
 	LeaderElection         bool
 	LeaderElectionID       string
@@ -181,8 +186,12 @@ func NewManager(o Options) (manager.Manager, error) {
 	if err := nodes.SetupWithManager(mgr, virtual, resync); err != nil {
 		return nil, err
 	}
+	budget := &caps.Budget{Reader: mgr.GetClient(), Namespace: o.Translate.HostNamespace, VCluster: o.Translate.VCluster, Limits: o.Limits}
+	o.Limits.Publish()
 	for _, kind := range []copyKind{configMapCopies, secretCopies} {
 		copies := &CopyReconciler{
+			Budget:        budget,
+			Recorder:      virtual.GetEventRecorder(FieldManager),
 			Kind:          kind,
 			Host:          mgr.GetClient(),
 			Virtual:       virtual.GetClient(),

@@ -16,6 +16,9 @@ const (
 	// object a host copy was last made from: the reflector compares it to
 	// the virtual object's to know the copy is current without reading it.
 	AnnotationSourceResourceVersion = Prefix + "source-resource-version"
+	// AnnotationCopyBytes is the size of a host copy's data, so the size
+	// of all copies can be summed from their metadata.
+	AnnotationCopyBytes = Prefix + "copy-bytes"
 	// AnnotationTokenAudience and AnnotationTokenExpirationSeconds keep
 	// what the pod's projected token asked for, to request it again.
 	AnnotationTokenAudience          = Prefix + "token-audience"
@@ -29,22 +32,47 @@ const (
 
 // HostConfigMap is the host copy of a virtual ConfigMap.
 func HostConfigMap(virtual *corev1.ConfigMap, cfg Config) *corev1.ConfigMap {
-	return &corev1.ConfigMap{
+	return withSize(&corev1.ConfigMap{
 		ObjectMeta: copyMeta(virtual.Name, virtual.Namespace, virtual.ResourceVersion, cfg),
 		Data:       virtual.Data,
 		BinaryData: virtual.BinaryData,
 		Immutable:  virtual.Immutable,
-	}
+	})
 }
 
 // HostSecret is the host copy of a virtual Secret.
 func HostSecret(virtual *corev1.Secret, cfg Config) *corev1.Secret {
-	return &corev1.Secret{
+	return withSize(&corev1.Secret{
 		ObjectMeta: copyMeta(virtual.Name, virtual.Namespace, virtual.ResourceVersion, cfg),
 		Type:       virtual.Type,
 		Data:       virtual.Data,
 		Immutable:  virtual.Immutable,
+	})
+}
+
+// CopySize is the size of the data of a ConfigMap or Secret: keys and
+// values, as the caps on host copies count it.
+func CopySize(obj metav1.Object) int64 {
+	var n int
+	switch o := obj.(type) {
+	case *corev1.ConfigMap:
+		for k, v := range o.Data {
+			n += len(k) + len(v)
+		}
+		for k, v := range o.BinaryData {
+			n += len(k) + len(v)
+		}
+	case *corev1.Secret:
+		for k, v := range o.Data {
+			n += len(k) + len(v)
+		}
 	}
+	return int64(n)
+}
+
+func withSize[T metav1.Object](obj T) T {
+	obj.GetAnnotations()[AnnotationCopyBytes] = strconv.FormatInt(CopySize(obj), 10)
+	return obj
 }
 
 // HostTokenSecret is the host Secret holding token for tok of the virtual

@@ -22,40 +22,69 @@ import (
 // Secrets are the reflector's: tokens are bound to the virtual pod, which
 // does not exist yet, and the host pod waits for them behind
 // translate.GateVirtualPod.
+//
+// Every copy to write is read first and admitted against the caps all
+// together, so a pod refused for a cap leaves nothing half-made on the host.
 func (m *PodMutator) ensureDependencies(ctx context.Context, virtual *corev1.Pod, deps *translate.Dependencies) error {
+	var writes []client.Object
 	for _, ref := range deps.ConfigMaps {
-		if err := m.ensureCopy(ctx, "ConfigMap", virtual.Namespace, ref, func(src client.Object) client.Object {
+		obj, err := m.copyToWrite(ctx, "ConfigMap", virtual.Namespace, ref, &corev1.ConfigMap{}, func(src client.Object) client.Object {
 			return translate.HostConfigMap(src.(*corev1.ConfigMap), m.Config)
-		}, &corev1.ConfigMap{}); err != nil {
+		})
+		if err != nil {
 			return err
+		}
+		if obj != nil {
+			writes = append(writes, obj)
 		}
 	}
 	for _, ref := range deps.Secrets {
-		if err := m.ensureCopy(ctx, "Secret", virtual.Namespace, ref, func(src client.Object) client.Object {
+		obj, err := m.copyToWrite(ctx, "Secret", virtual.Namespace, ref, &corev1.Secret{}, func(src client.Object) client.Object {
 			return translate.HostSecret(src.(*corev1.Secret), m.Config)
-		}, &corev1.Secret{}); err != nil {
+		})
+		if err != nil {
+			return err
+		}
+		if obj != nil {
+			writes = append(writes, obj)
+		}
+	}
+	release, err := m.Budget.Reserve(ctx, writes...)
+	if err != nil {
+		return err
+	}
+	for _, obj := range writes {
+		_, err, _ := m.inflight.Do("write/"+kindOf(obj)+"/"+obj.GetName()+"/"+obj.GetAnnotations()[translate.AnnotationSourceResourceVersion], func() (any, error) {
+			return nil, m.ensureHostCopy(ctx, obj)
+		})
+		if err != nil {
+			release()
 			return err
 		}
 	}
 	return nil
 }
 
-// ensureCopy puts the host copy of one referenced object in place, unless
-// it is current. Admissions that need the same copy at once (the first
-// pods of a namespace all read kube-root-ca.crt) share one read and one
-// write instead of racing to create it.
-func (m *PodMutator) ensureCopy(ctx context.Context, kind, namespace string, ref translate.Reference, hostCopy func(client.Object) client.Object, src client.Object) error {
+// copyToWrite returns the host copy of one referenced object, or nil when
+// the copy is current or the object does not exist. Admissions that need
+// the same object at once (the first pods of a namespace all read
+// kube-root-ca.crt) share one read.
+func (m *PodMutator) copyToWrite(ctx context.Context, kind, namespace string, ref translate.Reference, src client.Object, hostCopy func(client.Object) client.Object) (client.Object, error) {
 	if m.copyCurrent(ctx, kind, namespace, ref) {
-		return nil
+		return nil, nil
 	}
-	_, err, _ := m.inflight.Do(kind+"/"+ref.HostName, func() (any, error) {
+	read, err, _ := m.inflight.Do("read/"+kind+"/"+ref.HostName, func() (any, error) {
 		found, err := m.readVirtual(ctx, namespace, ref.Name, src)
 		if err != nil || !found {
 			return nil, err
 		}
-		return nil, m.ensureHostCopy(ctx, hostCopy(src))
+		return hostCopy(src), nil
 	})
-	return err
+	if err != nil || read == nil {
+		return nil, err
+	}
+	// Shared between admissions: each gets its own to write.
+	return read.(client.Object).DeepCopyObject().(client.Object), nil
 }
 
 // copyCurrent reports whether this process put the copy of ref on the host

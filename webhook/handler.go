@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/podbridge/podbridge/internal/caps"
 	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/policy"
 	"github.com/podbridge/podbridge/translate"
@@ -58,6 +60,11 @@ type PodMutator struct {
 	// Originals, when set, holds the metadata of virtual ConfigMaps and
 	// Secrets, so a pod whose copies are current costs no read.
 	Originals *OriginalsCache
+	// Budget, when set, admits host copies within the caps on their number
+	// and bytes.
+	Budget *caps.Budget
+	// MaxTokensPerPod caps the projected tokens of one pod (0: no cap).
+	MaxTokensPerPod int
 
 	copies copiesSeen
 	// inflight joins concurrent copies of the same object.
@@ -121,6 +128,11 @@ func (m *PodMutator) handle(ctx context.Context, req admission.Request) admissio
 	if errs := m.gate().Check(mutated, host); len(errs) > 0 {
 		return refuse(fmt.Sprintf("pod %q", mutated.Name), mutated, errs)
 	}
+	if m.MaxTokensPerPod > 0 && len(deps.Tokens) > m.MaxTokensPerPod {
+		caps.Refused(caps.FlagMaxTokensPerPod)
+		return invalid(mutated, field.Forbidden(field.NewPath("spec", "volumes"),
+			fmt.Sprintf("projected service-account tokens: %d, more than this virtual cluster's limit of %d per pod (--%s)", len(deps.Tokens), m.MaxTokensPerPod, caps.FlagMaxTokensPerPod)))
+	}
 	host.Annotations[annotationAdmissionUID] = string(req.UID)
 	start = observeStage(stageTranslate, start)
 
@@ -128,6 +140,11 @@ func (m *PodMutator) handle(ctx context.Context, req admission.Request) admissio
 	defer cancel()
 	if !isDryRun(req) {
 		if err := m.ensureDependencies(hostCtx, mutated, deps); err != nil {
+			var limit *caps.LimitError
+			if errors.As(err, &limit) {
+				log.Info("Refused pod: a cap on host copies", "limit", limit.Flag, "use", limit.Use, "cap", limit.Limit)
+				return invalid(mutated, field.Forbidden(field.NewPath("spec"), limit.Error()))
+			}
 			log.Info("Refused pod: host dependencies not created", "hostPod", host.Name, "error", err.Error())
 			return hostErrorResponse(err, mutated, host.Name)
 		}
@@ -139,6 +156,7 @@ func (m *PodMutator) handle(ctx context.Context, req admission.Request) admissio
 		return hostErrorResponse(err, mutated, host.Name)
 	}
 	observeStage(stageHostCreate, start)
+	caps.ObserveTokens(len(deps.Tokens))
 	log.V(1).Info("Created host pod", "hostPod", host.Name, "syncID", syncID)
 
 	var patch []jsonpatch.JsonPatchOperation

@@ -24,10 +24,22 @@ var (
 		Name: "podbridge_webhook_admissions_total",
 		Help: "Pod admissions by outcome (admitted, refused, error) and reason.",
 	}, []string{"outcome", "reason"})
+	registrationRestoresTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "podbridge_webhook_registration_restores_total",
+		Help: "Restores of podbridge's MutatingWebhookConfiguration in the virtual cluster after someone else changed it, by cause (edited, deleted).",
+	}, []string{"cause"})
+	registrationRestoreSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "podbridge_webhook_registration_restore_seconds",
+		Help:    "Time from seeing a change of podbridge's MutatingWebhookConfiguration to having restored it.",
+		Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+	})
 )
 
 func init() {
-	metrics.Registry.MustRegister(admissionStageSeconds, admissionsTotal)
+	metrics.Registry.MustRegister(admissionStageSeconds, admissionsTotal, registrationRestoresTotal, registrationRestoreSeconds)
+	for _, cause := range []string{causeEdited, causeDeleted} {
+		registrationRestoresTotal.WithLabelValues(cause)
+	}
 }
 
 // observeStage records the time since start for stage and returns now.

@@ -1,17 +1,23 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net/http"
+	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	utilrand "k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -20,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/podbridge/podbridge/certs"
+	"github.com/podbridge/podbridge/internal/caps"
 	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/translate"
 )
@@ -43,6 +50,9 @@ type Options struct {
 	MetricsBindAddress     string
 	HealthProbeBindAddress string
 	PprofBindAddress       string
+
+	// Limits cap what the virtual cluster makes on the host.
+	Limits caps.Limits
 
 	// Registration is kept in the virtual cluster with the current CA
 	// bundle. With an empty URL, only the CA bundle of an existing
@@ -74,8 +84,19 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 	// The keeper is made below (it needs the manager's recorder); the
 	// server applies this option when it starts, after New returns.
 	var keeper *certs.Keeper
+	ours := labels.SelectorFromSet(labels.Set{translate.LabelManagedBy: translate.ManagedByValue, translate.LabelVCluster: o.Translate.VCluster})
 	mgr, err := ctrl.NewManager(o.Host, manager.Options{
 		Scheme: kube.Scheme,
+		// The manager's cache holds only the metadata of this virtual
+		// cluster's host copies and token Secrets: the caps count them.
+		Cache: cache.Options{
+			DefaultNamespaces: map[string]cache.Config{o.Translate.HostNamespace: {}},
+			ByObject: map[client.Object]cache.ByObject{
+				copyMetadata("ConfigMap"): {Label: ours, Transform: cache.TransformStripManagedFields()},
+				copyMetadata("Secret"):    {Label: ours, Transform: cache.TransformStripManagedFields()},
+			},
+			ReaderFailOnMissingInformer: true,
+		},
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
 			Host:    o.BindAddress,
 			Port:    o.Port,
@@ -101,22 +122,21 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 	certOpts.Host = host
 	certOpts.Namespace = o.Translate.HostNamespace
 	certOpts.Recorder = mgr.GetEventRecorder(FieldManager)
-	reg := o.Registration
-	certOpts.Inject = func(ctx context.Context, caBundle []byte) error {
-		reg.CABundle = caBundle
-		if reg.URL == "" {
-			return InjectCABundle(ctx, virtual, reg.Name, caBundle)
-		}
-		return Register(ctx, virtual, reg)
-	}
-	keeper, err = certs.NewKeeper(certOpts)
+	registration, err := NewRegistrationKeeper(o.Virtual, virtual, o.Registration, func(ctx context.Context) ([]byte, error) { return keeper.CA(ctx) })
 	if err != nil {
+		return nil, err
+	}
+	certOpts.Inject = registration.SetCABundle
+	if keeper, err = certs.NewKeeper(certOpts); err != nil {
 		return nil, err
 	}
 	if err := keeper.Prepare(ctx); err != nil {
 		return nil, fmt.Errorf("preparing the serving certificate and client CA: %w", err)
 	}
 	if err := mgr.Add(keeper); err != nil {
+		return nil, err
+	}
+	if err := mgr.Add(registration); err != nil {
 		return nil, err
 	}
 
@@ -128,9 +148,17 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 		return nil, err
 	}
 
+	for _, kind := range []string{"ConfigMap", "Secret"} {
+		// Registered now, so the first admission finds the informers.
+		if _, err := mgr.GetCache().GetInformer(ctx, copyMetadata(kind), cache.BlockUntilSynced(false)); err != nil {
+			return nil, fmt.Errorf("watching host %s copies: %w", kind, err)
+		}
+	}
+	o.Limits.Publish()
+
 	// GetWebhookServer adds the server to the manager's runnables.
 	server := mgr.GetWebhookServer()
-	server.Register(Path, &admission.Webhook{Handler: &PodMutator{
+	server.Register(Path, limitBody(o.Limits.MaxRequestBytes, &admission.Webhook{Handler: &PodMutator{
 		Host:        host,
 		Virtual:     virtual,
 		Config:      o.Translate,
@@ -139,7 +167,11 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 		NewSyncID:   uuid.NewString,
 		NameSuffix:  func() string { return utilrand.String(5) },
 		Originals:   originals,
-	}})
+		Budget: &caps.Budget{
+			Reader: mgr.GetCache(), Namespace: o.Translate.HostNamespace, VCluster: o.Translate.VCluster, Limits: o.Limits,
+		},
+		MaxTokensPerPod: o.Limits.MaxTokensPerPod,
+	}}))
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, err
 	}
@@ -175,4 +207,41 @@ func passOnce(check healthz.Checker) healthz.Checker {
 		passed.Store(true)
 		return nil
 	}
+}
+
+func copyMetadata(kind string) *metav1.PartialObjectMetadata {
+	return &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: kind}}
+}
+
+// limitBody refuses request bodies over max bytes (0: no cap) with a 413
+// that names the cap, without reading more than max+1 bytes of them.
+func limitBody(max int64, next http.Handler) http.Handler {
+	if max <= 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tooLarge := func(size string) {
+			caps.Refused(caps.FlagMaxRequestBytes)
+			http.Error(w, fmt.Sprintf("admission request of %s bytes is larger than podbridge's limit of %d bytes (--%s)", size, max, caps.FlagMaxRequestBytes), http.StatusRequestEntityTooLarge)
+		}
+		if r.ContentLength > max {
+			caps.ObserveRequestBytes(r.ContentLength)
+			tooLarge(strconv.FormatInt(r.ContentLength, 10))
+			return
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+		_ = r.Body.Close()
+		if err != nil {
+			http.Error(w, fmt.Sprintf("reading the admission request: %v", err), http.StatusBadRequest)
+			return
+		}
+		caps.ObserveRequestBytes(int64(len(body)))
+		if int64(len(body)) > max {
+			tooLarge("more than " + strconv.FormatInt(max, 10))
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.ContentLength = int64(len(body))
+		next.ServeHTTP(w, r)
+	})
 }

@@ -67,6 +67,7 @@ func runWebhook(ctx context.Context, args []string) error {
 		return err
 	}
 	o.Translate, o.MetricsBindAddress, o.HealthProbeBindAddress, o.PprofBindAddress = cf.translate, cf.metricsAddr, cf.healthAddr, cf.pprofAddr
+	o.Limits = cf.limits
 	return webhook.Run(ctx, o)
 }
 
@@ -95,6 +96,7 @@ func runReflector(ctx context.Context, args []string) error {
 		return err
 	}
 	o.Translate, o.MetricsBindAddress, o.HealthProbeBindAddress, o.PprofBindAddress = cf.translate, cf.metricsAddr, cf.healthAddr, cf.pprofAddr
+	o.Limits = cf.limits
 	if o.LeaderElectionID == "" {
 		o.LeaderElectionID = "podbridge-reflector-" + o.Translate.VCluster
 	}

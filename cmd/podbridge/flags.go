@@ -14,6 +14,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/podbridge/podbridge/internal/caps"
 	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/translate"
 )
@@ -26,6 +27,7 @@ type clusterFlags struct {
 	qps                                float64
 	burst                              int
 	metricsAddr, healthAddr, pprofAddr string
+	limits                             caps.Limits
 }
 
 func (f *clusterFlags) bind(fs *flag.FlagSet) {
@@ -73,6 +75,11 @@ func (f *clusterFlags) bind(fs *flag.FlagSet) {
 		return nil
 	})
 	fs.BoolVar(&f.translate.AllowDefaultStorageClass, "allow-default-storage-class", false, "let generic ephemeral volumes name no storage class, so the host's default class provisions them")
+	f.limits = caps.Defaults()
+	fs.IntVar(&f.limits.MaxCopies, caps.FlagMaxCopies, f.limits.MaxCopies, "ConfigMap and Secret copies the virtual cluster may have on the host; pods and copy updates past it are refused (0: no cap)")
+	fs.Int64Var(&f.limits.MaxCopyBytes, caps.FlagMaxCopyBytes, f.limits.MaxCopyBytes, "total data bytes of the virtual cluster's ConfigMap and Secret copies on the host (0: no cap)")
+	fs.IntVar(&f.limits.MaxTokensPerPod, caps.FlagMaxTokensPerPod, f.limits.MaxTokensPerPod, "projected service-account tokens (host token Secrets) one pod may mount (0: no cap)")
+	fs.Int64Var(&f.limits.MaxRequestBytes, caps.FlagMaxRequestBytes, f.limits.MaxRequestBytes, "largest admission request body the webhook reads (0: controller-runtime's 7 MiB)")
 	fs.Float64Var(&f.qps, "kube-api-qps", float64(kube.DefaultLimits.QPS), "client-side queries per second to each apiserver")
 	fs.IntVar(&f.burst, "kube-api-burst", kube.DefaultLimits.Burst, "client-side burst to each apiserver")
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")

@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/podbridge/podbridge/certs"
+	"github.com/podbridge/podbridge/internal/caps"
 	"github.com/podbridge/podbridge/internal/controlplane"
 	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/reflector"
@@ -158,6 +159,7 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 			ClientSecretName: certs.DefaultClientSecretName,
 		},
 		MetricsBindAddress: "0", HealthProbeBindAddress: "0",
+		Limits: caps.Defaults(),
 		Registration: webhook.Registration{
 			Name:           "podbridge",
 			URL:            "https://127.0.0.1:" + strconv.Itoa(port) + webhook.Path,
@@ -173,6 +175,7 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 		OrphanGracePeriod:       opts.OrphanGracePeriod,
 		NodeGracePeriod:         opts.NodeGracePeriod,
 		MaxConcurrentReconciles: 16,
+		Limits:                  caps.Defaults(),
 		MetricsBindAddress:      "0", HealthProbeBindAddress: "0",
 		// StartReflector builds the reflector again in this process.
 		SkipControllerNameValidation: true,

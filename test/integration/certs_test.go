@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/podbridge/podbridge/certs"
+	"github.com/podbridge/podbridge/internal/caps"
 	"github.com/podbridge/podbridge/translate"
 	"github.com/podbridge/podbridge/webhook"
 )
@@ -158,6 +159,12 @@ func startCertTestWebhook(t *testing.T, name string, certOpts certs.Options) *ce
 // would rightly refuse the first one's sync IDs).
 func startExtraWebhook(t *testing.T, name string, tc translate.Config, certOpts certs.Options) *certTestWebhook {
 	t.Helper()
+	return startExtraWebhookWithLimits(t, name, tc, certOpts, caps.Limits{})
+}
+
+// startExtraWebhookWithLimits is startExtraWebhook with caps.
+func startExtraWebhookWithLimits(t *testing.T, name string, tc translate.Config, certOpts certs.Options, limits caps.Limits) *certTestWebhook {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	port := freeTestPort(t)
 	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{
@@ -182,7 +189,7 @@ func startExtraWebhook(t *testing.T, name string, tc translate.Config, certOpts 
 	mgr, err := webhook.New(ctx, webhook.Options{
 		Host: env.Host.Config, Virtual: second.Config, Translate: tc, PodSecurityLevel: "baseline",
 		HostTimeout: 5 * time.Second, BindAddress: "127.0.0.1", Port: port, Certs: certOpts,
-		MetricsBindAddress: "0", HealthProbeBindAddress: "0",
+		MetricsBindAddress: "0", HealthProbeBindAddress: "0", Limits: limits,
 		Registration: webhook.Registration{Name: name}, // GitOps style: inject the CA only
 	})
 	if err != nil {

@@ -1,0 +1,210 @@
+// Package caps bounds what one virtual cluster can make on the host: the
+// number and total bytes of its ConfigMap and Secret copies, the token
+// Secrets of one pod, and the size of an admission request. Use is derived
+// from the host objects themselves (a cache of their metadata), so it is
+// right after a restart and across processes; memory only holds the writes
+// under way that the cache does not show yet.
+package caps
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/podbridge/podbridge/translate"
+)
+
+// Limits are the caps; zero or less means no cap.
+type Limits struct {
+	// MaxCopies is how many ConfigMap and Secret copies one virtual
+	// cluster may have on the host.
+	MaxCopies int
+	// MaxCopyBytes is the total size of their data.
+	MaxCopyBytes int64
+	// MaxTokensPerPod is how many projected service-account tokens (each a
+	// host Secret) one pod may mount.
+	MaxTokensPerPod int
+	// MaxRequestBytes is the largest admission request body the webhook reads.
+	MaxRequestBytes int64
+}
+
+// Defaults are the caps the commands start with; see README.
+func Defaults() Limits {
+	return Limits{MaxCopies: 2000, MaxCopyBytes: 256 << 20, MaxTokensPerPod: 16, MaxRequestBytes: 4 << 20}
+}
+
+// Flag names, which refusals quote so the tenant and the operator know
+// which cap was met.
+const (
+	FlagMaxCopies       = "max-copies"
+	FlagMaxCopyBytes    = "max-copy-bytes"
+	FlagMaxTokensPerPod = "max-tokens-per-pod"
+	FlagMaxRequestBytes = "max-request-bytes"
+)
+
+// LimitError says a write would exceed a cap.
+type LimitError struct {
+	// Flag names the cap; Object names the copies refused.
+	Flag, Object string
+	Limit, Use   int64
+	// Adding is what the refused write would add.
+	Adding int64
+}
+
+func (e *LimitError) Error() string {
+	unit := "host copies"
+	if e.Flag == FlagMaxCopyBytes {
+		unit = "bytes of host copies"
+	}
+	return fmt.Sprintf("%s: copying to the host would exceed this virtual cluster's limit of %d %s (--%s; %d in use, %d more needed)",
+		e.Object, e.Limit, unit, e.Flag, e.Use, e.Adding)
+}
+
+// Budget admits writes of host copies within the caps.
+type Budget struct {
+	// Reader lists the metadata of the virtual cluster's host ConfigMaps
+	// and Secrets (a cache); token Secrets among them are not counted.
+	Reader    client.Reader
+	Namespace string
+	VCluster  string
+	Limits    Limits
+
+	mu sync.Mutex
+	// reserved are writes admitted but not yet seen in Reader, by kind/name.
+	reserved map[string]reservation
+}
+
+type reservation struct {
+	bytes   int64
+	version string
+	at      time.Time
+}
+
+type entry struct {
+	bytes   int64
+	version string
+}
+
+// reservationLifetime bounds how long an admitted write counts without
+// the cache showing it: long enough for any cache to catch up.
+const reservationLifetime = time.Minute
+
+// Reserve admits writing the host copies objs (made by translate's
+// HostConfigMap and HostSecret) all together, or refuses them all with a
+// *LimitError before anything is written. A copy that replaces an
+// existing one counts the difference in bytes; a write that shrinks or
+// keeps the size is always admitted. release gives the reservation back
+// when the writes failed.
+func (b *Budget) Reserve(ctx context.Context, objs ...client.Object) (release func(), err error) {
+	if b == nil || len(objs) == 0 {
+		return func() {}, nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	use, err := b.use(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	for key, r := range b.reserved {
+		if cur, ok := use[key]; (ok && cur.version == r.version) || now.Sub(r.at) > reservationLifetime {
+			delete(b.reserved, key)
+			continue
+		}
+		use[key] = entry{bytes: r.bytes, version: r.version}
+	}
+	count, total := int64(len(use)), int64(0)
+	for _, e := range use {
+		total += e.bytes
+	}
+	publish(count, total)
+	added := map[string]reservation{}
+	var newCopies, grown []client.Object
+	var grow int64
+	for _, obj := range objs {
+		key := kindOf(obj) + "/" + obj.GetName()
+		if _, twice := added[key]; twice {
+			continue
+		}
+		size := translate.CopySize(obj)
+		old, exists := use[key]
+		if !exists {
+			newCopies = append(newCopies, obj)
+		}
+		if g := size - old.bytes; g > 0 {
+			grow += g
+			grown = append(grown, obj)
+		}
+		added[key] = reservation{bytes: size, version: obj.GetAnnotations()[translate.AnnotationSourceResourceVersion], at: now}
+	}
+	if n := int64(len(newCopies)); n > 0 && b.Limits.MaxCopies > 0 && count+n > int64(b.Limits.MaxCopies) {
+		return nil, b.refuse(&LimitError{Flag: FlagMaxCopies, Object: describe(newCopies), Limit: int64(b.Limits.MaxCopies), Use: count, Adding: n})
+	}
+	if grow > 0 && b.Limits.MaxCopyBytes > 0 && total+grow > b.Limits.MaxCopyBytes {
+		return nil, b.refuse(&LimitError{Flag: FlagMaxCopyBytes, Object: describe(grown), Limit: b.Limits.MaxCopyBytes, Use: total, Adding: grow})
+	}
+	if b.reserved == nil {
+		b.reserved = map[string]reservation{}
+	}
+	for key, r := range added {
+		b.reserved[key] = r
+	}
+	return func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		for key, r := range added {
+			if b.reserved[key] == r {
+				delete(b.reserved, key)
+			}
+		}
+	}, nil
+}
+
+func (b *Budget) refuse(err *LimitError) error {
+	refusals.WithLabelValues(err.Flag).Inc()
+	return err
+}
+
+// use lists the copies on the host now: kind/name to size and source.
+func (b *Budget) use(ctx context.Context) (map[string]entry, error) {
+	selector := labels.SelectorFromSet(labels.Set{translate.LabelManagedBy: translate.ManagedByValue, translate.LabelVCluster: b.VCluster})
+	use := map[string]entry{}
+	for _, kind := range []string{"ConfigMap", "Secret"} {
+		list := &metav1.PartialObjectMetadataList{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: kind + "List"}}
+		if err := b.Reader.List(ctx, list, client.InNamespace(b.Namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
+			return nil, fmt.Errorf("listing host %s copies: %w", kind, err)
+		}
+		for i := range list.Items {
+			item := &list.Items[i]
+			if translate.IsTokenSecret(item) || item.Annotations[translate.AnnotationName] == "" {
+				continue
+			}
+			size, _ := strconv.ParseInt(item.Annotations[translate.AnnotationCopyBytes], 10, 64)
+			use[kind+"/"+item.Name] = entry{bytes: size, version: item.Annotations[translate.AnnotationSourceResourceVersion]}
+		}
+	}
+	return use, nil
+}
+
+func kindOf(obj client.Object) string {
+	if _, ok := obj.(*corev1.Secret); ok {
+		return "Secret"
+	}
+	return "ConfigMap"
+}
+
+// describe names the first of objs and counts the others.
+func describe(objs []client.Object) string {
+	first := fmt.Sprintf("%s %q", kindOf(objs[0]), objs[0].GetAnnotations()[translate.AnnotationName])
+	if len(objs) > 1 {
+		return fmt.Sprintf("%s and %d more", first, len(objs)-1)
+	}
+	return first
+}

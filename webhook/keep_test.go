@@ -1,0 +1,70 @@
+package webhook
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/podbridge/podbridge/certs"
+)
+
+func TestRegistrationDrift(t *testing.T) {
+	ca := func() []byte {
+		b, err := certs.NewSelfSigned([]string{"localhost"}, time.Now(), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b.CA
+	}
+	ours, previous, tenants := ca(), ca(), ca()
+	reg := Registration{Name: "podbridge", URL: "https://127.0.0.1/mutate-v1-pod", CABundle: append(append([]byte{}, ours...), previous...), TimeoutSeconds: 10}
+	want := reg.Configuration()
+	cases := []struct {
+		name   string
+		change func(*admissionregistrationv1.MutatingWebhookConfiguration)
+		drift  string // "" for none
+	}{
+		{"as applied", func(*admissionregistrationv1.MutatingWebhookConfiguration) {}, ""},
+		{"without the previous CA", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
+			c.Webhooks[0].ClientConfig.CABundle = ours
+		}, ""},
+		{"without podbridge's CA", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
+			c.Webhooks[0].ClientConfig.CABundle = previous
+		}, "pods.podbridge.podbridge.io clientConfig.caBundle"},
+		{"with a CA of the tenant's", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
+			c.Webhooks[1].ClientConfig.CABundle = append(append([]byte{}, ours...), tenants...)
+		}, "pod-updates.podbridge.podbridge.io clientConfig.caBundle"},
+		{"fail open", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
+			c.Webhooks[0].FailurePolicy = ptr.To(admissionregistrationv1.Ignore)
+		}, "pods.podbridge.podbridge.io failurePolicy"},
+		{"selector", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
+			c.Webhooks[0].ObjectSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"a": "b"}}
+		}, "pods.podbridge.podbridge.io objectSelector"},
+		{"URL", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
+			c.Webhooks[0].ClientConfig.URL = ptr.To("https://tenant.example/")
+		}, "pods.podbridge.podbridge.io clientConfig.url"},
+		{"entry removed", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
+			c.Webhooks = c.Webhooks[1:]
+		}, "webhook pods.podbridge.podbridge.io removed"},
+		{"entry added", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
+			c.Webhooks = append(c.Webhooks, admissionregistrationv1.MutatingWebhook{Name: "x.example"})
+		}, "webhook x.example added"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			current := want.DeepCopy()
+			tc.change(current)
+			got := strings.Join(RegistrationDrift(want, current, ours, reg.CABundle), ", ")
+			if got != tc.drift {
+				t.Errorf("drift %q, want %q", got, tc.drift)
+			}
+		})
+	}
+	if got := RegistrationDrift(want, nil, ours, ours); len(got) != 1 || got[0] != "configuration deleted" {
+		t.Errorf("deleted: %q", got)
+	}
+}
