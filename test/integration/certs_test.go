@@ -204,6 +204,11 @@ func startExtraWebhookWithLimits(t *testing.T, name string, tc translate.Config,
 		}
 		_ = virtual.Delete(context.Background(), cfg)
 	})
+	// Callers create pods at once: wait until the server listens.
+	eventually(t, 30*time.Second, "webhook "+name+" to listen", func(context.Context) (bool, string) {
+		_, err := servedCertificate(port)
+		return err == nil, fmt.Sprint(err)
+	})
 	return &certTestWebhook{name: name, certDir: certOpts.CertDir, port: port}
 }
 
