@@ -25,6 +25,13 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	if err := validate(cfg); err != nil {
 		return nil, err
 	}
+	// The build is not part of the run: on a cold build cache it takes
+	// minutes on 2 cores, more on a busy machine, and Timeout bounds podbridge.
+	binary, err := buildPodbridge(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	cfg.PodbridgeBinary = binary
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	res := &Results{

@@ -86,7 +86,8 @@ type Config struct {
 	PodbridgeBinary string
 	// Assets are the control-plane binaries.
 	Assets controlplane.Assets
-	// Timeout bounds the whole run; each scenario has its own deadline too.
+	// Timeout bounds the whole run, building podbridge aside; each scenario
+	// has its own deadline too.
 	Timeout time.Duration
 	// ProfileDir, when set, receives CPU profiles of the webhook and the
 	// reflector through every scenario and their heap profiles at scale.

@@ -72,18 +72,7 @@ func startEnv(ctx context.Context, cfg Config) (e *env, err error) {
 	if err := os.RemoveAll(e.dir); err != nil {
 		return e, fmt.Errorf("removing the previous run's state: %w", err)
 	}
-	root, err := controlplane.ModuleRoot()
-	if err != nil {
-		return e, err
-	}
-	binary := cfg.PodbridgeBinary
-	if !filepath.IsAbs(binary) {
-		binary = filepath.Join(root, binary)
-	}
-	e.log.Info("Building podbridge", "binary", binary)
-	if err := controlplane.BuildPodbridge(ctx, binary); err != nil {
-		return e, err
-	}
+	binary := cfg.PodbridgeBinary // built by Run
 
 	e.log.Info("Starting host and virtual control planes", "nodes", cfg.Nodes, "podsPerNode", cfg.PodsPerNode)
 	opts := controlplane.Options{Assets: cfg.Assets, Dir: e.dir, Nodes: cfg.Nodes, PodsPerNode: cfg.PodsPerNode}
@@ -226,4 +215,19 @@ func (e *env) stop() error {
 // checkAlive reports a podbridge process or control-plane component that exited.
 func (e *env) checkAlive() error {
 	return errors.Join(e.pb.webhook.exited(), e.pb.reflector.exited(), e.host.plane.Check(), e.virtual.plane.Check())
+}
+
+// buildPodbridge builds cfg.PodbridgeBinary (relative to the checkout) and
+// returns its absolute path.
+func buildPodbridge(ctx context.Context, cfg Config) (string, error) {
+	root, err := controlplane.ModuleRoot()
+	if err != nil {
+		return "", err
+	}
+	binary := cfg.PodbridgeBinary
+	if !filepath.IsAbs(binary) {
+		binary = filepath.Join(root, binary)
+	}
+	cfg.Log.Info("Building podbridge", "binary", binary)
+	return binary, controlplane.BuildPodbridge(ctx, binary)
 }
