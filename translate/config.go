@@ -3,6 +3,7 @@ package translate
 import (
 	"fmt"
 	"net"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -38,6 +39,12 @@ type Config struct {
 	// PriorityClasses may be used by tenants; other priority classes are
 	// stripped, so the host's default applies.
 	PriorityClasses []string
+
+	// HostAnnotations are the tenant annotation keys copied verbatim to
+	// host pods; no other tenant annotation reaches the host under its own
+	// key (see TenantKey). Empty by default: host features keyed on
+	// annotations (CNI networks, fixed IPs, mesh opt-outs) stay the host's.
+	HostAnnotations []string
 }
 
 // Validate reports configuration errors by field name.
@@ -58,6 +65,15 @@ func (c Config) Validate() error {
 	}
 	if (c.APIServerHost == "") != (c.APIServerPort == 0) {
 		errs = append(errs, field.Invalid(field.NewPath("apiServerPort"), c.APIServerPort, "apiServerHost and apiServerPort go together"))
+	}
+	for i, key := range c.HostAnnotations {
+		path := field.NewPath("hostAnnotations").Index(i)
+		for _, msg := range validation.IsQualifiedName(strings.ToLower(key)) {
+			errs = append(errs, field.Invalid(path, key, msg))
+		}
+		if IsReserved(key) || IsTenantKey(key) {
+			errs = append(errs, field.Invalid(path, key, "podbridge's own keys and translated tenant keys cannot be allowed"))
+		}
 	}
 	if err := errs.ToAggregate(); err != nil {
 		return fmt.Errorf("invalid configuration: %w", err)

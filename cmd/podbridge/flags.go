@@ -60,6 +60,15 @@ func (f *clusterFlags) bind(fs *flag.FlagSet) {
 		f.translate.PriorityClasses = strings.Split(v, ",")
 		return nil
 	})
+	fs.Func("host-annotations", "tenant annotation keys copied to host pods, comma-separated (default none: other tenant annotations never reach the host)", func(v string) error {
+		f.translate.HostAnnotations = nil
+		for _, key := range strings.Split(v, ",") {
+			if key = strings.TrimSpace(key); key != "" {
+				f.translate.HostAnnotations = append(f.translate.HostAnnotations, key)
+			}
+		}
+		return nil
+	})
 	fs.Float64Var(&f.qps, "kube-api-qps", float64(kube.DefaultLimits.QPS), "client-side queries per second to each apiserver")
 	fs.IntVar(&f.burst, "kube-api-burst", kube.DefaultLimits.Burst, "client-side burst to each apiserver")
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
