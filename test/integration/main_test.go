@@ -52,6 +52,8 @@ func run(m *testing.M) int {
 	opts := devenv.Defaults()
 	opts.StateDir = stateDir
 	opts.OrphanGracePeriod = orphanGrace
+	// The one tenant annotation copied to host pods (metadata_attacks_test.go).
+	opts.Translate.HostAnnotations = []string{allowedAnnotation}
 	if opts.Assets, err = controlplane.DefaultAssets(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
