@@ -162,7 +162,8 @@ func TestTenantAnnotationsDoNotSteerHost(t *testing.T) {
 
 // Pod (anti-)affinity and topology spread between tenant pods behave on the
 // host as the tenant wrote them, though their labels are under host keys:
-// the host scheduler places the pods. Two fresh nodes hold them, so the
+// the host scheduler places the pods. Two fresh nodes hold them (topology
+// key testNodeLabel: test nodes have no kubernetes.io/hostname), so the
 // counts are exact: required anti-affinity puts two pods on different
 // nodes and leaves a third unschedulable; required affinity puts a pod next
 // to its target; a spread constraint sends a pod to the emptier node.
@@ -202,7 +203,7 @@ func TestTenantSelectorsScheduleAsWritten(t *testing.T) {
 		p.Labels["example.com/group"] = "apart"
 		p.Spec.Affinity = onTestNodes.DeepCopy()
 		p.Spec.Affinity.PodAntiAffinity = &corev1.PodAntiAffinity{RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
-			TopologyKey: "kubernetes.io/hostname", LabelSelector: metav1LabelSelectorFor("example.com/group", "apart"),
+			TopologyKey: testNodeLabel, LabelSelector: metav1LabelSelectorFor("example.com/group", "apart"),
 		}}}
 		return p
 	}
@@ -231,7 +232,7 @@ func TestTenantSelectorsScheduleAsWritten(t *testing.T) {
 	near := simplePod(ns, "near")
 	near.Spec.Affinity = onTestNodes.DeepCopy()
 	near.Spec.Affinity.PodAffinity = &corev1.PodAffinity{RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
-		TopologyKey: "kubernetes.io/hostname", LabelSelector: metav1LabelSelectorFor("app", first.Name),
+		TopologyKey: testNodeLabel, LabelSelector: metav1LabelSelectorFor("app", first.Name),
 	}}}
 	create(near)
 	if got := placed(near); got != n1 {
@@ -249,7 +250,7 @@ func TestTenantSelectorsScheduleAsWritten(t *testing.T) {
 		}
 		p.Spec.Affinity = onTestNodes.DeepCopy()
 		p.Spec.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{{
-			MaxSkew: 1, TopologyKey: "kubernetes.io/hostname", WhenUnsatisfiable: corev1.DoNotSchedule,
+			MaxSkew: 1, TopologyKey: testNodeLabel, WhenUnsatisfiable: corev1.DoNotSchedule,
 			LabelSelector: metav1LabelSelectorFor("example.com/spread", "s"),
 		}}
 		return p
