@@ -76,13 +76,13 @@ func FuzzGateOverUpdates(f *testing.F) {
 					virtual.Annotations = map[string]string{}
 				}
 				virtual.Annotations[corev1.DeprecatedAppArmorBetaContainerAnnotationKeyPrefix+virtual.Spec.Containers[0].Name] = string(annotation)
-				if updated, changed := translate.HostPodUpdate(virtual, host, nil); changed {
+				if updated, changed := translate.HostPodUpdate(virtual, host, testConfig, nil); changed {
 					accept(updated)
 				}
 			case 2: // images and tolerations
 				virtual.Spec.Containers[0].Image = string(annotation)
 				virtual.Spec.Tolerations = append(virtual.Spec.Tolerations, corev1.Toleration{Key: string(annotation), Operator: corev1.TolerationOpExists})
-				if updated, changed := translate.HostPodUpdate(virtual, host, nil); changed {
+				if updated, changed := translate.HostPodUpdate(virtual, host, testConfig, nil); changed {
 					accept(updated)
 				}
 			case 3: // the gate's release

@@ -364,7 +364,7 @@ func (r *PodReconciler) syncHost(ctx context.Context, virtual, host *corev1.Pod)
 	if host.DeletionTimestamp != nil {
 		return host, nil
 	}
-	updated, changed := translate.HostPodUpdate(virtual, host, podbridgeManagers)
+	updated, changed := translate.HostPodUpdate(virtual, host, r.Config, podbridgeManagers)
 	if translate.HeldForVirtualPod(updated) {
 		bound, err := r.tokensBound(ctx, virtual)
 		if err != nil {

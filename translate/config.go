@@ -3,6 +3,7 @@ package translate
 import (
 	"fmt"
 	"net"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -51,6 +52,11 @@ type Config struct {
 	// storage class, so the host's default class provisions it. The gate
 	// cannot know which class that is, so the platform allows it explicitly.
 	AllowDefaultStorageClass bool
+	// HostAnnotations are the tenant annotation keys copied verbatim to
+	// host pods; no other tenant annotation reaches the host under its own
+	// key (see TenantKey). Empty by default: host features keyed on
+	// annotations (CNI networks, fixed IPs, mesh opt-outs) stay the host's.
+	HostAnnotations []string
 }
 
 // Validate reports configuration errors by field name.
@@ -81,6 +87,15 @@ func (c Config) Validate() error {
 			for _, msg := range validation.IsDNS1123Subdomain(v) {
 				errs = append(errs, field.Invalid(field.NewPath(name).Index(i), v, msg))
 			}
+		}
+	}
+	for i, key := range c.HostAnnotations {
+		path := field.NewPath("hostAnnotations").Index(i)
+		for _, msg := range validation.IsQualifiedName(strings.ToLower(key)) {
+			errs = append(errs, field.Invalid(path, key, msg))
+		}
+		if IsReserved(key) || IsTenantKey(key) {
+			errs = append(errs, field.Invalid(path, key, "podbridge's own keys and translated tenant keys cannot be allowed"))
 		}
 	}
 	if err := errs.ToAggregate(); err != nil {

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
@@ -93,9 +95,10 @@ func (t *podTranslator) serviceEnv(env []corev1.EnvVar) []corev1.EnvVar {
 
 var (
 	// sameOnBothSides are downward-API paths whose host value is the
-	// virtual value: labels and annotations are copied, and the node and
-	// addresses are the host's on both sides.
-	sameOnBothSides = regexp.MustCompile(`^(metadata\.labels|metadata\.annotations)(\['[^']*'\])?$|^(spec\.nodeName|status\.hostIPs?|status\.podIPs?)$`)
+	// virtual value: the node and addresses are the host's on both sides.
+	sameOnBothSides = regexp.MustCompile(`^(spec\.nodeName|status\.hostIPs?|status\.podIPs?)$`)
+	// subscripted are references to one label or annotation.
+	subscripted = regexp.MustCompile(`^metadata\.(labels|annotations)\['([^']*)'\]$`)
 	// fromAnnotation are the paths whose host value differs, answered from
 	// the host annotation holding the virtual value.
 	fromAnnotation = map[string]string{
@@ -106,7 +109,10 @@ var (
 	}
 )
 
-// fieldRef makes a downward-API reference read the virtual value.
+// fieldRef makes a downward-API reference read the virtual value. A label
+// or annotation is read under its host key (TenantKey), where the host pod
+// carries the tenant's value. The whole label or annotation map cannot be
+// shown as the virtual pod has it: the host pod's maps hold host keys.
 func (t *podTranslator) fieldRef(path *field.Path, ref *corev1.ObjectFieldSelector) {
 	if ref == nil {
 		return
@@ -116,9 +122,81 @@ func (t *podTranslator) fieldRef(path *field.Path, ref *corev1.ObjectFieldSelect
 		ref.FieldPath = fmt.Sprintf("metadata.annotations['%s']", key)
 		return
 	}
-	if !sameOnBothSides.MatchString(ref.FieldPath) {
+	if m := subscripted.FindStringSubmatch(ref.FieldPath); m != nil {
+		kind, key := m[1], m[2]
+		switch {
+		case kind == "annotations" && key == AnnotationSyncID:
+			// The same on both pods of the pair.
+		case kind == "annotations" && key == AnnotationHostName:
+			ref.FieldPath = "metadata.name"
+		default:
+			// Checked here: the host key of an invalid key may be valid, and
+			// the host sees the pod before the virtual apiserver validates it.
+			check := validation.IsQualifiedName
+			if kind == "annotations" {
+				check = func(k string) []string { return validation.IsQualifiedName(strings.ToLower(k)) }
+			}
+			for _, msg := range check(key) {
+				t.errs = append(t.errs, field.Invalid(path, ref.FieldPath, msg))
+			}
+			ref.FieldPath = fmt.Sprintf("metadata.%s['%s']", kind, TenantKey(key))
+		}
+		return
+	}
+	switch {
+	case ref.FieldPath == "metadata.labels" || ref.FieldPath == "metadata.annotations":
+		t.errs = append(t.errs, field.Invalid(path, ref.FieldPath, "podbridge carries the tenant's labels and annotations to the host under its own keys, so the whole map cannot be shown as the virtual pod has it; reference single keys, as "+ref.FieldPath+"['key']"))
+	case !sameOnBothSides.MatchString(ref.FieldPath):
 		t.errs = append(t.errs, field.Invalid(path, ref.FieldPath, "the virtual pod's value cannot be provided on the host"))
 	}
+}
+
+// annotationRefs lists the annotation keys the pod's downward-API
+// references read, in containers of every kind and in volumes.
+func annotationRefs(spec *corev1.PodSpec) []string {
+	var keys []string
+	add := func(ref *corev1.ObjectFieldSelector) {
+		if ref == nil {
+			return
+		}
+		if m := subscripted.FindStringSubmatch(ref.FieldPath); m != nil && m[1] == "annotations" {
+			keys = append(keys, m[2])
+		}
+	}
+	env := func(env []corev1.EnvVar) {
+		for _, e := range env {
+			if e.ValueFrom != nil {
+				add(e.ValueFrom.FieldRef)
+			}
+		}
+	}
+	for i := range spec.InitContainers {
+		env(spec.InitContainers[i].Env)
+	}
+	for i := range spec.Containers {
+		env(spec.Containers[i].Env)
+	}
+	for i := range spec.EphemeralContainers {
+		env(spec.EphemeralContainers[i].Env)
+	}
+	for i := range spec.Volumes {
+		v := &spec.Volumes[i]
+		if v.DownwardAPI != nil {
+			for _, item := range v.DownwardAPI.Items {
+				add(item.FieldRef)
+			}
+		}
+		if v.Projected != nil {
+			for _, src := range v.Projected.Sources {
+				if src.DownwardAPI != nil {
+					for _, item := range src.DownwardAPI.Items {
+						add(item.FieldRef)
+					}
+				}
+			}
+		}
+	}
+	return keys
 }
 
 func (t *podTranslator) imagePullSecrets(_ *field.Path, refs []corev1.LocalObjectReference) []corev1.LocalObjectReference {

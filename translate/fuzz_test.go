@@ -60,6 +60,23 @@ func checkContained(t *testing.T, virtual, host *corev1.Pod, deps *Dependencies)
 	case host.Annotations[AnnotationName] != virtual.Name || host.Annotations[AnnotationNamespace] != virtual.Namespace:
 		t.Fatalf("host pod annotations %v do not name the virtual pod", host.Annotations)
 	}
+	// Tenant metadata never steers the host: every label and annotation is
+	// podbridge's own, a translated tenant key, or an allow-listed annotation.
+	for k, v := range host.Labels {
+		if !IsTenantKey(k) && !IsReserved(k) && k != LabelManagedBy {
+			t.Fatalf("host label %s=%q is neither podbridge's nor under a tenant host key", k, v)
+		}
+	}
+	for k := range host.Annotations {
+		if !IsTenantKey(k) && !IsReserved(k) && !contains(goldenConfig.HostAnnotations, k) {
+			t.Fatalf("host annotation %s is neither podbridge's, allow-listed nor under a tenant host key", k)
+		}
+	}
+	for k, v := range virtual.Labels {
+		if got, ok := host.Labels[TenantKey(k)]; !ok || got != v {
+			t.Fatalf("tenant label %s=%q reached the host as %q", k, v, got)
+		}
+	}
 	for _, v := range s.Volumes {
 		if v.HostPath != nil || v.NFS != nil || v.ISCSI != nil {
 			t.Fatalf("host pod mounts %s from outside the pod", v.Name)
@@ -98,6 +115,38 @@ func FuzzHostName(f *testing.F) {
 		}
 	})
 }
+
+// FuzzTenantKey checks the key scheme: two distinct valid tenant keys never
+// share a host key, and each gives a valid key of the same kind (a label
+// key, or an annotation key, whose prefix may be upper case) in the
+// tenant's key space, never one of podbridge's own.
+func FuzzTenantKey(f *testing.F) {
+	long := strings.Repeat("a", 240) + ".example"
+	f.Add("app", "tenant.podbridge.io/app")
+	f.Add("example.com/app", "example.com.tenant.podbridge.io/app")
+	f.Add(long+"/x", long+"b/x")
+	f.Add(strings.Repeat("b", 253)+"/n", "Example.COM/n")
+	f.Add("x.hashed-tenant.podbridge.io/n", long[:233]+"/n")
+	f.Fuzz(func(t *testing.T, k1, k2 string) {
+		h1, h2 := TenantKey(k1), TenantKey(k2)
+		for _, c := range []struct{ key, host string }{{k1, h1}, {k2, h2}} {
+			switch {
+			case isLabelKey(c.key) && !isLabelKey(c.host):
+				t.Fatalf("label key %q maps to invalid label key %q: %v", c.key, c.host, validation.IsQualifiedName(c.host))
+			case isAnnotationKey(c.key) && !isAnnotationKey(c.host):
+				t.Fatalf("annotation key %q maps to invalid annotation key %q", c.key, c.host)
+			case isAnnotationKey(c.key) && (!IsTenantKey(c.host) || IsReserved(c.host) || c.host == LabelManagedBy):
+				t.Fatalf("key %q maps to %q, outside the tenant's key space", c.key, c.host)
+			}
+		}
+		if k1 != k2 && h1 == h2 && isAnnotationKey(k1) && isAnnotationKey(k2) {
+			t.Fatalf("%q and %q both map to %q", k1, k2, h1)
+		}
+	})
+}
+
+func isLabelKey(k string) bool      { return len(validation.IsQualifiedName(k)) == 0 }
+func isAnnotationKey(k string) bool { return len(validation.IsQualifiedName(strings.ToLower(k))) == 0 }
 
 func validName(s string) bool      { return len(validation.IsDNS1123Subdomain(s)) == 0 }
 func validNamespace(s string) bool { return len(validation.IsDNS1123Label(s)) == 0 }

@@ -25,6 +25,7 @@ var goldenConfig = Config{
 	NodeSelector:       map[string]string{"pool": "tenants"},
 	Tolerations:        []corev1.Toleration{{Key: "tenants", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},
 	PriorityClasses:    []string{"tenant-high"},
+	HostAnnotations:    []string{"example.com/allowed"},
 }
 
 // TestHostPodGolden translates each testdata/NAME.input.yaml (a virtual pod

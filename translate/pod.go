@@ -2,7 +2,6 @@ package translate
 
 import (
 	"encoding/json"
-	"maps"
 	"slices"
 	"strings"
 
@@ -125,23 +124,27 @@ func (t *podTranslator) spec(path *field.Path) corev1.PodSpec {
 	return spec
 }
 
+// hostLabels are the tenant's labels under their host keys (TenantKey)
+// and podbridge's own markers.
 func hostLabels(virtual map[string]string, namespace string, cfg Config) map[string]string {
-	labels := maps.Clone(virtual)
-	if labels == nil {
-		labels = map[string]string{}
-	}
+	labels := tenantLabels(virtual)
 	labels[LabelManagedBy] = ManagedByValue
 	labels[LabelVCluster] = cfg.VCluster
 	labels[LabelNamespace] = namespace
 	return labels
 }
 
-func hostAnnotations(virtual *corev1.Pod, cfg Config, syncID string) map[string]string {
-	annotations := maps.Clone(virtual.Annotations)
-	if annotations == nil {
-		annotations = map[string]string{}
+// tenantLabels are the virtual pod's labels under their host keys.
+func tenantLabels(virtual map[string]string) map[string]string {
+	labels := make(map[string]string, len(virtual)+3)
+	for k, v := range virtual {
+		labels[TenantKey(k)] = v
 	}
-	delete(annotations, AnnotationHostName)
+	return labels
+}
+
+func hostAnnotations(virtual *corev1.Pod, cfg Config, syncID string) map[string]string {
+	annotations := tenantAnnotations(virtual, cfg)
 	annotations[AnnotationSyncID] = syncID
 	annotations[AnnotationName] = virtual.Name
 	annotations[AnnotationNamespace] = virtual.Namespace
@@ -151,6 +154,25 @@ func hostAnnotations(virtual *corev1.Pod, cfg Config, syncID string) map[string]
 		// Marshalling plain API structs cannot fail.
 		owners, _ := json.Marshal(virtual.OwnerReferences)
 		annotations[AnnotationOwnerReferences] = string(owners)
+	}
+	return annotations
+}
+
+// tenantAnnotations are the virtual pod's annotations the host pod
+// carries: those cfg.HostAnnotations allows, under their own keys, and
+// those the pod's downward-API references read, under TenantKey (where
+// the translated references read them). None other reaches the host.
+func tenantAnnotations(virtual *corev1.Pod, cfg Config) map[string]string {
+	annotations := map[string]string{}
+	for _, k := range cfg.HostAnnotations {
+		if v, ok := virtual.Annotations[k]; ok {
+			annotations[k] = v
+		}
+	}
+	for _, k := range annotationRefs(&virtual.Spec) {
+		if v, ok := virtual.Annotations[k]; ok && !IsReserved(k) {
+			annotations[TenantKey(k)] = v
+		}
 	}
 	return annotations
 }

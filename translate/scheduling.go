@@ -5,12 +5,14 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
-// scheduling copies the tenant's placement wishes, scoping every pod label
-// selector to this virtual cluster (and namespace), and adds the enforced
-// node selector and tolerations.
+// scheduling copies the tenant's placement wishes, with every pod label
+// selector and label key under the tenant's host keys (TenantKey) and scoped
+// to this virtual cluster (and namespace), and adds the enforced node
+// selector and tolerations.
 func (t *podTranslator) scheduling(path *field.Path, spec *corev1.PodSpec) {
 	v := &t.pod.Spec
 	spec.NodeSelector = maps.Clone(v.NodeSelector)
@@ -36,7 +38,9 @@ func (t *podTranslator) scheduling(path *field.Path, spec *corev1.PodSpec) {
 	}
 	for i := range v.TopologySpreadConstraints {
 		c := *v.TopologySpreadConstraints[i].DeepCopy()
-		c.LabelSelector = t.scopedSelector(c.LabelSelector, []string{t.pod.Namespace})
+		p := path.Child("topologySpreadConstraints").Index(i)
+		c.LabelSelector = t.scopedSelector(p.Child("labelSelector"), c.LabelSelector, []string{t.pod.Namespace})
+		c.MatchLabelKeys = t.labelKeys(p.Child("matchLabelKeys"), c.MatchLabelKeys)
 		spec.TopologySpreadConstraints = append(spec.TopologySpreadConstraints, c)
 	}
 }
@@ -62,21 +66,29 @@ func (t *podTranslator) affinityTerm(path *field.Path, term *corev1.PodAffinityT
 	case len(namespaces) == 0:
 		namespaces = []string{t.pod.Namespace}
 	}
-	term.LabelSelector = t.scopedSelector(term.LabelSelector, namespaces)
+	term.LabelSelector = t.scopedSelector(path.Child("labelSelector"), term.LabelSelector, namespaces)
+	term.MatchLabelKeys = t.labelKeys(path.Child("matchLabelKeys"), term.MatchLabelKeys)
+	term.MismatchLabelKeys = t.labelKeys(path.Child("mismatchLabelKeys"), term.MismatchLabelKeys)
 	term.Namespaces = []string{t.cfg.HostNamespace}
 	term.NamespaceSelector = nil
 }
 
-// scopedSelector restricts selector to host pods of this virtual cluster
-// and, when namespaces is not empty, of those virtual namespaces. A nil
-// selector matches nothing and stays nil.
-func (t *podTranslator) scopedSelector(selector *metav1.LabelSelector, namespaces []string) *metav1.LabelSelector {
+// scopedSelector translates selector's keys to the tenant's host keys and
+// restricts it to host pods of this virtual cluster and, when namespaces is
+// not empty, of those virtual namespaces. A nil selector matches nothing
+// and stays nil.
+func (t *podTranslator) scopedSelector(path *field.Path, selector *metav1.LabelSelector, namespaces []string) *metav1.LabelSelector {
 	if selector == nil {
 		return nil
 	}
-	s := selector.DeepCopy()
-	if s.MatchLabels == nil {
-		s.MatchLabels = map[string]string{}
+	s := &metav1.LabelSelector{MatchLabels: make(map[string]string, len(selector.MatchLabels)+1)}
+	for k, v := range selector.MatchLabels {
+		s.MatchLabels[t.labelKey(path.Child("matchLabels").Key(k), k)] = v
+	}
+	for i, r := range selector.MatchExpressions {
+		r := *r.DeepCopy()
+		r.Key = t.labelKey(path.Child("matchExpressions").Index(i).Child("key"), r.Key)
+		s.MatchExpressions = append(s.MatchExpressions, r)
 	}
 	s.MatchLabels[LabelVCluster] = t.cfg.VCluster
 	if len(namespaces) > 0 {
@@ -85,6 +97,29 @@ func (t *podTranslator) scopedSelector(selector *metav1.LabelSelector, namespace
 		})
 	}
 	return s
+}
+
+// labelKeys translates label keys (matchLabelKeys, mismatchLabelKeys),
+// which name the pod's own labels: the host pod has them under host keys.
+func (t *podTranslator) labelKeys(path *field.Path, keys []string) []string {
+	if keys == nil {
+		return nil
+	}
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = t.labelKey(path.Index(i), k)
+	}
+	return out
+}
+
+// labelKey is the host key of a tenant label key in a selector. The key
+// is checked here: the host key of an invalid key may be valid, and the
+// host sees the pod before the virtual apiserver validates it.
+func (t *podTranslator) labelKey(path *field.Path, key string) string {
+	for _, msg := range validation.IsQualifiedName(key) {
+		t.errs = append(t.errs, field.Invalid(path, key, msg))
+	}
+	return TenantKey(key)
 }
 
 // dns sends ClusterFirst lookups to the virtual cluster's DNS server with

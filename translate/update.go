@@ -20,18 +20,21 @@ import (
 // still gated, also added node selectors and a changed node affinity. It
 // returns an updated copy and true, or host and false when nothing differs.
 //
-// Labels and annotations: the virtual pod's keys are set, except reserved
-// ones and the managed-by label, so a tenant can neither forge nor drop
-// podbridge's own keys. A key the virtual pod no longer has is removed only
-// when one of managers (podbridge's field managers) owns it in the host
-// pod's managedFields: keys the host's own controllers added (a CNI plugin's
-// annotations, say) stay. The same rule applies to scheduling gates.
-func HostPodUpdate(virtual, host *corev1.Pod, managers []string) (*corev1.Pod, bool) {
+// Labels and annotations are carried as HostPod carries them: every label
+// under its host key (TenantKey), annotations only when cfg.HostAnnotations
+// allows them or the downward API reads them, so a tenant can neither forge
+// nor drop podbridge's own keys nor reach host keys. A key the host pod
+// should no longer have is removed only when one of managers (podbridge's
+// field managers) owns it in the host pod's managedFields: keys the host's
+// own controllers added (a CNI plugin's annotations, say) stay, and keys
+// podbridge copied verbatim before it translated them go. The same rule
+// applies to scheduling gates.
+func HostPodUpdate(virtual, host *corev1.Pod, cfg Config, managers []string) (*corev1.Pod, bool) {
 	// Parsed only when a key may have to go: most reconciles remove nothing.
 	owned := sync.OnceValue(func() ownedKeys { return ownedByManagers(host.ManagedFields, managers) })
 	out := updatableCopy(host)
-	out.Labels = mergeTenantKeys(virtual.Labels, host.Labels, func(k string) bool { return owned().labels[k] }, isPodbridgeLabel)
-	out.Annotations = mergeTenantKeys(virtual.Annotations, host.Annotations, func(k string) bool { return owned().annotations[k] }, IsReserved)
+	out.Labels = mergeTenantKeys(tenantLabels(virtual.Labels), host.Labels, func(k string) bool { return owned().labels[k] }, isPodbridgeLabel)
+	out.Annotations = mergeTenantKeys(tenantAnnotations(virtual, cfg), host.Annotations, func(k string) bool { return owned().annotations[k] }, IsReserved)
 
 	if len(virtual.Spec.EphemeralContainers) > 0 && out.Annotations[AnnotationUID] != string(virtual.UID) {
 		// Ephemeral containers may read metadata.uid on a pod released
@@ -198,8 +201,9 @@ func isPodbridgeLabel(key string) bool {
 	return IsReserved(key) || key == LabelManagedBy
 }
 
-// mergeTenantKeys returns host's map with the tenant's keys set and the
-// tenant keys the virtual pod dropped removed, if podbridge owns them.
+// mergeTenantKeys returns host's map with the tenant's keys (already under
+// their host keys) set and the other keys podbridge owns removed, except
+// its own.
 func mergeTenantKeys(tenant, host map[string]string, owned, podbridges func(string) bool) map[string]string {
 	out := maps.Clone(host)
 	for k, v := range tenant {

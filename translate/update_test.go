@@ -20,9 +20,17 @@ const (
 
 var updateManagers = []string{webhookManager, reflectorManager}
 
+// updateConfig allows the tenant annotations "note" and "fresh" on the host.
+var updateConfig = Config{VCluster: "vc", HostNamespace: "host-ns", HostServiceAccount: "workload", HostAnnotations: []string{"note", "fresh"}}
+
+// tk is TenantKey, short for the tables.
+var tk = TenantKey
+
 // updateFixture is a virtual pod and the host pod the webhook created for
 // it, with the managedFields the host apiserver recorded: the webhook owns
 // every label, annotation and gate it set, "calico" an annotation of its own.
+// The tenant's labels are under their host keys; of its annotations, only
+// the allow-listed "note" is on the host.
 func updateFixture() (virtual, host *corev1.Pod) {
 	virtual = &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
@@ -41,7 +49,7 @@ func updateFixture() (virtual, host *corev1.Pod) {
 		ObjectMeta: metav1.ObjectMeta{
 			Name: "web-x-team-x-vc", Namespace: "host-ns",
 			Labels: map[string]string{
-				"app": "web", "tier": "front",
+				tk("app"): "web", tk("tier"): "front",
 				LabelManagedBy: ManagedByValue, LabelVCluster: "vc", LabelNamespace: "team",
 			},
 			Annotations: map[string]string{
@@ -52,7 +60,7 @@ func updateFixture() (virtual, host *corev1.Pod) {
 				"cni.example/ip":   "10.0.0.1",
 			},
 			ManagedFields: []metav1.ManagedFieldsEntry{
-				managed(webhookManager, `{"f:metadata":{"f:labels":{".":{},"f:app":{},"f:tier":{},"f:app.kubernetes.io/managed-by":{},"f:podbridge.io/vcluster":{},"f:podbridge.io/namespace":{}},`+
+				managed(webhookManager, `{"f:metadata":{"f:labels":{".":{},"f:tenant.podbridge.io/app":{},"f:tenant.podbridge.io/tier":{},"f:app.kubernetes.io/managed-by":{},"f:podbridge.io/vcluster":{},"f:podbridge.io/namespace":{}},`+
 					`"f:annotations":{".":{},"f:note":{},"f:podbridge.io/sync-id":{},"f:podbridge.io/name":{},"f:podbridge.io/vcluster":{}}},`+
 					`"f:spec":{"f:schedulingGates":{".":{},"k:{\"name\":\"example.com/quota\"}":{".":{},"f:name":{}}}}}`),
 				managed("calico", `{"f:metadata":{"f:annotations":{"f:cni.example/ip":{}}}}`),
@@ -173,9 +181,9 @@ func TestHostPodUpdate(t *testing.T) {
 				v.Labels = map[string]string{"app": "web2", "track": "canary"}
 			},
 			want: func(h *corev1.Pod) {
-				h.Labels["app"] = "web2"
-				h.Labels["track"] = "canary"
-				delete(h.Labels, "tier")
+				h.Labels[tk("app")] = "web2"
+				h.Labels[tk("track")] = "canary"
+				delete(h.Labels, tk("tier"))
 			},
 		},
 		{
@@ -186,7 +194,7 @@ func TestHostPodUpdate(t *testing.T) {
 			},
 			want: func(h *corev1.Pod) {
 				h.Labels["host.example/team"] = "infra"
-				delete(h.Labels, "tier")
+				delete(h.Labels, tk("tier"))
 			},
 		},
 		{
@@ -194,13 +202,56 @@ func TestHostPodUpdate(t *testing.T) {
 			change: func(v, _ *corev1.Pod) {
 				v.Labels = map[string]string{"app": "web", "tier": "front", LabelVCluster: "other", LabelManagedBy: "Helm"}
 			},
+			want: func(h *corev1.Pod) {
+				h.Labels[tk(LabelVCluster)] = "other"
+				h.Labels[tk(LabelManagedBy)] = "Helm"
+			},
+		},
+		{
+			name: "labels podbridge copied verbatim before are replaced by their host keys",
+			change: func(_, h *corev1.Pod) {
+				h.Labels["app"] = "web"
+				h.ManagedFields = append(h.ManagedFields, managed(webhookManager, `{"f:metadata":{"f:labels":{"f:app":{}}}}`))
+			},
+			want: func(h *corev1.Pod) { delete(h.Labels, "app") },
+		},
+		{
+			name: "annotations outside the allow-list stay off the host; podbridge's verbatim copies go",
+			change: func(v, h *corev1.Pod) {
+				v.Annotations["k8s.v1.cni.cncf.io/networks"] = "host-net"
+				v.Annotations["sidecar.istio.io/inject"] = "false"
+				h.Annotations["cni.projectcalico.org/ipAddrs"] = `["10.0.0.9"]`
+				h.ManagedFields = append(h.ManagedFields, managed(webhookManager, `{"f:metadata":{"f:annotations":{"f:cni.projectcalico.org/ipAddrs":{}}}}`))
+			},
+			want: func(h *corev1.Pod) { delete(h.Annotations, "cni.projectcalico.org/ipAddrs") },
+		},
+		{
+			name: "annotations the downward API reads are carried under their host keys and follow",
+			change: func(v, h *corev1.Pod) {
+				v.Annotations["team"] = "b"
+				v.Annotations["k8s.v1.cni.cncf.io/networks"] = "host-net"
+				v.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debug", Env: []corev1.EnvVar{
+					{Name: "TEAM", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations['team']"}}},
+					{Name: "NET", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations['k8s.v1.cni.cncf.io/networks']"}}},
+				}}}}
+				v.UID = "0b7e-virtual"
+				h.Annotations[AnnotationUID] = "0b7e-virtual"
+				h.Annotations[tk("team")] = "a"
+				h.Annotations[tk("gone")] = "x"
+				h.ManagedFields = append(h.ManagedFields, managed(reflectorManager, `{"f:metadata":{"f:annotations":{"f:tenant.podbridge.io/team":{},"f:tenant.podbridge.io/gone":{}}}}`))
+			},
+			want: func(h *corev1.Pod) {
+				h.Annotations[tk("team")] = "b"
+				h.Annotations[tk("k8s.v1.cni.cncf.io/networks")] = "host-net"
+				delete(h.Annotations, tk("gone"))
+			},
 		},
 		{
 			name:   "tenant removing every label keeps podbridge's",
 			change: func(v, _ *corev1.Pod) { v.Labels = nil },
 			want: func(h *corev1.Pod) {
-				delete(h.Labels, "app")
-				delete(h.Labels, "tier")
+				delete(h.Labels, tk("app"))
+				delete(h.Labels, tk("tier"))
 			},
 		},
 		{
@@ -216,10 +267,10 @@ func TestHostPodUpdate(t *testing.T) {
 		{
 			name: "key the reflector set earlier is removed too",
 			change: func(_, h *corev1.Pod) {
-				h.Labels["track"] = "canary"
-				h.ManagedFields = append(h.ManagedFields, managed(reflectorManager, `{"f:metadata":{"f:labels":{"f:track":{}}}}`))
+				h.Labels[tk("track")] = "canary"
+				h.ManagedFields = append(h.ManagedFields, managed(reflectorManager, `{"f:metadata":{"f:labels":{"f:tenant.podbridge.io/track":{}}}}`))
 			},
-			want: func(h *corev1.Pod) { delete(h.Labels, "track") },
+			want: func(h *corev1.Pod) { delete(h.Labels, tk("track")) },
 		},
 		{
 			name: "without podbridge's managedFields nothing is removed",
@@ -232,7 +283,7 @@ func TestHostPodUpdate(t *testing.T) {
 		{
 			name: "status-subresource entries own no labels",
 			change: func(v, h *corev1.Pod) {
-				h.ManagedFields = []metav1.ManagedFieldsEntry{managed(webhookManager, `{"f:metadata":{"f:labels":{"f:tier":{}}}}`)}
+				h.ManagedFields = []metav1.ManagedFieldsEntry{managed(webhookManager, `{"f:metadata":{"f:labels":{"f:tenant.podbridge.io/tier":{}}}}`)}
 				h.ManagedFields[0].Subresource = "status"
 				delete(v.Labels, "tier")
 			},
@@ -250,7 +301,7 @@ func TestHostPodUpdate(t *testing.T) {
 			virtual, host := updateFixture()
 			tc.change(virtual, host)
 			input := host.DeepCopy()
-			got, changed := HostPodUpdate(virtual, host, updateManagers)
+			got, changed := HostPodUpdate(virtual, host, updateConfig, updateManagers)
 			if !apiequality.Semantic.DeepEqual(host, input) {
 				t.Fatalf("HostPodUpdate modified its input:\n%s", diff.Diff(input, host))
 			}
@@ -269,7 +320,7 @@ func TestHostPodUpdate(t *testing.T) {
 				t.Errorf("HostPodUpdate mismatch (-want +got):\n%s", diff.Diff(want, got))
 			}
 			// Applying the result again is a no-op: the reflector converges.
-			if _, again := HostPodUpdate(virtual, got, updateManagers); again {
+			if _, again := HostPodUpdate(virtual, got, updateConfig, updateManagers); again {
 				t.Errorf("HostPodUpdate is not idempotent")
 			}
 		})

@@ -77,7 +77,14 @@ func validateMetadata(pod *corev1.Pod) field.ErrorList {
 	for _, msg := range validation.IsDNS1123Label(pod.Namespace) {
 		errs = append(errs, field.Invalid(meta.Child("namespace"), pod.Namespace, msg))
 	}
-	errs = append(errs, forbidReserved(meta.Child("labels"), slices.Sorted(maps.Keys(pod.Labels)), reservedPrefix)...)
+	labels := slices.Sorted(maps.Keys(pod.Labels))
+	// The host key of an invalid key may be valid (TenantKey).
+	for _, key := range labels {
+		for _, msg := range validation.IsQualifiedName(key) {
+			errs = append(errs, field.Invalid(meta.Child("labels").Key(key), key, msg))
+		}
+	}
+	errs = append(errs, forbidReserved(meta.Child("labels"), labels, reservedPrefix)...)
 	if claimsManagedBy(pod.Labels) {
 		errs = append(errs, managedByForbidden(meta))
 	}

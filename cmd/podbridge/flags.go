@@ -80,6 +80,15 @@ func (f *clusterFlags) bind(fs *flag.FlagSet) {
 	fs.Int64Var(&f.limits.MaxCopyBytes, caps.FlagMaxCopyBytes, f.limits.MaxCopyBytes, "total data bytes of the virtual cluster's ConfigMap and Secret copies on the host (0: no cap)")
 	fs.IntVar(&f.limits.MaxTokensPerPod, caps.FlagMaxTokensPerPod, f.limits.MaxTokensPerPod, "projected service-account tokens (host token Secrets) one pod may mount (0: no cap)")
 	fs.Int64Var(&f.limits.MaxRequestBytes, caps.FlagMaxRequestBytes, f.limits.MaxRequestBytes, "largest admission request body the webhook reads (0: controller-runtime's 7 MiB)")
+	fs.Func("host-annotations", "tenant annotation keys copied to host pods, comma-separated (default none: other tenant annotations never reach the host)", func(v string) error {
+		f.translate.HostAnnotations = nil
+		for _, key := range strings.Split(v, ",") {
+			if key = strings.TrimSpace(key); key != "" {
+				f.translate.HostAnnotations = append(f.translate.HostAnnotations, key)
+			}
+		}
+		return nil
+	})
 	fs.Float64Var(&f.qps, "kube-api-qps", float64(kube.DefaultLimits.QPS), "client-side queries per second to each apiserver")
 	fs.IntVar(&f.burst, "kube-api-burst", kube.DefaultLimits.Burst, "client-side burst to each apiserver")
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")

@@ -56,6 +56,8 @@ func run(m *testing.M) int {
 	opts.Translate.RuntimeClasses = []string{allowedRuntimeClass}
 	opts.Translate.CSIDrivers = []string{allowedCSIDriver}
 	opts.Translate.StorageClasses = []string{allowedStorageClass}
+	// The one tenant annotation copied to host pods (metadata_attacks_test.go).
+	opts.Translate.HostAnnotations = []string{allowedAnnotation}
 	if opts.Assets, err = controlplane.DefaultAssets(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

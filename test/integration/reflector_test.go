@@ -296,7 +296,7 @@ func TestVirtualPodUpdatesReachHostPod(t *testing.T) {
 
 	pod := simplePod(ns, "upd")
 	pod.Labels = map[string]string{"app": "upd", "tier": "front", "drop": "me"}
-	pod.Annotations = map[string]string{"note": "one", "gone": "soon"}
+	pod.Annotations = map[string]string{allowedAnnotation: "one", "gone": "soon", "k8s.v1.cni.cncf.io/networks": "underlay"}
 	pod.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "busybox"}}
 	pod.Spec.Containers[0].Resources = corev1.ResourceRequirements{
 		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
@@ -354,19 +354,21 @@ func TestVirtualPodUpdatesReachHostPod(t *testing.T) {
 		// on the virtual pod, podbridge's on the host pod.
 		pod.Labels[translate.LabelManagedBy] = "Helm"
 		delete(pod.Annotations, "gone")
-		pod.Annotations["note"] = "two"
+		pod.Annotations[allowedAnnotation] = "two"
 		pod.Annotations["fresh"] = "yes"
+		pod.Annotations["cni.projectcalico.org/ipAddrs"] = `["10.0.0.9"]`
 	})
 	if err != nil {
 		t.Fatalf("updating virtual pod: %v", err)
 	}
 
+	tk := translate.TenantKey
 	wantLabels := map[string]string{
-		"app": "upd", "tier": "back", "track": "canary", "host.example/team": "infra",
+		tk("app"): "upd", tk("tier"): "back", tk("track"): "canary", tk(translate.LabelManagedBy): "Helm", "host.example/team": "infra",
 		translate.LabelManagedBy: translate.ManagedByValue, translate.LabelVCluster: cfg.VCluster, translate.LabelNamespace: ns,
 	}
 	wantAnnotations := map[string]string{
-		"note": "two", "fresh": "yes", "host.example/ip": "10.0.0.1",
+		allowedAnnotation: "two", "host.example/ip": "10.0.0.1",
 		translate.AnnotationSyncID: syncID, translate.AnnotationName: "upd", translate.AnnotationNamespace: ns, translate.AnnotationVCluster: cfg.VCluster,
 	}
 	eventually(t, 20*time.Second, "host pod updated like the virtual pod", func(ctx context.Context) (bool, string) {
@@ -385,11 +387,14 @@ func TestVirtualPodUpdatesReachHostPod(t *testing.T) {
 				diffs = append(diffs, fmt.Sprintf("annotation %s=%q want %q", k, host.Annotations[k], v))
 			}
 		}
-		if _, ok := host.Labels["drop"]; ok {
+		if _, ok := host.Labels[tk("drop")]; ok {
 			diffs = append(diffs, "label drop still set")
 		}
-		if _, ok := host.Annotations["gone"]; ok {
-			diffs = append(diffs, "annotation gone still set")
+		// Only the allow-listed tenant annotation reaches the host.
+		for _, k := range []string{"gone", "fresh", "k8s.v1.cni.cncf.io/networks", "cni.projectcalico.org/ipAddrs"} {
+			if _, ok := host.Annotations[k]; ok {
+				diffs = append(diffs, "annotation "+k+" on the host")
+			}
 		}
 		spec := host.Spec
 		if spec.Containers[0].Image != "nginx:1.27" || spec.InitContainers[0].Image != "busybox:1.36" {
@@ -496,7 +501,7 @@ func TestRestartedReflectorConverges(t *testing.T) {
 		if err != nil {
 			return false, err.Error()
 		}
-		return host.Labels["phase"] == "two", fmt.Sprint(host.Labels)
+		return host.Labels[translate.TenantKey("phase")] == "two", fmt.Sprint(host.Labels)
 	})
 	waitRunningBound(t, late)
 	eventually(t, orphanGrace+20*time.Second, "orphan host pod deleted", func(ctx context.Context) (bool, string) {

@@ -38,7 +38,7 @@ func TestPodCrossesToHostAndBecomesReady(t *testing.T) {
 		t.Fatalf("host pod right after the virtual create: %v", err)
 	}
 	cfg := env.Options.Translate
-	wantLabels := map[string]string{"app": "web", translate.LabelManagedBy: translate.ManagedByValue, translate.LabelVCluster: cfg.VCluster, translate.LabelNamespace: ns}
+	wantLabels := map[string]string{translate.TenantKey("app"): "web", translate.LabelManagedBy: translate.ManagedByValue, translate.LabelVCluster: cfg.VCluster, translate.LabelNamespace: ns}
 	for k, v := range wantLabels {
 		if host.Labels[k] != v {
 			t.Errorf("host label %s = %q, want %q", k, host.Labels[k], v)

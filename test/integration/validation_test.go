@@ -186,7 +186,11 @@ func randomVolumes(rng *rand.Rand) []corev1.Volume {
 			return corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
 				{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Audience: "vault", ExpirationSeconds: ptr.To(int64(600 + rng.IntN(7200))), Path: "token"}},
 				{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: dnsLabel(rng, 8)}}},
-				{DownwardAPI: &corev1.DownwardAPIProjection{Items: []corev1.DownwardAPIVolumeFile{{Path: "labels", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels"}}}}},
+				{DownwardAPI: &corev1.DownwardAPIProjection{Items: []corev1.DownwardAPIVolumeFile{
+					// Whole maps are refused (they would show host keys); single keys are read under their host keys.
+					{Path: "app", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels['app']"}},
+					{Path: "allowed", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations['" + allowedAnnotation + "']"}},
+				}}},
 			}}}
 		},
 		func() corev1.VolumeSource {

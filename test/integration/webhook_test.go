@@ -157,14 +157,21 @@ func TestLongNamesRun(t *testing.T) {
 }
 
 // Downward-API references read the virtual pod's values from host
-// annotations. metadata.uid exists only once the virtual pod is stored: the
-// host pod waits behind a scheduling gate until the reflector has copied it,
-// then runs.
+// annotations, and its labels and annotations under their host keys.
+// metadata.uid exists only once the virtual pod is stored: the host pod
+// waits behind a scheduling gate until the reflector has copied it, then
+// runs.
 func TestFieldRefsReadVirtualValues(t *testing.T) {
 	ctx := context.Background()
 	ns := namespace(t)
 	pod := simplePod(ns, "downward")
-	for name, path := range map[string]string{"NAME": "metadata.name", "NAMESPACE": "metadata.namespace", "SA": "spec.serviceAccountName", "UID": "metadata.uid"} {
+	pod.Labels["example.com/tier"] = "front"
+	pod.Annotations = map[string]string{"note": "tenant's", "k8s.v1.cni.cncf.io/networks": "underlay"}
+	for name, path := range map[string]string{
+		"NAME": "metadata.name", "NAMESPACE": "metadata.namespace", "SA": "spec.serviceAccountName", "UID": "metadata.uid",
+		"APP": "metadata.labels['app']", "TIER": "metadata.labels['example.com/tier']", "NOTE": "metadata.annotations['note']",
+		"NET": "metadata.annotations['k8s.v1.cni.cncf.io/networks']", "UNSET": "metadata.labels['unset']",
+	} {
 		pod.Spec.Containers[0].Env = append(pod.Spec.Containers[0].Env, corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}})
 	}
 	if err := virtualClient.Create(ctx, pod); err != nil {
@@ -178,7 +185,10 @@ func TestFieldRefsReadVirtualValues(t *testing.T) {
 	if len(host.Spec.SchedulingGates) > 0 {
 		t.Errorf("host pod of a ready pod still gated: %v", host.Spec.SchedulingGates)
 	}
-	want := map[string]string{"NAME": pod.Name, "NAMESPACE": ns, "SA": "default", "UID": string(pod.UID)}
+	want := map[string]string{
+		"NAME": pod.Name, "NAMESPACE": ns, "SA": "default", "UID": string(pod.UID),
+		"APP": "downward", "TIER": "front", "NOTE": "tenant's", "NET": "underlay", "UNSET": "",
+	}
 	for _, e := range host.Spec.Containers[0].Env {
 		w, ok := want[e.Name]
 		if !ok {
@@ -192,14 +202,20 @@ func TestFieldRefsReadVirtualValues(t *testing.T) {
 	if len(want) > 0 {
 		t.Errorf("host pod lacks env %v", want)
 	}
+	// Read under podbridge's keys, the CNI annotation steers nothing.
+	if v, ok := host.Annotations["k8s.v1.cni.cncf.io/networks"]; ok {
+		t.Errorf("host pod carries the tenant's CNI annotation verbatim: %q", v)
+	}
 }
 
 // resolveFieldRef evaluates the downward-API paths the kubelet would, for
 // the forms podbridge writes.
 func resolveFieldRef(pod *corev1.Pod, path string) string {
-	var key string
-	if _, err := fmt.Sscanf(path, "metadata.annotations['%s", &key); err == nil {
+	if key, ok := strings.CutPrefix(path, "metadata.annotations['"); ok {
 		return pod.Annotations[strings.TrimSuffix(key, "']")]
+	}
+	if key, ok := strings.CutPrefix(path, "metadata.labels['"); ok {
+		return pod.Labels[strings.TrimSuffix(key, "']")]
 	}
 	switch path {
 	case "metadata.name":
@@ -268,6 +284,9 @@ func TestHostInvalidRefusalReachesTenant(t *testing.T) {
 	ns := namespace(t)
 	cfg := env.Options.Translate
 	const label = "test.podbridge.example/invalid-on-host"
+	// The host sees the tenant's label under its tenant key: the host's
+	// policy is written for podbridge's key scheme.
+	hostLabel := translate.TenantKey(label)
 	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: "invalid-on-host-" + ns},
 		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
@@ -279,7 +298,7 @@ func TestHostInvalidRefusalReachesTenant(t *testing.T) {
 				},
 			}}},
 			Validations: []admissionregistrationv1.Validation{{
-				Expression: fmt.Sprintf("!has(object.metadata.labels) || !(%q in object.metadata.labels) || object.metadata.labels[%q] != %q", label, label, ns),
+				Expression: fmt.Sprintf("!has(object.metadata.labels) || !(%q in object.metadata.labels) || object.metadata.labels[%q] != %q", hostLabel, hostLabel, ns),
 				Message:    "pods with this label are not allowed on this host",
 				Reason:     ptr.To(metav1.StatusReasonInvalid),
 			}},
@@ -301,7 +320,7 @@ func TestHostInvalidRefusalReachesTenant(t *testing.T) {
 	// The host loads a new policy asynchronously: wait until it refuses a
 	// labelled pod of its own (a dry run, so nothing is left behind).
 	probe := simplePod(cfg.HostNamespace, "invalid-probe-"+ns)
-	probe.Labels[label] = ns
+	probe.Labels[hostLabel] = ns
 	probe.Spec.ServiceAccountName = cfg.HostServiceAccount
 	probe.Spec.AutomountServiceAccountToken = ptr.To(false)
 	eventually(t, 30*time.Second, "the host policy refuses labelled pods", func(ctx context.Context) (bool, string) {
