@@ -3,8 +3,6 @@ package integration
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
@@ -146,9 +144,7 @@ func TestCapsOnWhatATenantMakesOnTheHost(t *testing.T) {
 		pod.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "FILLER", Value: strings.Repeat("x", 300<<10)}}
 		refused(t, pod) // the apiserver reports the webhook's refusal its own way
 		// The webhook's own answer names the cap, read or not.
-		pool := x509.NewCertPool()
-		pool.AppendCertsFromPEM(cfg.Webhooks[0].ClientConfig.CABundle)
-		https := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+		https := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: asVirtualAPIServer(t, cfg.Webhooks[0].ClientConfig.CABundle)}}
 		resp, err := https.Post(*cfg.Webhooks[0].ClientConfig.URL, "application/json", bytes.NewReader(bytes.Repeat([]byte(" "), 300<<10)))
 		if err != nil {
 			t.Fatalf("no answer: %v", err)
