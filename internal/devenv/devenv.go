@@ -82,6 +82,7 @@ type Env struct {
 	mu               sync.Mutex // guards webhook and reflector
 	webhook          *component
 	reflector        *component
+	webhookOptions   webhook.Options
 	reflectorOptions reflector.Options
 }
 
@@ -145,7 +146,7 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 	hostCfg := kube.WithLimits(env.Host.Config, kube.DefaultLimits, "podbridge-dev")
 	virtualCfg := kube.WithLimits(env.Virtual.Config, kube.DefaultLimits, "podbridge-dev")
 	// The self-managed certificate mode, as a host without cert-manager uses it.
-	webhookMgr, err := webhook.New(ctx, webhook.Options{
+	env.webhookOptions = webhook.Options{
 		Host: hostCfg, Virtual: virtualCfg, Translate: opts.Translate,
 		PodSecurityLevel: opts.PodSecurityLevel,
 		HostTimeout:      opts.WebhookTimeout * 7 / 10,
@@ -165,9 +166,6 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 			URL:            "https://127.0.0.1:" + strconv.Itoa(port) + webhook.Path,
 			TimeoutSeconds: int32(opts.WebhookTimeout / time.Second),
 		},
-	})
-	if err != nil {
-		return env, err
 	}
 	env.reflectorOptions = reflector.Options{
 		Host: hostCfg, Virtual: virtualCfg, Translate: opts.Translate,
@@ -180,7 +178,9 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 		// StartReflector builds the reflector again in this process.
 		SkipControllerNameValidation: true,
 	}
-	env.webhook = env.run("webhook", webhookMgr)
+	if err := env.startWebhook(ctx); err != nil {
+		return env, err
+	}
 	if err := env.StartReflector(); err != nil {
 		return env, err
 	}
@@ -215,6 +215,45 @@ func (c *component) stop() error {
 	c.cancel()
 	if err := <-c.done; err != nil && !errors.Is(err, context.Canceled) {
 		return err
+	}
+	return nil
+}
+
+// StartWebhook starts a new webhook, as a restarted webhook process would;
+// it restores its registration in the virtual cluster. It does nothing if
+// the webhook is running.
+func (e *Env) StartWebhook() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return e.startWebhook(ctx)
+}
+
+// startWebhook builds the webhook's manager (ctx bounds the serving
+// certificate's preparation) and runs it.
+func (e *Env) startWebhook(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.webhook != nil {
+		return nil
+	}
+	mgr, err := webhook.New(ctx, e.webhookOptions)
+	if err != nil {
+		return err
+	}
+	e.webhook = e.run("webhook", mgr)
+	return nil
+}
+
+// StopWebhook stops the webhook and waits until it has stopped: nothing
+// answers the virtual apiserver's admission calls or restores the
+// registration meanwhile, as when podbridge's webhook is down.
+func (e *Env) StopWebhook() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	err := e.webhook.stop()
+	e.webhook = nil
+	if err != nil {
+		return fmt.Errorf("stopping the webhook: %w", err)
 	}
 	return nil
 }
