@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
@@ -68,6 +69,28 @@ type Options struct {
 	PprofBindAddress       string
 }
 
+// Validate reports what NewManager cannot run with, by field: whoever
+// builds the Options (the command, podbridge dev, tests) gets the same checks.
+func (o Options) Validate() error {
+	var errs field.ErrorList
+	if err := o.Translate.Validate(); err != nil {
+		errs = append(errs, field.Invalid(field.NewPath("translate"), "", err.Error()))
+	}
+	if o.PodSecurityLevel == "privileged" {
+		errs = append(errs, field.Forbidden(field.NewPath("podSecurityLevel"), "privileged would let tenants escape onto the host"))
+	}
+	if o.OrphanGracePeriod <= 0 {
+		errs = append(errs, field.Invalid(field.NewPath("orphanGracePeriod"), o.OrphanGracePeriod.String(), "must be positive, and longer than the webhook timeout"))
+	}
+	if o.MaxConcurrentReconciles < 0 {
+		errs = append(errs, field.Invalid(field.NewPath("maxConcurrentReconciles"), o.MaxConcurrentReconciles, "must not be negative"))
+	}
+	if err := errs.ToAggregate(); err != nil {
+		return fmt.Errorf("reflector configuration: %w", err)
+	}
+	return nil
+}
+
 // NewManager builds a manager on the host cluster with the virtual cluster
 // attached and the reflector's controllers registered.
 //
@@ -75,8 +98,8 @@ type Options struct {
 // copy per read: a reconcile runs per status change): the reflector reads
 // them and writes only copies (translate's functions copy what they change).
 func NewManager(o Options) (manager.Manager, error) {
-	if err := o.Translate.Validate(); err != nil {
-		return nil, fmt.Errorf("reflector configuration: %w", err)
+	if err := o.Validate(); err != nil {
+		return nil, err
 	}
 	ours := labels.SelectorFromSet(labels.Set{
 		translate.LabelManagedBy: translate.ManagedByValue,

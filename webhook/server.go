@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	utilrand "k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -60,11 +61,40 @@ type Options struct {
 	Registration Registration
 }
 
+// Validate reports what New cannot run with, by field: whoever builds the
+// Options (the command, podbridge dev, tests) gets the same checks.
+func (o Options) Validate() error {
+	var errs field.ErrorList
+	if err := o.Translate.Validate(); err != nil {
+		errs = append(errs, field.Invalid(field.NewPath("translate"), "", err.Error()))
+	}
+	if o.PodSecurityLevel == "privileged" {
+		errs = append(errs, field.Forbidden(field.NewPath("podSecurityLevel"), "privileged would let tenants escape onto the host"))
+	}
+	if o.HostTimeout <= 0 {
+		errs = append(errs, field.Invalid(field.NewPath("hostTimeout"), o.HostTimeout.String(), "must be positive"))
+	}
+	if o.Registration.URL != "" {
+		timeout := time.Duration(o.Registration.TimeoutSeconds) * time.Second
+		switch {
+		case timeout < time.Second || timeout > 30*time.Second:
+			errs = append(errs, field.Invalid(field.NewPath("registration", "timeoutSeconds"), o.Registration.TimeoutSeconds, "must be between 1 and 30"))
+		case o.HostTimeout >= timeout:
+			errs = append(errs, field.Invalid(field.NewPath("hostTimeout"), o.HostTimeout.String(),
+				fmt.Sprintf("must be shorter than the webhook timeout %s, so tenants get podbridge's answer", timeout)))
+		}
+	}
+	if err := errs.ToAggregate(); err != nil {
+		return fmt.Errorf("webhook configuration: %w", err)
+	}
+	return nil
+}
+
 // New builds a manager that serves pod admission, once the serving
 // certificate is in place (the server cannot start without one).
 func New(ctx context.Context, o Options) (manager.Manager, error) {
-	if err := o.Translate.Validate(); err != nil {
-		return nil, fmt.Errorf("webhook configuration: %w", err)
+	if err := o.Validate(); err != nil {
+		return nil, err
 	}
 	policy, err := NewSecurityPolicy(o.PodSecurityLevel)
 	if err != nil {
