@@ -159,10 +159,13 @@ func decidePair(p pair, orphanGrace time.Duration) decision {
 			break
 		}
 		d.steps = append(d.steps, step{kind: stepSync, host: d.current, differs: differs})
-	case p.lastSeen != nil:
+	case p.lastSeen != nil && !translate.HeldForVirtualPod(p.lastSeen):
 		d.steps = append(d.steps, step{kind: stepHostGone, host: p.lastSeen})
 	default:
-		// No deletion seen. The webhook creates the host pod just before
+		// No deletion seen, or that of a host pod that never started:
+		// stepRecreateHost deletes those and makes them again under the
+		// same sync ID, and the cache may show the deletion before the
+		// new pod. The webhook creates the host pod just before
 		// the virtual pod is stored, so a new pod's host pod may not be in
 		// the cache yet: its event brings the pair back. Otherwise the
 		// host apiserver is asked.

@@ -153,6 +153,8 @@ func TestDecidePair(t *testing.T) {
 			virtual: virtualPod("a"), want: "HostGone[confirm]"},
 		{name: "host pod seen deleted: end the virtual pod with its last state",
 			virtual: virtualPod("a"), lastSeen: hostPod("a"), want: "HostGone(" + testHostName + ")"},
+		{name: "host pod seen deleted while held (re-created, the new one not cached yet): confirm live",
+			virtual: virtualPod("a"), lastSeen: hostPod("a", held), want: "HostGone[confirm]"},
 		{name: "stale host pod of an earlier pod of the same name is an orphan, the new pod's is gone",
 			virtual: virtualPod("b"), hosts: []*corev1.Pod{hostPod("a", aged(time.Minute))},
 			want: "DeleteOrphan(" + testHostName + ")[confirm] HostGone[confirm]"},
