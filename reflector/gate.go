@@ -24,19 +24,35 @@ const maxConditionMessage = 4096
 // fields, unless the virtual pod says so already (every reconcile of a
 // refused pod checks again; it reports once). Nothing is written to the host.
 func (r *PodReconciler) refuseHostSync(ctx context.Context, virtual *corev1.Pod, w hostWrite, errs field.ErrorList) error {
+	logf.FromContext(ctx).Info("Refused a host pod write", "write", w.what, "errors", errs.ToAggregate().Error())
 	msg := fmt.Sprintf("podbridge refused %s the pod's host pod: %v", w.what, errs.ToAggregate())
+	return r.reportHostSync(ctx, virtual, translate.ReasonHostSyncRefused, msg)
+}
+
+// reportSpecDiffers records that the stored virtual pod differs from the
+// spec its host pod, already started, was made from: a Warning event and
+// a False translate.ConditionHostSync saying what differs. It stays while
+// the pod lives: the difference cannot be carried.
+func (r *PodReconciler) reportSpecDiffers(ctx context.Context, virtual *corev1.Pod, differs string) error {
+	msg := "the pod changed after podbridge admitted it and its host pod had started (" + differs +
+		"); the host pod runs the pod as admitted. A mutating webhook that runs after podbridge's changed it: re-create the pod"
+	return r.reportHostSync(ctx, virtual, translate.ReasonHostSpecDiffers, msg)
+}
+
+// reportHostSync sets the False condition with reason and msg and sends a
+// Warning event, unless the virtual pod says so already.
+func (r *PodReconciler) reportHostSync(ctx context.Context, virtual *corev1.Pod, reason, msg string) error {
 	if len(msg) > maxConditionMessage {
 		msg = msg[:maxConditionMessage-3] + "..."
 	}
 	existing := hostSyncCondition(virtual)
-	if existing != nil && existing.Status == corev1.ConditionFalse && existing.Message == msg {
+	if existing != nil && existing.Status == corev1.ConditionFalse && existing.Reason == reason && existing.Message == msg {
 		return nil
 	}
-	logf.FromContext(ctx).Info("Refused a host pod write", "write", w.what, "errors", errs.ToAggregate().Error())
-	r.Recorder.Eventf(virtual, nil, corev1.EventTypeWarning, translate.ReasonHostSyncRefused, eventActionReflect, "%s", msg)
+	r.Recorder.Eventf(virtual, nil, corev1.EventTypeWarning, reason, eventActionReflect, "%s", msg)
 	condition := corev1.PodCondition{
 		Type: translate.ConditionHostSync, Status: corev1.ConditionFalse,
-		Reason: translate.ReasonHostSyncRefused, Message: msg,
+		Reason: reason, Message: msg,
 		LastTransitionTime: metav1.NewTime(r.Clock.Now()),
 	}
 	if existing != nil && existing.Status == corev1.ConditionFalse {

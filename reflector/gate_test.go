@@ -34,8 +34,9 @@ func TestHostSyncRefusedThenCleared(t *testing.T) {
 		t.Fatal(errs)
 	}
 	host.UID = "host-a"
-	// As on a host pod the webhook or an earlier update released.
+	// As on a host pod the reflector released earlier.
 	host.Annotations[translate.AnnotationUID] = string(virtual.UID)
+	host.Spec.SchedulingGates = nil
 	virtual.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
 		Name: "debugger", Image: "busybox", SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true)},
 	}}}
@@ -58,7 +59,7 @@ func TestHostSyncRefusedThenCleared(t *testing.T) {
 		if err := hostClient.Get(ctx, client.ObjectKeyFromObject(host), h); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := r.syncHost(ctx, v, h); err != nil {
+		if _, err := r.syncHost(ctx, v, h, ""); err != nil {
 			t.Fatalf("%s: %v", step, err)
 		}
 		if !slices.Equal(log.writes, want) {

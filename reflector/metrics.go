@@ -16,6 +16,7 @@ const (
 	actionNodeCreate    = "node_create"
 	actionNodeDelete    = "node_delete"
 	actionUpdateHost    = "update_host"
+	actionRecreateHost  = "recreate_host"
 	actionCopyWrite     = "copy_write"
 	actionCopyDelete    = "copy_delete"
 	actionTokenWrite    = "token_write"

@@ -48,12 +48,17 @@ const (
 	// read of the host pod agrees it is gone.
 	stepHostGone
 	// stepSync carries updates down to the host pod, binds the virtual pod
-	// and reflects the host status.
+	// and reflects the host status. With differs, the stored spec differs
+	// from the started host pod's, which is reported on the virtual pod.
 	stepSync
+	// stepRecreateHost replaces a host pod not yet started whose admitted
+	// spec differs from the stored virtual pod's (a later webhook changed
+	// it) with the stored pod's translation.
+	stepRecreateHost
 )
 
 func (k stepKind) String() string {
-	return [...]string{"DeleteOrphan", "DeleteHost", "RemoveVirtual", "HostGone", "Sync"}[k]
+	return [...]string{"DeleteOrphan", "DeleteHost", "RemoveVirtual", "HostGone", "Sync", "RecreateHost"}[k]
 }
 
 // step is one write of a decision, on host (the host pod it concerns).
@@ -61,6 +66,9 @@ type step struct {
 	kind    stepKind
 	host    *corev1.Pod
 	confirm bool
+	// differs says how the stored virtual spec differs from the one host
+	// was admitted with (translate.SpecDifference), or is "".
+	differs string
 }
 
 // decision is what to do for a pair now, and when to look again.
@@ -141,11 +149,23 @@ func decidePair(p pair, orphanGrace time.Duration) decision {
 		}
 		d.steps = append(d.steps, step{kind: stepRemoveVirtual})
 	case d.current != nil:
-		d.steps = append(d.steps, step{kind: stepSync, host: d.current})
-	case p.lastSeen != nil:
+		// Mutating webhooks after podbridge's may have changed the pod
+		// after its host pod was made. Every host pod waits behind
+		// GateVirtualPod until this comparison passes; one that never
+		// started is made again from the stored pod.
+		differs := admittedDifference(v, d.current)
+		if differs != "" && translate.HeldForVirtualPod(d.current) && d.current.DeletionTimestamp == nil {
+			d.steps = append(d.steps, step{kind: stepRecreateHost, host: d.current, differs: differs})
+			break
+		}
+		d.steps = append(d.steps, step{kind: stepSync, host: d.current, differs: differs})
+	case p.lastSeen != nil && !translate.HeldForVirtualPod(p.lastSeen):
 		d.steps = append(d.steps, step{kind: stepHostGone, host: p.lastSeen})
 	default:
-		// No deletion seen. The webhook creates the host pod just before
+		// No deletion seen, or that of a host pod that never started:
+		// stepRecreateHost deletes those and makes them again under the
+		// same sync ID, and the cache may show the deletion before the
+		// new pod. The webhook creates the host pod just before
 		// the virtual pod is stored, so a new pod's host pod may not be in
 		// the cache yet: its event brings the pair back. Otherwise the
 		// host apiserver is asked.
@@ -177,4 +197,16 @@ func claimants(p pair) []*corev1.Pod {
 		return cmp.Compare(a.Name, b.Name)
 	})
 	return out
+}
+
+// admittedDifference says how the stored virtual pod's spec differs from
+// the one its host pod was admitted with, or "" when it does not or the
+// host pod carries no fingerprint this version reads (made by an earlier
+// podbridge).
+func admittedDifference(virtual, host *corev1.Pod) string {
+	admitted, ok := translate.ParseAdmittedSpec(host.Annotations[translate.AnnotationAdmittedSpec])
+	if !ok {
+		return ""
+	}
+	return translate.SpecDifference(admitted, translate.AdmittedSpecOf(virtual))
 }

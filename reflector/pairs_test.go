@@ -75,6 +75,9 @@ func describe(d decision) string {
 		if s.confirm {
 			part += "[confirm]"
 		}
+		if s.differs != "" {
+			part += "[differs: " + s.differs + "]"
+		}
 		parts = append(parts, part)
 	}
 	if d.requeueAfter > 0 {
@@ -150,6 +153,8 @@ func TestDecidePair(t *testing.T) {
 			virtual: virtualPod("a"), want: "HostGone[confirm]"},
 		{name: "host pod seen deleted: end the virtual pod with its last state",
 			virtual: virtualPod("a"), lastSeen: hostPod("a"), want: "HostGone(" + testHostName + ")"},
+		{name: "host pod seen deleted while held (re-created, the new one not cached yet): confirm live",
+			virtual: virtualPod("a"), lastSeen: hostPod("a", held), want: "HostGone[confirm]"},
 		{name: "stale host pod of an earlier pod of the same name is an orphan, the new pod's is gone",
 			virtual: virtualPod("b"), hosts: []*corev1.Pod{hostPod("a", aged(time.Minute))},
 			want: "DeleteOrphan(" + testHostName + ")[confirm] HostGone[confirm]"},
@@ -159,6 +164,30 @@ func TestDecidePair(t *testing.T) {
 		{name: "duplicate host pod of a live pair goes after the grace period, without a live read",
 			virtual: virtualPod("a"), hosts: []*corev1.Pod{hostPod("a", named("copy")), hostPod("a")},
 			want: "DeleteOrphan(copy) Sync(" + testHostName + ")"},
+
+		// The stored spec against the admitted one (a later webhook).
+		{name: "stored spec as admitted: synced (and released)",
+			virtual: virtualPod("a", withSpec(sidecar)), hosts: []*corev1.Pod{hostPod("a", admitted(sidecar), held)},
+			want: "Sync(" + testHostName + ")"},
+		{name: "later webhook added a sidecar to a pod not started: re-created",
+			virtual: virtualPod("a", withSpec(sidecar)), hosts: []*corev1.Pod{hostPod("a", admitted(), held)},
+			want: "RecreateHost(" + testHostName + ")[differs: containers added: sidecar]"},
+		{name: "later webhook added a sidecar to a started pod: reported",
+			virtual: virtualPod("a", withSpec(sidecar)), hosts: []*corev1.Pod{hostPod("a", admitted())},
+			want: "Sync(" + testHostName + ")[differs: containers added: sidecar]"},
+		{name: "held host pod being deleted is not re-created",
+			virtual: virtualPod("a", withSpec(sidecar)), hosts: []*corev1.Pod{hostPod("a", admitted(), held, deleting(time.Second, 0))},
+			want: "Sync(" + testHostName + ")[differs: containers added: sidecar]"},
+		{name: "updates Kubernetes allows later (image, bound) are no difference",
+			virtual: virtualPod("a", withSpec(func(p *corev1.Pod) { p.Spec.Containers[0].Image = "v2"; p.Spec.NodeName = "n" })),
+			hosts:   []*corev1.Pod{hostPod("a", admitted())}, want: "Sync(" + testHostName + ")"},
+		{name: "host pod of an earlier podbridge (no fingerprint) is not compared",
+			virtual: virtualPod("a", withSpec(sidecar)), hosts: []*corev1.Pod{hostPod("a", held)},
+			want: "Sync(" + testHostName + ")"},
+		{name: "fingerprint of another version is not compared",
+			virtual: virtualPod("a", withSpec(sidecar)),
+			hosts:   []*corev1.Pod{hostPod("a", held, func(p *corev1.Pod) { p.Annotations[translate.AnnotationAdmittedSpec] = "v9:x" })},
+			want:    "Sync(" + testHostName + ")"},
 		{name: "young duplicate waits",
 			virtual: virtualPod("a"), hosts: []*corev1.Pod{hostPod("a", named("copy"), aged(time.Second)), hostPod("a")},
 			want: "Sync(" + testHostName + ") requeue=30s"},
@@ -197,4 +226,37 @@ func TestDecidePairWithoutMemoryReachesTheSameEnd(t *testing.T) {
 	if !strings.HasPrefix(with, "HostGone") || !strings.HasPrefix(without, "HostGone") {
 		t.Errorf("host gone with memory: %s, without: %s", with, without)
 	}
+}
+
+// appSpec is the spec a test pod is admitted with: one container, app.
+func appSpec(p *corev1.Pod) {
+	p.Spec.Containers = []corev1.Container{{Name: "app", Image: "v1"}}
+}
+
+// sidecar is what a later webhook adds.
+func sidecar(p *corev1.Pod) {
+	p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "sidecar", Image: "proxy"})
+}
+
+// withSpec gives a virtual pod appSpec changed by each of changes.
+func withSpec(changes ...podOption) podOption {
+	return func(p *corev1.Pod) {
+		appSpec(p)
+		for _, c := range changes {
+			c(p)
+		}
+	}
+}
+
+// admitted marks a host pod as made from appSpec changed by changes.
+func admitted(changes ...podOption) podOption {
+	return func(h *corev1.Pod) {
+		v := &corev1.Pod{}
+		withSpec(changes...)(v)
+		h.Annotations[translate.AnnotationAdmittedSpec] = translate.AdmittedSpecOf(v).String()
+	}
+}
+
+func held(h *corev1.Pod) {
+	h.Spec.SchedulingGates = append(h.Spec.SchedulingGates, corev1.PodSchedulingGate{Name: translate.GateVirtualPod})
 }

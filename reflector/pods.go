@@ -212,7 +212,9 @@ func (r *PodReconciler) write(ctx context.Context, p pair, s step) error {
 	case stepHostGone:
 		return r.endVirtual(ctx, p, s)
 	case stepSync:
-		return r.sync(ctx, p.virtual, s.host)
+		return r.sync(ctx, p.virtual, s.host, s.differs)
+	case stepRecreateHost:
+		return r.recreateHost(ctx, p.virtual, s)
 	}
 	return fmt.Errorf("unknown step %v", s.kind)
 }
@@ -298,10 +300,11 @@ func (r *PodReconciler) endVirtual(ctx context.Context, p pair, s step) error {
 }
 
 // sync carries updates down to a live pair's host pod, binds the virtual
-// pod and reflects the host status.
-func (r *PodReconciler) sync(ctx context.Context, virtual, host *corev1.Pod) error {
+// pod and reflects the host status. differs, when set, is reported: see
+// stepSync.
+func (r *PodReconciler) sync(ctx context.Context, virtual, host *corev1.Pod, differs string) error {
 	// A host pod that cannot take an update still has its status reflected.
-	host, hostErr := r.syncHost(ctx, virtual, host)
+	host, hostErr := r.syncHost(ctx, virtual, host, differs)
 	// Binding first: it sets the virtual pod's PodScheduled condition, so
 	// the status write that follows its event often has nothing to add
 	// until the pod runs. A failed binding does not hold the status back.
@@ -360,7 +363,7 @@ func (r *PodReconciler) bind(ctx context.Context, virtual, host *corev1.Pod) (bo
 // syncHost carries the updates Kubernetes allows on a pod from the virtual
 // pod to its host pod, in-place resizes through pods/resize. It returns the
 // host pod as last written.
-func (r *PodReconciler) syncHost(ctx context.Context, virtual, host *corev1.Pod) (*corev1.Pod, error) {
+func (r *PodReconciler) syncHost(ctx context.Context, virtual, host *corev1.Pod, differs string) (*corev1.Pod, error) {
 	if host.DeletionTimestamp != nil {
 		return host, nil
 	}
@@ -399,8 +402,62 @@ func (r *PodReconciler) syncHost(ctx context.Context, virtual, host *corev1.Pod)
 		}
 		host = resized
 	}
+	if differs != "" {
+		return host, r.reportSpecDiffers(ctx, virtual, differs)
+	}
 	// Every change so far is on the host: a refusal recorded earlier is over.
 	return host, r.clearHostSyncRefused(ctx, virtual)
+}
+
+// hostRecreate is the write of a re-created host pod, for refusals.
+var hostRecreate = hostWrite{"", "re-creating", "HostRecreateRefused", "Re-created host pod from the stored virtual pod"}
+
+// recreateHost replaces a host pod that never started (it is held by
+// translate.GateVirtualPod) with the translation of the stored virtual
+// pod, keeping its name and sync ID, because a mutating webhook after
+// podbridge's changed the pod after the webhook made the host pod. The
+// translation passes the host-side gate first; refused, nothing is written
+// and the host pod stays held. An unscheduled pod is removed at once, so
+// the new one can take its name; the token and copy controllers and the
+// gate's release then proceed as for any pod. Should the create fail, the
+// pair has no host pod and the virtual pod ends as one whose host pod is
+// gone (its controller replaces it).
+func (r *PodReconciler) recreateHost(ctx context.Context, virtual *corev1.Pod, s step) error {
+	old := s.host
+	unbound := virtual.DeepCopy()
+	// Carried later by the reflector, not at create (the apiserver allows
+	// no ephemeral containers then); the binding waits for the host pod.
+	unbound.Spec.NodeName, unbound.Spec.EphemeralContainers = "", nil
+	host, _, errs := translate.HostPod(unbound, r.Config, virtual.Annotations[translate.AnnotationSyncID])
+	if len(errs) > 0 {
+		return r.refuseHostSync(ctx, virtual, hostRecreate, errs)
+	}
+	if errs := r.Gate.Check(virtual, host); len(errs) > 0 {
+		return r.refuseHostSync(ctx, virtual, hostRecreate, errs)
+	}
+	log := logf.FromContext(ctx).WithValues("hostPod", old.Name, "differs", s.differs)
+	err := r.Host.Delete(ctx, old, client.Preconditions{UID: &old.UID}, client.GracePeriodSeconds(0))
+	switch {
+	case apierrors.IsConflict(err):
+		return nil // another host pod took the name: its event brings us back.
+	case err != nil && !apierrors.IsNotFound(err):
+		return fmt.Errorf("deleting host pod %s to re-create it: %w", old.Name, err)
+	}
+	written := forWrite(host)
+	if err := r.Host.Create(ctx, written, client.FieldOwner(FieldManager)); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			return nil // its event brings us back.
+		}
+		r.Recorder.Eventf(virtual, nil, corev1.EventTypeWarning, hostRecreate.refused, eventActionReflect,
+			"The pod changed after podbridge admitted it (%s); the host cluster refused its new host pod: %v", s.differs, err)
+		return fmt.Errorf("re-creating host pod %s: %w", host.Name, err)
+	}
+	countAction(actionRecreateHost)
+	r.written.host(client.ObjectKeyFromObject(virtual), old.ResourceVersion, written.ResourceVersion)
+	r.Recorder.Eventf(virtual, nil, corev1.EventTypeNormal, "HostPodRecreated", eventActionReflect,
+		"The pod changed after podbridge admitted it (%s); its host pod, not started yet, was made again from the stored pod", s.differs)
+	log.Info(hostRecreate.done)
+	return nil
 }
 
 // hostWrite is one kind of write to a host pod.

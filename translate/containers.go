@@ -118,7 +118,6 @@ func (t *podTranslator) fieldRef(path *field.Path, ref *corev1.ObjectFieldSelect
 		return
 	}
 	if key, ok := fromAnnotation[ref.FieldPath]; ok {
-		t.readsUID = t.readsUID || key == AnnotationUID
 		ref.FieldPath = fmt.Sprintf("metadata.annotations['%s']", key)
 		return
 	}

@@ -26,11 +26,14 @@ const (
 	AnnotationUID = Prefix + "uid"
 )
 
-// GateVirtualPod holds a host pod until its virtual pod exists, when the
-// pod needs what only exists then: its UID (for metadata.uid references,
-// in AnnotationUID) and service-account tokens bound to it. The reflector
-// provides both and removes the gate (ReleaseHostPod); no container starts
-// without them, and the webhook's path keeps one host write.
+// GateVirtualPod holds every host pod until its virtual pod is stored:
+// webhooks that run after podbridge's may still change the pod (a sidecar
+// injector), and the pod may need what only exists then: its UID (for
+// metadata.uid references, in AnnotationUID) and service-account tokens
+// bound to it. The reflector compares the stored spec with the admitted
+// one (AnnotationAdmittedSpec), re-creates the host pod if they differ,
+// provides the UID and tokens and removes the gate (ReleaseHostPod); no
+// container starts before, and the webhook's path keeps one host write.
 const GateVirtualPod = Prefix + "virtual-pod"
 
 // HostPod translates a named virtual pod into the host pod that runs it and
@@ -64,8 +67,6 @@ type podTranslator struct {
 	pod  *corev1.Pod
 	deps *Dependencies
 	errs field.ErrorList
-	// readsUID is set when a downward-API reference reads metadata.uid.
-	readsUID bool
 }
 
 func (t *podTranslator) spec(path *field.Path) corev1.PodSpec {
@@ -116,9 +117,7 @@ func (t *podTranslator) spec(path *field.Path) corev1.PodSpec {
 			t.errs = append(t.errs, field.Forbidden(path.Child("schedulingGates").Index(i).Child("name"), "the "+Prefix+" prefix is reserved for podbridge"))
 		}
 	}
-	if t.readsUID || len(t.deps.Tokens) > 0 {
-		spec.SchedulingGates = append(spec.SchedulingGates, corev1.PodSchedulingGate{Name: GateVirtualPod})
-	}
+	spec.SchedulingGates = append(spec.SchedulingGates, corev1.PodSchedulingGate{Name: GateVirtualPod})
 	t.scheduling(path, &spec)
 	t.dns(&spec)
 	return spec
@@ -150,6 +149,7 @@ func hostAnnotations(virtual *corev1.Pod, cfg Config, syncID string) map[string]
 	annotations[AnnotationNamespace] = virtual.Namespace
 	annotations[AnnotationVCluster] = cfg.VCluster
 	annotations[AnnotationServiceAccount] = serviceAccountOf(virtual)
+	annotations[AnnotationAdmittedSpec] = AdmittedSpecOf(virtual).String()
 	if len(virtual.OwnerReferences) > 0 {
 		// Marshalling plain API structs cannot fail.
 		owners, _ := json.Marshal(virtual.OwnerReferences)

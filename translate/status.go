@@ -44,6 +44,11 @@ const ConditionHostSync corev1.PodConditionType = Prefix + "HostSync"
 // ReasonHostSyncRefused is the reason of a False ConditionHostSync.
 const ReasonHostSyncRefused = "HostPolicyRefused"
 
+// ReasonHostSpecDiffers is the reason of a False ConditionHostSync when the
+// stored virtual pod differs from what its host pod, already started, was
+// made from (see AnnotationAdmittedSpec): the difference cannot be carried.
+const ReasonHostSpecDiffers = "HostSpecDiffers"
+
 // conditions takes the host's conditions and keeps the virtual pod's own
 // readiness-gate conditions, which only the virtual cluster sets, its
 // ConditionHostSync, and its

@@ -44,8 +44,8 @@ func TestPlacementAndDNSReachHost(t *testing.T) {
 
 	pod := simplePod(ns, "placed")
 	pod.Labels[certTestLabel] = hook.name
-	// No token: no reflector runs for this virtual cluster to bind one, and
-	// the host pod would wait for it behind podbridge's gate.
+	// No token: no reflector runs for this virtual cluster to bind one.
+	// The test releases podbridge's gate itself, below.
 	pod.Spec.AutomountServiceAccountToken = ptr.To(false)
 	pod.Spec.PriorityClassName = "tenant-high"
 	pod.Spec.Affinity = &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
@@ -110,6 +110,17 @@ func TestPlacementAndDNSReachHost(t *testing.T) {
 	}
 	if lowHost.Spec.PriorityClassName != "" {
 		t.Errorf("priority class outside the allow-list reached the host: %q", lowHost.Spec.PriorityClassName)
+	}
+	// Every host pod waits for the reflector to compare it with the stored
+	// virtual pod; none runs for this virtual cluster, so the test does
+	// what its release would.
+	if !translate.HeldForVirtualPod(host) {
+		t.Errorf("host pod not held by %s: %v", translate.GateVirtualPod, host.Spec.SchedulingGates)
+	}
+	released := host.DeepCopy()
+	released.Spec.SchedulingGates = nil
+	if err := hostClient.Update(ctx, released); err != nil {
+		t.Fatalf("releasing the host pod: %v", err)
 	}
 	eventually(t, 30*time.Second, "the host scheduler to place the pod", func(ctx context.Context) (bool, string) {
 		err := hostClient.Get(ctx, hostKeyOf(pod), host)
