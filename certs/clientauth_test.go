@@ -300,7 +300,7 @@ func serveTLS(t *testing.T, v *ClientVerifier) string {
 		ReadTimeout: 10 * time.Second,
 	}
 	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() { srv.Close() })
+	t.Cleanup(func() { _ = srv.Close() })
 	return l.Addr().String()
 }
 

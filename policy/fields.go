@@ -4,14 +4,14 @@ package policy
 type Treatment string
 
 const (
-	// Carried: copied to the host pod as the tenant wrote it.
+	// Carried means copied to the host pod as the tenant wrote it.
 	Carried Treatment = "carried"
-	// Translated: the host pod gets podbridge's value for it, derived from
+	// Translated means the host pod gets podbridge's value for it, derived from
 	// the tenant's (or set by the host from what podbridge sends).
 	Translated Treatment = "translated"
-	// Refused: a pod setting it is refused with an error naming it.
+	// Refused means a pod setting it is refused with an error naming it.
 	Refused Treatment = "refused"
-	// AllowListed: carried when the platform's allow-list names the value,
+	// AllowListed means carried when the platform's allow-list names the value,
 	// refused otherwise.
 	AllowListed Treatment = "allow-listed"
 )

@@ -26,7 +26,7 @@ func FuzzGateOverUpdates(f *testing.F) {
 		[]byte{0, 0, 2}, []byte(`{"name":"dbg","image":"b","securityContext":{"capabilities":{"add":["SYS_ADMIN"]}}}`), []byte(`runtime/default`))
 	f.Add([]byte(`{"metadata":{"name":"x","namespace":"y"},"spec":{"hostPID":true,"volumes":[{"name":"c","csi":{"driver":"other"}},{"name":"p","persistentVolumeClaim":{"claimName":"d"}}],"containers":[{"name":"c","image":"i"}]}}`),
 		[]byte{1}, []byte(`{}`), []byte(`localhost/x`))
-	gate := testGate(f, "baseline")
+	gate := testGate(f)
 	evaluator, err := psapolicy.NewEvaluator(psapolicy.DefaultChecks(), nil)
 	if err != nil {
 		f.Fatal(err)
@@ -62,7 +62,7 @@ func FuzzGateOverUpdates(f *testing.F) {
 				if json.Unmarshal(ephemeralJSON, &ec) != nil {
 					continue
 				}
-				ec.Name = ec.Name + string(rune('a'+i))
+				ec.Name += string(rune('a' + i))
 				virtual.Spec.EphemeralContainers = append(virtual.Spec.EphemeralContainers, ec)
 				ephemeral, errs := translate.HostEphemeralContainers(virtual, testConfig)
 				if len(errs) > 0 {

@@ -19,9 +19,9 @@ var testConfig = translate.Config{
 	StorageClasses:  []string{"fast"},
 }
 
-func testGate(t testing.TB, level string) Gate {
+func testGate(t testing.TB) Gate {
 	t.Helper()
-	sec, err := NewSecurityPolicy(level)
+	sec, err := NewSecurityPolicy("baseline")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func claim(mutate func(*corev1.PersistentVolumeClaimTemplate)) func(*corev1.Pod)
 // Each case is a virtual pod translated as the webhook does; the gate
 // refuses it naming the virtual field (and the allowed values), or admits it.
 func TestGate(t *testing.T) {
-	gate := testGate(t, "baseline")
+	gate := testGate(t)
 	tests := []struct {
 		name   string
 		mutate func(*corev1.Pod)
@@ -121,7 +121,7 @@ func TestGate(t *testing.T) {
 // adds one, is refused on the way to the host pod, whatever admitted it
 // in the virtual cluster.
 func TestGateRefusesPrivilegedEphemeralContainer(t *testing.T) {
-	gate := testGate(t, "baseline")
+	gate := testGate(t)
 	v := virtualPod()
 	host, _, errs := translate.HostPod(v, testConfig, "sync")
 	if len(errs) > 0 || len(gate.Check(v, host)) > 0 {
@@ -153,7 +153,7 @@ func TestGateWithoutLevelRefuses(t *testing.T) {
 
 // podbridge's own rules hold for a host pod changed behind its back.
 func TestGateHostRules(t *testing.T) {
-	gate := testGate(t, "baseline")
+	gate := testGate(t)
 	v := virtualPod()
 	host, _, _ := translate.HostPod(v, testConfig, "sync")
 	host.Spec.ServiceAccountName = "admin"

@@ -243,31 +243,31 @@ func copyMetadata(kind string) *metav1.PartialObjectMetadata {
 	return &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: kind}}
 }
 
-// limitBody refuses request bodies over max bytes (0: no cap) with a 413
-// that names the cap, without reading more than max+1 bytes of them.
-func limitBody(max int64, next http.Handler) http.Handler {
-	if max <= 0 {
+// limitBody refuses request bodies over limit bytes (0: no cap) with a
+// 413 that names the cap, without reading more than limit+1 bytes of them.
+func limitBody(limit int64, next http.Handler) http.Handler {
+	if limit <= 0 {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tooLarge := func(size string) {
 			caps.Refused(caps.FlagMaxRequestBytes)
-			http.Error(w, fmt.Sprintf("admission request of %s bytes is larger than podbridge's limit of %d bytes (--%s)", size, max, caps.FlagMaxRequestBytes), http.StatusRequestEntityTooLarge)
+			http.Error(w, fmt.Sprintf("admission request of %s bytes is larger than podbridge's limit of %d bytes (--%s)", size, limit, caps.FlagMaxRequestBytes), http.StatusRequestEntityTooLarge)
 		}
-		if r.ContentLength > max {
+		if r.ContentLength > limit {
 			caps.ObserveRequestBytes(r.ContentLength)
 			tooLarge(strconv.FormatInt(r.ContentLength, 10))
 			return
 		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+		body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 		_ = r.Body.Close()
 		if err != nil {
 			http.Error(w, fmt.Sprintf("reading the admission request: %v", err), http.StatusBadRequest)
 			return
 		}
 		caps.ObserveRequestBytes(int64(len(body)))
-		if int64(len(body)) > max {
-			tooLarge("more than " + strconv.FormatInt(max, 10))
+		if int64(len(body)) > limit {
+			tooLarge("more than " + strconv.FormatInt(limit, 10))
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))

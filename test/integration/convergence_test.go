@@ -23,9 +23,9 @@ import (
 func TestOrphansAreCollectedWhateverTheirName(t *testing.T) {
 	ctx := context.Background()
 	ns := namespace(t)
-	renamed := hostPodFor(env.Options.Translate.VCluster, ns, "ghost", "renamed-"+ns)
+	renamed := hostPodFor(env.Options.Translate.VCluster, ns, "renamed-"+ns)
 	renamed.Name = "old-scheme-" + ns
-	bare := hostPodFor(env.Options.Translate.VCluster, ns, "ghost", "bare-"+ns)
+	bare := hostPodFor(env.Options.Translate.VCluster, ns, "bare-"+ns)
 	bare.Name = "bare-" + ns
 	delete(bare.Annotations, translate.AnnotationName)
 	delete(bare.Annotations, translate.AnnotationNamespace)

@@ -259,7 +259,7 @@ func TestGateRefusesEphemeralContainerPastAdmission(t *testing.T) {
 		if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), got); err != nil {
 			return false, err.Error()
 		}
-		c := condition(got, translate.ConditionHostSync)
+		c := hostSyncCondition(got)
 		return refused(c), fmt.Sprintf("%+v", c)
 	})
 	if msg := waitEvent(t, pod, translate.ReasonHostSyncRefused); !namesField(msg) {
@@ -291,7 +291,7 @@ func TestGateRefusesEphemeralContainerPastAdmission(t *testing.T) {
 		if len(got.Status.ContainerStatuses) == 0 {
 			return false, "no container statuses"
 		}
-		c := condition(got, translate.ConditionHostSync)
+		c := hostSyncCondition(got)
 		return got.Status.ContainerStatuses[0].RestartCount == restarts+1 && refused(c),
 			fmt.Sprintf("restarts %d, condition %+v", got.Status.ContainerStatuses[0].RestartCount, c)
 	})
@@ -322,9 +322,9 @@ func TestHostNamespaceEnforcesPodSecurity(t *testing.T) {
 	}
 }
 
-func condition(pod *corev1.Pod, typ corev1.PodConditionType) *corev1.PodCondition {
+func hostSyncCondition(pod *corev1.Pod) *corev1.PodCondition {
 	for i := range pod.Status.Conditions {
-		if pod.Status.Conditions[i].Type == typ {
+		if pod.Status.Conditions[i].Type == translate.ConditionHostSync {
 			return &pod.Status.Conditions[i]
 		}
 	}

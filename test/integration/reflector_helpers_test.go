@@ -184,9 +184,10 @@ func lagObservations(t *testing.T) uint64 {
 }
 
 // hostPodFor builds a host pod as the webhook would for virtual pod
-// namespace/name of virtual cluster vcluster, with sync ID syncID, created
+// namespace/ghost of virtual cluster vcluster, with sync ID syncID, created
 // directly on the host: what a failed admission leaves behind.
-func hostPodFor(vcluster, namespace, name, syncID string) *corev1.Pod {
+func hostPodFor(vcluster, namespace, syncID string) *corev1.Pod {
+	const name = "ghost"
 	cfg := env.Options.Translate
 	automount := false
 	return &corev1.Pod{

@@ -254,8 +254,8 @@ func TestOrphanHostPodDeletedAfterGracePeriod(t *testing.T) {
 	ctx := context.Background()
 	ns := namespace(t)
 	before := actionCount(t, "orphan_delete")
-	orphan := hostPodFor(env.Options.Translate.VCluster, ns, "ghost", "orphan-"+ns)
-	foreign := hostPodFor("other-vcluster", ns, "ghost", "foreign-"+ns)
+	orphan := hostPodFor(env.Options.Translate.VCluster, ns, "orphan-"+ns)
+	foreign := hostPodFor("other-vcluster", ns, "foreign-"+ns)
 	t.Cleanup(func() { _ = hostClient.Delete(context.Background(), foreign, client.GracePeriodSeconds(0)) })
 
 	start := time.Now()
@@ -475,7 +475,7 @@ func TestRestartedReflectorConverges(t *testing.T) {
 	if host, err := getHostPod(ctx, late); err != nil || !translate.HeldForVirtualPod(host) {
 		t.Fatalf("host pod of the late pod: err=%v, want it held by %s", err, translate.GateVirtualPod)
 	}
-	orphan := hostPodFor(env.Options.Translate.VCluster, ns, "ghost", "orphan-"+ns)
+	orphan := hostPodFor(env.Options.Translate.VCluster, ns, "orphan-"+ns)
 	if err := hostClient.Create(ctx, orphan); err != nil {
 		t.Fatal(err)
 	}

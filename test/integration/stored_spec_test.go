@@ -168,7 +168,7 @@ func TestLaterWebhookSidecarReachesHost(t *testing.T) {
 			if host.Annotations[translate.AnnotationSyncID] != got.Annotations[translate.AnnotationSyncID] {
 				t.Errorf("host pod sync ID %q, virtual %q", host.Annotations[translate.AnnotationSyncID], got.Annotations[translate.AnnotationSyncID])
 			}
-			if c := condition(got, translate.ConditionHostSync); c != nil {
+			if c := hostSyncCondition(got); c != nil {
 				t.Errorf("virtual pod has %s: %+v", translate.ConditionHostSync, c)
 			}
 			waitEvent(t, got, "HostPodRecreated")
@@ -213,7 +213,7 @@ func TestLaterWebhookSidecarReachesHost(t *testing.T) {
 			if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), got); err != nil {
 				return false, err.Error()
 			}
-			c := condition(got, translate.ConditionHostSync)
+			c := hostSyncCondition(got)
 			return c != nil && c.Status == corev1.ConditionFalse && c.Reason == translate.ReasonHostSpecDiffers, fmt.Sprintf("%+v", c)
 		})
 		if want := "containers added: app"; !strings.Contains(msg, want) {
@@ -234,7 +234,7 @@ func TestLaterWebhookSidecarReachesHost(t *testing.T) {
 			if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), got); err != nil {
 				return false, err.Error()
 			}
-			c := condition(got, translate.ConditionHostSync)
+			c := hostSyncCondition(got)
 			return c != nil && c.Status == corev1.ConditionFalse && c.Reason == translate.ReasonHostSyncRefused, fmt.Sprintf("%+v", c)
 		})
 		waitEvent(t, got, translate.ReasonHostSyncRefused)
