@@ -33,11 +33,14 @@ const (
 // podbridge is the webhook and the reflector, each its own process, on
 // the same command line a user would run against real clusters.
 type podbridge struct {
-	binary, logDir   string
-	webhookArgs      []string
-	reflectorArgs    []string
-	webhook          *process
-	reflector        *process
+	binary, logDir string
+	webhookArgs    []string
+	reflectorArgs  []string
+	webhook        *process
+	reflector      *process
+	// webhookStopped is true while suspendRegistration has the webhook
+	// stopped on purpose: its exit is then no failure.
+	webhookStopped   bool
 	webhookMetrics   string
 	reflectorMetrics string
 	// pprof are the pprof base URLs by process name, when profiling.
@@ -211,7 +214,7 @@ func (pb *podbridge) waitAdmission(ctx context.Context, admitted bool) error {
 	}
 	var last error
 	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		if err := pb.webhook.exited(); err != nil {
+		if err := pb.webhookExited(); err != nil {
 			return false, err
 		}
 		got, err := pb.virtual.CoreV1().Pods("default").Create(ctx, probe.DeepCopy(), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
@@ -228,30 +231,34 @@ func (pb *podbridge) waitAdmission(ctx context.Context, admitted bool) error {
 	return nil
 }
 
-// suspendRegistration deletes podbridge's MutatingWebhookConfiguration so
-// the virtual apiserver admits pods without the webhook, and returns a
-// function that re-creates it from the saved copy. The webhook process
-// registers itself only at start-up, so nothing puts it back behind the
-// bench's back.
+// suspendRegistration stops the webhook and deletes podbridge's
+// MutatingWebhookConfiguration, so the virtual apiserver admits pods
+// without the webhook, and returns a function that starts the webhook
+// again, which registers itself at start-up. While it runs, the webhook
+// restores a deleted configuration within milliseconds (as it must against
+// a tenant), so it cannot stay up for the series.
 func (pb *podbridge) suspendRegistration(ctx context.Context) (restore func(context.Context) error, err error) {
-	configs := pb.virtual.AdmissionregistrationV1().MutatingWebhookConfigurations()
-	saved, err := configs.Get(ctx, registrationName, metav1.GetOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("reading MutatingWebhookConfiguration %s: %w", registrationName, err)
+	if err := pb.webhook.stop(); err != nil {
+		return nil, err
 	}
-	if err := configs.Delete(ctx, registrationName, metav1.DeleteOptions{}); err != nil {
-		return nil, fmt.Errorf("deleting MutatingWebhookConfiguration %s: %w", registrationName, err)
-	}
-	pb.log.Info("Deleted MutatingWebhookConfiguration for the series without the webhook", "name", registrationName)
+	pb.webhookStopped = true
 	restore = func(ctx context.Context) error {
-		again := saved.DeepCopy()
-		again.ObjectMeta = metav1.ObjectMeta{Name: saved.Name, Labels: saved.Labels, Annotations: saved.Annotations}
-		if _, err := configs.Create(ctx, again, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("re-creating MutatingWebhookConfiguration %s: %w", registrationName, err)
+		var err error
+		pb.webhookStopped = false
+		if pb.webhook, err = startProcess("podbridge-webhook", pb.binary, pb.webhookArgs, pb.logDir); err != nil {
+			return err
 		}
-		pb.log.Info("Re-created MutatingWebhookConfiguration", "name", registrationName)
+		if err := pb.waitMetrics(ctx, pb.webhook, pb.webhookMetrics); err != nil {
+			return err
+		}
+		pb.log.Info("Started the webhook again; it registered itself", "name", registrationName)
 		return pb.waitAdmission(ctx, true)
 	}
+	configs := pb.virtual.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	if err := configs.Delete(ctx, registrationName, metav1.DeleteOptions{}); err != nil {
+		return nil, errors.Join(fmt.Errorf("deleting MutatingWebhookConfiguration %s: %w", registrationName, err), restore(ctx))
+	}
+	pb.log.Info("Stopped the webhook and deleted its MutatingWebhookConfiguration for the series without it", "name", registrationName)
 	if err := pb.waitAdmission(ctx, false); err != nil {
 		return nil, errors.Join(err, restore(ctx))
 	}
@@ -261,4 +268,12 @@ func (pb *podbridge) suspendRegistration(ctx context.Context) (restore func(cont
 // hasFlag reports whether a flag set's help lists flag.
 func hasFlag(help []byte, flag string) bool {
 	return regexp.MustCompile(`(?m)^\s+-` + regexp.QuoteMeta(flag) + `\b`).Match(help)
+}
+
+// webhookExited reports the webhook's exit, unless it was stopped on purpose.
+func (pb *podbridge) webhookExited() error {
+	if pb.webhookStopped {
+		return nil
+	}
+	return pb.webhook.exited()
 }

@@ -18,8 +18,8 @@ type createWay struct {
 	alsoEmpty []nsRef
 }
 
-const noWebhookMethod = "same virtual apiserver with podbridge's MutatingWebhookConfiguration deleted for the series " +
-	"(the apiserver then admits pods without calling podbridge) and re-created from the saved object afterwards; " +
+const noWebhookMethod = "same virtual apiserver with the webhook stopped and podbridge's MutatingWebhookConfiguration deleted for the series " +
+	"(the apiserver then admits pods without calling podbridge); the webhook is started again afterwards and registers itself; " +
 	"dry-run probes confirm each switch before the series starts"
 
 // runCreate is scenarios 1 and 2: each way at each concurrency, the same
