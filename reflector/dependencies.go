@@ -73,13 +73,13 @@ func (k copyKind) metadataList() *metav1.PartialObjectMetadataList {
 	return &metav1.PartialObjectMetadataList{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: k.kind + "List"}}
 }
 
-// CopyReconciler keeps the host copies of one kind of virtual object
+// copyReconciler keeps the host copies of one kind of virtual object
 // (ConfigMaps or Secrets) in line with their originals, keyed by the
 // virtual object's namespace and name: a copy follows its original's
 // updates and deletion, is created when a pod uses an original the webhook
 // could not copy (it appeared later, or the copy was removed), and is
 // removed once no pod uses it.
-type CopyReconciler struct {
+type copyReconciler struct {
 	Kind copyKind
 	// Host reads host copies' metadata from the cache and writes them.
 	Host client.Client
@@ -99,9 +99,9 @@ type CopyReconciler struct {
 	Recorder events.EventRecorder
 }
 
-// IndexVirtualPodDependencies registers the indexes of virtual pods by the
+// indexVirtualPodDependencies registers the indexes of virtual pods by the
 // ConfigMaps and Secrets they use; it must run before virtual's cache starts.
-func IndexVirtualPodDependencies(ctx context.Context, virtual cluster.Cluster, cfg translate.Config) error {
+func indexVirtualPodDependencies(ctx context.Context, virtual cluster.Cluster, cfg translate.Config) error {
 	for _, k := range []copyKind{configMapCopies, secretCopies} {
 		err := virtual.GetFieldIndexer().IndexField(ctx, &corev1.Pod{}, k.index, func(obj client.Object) []string {
 			pod := obj.(*corev1.Pod)
@@ -124,7 +124,7 @@ func IndexVirtualPodDependencies(ctx context.Context, virtual cluster.Cluster, c
 // SetupWithManager watches the host copies, the originals' metadata and
 // the virtual pods that come and go, plus a full pass at start-up and every
 // resync period.
-func (r *CopyReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Cluster, concurrency int, resync time.Duration) error {
+func (r *copyReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Cluster, concurrency int, resync time.Duration) error {
 	// A pod's references change only when it gets ephemeral containers:
 	// otherwise only its coming and going matter.
 	podComesOrGoes := predicate.TypedFuncs[*corev1.Pod]{
@@ -143,7 +143,7 @@ func (r *CopyReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Clus
 }
 
 // originalOfCopy maps a host copy to its virtual original.
-func (r *CopyReconciler) originalOfCopy(_ context.Context, obj client.Object) []reconcile.Request {
+func (r *copyReconciler) originalOfCopy(_ context.Context, obj client.Object) []reconcile.Request {
 	if translate.IsTokenSecret(obj) {
 		return nil
 	}
@@ -155,7 +155,7 @@ func (r *CopyReconciler) originalOfCopy(_ context.Context, obj client.Object) []
 }
 
 // usedBy maps a virtual pod to the objects of the kind it uses.
-func (r *CopyReconciler) usedBy(_ context.Context, pod *corev1.Pod) []reconcile.Request {
+func (r *copyReconciler) usedBy(_ context.Context, pod *corev1.Pod) []reconcile.Request {
 	if pod.Annotations[translate.AnnotationSyncID] == "" {
 		return nil
 	}
@@ -167,7 +167,7 @@ func (r *CopyReconciler) usedBy(_ context.Context, pod *corev1.Pod) []reconcile.
 }
 
 // allOriginals lists every copy on the host and every object a pod uses.
-func (r *CopyReconciler) allOriginals(ctx context.Context) ([]reconcile.Request, error) {
+func (r *copyReconciler) allOriginals(ctx context.Context) ([]reconcile.Request, error) {
 	keys := map[reconcile.Request]bool{}
 	copies := r.Kind.metadataList()
 	if err := r.Host.List(ctx, copies, client.InNamespace(r.Config.HostNamespace)); err != nil {
@@ -193,7 +193,7 @@ func (r *CopyReconciler) allOriginals(ctx context.Context) ([]reconcile.Request,
 // Reconcile brings the host copy of one virtual object in line: gather,
 // decide, write. The original's content is read live, and only when its
 // cached metadata says the copy is not current.
-func (r *CopyReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+func (r *copyReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	hostKey := types.NamespacedName{Namespace: r.Config.HostNamespace, Name: translate.HostName(req.Name, req.Namespace, r.Config.VCluster)}
 	// hostCopy stays a nil interface when there is no copy.
 	var hostCopy client.Object
@@ -285,7 +285,7 @@ func decideCopyFromOriginal(hostCopy, live client.Object) copyStep {
 
 // writeCopy carries out step on the host copy of live. A create or update
 // the caps refuse is not written; it returns when to check the caps again.
-func (r *CopyReconciler) writeCopy(ctx context.Context, step copyStep, hostCopy, live client.Object) (_ time.Duration, retErr error) {
+func (r *copyReconciler) writeCopy(ctx context.Context, step copyStep, hostCopy, live client.Object) (_ time.Duration, retErr error) {
 	log := logf.FromContext(ctx)
 	var want client.Object
 	switch step {
@@ -352,7 +352,7 @@ func copiedFrom(hostCopy client.Object) string {
 	return hostCopy.GetAnnotations()[translate.AnnotationSourceResourceVersion]
 }
 
-func (r *CopyReconciler) deleteCopy(ctx context.Context, obj client.Object, why string) error {
+func (r *copyReconciler) deleteCopy(ctx context.Context, obj client.Object, why string) error {
 	uid := obj.GetUID()
 	if err := r.Host.Delete(ctx, obj, client.Preconditions{UID: &uid}); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("deleting host %s %s: %w", r.Kind.kind, obj.GetName(), err)

@@ -27,7 +27,7 @@
 //     carries an eviction reason that only the delete event showed. Lost,
 //     the live read is made and the final status is built from the status
 //     already reflected.
-//   - NodeGuard.removed: nodes this process removed, which binds confirm
+//   - nodeGuard.removed: nodes this process removed, which binds confirm
 //     live; empty after a restart, when the cache is fresh anyway.
 //
 // Metrics (controller-runtime's registry): podbridge_reflector_actions_total

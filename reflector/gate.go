@@ -23,7 +23,7 @@ const maxConditionMessage = 4096
 // a Warning event and a False translate.ConditionHostSync naming the
 // fields, unless the virtual pod says so already (every reconcile of a
 // refused pod checks again; it reports once). Nothing is written to the host.
-func (r *PodReconciler) refuseHostSync(ctx context.Context, virtual *corev1.Pod, w hostWrite, errs field.ErrorList) error {
+func (r *podReconciler) refuseHostSync(ctx context.Context, virtual *corev1.Pod, w hostWrite, errs field.ErrorList) error {
 	logf.FromContext(ctx).Info("Refused a host pod write", "write", w.what, "errors", errs.ToAggregate().Error())
 	msg := fmt.Sprintf("podbridge refused %s the pod's host pod: %v", w.what, errs.ToAggregate())
 	return r.reportHostSync(ctx, virtual, translate.ReasonHostSyncRefused, msg)
@@ -33,7 +33,7 @@ func (r *PodReconciler) refuseHostSync(ctx context.Context, virtual *corev1.Pod,
 // spec its host pod, already started, was made from: a Warning event and
 // a False translate.ConditionHostSync saying what differs. It stays while
 // the pod lives: the difference cannot be carried.
-func (r *PodReconciler) reportSpecDiffers(ctx context.Context, virtual *corev1.Pod, differs string) error {
+func (r *podReconciler) reportSpecDiffers(ctx context.Context, virtual *corev1.Pod, differs string) error {
 	msg := "the pod changed after podbridge admitted it and its host pod had started (" + differs +
 		"); the host pod runs the pod as admitted. A mutating webhook that runs after podbridge's changed it: re-create the pod"
 	return r.reportHostSync(ctx, virtual, translate.ReasonHostSpecDiffers, msg)
@@ -41,7 +41,7 @@ func (r *PodReconciler) reportSpecDiffers(ctx context.Context, virtual *corev1.P
 
 // reportHostSync sets the False condition with reason and msg and sends a
 // Warning event, unless the virtual pod says so already.
-func (r *PodReconciler) reportHostSync(ctx context.Context, virtual *corev1.Pod, reason, msg string) error {
+func (r *podReconciler) reportHostSync(ctx context.Context, virtual *corev1.Pod, reason, msg string) error {
 	if len(msg) > maxConditionMessage {
 		msg = msg[:maxConditionMessage-3] + "..."
 	}
@@ -63,7 +63,7 @@ func (r *PodReconciler) reportHostSync(ctx context.Context, virtual *corev1.Pod,
 
 // clearHostSyncRefused removes translate.ConditionHostSync once the
 // virtual pod's changes are all on the host.
-func (r *PodReconciler) clearHostSyncRefused(ctx context.Context, virtual *corev1.Pod) error {
+func (r *podReconciler) clearHostSyncRefused(ctx context.Context, virtual *corev1.Pod) error {
 	if hostSyncCondition(virtual) == nil {
 		return nil
 	}
@@ -74,7 +74,7 @@ func (r *PodReconciler) clearHostSyncRefused(ctx context.Context, virtual *corev
 // writeHostSyncCondition sets (or, when condition is nil, removes) the
 // virtual pod's HostSync condition. A conflict or a pod gone meanwhile is
 // not an error: the newer pod's event brings the pair back.
-func (r *PodReconciler) writeHostSyncCondition(ctx context.Context, virtual *corev1.Pod, condition *corev1.PodCondition) error {
+func (r *podReconciler) writeHostSyncCondition(ctx context.Context, virtual *corev1.Pod, condition *corev1.PodCondition) error {
 	updated := virtual.DeepCopy()
 	updated.Status.Conditions = slices.DeleteFunc(updated.Status.Conditions, func(c corev1.PodCondition) bool {
 		return c.Type == translate.ConditionHostSync

@@ -44,10 +44,10 @@ func TestHostSyncRefusedThenCleared(t *testing.T) {
 	log := &writeLog{}
 	hostClient, virtualClient := log.client("host", host), log.client("virtual", virtual)
 	recorder := events.NewFakeRecorder(10)
-	r := &PodReconciler{
+	r := &podReconciler{
 		Host: hostClient, HostReader: hostClient, Virtual: virtualClient, VirtualReader: virtualClient,
 		Recorder: recorder, Config: cfg, Gate: policy.Gate{Security: security, Config: cfg},
-		Clock: clocktesting.NewFakePassiveClock(testNow), Nodes: &NodeGuard{},
+		Clock: clocktesting.NewFakePassiveClock(testNow), Nodes: &nodeGuard{},
 	}
 	reconcileHost := func(step string, want ...string) *corev1.Pod {
 		t.Helper()

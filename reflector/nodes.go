@@ -31,30 +31,30 @@ import (
 // reads the cache and, live, the apiserver.
 const indexNodeName = "spec.nodeName"
 
-// NodeGuard orders bindings against node removal. The pod reconciler holds
+// nodeGuard orders bindings against node removal. The pod reconciler holds
 // it shared from making sure a virtual node exists until the binding is
 // stored; the node reconciler holds it exclusively while it confirms, with
 // a live read, that a node carries no pod and removes it. A pod is thus
 // never bound to a node that is being removed.
-type NodeGuard struct {
+type nodeGuard struct {
 	mu sync.RWMutex
 	// removed holds the nodes this process removed and has not re-created
 	// since: the cache may still show them, so binds confirm them live.
 	removed sync.Map
 }
 
-// NodeReconciler keeps the virtual nodes: each a fresh mirror of its host
+// nodeReconciler keeps the virtual nodes: each a fresh mirror of its host
 // node while virtual pods are bound to it, removed once none is or when the
 // host node is gone. The pod reconciler creates a node just before binding
 // the first pod to it; this reconciler re-creates one that went missing
 // under bound pods, before the virtual pod garbage collector deletes them.
-type NodeReconciler struct {
+type nodeReconciler struct {
 	Host    client.Reader
 	Virtual client.Client
 	// VirtualReader reads the virtual apiserver directly, to confirm that
 	// no pod is bound to a node before removing it.
 	VirtualReader client.Reader
-	Nodes         *NodeGuard
+	Nodes         *nodeGuard
 	// EmptyGracePeriod is how long a virtual node must carry no pod before
 	// it is removed, so a node is not removed and re-created each time its
 	// last pod is replaced.
@@ -65,9 +65,9 @@ type NodeReconciler struct {
 	emptySince map[string]time.Time // nodes seen without pods, since when
 }
 
-// IndexVirtualPods registers the index of virtual pods by node name that
+// indexVirtualPods registers the index of virtual pods by node name that
 // the node reconciler lists with; it must run before virtual's cache starts.
-func IndexVirtualPods(ctx context.Context, virtual cluster.Cluster) error {
+func indexVirtualPods(ctx context.Context, virtual cluster.Cluster) error {
 	err := virtual.GetFieldIndexer().IndexField(ctx, &corev1.Pod{}, indexNodeName, func(obj client.Object) []string {
 		if name := obj.(*corev1.Pod).Spec.NodeName; name != "" {
 			return []string{name}
@@ -83,7 +83,7 @@ func IndexVirtualPods(ctx context.Context, virtual cluster.Cluster) error {
 // SetupWithManager watches host nodes, podbridge's virtual nodes and the
 // virtual pods bound to them, keyed by node name, plus a full pass at
 // start-up and every resync period.
-func (r *NodeReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Cluster, resync time.Duration) error {
+func (r *nodeReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Cluster, resync time.Duration) error {
 	ours := predicate.NewTypedPredicateFuncs(func(n *corev1.Node) bool {
 		return n.Labels[translate.LabelManagedBy] == translate.ManagedByValue
 	})
@@ -111,7 +111,7 @@ func nodeOfVirtualPod(_ context.Context, pod *corev1.Pod) []reconcile.Request {
 }
 
 // allNodes lists podbridge's virtual nodes for the full pass.
-func (r *NodeReconciler) allNodes(ctx context.Context) ([]reconcile.Request, error) {
+func (r *nodeReconciler) allNodes(ctx context.Context) ([]reconcile.Request, error) {
 	nodes := &corev1.NodeList{}
 	if err := r.Virtual.List(ctx, nodes, client.MatchingLabels{translate.LabelManagedBy: translate.ManagedByValue}); err != nil {
 		return nil, fmt.Errorf("listing virtual nodes: %w", err)
@@ -125,7 +125,7 @@ func (r *NodeReconciler) allNodes(ctx context.Context) ([]reconcile.Request, err
 
 // Reconcile brings one virtual node in line with its host node and the
 // virtual pods bound to it.
-func (r *NodeReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+func (r *nodeReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	log := logf.FromContext(ctx)
 	virtual := &corev1.Node{}
 	if err := r.Virtual.Get(ctx, req.NamespacedName, virtual); err != nil {
@@ -183,7 +183,7 @@ func (r *NodeReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 }
 
 // markEmpty returns since when node has been seen without pods.
-func (r *NodeReconciler) markEmpty(node string) time.Time {
+func (r *nodeReconciler) markEmpty(node string) time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if since, ok := r.emptySince[node]; ok {
@@ -197,7 +197,7 @@ func (r *NodeReconciler) markEmpty(node string) time.Time {
 }
 
 // markUsed forgets that node was seen without pods.
-func (r *NodeReconciler) markUsed(node string) {
+func (r *nodeReconciler) markUsed(node string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.emptySince, node)
@@ -205,7 +205,7 @@ func (r *NodeReconciler) markUsed(node string) {
 
 // deleteIfUnused removes a virtual node once the apiserver confirms that no
 // pod is bound to it; the cache may not show a binding stored a moment ago.
-func (r *NodeReconciler) deleteIfUnused(ctx context.Context, virtual *corev1.Node) error {
+func (r *nodeReconciler) deleteIfUnused(ctx context.Context, virtual *corev1.Node) error {
 	r.Nodes.mu.Lock()
 	defer r.Nodes.mu.Unlock()
 	bound := &corev1.PodList{}
@@ -231,7 +231,7 @@ func (r *NodeReconciler) deleteIfUnused(ctx context.Context, virtual *corev1.Nod
 // (the cache may not show that yet, and a pod bound to a missing node would
 // be garbage collected): then, or when the cache lacks it, the apiserver is
 // asked.
-func ensureVirtualNode(ctx context.Context, guard *NodeGuard, hostReader, virtualReader client.Reader, virtual client.Client, name string) error {
+func ensureVirtualNode(ctx context.Context, guard *nodeGuard, hostReader, virtualReader client.Reader, virtual client.Client, name string) error {
 	key := types.NamespacedName{Name: name}
 	if _, removed := guard.removed.Load(name); !removed && virtual.Get(ctx, key, &corev1.Node{}) == nil {
 		return nil

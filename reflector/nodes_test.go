@@ -81,11 +81,11 @@ func TestNodeReconciler(t *testing.T) {
 					return nil
 				}).Build()
 			clock := clocktesting.NewFakePassiveClock(time.Now())
-			r := &NodeReconciler{
+			r := &nodeReconciler{
 				Host:             fake.NewClientBuilder().WithScheme(kube.Scheme).WithObjects(tc.host...).Build(),
 				Virtual:          virtual,
 				VirtualReader:    virtual,
-				Nodes:            &NodeGuard{},
+				Nodes:            &nodeGuard{},
 				EmptyGracePeriod: grace,
 				Clock:            clock,
 			}

@@ -41,9 +41,9 @@ const (
 	eventActionReflect  = "Reflecting"
 )
 
-// PodReconciler reconciles one pod pair, keyed by the virtual pod's
+// podReconciler reconciles one pod pair, keyed by the virtual pod's
 // namespace and name.
-type PodReconciler struct {
+type podReconciler struct {
 	// Host reads host pods and nodes from the cache and writes host pods.
 	Host client.Client
 	// HostReader reads the host apiserver directly, to confirm that a host
@@ -60,11 +60,11 @@ type PodReconciler struct {
 	// OrphanGracePeriod: see Options.
 	OrphanGracePeriod time.Duration
 	Clock             clock.PassiveClock
-	// Nodes is shared with the NodeReconciler, which must not remove a
+	// Nodes is shared with the nodeReconciler, which must not remove a
 	// node while a pod is being bound to it.
-	Nodes *NodeGuard
+	Nodes *nodeGuard
 	// Gone holds the virtual pods seen deleted, shared with the
-	// TokenReconciler.
+	// tokenReconciler.
 	Gone *gonePods
 
 	written writtenOver
@@ -76,7 +76,7 @@ type PodReconciler struct {
 
 // SetupWithManager watches host pods in mgr and virtual pods in virtual,
 // plus a full pass at start-up and every resync period.
-func (r *PodReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Cluster, concurrency int, resync time.Duration) error {
+func (r *podReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Cluster, concurrency int, resync time.Duration) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("pods").
 		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
@@ -98,9 +98,9 @@ func (r *PodReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Clust
 // indexHostPodVirtualKey indexes host pods by virtualKeyOf.
 const indexHostPodVirtualKey = "podbridge.virtualPod"
 
-// IndexHostPods registers the index of host pods by the virtual pod they
+// indexHostPods registers the index of host pods by the virtual pod they
 // name; it must run before the host cache starts.
-func IndexHostPods(ctx context.Context, mgr ctrl.Manager) error {
+func indexHostPods(ctx context.Context, mgr ctrl.Manager) error {
 	err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Pod{}, indexHostPodVirtualKey, func(obj client.Object) []string {
 		return []string{virtualKeyOf(obj.(*corev1.Pod)).String()}
 	})
@@ -128,7 +128,7 @@ func virtualKeyOfHostPod(_ context.Context, host *corev1.Pod) []reconcile.Reques
 }
 
 // allPairs lists the key of every pod pair either cache knows, for the full pass.
-func (r *PodReconciler) allPairs(ctx context.Context) ([]reconcile.Request, error) {
+func (r *podReconciler) allPairs(ctx context.Context) ([]reconcile.Request, error) {
 	hostPods := &corev1.PodList{}
 	if err := r.Host.List(ctx, hostPods, client.InNamespace(r.Config.HostNamespace)); err != nil {
 		return nil, fmt.Errorf("listing host pods: %w", err)
@@ -150,7 +150,7 @@ func (r *PodReconciler) allPairs(ctx context.Context) ([]reconcile.Request, erro
 }
 
 // Reconcile brings one pod pair in line: gather, decide, write.
-func (r *PodReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+func (r *podReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	p, err := r.gather(ctx, req.NamespacedName)
 	if err != nil {
 		return reconcile.Result{}, err
@@ -173,7 +173,7 @@ func (r *PodReconciler) Reconcile(ctx context.Context, req reconcile.Request) (r
 
 // gather reads one pair from the caches. A key with no namespace stands
 // for a host pod that names no virtual pod (see virtualKeyOf).
-func (r *PodReconciler) gather(ctx context.Context, key types.NamespacedName) (pair, error) {
+func (r *podReconciler) gather(ctx context.Context, key types.NamespacedName) (pair, error) {
 	p := pair{key: key, now: r.Clock.Now(), seenGone: r.Gone.syncID}
 	if key.Namespace != "" {
 		virtual, err := getPod(ctx, r.Virtual, key)
@@ -197,7 +197,7 @@ func (r *PodReconciler) gather(ctx context.Context, key types.NamespacedName) (p
 }
 
 // write carries out one step of a decision.
-func (r *PodReconciler) write(ctx context.Context, p pair, s step) error {
+func (r *podReconciler) write(ctx context.Context, p pair, s step) error {
 	switch s.kind {
 	case stepDeleteOrphan:
 		return r.deleteOrphan(ctx, p, s)
@@ -221,7 +221,7 @@ func (r *PodReconciler) write(ctx context.Context, p pair, s step) error {
 
 // deleteOrphan deletes a host pod no stored virtual pod claims; with
 // confirm, only when the virtual apiserver agrees (the cache may lag).
-func (r *PodReconciler) deleteOrphan(ctx context.Context, p pair, s step) error {
+func (r *podReconciler) deleteOrphan(ctx context.Context, p pair, s step) error {
 	if s.confirm {
 		live, err := getPod(ctx, r.VirtualReader, p.key)
 		if err != nil {
@@ -242,7 +242,7 @@ func (r *PodReconciler) deleteOrphan(ctx context.Context, p pair, s step) error 
 
 // deleteHost carries a virtual pod's deletion to its host pod with the same
 // grace period; the host pod's removal brings the pair back.
-func (r *PodReconciler) deleteHost(ctx context.Context, virtual, host *corev1.Pod) error {
+func (r *podReconciler) deleteHost(ctx context.Context, virtual, host *corev1.Pod) error {
 	opts := []client.DeleteOption{client.Preconditions{UID: &host.UID}}
 	if virtual.DeletionGracePeriodSeconds != nil {
 		opts = append(opts, client.GracePeriodSeconds(*virtual.DeletionGracePeriodSeconds))
@@ -261,7 +261,7 @@ func (r *PodReconciler) deleteHost(ctx context.Context, virtual, host *corev1.Po
 // is removed, so its controller replaces it; a bare pod is not re-created
 // behind the tenant's back. With confirm, the host apiserver must agree
 // that the host pod is gone.
-func (r *PodReconciler) endVirtual(ctx context.Context, p pair, s step) error {
+func (r *podReconciler) endVirtual(ctx context.Context, p pair, s step) error {
 	virtual := p.virtual
 	if s.confirm {
 		live, err := getPod(ctx, r.HostReader, types.NamespacedName{Namespace: r.Config.HostNamespace, Name: p.hostName})
@@ -302,7 +302,7 @@ func (r *PodReconciler) endVirtual(ctx context.Context, p pair, s step) error {
 // sync carries updates down to a live pair's host pod, binds the virtual
 // pod and reflects the host status. differs, when set, is reported: see
 // stepSync.
-func (r *PodReconciler) sync(ctx context.Context, virtual, host *corev1.Pod, differs string) error {
+func (r *podReconciler) sync(ctx context.Context, virtual, host *corev1.Pod, differs string) error {
 	// A host pod that cannot take an update still has its status reflected.
 	host, hostErr := r.syncHost(ctx, virtual, host, differs)
 	// Binding first: it sets the virtual pod's PodScheduled condition, so
@@ -315,7 +315,7 @@ func (r *PodReconciler) sync(ctx context.Context, virtual, host *corev1.Pod, dif
 	return errors.Join(hostErr, bindErr, r.syncStatus(ctx, virtual, host))
 }
 
-func (r *PodReconciler) removeVirtual(ctx context.Context, virtual *corev1.Pod) error {
+func (r *podReconciler) removeVirtual(ctx context.Context, virtual *corev1.Pod) error {
 	before := virtual.ResourceVersion
 	err := r.Virtual.Delete(ctx, virtual, client.Preconditions{UID: &virtual.UID}, client.GracePeriodSeconds(0))
 	switch {
@@ -334,7 +334,7 @@ func (r *PodReconciler) removeVirtual(ctx context.Context, virtual *corev1.Pod) 
 // once the host scheduler has placed the host pod. It reports whether it
 // wrote the virtual pod (bound it, or found it bound meanwhile): the cached
 // copy is then stale, and the binding's event brings the pair back.
-func (r *PodReconciler) bind(ctx context.Context, virtual, host *corev1.Pod) (bool, error) {
+func (r *podReconciler) bind(ctx context.Context, virtual, host *corev1.Pod) (bool, error) {
 	if host.Spec.NodeName == "" || virtual.Spec.NodeName != "" {
 		return false, nil
 	}
@@ -363,7 +363,7 @@ func (r *PodReconciler) bind(ctx context.Context, virtual, host *corev1.Pod) (bo
 // syncHost carries the updates Kubernetes allows on a pod from the virtual
 // pod to its host pod, in-place resizes through pods/resize. It returns the
 // host pod as last written.
-func (r *PodReconciler) syncHost(ctx context.Context, virtual, host *corev1.Pod, differs string) (*corev1.Pod, error) {
+func (r *podReconciler) syncHost(ctx context.Context, virtual, host *corev1.Pod, differs string) (*corev1.Pod, error) {
 	if host.DeletionTimestamp != nil {
 		return host, nil
 	}
@@ -422,7 +422,7 @@ var hostRecreate = hostWrite{"", "re-creating", "HostRecreateRefused", "Re-creat
 // gate's release then proceed as for any pod. Should the create fail, the
 // pair has no host pod and the virtual pod ends as one whose host pod is
 // gone (its controller replaces it).
-func (r *PodReconciler) recreateHost(ctx context.Context, virtual *corev1.Pod, s step) error {
+func (r *podReconciler) recreateHost(ctx context.Context, virtual *corev1.Pod, s step) error {
 	old := s.host
 	unbound := virtual.DeepCopy()
 	// Carried later by the reflector, not at create (the apiserver allows
@@ -479,7 +479,7 @@ var (
 // error: the newer host pod's event brings the pair back. Nor is a write
 // the host refuses as invalid: retrying cannot help, so the tenant gets a
 // warning event, and the virtual pod's next change brings the pair back.
-func (r *PodReconciler) writeHost(ctx context.Context, virtual, host, updated *corev1.Pod, w hostWrite) (bool, error) {
+func (r *podReconciler) writeHost(ctx context.Context, virtual, host, updated *corev1.Pod, w hostWrite) (bool, error) {
 	if errs := r.Gate.Check(virtual, updated); len(errs) > 0 {
 		return false, r.refuseHostSync(ctx, virtual, w, errs)
 	}
@@ -513,8 +513,8 @@ func (r *PodReconciler) writeHost(ctx context.Context, virtual, host, updated *c
 }
 
 // tokensBound reports whether every token Secret of the virtual pod holds
-// a token bound to it (the TokenReconciler writes them).
-func (r *PodReconciler) tokensBound(ctx context.Context, virtual *corev1.Pod) (bool, error) {
+// a token bound to it (the tokenReconciler writes them).
+func (r *podReconciler) tokensBound(ctx context.Context, virtual *corev1.Pod) (bool, error) {
 	for _, tok := range translate.PodDependencies(virtual, r.Config).Tokens {
 		s := secretMetadata()
 		err := r.Host.Get(ctx, types.NamespacedName{Namespace: r.Config.HostNamespace, Name: tok.HostSecret}, s)
@@ -531,7 +531,7 @@ func (r *PodReconciler) tokensBound(ctx context.Context, virtual *corev1.Pod) (b
 }
 
 // syncStatus writes the host status onto the virtual pod when it differs.
-func (r *PodReconciler) syncStatus(ctx context.Context, virtual, host *corev1.Pod) error {
+func (r *podReconciler) syncStatus(ctx context.Context, virtual, host *corev1.Pod) error {
 	status := translate.VirtualStatus(virtual, host)
 	if apiequality.Semantic.DeepEqual(status, virtual.Status) {
 		return nil

@@ -114,13 +114,13 @@ func TestPodReconcilerWrites(t *testing.T) {
 			log := &writeLog{}
 			host, virtual := log.client("host", tt.host...), log.client("virtual", tt.virtual...)
 			clock := clocktesting.NewFakePassiveClock(testNow)
-			r := &PodReconciler{
+			r := &podReconciler{
 				Host: host, HostReader: host, Virtual: virtual, VirtualReader: virtual,
 				Recorder:          events.NewFakeRecorder(10),
 				Config:            translate.Config{VCluster: "vc", HostNamespace: "host", HostServiceAccount: "default"},
 				OrphanGracePeriod: testGrace,
 				Clock:             clock,
-				Nodes:             &NodeGuard{},
+				Nodes:             &nodeGuard{},
 				Gone:              newGonePods(testGrace, clock),
 			}
 			key := tt.key

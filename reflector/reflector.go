@@ -150,16 +150,16 @@ func NewManager(o Options) (manager.Manager, error) {
 	if err := mgr.Add(virtual); err != nil {
 		return nil, fmt.Errorf("adding virtual cluster: %w", err)
 	}
-	if err := IndexVirtualPods(context.Background(), virtual); err != nil {
+	if err := indexVirtualPods(context.Background(), virtual); err != nil {
 		return nil, err
 	}
-	if err := IndexVirtualPodDependencies(context.Background(), virtual, o.Translate); err != nil {
+	if err := indexVirtualPodDependencies(context.Background(), virtual, o.Translate); err != nil {
 		return nil, err
 	}
-	if err := IndexTokenSecrets(context.Background(), mgr); err != nil {
+	if err := indexTokenSecrets(context.Background(), mgr); err != nil {
 		return nil, err
 	}
-	if err := IndexHostPods(context.Background(), mgr); err != nil {
+	if err := indexHostPods(context.Background(), mgr); err != nil {
 		return nil, err
 	}
 	resync := o.ResyncPeriod
@@ -176,9 +176,9 @@ func NewManager(o Options) (manager.Manager, error) {
 		return nil, fmt.Errorf("reflector configuration: %w", err)
 	}
 
-	guard := &NodeGuard{}
+	guard := &nodeGuard{}
 	gone := newGonePods(o.OrphanGracePeriod, clock.RealClock{})
-	pods := &PodReconciler{
+	pods := &podReconciler{
 		Host:              mgr.GetClient(),
 		HostReader:        mgr.GetAPIReader(),
 		Virtual:           virtual.GetClient(),
@@ -198,7 +198,7 @@ func NewManager(o Options) (manager.Manager, error) {
 	if nodeGrace <= 0 {
 		nodeGrace = DefaultNodeGracePeriod
 	}
-	nodes := &NodeReconciler{
+	nodes := &nodeReconciler{
 		Host:             mgr.GetClient(),
 		Virtual:          virtual.GetClient(),
 		VirtualReader:    virtual.GetAPIReader(),
@@ -212,7 +212,7 @@ func NewManager(o Options) (manager.Manager, error) {
 	budget := &caps.Budget{Reader: mgr.GetClient(), Namespace: o.Translate.HostNamespace, VCluster: o.Translate.VCluster, Limits: o.Limits}
 	o.Limits.Publish()
 	for _, kind := range []copyKind{configMapCopies, secretCopies} {
-		copies := &CopyReconciler{
+		copies := &copyReconciler{
 			Budget:        budget,
 			Recorder:      virtual.GetEventRecorder(FieldManager),
 			Kind:          kind,
@@ -227,7 +227,7 @@ func NewManager(o Options) (manager.Manager, error) {
 			return nil, err
 		}
 	}
-	tokens := &TokenReconciler{
+	tokens := &tokenReconciler{
 		Host:          mgr.GetClient(),
 		Virtual:       virtual.GetClient(),
 		VirtualReader: virtual.GetAPIReader(),

@@ -30,11 +30,11 @@ import (
 // indexTokenPod indexes host token Secrets by their virtual pod's namespace/name.
 const indexTokenPod = "podbridge.tokenPod"
 
-// TokenReconciler keeps the token Secrets of one virtual pod, keyed by its
+// tokenReconciler keeps the token Secrets of one virtual pod, keyed by its
 // namespace and name: once the virtual pod exists its tokens are bound to
 // it (so they stop working when it goes, as a kubelet's do) and refreshed
 // at 80% of their lifetime; once it is gone they are deleted.
-type TokenReconciler struct {
+type tokenReconciler struct {
 	// Host reads token Secrets' metadata from the cache and writes them.
 	Host client.Client
 	// Virtual reads virtual pods from the cache and requests tokens.
@@ -46,7 +46,7 @@ type TokenReconciler struct {
 	// before it is deleted, unless this process saw the pod deleted (Gone).
 	GracePeriod time.Duration
 	Clock       clock.PassiveClock
-	// Gone holds the virtual pods seen deleted, shared with the PodReconciler.
+	// Gone holds the virtual pods seen deleted, shared with the podReconciler.
 	Gone *gonePods
 }
 
@@ -55,9 +55,9 @@ func secretMetadata() *metav1.PartialObjectMetadata {
 	return secretCopies.metadata()
 }
 
-// IndexTokenSecrets registers the index of host token Secrets by virtual
+// indexTokenSecrets registers the index of host token Secrets by virtual
 // pod; it must run before the host cache starts.
-func IndexTokenSecrets(ctx context.Context, mgr ctrl.Manager) error {
+func indexTokenSecrets(ctx context.Context, mgr ctrl.Manager) error {
 	err := mgr.GetFieldIndexer().IndexField(ctx, secretMetadata(), indexTokenPod, func(obj client.Object) []string {
 		if key := tokenPod(obj); key != nil {
 			return []string{key.String()}
@@ -89,7 +89,7 @@ func podOfTokenSecret(_ context.Context, s client.Object) []reconcile.Request {
 
 // SetupWithManager watches host token Secrets and virtual pods that come
 // and go, plus a full pass at start-up and every resync period.
-func (r *TokenReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Cluster, concurrency int, resync time.Duration) error {
+func (r *tokenReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Cluster, concurrency int, resync time.Duration) error {
 	podComesOrGoes := predicate.TypedFuncs[*corev1.Pod]{
 		UpdateFunc: func(event.TypedUpdateEvent[*corev1.Pod]) bool { return false },
 	}
@@ -106,7 +106,7 @@ func (r *TokenReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Clu
 		Complete(r)
 }
 
-func (r *TokenReconciler) allTokenPods(ctx context.Context) ([]reconcile.Request, error) {
+func (r *tokenReconciler) allTokenPods(ctx context.Context) ([]reconcile.Request, error) {
 	secrets := secretCopies.metadataList()
 	if err := r.Host.List(ctx, secrets, client.InNamespace(r.Config.HostNamespace)); err != nil {
 		return nil, fmt.Errorf("listing host Secrets: %w", err)
@@ -128,7 +128,7 @@ func (r *TokenReconciler) allTokenPods(ctx context.Context) ([]reconcile.Request
 
 // Reconcile binds, refreshes, re-creates or deletes one pod's token
 // Secrets: gather, decide, write.
-func (r *TokenReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+func (r *tokenReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	secrets := secretCopies.metadataList()
 	if err := r.Host.List(ctx, secrets, client.InNamespace(r.Config.HostNamespace), client.MatchingFields{indexTokenPod: req.String()}); err != nil {
 		return reconcile.Result{}, fmt.Errorf("listing token Secrets of %s: %w", req, err)
@@ -165,7 +165,7 @@ type tokenStep struct {
 	token   translate.Token
 }
 
-// decideTokens is the TokenReconciler's decision for one pod, from its
+// decideTokens is the tokenReconciler's decision for one pod, from its
 // virtual pod (nil when gone) and its host token Secrets: Secrets the pod
 // no longer wants go (at once when seen deleted, else after the grace
 // period), and each wanted token is written when it is missing, not bound
@@ -212,7 +212,7 @@ func decideTokens(virtual *corev1.Pod, secrets []metav1.PartialObjectMetadata, c
 
 // deleteUnwanted deletes a token Secret whose pod is gone; with confirm,
 // only once a live read agrees.
-func (r *TokenReconciler) deleteUnwanted(ctx context.Context, key types.NamespacedName, s tokenStep) error {
+func (r *tokenReconciler) deleteUnwanted(ctx context.Context, key types.NamespacedName, s tokenStep) error {
 	if s.confirm {
 		live, err := getPod(ctx, r.VirtualReader, key)
 		if err != nil {
@@ -232,7 +232,7 @@ func (r *TokenReconciler) deleteUnwanted(ctx context.Context, key types.Namespac
 
 // bind requests a token bound to the pod and writes it into the pod's
 // token Secret, and returns when it is due for refresh.
-func (r *TokenReconciler) bind(ctx context.Context, virtual *corev1.Pod, s tokenStep) (time.Duration, error) {
+func (r *tokenReconciler) bind(ctx context.Context, virtual *corev1.Pod, s tokenStep) (time.Duration, error) {
 	now := r.Clock.Now()
 	tok, current := s.token, s.secret
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: tok.ServiceAccount, Namespace: virtual.Namespace}}
