@@ -35,6 +35,16 @@ func NewSecurityPolicy(level string) (*SecurityPolicy, error) {
 	return &SecurityPolicy{level: psaapi.LevelVersion{Level: parsed, Version: psaapi.LatestVersion()}, evaluator: evaluator}, nil
 }
 
+// ValidateLevel refuses the level "privileged" for podbridge's components:
+// the host would run whatever a tenant sends. Both the webhook and the
+// reflector check their configured level with it.
+func ValidateLevel(path *field.Path, level string) field.ErrorList {
+	if level == string(psaapi.LevelPrivileged) {
+		return field.ErrorList{field.Forbidden(path, "privileged would let tenants escape onto the host")}
+	}
+	return nil
+}
+
 // Level is the policy's level ("baseline", say).
 func (p *SecurityPolicy) Level() string { return string(p.level.Level) }
 

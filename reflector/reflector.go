@@ -76,9 +76,7 @@ func (o Options) Validate() error {
 	if err := o.Translate.Validate(); err != nil {
 		errs = append(errs, field.Invalid(field.NewPath("translate"), "", err.Error()))
 	}
-	if o.PodSecurityLevel == "privileged" {
-		errs = append(errs, field.Forbidden(field.NewPath("podSecurityLevel"), "privileged would let tenants escape onto the host"))
-	}
+	errs = append(errs, policy.ValidateLevel(field.NewPath("podSecurityLevel"), o.PodSecurityLevel)...)
 	if o.OrphanGracePeriod <= 0 {
 		errs = append(errs, field.Invalid(field.NewPath("orphanGracePeriod"), o.OrphanGracePeriod.String(), "must be positive, and longer than the webhook timeout"))
 	}

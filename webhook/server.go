@@ -29,6 +29,7 @@ import (
 	"github.com/podbridge/podbridge/certs"
 	"github.com/podbridge/podbridge/internal/caps"
 	"github.com/podbridge/podbridge/internal/kube"
+	"github.com/podbridge/podbridge/policy"
 	"github.com/podbridge/podbridge/translate"
 )
 
@@ -68,9 +69,7 @@ func (o Options) Validate() error {
 	if err := o.Translate.Validate(); err != nil {
 		errs = append(errs, field.Invalid(field.NewPath("translate"), "", err.Error()))
 	}
-	if o.PodSecurityLevel == "privileged" {
-		errs = append(errs, field.Forbidden(field.NewPath("podSecurityLevel"), "privileged would let tenants escape onto the host"))
-	}
+	errs = append(errs, policy.ValidateLevel(field.NewPath("podSecurityLevel"), o.PodSecurityLevel)...)
 	if o.HostTimeout <= 0 {
 		errs = append(errs, field.Invalid(field.NewPath("hostTimeout"), o.HostTimeout.String(), "must be positive"))
 	}
@@ -96,7 +95,7 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	policy, err := NewSecurityPolicy(o.PodSecurityLevel)
+	security, err := NewSecurityPolicy(o.PodSecurityLevel)
 	if err != nil {
 		return nil, err
 	}
@@ -192,7 +191,7 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 		Host:        host,
 		Virtual:     virtual,
 		Config:      o.Translate,
-		Policy:      policy,
+		Policy:      security,
 		HostTimeout: o.HostTimeout,
 		NewSyncID:   uuid.NewString,
 		NameSuffix:  func() string { return utilrand.String(5) },

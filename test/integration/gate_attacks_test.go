@@ -117,16 +117,7 @@ func TestGateAttacksAtCreate(t *testing.T) {
 		t.Run("refused/"+tc.name, func(t *testing.T) {
 			pod := simplePod(ns, "gate-"+podName(tc.name))
 			tc.mutate(pod)
-			err := virtualClient.Create(ctx, pod)
-			if err == nil {
-				t.Fatal("admitted")
-			}
-			if !strings.Contains(err.Error(), tc.field) {
-				t.Errorf("error does not name %q: %v", tc.field, err)
-			}
-			if _, err := getHostPod(ctx, pod); !apierrors.IsNotFound(err) {
-				t.Errorf("host pod after refusal: %v", err)
-			}
+			createRefused(t, pod, tc.field)
 		})
 	}
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -177,4 +178,22 @@ func counterSum(t *testing.T, name, label, value string) float64 {
 		}
 	}
 	return sum
+}
+
+// createRefused creates pod through the virtual apiserver and fails the
+// test unless the create is refused with an error naming field and nothing
+// reached the host.
+func createRefused(t *testing.T, pod *corev1.Pod, field string) {
+	t.Helper()
+	ctx := context.Background()
+	err := virtualClient.Create(ctx, pod)
+	if err == nil {
+		t.Fatal("admitted")
+	}
+	if !strings.Contains(err.Error(), field) {
+		t.Errorf("error does not name %q: %v", field, err)
+	}
+	if _, err := getHostPod(ctx, pod); !apierrors.IsNotFound(err) {
+		t.Errorf("host pod after refusal: %v", err)
+	}
 }
