@@ -265,6 +265,11 @@ func (m *PodMutator) ensureHostPod(ctx context.Context, host *corev1.Pod, reinvo
 		return syncID, err
 	}
 	if err := m.Host.Get(ctx, client.ObjectKeyFromObject(host), existing); err != nil {
+		if apierrors.IsNotFound(err) {
+			// Gone since the create (the reflector collected an orphan of
+			// an admission that died): create once more.
+			return syncID, m.Host.Create(ctx, host.DeepCopy(), opts...)
+		}
 		return "", fmt.Errorf("reading existing host pod: %w", err)
 	}
 	switch {

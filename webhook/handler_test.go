@@ -268,3 +268,31 @@ func TestUpdatesCannotTouchPodbridgeKeys(t *testing.T) {
 		})
 	}
 }
+
+// A retried admission finds the host pod name taken by the orphan of an
+// admission that died, and the reflector collects that orphan between the
+// create and the read: the retry creates its host pod, not a 404.
+func TestRetryWhoseStaleHostPodVanishes(t *testing.T) {
+	var creates int
+	m := newMutator(t, func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+		creates++
+		if creates == 1 {
+			return apierrors.NewAlreadyExists(corev1.Resource("pods"), obj.GetName()) // the stale pod, about to go
+		}
+		return c.Create(ctx, obj, opts...)
+	})
+	resp := m.Handle(context.Background(), request(t, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "team-a"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx"}}},
+	}, false))
+	if !resp.Allowed {
+		t.Fatalf("refused: %v", resp.Result)
+	}
+	if creates != 2 {
+		t.Errorf("host creates: %d, want 2 (the first found the name taken)", creates)
+	}
+	host := &corev1.Pod{}
+	if err := m.Host.Get(context.Background(), client.ObjectKey{Namespace: "host", Name: translate.HostName("web", "team-a", "vc")}, host); err != nil {
+		t.Fatalf("host pod: %v", err)
+	}
+}
