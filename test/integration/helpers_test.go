@@ -197,3 +197,20 @@ func createRefused(t *testing.T, pod *corev1.Pod, field string) {
 		t.Errorf("host pod after refusal: %v", err)
 	}
 }
+
+// createContained creates pod through the virtual apiserver, fails the
+// test unless it is admitted with a host pod that assertContained accepts,
+// and returns that host pod.
+func createContained(t *testing.T, pod *corev1.Pod) *corev1.Pod {
+	t.Helper()
+	ctx := context.Background()
+	if err := virtualClient.Create(ctx, pod); err != nil {
+		t.Fatalf("refused: %v", err)
+	}
+	host, err := getHostPod(ctx, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertContained(t, pod, host)
+	return host
+}
