@@ -45,7 +45,7 @@ var (
 func init() {
 	metrics.Registry.MustRegister(reflectionLag, actions)
 	// Every kind is exported from the start, so rates work before the first action.
-	for _, a := range []string{actionStatusUpdate, actionBind, actionDeleteHost, actionDeleteVirtual, actionOrphanDelete, actionNodeCreate, actionNodeDelete, actionUpdateHost,
+	for _, a := range []string{actionStatusUpdate, actionBind, actionDeleteHost, actionDeleteVirtual, actionOrphanDelete, actionNodeCreate, actionNodeDelete, actionUpdateHost, actionRecreateHost,
 		actionCopyWrite, actionCopyDelete, actionTokenWrite, actionTokenDelete} {
 		actions.WithLabelValues(a)
 	}

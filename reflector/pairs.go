@@ -38,8 +38,10 @@ const (
 	// stepDeleteOrphan deletes a host pod no stored virtual pod claims. With
 	// confirm, only once a live read of the virtual pod agrees.
 	stepDeleteOrphan stepKind = iota
-	// stepDeleteHost deletes the host pod of a virtual pod being deleted,
-	// with the virtual pod's grace period.
+	// stepDeleteHost carries a virtual pod's deletion to its host pod:
+	// with the virtual pod's grace period while it is being deleted, or at
+	// once when this process saw it removed (an unbound or force-deleted
+	// pod is removed with no graceful phase).
 	stepDeleteHost
 	// stepRemoveVirtual removes a deleted virtual pod whose host pod is gone.
 	stepRemoveVirtual
@@ -66,6 +68,9 @@ type step struct {
 	kind    stepKind
 	host    *corev1.Pod
 	confirm bool
+	// grace is the grace period of a stepDeleteHost; nil leaves the host
+	// pod's own.
+	grace *int64
 	// differs says how the stored virtual spec differs from the one host
 	// was admitted with (translate.SpecDifference), or is "".
 	differs string
@@ -104,8 +109,8 @@ const hostPodCacheLag = 5 * time.Second
 const removalSettle = 2 * time.Second
 
 // decidePair is the pod reconciler's whole decision for one pair, a pure
-// function of what was gathered: orphans go after the grace period (at
-// once when seen deleted), a deleted virtual pod's host pod goes with the
+// function of what was gathered: orphans go after the grace period, host
+// pods of virtual pods seen removed go at once, a deleted virtual pod's host pod goes with the
 // same grace period and then the virtual pod, a virtual pod whose host pod
 // is gone is ended, and a live pair is synced.
 func decidePair(p pair, orphanGrace time.Duration) decision {
@@ -123,7 +128,7 @@ func decidePair(p pair, orphanGrace time.Duration) decision {
 		duplicate := slices.Contains(claimed, h)
 		switch wait := translate.OrphanWait(h, p.now, orphanGrace); {
 		case !duplicate && p.seenGone(h.Annotations[translate.AnnotationSyncID]):
-			d.steps = append(d.steps, step{kind: stepDeleteOrphan, host: h})
+			d.steps = append(d.steps, step{kind: stepDeleteHost, host: h})
 		case wait > 0:
 			d.after(wait)
 		default:
@@ -138,7 +143,7 @@ func decidePair(p pair, orphanGrace time.Duration) decision {
 	switch {
 	case v.DeletionTimestamp != nil && d.current != nil:
 		if d.current.DeletionTimestamp == nil {
-			d.steps = append(d.steps, step{kind: stepDeleteHost, host: d.current})
+			d.steps = append(d.steps, step{kind: stepDeleteHost, host: d.current, grace: v.DeletionGracePeriodSeconds})
 		} // else its removal brings the pair back.
 	case v.DeletionTimestamp != nil:
 		if g := v.DeletionGracePeriodSeconds; g != nil && *g == 0 {

@@ -75,6 +75,9 @@ func describe(d decision) string {
 		if s.confirm {
 			part += "[confirm]"
 		}
+		if s.grace != nil {
+			part += fmt.Sprintf("[grace=%d]", *s.grace)
+		}
 		if s.differs != "" {
 			part += "[differs: " + s.differs + "]"
 		}
@@ -116,8 +119,8 @@ func TestDecidePair(t *testing.T) {
 			hosts: []*corev1.Pod{hostPod("a", aged(time.Minute))}, want: "DeleteOrphan(" + testHostName + ")[confirm]"},
 		{name: "orphan under another name than the webhook's is collected by sync ID",
 			hosts: []*corev1.Pod{hostPod("a", aged(time.Minute), named("old-scheme-name"))}, want: "DeleteOrphan(old-scheme-name)[confirm]"},
-		{name: "orphan of a virtual pod seen deleted goes at once, young or not",
-			hosts: []*corev1.Pod{hostPod("a", aged(time.Second))}, gone: []string{"a"}, want: "DeleteOrphan(" + testHostName + ")"},
+		{name: "host pod of a virtual pod seen removed goes at once, young or not",
+			hosts: []*corev1.Pod{hostPod("a", aged(time.Second))}, gone: []string{"a"}, want: "DeleteHost(" + testHostName + ")"},
 		{name: "host pod that names no virtual pod: no live read can claim it",
 			key:   types.NamespacedName{Name: "stray"},
 			hosts: []*corev1.Pod{{ObjectMeta: metav1.ObjectMeta{Name: "stray", CreationTimestamp: metav1.NewTime(testNow.Add(-time.Minute))}}},
@@ -129,7 +132,7 @@ func TestDecidePair(t *testing.T) {
 
 		// Virtual deletion, in every phase.
 		{name: "virtual pod deleted: its host pod goes with the same grace",
-			virtual: virtualPod("a", deleting(0, 30)), hosts: []*corev1.Pod{hostPod("a")}, want: "DeleteHost(" + testHostName + ")"},
+			virtual: virtualPod("a", deleting(0, 30)), hosts: []*corev1.Pod{hostPod("a")}, want: "DeleteHost(" + testHostName + ")[grace=30]"},
 		{name: "virtual pod deleted, host pod terminating: wait for its removal",
 			virtual: virtualPod("a", deleting(0, 30)), hosts: []*corev1.Pod{hostPod("a", deleting(0, 30))}, want: "nothing"},
 		{name: "virtual pod deleted, host pod gone: the virtual pod is removed",
@@ -158,9 +161,9 @@ func TestDecidePair(t *testing.T) {
 		{name: "stale host pod of an earlier pod of the same name is an orphan, the new pod's is gone",
 			virtual: virtualPod("b"), hosts: []*corev1.Pod{hostPod("a", aged(time.Minute))},
 			want: "DeleteOrphan(" + testHostName + ")[confirm] HostGone[confirm]"},
-		{name: "stale host pod of a pod seen deleted goes at once",
+		{name: "stale host pod of a pod seen removed goes at once",
 			virtual: virtualPod("b", aged(time.Second)), hosts: []*corev1.Pod{hostPod("a")}, gone: []string{"a"},
-			want: "DeleteOrphan(" + testHostName + ") requeue=4s"},
+			want: "DeleteHost(" + testHostName + ") requeue=4s"},
 		{name: "duplicate host pod of a live pair goes after the grace period, without a live read",
 			virtual: virtualPod("a"), hosts: []*corev1.Pod{hostPod("a", named("copy")), hostPod("a")},
 			want: "DeleteOrphan(copy) Sync(" + testHostName + ")"},
@@ -217,7 +220,7 @@ func TestDecidePairWithoutMemoryReachesTheSameEnd(t *testing.T) {
 	host := hostPod("a", aged(time.Minute))
 	with := describe(decidePair(pair{key: testKey, hostName: testHostName, hosts: []*corev1.Pod{host}, now: testNow, seenGone: always}, testGrace))
 	without := describe(decidePair(pair{key: testKey, hostName: testHostName, hosts: []*corev1.Pod{host}, now: testNow, seenGone: never}, testGrace))
-	if with != "DeleteOrphan("+testHostName+")" || without != "DeleteOrphan("+testHostName+")[confirm]" {
+	if with != "DeleteHost("+testHostName+")" || without != "DeleteOrphan("+testHostName+")[confirm]" {
 		t.Errorf("orphan with memory: %s, without: %s", with, without)
 	}
 	v := virtualPod("a")

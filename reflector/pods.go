@@ -202,7 +202,7 @@ func (r *podReconciler) write(ctx context.Context, p pair, s step) error {
 	case stepDeleteOrphan:
 		return r.deleteOrphan(ctx, p, s)
 	case stepDeleteHost:
-		return r.deleteHost(ctx, p.virtual, s.host)
+		return r.deleteHost(ctx, p.key, s)
 	case stepRemoveVirtual:
 		if err := r.removeVirtual(ctx, p.virtual); err != nil {
 			return err
@@ -240,17 +240,18 @@ func (r *podReconciler) deleteOrphan(ctx context.Context, p pair, s step) error 
 	return nil
 }
 
-// deleteHost carries a virtual pod's deletion to its host pod with the same
-// grace period; the host pod's removal brings the pair back.
-func (r *podReconciler) deleteHost(ctx context.Context, virtual, host *corev1.Pod) error {
+// deleteHost carries a virtual pod's deletion to its host pod (see
+// stepDeleteHost); the host pod's removal brings the pair back.
+func (r *podReconciler) deleteHost(ctx context.Context, key types.NamespacedName, s step) error {
+	host := s.host
 	opts := []client.DeleteOption{client.Preconditions{UID: &host.UID}}
-	if virtual.DeletionGracePeriodSeconds != nil {
-		opts = append(opts, client.GracePeriodSeconds(*virtual.DeletionGracePeriodSeconds))
+	if s.grace != nil {
+		opts = append(opts, client.GracePeriodSeconds(*s.grace))
 	}
 	if err := r.Host.Delete(ctx, host, opts...); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("deleting host pod %s: %w", host.Name, err)
 	}
-	r.written.host(client.ObjectKeyFromObject(virtual), host.ResourceVersion, "")
+	r.written.host(key, host.ResourceVersion, "")
 	countAction(actionDeleteHost)
 	logf.FromContext(ctx).V(1).Info("Deleted host pod of deleted virtual pod", "hostPod", host.Name)
 	return nil
