@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/podbridge/podbridge/internal/child"
 	"github.com/podbridge/podbridge/internal/kube"
 )
 
@@ -41,7 +42,7 @@ type Plane struct {
 	CAFile string
 
 	env   *envtest.Environment
-	procs []*process
+	procs []*child.Process
 }
 
 // Options configure a control plane.
@@ -213,7 +214,8 @@ func startAPIServer(name string, opts Options) (*Plane, error) {
 }
 
 func (p *Plane) start(name, path, logDir string, env []string, args ...string) error {
-	proc, err := startProcess(p.Name+"-"+name, path, args, env, logDir)
+	name = p.Name + "-" + name
+	proc, err := child.Start(child.Command{Name: name, Path: path, Args: args, Env: env, LogFile: filepath.Join(logDir, name+".log")})
 	if err != nil {
 		return err
 	}
@@ -228,7 +230,9 @@ func (p *Plane) Stop() error {
 	}
 	var errs []error
 	for i := len(p.procs) - 1; i >= 0; i-- {
-		errs = append(errs, p.procs[i].stop(stopTimeout))
+		ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+		errs = append(errs, p.procs[i].Stop(ctx))
+		cancel()
 	}
 	p.procs = nil
 	if p.env != nil {
@@ -283,7 +287,7 @@ func (p *Plane) StartAPIServer() error {
 func (p *Plane) Check() error {
 	var errs []error
 	for _, proc := range p.procs {
-		errs = append(errs, proc.exited())
+		errs = append(errs, proc.Exited())
 	}
 	return errors.Join(errs...)
 }
