@@ -91,7 +91,7 @@ func run(ctx context.Context, cfg Config, res *Results) (err error) {
 		defer e.prof.wait()
 		defer stopProfiling()
 	}
-	idle, err := sampleProc(e.pb.reflector.pid())
+	idle, err := sampleProc(e.pb.reflector.PID())
 	if err != nil {
 		return err
 	}

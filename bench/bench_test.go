@@ -217,13 +217,6 @@ func TestStatistics(t *testing.T) {
 	if got.Count != 100 || got.P50 != 50 || got.P90 != 90 || got.P99 != 99 || got.Max != 100 || got.Mean != 50.5 {
 		t.Errorf("summarize: %+v", got)
 	}
-	buckets := []bucket{{1, 10}, {2, 30}, {4, 40}, {math.Inf(1), 40}}
-	if q := histogramQuantile(0.5, buckets); q != 1.5 {
-		t.Errorf("histogram p50: got %v, want 1.5", q)
-	}
-	if q := histogramQuantile(1, buckets); q != 4 {
-		t.Errorf("histogram p100: got %v, want 4", q)
-	}
 }
 
 func mustURL(t *testing.T, s string) *url.URL {

@@ -214,7 +214,7 @@ func (e *env) stop() error {
 
 // checkAlive reports a podbridge process or control-plane component that exited.
 func (e *env) checkAlive() error {
-	return errors.Join(e.pb.webhookExited(), e.pb.reflector.exited(), e.host.plane.Check(), e.virtual.plane.Check())
+	return errors.Join(e.pb.webhookExited(), e.pb.reflector.Exited(), e.host.plane.Check(), e.virtual.plane.Check())
 }
 
 // buildPodbridge builds cfg.PodbridgeBinary (relative to the checkout) and

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -18,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/podbridge/podbridge/internal/child"
 	"github.com/podbridge/podbridge/internal/controlplane"
 	"github.com/podbridge/podbridge/translate"
 )
@@ -27,17 +27,15 @@ const (
 	vclusterName     = "bench"
 	hostNamespace    = "podbridge-bench"
 	registrationName = "podbridge"
-	stopTimeout      = 20 * time.Second
 )
 
 // podbridge is the webhook and the reflector, each its own process, on
 // the same command line a user would run against real clusters.
 type podbridge struct {
-	binary, logDir string
-	webhookArgs    []string
-	reflectorArgs  []string
-	webhook        *process
-	reflector      *process
+	webhookCommand   child.Command
+	reflectorCommand child.Command
+	webhook          *child.Process
+	reflector        *child.Process
 	// webhookStopped is true while suspendRegistration has the webhook
 	// stopped on purpose: its exit is then no failure.
 	webhookStopped   bool
@@ -109,14 +107,20 @@ func startPodbridge(ctx context.Context, o podbridgeOptions) (*podbridge, error)
 		reflectorArgs = append(reflectorArgs, "--pprof-bind-address="+loopback(ports[6]))
 	}
 	pb := &podbridge{
-		binary: o.binary, logDir: o.logDir, virtual: o.virtual, log: o.log,
-		webhookArgs:      append(webhookArgs, certArgs...),
-		reflectorArgs:    reflectorArgs,
+		virtual: o.virtual, log: o.log,
+		webhookCommand: child.Command{
+			Name: "podbridge-webhook", Path: o.binary, Args: append(webhookArgs, certArgs...),
+			LogFile: filepath.Join(o.logDir, "podbridge-webhook.log"),
+		},
+		reflectorCommand: child.Command{
+			Name: "podbridge-reflector", Path: o.binary, Args: reflectorArgs,
+			LogFile: filepath.Join(o.logDir, "podbridge-reflector.log"),
+		},
 		webhookMetrics:   "http://" + loopback(webhookMetrics) + "/metrics",
 		reflectorMetrics: "http://" + loopback(reflectorMetrics) + "/metrics",
 		pprof:            pprof,
 	}
-	if pb.webhook, err = startProcess("podbridge-webhook", pb.binary, pb.webhookArgs, pb.logDir); err != nil {
+	if pb.webhook, err = child.Start(pb.webhookCommand); err != nil {
 		return nil, err
 	}
 	if err := pb.startReflector(ctx); err != nil {
@@ -153,16 +157,16 @@ func certificateArgs(ctx context.Context, binary, certDir, clientCertDir string)
 // startReflector starts a reflector process and waits until it serves metrics.
 func (pb *podbridge) startReflector(ctx context.Context) error {
 	var err error
-	if pb.reflector, err = startProcess("podbridge-reflector", pb.binary, pb.reflectorArgs, pb.logDir); err != nil {
+	if pb.reflector, err = child.Start(pb.reflectorCommand); err != nil {
 		return err
 	}
-	return pb.waitMetrics(ctx, pb.reflector, pb.reflectorMetrics)
+	return waitMetrics(ctx, pb.reflector, pb.reflectorMetrics)
 }
 
 // restartReflector stops the reflector, calls whileDown, and starts a new
 // one; it returns when the new process was started.
 func (pb *podbridge) restartReflector(ctx context.Context, whileDown func(context.Context) error) error {
-	if err := pb.reflector.stop(); err != nil {
+	if err := pb.reflector.Stop(context.Background()); err != nil {
 		return err
 	}
 	if whileDown != nil {
@@ -173,27 +177,11 @@ func (pb *podbridge) restartReflector(ctx context.Context, whileDown func(contex
 	return pb.startReflector(ctx)
 }
 
-// waitMetrics polls a metrics endpoint until it answers.
-func (pb *podbridge) waitMetrics(ctx context.Context, p *process, endpoint string) error {
-	err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		if err := p.exited(); err != nil {
-			return false, err
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
-		if err != nil {
-			return false, err
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return false, nil //nolint:nilerr // not listening yet.
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, nil
-	})
-	if err != nil {
-		return fmt.Errorf("waiting for %s metrics: %w", p.name, err)
-	}
-	return nil
+// waitMetrics waits up to a minute until p serves its metrics endpoint.
+func waitMetrics(ctx context.Context, p *child.Process, endpoint string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	return p.WaitReady(ctx, endpoint)
 }
 
 // stop stops both processes.
@@ -201,7 +189,13 @@ func (pb *podbridge) stop() error {
 	if pb == nil {
 		return nil
 	}
-	return errors.Join(pb.reflector.stop(), pb.webhook.stop())
+	var errs []error
+	for _, p := range []*child.Process{pb.reflector, pb.webhook} {
+		if p != nil { // not started, or failed to start again.
+			errs = append(errs, p.Stop(context.Background()))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // waitAdmission waits until a dry-run pod create in the virtual cluster is
@@ -238,17 +232,17 @@ func (pb *podbridge) waitAdmission(ctx context.Context, admitted bool) error {
 // restores a deleted configuration within milliseconds (as it must against
 // a tenant), so it cannot stay up for the series.
 func (pb *podbridge) suspendRegistration(ctx context.Context) (restore func(context.Context) error, err error) {
-	if err := pb.webhook.stop(); err != nil {
+	if err := pb.webhook.Stop(context.Background()); err != nil {
 		return nil, err
 	}
 	pb.webhookStopped = true
 	restore = func(ctx context.Context) error {
 		var err error
 		pb.webhookStopped = false
-		if pb.webhook, err = startProcess("podbridge-webhook", pb.binary, pb.webhookArgs, pb.logDir); err != nil {
+		if pb.webhook, err = child.Start(pb.webhookCommand); err != nil {
 			return err
 		}
-		if err := pb.waitMetrics(ctx, pb.webhook, pb.webhookMetrics); err != nil {
+		if err := waitMetrics(ctx, pb.webhook, pb.webhookMetrics); err != nil {
 			return err
 		}
 		pb.log.Info("Started the webhook again; it registered itself", "name", registrationName)
@@ -275,5 +269,5 @@ func (pb *podbridge) webhookExited() error {
 	if pb.webhookStopped {
 		return nil
 	}
-	return pb.webhook.exited()
+	return pb.webhook.Exited()
 }

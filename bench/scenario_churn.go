@@ -8,6 +8,8 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/podbridge/podbridge/internal/promscrape"
 )
 
 // runChurn is scenario 7: ChurnPods pods in ChurnWaves waves; each wave is
@@ -94,9 +96,9 @@ func (e *env) runChurn(ctx context.Context) (ChurnResults, error) {
 
 // orphanDeletes reads how many orphan host pods the reflector has deleted.
 func (e *env) orphanDeletes(ctx context.Context) (float64, error) {
-	f, err := scrapeURL(ctx, e.pb.reflectorMetrics)
+	f, err := promscrape.Scrape(ctx, nil, e.pb.reflectorMetrics)
 	if err != nil {
 		return 0, err
 	}
-	return f.sum("podbridge_reflector_actions_total", map[string]string{"action": "orphan_delete"}), nil
+	return f.Sum("podbridge_reflector_actions_total", map[string]string{"action": "orphan_delete"}), nil
 }

@@ -7,6 +7,9 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/podbridge/podbridge/internal/child"
+	"github.com/podbridge/podbridge/internal/promscrape"
 )
 
 // minimumRequests is what the design needs per pod through its life, by
@@ -38,11 +41,11 @@ type snapshot struct {
 }
 
 func (e *env) snapshot(ctx context.Context) (snapshot, error) {
-	hostFams, err := scrapeAPIServer(ctx, e.host.client)
+	hostFams, err := promscrape.ScrapeAPIServer(ctx, e.host.plane.Config)
 	if err != nil {
 		return snapshot{}, err
 	}
-	virtualFams, err := scrapeAPIServer(ctx, e.virtual.client)
+	virtualFams, err := promscrape.ScrapeAPIServer(ctx, e.virtual.plane.Config)
 	if err != nil {
 		return snapshot{}, err
 	}
@@ -76,23 +79,23 @@ func (e *env) runCost(ctx context.Context) (CostResults, error) {
 	baseHost, baseVirtual := others(baseBefore, baseAfter)
 
 	e.log.Info("Running the pod lifecycle through podbridge", "pods", n)
-	procs := map[string]*process{"webhook": e.pb.webhook, "reflector": e.pb.reflector}
+	procs := map[string]*child.Process{"webhook": e.pb.webhook, "reflector": e.pb.reflector}
 	startCost := map[string]procSample{}
 	for name, p := range procs {
-		if err := resetPeakRSS(p.pid()); err != nil {
+		if err := resetPeakRSS(p.PID()); err != nil {
 			return res, err
 		}
-		s, err := sampleProc(p.pid())
+		s, err := sampleProc(p.PID())
 		if err != nil {
 			return res, err
 		}
 		startCost[name] = s
 	}
-	webhookBefore, err := scrapeURL(ctx, e.pb.webhookMetrics)
+	webhookBefore, err := promscrape.Scrape(ctx, nil, e.pb.webhookMetrics)
 	if err != nil {
 		return res, err
 	}
-	reflectorBefore, err := scrapeURL(ctx, e.pb.reflectorMetrics)
+	reflectorBefore, err := promscrape.Scrape(ctx, nil, e.pb.reflectorMetrics)
 	if err != nil {
 		return res, err
 	}
@@ -101,7 +104,7 @@ func (e *env) runCost(ctx context.Context) (CostResults, error) {
 		return res, err
 	}
 	for name, p := range procs {
-		s, err := sampleProc(p.pid())
+		s, err := sampleProc(p.PID())
 		if err != nil {
 			return res, err
 		}
@@ -117,16 +120,16 @@ func (e *env) runCost(ctx context.Context) (CostResults, error) {
 		}
 	}
 	res.WebhookPeakRSSMiBAtCost = res.Webhook.PeakRSSMiB
-	webhookAfter, err := scrapeURL(ctx, e.pb.webhookMetrics)
+	webhookAfter, err := promscrape.Scrape(ctx, nil, e.pb.webhookMetrics)
 	if err != nil {
 		return res, err
 	}
-	reflectorAfter, err := scrapeURL(ctx, e.pb.reflectorMetrics)
+	reflectorAfter, err := promscrape.Scrape(ctx, nil, e.pb.reflectorMetrics)
 	if err != nil {
 		return res, err
 	}
 
-	clientCounts := e.clientRequests(map[string][2]families{
+	clientCounts := e.clientRequests(map[string][2]promscrape.Families{
 		"webhook":   {webhookBefore, webhookAfter},
 		"reflector": {reflectorBefore, reflectorAfter},
 	})
@@ -147,8 +150,8 @@ func (e *env) runCost(ctx context.Context) (CostResults, error) {
 		res.MinimumPerPod += r.Minimum
 	}
 	res.ReflectorActionsPerPod = map[string]float64{}
-	actionsBefore := reflectorBefore.byLabels("podbridge_reflector_actions_total", "action")
-	for action, v := range reflectorAfter.byLabels("podbridge_reflector_actions_total", "action") {
+	actionsBefore := reflectorBefore.SumBy("podbridge_reflector_actions_total", "action")
+	for action, v := range reflectorAfter.SumBy("podbridge_reflector_actions_total", "action") {
 		if perPod := round2((v - actionsBefore[action]) / float64(n)); perPod > 0 {
 			res.ReflectorActionsPerPod[action] = perPod
 		}
@@ -219,7 +222,7 @@ func requestRows(byCluster map[string]requestCounts, pods int) []RequestRow {
 
 // clientRequests is podbridge's own rest_client_requests_total between two
 // scrapes, by "process cluster METHOD".
-func (e *env) clientRequests(scrapes map[string][2]families) map[string]float64 {
+func (e *env) clientRequests(scrapes map[string][2]promscrape.Families) map[string]float64 {
 	clusterOf := map[string]string{}
 	for _, c := range []*cluster{e.host, e.virtual} {
 		if u, err := url.Parse(c.plane.Config.Host); err == nil {
@@ -228,8 +231,8 @@ func (e *env) clientRequests(scrapes map[string][2]families) map[string]float64 
 	}
 	out := map[string]float64{}
 	for process, s := range scrapes {
-		before := s[0].byLabels("rest_client_requests_total", "host", "method")
-		for key, v := range s[1].byLabels("rest_client_requests_total", "host", "method") {
+		before := s[0].SumBy("rest_client_requests_total", "host", "method")
+		for key, v := range s[1].SumBy("rest_client_requests_total", "host", "method") {
 			host, method, _ := strings.Cut(key, " ")
 			if d := v - before[key]; d > 0 && clusterOf[host] != "" {
 				out[process+" "+clusterOf[host]+" "+method] += d

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/podbridge/podbridge/internal/promscrape"
 	"github.com/podbridge/podbridge/translate"
 )
 
@@ -142,14 +143,14 @@ func seriesOf(way string, concurrency, requested int, run loadResult) CreateSeri
 }
 
 // admissionMetrics are the webhook's and the virtual apiserver's metrics.
-type admissionMetrics struct{ webhook, apiserver families }
+type admissionMetrics struct{ webhook, apiserver promscrape.Families }
 
 func (e *env) scrapeAdmission(ctx context.Context) (admissionMetrics, error) {
-	webhook, err := scrapeURL(ctx, e.pb.webhookMetrics)
+	webhook, err := promscrape.Scrape(ctx, nil, e.pb.webhookMetrics)
 	if err != nil {
 		return admissionMetrics{}, err
 	}
-	apiserver, err := scrapeAPIServer(ctx, e.virtual.client)
+	apiserver, err := promscrape.ScrapeAPIServer(ctx, e.virtual.plane.Config)
 	return admissionMetrics{webhook: webhook, apiserver: apiserver}, err
 }
 
@@ -160,12 +161,12 @@ func (e *env) scrapeAdmission(ctx context.Context) (admissionMetrics, error) {
 func admissionStages(before, after admissionMetrics, concurrency int) []AdmissionStage {
 	type source struct {
 		stage  string
-		fams   func(admissionMetrics) families
+		fams   func(admissionMetrics) promscrape.Families
 		metric string
 		labels map[string]string
 	}
-	webhook := func(m admissionMetrics) families { return m.webhook }
-	apiserver := func(m admissionMetrics) families { return m.apiserver }
+	webhook := func(m admissionMetrics) promscrape.Families { return m.webhook }
+	apiserver := func(m admissionMetrics) promscrape.Families { return m.apiserver }
 	var sources []source
 	for _, stage := range []string{"translate", "dependencies", "host_create"} {
 		sources = append(sources, source{stage, webhook, "podbridge_webhook_admission_stage_seconds", map[string]string{"stage": stage}})
@@ -178,14 +179,14 @@ func admissionStages(before, after admissionMetrics, concurrency int) []Admissio
 	var out []AdmissionStage
 	for _, src := range sources {
 		stage := src.stage
-		h := src.fams(after).histogram(src.metric, src.labels).minus(src.fams(before).histogram(src.metric, src.labels))
+		h := src.fams(after).Histogram(src.metric, src.labels).Minus(src.fams(before).Histogram(src.metric, src.labels))
 		out = append(out, AdmissionStage{
 			Concurrency: concurrency,
 			Stage:       stage,
 			Count:       int(h.Count),
 			MeanMs:      ratio(h.Sum, h.Count) * 1000,
-			P50Ms:       histogramQuantile(0.5, h.Buckets) * 1000,
-			P99Ms:       histogramQuantile(0.99, h.Buckets) * 1000,
+			P50Ms:       h.Quantile(0.5) * 1000,
+			P99Ms:       h.Quantile(0.99) * 1000,
 		})
 	}
 	return out

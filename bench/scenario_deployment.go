@@ -12,6 +12,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
+
+	"github.com/podbridge/podbridge/internal/child"
 )
 
 const hostDeploymentMethod = "the same Deployment created on the host, rolled out by a host kube-controller-manager " +
@@ -27,7 +29,7 @@ func (e *env) runDeployment(ctx context.Context) (DeploymentResults, error) {
 		return res, err
 	}
 	res.Host, err = e.rollout(ctx, nsRef{e.host, nsDeploy}, nil)
-	err = errors.Join(err, kcm.stop())
+	err = errors.Join(err, kcm.Stop(context.Background()))
 	if err != nil {
 		return res, err
 	}
@@ -101,13 +103,14 @@ func (e *env) rollout(ctx context.Context, target nsRef, alsoEmpty []nsRef) (Rol
 // startHostControllerManager runs a kube-controller-manager on the host
 // with the Deployment and ReplicaSet controllers only, and returns once it
 // has observed a probe Deployment.
-func (e *env) startHostControllerManager(ctx context.Context) (*process, error) {
+func (e *env) startHostControllerManager(ctx context.Context) (*child.Process, error) {
 	path, err := e.cfg.Assets.Path("kube-controller-manager")
 	if err != nil {
 		return nil, err
 	}
 	kubeconfig := e.host.plane.Kubeconfig
-	kcm, err := startProcess("host-kube-controller-manager", path, []string{
+	const name = "host-kube-controller-manager"
+	kcm, err := child.Start(child.Command{Name: name, Path: path, LogFile: filepath.Join(e.dir, "logs", name+".log"), Args: []string{
 		"--kubeconfig=" + kubeconfig,
 		"--authentication-kubeconfig=" + kubeconfig,
 		"--authorization-kubeconfig=" + kubeconfig,
@@ -115,16 +118,16 @@ func (e *env) startHostControllerManager(ctx context.Context) (*process, error) 
 		"--leader-elect=false",
 		"--controllers=deployment-controller,replicaset-controller",
 		"--use-service-account-credentials=false",
-	}, filepath.Join(e.dir, "logs"))
+	}})
 	if err != nil {
 		return nil, err
 	}
 	deployments := e.host.client.AppsV1().Deployments(nsDeploy)
 	if _, err := deployments.Create(ctx, benchDeployment("kcm-probe", 0), metav1.CreateOptions{}); err != nil {
-		return kcm, errors.Join(fmt.Errorf("creating probe Deployment: %w", err), kcm.stop())
+		return kcm, errors.Join(fmt.Errorf("creating probe Deployment: %w", err), kcm.Stop(context.Background()))
 	}
 	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		if err := kcm.exited(); err != nil {
+		if err := kcm.Exited(); err != nil {
 			return false, err
 		}
 		d, err := deployments.Get(ctx, "kcm-probe", metav1.GetOptions{})
@@ -134,7 +137,7 @@ func (e *env) startHostControllerManager(ctx context.Context) (*process, error) 
 		err = deployments.Delete(ctx, "kcm-probe", metav1.DeleteOptions{})
 	}
 	if err != nil {
-		return kcm, errors.Join(fmt.Errorf("waiting for the host controller manager: %w", err), kcm.stop())
+		return kcm, errors.Join(fmt.Errorf("waiting for the host controller manager: %w", err), kcm.Stop(context.Background()))
 	}
 	return kcm, nil
 }

@@ -13,6 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/podbridge/podbridge/internal/child"
+	"github.com/podbridge/podbridge/internal/promscrape"
 	"github.com/podbridge/podbridge/translate"
 )
 
@@ -105,8 +107,8 @@ func (e *env) runScale(ctx context.Context) (ReflectionResults, ColdStartResults
 	refl := ReflectionResults{Pods: n, Method: reflectionMethod, TargetRate: e.cfg.LagRate}
 	cold := ColdStartResults{Pods: n}
 	var mem scaleMemory
-	for _, p := range []*process{e.pb.webhook, e.pb.reflector} {
-		if err := resetPeakRSS(p.pid()); err != nil {
+	for _, p := range []*child.Process{e.pb.webhook, e.pb.reflector} {
+		if err := resetPeakRSS(p.PID()); err != nil {
 			return refl, cold, mem, err
 		}
 	}
@@ -139,8 +141,8 @@ func (e *env) runScale(ctx context.Context) (ReflectionResults, ColdStartResults
 		return refl, cold, mem, err
 	}
 	e.prof.heap(ctx, fmt.Sprintf("at-%d-pods", n))
-	for _, p := range []*process{e.pb.webhook, e.pb.reflector} {
-		s, err := sampleProc(p.pid())
+	for _, p := range []*child.Process{e.pb.webhook, e.pb.reflector} {
+		s, err := sampleProc(p.PID())
 		if err != nil {
 			return refl, cold, mem, err
 		}
@@ -222,18 +224,18 @@ func (e *env) coldStart(ctx context.Context, w *podWatcher, names []string, cold
 	if err := e.pb.restartReflector(ctx, nil); err != nil {
 		return err
 	}
-	started := e.pb.reflector.started
+	started := e.pb.reflector.Started()
 	cold.UnchangedMetricsUpSeconds = time.Since(started).Seconds()
 	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		if err := e.pb.reflector.exited(); err != nil {
+		if err := e.pb.reflector.Exited(); err != nil {
 			return false, err
 		}
-		f, err := scrapeURL(ctx, e.pb.reflectorMetrics)
+		f, err := promscrape.Scrape(ctx, nil, e.pb.reflectorMetrics)
 		if err != nil {
 			return false, err
 		}
-		reconciled := f.sum("controller_runtime_reconcile_total", map[string]string{"controller": "pods"})
-		queued := f.sum("workqueue_depth", map[string]string{"name": "pods"})
+		reconciled := f.Sum("controller_runtime_reconcile_total", map[string]string{"controller": "pods"})
+		queued := f.Sum("workqueue_depth", map[string]string{"name": "pods"})
 		return reconciled >= float64(n) && queued == 0, nil
 	})
 	if err != nil {
@@ -261,16 +263,16 @@ func (e *env) coldStart(ctx context.Context, w *podWatcher, names []string, cold
 	if err != nil {
 		return err
 	}
-	started = e.pb.reflector.started
+	started = e.pb.reflector.Started()
 	err = wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
-		return rec.seenCount() >= n, e.pb.reflector.exited()
+		return rec.seenCount() >= n, e.pb.reflector.Exited()
 	})
 	cold.ChangedInSyncSeconds = time.Since(started).Seconds()
 	cold.ChangedLost = n - rec.seenCount()
 	if err != nil {
 		return fmt.Errorf("waiting for every virtual pod to show the change made while the reflector was down: %w", err)
 	}
-	s, err := sampleProc(e.pb.reflector.pid())
+	s, err := sampleProc(e.pb.reflector.PID())
 	if err != nil {
 		return err
 	}

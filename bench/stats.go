@@ -47,41 +47,6 @@ func percentile(sorted []float64, p float64) float64 {
 	return sorted[min(max(rank, 1), len(sorted))-1]
 }
 
-// bucket is a cumulative histogram bucket: Count observations ≤ UpperBound.
-type bucket struct {
-	UpperBound float64
-	Count      float64
-}
-
-// histogramQuantile estimates quantile q (0–1) from cumulative buckets
-// sorted by bound, interpolating linearly within the bucket that holds it,
-// like Prometheus' histogram_quantile. Observations above the last finite
-// bound are reported at that bound.
-func histogramQuantile(q float64, buckets []bucket) float64 {
-	if len(buckets) == 0 {
-		return 0
-	}
-	total := buckets[len(buckets)-1].Count
-	if total == 0 {
-		return 0
-	}
-	rank := q * total
-	lowerBound, lowerCount := 0.0, 0.0
-	for _, b := range buckets {
-		if b.Count >= rank {
-			if math.IsInf(b.UpperBound, 1) {
-				return lowerBound
-			}
-			if b.Count == lowerCount {
-				return b.UpperBound
-			}
-			return lowerBound + (b.UpperBound-lowerBound)*(rank-lowerCount)/(b.Count-lowerCount)
-		}
-		lowerBound, lowerCount = b.UpperBound, b.Count
-	}
-	return lowerBound
-}
-
 // ratio is a / b, or 0 when b is 0 (a figure that is missing, not infinite).
 func ratio(a, b float64) float64 {
 	if b == 0 {
