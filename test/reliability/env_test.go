@@ -8,20 +8,14 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -29,9 +23,11 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/podbridge/podbridge/internal/child"
 	"github.com/podbridge/podbridge/internal/controlplane"
 	"github.com/podbridge/podbridge/internal/devenv"
 	"github.com/podbridge/podbridge/internal/kube"
+	"github.com/podbridge/podbridge/internal/promscrape"
 	"github.com/podbridge/podbridge/translate"
 )
 
@@ -196,7 +192,11 @@ func (c *cluster) startReflector(name string, leaderElect bool) *proc {
 
 func (c *cluster) startProc(name string, args []string, metricsURL, readyURL string) *proc {
 	c.t.Helper()
-	p := &proc{name: name, args: args, logPath: filepath.Join(c.dir, "logs", name+".log"), metricsURL: metricsURL, readyURL: readyURL}
+	p := &proc{
+		command:    child.Command{Name: name, Path: podbridgeBinary, Args: args, LogFile: filepath.Join(c.dir, "logs", name+".log")},
+		name:       name,
+		metricsURL: metricsURL, readyURL: readyURL,
+	}
 	if err := p.start(); err != nil {
 		c.t.Fatal(err)
 	}
@@ -238,94 +238,45 @@ func (c *cluster) waitWebhookAdmits() {
 // proc is one podbridge process, which a test may kill and start again
 // with the same command line.
 type proc struct {
-	name, logPath        string
-	args                 []string
+	name                 string
+	command              child.Command
 	metricsURL, readyURL string
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
+	mu      sync.Mutex
+	current *child.Process
 }
 
 func (p *proc) start() error {
-	if err := os.MkdirAll(filepath.Dir(p.logPath), 0o755); err != nil {
+	current, err := child.Start(p.command)
+	if err != nil {
 		return err
 	}
-	logFile, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("opening %s log: %w", p.name, err)
-	}
-	// A marker between runs of the same process, which share the log.
-	if _, err := fmt.Fprintf(logFile, "---- started %s\n", time.Now().Format(time.RFC3339Nano)); err != nil {
-		logFile.Close()
-		return fmt.Errorf("writing %s log: %w", p.name, err)
-	}
-	cmd := exec.Command(podbridgeBinary, p.args...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	// Dies with the test binary, so an interrupted run leaves nothing.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return fmt.Errorf("starting %s: %w", p.name, err)
-	}
-	done := make(chan struct{})
 	p.mu.Lock()
-	p.cmd, p.done, p.err = cmd, done, nil
+	p.current = current
 	p.mu.Unlock()
-	go func() {
-		err := cmd.Wait()
-		logFile.Close()
-		p.mu.Lock()
-		p.err = err
-		p.mu.Unlock()
-		close(done)
-	}()
 	return nil
+}
+
+// process is the process of the latest start.
+func (p *proc) process() *child.Process {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.current
 }
 
 // exited reports an error once the process has ended.
-func (p *proc) exited() error {
-	p.mu.Lock()
-	done := p.done
-	p.mu.Unlock()
-	select {
-	case <-done:
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return fmt.Errorf("%s exited: %w; the end of its log:\n%s", p.name, p.err, tail(p.logPath, 3000))
-	default:
-		return nil
-	}
-}
+func (p *proc) exited() error { return p.process().Exited() }
 
 // waitReady polls the process's readiness endpoint, failing fast if it exits.
 func (p *proc) waitReady() error {
-	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		if err := p.exited(); err != nil {
-			return false, err
-		}
-		_, err := httpGet(ctx, p.readyURL)
-		return err == nil, nil
-	})
-	if err != nil {
-		return fmt.Errorf("waiting for %s to be ready: %w", p.name, err)
-	}
-	return nil
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	return p.process().WaitReady(ctx, p.readyURL)
 }
 
 // kill sends SIGKILL, as the OOM killer or a node failure would, and waits
 // until the process is gone.
-func (p *proc) kill() error {
-	p.mu.Lock()
-	cmd, done := p.cmd, p.done
-	p.mu.Unlock()
-	if err := cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("killing %s: %w", p.name, err)
-	}
-	<-done
-	return nil
-}
+func (p *proc) kill() error { return p.process().Kill() }
 
 // restart starts the process again with the same command line (same
 // ports) and waits until it is ready.
@@ -338,116 +289,29 @@ func (p *proc) restart() error {
 
 // stop asks the process to end and kills it after processStop.
 func (p *proc) stop() error {
-	p.mu.Lock()
-	cmd, done := p.cmd, p.done
-	p.mu.Unlock()
-	select {
-	case <-done:
-		return nil
-	default:
-	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("stopping %s: %w", p.name, err)
-	}
-	select {
-	case <-done:
-		return nil
-	case <-time.After(processStop):
-		_ = cmd.Process.Kill()
-		<-done
-		return fmt.Errorf("%s did not stop within %s and was killed", p.name, processStop)
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), processStop)
+	defer cancel()
+	return p.process().Stop(ctx)
 }
 
 // metric returns the sum of a counter or gauge the process exports, over
 // the series whose labels include labels.
 func (p *proc) metric(ctx context.Context, name string, labels map[string]string) (float64, error) {
-	body, err := httpGet(ctx, p.metricsURL)
+	f, err := promscrape.Scrape(ctx, nil, p.metricsURL)
 	if err != nil {
 		return 0, err
 	}
-	return sumMetric(body, name, labels)
+	return f.Sum(name, labels), nil
 }
 
 // apiserverMetric returns the sum of an apiserver metric over the series
 // whose labels include labels, read from its /metrics as an administrator.
 func apiserverMetric(ctx context.Context, plane *controlplane.Plane, name string, labels map[string]string) (float64, error) {
-	httpClient, err := rest.HTTPClientFor(plane.Config)
-	if err != nil {
-		return 0, err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(plane.Config.Host, "/")+"/metrics", nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := httpClient.Do(req)
+	f, err := promscrape.ScrapeAPIServer(ctx, plane.Config)
 	if err != nil {
 		return 0, fmt.Errorf("reading the %s apiserver's metrics: %w", plane.Name, err)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("reading the %s apiserver's metrics: %s", plane.Name, resp.Status)
-	}
-	return sumMetric(string(body), name, labels)
-}
-
-func sumMetric(text, name string, labels map[string]string) (float64, error) {
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(strings.NewReader(text))
-	if err != nil {
-		return 0, fmt.Errorf("parsing metrics: %w", err)
-	}
-	family, ok := families[name]
-	if !ok {
-		return 0, nil
-	}
-	total := 0.0
-	for _, m := range family.GetMetric() {
-		if !hasLabels(m, labels) {
-			continue
-		}
-		switch {
-		case m.GetCounter() != nil:
-			total += m.GetCounter().GetValue()
-		case m.GetGauge() != nil:
-			total += m.GetGauge().GetValue()
-		}
-	}
-	return total, nil
-}
-
-func hasLabels(m *dto.Metric, want map[string]string) bool {
-	matched := 0
-	for _, l := range m.GetLabel() {
-		if v, ok := want[l.GetName()]; ok && v == l.GetValue() {
-			matched++
-		}
-	}
-	return matched == len(want)
-}
-
-func httpGet(ctx context.Context, url string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return string(body), nil
+	return f.Sum(name, labels), nil
 }
 
 // kubeconfigVia writes a copy of kubeconfig whose clusters are reached at
@@ -532,12 +396,3 @@ func freePort(t *testing.T) int {
 }
 
 func loopback(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
-
-// tail returns the last size bytes of a file, to quote a log in an error.
-func tail(path string, size int64) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	return string(data[max(0, int64(len(data))-size):])
-}
