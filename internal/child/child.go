@@ -25,10 +25,10 @@ import (
 
 // Bounds for a ctx without a deadline: no stop or wait hangs forever.
 const (
-	// DefaultStopTimeout is how long Stop waits after SIGTERM.
-	DefaultStopTimeout = 20 * time.Second
-	// DefaultReadyTimeout is how long WaitReady polls.
-	DefaultReadyTimeout = 2 * time.Minute
+	// defaultStopTimeout is how long Stop waits after SIGTERM.
+	defaultStopTimeout = 20 * time.Second
+	// defaultReadyTimeout is how long WaitReady polls.
+	defaultReadyTimeout = 2 * time.Minute
 )
 
 // readyInterval is WaitReady's polling period: short, because benchmarks
@@ -118,9 +118,6 @@ func Start(c Command) (*Process, error) {
 	return p, nil
 }
 
-// Name is the Command's name.
-func (p *Process) Name() string { return p.cmd.Name }
-
 // PID is the child's process ID.
 func (p *Process) PID() int { return p.exec.Process.Pid }
 
@@ -157,16 +154,15 @@ func (p *Process) Wait(ctx context.Context) error {
 }
 
 // Stop sends SIGTERM and waits until the child has ended; if it has not
-// when ctx ends (or after DefaultStopTimeout, for a ctx without a
-// deadline), Stop kills it and reports that. Stopping an ended child does
-// nothing.
+// when ctx ends (after 20 s for a ctx without a deadline), Stop kills it
+// and reports that. Stopping an ended child does nothing.
 func (p *Process) Stop(ctx context.Context) error {
 	select {
 	case <-p.done:
 		return nil
 	default:
 	}
-	ctx, cancel := bounded(ctx, DefaultStopTimeout)
+	ctx, cancel := bounded(ctx, defaultStopTimeout)
 	defer cancel()
 	started := time.Now()
 	if err := p.exec.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
@@ -194,10 +190,10 @@ func (p *Process) Kill() error {
 }
 
 // WaitReady polls url (a health or metrics endpoint) until it answers 200
-// OK, and fails fast when the child ends first. ctx bounds it, or
-// DefaultReadyTimeout for a ctx without a deadline.
+// OK, and fails fast when the child ends first. ctx bounds it (2 minutes
+// for a ctx without a deadline).
 func (p *Process) WaitReady(ctx context.Context, url string) error {
-	ctx, cancel := bounded(ctx, DefaultReadyTimeout)
+	ctx, cancel := bounded(ctx, defaultReadyTimeout)
 	defer cancel()
 	var last error
 	err := wait.PollUntilContextCancel(ctx, readyInterval, true, func(ctx context.Context) (bool, error) {
