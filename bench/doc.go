@@ -20,10 +20,10 @@
 //
 // The results are a Markdown report, the raw figures as JSON and a PNG of
 // the create-latency distributions. The concerns live in one file each:
-// config.go (sizes), env.go (control planes and clients), podbridge.go and
-// process.go (child processes), load.go (load generator), watch.go (pod
-// watcher), stats.go (statistics), metrics.go (Prometheus scraping and
-// request accounting), proc.go (process cost sampling), scenario_*.go,
-// results.go (the figures), targets.go (issue 6's targets), report.go
-// (Markdown) and plot.go (PNG).
+// config.go (sizes), env.go (control planes and clients), podbridge.go
+// (podbridge's processes, run with internal/child), load.go (load
+// generator), watch.go (pod watcher), stats.go (statistics), metrics.go
+// (request accounting; scrapes are internal/promscrape's), proc.go
+// (process cost sampling), scenario_*.go, results.go (the figures),
+// targets.go (issue 6's targets), report.go (Markdown) and plot.go (PNG).
 package bench
