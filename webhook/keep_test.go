@@ -50,6 +50,15 @@ func TestRegistrationDrift(t *testing.T) {
 		{"entry removed", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
 			c.Webhooks = c.Webhooks[1:]
 		}, "webhook pods.podbridge.podbridge.io removed"},
+		{"create webhook pointed at the update guard's path", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
+			c.Webhooks[0].ClientConfig.URL = c.Webhooks[1].ClientConfig.URL
+		}, "pods.podbridge.podbridge.io clientConfig.url"},
+		{"ephemeral containers sent to the create path", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
+			c.Webhooks[2].ClientConfig.URL = c.Webhooks[0].ClientConfig.URL
+		}, "pod-ephemeralcontainers.podbridge.podbridge.io clientConfig.url"},
+		{"ephemeral containers entry removed", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
+			c.Webhooks = c.Webhooks[:2]
+		}, "webhook pod-ephemeralcontainers.podbridge.podbridge.io removed"},
 		{"entry added", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
 			c.Webhooks = append(c.Webhooks, admissionregistrationv1.MutatingWebhook{Name: "x.example"})
 		}, "webhook x.example added"},

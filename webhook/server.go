@@ -187,7 +187,13 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 
 	// GetWebhookServer adds the server to the manager's runnables.
 	server := mgr.GetWebhookServer()
-	server.Register(Path, limitBody(o.Limits.MaxRequestBytes, &admission.Webhook{Handler: &PodMutator{
+	// One handler per path, each registered as its own webhook (see
+	// Registration.Configuration), each refusing requests of other kinds.
+	server.Register(translate.WebhookPathPodUpdate, limitBody(o.Limits.MaxRequestBytes, &admission.Webhook{Handler: UpdateGuard{}}))
+	server.Register(translate.WebhookPathEphemeralContainers, limitBody(o.Limits.MaxRequestBytes, &admission.Webhook{Handler: &EphemeralContainersCheck{
+		Config: o.Translate, Policy: security,
+	}}))
+	server.Register(translate.WebhookPath, limitBody(o.Limits.MaxRequestBytes, &admission.Webhook{Handler: &PodMutator{
 		Host:        host,
 		Virtual:     virtual,
 		Config:      o.Translate,

@@ -41,7 +41,17 @@ func TestTenantCannotUnregisterTheWebhook(t *testing.T) {
 		attack             func(*admissionregistrationv1.MutatingWebhookConfiguration)
 	}{
 		{"rules without pods/ephemeralcontainers", "rules", "edited", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
-			c.Webhooks[0].Rules = c.Webhooks[0].Rules[:1]
+			removed := false
+			for i := range c.Webhooks {
+				c.Webhooks[i].Rules = slices.DeleteFunc(c.Webhooks[i].Rules, func(r admissionregistrationv1.RuleWithOperations) bool {
+					found := slices.Contains(r.Resources, "pods/ephemeralcontainers")
+					removed = removed || found
+					return found
+				})
+			}
+			if !removed {
+				t.Fatal("no rule for pods/ephemeralcontainers to remove")
+			}
 		}},
 		{"failurePolicy Ignore", "failurePolicy", "edited", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
 			c.Webhooks[0].FailurePolicy = ptr.To(admissionregistrationv1.Ignore)
