@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/podbridge/podbridge/internal/caps"
+	"github.com/podbridge/podbridge/internal/hostcopy"
 	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/policy"
 	"github.com/podbridge/podbridge/translate"
@@ -65,14 +66,14 @@ type PodMutator struct {
 	// Originals, when set, holds the metadata of virtual ConfigMaps and
 	// Secrets, so a pod whose copies are current costs no read.
 	Originals *OriginalsCache
-	// Budget, when set, admits host copies within the caps on their number
-	// and bytes.
-	Budget *caps.Budget
+	// Copies writes the host copies of the ConfigMaps and Secrets a pod
+	// uses, within the caps on their number and bytes.
+	Copies *hostcopy.Writer
 	// MaxTokensPerPod caps the projected tokens of one pod (0: no cap).
 	MaxTokensPerPod int
 
 	copies copiesSeen
-	// inflight joins concurrent copies of the same object.
+	// inflight joins concurrent reads of the same original.
 	inflight singleflight.Group
 }
 

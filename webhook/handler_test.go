@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/podbridge/podbridge/internal/hostcopy"
 	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/translate"
 )
@@ -36,10 +37,12 @@ func newMutator(t *testing.T, hostCreate func(ctx context.Context, c client.With
 		t.Fatal(err)
 	}
 	host := fake.NewClientBuilder().WithScheme(kube.Scheme).WithInterceptorFuncs(interceptor.Funcs{Create: hostCreate}).Build()
+	cfg := translate.Config{VCluster: "vc", HostNamespace: "host", HostServiceAccount: "default"}
 	return &PodMutator{
 		Host:        host,
 		Virtual:     fake.NewClientBuilder().WithScheme(kube.Scheme).Build(),
-		Config:      translate.Config{VCluster: "vc", HostNamespace: "host", HostServiceAccount: "default"},
+		Copies:      &hostcopy.Writer{Host: host, FieldManager: FieldManager, Config: cfg},
+		Config:      cfg,
 		Policy:      policy,
 		HostTimeout: time.Second,
 		NewSyncID:   func() string { return "sync-1" },

@@ -28,6 +28,7 @@ import (
 
 	"github.com/podbridge/podbridge/certs"
 	"github.com/podbridge/podbridge/internal/caps"
+	"github.com/podbridge/podbridge/internal/hostcopy"
 	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/policy"
 	"github.com/podbridge/podbridge/translate"
@@ -202,8 +203,11 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 		NewSyncID:   uuid.NewString,
 		NameSuffix:  func() string { return utilrand.String(5) },
 		Originals:   originals,
-		Budget: &caps.Budget{
-			Reader: mgr.GetCache(), Namespace: o.Translate.HostNamespace, VCluster: o.Translate.VCluster, Limits: o.Limits,
+		Copies: &hostcopy.Writer{
+			Host: host, FieldManager: FieldManager, Config: o.Translate,
+			Budget: &caps.Budget{
+				Reader: mgr.GetCache(), Namespace: o.Translate.HostNamespace, VCluster: o.Translate.VCluster, Limits: o.Limits,
+			},
 		},
 		MaxTokensPerPod: o.Limits.MaxTokensPerPod,
 	}}))
