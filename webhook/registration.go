@@ -46,8 +46,11 @@ type Registration struct {
 // The update and ephemeral-container checks change nothing and could be a
 // ValidatingWebhookConfiguration; they stay in this one object so that one
 // keeper watches, restores and injects the CA into one object, with the
-// RBAC it has, and a GitOps user applies one object. The reflector checks
-// both again before it writes the host pod.
+// RBAC it has, and a GitOps user applies one object. A validating webhook
+// would see the pod after the tenant's own mutating webhooks; that matters
+// little here: the reflector applies the host-side gate to ephemeral
+// containers again before it adds them to the host pod, and the update
+// guard fails open anyway.
 func (r Registration) Configuration() *admissionregistrationv1.MutatingWebhookConfiguration {
 	return &admissionregistrationv1.MutatingWebhookConfiguration{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},

@@ -78,6 +78,14 @@ func TestTenantCannotUnregisterTheWebhook(t *testing.T) {
 			extra.Name = "tenant.example.com"
 			c.Webhooks = append(c.Webhooks, extra)
 		}},
+		{"create webhook rewired to the update guard's path", "clientConfig.url", "edited", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
+			c.Webhooks[0].ClientConfig.URL = c.Webhooks[1].ClientConfig.URL
+		}},
+		{"ephemeral-container webhook removed", "removed", "edited", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
+			c.Webhooks = slices.DeleteFunc(c.Webhooks, func(w admissionregistrationv1.MutatingWebhook) bool {
+				return strings.HasPrefix(w.Name, "pod-ephemeralcontainers.")
+			})
+		}},
 		{"configuration deleted", "deleted", "deleted", nil},
 	}
 	var took []time.Duration
