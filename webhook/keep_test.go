@@ -21,7 +21,7 @@ func TestRegistrationDrift(t *testing.T) {
 		return b.CA
 	}
 	ours, previous, tenants := ca(), ca(), ca()
-	reg := Registration{Name: "podbridge", URL: "https://127.0.0.1/mutate-v1-pod", CABundle: append(append([]byte{}, ours...), previous...), TimeoutSeconds: 10}
+	reg := Registration{Name: "podbridge", URL: "https://127.0.0.1", CABundle: append(append([]byte{}, ours...), previous...), TimeoutSeconds: 10}
 	want := reg.Configuration()
 	cases := []struct {
 		name   string
