@@ -89,6 +89,9 @@ func TestVirtualRegistrationMatchesPodbridge(t *testing.T) {
 		}
 		if g.ClientConfig.URL == nil || strings.Contains(*g.ClientConfig.URL, "NAMESPACE") {
 			t.Errorf("webhook %s keeps the placeholder URL %v", g.Name, g.ClientConfig.URL)
+		} else if !strings.HasSuffix(*g.ClientConfig.URL, *w.ClientConfig.URL) {
+			// w's URL is its path alone: the registration above has no server URL.
+			t.Errorf("webhook %s at %s, podbridge serves it at path %s", g.Name, *g.ClientConfig.URL, *w.ClientConfig.URL)
 		}
 	}
 }

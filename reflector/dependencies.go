@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/podbridge/podbridge/internal/caps"
+	"github.com/podbridge/podbridge/internal/hostcopy"
 	"github.com/podbridge/podbridge/translate"
 )
 
@@ -35,7 +36,6 @@ type copyKind struct {
 	// index is the field index of virtual pods by the objects of this kind they use.
 	index     string
 	newObject func() client.Object
-	hostCopy  func(virtual client.Object, cfg translate.Config) client.Object
 	// refs names the objects of this kind in deps.
 	refs func(deps *translate.Dependencies) []translate.Reference
 }
@@ -45,19 +45,13 @@ var (
 		kind:      "ConfigMap",
 		index:     "podbridge.configMaps",
 		newObject: func() client.Object { return &corev1.ConfigMap{} },
-		hostCopy: func(v client.Object, cfg translate.Config) client.Object {
-			return translate.HostConfigMap(v.(*corev1.ConfigMap), cfg)
-		},
-		refs: func(d *translate.Dependencies) []translate.Reference { return d.ConfigMaps },
+		refs:      func(d *translate.Dependencies) []translate.Reference { return d.ConfigMaps },
 	}
 	secretCopies = copyKind{
 		kind:      "Secret",
 		index:     "podbridge.secrets",
 		newObject: func() client.Object { return &corev1.Secret{} },
-		hostCopy: func(v client.Object, cfg translate.Config) client.Object {
-			return translate.HostSecret(v.(*corev1.Secret), cfg)
-		},
-		refs: func(d *translate.Dependencies) []translate.Reference { return d.Secrets },
+		refs:      func(d *translate.Dependencies) []translate.Reference { return d.Secrets },
 	}
 )
 
@@ -92,9 +86,9 @@ type copyReconciler struct {
 	// the webhook copies before the pod that uses it is stored.
 	GracePeriod time.Duration
 	Clock       clock.PassiveClock
-	// Budget admits copies within the caps on their number and bytes; a
-	// copy refused is not written and the original gets a warning event.
-	Budget *caps.Budget
+	// Copies writes host copies within the caps on their number and bytes;
+	// a copy refused is not written and the original gets a warning event.
+	Copies *hostcopy.Writer
 	// Recorder writes events in the virtual cluster.
 	Recorder events.EventRecorder
 }
@@ -285,63 +279,49 @@ func decideCopyFromOriginal(hostCopy, live client.Object) copyStep {
 
 // writeCopy carries out step on the host copy of live. A create or update
 // the caps refuse is not written; it returns when to check the caps again.
-func (r *copyReconciler) writeCopy(ctx context.Context, step copyStep, hostCopy, live client.Object) (_ time.Duration, retErr error) {
+func (r *copyReconciler) writeCopy(ctx context.Context, step copyStep, hostCopy, live client.Object) (time.Duration, error) {
 	log := logf.FromContext(ctx)
-	var want client.Object
+	var current client.Object
 	switch step {
 	case copyDeleteUnused:
 		return 0, r.deleteCopy(ctx, hostCopy, "no pod uses it")
 	case copyDeleteOriginalGone:
 		return 0, r.deleteCopy(ctx, hostCopy, "its virtual original was deleted")
-	case copyCreate, copyUpdate:
-		want = r.Kind.hostCopy(live, r.Config)
-		release, err := r.Budget.Reserve(ctx, want)
-		var limit *caps.LimitError
-		if errors.As(err, &limit) {
-			// Not copied: the pods that use it keep the copy they have, or
-			// wait. The cap is checked again in a minute.
-			log.Info("Refused to copy to the host: a cap on host copies", "kind", r.Kind.kind, "original", client.ObjectKeyFromObject(live).String(), "limit", limit.Flag, "use", limit.Use, "cap", limit.Limit)
-			if r.Recorder != nil {
-				r.Recorder.Eventf(live, nil, corev1.EventTypeWarning, "HostCopyRefused", "Copy", "podbridge did not copy this %s to the host: %s", r.Kind.kind, limit.Error())
-			}
-			return time.Minute, nil
-		}
-		if err != nil {
-			return 0, err
-		}
-		defer func() {
-			if retErr != nil {
-				release()
-			}
-		}()
-	}
-	switch step {
-	case copyCreate:
-		if err := r.Host.Create(ctx, want, client.FieldOwner(FieldManager)); err != nil {
-			if apierrors.IsAlreadyExists(err) {
-				return 0, nil // the webhook made it; its event brings us back.
-			}
-			return 0, fmt.Errorf("creating host %s %s: %w", r.Kind.kind, want.GetName(), err)
-		}
-		countAction(actionCopyWrite)
-		log.V(1).Info("Created host copy used by a pod", "kind", r.Kind.kind, "hostName", want.GetName())
 	case copyUpdate:
-		want.SetResourceVersion(hostCopy.GetResourceVersion())
-		labels := maps.Clone(hostCopy.GetLabels())
-		maps.Copy(labels, want.GetLabels())
-		want.SetLabels(labels)
-		if err := r.Host.Update(ctx, want, client.FieldOwner(FieldManager)); err != nil {
-			switch {
-			case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
-				return 0, nil // the newer copy's event brings us back.
-			case apierrors.IsInvalid(err):
-				// An immutable copy cannot change: replace it; its deletion brings us back.
-				return 0, r.deleteCopy(ctx, hostCopy, "its immutable virtual original was replaced")
-			}
-			return 0, fmt.Errorf("updating host %s %s: %w", r.Kind.kind, want.GetName(), err)
+		current = hostCopy
+	case copyCreate:
+	default:
+		return 0, nil
+	}
+	results, err := r.Copies.Write(ctx, hostcopy.Copy{Original: live, Current: current})
+	var limit *caps.LimitError
+	switch {
+	case errors.As(err, &limit):
+		// Not copied: the pods that use it keep the copy they have, or
+		// wait. The cap is checked again in a minute.
+		log.Info("Refused to copy to the host: a cap on host copies", "kind", r.Kind.kind, "original", client.ObjectKeyFromObject(live).String(), "limit", limit.Flag, "use", limit.Use, "cap", limit.Limit)
+		if r.Recorder != nil {
+			r.Recorder.Eventf(live, nil, corev1.EventTypeWarning, "HostCopyRefused", "Copy", "podbridge did not copy this %s to the host: %s", r.Kind.kind, limit.Error())
 		}
+		return time.Minute, nil
+	case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
+		// A newer copy, or its deletion, brings us back; a host object of
+		// the name that is not this virtual cluster's copy is left alone.
+		return 0, nil
+	case step == copyUpdate && apierrors.IsInvalid(err):
+		// An immutable copy cannot change: replace it; its deletion brings us back.
+		return 0, r.deleteCopy(ctx, hostCopy, "its immutable virtual original was replaced")
+	case err != nil:
+		return 0, err
+	}
+	hostName := translate.HostName(live.GetName(), live.GetNamespace(), r.Config.VCluster)
+	switch results[0] {
+	case hostcopy.Created:
 		countAction(actionCopyWrite)
-		log.V(1).Info("Updated host copy from its virtual original", "kind", r.Kind.kind, "hostName", want.GetName())
+		log.V(1).Info("Created host copy used by a pod", "kind", r.Kind.kind, "hostName", hostName)
+	case hostcopy.Updated:
+		countAction(actionCopyWrite)
+		log.V(1).Info("Updated host copy from its virtual original", "kind", r.Kind.kind, "hostName", hostName)
 	}
 	return 0, nil
 }

@@ -21,6 +21,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/podbridge/podbridge/internal/caps"
+	"github.com/podbridge/podbridge/internal/hostcopy"
 	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/policy"
 	"github.com/podbridge/podbridge/translate"
@@ -211,7 +212,9 @@ func NewManager(o Options) (manager.Manager, error) {
 	o.Limits.Publish()
 	for _, kind := range []copyKind{configMapCopies, secretCopies} {
 		copies := &copyReconciler{
-			Budget:        budget,
+			Copies: &hostcopy.Writer{
+				Host: mgr.GetClient(), Reader: mgr.GetAPIReader(), FieldManager: FieldManager, Config: o.Translate, Budget: budget,
+			},
 			Recorder:      virtual.GetEventRecorder(FieldManager),
 			Kind:          kind,
 			Host:          mgr.GetClient(),

@@ -49,8 +49,20 @@ const (
 	FieldManagerReflector = "podbridge-reflector"
 )
 
-// WebhookPath is where the webhook server serves pod admission.
-const WebhookPath = "/mutate-v1-pod"
+// Paths of the webhook server, one per kind of pod admission request, each
+// registered as its own webhook: a handler serves only the requests its
+// path is for, so a registration the tenant rewires cannot send a create to
+// a handler that checks updates, or the other way round.
+const (
+	// WebhookPath serves pod creates: the host pod is made here.
+	WebhookPath = "/mutate-v1-pod"
+	// WebhookPathPodUpdate serves pod updates, refused when they change
+	// podbridge's own labels and annotations.
+	WebhookPathPodUpdate = "/validate-v1-pod-update"
+	// WebhookPathEphemeralContainers serves updates of the
+	// pods/ephemeralcontainers subresource, checked as the pod's create was.
+	WebhookPathEphemeralContainers = "/validate-v1-pod-ephemeralcontainers"
+)
 
 // Tenant keys on the host.
 //

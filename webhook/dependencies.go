@@ -3,7 +3,6 @@ package webhook
 import (
 	"context"
 	"fmt"
-	"maps"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -12,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/podbridge/podbridge/internal/hostcopy"
 	"github.com/podbridge/podbridge/translate"
 )
 
@@ -24,67 +24,69 @@ import (
 // translate.GateVirtualPod.
 //
 // Every copy to write is read first and admitted against the caps all
-// together, so a pod refused for a cap leaves nothing half-made on the host.
+// together (hostcopy.Writer.Write), so a pod refused for a cap leaves
+// nothing half-made on the host.
 func (m *PodMutator) ensureDependencies(ctx context.Context, virtual *corev1.Pod, deps *translate.Dependencies) error {
-	var writes []client.Object
-	for _, ref := range deps.ConfigMaps {
-		obj, err := m.copyToWrite(ctx, "ConfigMap", virtual.Namespace, ref, &corev1.ConfigMap{}, func(src client.Object) client.Object {
-			return translate.HostConfigMap(src.(*corev1.ConfigMap), m.Config)
-		})
-		if err != nil {
-			return err
-		}
-		if obj != nil {
-			writes = append(writes, obj)
-		}
-	}
-	for _, ref := range deps.Secrets {
-		obj, err := m.copyToWrite(ctx, "Secret", virtual.Namespace, ref, &corev1.Secret{}, func(src client.Object) client.Object {
-			return translate.HostSecret(src.(*corev1.Secret), m.Config)
-		})
-		if err != nil {
-			return err
-		}
-		if obj != nil {
-			writes = append(writes, obj)
+	var copies []hostcopy.Copy
+	var written []seenCopy
+	for _, k := range []struct {
+		kind string
+		refs []translate.Reference
+		new  func() client.Object
+	}{
+		{"ConfigMap", deps.ConfigMaps, func() client.Object { return &corev1.ConfigMap{} }},
+		{"Secret", deps.Secrets, func() client.Object { return &corev1.Secret{} }},
+	} {
+		for _, ref := range k.refs {
+			original, err := m.originalToCopy(ctx, k.kind, virtual.Namespace, ref, k.new)
+			if err != nil {
+				return err
+			}
+			if original != nil {
+				copies = append(copies, hostcopy.Copy{Original: original})
+				written = append(written, seenCopy{k.kind, ref.HostName, original.GetResourceVersion()})
+			}
 		}
 	}
-	release, err := m.Budget.Reserve(ctx, writes...)
-	if err != nil {
+	if _, err := m.Copies.Write(ctx, copies...); err != nil {
 		return err
 	}
-	for _, obj := range writes {
-		_, err, _ := m.inflight.Do("write/"+kindOf(obj)+"/"+obj.GetName()+"/"+obj.GetAnnotations()[translate.AnnotationSourceResourceVersion], func() (any, error) {
-			return nil, m.ensureHostCopy(ctx, obj)
-		})
-		if err != nil {
-			release()
-			return err
-		}
+	for _, c := range written {
+		m.copies.put(c.kind, c.hostName, c.version)
 	}
 	return nil
 }
 
-// copyToWrite returns the host copy of one referenced object, or nil when
-// the copy is current or the object does not exist. Admissions that need
-// the same object at once (the first pods of a namespace all read
-// kube-root-ca.crt) share one read.
-func (m *PodMutator) copyToWrite(ctx context.Context, kind, namespace string, ref translate.Reference, src client.Object, hostCopy func(client.Object) client.Object) (client.Object, error) {
+// seenCopy is a host copy by kind, name and the source version it holds.
+type seenCopy struct{ kind, hostName, version string }
+
+// originalToCopy returns the stored virtual original of one referenced
+// object, or nil when its copy is current or it does not exist.
+// Admissions that need the same object at once (the first pods of a
+// namespace all read kube-root-ca.crt) share one read, and the object it
+// returns: the writer only reads it.
+func (m *PodMutator) originalToCopy(ctx context.Context, kind, namespace string, ref translate.Reference, newObject func() client.Object) (client.Object, error) {
 	if m.copyCurrent(ctx, kind, namespace, ref) {
 		return nil, nil
 	}
 	read, err, _ := m.inflight.Do("read/"+kind+"/"+ref.HostName, func() (any, error) {
+		src := newObject()
 		found, err := m.readVirtual(ctx, namespace, ref.Name, src)
 		if err != nil || !found {
 			return nil, err
 		}
-		return hostCopy(src), nil
+		return src, nil
 	})
 	if err != nil || read == nil {
 		return nil, err
 	}
-	// Shared between admissions: each gets its own to write.
-	return read.(client.Object).DeepCopyObject().(client.Object), nil
+	original := read.(client.Object)
+	// A copy of a source version this process already put on the host is
+	// not written again: the reflector keeps copies current.
+	if m.copies.has(kind, ref.HostName, original.GetResourceVersion()) {
+		return nil, nil
+	}
+	return original, nil
 }
 
 // copyCurrent reports whether this process put the copy of ref on the host
@@ -111,52 +113,6 @@ func (m *PodMutator) readVirtual(ctx context.Context, namespace, name string, ob
 		return false, fmt.Errorf("reading virtual %T %s/%s: %w", obj, namespace, name, err)
 	}
 	return true, nil
-}
-
-// ensureHostCopy creates obj on the host, or brings an existing copy's
-// content in line. Another virtual cluster's object of the same name is
-// never touched. A copy of a source version this process already put on
-// the host is not written again: most pods share their ConfigMaps (every
-// pod reads kube-root-ca.crt), and the reflector keeps copies current.
-func (m *PodMutator) ensureHostCopy(ctx context.Context, obj client.Object) error {
-	version := obj.GetAnnotations()[translate.AnnotationSourceResourceVersion]
-	kind := kindOf(obj)
-	if m.copies.has(kind, obj.GetName(), version) {
-		return nil
-	}
-	err := m.Host.Create(ctx, obj, client.FieldOwner(FieldManager))
-	switch {
-	case err == nil:
-		m.copies.put(kind, obj.GetName(), version)
-		return nil
-	case !apierrors.IsAlreadyExists(err):
-		return fmt.Errorf("creating host %T %s: %w", obj, obj.GetName(), err)
-	}
-	existing := obj.DeepCopyObject().(client.Object)
-	if err := m.Host.Get(ctx, client.ObjectKeyFromObject(obj), existing); err != nil {
-		return fmt.Errorf("reading host %T %s: %w", obj, obj.GetName(), err)
-	}
-	if existing.GetLabels()[translate.LabelVCluster] != m.Config.VCluster || existing.GetLabels()[translate.LabelManagedBy] != translate.ManagedByValue {
-		return apierrors.NewConflict(podResource, obj.GetName(), fmt.Errorf("host object %s is not this virtual cluster's copy", obj.GetName()))
-	}
-	if !translate.SameCopy(existing, obj) {
-		obj.SetResourceVersion(existing.GetResourceVersion())
-		labels := maps.Clone(existing.GetLabels())
-		maps.Copy(labels, obj.GetLabels())
-		obj.SetLabels(labels)
-		if err := m.Host.Update(ctx, obj, client.FieldOwner(FieldManager)); err != nil {
-			return fmt.Errorf("updating host %T %s: %w", obj, obj.GetName(), err)
-		}
-	}
-	m.copies.put(kind, obj.GetName(), version)
-	return nil
-}
-
-func kindOf(obj client.Object) string {
-	if _, ok := obj.(*corev1.Secret); ok {
-		return "Secret"
-	}
-	return "ConfigMap"
 }
 
 // copiesSeen remembers the source version of the host copies this process

@@ -3,5 +3,8 @@
 // the Pod Security Standards, translates it, and creates the host pod before
 // answering: the tenant's create succeeds only if the host pod exists, and
 // host errors reach the tenant at once. The answer patches the virtual pod
-// with its name (for generateName pods) and its sync ID.
+// with its name (for generateName pods) and its sync ID. Pod updates
+// (UpdateGuard) and ephemeral containers (EphemeralContainersCheck) are
+// checked by handlers of their own, each at its own path and refusing
+// every other kind of request.
 package webhook

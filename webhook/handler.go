@@ -24,12 +24,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/podbridge/podbridge/internal/caps"
+	"github.com/podbridge/podbridge/internal/hostcopy"
 	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/policy"
 	"github.com/podbridge/podbridge/translate"
 )
 
-// Path is where the webhook server serves pod admission.
+// Path is where the webhook server serves pod creates (PodMutator); pod
+// updates (UpdateGuard) and ephemeral containers (EphemeralContainersCheck)
+// have paths of their own, translate.WebhookPathPodUpdate and
+// translate.WebhookPathEphemeralContainers.
 const Path = translate.WebhookPath
 
 // FieldManager names podbridge's writes on the host.
@@ -40,7 +44,9 @@ var (
 	decoder     = admission.NewDecoder(kube.Scheme)
 )
 
-// PodMutator is the admission handler for pod creates in the virtual cluster.
+// PodMutator is the admission handler for pod creates in the virtual
+// cluster (Path): it creates the host pod before the virtual pod is stored.
+// It serves nothing else.
 type PodMutator struct {
 	// Host creates and reads host pods in the host namespace.
 	Host client.Client
@@ -60,14 +66,14 @@ type PodMutator struct {
 	// Originals, when set, holds the metadata of virtual ConfigMaps and
 	// Secrets, so a pod whose copies are current costs no read.
 	Originals *OriginalsCache
-	// Budget, when set, admits host copies within the caps on their number
-	// and bytes.
-	Budget *caps.Budget
+	// Copies writes the host copies of the ConfigMaps and Secrets a pod
+	// uses, within the caps on their number and bytes.
+	Copies *hostcopy.Writer
 	// MaxTokensPerPod caps the projected tokens of one pod (0: no cap).
 	MaxTokensPerPod int
 
 	copies copiesSeen
-	// inflight joins concurrent copies of the same object.
+	// inflight joins concurrent reads of the same original.
 	inflight singleflight.Group
 }
 
@@ -75,29 +81,12 @@ var _ admission.Handler = &PodMutator{}
 
 // Handle admits a pod create by creating its host pod first.
 func (m *PodMutator) Handle(ctx context.Context, req admission.Request) admission.Response {
-	resp := m.handle(ctx, req)
-	outcome, reason := "admitted", ""
-	if !resp.Allowed {
-		outcome, reason = "refused", string(resp.Result.Reason)
-		if resp.Result.Code >= 500 {
-			outcome = "error"
-		}
-	}
-	admissionsTotal.WithLabelValues(outcome, reason).Inc()
-	return resp
+	return counted(m.handle(ctx, req))
 }
 
 func (m *PodMutator) handle(ctx context.Context, req admission.Request) admission.Response {
-	switch {
-	case req.UID == "" || req.Resource.Resource != "pods" || req.Kind.Kind != "Pod" || (req.SubResource != "" && req.SubResource != "ephemeralcontainers"):
-		// The registration sends only pods: anything else is not from the apiserver.
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("not a pod admission request (uid %q, resource %q, subresource %q, kind %q)", req.UID, req.Resource.Resource, req.SubResource, req.Kind.Kind))
-	case req.SubResource == "ephemeralcontainers" && req.Operation == admissionv1.Update:
-		return m.admitEphemeralContainers(req)
-	case req.SubResource == "" && req.Operation == admissionv1.Update:
-		return m.admitUpdate(req)
-	case req.Operation != admissionv1.Create || req.SubResource != "":
-		return admission.Allowed("podbridge acts only on pod creation, updates and ephemeral containers")
+	if resp, ok := podCreates.serves(req); !ok {
+		return resp
 	}
 	start := time.Now()
 	mutated := &corev1.Pod{}
@@ -115,7 +104,8 @@ func (m *PodMutator) handle(ctx context.Context, req admission.Request) admissio
 		}
 		mutated.Name = GenerateName(mutated.GenerateName, m.NameSuffix())
 	}
-	log := logf.FromContext(ctx).WithValues("pod", mutated.Namespace+"/"+mutated.Name, "dryRun", isDryRun(req))
+	mode := writeModeOf(req)
+	log := logf.FromContext(ctx).WithValues("pod", mutated.Namespace+"/"+mutated.Name, "dryRun", mode == dryRun)
 
 	syncID, reinvoked := mutated.Annotations[translate.AnnotationSyncID]
 	if !reinvoked {
@@ -125,7 +115,7 @@ func (m *PodMutator) handle(ctx context.Context, req admission.Request) admissio
 	if len(errs) > 0 {
 		return invalid(mutated, errs...)
 	}
-	if errs := m.gate().Check(mutated, host); len(errs) > 0 {
+	if errs := gate(m.Policy, m.Config).Check(mutated, host); len(errs) > 0 {
 		return refuse(fmt.Sprintf("pod %q", mutated.Name), mutated, errs)
 	}
 	if m.MaxTokensPerPod > 0 && len(deps.Tokens) > m.MaxTokensPerPod {
@@ -138,7 +128,7 @@ func (m *PodMutator) handle(ctx context.Context, req admission.Request) admissio
 
 	hostCtx, cancel := context.WithTimeout(ctx, m.HostTimeout)
 	defer cancel()
-	if !isDryRun(req) {
+	if mode == writeHost {
 		if err := m.ensureDependencies(hostCtx, mutated, deps); err != nil {
 			var limit *caps.LimitError
 			if errors.As(err, &limit) {
@@ -150,7 +140,12 @@ func (m *PodMutator) handle(ctx context.Context, req admission.Request) admissio
 		}
 		start = observeStage(stageDependencies, start)
 	}
-	syncID, err := m.ensureHostPod(hostCtx, host, reinvoked, isDryRun(req))
+	var err error
+	if reinvoked {
+		syncID, err = m.reinvokedHostPod(hostCtx, host)
+	} else {
+		syncID, err = m.createHostPod(hostCtx, host, mode)
+	}
 	if err != nil {
 		log.Info("Refused pod: host pod not created", "hostPod", host.Name, "error", err.Error())
 		return hostErrorResponse(err, mutated, host.Name)
@@ -169,48 +164,6 @@ func (m *PodMutator) handle(ctx context.Context, req admission.Request) admissio
 	})...)
 	return admission.Patched("", patch...)
 }
-
-// admitUpdate refuses pod updates that touch podbridge's own labels and
-// annotations; the reflector carries the others to the host pod.
-func (m *PodMutator) admitUpdate(req admission.Request) admission.Response {
-	old, pod := &corev1.Pod{}, &corev1.Pod{}
-	if err := decoder.DecodeRaw(req.OldObject, old); err != nil {
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod before the update: %w", err))
-	}
-	if err := decoder.DecodeRaw(req.Object, pod); err != nil {
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding pod: %w", err))
-	}
-	if errs := translate.ValidateMetadataUpdate(old, pod); len(errs) > 0 {
-		return invalid(pod, errs...)
-	}
-	return admission.Allowed("the reflector carries the update to the host pod")
-}
-
-// admitEphemeralContainers checks the ephemeral containers a pod is given
-// against the security policy and the translation, as its creation was;
-// the reflector adds them to the host pod.
-func (m *PodMutator) admitEphemeralContainers(req admission.Request) admission.Response {
-	pod := &corev1.Pod{}
-	if err := decoder.DecodeRaw(req.Object, pod); err != nil {
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding pod: %w", err))
-	}
-	// The host pod the reflector would write: the pod translated again as
-	// at its creation, with its new ephemeral containers. The binding set
-	// nodeName, which translation refuses from tenants.
-	unbound := pod.DeepCopy()
-	unbound.Spec.NodeName = ""
-	host, _, errs := translate.HostPod(unbound, m.Config, pod.Annotations[translate.AnnotationSyncID])
-	if len(errs) > 0 {
-		return invalid(pod, errs...)
-	}
-	if errs := m.gate().Check(pod, host); len(errs) > 0 {
-		return refuse(fmt.Sprintf("ephemeral containers of pod %q", pod.Name), pod, errs)
-	}
-	return admission.Allowed("the reflector adds the ephemeral containers to the host pod")
-}
-
-// gate is the host-side gate the reflector applies too.
-func (m *PodMutator) gate() policy.Gate { return policy.Gate{Security: m.Policy, Config: m.Config} }
 
 // refuse answers the gate's errors: 403 Forbidden, as pod-security-admission
 // answers, when the Pod Security level is broken; 422 Invalid naming the
@@ -234,36 +187,63 @@ func refuse(what string, pod *corev1.Pod, errs field.ErrorList) admission.Respon
 // retry must find its host pod rather than make another.
 const annotationAdmissionUID = translate.Prefix + "admission-uid"
 
-// ensureHostPod creates host, or finds that it exists already for the same
-// pod: a re-invocation (the pod carries the host pod's sync ID) or a retry
-// of the same admission request. It returns the sync ID of the host pod in
-// place. A host pod of the same name whose virtual pod is gone is stale
-// (its admission failed after podbridge said yes) and is replaced.
-func (m *PodMutator) ensureHostPod(ctx context.Context, host *corev1.Pod, reinvoked, dryRun bool) (string, error) {
-	syncID := host.Annotations[translate.AnnotationSyncID]
+// writeMode says whether an admission writes to the host, or only asks the
+// host whether it would (a dry-run admission: sideEffects NoneOnDryRun).
+type writeMode int
+
+const (
+	writeHost writeMode = iota
+	dryRun
+)
+
+func writeModeOf(req admission.Request) writeMode {
+	if req.DryRun != nil && *req.DryRun {
+		return dryRun
+	}
+	return writeHost
+}
+
+func (w writeMode) createOptions() []client.CreateOption {
 	opts := []client.CreateOption{client.FieldOwner(FieldManager)}
-	if dryRun {
+	if w == dryRun {
 		opts = append(opts, client.DryRunAll)
 	}
+	return opts
+}
+
+// reinvokedHostPod answers a re-invocation, a pod that carries a sync ID
+// already: it returns that sync ID when it is the sync ID of this very
+// pod's host pod, and refuses the pod otherwise. Only podbridge sets sync
+// IDs: one that names no host pod of this pod is forged, and making a host
+// pod for it would let a tenant pair pods of its choosing. Nothing is
+// written, dry run or not.
+func (m *PodMutator) reinvokedHostPod(ctx context.Context, host *corev1.Pod) (string, error) {
+	syncID := host.Annotations[translate.AnnotationSyncID]
 	existing := &corev1.Pod{}
-	if reinvoked {
-		// Only podbridge sets sync IDs: one that names no host pod of this
-		// very pod is forged, and making a host pod for it would let a
-		// tenant pair pods of its choosing.
-		err := m.Host.Get(ctx, client.ObjectKeyFromObject(host), existing)
-		if err == nil && existing.Annotations[translate.AnnotationSyncID] == syncID && existing.Annotations[translate.AnnotationVCluster] == m.Config.VCluster {
-			return syncID, nil
-		}
-		if err != nil && !apierrors.IsNotFound(err) {
-			return "", fmt.Errorf("reading existing host pod: %w", err)
-		}
-		return "", apierrors.NewForbidden(podResource, host.Annotations[translate.AnnotationName],
-			fmt.Errorf("annotation %s is set by podbridge only", translate.AnnotationSyncID))
+	err := m.Host.Get(ctx, client.ObjectKeyFromObject(host), existing)
+	if err == nil && existing.Annotations[translate.AnnotationSyncID] == syncID && existing.Annotations[translate.AnnotationVCluster] == m.Config.VCluster {
+		return syncID, nil
 	}
+	if err != nil && !apierrors.IsNotFound(err) {
+		return "", fmt.Errorf("reading existing host pod: %w", err)
+	}
+	return "", apierrors.NewForbidden(podResource, host.Annotations[translate.AnnotationName],
+		fmt.Errorf("annotation %s is set by podbridge only", translate.AnnotationSyncID))
+}
+
+// createHostPod creates host (mode dryRun: asks the host to validate it),
+// or finds that it exists already for the same pod: a retry of the same
+// admission request. It returns the sync ID of the host pod in place. A
+// host pod of the same name whose virtual pod is gone is stale (its
+// admission failed after podbridge said yes) and is replaced.
+func (m *PodMutator) createHostPod(ctx context.Context, host *corev1.Pod, mode writeMode) (string, error) {
+	syncID := host.Annotations[translate.AnnotationSyncID]
+	opts := mode.createOptions()
 	err := m.Host.Create(ctx, host.DeepCopy(), opts...)
 	if !apierrors.IsAlreadyExists(err) {
 		return syncID, err
 	}
+	existing := &corev1.Pod{}
 	if err := m.Host.Get(ctx, client.ObjectKeyFromObject(host), existing); err != nil {
 		if apierrors.IsNotFound(err) {
 			// Gone since the create (the reflector collected an orphan of
@@ -287,7 +267,7 @@ func (m *PodMutator) ensureHostPod(ctx context.Context, host *corev1.Pod, reinvo
 	if live {
 		return "", apierrors.NewAlreadyExists(podResource, host.Annotations[translate.AnnotationName])
 	}
-	if dryRun {
+	if mode == dryRun {
 		return syncID, nil // a real create would replace the stale pod.
 	}
 	if err := m.Host.Delete(ctx, existing, client.Preconditions{UID: &existing.UID}, client.GracePeriodSeconds(0)); err != nil && !apierrors.IsNotFound(err) {
@@ -319,10 +299,6 @@ func GenerateName(prefix, suffix string) string {
 		prefix = prefix[:maxGeneratedNameLength]
 	}
 	return prefix + suffix
-}
-
-func isDryRun(req admission.Request) bool {
-	return req.DryRun != nil && *req.DryRun
 }
 
 func invalid(pod *corev1.Pod, errs ...*field.Error) admission.Response {

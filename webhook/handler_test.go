@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/podbridge/podbridge/internal/hostcopy"
 	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/translate"
 )
@@ -36,10 +37,12 @@ func newMutator(t *testing.T, hostCreate func(ctx context.Context, c client.With
 		t.Fatal(err)
 	}
 	host := fake.NewClientBuilder().WithScheme(kube.Scheme).WithInterceptorFuncs(interceptor.Funcs{Create: hostCreate}).Build()
+	cfg := translate.Config{VCluster: "vc", HostNamespace: "host", HostServiceAccount: "default"}
 	return &PodMutator{
 		Host:        host,
 		Virtual:     fake.NewClientBuilder().WithScheme(kube.Scheme).Build(),
-		Config:      translate.Config{VCluster: "vc", HostNamespace: "host", HostServiceAccount: "default"},
+		Copies:      &hostcopy.Writer{Host: host, FieldManager: FieldManager, Config: cfg},
+		Config:      cfg,
 		Policy:      policy,
 		HostTimeout: time.Second,
 		NewSyncID:   func() string { return "sync-1" },
@@ -151,27 +154,98 @@ func TestDryRunIsDryOnHost(t *testing.T) {
 	}
 }
 
-// Requests that are not pod creates pass untouched; a pod that breaks the
-// security level is refused naming the field.
-func TestOnlyPodCreatesAreHandled(t *testing.T) {
+// A pod that breaks the security level is refused naming the field.
+func TestCreateBreakingTheSecurityLevelIsRefused(t *testing.T) {
 	m := newMutator(t, func(context.Context, client.WithWatch, client.Object, ...client.CreateOption) error {
 		t.Error("the host was called")
 		return nil
 	})
-	req := request(t, pod("web", ""), false)
-	req.Operation, req.OldObject = admissionv1.Update, req.Object
-	if resp := m.Handle(context.Background(), req); !resp.Allowed || len(resp.Patches) > 0 {
-		t.Errorf("update: %+v", resp)
-	}
-	req.Operation = admissionv1.Delete
-	if resp := m.Handle(context.Background(), req); !resp.Allowed || len(resp.Patches) > 0 {
-		t.Errorf("delete: %+v", resp)
-	}
 	privileged := pod("web", "")
 	privileged.Spec.HostPID = true
 	resp := m.Handle(context.Background(), request(t, privileged, false))
 	if resp.Allowed || resp.Result.Code != http.StatusForbidden || !strings.Contains(resp.Result.Message, "hostPID") {
 		t.Errorf("hostPID pod: %+v", resp.Result)
+	}
+}
+
+// Each path serves one kind of pod request and refuses every other with a
+// 400 naming its path: a tenant that rewires a webhook (podbridge's, until
+// the keeper restores it, or one of its own) to another of podbridge's
+// paths gets neither a create past the update guard (a pod stored without
+// a host pod) nor a host pod out of an update or an ephemeral container.
+func TestEachPathServesOnlyItsRequests(t *testing.T) {
+	var hostCalls []string
+	m := newMutator(t, nil)
+	m.Host = fake.NewClientBuilder().WithScheme(kube.Scheme).WithInterceptorFuncs(interceptor.Funcs{
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			hostCalls = append(hostCalls, "create "+obj.GetName())
+			return c.Create(ctx, obj, opts...)
+		},
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			hostCalls = append(hostCalls, "get "+key.Name)
+			return c.Get(ctx, key, obj, opts...)
+		},
+	}).Build()
+	handlers := map[string]admission.Handler{
+		translate.WebhookPath:                    m,
+		translate.WebhookPathPodUpdate:           UpdateGuard{},
+		translate.WebhookPathEphemeralContainers: &EphemeralContainersCheck{Config: m.Config, Policy: m.Policy},
+	}
+	admitted := pod("web", "")
+	admitted.Namespace = "team"
+	admitted.Annotations = map[string]string{translate.AnnotationSyncID: "sync-0", translate.AnnotationHostName: translate.HostName("web", "team", "vc")}
+	kinds := []struct {
+		name        string
+		operation   admissionv1.Operation
+		subResource string
+		servedBy    string // "" when no path serves it
+	}{
+		{"pod create", admissionv1.Create, "", translate.WebhookPath},
+		{"pod update", admissionv1.Update, "", translate.WebhookPathPodUpdate},
+		{"ephemeral containers", admissionv1.Update, "ephemeralcontainers", translate.WebhookPathEphemeralContainers},
+		{"pod delete", admissionv1.Delete, "", ""},
+		{"pod status update", admissionv1.Update, "status", ""},
+		{"binding create", admissionv1.Create, "binding", ""},
+		{"ephemeral containers create", admissionv1.Create, "ephemeralcontainers", ""},
+	}
+	for path, h := range handlers {
+		for _, k := range kinds {
+			t.Run(path+"/"+k.name, func(t *testing.T) {
+				hostCalls = nil
+				p := pod("web", "")
+				if k.operation != admissionv1.Create || k.subResource != "" {
+					p = admitted.DeepCopy()
+				}
+				req := request(t, p, false)
+				req.Operation, req.SubResource = k.operation, k.subResource
+				if k.operation == admissionv1.Update {
+					req.OldObject = request(t, admitted, false).Object
+				}
+				resp := h.Handle(context.Background(), req)
+				if k.servedBy == path {
+					if !resp.Allowed {
+						t.Fatalf("refused its own kind of request: %+v", resp.Result)
+					}
+					return
+				}
+				if resp.Allowed {
+					t.Fatalf("allowed a %s sent to %s", k.name, path)
+				}
+				if resp.Result.Code != http.StatusBadRequest || !strings.Contains(resp.Result.Message, path) {
+					t.Errorf("answered %d %q, want 400 naming %s", resp.Result.Code, resp.Result.Message, path)
+				}
+				if len(hostCalls) > 0 {
+					t.Errorf("host called for a %s sent to %s: %v", k.name, path, hostCalls)
+				}
+			})
+		}
+	}
+	pods := &corev1.PodList{}
+	if err := m.Host.List(context.Background(), pods); err != nil {
+		t.Fatal(err)
+	}
+	if len(pods.Items) != 1 {
+		t.Errorf("%d host pods, want 1 (from the one create sent to %s)", len(pods.Items), translate.WebhookPath)
 	}
 }
 
@@ -248,14 +322,13 @@ func TestUpdatesCannotTouchPodbridgeKeys(t *testing.T) {
 		{"reserved label added", func(p *corev1.Pod) { p.Labels[translate.LabelVCluster] = "other" }, "metadata.labels[podbridge.io/vcluster]"},
 		{"managed-by podbridge claimed", func(p *corev1.Pod) { p.Labels[translate.LabelManagedBy] = translate.ManagedByValue }, "metadata.labels[app.kubernetes.io/managed-by]"},
 	}
-	m := newMutator(t, nil)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			old, updated := admitted(), admitted()
 			tt.change(updated)
 			req := request(t, updated, false)
 			req.Operation, req.OldObject = admissionv1.Update, request(t, old, false).Object
-			resp := m.Handle(context.Background(), req)
+			resp := UpdateGuard{}.Handle(context.Background(), req)
 			if tt.wantField == "" {
 				if !resp.Allowed || len(resp.Patches) > 0 {
 					t.Errorf("refused or patched: %+v", resp)

@@ -21,7 +21,7 @@ func TestRegistrationDrift(t *testing.T) {
 		return b.CA
 	}
 	ours, previous, tenants := ca(), ca(), ca()
-	reg := Registration{Name: "podbridge", URL: "https://127.0.0.1/mutate-v1-pod", CABundle: append(append([]byte{}, ours...), previous...), TimeoutSeconds: 10}
+	reg := Registration{Name: "podbridge", URL: "https://127.0.0.1", CABundle: append(append([]byte{}, ours...), previous...), TimeoutSeconds: 10}
 	want := reg.Configuration()
 	cases := []struct {
 		name   string
@@ -50,6 +50,15 @@ func TestRegistrationDrift(t *testing.T) {
 		{"entry removed", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
 			c.Webhooks = c.Webhooks[1:]
 		}, "webhook pods.podbridge.podbridge.io removed"},
+		{"create webhook pointed at the update guard's path", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
+			c.Webhooks[0].ClientConfig.URL = c.Webhooks[1].ClientConfig.URL
+		}, "pods.podbridge.podbridge.io clientConfig.url"},
+		{"ephemeral containers sent to the create path", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
+			c.Webhooks[2].ClientConfig.URL = c.Webhooks[0].ClientConfig.URL
+		}, "pod-ephemeralcontainers.podbridge.podbridge.io clientConfig.url"},
+		{"ephemeral containers entry removed", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
+			c.Webhooks = c.Webhooks[:2]
+		}, "webhook pod-ephemeralcontainers.podbridge.podbridge.io removed"},
 		{"entry added", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
 			c.Webhooks = append(c.Webhooks, admissionregistrationv1.MutatingWebhook{Name: "x.example"})
 		}, "webhook x.example added"},

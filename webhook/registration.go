@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -10,6 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/podbridge/podbridge/translate"
 )
 
 // Registration describes podbridge's MutatingWebhookConfiguration in the
@@ -17,7 +20,10 @@ import (
 type Registration struct {
 	// Name of the configuration and prefix of its webhook's name.
 	Name string
-	// URL reaches the webhook server from the virtual apiserver.
+	// URL reaches the webhook server from the virtual apiserver: scheme,
+	// host, port and any path prefix. Each webhook gets its own path after
+	// it; a URL that ends in translate.WebhookPath (the one path there was
+	// before each kind of request had its own) is read without it.
 	URL string
 	// CABundle verifies the webhook server's certificate.
 	CABundle []byte
@@ -25,30 +31,49 @@ type Registration struct {
 	TimeoutSeconds int32
 }
 
-// Configuration returns the MutatingWebhookConfiguration for r, all at
-// the same URL, with no side effects on dry-run requests (the host create
-// is a dry run too):
-//   - pod creates and ephemeral containers fail closed: a pod with no host
-//     pod, or an unchecked container on the host, must not exist;
+// Configuration returns the MutatingWebhookConfiguration for r: one
+// webhook per kind of pod request, each at its own path (its handler
+// refuses every other kind), all with no side effects on dry-run requests
+// (the host create is a dry run too):
+//   - pod creates fail closed: a pod with no host pod must not exist;
+//   - ephemeral containers fail closed: an unchecked container must not
+//     reach the host pod;
 //   - pod updates, checked only so that podbridge's own keys stay as it set
 //     them, fail open: a forged key harms only the pod's own pairing, and
 //     the tenant's controllers (label changes, adoption) keep working while
 //     the webhook is away.
+//
+// The update and ephemeral-container checks change nothing and could be a
+// ValidatingWebhookConfiguration; they stay in this one object so that one
+// keeper watches, restores and injects the CA into one object, with the
+// RBAC it has, and a GitOps user applies one object. A validating webhook
+// would see the pod after the tenant's own mutating webhooks; that matters
+// little here: the reflector applies the host-side gate to ephemeral
+// containers again before it adds them to the host pod, and the update
+// guard fails open anyway.
 func (r Registration) Configuration() *admissionregistrationv1.MutatingWebhookConfiguration {
 	return &admissionregistrationv1.MutatingWebhookConfiguration{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},
 		ObjectMeta: metav1.ObjectMeta{Name: r.Name},
 		Webhooks: []admissionregistrationv1.MutatingWebhook{
-			r.webhook("pods", admissionregistrationv1.Fail, podRule(admissionregistrationv1.Create, "pods"), podRule(admissionregistrationv1.Update, "pods/ephemeralcontainers")),
-			r.webhook("pod-updates", admissionregistrationv1.Ignore, podRule(admissionregistrationv1.Update, "pods")),
+			r.webhook("pods", translate.WebhookPath, admissionregistrationv1.Fail, podRule(admissionregistrationv1.Create, "pods")),
+			r.webhook("pod-updates", translate.WebhookPathPodUpdate, admissionregistrationv1.Ignore, podRule(admissionregistrationv1.Update, "pods")),
+			r.webhook("pod-ephemeralcontainers", translate.WebhookPathEphemeralContainers, admissionregistrationv1.Fail, podRule(admissionregistrationv1.Update, "pods/ephemeralcontainers")),
 		},
 	}
 }
 
-func (r Registration) webhook(name string, failure admissionregistrationv1.FailurePolicyType, rules ...admissionregistrationv1.RuleWithOperations) admissionregistrationv1.MutatingWebhook {
+// serverURL is r.URL without a trailing translate.WebhookPath or slash:
+// the URL the webhooks' paths follow.
+func (r Registration) serverURL() string {
+	return strings.TrimRight(strings.TrimSuffix(r.URL, translate.WebhookPath), "/")
+}
+
+func (r Registration) webhook(name, path string, failure admissionregistrationv1.FailurePolicyType, rules ...admissionregistrationv1.RuleWithOperations) admissionregistrationv1.MutatingWebhook {
+	url := r.serverURL() + path
 	return admissionregistrationv1.MutatingWebhook{
 		Name:                    name + "." + r.Name + ".podbridge.io",
-		ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &r.URL, CABundle: r.CABundle},
+		ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: r.CABundle},
 		AdmissionReviewVersions: []string{"v1"},
 		FailurePolicy:           ptr.To(failure),
 		SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNoneOnDryRun),

@@ -28,6 +28,7 @@ import (
 
 	"github.com/podbridge/podbridge/certs"
 	"github.com/podbridge/podbridge/internal/caps"
+	"github.com/podbridge/podbridge/internal/hostcopy"
 	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/policy"
 	"github.com/podbridge/podbridge/translate"
@@ -187,7 +188,13 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 
 	// GetWebhookServer adds the server to the manager's runnables.
 	server := mgr.GetWebhookServer()
-	server.Register(Path, limitBody(o.Limits.MaxRequestBytes, &admission.Webhook{Handler: &PodMutator{
+	// One handler per path, each registered as its own webhook (see
+	// Registration.Configuration), each refusing requests of other kinds.
+	server.Register(translate.WebhookPathPodUpdate, limitBody(o.Limits.MaxRequestBytes, &admission.Webhook{Handler: UpdateGuard{}}))
+	server.Register(translate.WebhookPathEphemeralContainers, limitBody(o.Limits.MaxRequestBytes, &admission.Webhook{Handler: &EphemeralContainersCheck{
+		Config: o.Translate, Policy: security,
+	}}))
+	server.Register(translate.WebhookPath, limitBody(o.Limits.MaxRequestBytes, &admission.Webhook{Handler: &PodMutator{
 		Host:        host,
 		Virtual:     virtual,
 		Config:      o.Translate,
@@ -196,8 +203,11 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 		NewSyncID:   uuid.NewString,
 		NameSuffix:  func() string { return utilrand.String(5) },
 		Originals:   originals,
-		Budget: &caps.Budget{
-			Reader: mgr.GetCache(), Namespace: o.Translate.HostNamespace, VCluster: o.Translate.VCluster, Limits: o.Limits,
+		Copies: &hostcopy.Writer{
+			Host: host, FieldManager: FieldManager, Config: o.Translate,
+			Budget: &caps.Budget{
+				Reader: mgr.GetCache(), Namespace: o.Translate.HostNamespace, VCluster: o.Translate.VCluster, Limits: o.Limits,
+			},
 		},
 		MaxTokensPerPod: o.Limits.MaxTokensPerPod,
 	}}))

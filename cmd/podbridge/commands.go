@@ -16,6 +16,7 @@ import (
 	"github.com/podbridge/podbridge/internal/controlplane"
 	"github.com/podbridge/podbridge/internal/devenv"
 	"github.com/podbridge/podbridge/reflector"
+	"github.com/podbridge/podbridge/translate"
 	"github.com/podbridge/podbridge/webhook"
 )
 
@@ -38,7 +39,7 @@ func runWebhook(ctx context.Context, args []string) error {
 	fs.StringVar(&o.Certs.ClientCAFile, "client-ca-file", "", "CA bundle the virtual apiserver's client certificate must chain to (files mode, required there), re-read when it changes")
 	fs.StringVar(&o.Certs.ClientCommonName, "client-common-name", certs.ClientCommonName, "common name the virtual apiserver's client certificate must carry (and is issued for, in self-managed mode)")
 	fs.StringVar(&o.Registration.Name, "webhook-configuration", "podbridge", "name of the MutatingWebhookConfiguration in the virtual cluster")
-	fs.StringVar(&o.Registration.URL, "register-url", "", "URL at which the virtual apiserver reaches this server; when set, podbridge applies the whole MutatingWebhookConfiguration at start-up, else it only keeps the CA bundle of an existing one current")
+	fs.StringVar(&o.Registration.URL, "register-url", "", "URL at which the virtual apiserver reaches this server (scheme, host, port, any path prefix; each webhook's path follows it, and a trailing "+translate.WebhookPath+" is ignored); when set, podbridge applies the whole MutatingWebhookConfiguration at start-up and keeps it, else it only keeps the CA bundle of an existing one current")
 	timeout := fs.Duration("webhook-timeout", 10*time.Second, "the configuration's timeoutSeconds")
 	setLogger := bindLogging(fs)
 	if err := parse(fs, args); err != nil {

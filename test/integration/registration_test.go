@@ -41,7 +41,17 @@ func TestTenantCannotUnregisterTheWebhook(t *testing.T) {
 		attack             func(*admissionregistrationv1.MutatingWebhookConfiguration)
 	}{
 		{"rules without pods/ephemeralcontainers", "rules", "edited", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
-			c.Webhooks[0].Rules = c.Webhooks[0].Rules[:1]
+			removed := false
+			for i := range c.Webhooks {
+				c.Webhooks[i].Rules = slices.DeleteFunc(c.Webhooks[i].Rules, func(r admissionregistrationv1.RuleWithOperations) bool {
+					found := slices.Contains(r.Resources, "pods/ephemeralcontainers")
+					removed = removed || found
+					return found
+				})
+			}
+			if !removed {
+				t.Fatal("no rule for pods/ephemeralcontainers to remove")
+			}
 		}},
 		{"failurePolicy Ignore", "failurePolicy", "edited", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
 			c.Webhooks[0].FailurePolicy = ptr.To(admissionregistrationv1.Ignore)
@@ -67,6 +77,14 @@ func TestTenantCannotUnregisterTheWebhook(t *testing.T) {
 			extra := *c.Webhooks[1].DeepCopy()
 			extra.Name = "tenant.example.com"
 			c.Webhooks = append(c.Webhooks, extra)
+		}},
+		{"create webhook rewired to the update guard's path", "clientConfig.url", "edited", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
+			c.Webhooks[0].ClientConfig.URL = c.Webhooks[1].ClientConfig.URL
+		}},
+		{"ephemeral-container webhook removed", "removed", "edited", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
+			c.Webhooks = slices.DeleteFunc(c.Webhooks, func(w admissionregistrationv1.MutatingWebhook) bool {
+				return strings.HasPrefix(w.Name, "pod-ephemeralcontainers.")
+			})
 		}},
 		{"configuration deleted", "deleted", "deleted", nil},
 	}

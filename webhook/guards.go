@@ -1,0 +1,83 @@
+package webhook
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/podbridge/podbridge/translate"
+)
+
+// UpdateGuard is the admission handler for pod updates
+// (translate.WebhookPathPodUpdate): it refuses updates that touch
+// podbridge's own labels and annotations; the reflector carries the others
+// to the host pod. It writes nothing and serves nothing else.
+type UpdateGuard struct{}
+
+var _ admission.Handler = UpdateGuard{}
+
+// Handle admits a pod update unless it changes podbridge's keys.
+func (UpdateGuard) Handle(_ context.Context, req admission.Request) admission.Response {
+	return counted(admitUpdate(req))
+}
+
+func admitUpdate(req admission.Request) admission.Response {
+	if resp, ok := podUpdates.serves(req); !ok {
+		return resp
+	}
+	old, pod := &corev1.Pod{}, &corev1.Pod{}
+	if err := decoder.DecodeRaw(req.OldObject, old); err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod before the update: %w", err))
+	}
+	if err := decoder.DecodeRaw(req.Object, pod); err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding pod: %w", err))
+	}
+	if errs := translate.ValidateMetadataUpdate(old, pod); len(errs) > 0 {
+		return invalid(pod, errs...)
+	}
+	return admission.Allowed("the reflector carries the update to the host pod")
+}
+
+// EphemeralContainersCheck is the admission handler for the
+// pods/ephemeralcontainers subresource
+// (translate.WebhookPathEphemeralContainers): it checks the ephemeral
+// containers a pod is given against the security policy and the
+// translation, as its creation was; the reflector adds them to the host
+// pod, through the same gate. It writes nothing and serves nothing else.
+type EphemeralContainersCheck struct {
+	Config translate.Config
+	Policy *SecurityPolicy
+}
+
+var _ admission.Handler = &EphemeralContainersCheck{}
+
+// Handle admits the new ephemeral containers if the host pod may have them.
+func (c *EphemeralContainersCheck) Handle(_ context.Context, req admission.Request) admission.Response {
+	return counted(c.admit(req))
+}
+
+func (c *EphemeralContainersCheck) admit(req admission.Request) admission.Response {
+	if resp, ok := ephemeralContainers.serves(req); !ok {
+		return resp
+	}
+	pod := &corev1.Pod{}
+	if err := decoder.DecodeRaw(req.Object, pod); err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding pod: %w", err))
+	}
+	// The host pod the reflector would write: the pod translated again as
+	// at its creation, with its new ephemeral containers. The binding set
+	// nodeName, which translation refuses from tenants.
+	unbound := pod.DeepCopy()
+	unbound.Spec.NodeName = ""
+	host, _, errs := translate.HostPod(unbound, c.Config, pod.Annotations[translate.AnnotationSyncID])
+	if len(errs) > 0 {
+		return invalid(pod, errs...)
+	}
+	if errs := gate(c.Policy, c.Config).Check(pod, host); len(errs) > 0 {
+		return refuse(fmt.Sprintf("ephemeral containers of pod %q", pod.Name), pod, errs)
+	}
+	return admission.Allowed("the reflector adds the ephemeral containers to the host pod")
+}

@@ -1,0 +1,43 @@
+package webhook
+
+import (
+	"testing"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+
+	"github.com/podbridge/podbridge/translate"
+)
+
+// Each kind of pod request has its own webhook at its own path, with the
+// failure policy its users rely on; a --register-url that names the create
+// path, as it did when there was one path, names the same server.
+func TestRegistrationOneWebhookPerPath(t *testing.T) {
+	type hook struct {
+		name, url, failure, operation, resource string
+	}
+	want := []hook{
+		{"pods.podbridge.podbridge.io", "https://h.example:8443/base" + translate.WebhookPath, "Fail", "CREATE", "pods"},
+		{"pod-updates.podbridge.podbridge.io", "https://h.example:8443/base" + translate.WebhookPathPodUpdate, "Ignore", "UPDATE", "pods"},
+		{"pod-ephemeralcontainers.podbridge.podbridge.io", "https://h.example:8443/base" + translate.WebhookPathEphemeralContainers, "Fail", "UPDATE", "pods/ephemeralcontainers"},
+	}
+	for _, url := range []string{"https://h.example:8443/base", "https://h.example:8443/base/", "https://h.example:8443/base" + translate.WebhookPath} {
+		t.Run(url, func(t *testing.T) {
+			cfg := Registration{Name: "podbridge", URL: url, TimeoutSeconds: 10}.Configuration()
+			if len(cfg.Webhooks) != len(want) {
+				t.Fatalf("%d webhooks, want %d", len(cfg.Webhooks), len(want))
+			}
+			for i, w := range cfg.Webhooks {
+				if len(w.Rules) != 1 || len(w.Rules[0].Operations) != 1 || len(w.Rules[0].Resources) != 1 {
+					t.Fatalf("webhook %s: rules %+v, want one operation on one resource", w.Name, w.Rules)
+				}
+				got := hook{w.Name, *w.ClientConfig.URL, string(*w.FailurePolicy), string(w.Rules[0].Operations[0]), w.Rules[0].Resources[0]}
+				if got != want[i] {
+					t.Errorf("webhook %d: %+v, want %+v", i, got, want[i])
+				}
+				if *w.SideEffects != admissionregistrationv1.SideEffectClassNoneOnDryRun {
+					t.Errorf("webhook %s: sideEffects %s", w.Name, *w.SideEffects)
+				}
+			}
+		})
+	}
+}
