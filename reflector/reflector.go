@@ -22,6 +22,7 @@ import (
 
 	"github.com/podbridge/podbridge/internal/caps"
 	"github.com/podbridge/podbridge/internal/kube"
+	"github.com/podbridge/podbridge/kubeletproxy"
 	"github.com/podbridge/podbridge/policy"
 	"github.com/podbridge/podbridge/translate"
 )
@@ -58,6 +59,10 @@ type Options struct {
 	// refuses a second controller of the same name.
 	SkipControllerNameValidation bool
 
+	// Kubelet, when set, serves the kubelet API of the virtual nodes
+	// (logs, exec, attach, port-forward), which advertise its endpoint.
+	Kubelet *kubeletproxy.Options
+
 	// Limits cap the host copies the reflector makes (copies and their
 	// bytes; the webhook enforces the other caps).
 	Limits caps.Limits
@@ -79,6 +84,9 @@ func (o Options) Validate() error {
 	errs = append(errs, policy.ValidateLevel(field.NewPath("podSecurityLevel"), o.PodSecurityLevel)...)
 	if o.OrphanGracePeriod <= 0 {
 		errs = append(errs, field.Invalid(field.NewPath("orphanGracePeriod"), o.OrphanGracePeriod.String(), "must be positive, and longer than the webhook timeout"))
+	}
+	if o.Kubelet != nil {
+		errs = append(errs, o.Kubelet.Validate(field.NewPath("kubelet"))...)
 	}
 	if o.MaxConcurrentReconciles < 0 {
 		errs = append(errs, field.Invalid(field.NewPath("maxConcurrentReconciles"), o.MaxConcurrentReconciles, "must not be negative"))
@@ -174,6 +182,18 @@ func NewManager(o Options) (manager.Manager, error) {
 		return nil, fmt.Errorf("reflector configuration: %w", err)
 	}
 
+	var kubelet translate.KubeletEndpoint
+	if o.Kubelet != nil {
+		kubelet = o.Kubelet.Advertise
+		server, err := kubeletproxy.New(*o.Kubelet, o.Host, mgr.GetAPIReader(), virtual.GetAPIReader(), o.Translate, mgr.GetEventRecorder(FieldManager))
+		if err != nil {
+			return nil, err
+		}
+		if err := mgr.Add(server); err != nil {
+			return nil, err
+		}
+	}
+
 	guard := &nodeGuard{}
 	gone := newGonePods(o.OrphanGracePeriod, clock.RealClock{})
 	pods := &podReconciler{
@@ -187,6 +207,7 @@ func NewManager(o Options) (manager.Manager, error) {
 		OrphanGracePeriod: o.OrphanGracePeriod,
 		Clock:             clock.RealClock{},
 		Nodes:             guard,
+		Kubelet:           kubelet,
 		Gone:              gone,
 	}
 	if err := pods.SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles, resync); err != nil {
@@ -203,6 +224,7 @@ func NewManager(o Options) (manager.Manager, error) {
 		Nodes:            guard,
 		EmptyGracePeriod: nodeGrace,
 		Clock:            clock.RealClock{},
+		Kubelet:          kubelet,
 	}
 	if err := nodes.SetupWithManager(mgr, virtual, resync); err != nil {
 		return nil, err
