@@ -18,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podbridge/podbridge/certs"
 )
@@ -212,6 +213,21 @@ func TestAttachToDebugContainer(t *testing.T) {
 			return false, err.Error()
 		}
 		return len(host.Spec.EphemeralContainers) == 1, fmt.Sprintf("%d ephemeral containers", len(host.Spec.EphemeralContainers))
+	})
+	// What kubectl debug -it waits for before it attaches: the virtual
+	// pod reports the debug container running (kwok's stage starts it on
+	// the host, the reflector carries the status back).
+	eventually(t, 30*time.Second, "the debug container running in the virtual pod's status", func(ctx context.Context) (bool, string) {
+		current := &corev1.Pod{}
+		if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), current); err != nil {
+			return false, err.Error()
+		}
+		for _, s := range current.Status.EphemeralContainerStatuses {
+			if s.Name == "debugger" && s.State.Running != nil {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%+v", current.Status.EphemeralContainerStatuses)
 	})
 	c := clientset(t, env.Virtual.Config)
 	req := c.CoreV1().RESTClient().Post().Resource("pods").Namespace(pod.Namespace).Name(pod.Name).SubResource("attach").
