@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -59,6 +60,9 @@ type Options struct {
 	// refuses a second controller of the same name.
 	SkipControllerNameValidation bool
 
+	// DisableEvents turns off copying host pod events to virtual pods
+	// (which needs list and watch of host events).
+	DisableEvents bool
 	// Kubelet, when set, serves the kubelet API of the virtual nodes
 	// (logs, exec, attach, port-forward), which advertise its endpoint.
 	Kubelet *kubeletproxy.Options
@@ -119,6 +123,8 @@ func NewManager(o Options) (manager.Manager, error) {
 			DefaultNamespaces: map[string]cache.Config{o.Translate.HostNamespace: {}},
 			ByObject: map[client.Object]cache.ByObject{
 				&corev1.Pod{}: {Label: ours, Transform: trimManagedFields(hostPodFields), UnsafeDisableDeepCopy: ptr.To(true)},
+				// Events about pods, for the event copy (events.go).
+				&corev1.Event{}: {Field: hostPodEvents, Transform: cache.TransformStripManagedFields()},
 				// Only podbridge's copies and token Secrets, by metadata.
 				configMapCopies.metadata(): {Label: ours, Transform: cache.TransformStripManagedFields()},
 				secretCopies.metadata():    {Label: ours, Transform: cache.TransformStripManagedFields()},
@@ -258,6 +264,18 @@ func NewManager(o Options) (manager.Manager, error) {
 	}
 	if err := tokens.SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles, resync); err != nil {
 		return nil, err
+	}
+	if !o.DisableEvents {
+		events := &eventReconciler{
+			Host:    mgr.GetClient(),
+			Virtual: virtual.GetClient(),
+			Config:  o.Translate,
+			Limiter: flowcontrol.NewTokenBucketRateLimiter(DefaultEventQPS, DefaultEventBurst),
+			Clock:   clock.RealClock{},
+		}
+		if err := events.SetupWithManager(mgr, o.MaxConcurrentReconciles); err != nil {
+			return nil, err
+		}
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, err

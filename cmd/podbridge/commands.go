@@ -77,6 +77,7 @@ func runReflector(ctx context.Context, args []string) error {
 	fs.DurationVar(&o.NodeGracePeriod, "node-grace-period", reflector.DefaultNodeGracePeriod, "how long a virtual node carries no pod before it is removed")
 	fs.BoolVar(&o.LeaderElection, "leader-elect", true, "elect a leader among replicas (a Lease in the host namespace)")
 	fs.StringVar(&o.LeaderElectionID, "leader-election-id", "", "name of the leader election Lease (default podbridge-reflector-<vcluster-name>)")
+	copyEvents := fs.Bool("copy-host-events", true, "show on each virtual pod the events the host records about its host pod (needs list and watch of host events)")
 	kubelet := bindKubeletFlags(fs)
 	setLogger := bindLogging(fs)
 	if err := parse(fs, args); err != nil {
@@ -87,6 +88,7 @@ func runReflector(ctx context.Context, args []string) error {
 	if o.Kubelet, err = kubelet.options(fs); err != nil {
 		return err
 	}
+	o.DisableEvents = !*copyEvents
 	if o.Host, o.Virtual, err = cf.configs("reflector"); err != nil {
 		return err
 	}
