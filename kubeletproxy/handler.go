@@ -203,6 +203,7 @@ func (h *Handler) logs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	opts.Container = t.container
+	requests.WithLabelValues("log", "carried").Inc()
 	stream, err := h.HostLogs.CoreV1().Pods(h.Config.HostNamespace).GetLogs(t.pod, opts).Stream(ctx)
 	if err != nil {
 		var s apierrors.APIStatus
@@ -330,6 +331,9 @@ func (h *Handler) stream(subresource string) http.HandlerFunc {
 		p := proxy.NewUpgradeAwareHandler(&location, h.upgrade, false, true, responder{h: h})
 		p.UpgradeTransport = h.upgrade
 		p.UseLocationHost = true
+		requests.WithLabelValues(subresource, "carried").Inc()
+		openStreams.WithLabelValues(subresource).Inc()
+		defer openStreams.WithLabelValues(subresource).Dec()
 		p.ServeHTTP(w, out)
 	}
 }
@@ -392,6 +396,7 @@ func (r responder) Error(w http.ResponseWriter, req *http.Request, err error) {
 
 // refuse answers a Status, logged with the path it refused.
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, err *apierrors.StatusError) {
+	requests.WithLabelValues(subresourceOf(r.URL.Path), "refused").Inc()
 	logf.FromContext(r.Context()).Info("Refused a kubelet API request", "path", r.URL.Path, "code", err.ErrStatus.Code, "reason", err.ErrStatus.Reason, "message", err.ErrStatus.Message)
 	writeStatus(w, err.ErrStatus)
 }
@@ -401,4 +406,15 @@ func writeStatus(w http.ResponseWriter, s metav1.Status) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(int(s.Code))
 	_ = json.NewEncoder(w).Encode(s)
+}
+
+// subresourceOf names a kubelet path's subresource for metrics, from a
+// fixed set (the path itself is the caller's).
+func subresourceOf(path string) string {
+	for prefix, name := range map[string]string{"/containerLogs/": "log", "/exec/": "exec", "/attach/": "attach", "/portForward/": "portforward"} {
+		if strings.HasPrefix(path, prefix) {
+			return name
+		}
+	}
+	return "other"
 }

@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/remotecommand"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -336,6 +337,63 @@ func TestKubeletAPIRefusesOtherClients(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), "tls") && !strings.Contains(err.Error(), "certificate") {
 				t.Errorf("refused, but not in the handshake: %v", err)
+			}
+		})
+	}
+}
+
+// Closing either end of a stream frees both: the tenant going away ends
+// podbridge's connection to the host (the open-streams gauge falls while
+// the command still runs), and so does the command ending.
+func TestStreamClosedByEitherEndIsFreed(t *testing.T) {
+	pod := accessPod(t, "streams", "app")
+	before := gaugeValue(t, "podbridge_kubelet_open_streams", "subresource", "exec")
+	for _, side := range []string{"the tenant", "the container"} {
+		t.Run("closed by "+side, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			streamCtx, closeStream := context.WithCancel(ctx)
+			defer closeStream()
+			command := []string{"sleep", "20"}
+			if side == "the container" {
+				// Ends once it has read a line, which comes after the
+				// stream is counted open.
+				command = []string{"sh", "-c", "read line"}
+			}
+			stdin, feed := io.Pipe()
+			defer func() { _ = feed.Close() }()
+			done := make(chan error, 1)
+			c := clientset(t, env.Virtual.Config)
+			go func() {
+				req := c.CoreV1().RESTClient().Post().Resource("pods").Namespace(pod.Namespace).Name(pod.Name).SubResource("exec").
+					VersionedParams(&corev1.PodExecOptions{Container: "app", Command: command, Stdin: true, Stdout: true, Stderr: true}, parameterCodec)
+				executor, err := remotecommand.NewSPDYExecutor(env.Virtual.Config, "POST", req.URL())
+				if err != nil {
+					done <- err
+					return
+				}
+				done <- executor.StreamWithContext(streamCtx, remotecommand.StreamOptions{Stdin: stdin, Stdout: io.Discard, Stderr: io.Discard})
+			}()
+			eventually(t, 30*time.Second, "the exec stream open", func(context.Context) (bool, string) {
+				v := gaugeValue(t, "podbridge_kubelet_open_streams", "subresource", "exec")
+				return v == before+1, fmt.Sprintf("%v open", v)
+			})
+			if side == "the tenant" {
+				closeStream()
+			} else {
+				_, _ = feed.Write([]byte("go\n"))
+			}
+			eventually(t, 15*time.Second, "the stream freed on both sides", func(context.Context) (bool, string) {
+				v := gaugeValue(t, "podbridge_kubelet_open_streams", "subresource", "exec")
+				return v == before, fmt.Sprintf("%v open", v)
+			})
+			select {
+			case err := <-done:
+				if side == "the container" && err != nil {
+					t.Errorf("the command's end ended the exec with %v", err)
+				}
+			case <-ctx.Done():
+				t.Fatal("the client's exec did not return")
 			}
 		})
 	}
