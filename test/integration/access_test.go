@@ -398,3 +398,51 @@ func TestStreamClosedByEitherEndIsFreed(t *testing.T) {
 		})
 	}
 }
+
+// fixedSize is a terminal that reports one size, then ends.
+type fixedSize struct{ sent bool }
+
+func (f *fixedSize) Next() *remotecommand.TerminalSize {
+	if f.sent {
+		return nil
+	}
+	f.sent = true
+	return &remotecommand.TerminalSize{Width: 123, Height: 45}
+}
+
+// exec with a TTY through the virtual apiserver, over SPDY and WebSocket:
+// the terminal size the client sends (kubectl's resize stream) reaches the
+// command's terminal (which starts at 0 0 in kwok; the command waits for
+// the size to arrive).
+func TestExecWithTTYAndResize(t *testing.T) {
+	pod := accessPod(t, "tty", "app")
+	c := clientset(t, env.Virtual.Config)
+	req := c.CoreV1().RESTClient().Post().Resource("pods").Namespace(pod.Namespace).Name(pod.Name).SubResource("exec").
+		VersionedParams(&corev1.PodExecOptions{Container: "app", Command: []string{"sh", "-c", `while [ "$(stty size)" = "0 0" ]; do sleep 0.1; done; stty size`}, Stdin: true, Stdout: true, TTY: true}, parameterCodec)
+	for _, websocket := range []bool{false, true} {
+		t.Run(fmt.Sprintf("websocket=%v", websocket), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			var executor remotecommand.Executor
+			var err error
+			if websocket {
+				executor, err = remotecommand.NewWebSocketExecutor(env.Virtual.Config, "GET", req.URL().String())
+			} else {
+				executor, err = remotecommand.NewSPDYExecutor(env.Virtual.Config, "POST", req.URL())
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			stdin, feed := io.Pipe()
+			defer func() { _ = feed.Close() }()
+			var out strings.Builder
+			err = executor.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: stdin, Stdout: &out, Tty: true, TerminalSizeQueue: &fixedSize{}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.TrimSpace(out.String()); got != "45 123" {
+				t.Errorf("stty size printed %q, want %q", got, "45 123")
+			}
+		})
+	}
+}
