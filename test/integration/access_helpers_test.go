@@ -66,6 +66,24 @@ func accessKwokRules(dir string) (string, error) {
 	vcluster := "dev"
 	q := strconv.Quote
 	return fmt.Sprintf(`---
+# A kwok stage that records a Warning event about host pods of virtual
+# pods labelled kwok-stage-event=warn, once (it sets status.message).
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata: {name: access-kwok-warning}
+spec:
+  resourceRef: {apiGroup: v1, kind: Pod}
+  selector:
+    matchExpressions:
+    - {key: '.metadata.labels["tenant.podbridge.io/kwok-stage-event"]', operator: In, values: [warn]}
+    - {key: '.metadata.deletionTimestamp', operator: DoesNotExist}
+    - {key: '.status.phase', operator: In, values: [Running]}
+    - {key: '.status.message', operator: DoesNotExist}
+  next:
+    event: {type: Warning, reason: KwokStageWarning, message: "kwok's stage warns about this pod"}
+    statusTemplate: |
+      message: warned by kwok
+---
 apiVersion: kwok.x-k8s.io/v1alpha1
 kind: ClusterLogs
 metadata: {name: access}

@@ -231,3 +231,27 @@ func TestHostEventRepeatsAggregated(t *testing.T) {
 		t.Errorf("%v virtual event writes for one host event and two repeats, want 3", got)
 	}
 }
+
+// An event kwok's stage records about the host pod (as a kubelet would)
+// appears on the virtual pod.
+func TestKwokStageEventOnVirtualPod(t *testing.T) {
+	ns := namespace(t)
+	pod := simplePod(ns, "warned")
+	pod.Labels["kwok-stage-event"] = "warn"
+	if err := virtualClient.Create(context.Background(), pod); err != nil {
+		t.Fatal(err)
+	}
+	pod = waitRunningBound(t, pod)
+	eventually(t, time.Minute, "kwok's warning on the virtual pod", func(ctx context.Context) (bool, string) {
+		events, err := virtualEventsOf(ctx, pod)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, e := range events {
+			if e.Reason == "KwokStageWarning" && e.Type == corev1.EventTypeWarning && e.Message == "kwok's stage warns about this pod" {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d events", len(events))
+	})
+}
