@@ -15,6 +15,7 @@ const (
 	actionOrphanDelete  = "orphan_delete"
 	actionNodeCreate    = "node_create"
 	actionNodeDelete    = "node_delete"
+	actionEvent         = "event_copy"
 	actionUpdateHost    = "update_host"
 	actionRecreateHost  = "recreate_host"
 	actionCopyWrite     = "copy_write"
@@ -45,7 +46,7 @@ var (
 func init() {
 	metrics.Registry.MustRegister(reflectionLag, actions)
 	// Every kind is exported from the start, so rates work before the first action.
-	for _, a := range []string{actionStatusUpdate, actionBind, actionDeleteHost, actionDeleteVirtual, actionOrphanDelete, actionNodeCreate, actionNodeDelete, actionUpdateHost, actionRecreateHost,
+	for _, a := range []string{actionStatusUpdate, actionBind, actionDeleteHost, actionDeleteVirtual, actionOrphanDelete, actionNodeCreate, actionNodeDelete, actionEvent, actionUpdateHost, actionRecreateHost,
 		actionCopyWrite, actionCopyDelete, actionTokenWrite, actionTokenDelete} {
 		actions.WithLabelValues(a)
 	}

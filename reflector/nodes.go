@@ -60,6 +60,9 @@ type nodeReconciler struct {
 	// last pod is replaced.
 	EmptyGracePeriod time.Duration
 	Clock            clock.PassiveClock
+	// Kubelet is the endpoint virtual nodes advertise: podbridge's kubelet
+	// API, never the host node's.
+	Kubelet translate.KubeletEndpoint
 
 	mu         sync.Mutex
 	emptySince map[string]time.Time // nodes seen without pods, since when
@@ -165,7 +168,7 @@ func (r *nodeReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 		r.markUsed(req.Name)
 		return reconcile.Result{}, nil
 	case virtual == nil:
-		if err := createVirtualNode(ctx, r.Virtual, host); err != nil {
+		if err := createVirtualNode(ctx, r.Virtual, host, r.Kubelet); err != nil {
 			return reconcile.Result{}, err
 		}
 		r.Nodes.removed.Delete(req.Name)
@@ -174,12 +177,12 @@ func (r *nodeReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 	case len(bound.Items) == 0:
 		if wait := r.EmptyGracePeriod - r.Clock.Since(r.markEmpty(req.Name)); wait > 0 {
 			// Kept fresh meanwhile: a pod may be bound to it again.
-			return reconcile.Result{RequeueAfter: wait}, syncVirtualNode(ctx, r.Virtual, virtual, translate.VirtualNode(host))
+			return reconcile.Result{RequeueAfter: wait}, syncVirtualNode(ctx, r.Virtual, virtual, translate.VirtualNode(host, r.Kubelet))
 		}
 		return reconcile.Result{}, r.deleteIfUnused(ctx, virtual)
 	}
 	r.markUsed(req.Name)
-	return reconcile.Result{}, syncVirtualNode(ctx, r.Virtual, virtual, translate.VirtualNode(host))
+	return reconcile.Result{}, syncVirtualNode(ctx, r.Virtual, virtual, translate.VirtualNode(host, r.Kubelet))
 }
 
 // markEmpty returns since when node has been seen without pods.
@@ -231,7 +234,7 @@ func (r *nodeReconciler) deleteIfUnused(ctx context.Context, virtual *corev1.Nod
 // (the cache may not show that yet, and a pod bound to a missing node would
 // be garbage collected): then, or when the cache lacks it, the apiserver is
 // asked.
-func ensureVirtualNode(ctx context.Context, guard *nodeGuard, hostReader, virtualReader client.Reader, virtual client.Client, name string) error {
+func ensureVirtualNode(ctx context.Context, guard *nodeGuard, hostReader, virtualReader client.Reader, virtual client.Client, name string, kubelet translate.KubeletEndpoint) error {
 	key := types.NamespacedName{Name: name}
 	if _, removed := guard.removed.Load(name); !removed && virtual.Get(ctx, key, &corev1.Node{}) == nil {
 		return nil
@@ -250,7 +253,7 @@ func ensureVirtualNode(ctx context.Context, guard *nodeGuard, hostReader, virtua
 	if err := hostReader.Get(ctx, key, host); err != nil {
 		return fmt.Errorf("reading host node %s: %w", name, err)
 	}
-	if err := createVirtualNode(ctx, virtual, host); err != nil {
+	if err := createVirtualNode(ctx, virtual, host, kubelet); err != nil {
 		return err
 	}
 	guard.removed.Delete(name)
@@ -259,8 +262,8 @@ func ensureVirtualNode(ctx context.Context, guard *nodeGuard, hostReader, virtua
 
 // createVirtualNode creates the virtual mirror of host; the node reconciler
 // sees it and keeps its status fresh.
-func createVirtualNode(ctx context.Context, virtual client.Client, host *corev1.Node) error {
-	if err := virtual.Create(ctx, translate.VirtualNode(host), client.FieldOwner(FieldManager)); err != nil {
+func createVirtualNode(ctx context.Context, virtual client.Client, host *corev1.Node, kubelet translate.KubeletEndpoint) error {
+	if err := virtual.Create(ctx, translate.VirtualNode(host, kubelet), client.FieldOwner(FieldManager)); err != nil {
 		if apierrors.IsAlreadyExists(err) {
 			return nil
 		}

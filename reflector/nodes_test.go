@@ -21,7 +21,7 @@ import (
 func TestNodeReconciler(t *testing.T) {
 	const grace = 30 * time.Second
 	hostNode := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{"zone": "a"}}}
-	ours := func() *corev1.Node { return translate.VirtualNode(hostNode) }
+	ours := func() *corev1.Node { return translate.VirtualNode(hostNode, translate.KubeletEndpoint{}) }
 	boundPod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns"}, Spec: corev1.PodSpec{NodeName: "n1"}}
 
 	type step struct {

@@ -63,6 +63,8 @@ type podReconciler struct {
 	// Nodes is shared with the nodeReconciler, which must not remove a
 	// node while a pod is being bound to it.
 	Nodes *nodeGuard
+	// Kubelet is the endpoint the virtual nodes it creates advertise.
+	Kubelet translate.KubeletEndpoint
 	// Gone holds the virtual pods seen deleted, shared with the
 	// tokenReconciler.
 	Gone *gonePods
@@ -342,7 +344,7 @@ func (r *podReconciler) bind(ctx context.Context, virtual, host *corev1.Pod) (bo
 	// Held from making sure the node exists until the binding is stored.
 	r.Nodes.mu.RLock()
 	defer r.Nodes.mu.RUnlock()
-	if err := ensureVirtualNode(ctx, r.Nodes, r.Host, r.VirtualReader, r.Virtual, host.Spec.NodeName); err != nil {
+	if err := ensureVirtualNode(ctx, r.Nodes, r.Host, r.VirtualReader, r.Virtual, host.Spec.NodeName, r.Kubelet); err != nil {
 		return false, err
 	}
 	binding := &corev1.Binding{

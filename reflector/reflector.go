@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -23,6 +24,7 @@ import (
 	"github.com/podbridge/podbridge/internal/caps"
 	"github.com/podbridge/podbridge/internal/hostcopy"
 	"github.com/podbridge/podbridge/internal/kube"
+	"github.com/podbridge/podbridge/kubeletproxy"
 	"github.com/podbridge/podbridge/policy"
 	"github.com/podbridge/podbridge/translate"
 )
@@ -59,6 +61,13 @@ type Options struct {
 	// refuses a second controller of the same name.
 	SkipControllerNameValidation bool
 
+	// DisableEvents turns off copying host pod events to virtual pods
+	// (which needs list and watch of host events).
+	DisableEvents bool
+	// Kubelet, when set, serves the kubelet API of the virtual nodes
+	// (logs, exec, attach, port-forward), which advertise its endpoint.
+	Kubelet *kubeletproxy.Options
+
 	// Limits cap the host copies the reflector makes (copies and their
 	// bytes; the webhook enforces the other caps).
 	Limits caps.Limits
@@ -80,6 +89,9 @@ func (o Options) Validate() error {
 	errs = append(errs, policy.ValidateLevel(field.NewPath("podSecurityLevel"), o.PodSecurityLevel)...)
 	if o.OrphanGracePeriod <= 0 {
 		errs = append(errs, field.Invalid(field.NewPath("orphanGracePeriod"), o.OrphanGracePeriod.String(), "must be positive, and longer than the webhook timeout"))
+	}
+	if o.Kubelet != nil {
+		errs = append(errs, o.Kubelet.Validate(field.NewPath("kubelet"))...)
 	}
 	if o.MaxConcurrentReconciles < 0 {
 		errs = append(errs, field.Invalid(field.NewPath("maxConcurrentReconciles"), o.MaxConcurrentReconciles, "must not be negative"))
@@ -112,6 +124,8 @@ func NewManager(o Options) (manager.Manager, error) {
 			DefaultNamespaces: map[string]cache.Config{o.Translate.HostNamespace: {}},
 			ByObject: map[client.Object]cache.ByObject{
 				&corev1.Pod{}: {Label: ours, Transform: trimManagedFields(hostPodFields), UnsafeDisableDeepCopy: ptr.To(true)},
+				// Events about pods, for the event copy (events.go).
+				&corev1.Event{}: {Field: hostPodEvents, Transform: cache.TransformStripManagedFields()},
 				// Only podbridge's copies and token Secrets, by metadata.
 				configMapCopies.metadata(): {Label: ours, Transform: cache.TransformStripManagedFields()},
 				secretCopies.metadata():    {Label: ours, Transform: cache.TransformStripManagedFields()},
@@ -175,6 +189,18 @@ func NewManager(o Options) (manager.Manager, error) {
 		return nil, fmt.Errorf("reflector configuration: %w", err)
 	}
 
+	var kubelet translate.KubeletEndpoint
+	if o.Kubelet != nil {
+		kubelet = o.Kubelet.Advertise
+		server, err := kubeletproxy.New(*o.Kubelet, o.Host, mgr.GetAPIReader(), virtual.GetAPIReader(), o.Translate, mgr.GetEventRecorder(FieldManager))
+		if err != nil {
+			return nil, err
+		}
+		if err := mgr.Add(server); err != nil {
+			return nil, err
+		}
+	}
+
 	guard := &nodeGuard{}
 	gone := newGonePods(o.OrphanGracePeriod, clock.RealClock{})
 	pods := &podReconciler{
@@ -188,6 +214,7 @@ func NewManager(o Options) (manager.Manager, error) {
 		OrphanGracePeriod: o.OrphanGracePeriod,
 		Clock:             clock.RealClock{},
 		Nodes:             guard,
+		Kubelet:           kubelet,
 		Gone:              gone,
 	}
 	if err := pods.SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles, resync); err != nil {
@@ -204,6 +231,7 @@ func NewManager(o Options) (manager.Manager, error) {
 		Nodes:            guard,
 		EmptyGracePeriod: nodeGrace,
 		Clock:            clock.RealClock{},
+		Kubelet:          kubelet,
 	}
 	if err := nodes.SetupWithManager(mgr, virtual, resync); err != nil {
 		return nil, err
@@ -239,6 +267,18 @@ func NewManager(o Options) (manager.Manager, error) {
 	}
 	if err := tokens.SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles, resync); err != nil {
 		return nil, err
+	}
+	if !o.DisableEvents {
+		events := &eventReconciler{
+			Host:    mgr.GetClient(),
+			Virtual: virtual.GetClient(),
+			Config:  o.Translate,
+			Limiter: flowcontrol.NewTokenBucketRateLimiter(DefaultEventQPS, DefaultEventBurst),
+			Clock:   clock.RealClock{},
+		}
+		if err := events.SetupWithManager(mgr, o.MaxConcurrentReconciles); err != nil {
+			return nil, err
+		}
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, err

@@ -2,16 +2,26 @@ package translate
 
 import (
 	"maps"
+	"net"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// KubeletEndpoint is where podbridge serves the kubelet API for virtual
+// nodes: the virtual apiserver dials it for logs, exec, attach and
+// port-forward. Address is an IP or a DNS name.
+type KubeletEndpoint struct {
+	Address string
+	Port    int32
+}
+
 // VirtualNode is the node the virtual cluster sees for host node: its name,
-// labels, capacity, conditions and addresses, marked as podbridge's. Taints
-// and the spec stay behind: nothing schedules onto a virtual node, and the
-// tenant must not learn more of the host than its pods need.
-func VirtualNode(host *corev1.Node) *corev1.Node {
+// labels, capacity, conditions and node info, marked as podbridge's, and
+// podbridge's kubelet endpoint as its only address. Taints and the spec
+// stay behind: nothing schedules onto a virtual node, and the tenant must
+// not learn more of the host than its pods need.
+func VirtualNode(host *corev1.Node, kubelet KubeletEndpoint) *corev1.Node {
 	labels := maps.Clone(host.Labels)
 	if labels == nil {
 		labels = map[string]string{}
@@ -20,18 +30,33 @@ func VirtualNode(host *corev1.Node) *corev1.Node {
 	return &corev1.Node{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Node"},
 		ObjectMeta: metav1.ObjectMeta{Name: host.Name, Labels: labels},
-		Status:     VirtualNodeStatus(host),
+		Status:     VirtualNodeStatus(host, kubelet),
 	}
 }
 
-// VirtualNodeStatus is the part of the host node's status a virtual node mirrors.
-func VirtualNodeStatus(host *corev1.Node) corev1.NodeStatus {
-	return corev1.NodeStatus{
+// VirtualNodeStatus is the part of the host node's status a virtual node
+// mirrors. Its addresses are never the host node's: the virtual apiserver
+// would dial the host's kubelet with virtual pod names (and the tenant
+// would learn host addresses). With no kubelet endpoint the node has no
+// address, so the apiserver dials nothing.
+func VirtualNodeStatus(host *corev1.Node, kubelet KubeletEndpoint) corev1.NodeStatus {
+	status := corev1.NodeStatus{
 		Capacity:    host.Status.Capacity,
 		Allocatable: host.Status.Allocatable,
 		Phase:       host.Status.Phase,
 		Conditions:  host.Status.Conditions,
-		Addresses:   host.Status.Addresses,
 		NodeInfo:    host.Status.NodeInfo,
 	}
+	if kubelet.Address == "" || kubelet.Port == 0 {
+		return status
+	}
+	// One address, so whatever --kubelet-preferred-address-types the
+	// virtual apiserver has, it picks this one.
+	addressType := corev1.NodeHostName
+	if net.ParseIP(kubelet.Address) != nil {
+		addressType = corev1.NodeInternalIP
+	}
+	status.Addresses = []corev1.NodeAddress{{Type: addressType, Address: kubelet.Address}}
+	status.DaemonEndpoints = corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: kubelet.Port}}
+	return status
 }

@@ -10,11 +10,13 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/podbridge/podbridge/certs"
 	"github.com/podbridge/podbridge/internal/controlplane"
 	"github.com/podbridge/podbridge/internal/devenv"
+	"github.com/podbridge/podbridge/kubeletproxy"
 	"github.com/podbridge/podbridge/reflector"
 	"github.com/podbridge/podbridge/translate"
 	"github.com/podbridge/podbridge/webhook"
@@ -75,12 +77,18 @@ func runReflector(ctx context.Context, args []string) error {
 	fs.DurationVar(&o.NodeGracePeriod, "node-grace-period", reflector.DefaultNodeGracePeriod, "how long a virtual node carries no pod before it is removed")
 	fs.BoolVar(&o.LeaderElection, "leader-elect", true, "elect a leader among replicas (a Lease in the host namespace)")
 	fs.StringVar(&o.LeaderElectionID, "leader-election-id", "", "name of the leader election Lease (default podbridge-reflector-<vcluster-name>)")
+	copyEvents := fs.Bool("copy-host-events", true, "show on each virtual pod the events the host records about its host pod (needs list and watch of host events)")
+	kubelet := bindKubeletFlags(fs)
 	setLogger := bindLogging(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	setLogger()
 	var err error
+	if o.Kubelet, err = kubelet.options(fs); err != nil {
+		return err
+	}
+	o.DisableEvents = !*copyEvents
 	if o.Host, o.Virtual, err = cf.configs("reflector"); err != nil {
 		return err
 	}
@@ -142,6 +150,8 @@ In another terminal:
   kubectl --kubeconfig $VIRTUAL create deployment web --image=nginx --replicas=3
   kubectl --kubeconfig $VIRTUAL get deployment,pods -o wide
   kubectl --kubeconfig $HOST get pods -A -o wide
+  kubectl --kubeconfig $VIRTUAL logs deploy/web
+  kubectl --kubeconfig $VIRTUAL exec deploy/web -- pwd   # kwok runs it on this machine
 
 Logs are in %[3]s/logs. Press Ctrl-C to stop everything.
 `, o.Translate.VCluster, o.Translate.HostNamespace, o.StateDir)
@@ -188,4 +198,56 @@ func checkClientFlags(fs *flag.FlagSet, c certs.Options) error {
 		errs = append(errs, errors.New("--client-common-name must not be empty: any certificate the client CA signed would be accepted"))
 	}
 	return errors.Join(errs...)
+}
+
+// kubeletFlags configure the reflector's kubelet API for virtual nodes.
+type kubeletFlags struct {
+	o         kubeletproxy.Options
+	advertise string
+	port      int
+	mode      string
+	hosts     string
+}
+
+func bindKubeletFlags(fs *flag.FlagSet) *kubeletFlags {
+	k := &kubeletFlags{}
+	fs.StringVar(&k.advertise, "kubelet-advertise-address", "", "address (IP or DNS name) at which the virtual apiserver reaches this reflector's kubelet API, which virtual nodes advertise; empty serves no kubelet API (no logs, exec, attach or port-forward)")
+	fs.IntVar(&k.port, "kubelet-advertise-port", 0, "port virtual nodes advertise for the kubelet API (default --kubelet-port)")
+	fs.StringVar(&k.o.BindAddress, "kubelet-bind-address", "", "address the kubelet API listens on")
+	fs.IntVar(&k.o.Port, "kubelet-port", kubeletproxy.DefaultPort, "port the kubelet API listens on (not 10250, which a kubelet on the same machine holds)")
+	fs.StringVar(&k.mode, "kubelet-cert-mode", string(certs.ModeCertManager), "where the kubelet API's serving certificate comes from: cert-manager, self-managed or files (as the webhook's --cert-mode)")
+	fs.StringVar(&k.o.Certs.CertDir, "kubelet-cert-dir", "/tmp/podbridge-kubelet/serving-certs", "folder with the kubelet API's tls.crt and tls.key, reloaded when they change")
+	fs.StringVar(&k.o.Certs.SecretName, "kubelet-cert-secret", "podbridge-kubelet-tls", "host Secret holding the kubelet API's serving certificate")
+	fs.StringVar(&k.o.Certs.CertificateName, "kubelet-certificate-name", "podbridge-kubelet", "cert-manager Certificate of the kubelet API whose readiness is reported (cert-manager mode)")
+	fs.StringVar(&k.hosts, "kubelet-cert-hosts", "", "DNS names and IPs of the self-managed serving certificate, comma-separated (default --kubelet-advertise-address)")
+	fs.DurationVar(&k.o.Certs.Validity, "kubelet-cert-validity", 365*24*time.Hour, "validity of the self-managed serving certificate; renewed when a third is left")
+	fs.StringVar(&k.o.Certs.ClientSecretName, "client-ca-secret", certs.DefaultClientSecretName, "host Secret of the virtual apiserver's client certificate (the webhook's): self-managed mode issues it there, cert-manager mode trusts its ca.crt")
+	fs.StringVar(&k.o.Certs.ClientCAFile, "client-ca-file", "", "CA bundle the virtual apiserver's kubelet client certificate must chain to (files mode)")
+	fs.StringVar(&k.o.Certs.ClientCommonName, "client-common-name", certs.ClientCommonName, "common name the virtual apiserver's kubelet client certificate must carry")
+	return k
+}
+
+// options returns the kubelet API's options, or nil when none is served.
+func (k *kubeletFlags) options(fs *flag.FlagSet) (*kubeletproxy.Options, error) {
+	if k.advertise == "" {
+		return nil, nil
+	}
+	o := k.o
+	o.Certs.Mode = certs.Mode(k.mode)
+	if err := checkClientFlags(fs, o.Certs); err != nil {
+		return nil, err
+	}
+	port := k.port
+	if port == 0 {
+		port = o.Port
+	}
+	o.Advertise = translate.KubeletEndpoint{Address: k.advertise, Port: int32(port)} //nolint:gosec // checked by Options.Validate
+	o.Certs.Hosts = []string{k.advertise}
+	if k.hosts != "" {
+		o.Certs.Hosts = strings.Split(k.hosts, ",")
+	}
+	if err := o.Validate(field.NewPath("kubelet")).ToAggregate(); err != nil {
+		return nil, err
+	}
+	return &o, nil
 }

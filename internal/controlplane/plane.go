@@ -43,6 +43,7 @@ type Plane struct {
 
 	env   *envtest.Environment
 	procs []*child.Process
+	kwok  *kwokServer
 }
 
 // Options configure a control plane.
@@ -57,17 +58,44 @@ type Options struct {
 	// WebhookClient, when set, is the client certificate the apiserver
 	// presents to admission webhooks (virtual only).
 	WebhookClient *WebhookClient
+	// KubeletClient, when set, is how the apiserver reaches its nodes'
+	// kubelet API, podbridge's (virtual only).
+	KubeletClient *KubeletClient
+	// KwokRules are extra kwok configuration documents (ClusterLogs,
+	// ClusterExec, ClusterAttach, ClusterPortForward, or their per-pod
+	// kinds), placed before the default rules, which match every pod: kwok
+	// takes the first rule that matches (host only).
+	KwokRules string
 }
 
 // StartHost starts a host control plane: etcd, kube-apiserver (with the
 // ServiceAccount admission plugin, as real clusters have), kube-scheduler
 // and kwok managing opts.Nodes fake nodes.
+//
+// kwok also plays the nodes' kubelet API (logs, exec, attach,
+// port-forward; see defaultKwokRules) at the nodes' addresses,
+// 127.0.0.10 and up, and the apiserver dials only those InternalIP
+// addresses, verifying kwok's serving certificate.
 func StartHost(ctx context.Context, opts Options) (p *Plane, err error) {
 	opts.WebhookClient = nil // the host runs no webhook of podbridge's.
-	p, err = startAPIServer("host", opts)
+	opts.KubeletClient = nil
+	kwokDir := filepath.Join(opts.Dir, "kwok")
+	if err := os.MkdirAll(kwokDir, 0o755); err != nil {
+		return nil, err
+	}
+	kwokServer, err := prepareKwokServer(kwokDir, opts.Nodes)
 	if err != nil {
 		return nil, err
 	}
+	p, err = startAPIServer("host", opts, map[string]string{
+		"kubelet-certificate-authority":   kwokServer.caFile(),
+		"kubelet-preferred-address-types": "InternalIP",
+	})
+	if err != nil {
+		kwokServer.stop()
+		return nil, err
+	}
+	p.kwok = kwokServer
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, p.Stop())
@@ -92,22 +120,23 @@ func StartHost(ctx context.Context, opts Options) (p *Plane, err error) {
 	if err != nil {
 		return p, err
 	}
-	kwokDir := filepath.Join(opts.Dir, "kwok")
-	stages := filepath.Join(kwokDir, "stages.yaml")
-	if err := os.MkdirAll(kwokDir, 0o755); err != nil {
+	rules, err := defaultKwokRules(kwokDir)
+	if err != nil {
 		return p, err
 	}
-	if err := os.WriteFile(stages, kwokStages, 0o644); err != nil {
+	stages := filepath.Join(kwokDir, "stages.yaml")
+	config := slices.Concat(kwokStages, []byte("\n"), []byte(opts.KwokRules), []byte("\n"), []byte(rules))
+	if err := os.WriteFile(stages, config, 0o644); err != nil {
 		return p, fmt.Errorf("writing kwok stages: %w", err)
 	}
 	// kwok also reads $KWOK_WORKDIR/kwok.yaml: point it at our own folder
 	// so a user's ~/.kwok cannot change the control plane.
-	if err := p.start("kwok", kwok, logs, []string{"KWOK_WORKDIR=" + kwokDir},
-		"--kubeconfig="+p.Kubeconfig,
+	if err := p.start("kwok", kwok, logs, []string{"KWOK_WORKDIR=" + kwokDir}, append([]string{
+		"--kubeconfig=" + p.Kubeconfig,
 		"--manage-all-nodes",
-		"--config="+stages,
+		"--config=" + stages,
 		"--cidr=10.244.0.0/16",
-	); err != nil {
+	}, kwokServer.args()...)...); err != nil {
 		return p, err
 	}
 	if err := p.createNodes(ctx, opts); err != nil {
@@ -121,7 +150,15 @@ func StartHost(ctx context.Context, opts Options) (p *Plane, err error) {
 // lifecycle controller (virtual nodes have no kubelet; podbridge keeps
 // their status). There is no scheduler: podbridge binds virtual pods.
 func StartVirtual(ctx context.Context, opts Options) (p *Plane, err error) {
-	p, err = startAPIServer("virtual", opts)
+	var flags map[string]string
+	if k := opts.KubeletClient; k != nil {
+		flags = map[string]string{
+			"kubelet-client-certificate":    k.CertFile,
+			"kubelet-client-key":            k.KeyFile,
+			"kubelet-certificate-authority": k.CAFile,
+		}
+	}
+	p, err = startAPIServer("virtual", opts, flags)
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +188,7 @@ func StartVirtual(ctx context.Context, opts Options) (p *Plane, err error) {
 	return p, p.waitForDefaultServiceAccount(ctx)
 }
 
-func startAPIServer(name string, opts Options) (*Plane, error) {
+func startAPIServer(name string, opts Options, flags map[string]string) (*Plane, error) {
 	apiserver, err := opts.Assets.Path("kube-apiserver")
 	if err != nil {
 		return nil, err
@@ -182,6 +219,9 @@ func startAPIServer(name string, opts Options) (*Plane, error) {
 	}
 	// envtest turns ServiceAccount admission off; real clusters have it on.
 	env.ControlPlane.GetAPIServer().Configure().Disable("disable-admission-plugins")
+	for flag, value := range flags {
+		env.ControlPlane.GetAPIServer().Configure().Set(flag, value)
+	}
 	if opts.WebhookClient != nil {
 		config, err := opts.WebhookClient.writeAdmissionConfig(certDir)
 		if err != nil {
@@ -238,6 +278,8 @@ func (p *Plane) Stop() error {
 	if p.env != nil {
 		errs = append(errs, p.env.Stop())
 	}
+	p.kwok.stop()
+	p.kwok = nil
 	return errors.Join(errs...)
 }
 
@@ -299,7 +341,7 @@ func (p *Plane) createNodes(ctx context.Context, opts Options) error {
 		return err
 	}
 	for i := range opts.Nodes {
-		node := fakeNode(fmt.Sprintf("kwok-node-%d", i), i, opts.PodsPerNode)
+		node := fakeNode(fmt.Sprintf("kwok-node-%d", i), i, opts.PodsPerNode, p.kwok.port)
 		if err := c.Create(ctx, node); err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("creating node %s: %w", node.Name, err)
 		}
@@ -346,7 +388,7 @@ func untaintReadyNodes(ctx context.Context, c client.Client) error {
 	return nil
 }
 
-func fakeNode(name string, index, pods int) *corev1.Node {
+func fakeNode(name string, index, pods, kubeletPort int) *corev1.Node {
 	capacity := corev1.ResourceList{
 		corev1.ResourceCPU:    resource.MustParse("64"),
 		corev1.ResourceMemory: resource.MustParse("256Gi"),
@@ -369,9 +411,11 @@ func fakeNode(name string, index, pods int) *corev1.Node {
 			// An apiserver dials this address for logs, exec, attach and
 			// port-forward: it stays on this machine (loopback).
 			Addresses: []corev1.NodeAddress{
-				{Type: corev1.NodeInternalIP, Address: fmt.Sprintf("127.0.0.%d", 10+index)},
+				{Type: corev1.NodeInternalIP, Address: nodeAddress(index)},
 				{Type: corev1.NodeHostName, Address: name},
 			},
+			// kwok's kubelet API (the apiserver dials the InternalIP only).
+			DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: int32(kubeletPort)}},
 		},
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -28,6 +29,7 @@ import (
 	"github.com/podbridge/podbridge/internal/caps"
 	"github.com/podbridge/podbridge/internal/controlplane"
 	"github.com/podbridge/podbridge/internal/kube"
+	"github.com/podbridge/podbridge/kubeletproxy"
 	"github.com/podbridge/podbridge/reflector"
 	"github.com/podbridge/podbridge/translate"
 	"github.com/podbridge/podbridge/webhook"
@@ -52,6 +54,9 @@ type Options struct {
 	// PodSecurityLevel is the webhook's and the reflector's, and the one
 	// the host namespace enforces (empty: baseline).
 	PodSecurityLevel string
+	// KwokRules are extra kwok rules for the host's kubelet API (see
+	// controlplane.Options.KwokRules).
+	KwokRules string
 }
 
 // Defaults returns the options `podbridge dev` uses.
@@ -73,8 +78,13 @@ func Defaults() Options {
 type Env struct {
 	Host, Virtual *controlplane.Plane
 	Options       Options
-	// WebhookClient is what the virtual apiserver presents to the webhook.
+	// WebhookClient is what the virtual apiserver presents to the webhook,
+	// and to podbridge's kubelet API.
 	WebhookClient *WebhookClientCredentials
+	// Kubelet is where podbridge serves the virtual nodes' kubelet API.
+	Kubelet translate.KubeletEndpoint
+	// KubeletCAFile is the CA of the kubelet API's serving certificate.
+	KubeletCAFile string
 
 	// failed receives an error when a podbridge component stops on its own.
 	failed chan error
@@ -113,12 +123,33 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 	}
 	port := reserved.Addr().(*net.TCPAddr).Port
 	defer reserved.Close()
+	// Likewise the kubelet API's port, which virtual nodes advertise, and
+	// its serving certificate, whose CA the virtual apiserver reads at start.
+	reservedKubelet, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return env, fmt.Errorf("choosing the kubelet API's port: %w", err)
+	}
+	kubeletPort := reservedKubelet.Addr().(*net.TCPAddr).Port
+	defer reservedKubelet.Close()
+	env.Kubelet = translate.KubeletEndpoint{Address: "127.0.0.1", Port: int32(kubeletPort)}
+	kubeletServing, err := certs.NewSelfSigned([]string{env.Kubelet.Address}, time.Now(), 365*24*time.Hour)
+	if err != nil {
+		return env, fmt.Errorf("issuing the kubelet API's serving certificate: %w", err)
+	}
+	kubeletServingDir := filepath.Join(opts.StateDir, "kubelet-serving-ca")
+	if err := os.MkdirAll(kubeletServingDir, 0o700); err != nil {
+		return env, err
+	}
+	env.KubeletCAFile = filepath.Join(kubeletServingDir, certs.CAFile)
+	if err := os.WriteFile(env.KubeletCAFile, kubeletServing.CA, 0o600); err != nil {
+		return env, err
+	}
 	webhookClient, err := IssueWebhookClient(opts.StateDir)
 	if err != nil {
 		return env, err
 	}
 	env.WebhookClient = webhookClient
-	planeOpts := controlplane.Options{Assets: opts.Assets, Dir: opts.StateDir, Nodes: opts.Nodes, PodsPerNode: opts.PodsPerNode}
+	planeOpts := controlplane.Options{Assets: opts.Assets, Dir: opts.StateDir, Nodes: opts.Nodes, PodsPerNode: opts.PodsPerNode, KwokRules: opts.KwokRules}
 	hostErr := make(chan error, 1)
 	go func() {
 		var err error
@@ -127,6 +158,8 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 	}()
 	virtualOpts := planeOpts
 	virtualOpts.WebhookClient = webhookClient.ForAPIServer("127.0.0.1:" + strconv.Itoa(port))
+	// The same client certificate for podbridge's kubelet API.
+	virtualOpts.KubeletClient = &controlplane.KubeletClient{CertFile: webhookClient.CertFile, KeyFile: webhookClient.KeyFile, CAFile: env.KubeletCAFile}
 	env.Virtual, err = controlplane.StartVirtual(ctx, virtualOpts)
 	if err = errors.Join(err, <-hostErr); err != nil {
 		return env, err
@@ -141,7 +174,11 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 	if err := webhookClient.StoreInHost(ctx, env.Host.Config, opts.Translate.HostNamespace); err != nil {
 		return env, err
 	}
+	if err := storeTLSSecret(ctx, env.Host.Config, opts.Translate.HostNamespace, KubeletSecretName, kubeletServing); err != nil {
+		return env, err
+	}
 	reserved.Close() // the webhook server binds it when its manager starts.
+	reservedKubelet.Close()
 
 	hostCfg := kube.WithLimits(env.Host.Config, kube.DefaultLimits, "podbridge-dev")
 	virtualCfg := kube.WithLimits(env.Virtual.Config, kube.DefaultLimits, "podbridge-dev")
@@ -177,6 +214,19 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 		MetricsBindAddress:      "0", HealthProbeBindAddress: "0",
 		// StartReflector builds the reflector again in this process.
 		SkipControllerNameValidation: true,
+		Kubelet: &kubeletproxy.Options{
+			BindAddress: "127.0.0.1", Port: kubeletPort,
+			Advertise: env.Kubelet,
+			Certs: certs.Options{
+				Mode:       certs.ModeSelfManaged,
+				SecretName: KubeletSecretName,
+				CertDir:    filepath.Join(opts.StateDir, "kubelet-certs"),
+				Hosts:      []string{env.Kubelet.Address},
+				// The virtual apiserver's client certificate, stored by
+				// StoreInHost above.
+				ClientSecretName: certs.DefaultClientSecretName,
+			},
+		},
 	}
 	if err := env.startWebhook(ctx); err != nil {
 		return env, err
@@ -432,6 +482,28 @@ func (c *WebhookClientCredentials) StoreInHost(ctx context.Context, cfg *rest.Co
 	}
 	if err := cl.Create(ctx, secret); err != nil {
 		return fmt.Errorf("storing the webhook client certificate in the host: %w", err)
+	}
+	return nil
+}
+
+// KubeletSecretName is the host Secret of the kubelet API's self-managed
+// serving certificate in podbridge dev.
+const KubeletSecretName = "podbridge-kubelet-tls"
+
+// storeTLSSecret stores b in the host Secret name, where a self-managed
+// certificate keeper finds and keeps it instead of issuing its own.
+func storeTLSSecret(ctx context.Context, cfg *rest.Config, namespace, name string, b *certs.Bundle) error {
+	cl, err := client.New(cfg, client.Options{Scheme: kube.Scheme})
+	if err != nil {
+		return err
+	}
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: map[string]string{translate.LabelManagedBy: translate.ManagedByValue}},
+		Type:       corev1.SecretTypeTLS,
+		Data:       map[string][]byte{certs.CertFile: b.Cert, certs.KeyFile: b.Key, certs.CAFile: b.CA, certs.CAKeyFile: b.CAKey},
+	}
+	if err := cl.Create(ctx, secret); err != nil {
+		return fmt.Errorf("storing %s in the host: %w", name, err)
 	}
 	return nil
 }

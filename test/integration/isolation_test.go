@@ -115,7 +115,11 @@ func TestTwoTenantsShareAHostNamespace(t *testing.T) {
 		{Namespace: "kube-system", Verb: "list", Resource: "pods"},
 		{Namespace: "default", Verb: "get", Resource: "secrets"},
 		{Verb: "update", Resource: "nodes"},
-		{Namespace: cfgTwo.HostNamespace, Verb: "create", Resource: "pods", Subresource: "exec"},
+		// exec, attach and port-forward only in its own namespace (the
+		// kubelet API carries them there), and no pod proxy anywhere.
+		{Namespace: "kube-system", Verb: "create", Resource: "pods", Subresource: "exec"},
+		{Namespace: "default", Verb: "get", Resource: "pods", Subresource: "log"},
+		{Namespace: cfgTwo.HostNamespace, Verb: "create", Resource: "pods", Subresource: "proxy"},
 		{Namespace: cfgTwo.HostNamespace, Verb: "create", Resource: "rolebindings", Group: "rbac.authorization.k8s.io"},
 	} {
 		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &attr}}

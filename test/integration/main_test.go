@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -58,6 +59,11 @@ func run(m *testing.M) int {
 	opts.Translate.StorageClasses = []string{allowedStorageClass}
 	// The one tenant annotation copied to host pods (metadata_attacks_test.go).
 	opts.Translate.HostAnnotations = []string{allowedAnnotation}
+	// kwok's answers for logs, attach and port-forward in access_test.go.
+	if opts.KwokRules, err = accessKwokRules(filepath.Join(stateDir, "access")); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	if opts.Assets, err = controlplane.DefaultAssets(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

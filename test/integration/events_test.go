@@ -1,0 +1,257 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/podbridge/podbridge/translate"
+)
+
+// virtualEventsOf lists the virtual events about pod as kubectl describe
+// does (by the pod's name, namespace and UID).
+func virtualEventsOf(ctx context.Context, pod *corev1.Pod) ([]corev1.Event, error) {
+	list := &corev1.EventList{}
+	err := virtualClient.List(ctx, list, client.InNamespace(pod.Namespace), client.MatchingFieldsSelector{Selector: fields.SelectorFromSet(fields.Set{
+		"involvedObject.kind": "Pod", "involvedObject.name": pod.Name, "involvedObject.uid": string(pod.UID),
+	})})
+	return list.Items, err
+}
+
+// A real FailedScheduling from the host scheduler (a node selector no
+// host node has) appears on the virtual pod, under its name, namespace and
+// UID; the same kind of event about another virtual cluster's pod and
+// about a pod that is not podbridge's never appears in this virtual cluster.
+func TestHostSchedulingEventOnVirtualPod(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ns := namespace(t)
+	pod := simplePod(ns, "unplaceable")
+	pod.Spec.NodeSelector = map[string]string{"podbridge-test/no-such-node": "true"}
+	if err := virtualClient.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	// Pods the host scheduler also fails to place, that are not this
+	// virtual cluster's: another virtual cluster's, and the host's own.
+	cfg := env.Options.Translate
+	strangers := []*corev1.Pod{
+		{ObjectMeta: metav1.ObjectMeta{Name: translate.HostName("unplaceable", ns, "other"), Namespace: cfg.HostNamespace,
+			Labels:      map[string]string{translate.LabelManagedBy: translate.ManagedByValue, translate.LabelVCluster: "other"},
+			Annotations: map[string]string{translate.AnnotationName: "unplaceable", translate.AnnotationNamespace: ns, translate.AnnotationVCluster: "other", translate.AnnotationSyncID: "x"}}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "host-own-unplaceable", Namespace: cfg.HostNamespace}},
+	}
+	for _, s := range strangers {
+		s.Spec = corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "busybox"}}, NodeSelector: pod.Spec.NodeSelector, AutomountServiceAccountToken: ptr.To(false)}
+		if err := hostClient.Create(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = hostClient.Delete(context.Background(), s, client.GracePeriodSeconds(0)) })
+	}
+	var got corev1.Event
+	eventually(t, time.Minute, "FailedScheduling on the virtual pod", func(ctx context.Context) (bool, string) {
+		if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
+			return false, err.Error()
+		}
+		events, err := virtualEventsOf(ctx, pod)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, e := range events {
+			if e.Reason == "FailedScheduling" {
+				got = e
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d events", len(events))
+	})
+	if got.Type != corev1.EventTypeWarning || got.Count < 1 || !strings.Contains(got.Message, "node") || got.Source.Component == "" {
+		t.Errorf("event %+v", got)
+	}
+	if strings.Contains(got.Message, cfg.HostNamespace) || strings.Contains(got.Message, hostKey(pod).Name) {
+		t.Errorf("the message names the host side: %q", got.Message)
+	}
+	// Both strangers have their FailedScheduling on the host by now (the
+	// scheduler places pods in order); none reached the virtual cluster.
+	eventually(t, time.Minute, "FailedScheduling of the strangers on the host", func(ctx context.Context) (bool, string) {
+		list := &corev1.EventList{}
+		if err := hostClient.List(ctx, list, client.InNamespace(cfg.HostNamespace)); err != nil {
+			return false, err.Error()
+		}
+		seen := 0
+		for _, e := range list.Items {
+			for _, s := range strangers {
+				if e.InvolvedObject.Name == s.Name && e.Reason == "FailedScheduling" {
+					seen++
+				}
+			}
+		}
+		return seen >= len(strangers), fmt.Sprintf("%d of %d", seen, len(strangers))
+	})
+	// A marker event about this pod, recorded on the host after the
+	// strangers' events: once it is copied, the reflector has had the
+	// strangers' events in its queue too (they are retried for 30 s).
+	host, err := getHostPod(ctx, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := metav1.NewTime(time.Now())
+	marker := &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{Name: host.Name + ".marker", Namespace: host.Namespace},
+		InvolvedObject: corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Name: host.Name, Namespace: host.Namespace, UID: host.UID},
+		Reason:         "Marker", Type: corev1.EventTypeNormal, Message: "marker", Source: corev1.EventSource{Component: "test"},
+		FirstTimestamp: now, LastTimestamp: now, Count: 1,
+	}
+	if err := hostClient.Create(ctx, marker); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the marker on the virtual pod", func(ctx context.Context) (bool, string) {
+		events, err := virtualEventsOf(ctx, pod)
+		for _, e := range events {
+			if e.Reason == "Marker" {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprint(len(events), err)
+	})
+	// The virtual pod's FailedScheduling is exactly the copy of its own
+	// host pod's; the other virtual cluster's pod, which carries the same
+	// virtual name and namespace, added none; nothing else was copied
+	// into the namespace.
+	events, err := virtualEventsOf(ctx, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostEvents := &corev1.EventList{}
+	if err := hostClient.List(ctx, hostEvents, client.InNamespace(cfg.HostNamespace)); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for _, e := range hostEvents.Items {
+		if e.InvolvedObject.Name == host.Name {
+			want[translate.VirtualEventName(pod.Name, e.Namespace, e.Name)] = true
+		}
+	}
+	for _, e := range events {
+		if !want[e.Name] {
+			t.Errorf("virtual event %s (%s: %s) is no copy of an event about this pod's host pod", e.Name, e.Reason, e.Message)
+		}
+	}
+	all := &corev1.EventList{}
+	if err := virtualClient.List(ctx, all, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range all.Items {
+		if e.InvolvedObject.Name != pod.Name {
+			t.Errorf("an event about %s reached the namespace: %s", e.InvolvedObject.Name, e.Message)
+		}
+	}
+}
+
+// The host's repeats of an event update one virtual event's count, with
+// one write each; a host event update that changes nothing shown writes
+// nothing.
+func TestHostEventRepeatsAggregated(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ns := namespace(t)
+	pod := simplePod(ns, "flaky")
+	if err := virtualClient.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	pod = waitRunningBound(t, pod)
+	host, err := getHostPod(ctx, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := metav1.NewTime(time.Now().Truncate(time.Second))
+	hostEvent := &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{Name: host.Name + ".backoff", Namespace: host.Namespace},
+		InvolvedObject: corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Name: host.Name, Namespace: host.Namespace, UID: host.UID, FieldPath: "spec.containers{app}"},
+		Reason:         "BackOff", Type: corev1.EventTypeWarning, Message: "Back-off restarting failed container app in pod " + host.Name,
+		Source: corev1.EventSource{Component: "kubelet", Host: host.Spec.NodeName}, FirstTimestamp: now, LastTimestamp: now, Count: 1,
+	}
+	writes := func() float64 { return actionCount(t, "event_copy") }
+	before := writes()
+	if err := hostClient.Create(ctx, hostEvent); err != nil {
+		t.Fatal(err)
+	}
+	waitCount := func(want int32) {
+		t.Helper()
+		eventually(t, 30*time.Second, fmt.Sprintf("the virtual event with count %d", want), func(ctx context.Context) (bool, string) {
+			events, err := virtualEventsOf(ctx, pod)
+			if err != nil {
+				return false, err.Error()
+			}
+			var backoffs []corev1.Event
+			for _, e := range events {
+				if e.Reason == "BackOff" {
+					backoffs = append(backoffs, e)
+				}
+			}
+			if len(backoffs) != 1 {
+				return false, fmt.Sprintf("%d BackOff events", len(backoffs))
+			}
+			e := backoffs[0]
+			if e.Message != "Back-off restarting failed container app in pod "+pod.Name || e.InvolvedObject.FieldPath != "spec.containers{app}" {
+				t.Fatalf("event %+v", e)
+			}
+			return e.Count == want, fmt.Sprintf("count %d", e.Count)
+		})
+	}
+	waitCount(1)
+	hostEvent.Count = 5
+	hostEvent.LastTimestamp = metav1.NewTime(now.Add(10 * time.Second))
+	if err := hostClient.Update(ctx, hostEvent); err != nil {
+		t.Fatal(err)
+	}
+	waitCount(5)
+	// A change nothing on the virtual side shows: no write.
+	hostEvent.Annotations = map[string]string{"example.com/noise": "1"}
+	if err := hostClient.Update(ctx, hostEvent); err != nil {
+		t.Fatal(err)
+	}
+	// Then a repeat: once its count shows, the noise was handled before
+	// it (or with it: one key is never reconciled twice at once). Three
+	// writes: the copy and two count changes, none for the noise.
+	hostEvent.Count = 6
+	hostEvent.LastTimestamp = metav1.NewTime(now.Add(20 * time.Second))
+	if err := hostClient.Update(ctx, hostEvent); err != nil {
+		t.Fatal(err)
+	}
+	waitCount(6)
+	if got := writes() - before; got != 3 {
+		t.Errorf("%v virtual event writes for one host event and two repeats, want 3", got)
+	}
+}
+
+// An event kwok's stage records about the host pod (as a kubelet would)
+// appears on the virtual pod.
+func TestKwokStageEventOnVirtualPod(t *testing.T) {
+	ns := namespace(t)
+	pod := simplePod(ns, "warned")
+	pod.Labels["kwok-stage-event"] = "warn"
+	if err := virtualClient.Create(context.Background(), pod); err != nil {
+		t.Fatal(err)
+	}
+	pod = waitRunningBound(t, pod)
+	eventually(t, time.Minute, "kwok's warning on the virtual pod", func(ctx context.Context) (bool, string) {
+		events, err := virtualEventsOf(ctx, pod)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, e := range events {
+			if e.Reason == "KwokStageWarning" && e.Type == corev1.EventTypeWarning && e.Message == "kwok's stage warns about this pod" {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d events", len(events))
+	})
+}
