@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -56,6 +57,14 @@ type Options struct {
 	// WebhookClient, when set, is the client certificate the apiserver
 	// presents to admission webhooks (virtual only).
 	WebhookClient *WebhookClient
+	// BindAddress, when set, is the address the apiserver serves on (and
+	// its serving certificate names) instead of 127.0.0.1: the real
+	// node's bridge address, so pods on that node reach it (virtual only).
+	BindAddress string
+	// KubeletClientCertFile and KubeletClientKeyFile, when set, are the
+	// client certificate the apiserver presents to kubelets (host only:
+	// a real node's kubelet accepts no anonymous caller).
+	KubeletClientCertFile, KubeletClientKeyFile string
 }
 
 // StartHost starts a host control plane: etcd, kube-apiserver (with the
@@ -63,6 +72,7 @@ type Options struct {
 // and kwok managing opts.Nodes fake nodes.
 func StartHost(ctx context.Context, opts Options) (p *Plane, err error) {
 	opts.WebhookClient = nil // the host runs no webhook of podbridge's.
+	opts.BindAddress = ""    // kubelets and podbridge reach the host on loopback.
 	p, err = startAPIServer("host", opts)
 	if err != nil {
 		return nil, err
@@ -103,7 +113,8 @@ func StartHost(ctx context.Context, opts Options) (p *Plane, err error) {
 	// so a user's ~/.kwok cannot change the control plane.
 	if err := p.start("kwok", kwok, logs, []string{"KWOK_WORKDIR=" + kwokDir},
 		"--kubeconfig="+p.Kubeconfig,
-		"--manage-all-nodes",
+		// Only the fake nodes: a real node beside them has its kubelet.
+		"--manage-nodes-with-label-selector=type=kwok",
 		"--config="+stages,
 		"--cidr=10.244.0.0/16",
 	); err != nil {
@@ -120,6 +131,7 @@ func StartHost(ctx context.Context, opts Options) (p *Plane, err error) {
 // lifecycle controller (virtual nodes have no kubelet; podbridge keeps
 // their status). There is no scheduler: podbridge binds virtual pods.
 func StartVirtual(ctx context.Context, opts Options) (p *Plane, err error) {
+	opts.KubeletClientCertFile, opts.KubeletClientKeyFile = "", "" // no kubelet
 	p, err = startAPIServer("virtual", opts)
 	if err != nil {
 		return nil, err
@@ -181,6 +193,28 @@ func startAPIServer(name string, opts Options) (*Plane, error) {
 	}
 	// envtest turns ServiceAccount admission off; real clusters have it on.
 	env.ControlPlane.GetAPIServer().Configure().Disable("disable-admission-plugins")
+	if opts.BindAddress != "" {
+		// envtest picks a loopback port unless given both address and port.
+		l, err := net.Listen("tcp", net.JoinHostPort(opts.BindAddress, "0"))
+		if err != nil {
+			return nil, fmt.Errorf("choosing the %s apiserver's port on %s: %w", name, opts.BindAddress, err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		env.ControlPlane.APIServer.SecureServing.Address = opts.BindAddress
+		env.ControlPlane.APIServer.SecureServing.Port = strconv.Itoa(port)
+	}
+	if name == "host" {
+		// The apiserver dials the node's InternalIP for logs, exec, attach
+		// and port-forward: never its hostname, which would be a DNS lookup
+		// off this machine.
+		env.ControlPlane.GetAPIServer().Configure().Set("kubelet-preferred-address-types", "InternalIP")
+	}
+	if opts.KubeletClientCertFile != "" {
+		env.ControlPlane.GetAPIServer().Configure().
+			Set("kubelet-client-certificate", opts.KubeletClientCertFile).
+			Set("kubelet-client-key", opts.KubeletClientKeyFile)
+	}
 	if opts.WebhookClient != nil {
 		config, err := opts.WebhookClient.writeAdmissionConfig(certDir)
 		if err != nil {
@@ -219,6 +253,16 @@ func (p *Plane) start(name, path, logDir string, env []string, args ...string) e
 	}
 	p.procs = append(p.procs, proc)
 	return nil
+}
+
+// AddUser provisions a user authenticated by a client certificate and
+// returns a kubeconfig for it (the real node's kubelet uses one).
+func (p *Plane) AddUser(name string, groups ...string) ([]byte, error) {
+	u, err := p.env.AddUser(envtest.User{Name: name, Groups: groups}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("provisioning %s user %s: %w", p.Name, name, err)
+	}
+	return u.KubeConfig()
 }
 
 // Stop stops every component, the ones podbridge started first.

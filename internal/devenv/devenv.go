@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -28,6 +29,7 @@ import (
 	"github.com/podbridge/podbridge/internal/caps"
 	"github.com/podbridge/podbridge/internal/controlplane"
 	"github.com/podbridge/podbridge/internal/kube"
+	"github.com/podbridge/podbridge/internal/realnode"
 	"github.com/podbridge/podbridge/reflector"
 	"github.com/podbridge/podbridge/translate"
 	"github.com/podbridge/podbridge/webhook"
@@ -52,6 +54,12 @@ type Options struct {
 	// PodSecurityLevel is the webhook's and the reflector's, and the one
 	// the host namespace enforces (empty: baseline).
 	PodSecurityLevel string
+	// RealNode, when set, adds a real kubelet node to the host beside the
+	// kwok nodes (root only; see package realnode). The virtual apiserver
+	// then serves on the node's bridge address, which Translate's
+	// APIServerHost/Port (and, when unset, DNSNameserver) name, so pods on
+	// the node reach it with their tokens.
+	RealNode *realnode.Options
 }
 
 // Defaults returns the options `podbridge dev` uses.
@@ -72,7 +80,9 @@ func Defaults() Options {
 // Env is a running development environment.
 type Env struct {
 	Host, Virtual *controlplane.Plane
-	Options       Options
+	// RealNode is the real node when Options.RealNode asked for one.
+	RealNode *realnode.Node
+	Options  Options
 	// WebhookClient is what the virtual apiserver presents to the webhook.
 	WebhookClient *WebhookClientCredentials
 
@@ -119,17 +129,40 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 	}
 	env.WebhookClient = webhookClient
 	planeOpts := controlplane.Options{Assets: opts.Assets, Dir: opts.StateDir, Nodes: opts.Nodes, PodsPerNode: opts.PodsPerNode}
+	hostOpts, virtualOpts := planeOpts, planeOpts
+	var kubeletClient string
+	if opts.RealNode != nil {
+		// The bridge first: the virtual apiserver serves on its address.
+		if env.RealNode, err = realnode.Start(ctx, *opts.RealNode); err != nil {
+			return env, err
+		}
+		virtualOpts.BindAddress = env.RealNode.IP.String()
+		if kubeletClient, err = issueKubeletClient(opts.StateDir); err != nil {
+			return env, err
+		}
+		hostOpts.KubeletClientCertFile = filepath.Join(kubeletClient, certs.CertFile)
+		hostOpts.KubeletClientKeyFile = filepath.Join(kubeletClient, certs.KeyFile)
+	}
 	hostErr := make(chan error, 1)
 	go func() {
 		var err error
-		env.Host, err = controlplane.StartHost(ctx, planeOpts)
+		env.Host, err = controlplane.StartHost(ctx, hostOpts)
 		hostErr <- err
 	}()
-	virtualOpts := planeOpts
 	virtualOpts.WebhookClient = webhookClient.ForAPIServer("127.0.0.1:" + strconv.Itoa(port))
 	env.Virtual, err = controlplane.StartVirtual(ctx, virtualOpts)
 	if err = errors.Join(err, <-hostErr); err != nil {
 		return env, err
+	}
+	joined := make(chan error, 1)
+	if env.RealNode != nil {
+		if err := useRealNode(&opts.Translate, env.Virtual.Config.Host); err != nil {
+			return env, err
+		}
+		env.Options.Translate = opts.Translate
+		go func() { joined <- env.joinRealNode(ctx, kubeletClient) }()
+	} else {
+		joined <- nil
 	}
 	if opts.PodSecurityLevel == "" {
 		opts.PodSecurityLevel = DefaultPodSecurityLevel
@@ -179,12 +212,61 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 		SkipControllerNameValidation: true,
 	}
 	if err := env.startWebhook(ctx); err != nil {
-		return env, err
+		return env, errors.Join(err, <-joined)
 	}
 	if err := env.StartReflector(); err != nil {
-		return env, err
+		return env, errors.Join(err, <-joined)
 	}
-	return env, env.waitForWebhook(ctx)
+	return env, errors.Join(env.waitForWebhook(ctx), <-joined)
+}
+
+// kubeletClientUser is the name in the certificate the host apiserver
+// presents to the real node's kubelet.
+const kubeletClientUser = "podbridge-dev-apiserver-kubelet-client"
+
+// issueKubeletClient issues the host apiserver's kubelet client certificate
+// (and its CA, which the kubelet trusts) into dir/kubelet-client.
+func issueKubeletClient(dir string) (string, error) {
+	b, err := certs.NewClient(kubeletClientUser, time.Now(), 365*24*time.Hour)
+	if err != nil {
+		return "", fmt.Errorf("issuing the host apiserver's kubelet client certificate: %w", err)
+	}
+	certDir, err := filepath.Abs(filepath.Join(dir, "kubelet-client"))
+	if err != nil {
+		return "", err
+	}
+	return certDir, b.WriteDir(certDir)
+}
+
+// useRealNode points host pods at the virtual apiserver's address on the
+// real node's bridge (and their DNS at the bridge address, where nothing
+// answers, unless a nameserver is configured: lookups stay on the machine).
+func useRealNode(tc *translate.Config, virtualServer string) error {
+	u, err := url.Parse(virtualServer)
+	if err != nil {
+		return err
+	}
+	port, err := strconv.ParseInt(u.Port(), 10, 32)
+	if err != nil {
+		return fmt.Errorf("virtual apiserver port in %s: %w", virtualServer, err)
+	}
+	tc.APIServerHost, tc.APIServerPort = u.Hostname(), int32(port)
+	if tc.DNSNameserver == "" {
+		tc.DNSNameserver = u.Hostname()
+	}
+	return nil
+}
+
+// joinRealNode registers the real node's kubelet with the host.
+func (e *Env) joinRealNode(ctx context.Context, kubeletClient string) error {
+	kubeconfig, err := e.Host.AddUser("system:node:"+e.RealNode.Name(), "system:nodes")
+	if err != nil {
+		return err
+	}
+	return e.RealNode.Join(ctx, realnode.Host{
+		Admin: e.Host.Config, Kubeconfig: kubeconfig,
+		ClientCAFile: filepath.Join(kubeletClient, certs.CAFile), APIServerUser: kubeletClientUser,
+	})
 }
 
 // run starts mgr until its component is stopped.
@@ -300,7 +382,7 @@ func (e *Env) RestartReflector() error {
 // stopped on its own.
 func (e *Env) Err() <-chan error { return e.failed }
 
-// Stop stops podbridge, then both control planes.
+// Stop stops podbridge, then both control planes and the real node.
 func (e *Env) Stop() error {
 	if e == nil {
 		return nil
@@ -309,7 +391,9 @@ func (e *Env) Stop() error {
 	errs := []error{e.webhook.stop(), e.reflector.stop()}
 	e.webhook, e.reflector = nil, nil
 	e.mu.Unlock()
-	errs = append(errs, e.Virtual.Stop(), e.Host.Stop())
+	// The virtual apiserver serves on the real node's bridge: it stops
+	// before the bridge goes, and the node before the host it is part of.
+	errs = append(errs, e.Virtual.Stop(), e.RealNode.Stop(), e.Host.Stop())
 	return errors.Join(errs...)
 }
 
