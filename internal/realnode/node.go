@@ -218,7 +218,9 @@ func (n *Node) Join(ctx context.Context, h Host) error {
 		"imageGCLowThresholdPercent":  99,
 		"evictionHard":                map[string]string{"memory.available": "1Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
 		"nodeStatusReportFrequency":   "10s",
-		"shutdownGracePeriod":         "0s",
+		// Mounted ConfigMaps and Secrets follow their updates at this period.
+		"syncFrequency":       "10s",
+		"shutdownGracePeriod": "0s",
 	}
 	b, err := json.MarshalIndent(config, "", "  ")
 	if err != nil {
@@ -365,3 +367,6 @@ func (n *Node) Name() string { return n.opts.NodeName }
 
 // LogDir is where the node's programs log.
 func (n *Node) LogDir() string { return n.dir("logs") }
+
+// Subnet is the pods' network on the bridge.
+func (n *Node) Subnet() *net.IPNet { return n.subnet }
