@@ -48,8 +48,9 @@ fmt: ## Format the code.
 	gofmt -w $$(git ls-files '*.go')
 
 .PHONY: vet
-vet: ## Run go vet (the fault tests' build tag included).
+vet: ## Run go vet (the fault tests' and the real-node suite's build tags included).
 	go vet -tags reliability ./...
+	go vet -tags node ./test/node/
 
 .PHONY: lint
 lint: $(TOOLS)/golangci-lint ## Run golangci-lint (v2, linters listed in .golangci.yml).

@@ -137,7 +137,7 @@ func serve(addr string, terms <-chan os.Signal) error {
 			http.Error(w, "unready", http.StatusServiceUnavailable)
 			return
 		}
-		fmt.Fprintln(w, "ready")
+		_, _ = fmt.Fprintln(w, "ready")
 	})
 	mux.HandleFunc("/unready", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
@@ -146,11 +146,11 @@ func serve(addr string, terms <-chan os.Signal) error {
 		}
 		unready.Store(true)
 		fmt.Println("unready=true")
-		fmt.Fprintln(w, "unready")
+		_, _ = fmt.Fprintln(w, "unready")
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		name, _ := os.Hostname()
-		fmt.Fprintf(w, "hostname=%s\n", name)
+		_, _ = fmt.Fprintf(w, "hostname=%s\n", name)
 	})
 	l, err := net.Listen("tcp", addr)
 	if err != nil {

@@ -201,8 +201,8 @@ func startAPIServer(name string, opts Options) (*Plane, error) {
 		}
 		port := l.Addr().(*net.TCPAddr).Port
 		l.Close()
-		env.ControlPlane.APIServer.SecureServing.Address = opts.BindAddress
-		env.ControlPlane.APIServer.SecureServing.Port = strconv.Itoa(port)
+		env.ControlPlane.APIServer.Address = opts.BindAddress
+		env.ControlPlane.APIServer.Port = strconv.Itoa(port)
 	}
 	if name == "host" {
 		// The apiserver dials the node's InternalIP for logs, exec, attach

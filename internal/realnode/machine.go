@@ -367,13 +367,12 @@ func ensurePackages(ctx context.Context, log logr.Logger) error {
 		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
 		return cmd.CombinedOutput()
 	}
-	out, err := install()
-	if err != nil {
+	if _, err := install(); err != nil {
 		// A fresh machine may have no package lists yet.
 		if upd, uerr := exec.CommandContext(ctx, "apt-get", "update").CombinedOutput(); uerr != nil {
 			return fmt.Errorf("apt-get update: %w\n%s", uerr, upd)
 		}
-		if out, err = install(); err != nil {
+		if out, err := install(); err != nil {
 			return fmt.Errorf("installing %v with apt-get: %w\n%s", missing, err, out)
 		}
 	}

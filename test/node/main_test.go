@@ -168,7 +168,7 @@ func realPod(ns, name string, steps ...string) *corev1.Pod {
 }
 
 // create creates the virtual pod and deletes it when the test ends.
-func create(t *testing.T, pod *corev1.Pod) *corev1.Pod {
+func create(t *testing.T, pod *corev1.Pod) {
 	t.Helper()
 	if err := virtualClient.Create(context.Background(), pod); err != nil {
 		t.Fatalf("creating virtual pod %s: %v", pod.Name, err)
@@ -176,7 +176,6 @@ func create(t *testing.T, pod *corev1.Pod) *corev1.Pod {
 	t.Cleanup(func() {
 		_ = virtualClient.Delete(context.Background(), pod, client.GracePeriodSeconds(0))
 	})
-	return pod
 }
 
 // hostKey is the host pod of a virtual pod.
@@ -194,12 +193,11 @@ func logs(ctx context.Context, pod *corev1.Pod, previous bool) (string, error) {
 }
 
 // waitForLog waits until the container's output has every line of want.
-func waitForLog(t *testing.T, pod *corev1.Pod, timeout time.Duration, want ...string) string {
+func waitForLog(t *testing.T, pod *corev1.Pod, timeout time.Duration, want ...string) {
 	t.Helper()
-	var out string
 	eventually(t, timeout, fmt.Sprintf("output of %s with %q", pod.Name, want), func(ctx context.Context) (bool, string) {
-		var err error
-		if out, err = logs(ctx, pod, false); err != nil {
+		out, err := logs(ctx, pod, false)
+		if err != nil {
 			return false, err.Error()
 		}
 		lines := strings.Split(out, "\n")
@@ -210,7 +208,6 @@ func waitForLog(t *testing.T, pod *corev1.Pod, timeout time.Duration, want ...st
 		}
 		return true, ""
 	})
-	return out
 }
 
 func containsLine(lines []string, want string) bool {
@@ -238,11 +235,12 @@ func ready(p *corev1.Pod) corev1.ConditionStatus {
 	return corev1.ConditionUnknown
 }
 
-// waitVirtualReady waits until the virtual pod is on the real node and Ready.
-func waitVirtualReady(t *testing.T, pod *corev1.Pod, timeout time.Duration) *corev1.Pod {
+// waitVirtualReady waits until the virtual pod is on the real node and
+// Ready (90 s: the first pod of a run also waits for its token).
+func waitVirtualReady(t *testing.T, pod *corev1.Pod) *corev1.Pod {
 	t.Helper()
 	var p *corev1.Pod
-	eventually(t, timeout, "virtual pod "+pod.Name+" Ready on the real node", func(ctx context.Context) (bool, string) {
+	eventually(t, 90*time.Second, "virtual pod "+pod.Name+" Ready on the real node", func(ctx context.Context) (bool, string) {
 		var err error
 		if p, err = virtualPod(ctx, pod); err != nil {
 			return false, err.Error()

@@ -40,7 +40,7 @@ func TestDownwardAPIReadsVirtualValues(t *testing.T) {
 		fieldEnv("POD_NOTE", "metadata.annotations['example.com/note']"),
 	}
 	create(t, pod)
-	waitVirtualReady(t, pod, 90*time.Second)
+	waitVirtualReady(t, pod)
 	waitForLog(t, pod, 30*time.Second,
 		"POD_NAME=downward", "POD_NAMESPACE="+ns, "POD_UID="+string(pod.UID),
 		"POD_TIER=web", "POD_NOTE=hello", "HOSTNAME=downward")
@@ -58,7 +58,7 @@ func TestTokenAuthenticatesAgainstVirtualAPIServer(t *testing.T) {
 	pod := realPod(ns, "token", "env", "whoami", "pause")
 	pod.Spec.ServiceAccountName = "reader"
 	create(t, pod)
-	waitVirtualReady(t, pod, 90*time.Second)
+	waitVirtualReady(t, pod)
 	tc := env.Options.Translate
 	waitForLog(t, pod, 30*time.Second,
 		"KUBERNETES_SERVICE_HOST="+env.RealNode.IP.String(),
@@ -79,7 +79,7 @@ func TestConfigMapContentAndUpdateArrive(t *testing.T) {
 	pod.Spec.Volumes = []corev1.Volume{{Name: "settings", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "settings"}}}}}
 	pod.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "settings", MountPath: "/etc/settings"}}
 	create(t, pod)
-	waitVirtualReady(t, pod, 90*time.Second)
+	waitVirtualReady(t, pod)
 	waitForLog(t, pod, 30*time.Second, "first")
 	cm.Data["mode"] = "second"
 	if err := virtualClient.Update(ctx, cm); err != nil {
@@ -94,7 +94,7 @@ func TestResolvConfHasVirtualDNS(t *testing.T) {
 	ns := namespace(t)
 	pod := realPod(ns, "dns", "cat:/etc/resolv.conf", "pause")
 	create(t, pod)
-	waitVirtualReady(t, pod, 90*time.Second)
+	waitVirtualReady(t, pod)
 	waitForLog(t, pod, 30*time.Second,
 		"nameserver "+env.Options.Translate.DNSNameserver,
 		"search "+ns+".svc.cluster.local svc.cluster.local cluster.local",
@@ -134,7 +134,7 @@ func TestFailingReadinessProbeFlipsVirtualReady(t *testing.T) {
 		PeriodSeconds: 1, FailureThreshold: 1,
 	}
 	create(t, pod)
-	p := waitVirtualReady(t, pod, 90*time.Second)
+	p := waitVirtualReady(t, pod)
 	// The pod's address is on the test bed's bridge.
 	if ip := net.ParseIP(p.Status.PodIP); ip == nil || !env.RealNode.Subnet().Contains(ip) {
 		t.Fatalf("virtual pod IP %q is not on the real node's bridge", p.Status.PodIP)
@@ -180,7 +180,7 @@ func TestDeletionDeliversSIGTERMWithinGracePeriod(t *testing.T) {
 	pod := realPod(ns, "graceful", "pause:3s") // on SIGTERM: report, work 3 s, exit 0
 	pod.Spec.TerminationGracePeriodSeconds = ptr.To[int64](20)
 	create(t, pod)
-	waitVirtualReady(t, pod, 90*time.Second)
+	waitVirtualReady(t, pod)
 	k := hostKey(pod)
 	stream, err := hostSet.CoreV1().Pods(k.Namespace).GetLogs(k.Name, &corev1.PodLogOptions{Container: "w", Follow: true}).Stream(ctx)
 	if err != nil {

@@ -57,7 +57,7 @@ func TestZZStopLeavesNothingAndStartingAgainWorks(t *testing.T) {
 	if err := virtualClient.Create(context.Background(), pod); err != nil {
 		t.Fatal(err)
 	}
-	waitVirtualReady(t, pod, 90*time.Second)
+	waitVirtualReady(t, pod)
 	waitForLog(t, pod, 30*time.Second, "HOSTNAME=again")
 
 	env = nil
