@@ -4,9 +4,10 @@
 // real container what tenants rely on. It is static and uses the standard
 // library only, so the image needs no base layer.
 //
-// Each argument is a step, run in order: env, cat:PATH, whoami, sleep:DUR,
-// exit:CODE, crash, watch:PATH, serve:ADDR, pause. Output lines are
-// "key=value" or "== header" so tests can match them.
+// Each argument is a step, run in order: env, cat:PATH, whoami, get:URL
+// (status code, no certificate checked: hostile-tenant probes), sleep:DUR,
+// exit:CODE, crash, watch:PATH, serve:ADDR, pause[:LINGER]. Output lines
+// are "key=value" or "== header" so tests can match them.
 package main
 
 import (
@@ -68,6 +69,17 @@ func run(name, arg string, terms <-chan os.Signal) error {
 			return err
 		}
 		fmt.Printf("whoami=%s\n", user)
+	case "get":
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // probing what answers, not trusting it
+		}}
+		resp, err := c.Get(arg)
+		if err != nil {
+			fmt.Printf("get-error=%v\n", err)
+			return nil
+		}
+		resp.Body.Close()
+		fmt.Printf("get=%d\n", resp.StatusCode)
 	case "sleep":
 		d, err := time.ParseDuration(arg)
 		if err != nil {

@@ -102,7 +102,9 @@ func startEnv() (*devenv.Env, string, error) {
 	opts.RealNode = &realnode.Options{
 		StateDir: filepath.Join(dir, "realnode"), Kubelet: kubelet,
 		Images: filepath.Join(root, "bin", "node", "images.tar"),
-		Log:    ctrl.Log.WithName("realnode"),
+		// The node's own few messages (packages installed, leftovers
+		// undone) at info level; the controllers' at warning.
+		Log: zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.InfoLevel)).WithName("realnode"),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

@@ -265,6 +265,25 @@ func TestJobExitCodesDriveTheVirtualJob(t *testing.T) {
 	eventually(t, 3*time.Minute, "Job fails retried then Failed", condition(fail, batchv1.JobFailed))
 }
 
+// A hostile pod on the real node reaches the kubelet on the bridge, but
+// the kubelet accepts only the host apiserver's client certificate: no
+// anonymous read of other pods, no exec; the read-only port is closed.
+func TestPodCannotUseTheKubeletAPI(t *testing.T) {
+	ns := namespace(t)
+	node := net.JoinHostPort(env.RealNode.IP.String(), "10250")
+	pod := realPod(ns, "hostile", "get:https://"+node+"/pods", "get:https://"+node+"/run/"+ns+"/hostile/w", "get:http://"+net.JoinHostPort(env.RealNode.IP.String(), "10255")+"/pods", "pause")
+	create(t, pod)
+	waitVirtualReady(t, pod)
+	eventually(t, 30*time.Second, "the kubelet's answers to the pod", func(ctx context.Context) (bool, string) {
+		out, err := logs(ctx, pod, false)
+		if err != nil {
+			return false, err.Error()
+		}
+		lines := strings.Split(out, "\n")
+		return len(lines) >= 3 && lines[0] == "get=401" && lines[1] == "get=401" && strings.HasPrefix(lines[2], "get-error=") && strings.Contains(lines[2], "connection refused"), out
+	})
+}
+
 // A privileged pod asking for the real node is refused at create, so it
 // never reaches the host, where it would really run privileged.
 func TestPrivilegedPodNeverStarts(t *testing.T) {

@@ -8,13 +8,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/podbridge/podbridge/internal/controlplane"
 	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/internal/realnode"
 )
@@ -31,6 +36,11 @@ func TestZZStopLeavesNothingAndStartingAgainWorks(t *testing.T) {
 	}
 	assertMachineClean(t, firstDir)
 	os.RemoveAll(firstDir)
+
+	// A `podbridge dev --real-node` killed with a pod running leaves its
+	// shim, container, mounts and bridge: the next start undoes them.
+	killedDir := killedRealNode(t)
+	defer os.RemoveAll(killedDir)
 
 	second, dir, err := startEnv()
 	defer os.RemoveAll(dir)
@@ -66,6 +76,103 @@ func TestZZStopLeavesNothingAndStartingAgainWorks(t *testing.T) {
 		t.Fatalf("stopping the second environment: %v", err)
 	}
 	assertMachineClean(t, dir)
+	assertMachineClean(t, killedDir)
+}
+
+// killedRealNode runs `podbridge dev --real-node`, starts a pod on the real
+// node, kills podbridge with SIGKILL (and the control-plane processes it
+// started, which envtest does not tie to it) and checks that the real
+// node's container, shim and bridge are left, as after a crash.
+func killedRealNode(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	root, err := controlplane.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "podbridge")
+	if err := controlplane.BuildPodbridge(ctx, bin); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("podbridge-node-killed-%d", time.Now().UnixNano()))
+	logFile, err := os.Create(filepath.Join(t.TempDir(), "dev.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	cmd := exec.Command(bin, "dev", "--real-node", "--state-dir", dir)
+	cmd.Dir = root
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	killed := false
+	defer func() {
+		if !killed {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	}()
+	eventually(t, 3*time.Minute, "podbridge dev --real-node ready (log "+logFile.Name()+")", func(context.Context) (bool, string) {
+		_, err := os.Stat(filepath.Join(dir, "ready"))
+		return err == nil, fmt.Sprint(err)
+	})
+	virtualCfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(dir, "virtual.kubeconfig"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	virtual, err := client.New(virtualCfg, client.Options{Scheme: kube.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := realPod("default", "left-behind", "pause")
+	if err := virtual.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 90*time.Second, "the pod Ready on the killed run's real node", func(ctx context.Context) (bool, string) {
+		p := &corev1.Pod{}
+		if err := virtual.Get(ctx, client.ObjectKeyFromObject(pod), p); err != nil {
+			return false, err.Error()
+		}
+		return ready(p) == corev1.ConditionTrue, string(p.Status.Phase)
+	})
+	children := childrenOf(cmd.Process.Pid)
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	killed = true
+	for _, pid := range children {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if _, err := os.Stat(filepath.Join("/sys/class/net", realnode.DefaultBridge)); err != nil {
+		t.Errorf("after the kill, no bridge is left to undo: %v", err)
+	}
+	if left := processesLeft(dir); len(left) == 0 {
+		t.Error("after the kill, no shim or container is left to undo")
+	}
+	return dir
+}
+
+// childrenOf lists the processes whose parent is pid.
+func childrenOf(pid int) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			if child, err := strconv.Atoi(e.Name()); err == nil {
+				pids = append(pids, child)
+			}
+		}
+	}
+	return pids
 }
 
 // assertMachineClean checks what `ip link`, `mount | grep`, `pgrep` and
