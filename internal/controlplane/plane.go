@@ -204,12 +204,10 @@ func startAPIServer(name string, opts Options) (*Plane, error) {
 		env.ControlPlane.APIServer.Address = opts.BindAddress
 		env.ControlPlane.APIServer.Port = strconv.Itoa(port)
 	}
-	if name == "host" {
-		// The apiserver dials the node's InternalIP for logs, exec, attach
-		// and port-forward: never its hostname, which would be a DNS lookup
-		// off this machine.
-		env.ControlPlane.GetAPIServer().Configure().Set("kubelet-preferred-address-types", "InternalIP")
-	}
+	// The apiserver dials a node's InternalIP for logs, exec, attach and
+	// port-forward: never its hostname, which would be a DNS lookup off
+	// this machine. The virtual cluster's nodes mirror the host's.
+	env.ControlPlane.GetAPIServer().Configure().Set("kubelet-preferred-address-types", "InternalIP")
 	if opts.KubeletClientCertFile != "" {
 		env.ControlPlane.GetAPIServer().Configure().
 			Set("kubelet-client-certificate", opts.KubeletClientCertFile).

@@ -238,14 +238,23 @@ func cgroupPIDs() []int {
 	return pids
 }
 
+// removeCgroups removes the pod cgroups, retrying while they are busy: a
+// killed container holds its cgroup until its parent (the shim, killed
+// too, so init) has reaped it.
 func removeCgroups() error {
-	var errs []error
-	for _, d := range cgroupDirs() {
-		if err := syscall.Rmdir(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("removing cgroup %s: %w", d, err))
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var errs []error
+		for _, d := range cgroupDirs() {
+			if err := syscall.Rmdir(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("removing cgroup %s: %w", d, err))
+			}
 		}
+		if len(errs) == 0 || time.Now().After(deadline) {
+			return errors.Join(errs...)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	return errors.Join(errs...)
 }
 
 // waitGone waits until none of pids exists (zombies of our own children
