@@ -24,11 +24,18 @@ import (
 	"github.com/podbridge/podbridge/internal/realnode"
 )
 
-// Named to run last (go test runs a package's tests in file order): Stop
-// leaves no process, mount, interface, cgroup, firewall chain or changed
-// sysctl behind, and a second Start on the same machine works and is
-// undone the same way.
+// Named to run last (go test runs a package's tests in file order): Stop,
+// with a pod running, leaves no process, mount, interface, cgroup,
+// firewall chain or changed sysctl behind; so does a run killed with
+// SIGKILL, undone by the next start; and a second start on the same
+// machine works and is undone the same way.
 func TestZZStopLeavesNothingAndStartingAgainWorks(t *testing.T) {
+	// A pod still running when Stop comes, as with a Ctrl-C of make run.
+	running := realPod("default", "running-at-stop", "pause")
+	if err := virtualClient.Create(context.Background(), running); err != nil {
+		t.Fatal(err)
+	}
+	waitVirtualReady(t, running)
 	first, firstDir := env, stateDir
 	env = nil // TestMain must not stop it again.
 	if err := first.Stop(); err != nil {
@@ -69,6 +76,7 @@ func TestZZStopLeavesNothingAndStartingAgainWorks(t *testing.T) {
 	}
 	waitVirtualReady(t, pod)
 	waitForLog(t, pod, 30*time.Second, "HOSTNAME=again")
+	// Left running for Stop, too.
 
 	env = nil
 	stopped = true
