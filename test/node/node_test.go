@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,6 +22,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/podbridge/podbridge/internal/realnode"
 )
 
 func fieldEnv(name, path string) corev1.EnvVar {
@@ -86,6 +90,22 @@ func TestConfigMapContentAndUpdateArrive(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitForLog(t, pod, 2*time.Minute, "first", "second")
+}
+
+// A mounted Secret holds the virtual Secret's content (through its host
+// copy).
+func TestSecretContentArrives(t *testing.T) {
+	ns := namespace(t)
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds", Namespace: ns}, StringData: map[string]string{"password": "s3cret"}}
+	if err := virtualClient.Create(context.Background(), secret); err != nil {
+		t.Fatal(err)
+	}
+	pod := realPod(ns, "secret", "cat:/etc/creds/password", "pause")
+	pod.Spec.Volumes = []corev1.Volume{{Name: "creds", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "creds"}}}}
+	pod.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "creds", MountPath: "/etc/creds"}}
+	create(t, pod)
+	waitVirtualReady(t, pod)
+	waitForLog(t, pod, 30*time.Second, "== /etc/creds/password", "s3cret")
 }
 
 // /etc/resolv.conf in the container has the virtual cluster's DNS
@@ -282,6 +302,24 @@ func TestPodCannotUseTheKubeletAPI(t *testing.T) {
 		lines := strings.Split(out, "\n")
 		return len(lines) >= 3 && lines[0] == "get=401" && lines[1] == "get=401" && strings.HasPrefix(lines[2], "get-error=") && strings.Contains(lines[2], "connection refused"), out
 	})
+}
+
+// A second real node on the machine is refused while one runs: the
+// kubelet's ports and fixed paths cannot be shared.
+func TestSecondRealNodeIsRefused(t *testing.T) {
+	opts := *env.Options.RealNode
+	opts.StateDir = t.TempDir()
+	n, err := realnode.Start(context.Background(), opts)
+	if err == nil {
+		_ = n.Stop()
+		t.Fatal("a second real node started beside the first")
+	}
+	if !strings.Contains(err.Error(), "another real node runs on this machine") {
+		t.Errorf("refusal: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join("/sys/class/net", realnode.DefaultBridge)); err != nil {
+		t.Errorf("the first node's bridge went with the refused start: %v", err)
+	}
 }
 
 // A privileged pod asking for the real node is refused at create, so it
