@@ -306,13 +306,27 @@ func mountsUnder(roots []string) ([]string, error) {
 		}
 		point := unescapeMount(fields[4])
 		for _, root := range roots {
-			if root != "" && (point == root || strings.HasPrefix(point, strings.TrimSuffix(root, "/")+"/") || (strings.HasSuffix(root, "-") && strings.HasPrefix(point, root))) {
+			if under(point, root) {
 				points = append(points, point)
 				break
 			}
 		}
 	}
 	return points, s.Err()
+}
+
+// under reports whether mount point is root or inside it; a root ending
+// in "-" is a name prefix (/run/netns/cni- matches every CNI namespace).
+func under(point, root string) bool {
+	switch {
+	case root == "":
+		return false
+	case strings.HasSuffix(root, "-"):
+		return strings.HasPrefix(point, root)
+	default:
+		root = strings.TrimSuffix(root, "/")
+		return point == root || strings.HasPrefix(point, root+"/")
+	}
 }
 
 // unescapeMount undoes mountinfo's octal escapes (\040 for a space).
