@@ -24,8 +24,8 @@ build: ## Build bin/podbridge.
 	CGO_ENABLED=0 go build -trimpath -o bin/podbridge ./cmd/podbridge
 
 .PHONY: run
-run: build k8s-bins ## Run podbridge end to end on local host and virtual control planes (Ctrl-C stops all).
-	bin/podbridge dev
+run: build k8s-bins $(if $(REAL_NODE),node-bins) ## Run podbridge end to end on local host and virtual control planes (Ctrl-C stops all); REAL_NODE=1 adds a real kubelet node (root).
+	bin/podbridge dev $(if $(REAL_NODE),--real-node)
 
 .PHONY: test
 test: k8s-bins ## Run unit and integration tests (real apiservers, kwok) with the race detector.
@@ -48,8 +48,9 @@ fmt: ## Format the code.
 	gofmt -w $$(git ls-files '*.go')
 
 .PHONY: vet
-vet: ## Run go vet (the fault tests' build tag included).
+vet: ## Run go vet (the fault tests' and the real-node suite's build tags included).
 	go vet -tags reliability ./...
+	go vet -tags node ./test/node/
 
 .PHONY: lint
 lint: $(TOOLS)/golangci-lint ## Run golangci-lint (v2, linters listed in .golangci.yml).
@@ -63,6 +64,26 @@ $(TOOLS)/golangci-lint:
 .PHONY: k8s-bins
 k8s-bins: ## Build kube-apiserver, kube-controller-manager, kube-scheduler, etcd and kwok into bin/k8s (cached).
 	hack/k8s-bins/build.sh $(K8S_BINS)
+
+##@ Real node
+
+NODE_DIR    := $(CURDIR)/bin/node
+NODE_IMAGES := $(NODE_DIR)/images.tar
+
+.PHONY: node-bins
+node-bins: $(NODE_IMAGES) ## Build the real node's kubelet into bin/k8s (cached) and its image tarball into bin/node.
+	hack/k8s-bins/build.sh $(K8S_BINS) --node
+
+# The workload binary, packed into the pause and workload images
+# (podbridge.local/pause:1, podbridge.local/workload:1) by hack/nodeimage.
+$(NODE_IMAGES): $(wildcard cmd/podbridge-workload/*.go) $(wildcard hack/nodeimage/*.go) hack/nodeimage/go.mod
+	mkdir -p $(NODE_DIR)
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(NODE_DIR)/podbridge-workload ./cmd/podbridge-workload
+	cd hack/nodeimage && go run . -binary $(NODE_DIR)/podbridge-workload -out $(NODE_IMAGES)
+
+.PHONY: test-node
+test-node: k8s-bins node-bins ## Run the real-node end-to-end suite (root; installs containerd, runc and CNI plugins with apt when absent).
+	go test -count=1 -v -tags node -timeout 20m ./test/node/
 
 ##@ Deployment
 

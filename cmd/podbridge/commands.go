@@ -16,6 +16,7 @@ import (
 	"github.com/podbridge/podbridge/certs"
 	"github.com/podbridge/podbridge/internal/controlplane"
 	"github.com/podbridge/podbridge/internal/devenv"
+	"github.com/podbridge/podbridge/internal/realnode"
 	"github.com/podbridge/podbridge/kubeletproxy"
 	"github.com/podbridge/podbridge/reflector"
 	"github.com/podbridge/podbridge/translate"
@@ -107,6 +108,8 @@ func runDev(ctx context.Context, args []string) error {
 	fs.StringVar(&o.StateDir, "state-dir", o.StateDir, "folder for kubeconfigs, certificates and logs; removed on exit")
 	fs.StringVar(&assetsDir, "assets-dir", "", "folder with the control-plane binaries (default: KUBEBUILDER_ASSETS, then bin/k8s/"+controlplane.KubernetesVersion+")")
 	fs.IntVar(&o.Nodes, "nodes", o.Nodes, "kwok nodes in the host cluster")
+	realNode := fs.Bool("real-node", false, "also run a real kubelet node (root; `make node-bins`; installs containerd, runc and CNI plugins with apt when absent): pods with nodeSelector "+realnode.LabelRealNode+"=true and its toleration run in real containers")
+	nodeImages := fs.String("node-images", "", "image tarball of the real node (default: bin/node/images.tar of the checkout)")
 	setLogger := bindLogging(fs)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -121,6 +124,11 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	if o.StateDir, err = filepath.Abs(o.StateDir); err != nil {
 		return err
+	}
+	if *realNode {
+		if o.RealNode, err = realNodeOptions(o, *nodeImages); err != nil {
+			return err
+		}
 	}
 	if _, err := os.Stat(o.StateDir); err == nil {
 		return fmt.Errorf("--state-dir %s exists: another podbridge dev may be running (remove the folder if not)", o.StateDir)
@@ -155,6 +163,16 @@ In another terminal:
 
 Logs are in %[3]s/logs. Press Ctrl-C to stop everything.
 `, o.Translate.VCluster, o.Translate.HostNamespace, o.StateDir)
+	if env.RealNode != nil {
+		fmt.Printf(`
+Real node %[1]s is Ready (node IP %[2]s). A pod runs there when it asks:
+
+  kubectl --kubeconfig $VIRTUAL run t --image=%[3]s \
+    --overrides='{"spec":{"nodeSelector":{"%[4]s":"true"},"tolerations":[{"key":"%[5]s","operator":"Exists"}]}}' -- env pause
+  kubectl --kubeconfig $HOST -n %[6]s logs t-x-default-x-%[7]s
+
+`, env.RealNode.Name(), env.RealNode.IP, realnode.WorkloadImage, realnode.LabelRealNode, realnode.TaintRealNode, o.Translate.HostNamespace, o.Translate.VCluster)
+	}
 
 	select {
 	case <-ctx.Done():
@@ -162,6 +180,26 @@ Logs are in %[3]s/logs. Press Ctrl-C to stop everything.
 	case err := <-env.Err():
 		return fmt.Errorf("podbridge stopped: %w", err)
 	}
+}
+
+// realNodeOptions finds the kubelet and the image tarball `make node-bins`
+// built.
+func realNodeOptions(o devenv.Options, images string) (*realnode.Options, error) {
+	kubelet, err := o.Assets.Path("kubelet")
+	if err != nil {
+		return nil, fmt.Errorf("%w (make node-bins)", err)
+	}
+	if images == "" {
+		root, err := controlplane.ModuleRoot()
+		if err != nil {
+			return nil, err
+		}
+		images = filepath.Join(root, "bin", "node", "images.tar")
+	}
+	return &realnode.Options{
+		StateDir: filepath.Join(o.StateDir, "realnode"), Kubelet: kubelet, Images: images,
+		Log: ctrl.Log.WithName("realnode"),
+	}, nil
 }
 
 // topmostMissing returns the highest folder of path that does not exist yet:

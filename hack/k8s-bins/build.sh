@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# build.sh DIR: builds the control-plane binaries podbridge runs on into DIR
-# (kube-apiserver, kube-controller-manager, kube-scheduler, etcd, kwok), from
-# Go modules only: no release downloads. Each binary is skipped when DIR
-# already holds it with the expected version stamp, so a warm call is instant.
+# build.sh DIR [--node]: builds the control-plane binaries podbridge runs on
+# into DIR (kube-apiserver, kube-controller-manager, kube-scheduler, etcd,
+# kwok), from Go modules only: no release downloads. With --node it builds
+# only the kubelet (the real node of the test bed, `make node-bins`), kept
+# apart so the plain control plane does not pay for it. Each binary is skipped
+# when DIR already holds it with the expected version stamp, so a warm call is
+# instant.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-out=${1:?usage: build.sh OUTPUT_DIR}
+out=${1:?usage: build.sh OUTPUT_DIR [--node]}
+node=${2:-}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
@@ -33,6 +37,15 @@ kube_ldflags() {
 	done
 	echo "$flags"
 }
+
+if [[ $node == --node ]]; then
+	if ! stamped kubelet "$kube_version"; then
+		echo "building kubelet $kube_version (2 to 3 minutes on a warm build cache)" >&2
+		(cd "$here/kubernetes" && go build -trimpath -ldflags "$(kube_ldflags)" -o "$out/kubelet" "k8s.io/kubernetes/cmd/kubelet")
+		stamp kubelet "$kube_version"
+	fi
+	exit 0
+fi
 
 for cmd in kube-apiserver kube-scheduler kube-controller-manager; do
 	if stamped "$cmd" "$kube_version"; then continue; fi

@@ -237,3 +237,25 @@ spec:
   - command: [cat]
 `), nil
 }
+
+// kubeletCABundle writes the CAs the host apiserver verifies kubelets'
+// serving certificates against into one file in dir: kwok's and, when a
+// real node joins, its kubelet's.
+func kubeletCABundle(dir string, files ...string) (string, error) {
+	var bundle []byte
+	for _, f := range files {
+		if f == "" {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", fmt.Errorf("reading a kubelet serving CA: %w", err)
+		}
+		bundle = append(bundle, b...)
+	}
+	path := filepath.Join(dir, "kubelet-ca.crt")
+	if err := os.WriteFile(path, bundle, 0o644); err != nil {
+		return "", fmt.Errorf("writing the kubelet CA bundle: %w", err)
+	}
+	return path, nil
+}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -66,6 +67,18 @@ type Options struct {
 	// kinds), placed before the default rules, which match every pod: kwok
 	// takes the first rule that matches (host only).
 	KwokRules string
+	// BindAddress, when set, is the address the apiserver serves on (and
+	// its serving certificate names) instead of 127.0.0.1: the real
+	// node's bridge address, so pods on that node reach it (virtual only).
+	BindAddress string
+	// KubeletClientCertFile and KubeletClientKeyFile, when set, are the
+	// client certificate the apiserver presents to kubelets (host only:
+	// a real node's kubelet accepts no anonymous caller).
+	KubeletClientCertFile, KubeletClientKeyFile string
+	// RealNodeKubeletCAFile, when set, is the CA of a real node's kubelet
+	// serving certificate, which the apiserver trusts beside kwok's (host
+	// only).
+	RealNodeKubeletCAFile string
 }
 
 // StartHost starts a host control plane: etcd, kube-apiserver (with the
@@ -79,6 +92,7 @@ type Options struct {
 func StartHost(ctx context.Context, opts Options) (p *Plane, err error) {
 	opts.WebhookClient = nil // the host runs no webhook of podbridge's.
 	opts.KubeletClient = nil
+	opts.BindAddress = "" // kubelets and podbridge reach the host on loopback.
 	kwokDir := filepath.Join(opts.Dir, "kwok")
 	if err := os.MkdirAll(kwokDir, 0o755); err != nil {
 		return nil, err
@@ -87,10 +101,10 @@ func StartHost(ctx context.Context, opts Options) (p *Plane, err error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err = startAPIServer("host", opts, map[string]string{
-		"kubelet-certificate-authority":   kwokServer.caFile(),
-		"kubelet-preferred-address-types": "InternalIP",
-	})
+	kubeletCA, err := kubeletCABundle(kwokDir, kwokServer.caFile(), opts.RealNodeKubeletCAFile)
+	if err == nil {
+		p, err = startAPIServer("host", opts, map[string]string{"kubelet-certificate-authority": kubeletCA})
+	}
 	if err != nil {
 		kwokServer.stop()
 		return nil, err
@@ -133,7 +147,8 @@ func StartHost(ctx context.Context, opts Options) (p *Plane, err error) {
 	// so a user's ~/.kwok cannot change the control plane.
 	if err := p.start("kwok", kwok, logs, []string{"KWOK_WORKDIR=" + kwokDir}, append([]string{
 		"--kubeconfig=" + p.Kubeconfig,
-		"--manage-all-nodes",
+		// Only the fake nodes: a real node beside them has its kubelet.
+		"--manage-nodes-with-label-selector=type=kwok",
 		"--config=" + stages,
 		"--cidr=10.244.0.0/16",
 	}, kwokServer.args()...)...); err != nil {
@@ -150,6 +165,7 @@ func StartHost(ctx context.Context, opts Options) (p *Plane, err error) {
 // lifecycle controller (virtual nodes have no kubelet; podbridge keeps
 // their status). There is no scheduler: podbridge binds virtual pods.
 func StartVirtual(ctx context.Context, opts Options) (p *Plane, err error) {
+	opts.KubeletClientCertFile, opts.KubeletClientKeyFile = "", "" // its nodes' kubelet API is podbridge's.
 	var flags map[string]string
 	if k := opts.KubeletClient; k != nil {
 		flags = map[string]string{
@@ -219,6 +235,26 @@ func startAPIServer(name string, opts Options, flags map[string]string) (*Plane,
 	}
 	// envtest turns ServiceAccount admission off; real clusters have it on.
 	env.ControlPlane.GetAPIServer().Configure().Disable("disable-admission-plugins")
+	if opts.BindAddress != "" {
+		// envtest picks a loopback port unless given both address and port.
+		l, err := net.Listen("tcp", net.JoinHostPort(opts.BindAddress, "0"))
+		if err != nil {
+			return nil, fmt.Errorf("choosing the %s apiserver's port on %s: %w", name, opts.BindAddress, err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		env.ControlPlane.APIServer.Address = opts.BindAddress
+		env.ControlPlane.APIServer.Port = strconv.Itoa(port)
+	}
+	// The apiserver dials a node's InternalIP for logs, exec, attach and
+	// port-forward: never its hostname, which would be a DNS lookup off
+	// this machine. The virtual cluster's nodes mirror the host's.
+	env.ControlPlane.GetAPIServer().Configure().Set("kubelet-preferred-address-types", "InternalIP")
+	if opts.KubeletClientCertFile != "" {
+		env.ControlPlane.GetAPIServer().Configure().
+			Set("kubelet-client-certificate", opts.KubeletClientCertFile).
+			Set("kubelet-client-key", opts.KubeletClientKeyFile)
+	}
 	for flag, value := range flags {
 		env.ControlPlane.GetAPIServer().Configure().Set(flag, value)
 	}
@@ -261,6 +297,16 @@ func (p *Plane) start(name, path, logDir string, env []string, args ...string) e
 	}
 	p.procs = append(p.procs, proc)
 	return nil
+}
+
+// AddUser provisions a user authenticated by a client certificate and
+// returns a kubeconfig for it (the real node's kubelet uses one).
+func (p *Plane) AddUser(name string, groups ...string) ([]byte, error) {
+	u, err := p.env.AddUser(envtest.User{Name: name, Groups: groups}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("provisioning %s user %s: %w", p.Name, name, err)
+	}
+	return u.KubeConfig()
 }
 
 // Stop stops every component, the ones podbridge started first.

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -29,6 +30,7 @@ import (
 	"github.com/podbridge/podbridge/internal/caps"
 	"github.com/podbridge/podbridge/internal/controlplane"
 	"github.com/podbridge/podbridge/internal/kube"
+	"github.com/podbridge/podbridge/internal/realnode"
 	"github.com/podbridge/podbridge/kubeletproxy"
 	"github.com/podbridge/podbridge/reflector"
 	"github.com/podbridge/podbridge/translate"
@@ -57,6 +59,12 @@ type Options struct {
 	// KwokRules are extra kwok rules for the host's kubelet API (see
 	// controlplane.Options.KwokRules).
 	KwokRules string
+	// RealNode, when set, adds a real kubelet node to the host beside the
+	// kwok nodes (root only; see package realnode). The virtual apiserver
+	// then serves on the node's bridge address, which Translate's
+	// APIServerHost/Port (and, when unset, DNSNameserver) name, so pods on
+	// the node reach it with their tokens.
+	RealNode *realnode.Options
 }
 
 // Defaults returns the options `podbridge dev` uses.
@@ -77,7 +85,9 @@ func Defaults() Options {
 // Env is a running development environment.
 type Env struct {
 	Host, Virtual *controlplane.Plane
-	Options       Options
+	// RealNode is the real node when Options.RealNode asked for one.
+	RealNode *realnode.Node
+	Options  Options
 	// WebhookClient is what the virtual apiserver presents to the webhook,
 	// and to podbridge's kubelet API.
 	WebhookClient *WebhookClientCredentials
@@ -150,19 +160,43 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 	}
 	env.WebhookClient = webhookClient
 	planeOpts := controlplane.Options{Assets: opts.Assets, Dir: opts.StateDir, Nodes: opts.Nodes, PodsPerNode: opts.PodsPerNode, KwokRules: opts.KwokRules}
+	hostOpts, virtualOpts := planeOpts, planeOpts
+	var realNodeCerts string
+	if opts.RealNode != nil {
+		// The bridge first: the virtual apiserver serves on its address.
+		if env.RealNode, err = realnode.Start(ctx, *opts.RealNode); err != nil {
+			return env, err
+		}
+		virtualOpts.BindAddress = env.RealNode.IP.String()
+		if realNodeCerts, err = issueRealNodeCerts(opts.StateDir, env.RealNode.IP.String()); err != nil {
+			return env, err
+		}
+		hostOpts.KubeletClientCertFile = filepath.Join(realNodeCerts, "client", certs.CertFile)
+		hostOpts.KubeletClientKeyFile = filepath.Join(realNodeCerts, "client", certs.KeyFile)
+		hostOpts.RealNodeKubeletCAFile = filepath.Join(realNodeCerts, "serving", certs.CAFile)
+	}
 	hostErr := make(chan error, 1)
 	go func() {
 		var err error
-		env.Host, err = controlplane.StartHost(ctx, planeOpts)
+		env.Host, err = controlplane.StartHost(ctx, hostOpts)
 		hostErr <- err
 	}()
-	virtualOpts := planeOpts
 	virtualOpts.WebhookClient = webhookClient.ForAPIServer("127.0.0.1:" + strconv.Itoa(port))
 	// The same client certificate for podbridge's kubelet API.
 	virtualOpts.KubeletClient = &controlplane.KubeletClient{CertFile: webhookClient.CertFile, KeyFile: webhookClient.KeyFile, CAFile: env.KubeletCAFile}
 	env.Virtual, err = controlplane.StartVirtual(ctx, virtualOpts)
 	if err = errors.Join(err, <-hostErr); err != nil {
 		return env, err
+	}
+	joined := make(chan error, 1)
+	if env.RealNode != nil {
+		if err := useRealNode(&opts.Translate, env.Virtual.Config.Host); err != nil {
+			return env, err
+		}
+		env.Options.Translate = opts.Translate
+		go func() { joined <- env.joinRealNode(ctx, realNodeCerts) }()
+	} else {
+		joined <- nil
 	}
 	if opts.PodSecurityLevel == "" {
 		opts.PodSecurityLevel = DefaultPodSecurityLevel
@@ -229,12 +263,68 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 		},
 	}
 	if err := env.startWebhook(ctx); err != nil {
-		return env, err
+		return env, errors.Join(err, <-joined)
 	}
 	if err := env.StartReflector(); err != nil {
-		return env, err
+		return env, errors.Join(err, <-joined)
 	}
-	return env, env.waitForWebhook(ctx)
+	return env, errors.Join(env.waitForWebhook(ctx), <-joined)
+}
+
+// kubeletClientUser is the name in the certificate the host apiserver
+// presents to the real node's kubelet.
+const kubeletClientUser = "podbridge-dev-apiserver-kubelet-client"
+
+// issueRealNodeCerts issues, under dir/real-node-certs, the host
+// apiserver's kubelet client certificate (client/, whose CA the kubelet
+// trusts) and the real kubelet's serving certificate for its address
+// (serving/, whose CA the host apiserver verifies it against).
+func issueRealNodeCerts(dir, nodeIP string) (string, error) {
+	certDir, err := filepath.Abs(filepath.Join(dir, "real-node-certs"))
+	if err != nil {
+		return "", err
+	}
+	client, err := certs.NewClient(kubeletClientUser, time.Now(), 365*24*time.Hour)
+	if err != nil {
+		return "", fmt.Errorf("issuing the host apiserver's kubelet client certificate: %w", err)
+	}
+	serving, err := certs.NewSelfSigned([]string{nodeIP}, time.Now(), 365*24*time.Hour)
+	if err != nil {
+		return "", fmt.Errorf("issuing the real kubelet's serving certificate: %w", err)
+	}
+	return certDir, errors.Join(client.WriteDir(filepath.Join(certDir, "client")), serving.WriteDir(filepath.Join(certDir, "serving")))
+}
+
+// useRealNode points host pods at the virtual apiserver's address on the
+// real node's bridge (and their DNS at the bridge address, where nothing
+// answers, unless a nameserver is configured: lookups stay on the machine).
+func useRealNode(tc *translate.Config, virtualServer string) error {
+	u, err := url.Parse(virtualServer)
+	if err != nil {
+		return err
+	}
+	port, err := strconv.ParseInt(u.Port(), 10, 32)
+	if err != nil {
+		return fmt.Errorf("virtual apiserver port in %s: %w", virtualServer, err)
+	}
+	tc.APIServerHost, tc.APIServerPort = u.Hostname(), int32(port)
+	if tc.DNSNameserver == "" {
+		tc.DNSNameserver = u.Hostname()
+	}
+	return nil
+}
+
+// joinRealNode registers the real node's kubelet with the host.
+func (e *Env) joinRealNode(ctx context.Context, realNodeCerts string) error {
+	kubeconfig, err := e.Host.AddUser("system:node:"+e.RealNode.Name(), "system:nodes")
+	if err != nil {
+		return err
+	}
+	return e.RealNode.Join(ctx, realnode.Host{
+		Admin: e.Host.Config, Kubeconfig: kubeconfig,
+		ClientCAFile: filepath.Join(realNodeCerts, "client", certs.CAFile), APIServerUser: kubeletClientUser,
+		ServingCertDir: filepath.Join(realNodeCerts, "serving"),
+	})
 }
 
 // run starts mgr until its component is stopped.
@@ -350,7 +440,7 @@ func (e *Env) RestartReflector() error {
 // stopped on its own.
 func (e *Env) Err() <-chan error { return e.failed }
 
-// Stop stops podbridge, then both control planes.
+// Stop stops podbridge, then both control planes and the real node.
 func (e *Env) Stop() error {
 	if e == nil {
 		return nil
@@ -359,7 +449,9 @@ func (e *Env) Stop() error {
 	errs := []error{e.webhook.stop(), e.reflector.stop()}
 	e.webhook, e.reflector = nil, nil
 	e.mu.Unlock()
-	errs = append(errs, e.Virtual.Stop(), e.Host.Stop())
+	// The virtual apiserver serves on the real node's bridge: it stops
+	// before the bridge goes, and the node before the host it is part of.
+	errs = append(errs, e.Virtual.Stop(), e.RealNode.Stop(), e.Host.Stop())
 	return errors.Join(errs...)
 }
 

@@ -1,0 +1,239 @@
+// Command podbridge-workload is the one program of the real node's images
+// (make node-bins): the pause image runs `pause`, the workload image runs
+// whatever steps a test pod names, so end-to-end tests check from inside a
+// real container what tenants rely on. It is static and uses the standard
+// library only, so the image needs no base layer.
+//
+// Each argument is a step, run in order: env, cat:PATH, whoami, get:URL
+// (status code, no certificate checked: hostile-tenant probes), sleep:DUR,
+// exit:CODE, crash, watch:PATH, serve:ADDR, pause[:LINGER]. Output lines
+// are "key=value" or "== header" so tests can match them.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// saDir is where Kubernetes mounts the service-account token and CA.
+const saDir = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+func main() {
+	terms := make(chan os.Signal, 1)
+	signal.Notify(terms, syscall.SIGTERM, syscall.SIGINT)
+	steps := os.Args[1:]
+	if len(steps) == 0 {
+		steps = []string{"pause"}
+	}
+	for _, step := range steps {
+		name, arg, _ := strings.Cut(step, ":")
+		if err := run(name, arg, terms); err != nil {
+			fmt.Printf("error=%s: %v\n", step, err)
+			os.Exit(1)
+		}
+	}
+}
+
+func run(name, arg string, terms <-chan os.Signal) error {
+	switch name {
+	case "env":
+		env := os.Environ()
+		slices.Sort(env)
+		for _, e := range env {
+			fmt.Println(e)
+		}
+	case "cat":
+		b, err := os.ReadFile(arg)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("== %s\n%s\n== end\n", arg, b)
+	case "whoami":
+		user, err := selfSubjectReview()
+		if err != nil {
+			return err
+		}
+		fmt.Printf("whoami=%s\n", user)
+	case "get":
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // probing what answers, not trusting it
+		}}
+		resp, err := c.Get(arg)
+		if err != nil {
+			fmt.Printf("get-error=%v\n", err)
+			return nil
+		}
+		resp.Body.Close()
+		fmt.Printf("get=%d\n", resp.StatusCode)
+	case "sleep":
+		d, err := time.ParseDuration(arg)
+		if err != nil {
+			return err
+		}
+		time.Sleep(d)
+	case "exit":
+		code, err := strconv.Atoi(arg)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("exiting=%d\n", code)
+		os.Exit(code)
+	case "crash":
+		fmt.Println("crashing=true")
+		panic("crash step")
+	case "watch":
+		return watch(arg, terms)
+	case "serve":
+		return serve(arg, terms)
+	case "pause":
+		sig := <-terms
+		onTerm(sig, arg)
+	default:
+		return fmt.Errorf("unknown step %q", name)
+	}
+	return nil
+}
+
+// onTerm reports the signal and, when linger is a duration, keeps running
+// that long, so a test can read the report before the container ends.
+func onTerm(sig os.Signal, linger string) {
+	fmt.Printf("signal=%s\n", sig)
+	if d, err := time.ParseDuration(linger); err == nil {
+		time.Sleep(d)
+	}
+	fmt.Println("stopped=true")
+	os.Exit(0)
+}
+
+// watch prints path's content each time it changes until a signal.
+func watch(path string, terms <-chan os.Signal) error {
+	var last []byte
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for first := true; ; first = false {
+		b, err := os.ReadFile(path)
+		if err == nil && (first || !bytes.Equal(b, last)) {
+			fmt.Printf("== %s\n%s\n== end\n", path, b)
+			last = b
+		}
+		select {
+		case sig := <-terms:
+			onTerm(sig, "")
+		case <-tick.C:
+		}
+	}
+}
+
+// serve answers /ready with 200 until POST /unready, then 503, so a test
+// can flip a readiness probe; SIGTERM stops it gracefully.
+func serve(addr string, terms <-chan os.Signal) error {
+	var unready atomic.Bool
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if unready.Load() {
+			http.Error(w, "unready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = fmt.Fprintln(w, "ready")
+	})
+	mux.HandleFunc("/unready", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			http.Error(w, "POST only", http.StatusMethodNotAllowed)
+			return
+		}
+		unready.Store(true)
+		fmt.Println("unready=true")
+		_, _ = fmt.Fprintln(w, "unready")
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		name, _ := os.Hostname()
+		_, _ = fmt.Fprintf(w, "hostname=%s\n", name)
+	})
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("serving=%s\n", l.Addr())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		sig := <-terms
+		fmt.Printf("signal=%s\n", sig)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}()
+	if err := srv.Serve(l); err != nil && err != http.ErrServerClosed {
+		return err
+	}
+	fmt.Println("stopped=true")
+	os.Exit(0)
+	return nil
+}
+
+// selfSubjectReview asks the apiserver named by KUBERNETES_SERVICE_HOST and
+// _PORT who the mounted token is, trusting only the mounted CA: what an
+// in-cluster client does.
+func selfSubjectReview() (string, error) {
+	token, err := os.ReadFile(saDir + "/token")
+	if err != nil {
+		return "", err
+	}
+	ca, err := os.ReadFile(saDir + "/ca.crt")
+	if err != nil {
+		return "", err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return "", fmt.Errorf("no certificate in %s/ca.crt", saDir)
+	}
+	host, port := os.Getenv("KUBERNETES_SERVICE_HOST"), os.Getenv("KUBERNETES_SERVICE_PORT")
+	if host == "" || port == "" {
+		return "", fmt.Errorf("KUBERNETES_SERVICE_HOST or _PORT is not set")
+	}
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	body := `{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}`
+	req, err := http.NewRequest(http.MethodPost, "https://"+net.JoinHostPort(host, port)+"/apis/authentication.k8s.io/v1/selfsubjectreviews", strings.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("%s: %s", resp.Status, b)
+	}
+	var review struct {
+		Status struct {
+			UserInfo struct {
+				Username string `json:"username"`
+			} `json:"userInfo"`
+		} `json:"status"`
+	}
+	if err := json.Unmarshal(b, &review); err != nil {
+		return "", err
+	}
+	return review.Status.UserInfo.Username, nil
+}

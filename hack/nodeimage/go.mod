@@ -1,0 +1,14 @@
+// Module nodeimage builds the real node's image tarball (make node-bins);
+// kept apart from podbridge's go.mod so the project does not depend on
+// go-containerregistry.
+module github.com/podbridge/podbridge/hack/nodeimage
+
+go 1.26.0
+
+require github.com/google/go-containerregistry v0.22.1
+
+require (
+	github.com/klauspost/compress v1.19.2 // indirect
+	github.com/opencontainers/go-digest v1.0.0 // indirect
+	github.com/opencontainers/image-spec v1.1.1 // indirect
+)

@@ -1,0 +1,200 @@
+// Package realnode runs one real Kubernetes node on this machine for the
+// test bed: containerd, runc and CNI plugins from apt, and a kubelet
+// registered with the host control plane beside the kwok nodes, so pods
+// podbridge makes really run. Its one concern is to change the machine only
+// in ways it records first and undoes on Stop, or on the next Start after a
+// run that was killed: processes, mounts, interfaces, cgroups and sysctls.
+//
+// Everything it starts lives under Options.StateDir, except what the
+// kubelet and containerd keep at fixed paths (recorded and removed when
+// they did not exist before). Only one real node can run per machine (the
+// kubelet's ports and fixed paths); a lock file says so clearly.
+package realnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/go-logr/logr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// Defaults of the network the test bed owns: a bridge with an address in a
+// private range this machine does not use. The node's InternalIP is the
+// bridge's address, so the apiservers dial the kubelet on an interface the
+// test bed created, never the machine's external address.
+const (
+	DefaultBridge   = "pbr0"
+	DefaultSubnet   = "10.201.0.0/24"
+	DefaultNodeName = "podbridge-real-node"
+
+	// LabelRealNode and TaintRealNode mark the node: only pods that select
+	// the label and tolerate the taint land there.
+	LabelRealNode = "podbridge.io/real-node"
+	TaintRealNode = "podbridge.io/real-node"
+
+	// PauseImage and WorkloadImage are the tags `make node-bins` builds.
+	PauseImage    = "podbridge.local/pause:1"
+	WorkloadImage = "podbridge.local/workload:1"
+)
+
+// Options configure a real node.
+type Options struct {
+	// StateDir receives containerd's and the kubelet's configuration, root
+	// and state, and their logs (StateDir/logs).
+	StateDir string
+	// Kubelet is the kubelet binary; Images the image tarball of
+	// `make node-bins`.
+	Kubelet, Images string
+	// NodeName defaults to DefaultNodeName.
+	NodeName string
+	// Bridge and Subnet default to DefaultBridge and DefaultSubnet; the
+	// bridge takes the subnet's first address, which is the node's IP.
+	Bridge, Subnet string
+	Log            logr.Logger
+}
+
+func (o *Options) defaults() {
+	if o.NodeName == "" {
+		o.NodeName = DefaultNodeName
+	}
+	if o.Bridge == "" {
+		o.Bridge = DefaultBridge
+	}
+	if o.Subnet == "" {
+		o.Subnet = DefaultSubnet
+	}
+}
+
+// Node is a real node being prepared or running.
+type Node struct {
+	opts Options
+	// IP is the bridge's address: the node's InternalIP, and the address
+	// pods on the node reach this machine's servers at.
+	IP     net.IP
+	subnet *net.IPNet
+
+	lock    *os.File
+	rec     *record
+	host    client.Client
+	procs   []*process
+	timings Timings
+}
+
+// Timings say how long each step of the start took.
+type Timings struct {
+	Packages, Network, Containerd, Images, Kubelet time.Duration
+}
+
+// Timings returns how long the start's steps took.
+func (n *Node) Timings() Timings { return n.timings }
+
+// Start prepares the machine: it refuses unless root, takes the machine's
+// real-node lock, undoes what a killed earlier run left, installs the apt
+// packages when absent, creates the bridge and starts containerd with the
+// images imported. The kubelet starts with Join, once the host control
+// plane (which needs the node's IP first) is up. On error, everything done
+// is undone.
+func Start(ctx context.Context, opts Options) (n *Node, err error) {
+	opts.defaults()
+	if os.Geteuid() != 0 {
+		return nil, errors.New("a real node needs root: it installs packages, creates a bridge, and runs containerd and a kubelet (run as root, or without --real-node)")
+	}
+	for name, path := range map[string]string{"kubelet": opts.Kubelet, "images": opts.Images} {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("real node %s: %w (run `make node-bins`)", name, err)
+		}
+	}
+	ip, subnet, err := net.ParseCIDR(opts.Subnet)
+	if err != nil || ip.To4() == nil {
+		return nil, fmt.Errorf("real node subnet %q: must be an IPv4 CIDR", opts.Subnet)
+	}
+	nodeIP := make(net.IP, 4)
+	copy(nodeIP, subnet.IP.To4())
+	nodeIP[3]++
+	state, err := filepath.Abs(opts.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	opts.StateDir = state
+	n = &Node{opts: opts, IP: nodeIP, subnet: subnet}
+	if err := n.takeLock(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, n.Stop())
+			n = nil
+		}
+	}()
+	if err := sweepLeftovers(opts.Log); err != nil {
+		return n, fmt.Errorf("undoing what an earlier real node left: %w", err)
+	}
+	n.rec = newRecord(n)
+	if err := n.rec.save(); err != nil {
+		return n, err
+	}
+	t := time.Now()
+	if err := ensurePackages(ctx, opts.Log); err != nil {
+		return n, err
+	}
+	n.timings.Packages = time.Since(t)
+	t = time.Now()
+	if err := n.createNetwork(); err != nil {
+		return n, err
+	}
+	n.timings.Network = time.Since(t)
+	t = time.Now()
+	if err := n.startContainerd(ctx); err != nil {
+		return n, err
+	}
+	n.timings.Containerd = time.Since(t)
+	t = time.Now()
+	if err := n.importImages(ctx); err != nil {
+		return n, err
+	}
+	n.timings.Images = time.Since(t)
+	return n, nil
+}
+
+// Stop stops the kubelet, the containers and containerd, and undoes every
+// change Start and Join recorded; it then releases the machine's lock.
+func (n *Node) Stop() error {
+	if n == nil {
+		return nil
+	}
+	var errs []error
+	if n.host != nil {
+		// The node leaves the host; its pods go with the kubelet below.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := n.host.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.opts.NodeName}})
+		cancel()
+		if err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("deleting the real node from the host: %w", err))
+		}
+		n.host = nil
+	}
+	// The kubelet first, so it does not restart what is being stopped.
+	for i := len(n.procs) - 1; i >= 0; i-- {
+		errs = append(errs, n.procs[i].stop(15*time.Second))
+	}
+	n.procs = nil
+	if n.rec != nil {
+		errs = append(errs, n.rec.undo(n.opts.Log))
+		n.rec = nil
+	}
+	if n.lock != nil {
+		errs = append(errs, n.lock.Close())
+		n.lock = nil
+	}
+	return errors.Join(errs...)
+}

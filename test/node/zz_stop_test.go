@@ -1,0 +1,237 @@
+//go:build node
+
+package node
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/podbridge/podbridge/internal/controlplane"
+	"github.com/podbridge/podbridge/internal/kube"
+	"github.com/podbridge/podbridge/internal/realnode"
+)
+
+// Named to run last (go test runs a package's tests in file order): Stop,
+// with a pod running, leaves no process, mount, interface, cgroup,
+// firewall chain or changed sysctl behind; so does a run killed with
+// SIGKILL, undone by the next start; and a second start on the same
+// machine works and is undone the same way.
+func TestZZStopLeavesNothingAndStartingAgainWorks(t *testing.T) {
+	// A pod still running when Stop comes, as with a Ctrl-C of make run.
+	running := realPod("default", "running-at-stop", "pause")
+	if err := virtualClient.Create(context.Background(), running); err != nil {
+		t.Fatal(err)
+	}
+	waitVirtualReady(t, running)
+	first, firstDir := env, stateDir
+	env = nil // TestMain must not stop it again.
+	if err := first.Stop(); err != nil {
+		t.Fatalf("stopping: %v", err)
+	}
+	assertMachineClean(t, firstDir)
+	os.RemoveAll(firstDir)
+
+	// A `podbridge dev --real-node` killed with a pod running leaves its
+	// shim, container, mounts and bridge: the next start undoes them.
+	killedDir := killedRealNode(t)
+	defer os.RemoveAll(killedDir)
+
+	second, dir, err := startEnv()
+	defer os.RemoveAll(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			_ = second.Stop()
+		}
+	}()
+	env, stateDir = second, dir
+	if hostClient, err = client.New(second.Host.Config, client.Options{Scheme: kube.Scheme}); err != nil {
+		t.Fatal(err)
+	}
+	if hostSet, err = kubernetes.NewForConfig(second.Host.Config); err != nil {
+		t.Fatal(err)
+	}
+	if virtualClient, err = client.New(second.Virtual.Config, client.Options{Scheme: kube.Scheme}); err != nil {
+		t.Fatal(err)
+	}
+	pod := realPod("default", "again", "env", "pause")
+	if err := virtualClient.Create(context.Background(), pod); err != nil {
+		t.Fatal(err)
+	}
+	waitVirtualReady(t, pod)
+	waitForLog(t, pod, 30*time.Second, "HOSTNAME=again")
+	// Left running for Stop, too.
+
+	env = nil
+	stopped = true
+	if err := second.Stop(); err != nil {
+		t.Fatalf("stopping the second environment: %v", err)
+	}
+	assertMachineClean(t, dir)
+	assertMachineClean(t, killedDir)
+}
+
+// killedRealNode runs `podbridge dev --real-node`, starts a pod on the real
+// node, kills podbridge with SIGKILL (and the control-plane processes it
+// started, which envtest does not tie to it) and checks that the real
+// node's container, shim and bridge are left, as after a crash.
+func killedRealNode(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	root, err := controlplane.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "podbridge")
+	if err := controlplane.BuildPodbridge(ctx, bin); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("podbridge-node-killed-%d", time.Now().UnixNano()))
+	logFile, err := os.Create(filepath.Join(t.TempDir(), "dev.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	cmd := exec.Command(bin, "dev", "--real-node", "--state-dir", dir)
+	cmd.Dir = root
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	killed := false
+	defer func() {
+		if !killed {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	}()
+	eventually(t, 3*time.Minute, "podbridge dev --real-node ready (log "+logFile.Name()+")", func(context.Context) (bool, string) {
+		_, err := os.Stat(filepath.Join(dir, "ready"))
+		return err == nil, fmt.Sprint(err)
+	})
+	virtualCfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(dir, "virtual.kubeconfig"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	virtual, err := client.New(virtualCfg, client.Options{Scheme: kube.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := realPod("default", "left-behind", "pause")
+	if err := virtual.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 90*time.Second, "the pod Ready on the killed run's real node", func(ctx context.Context) (bool, string) {
+		p := &corev1.Pod{}
+		if err := virtual.Get(ctx, client.ObjectKeyFromObject(pod), p); err != nil {
+			return false, err.Error()
+		}
+		return ready(p) == corev1.ConditionTrue, string(p.Status.Phase)
+	})
+	children := childrenOf(cmd.Process.Pid)
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	killed = true
+	for _, pid := range children {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if _, err := os.Stat(filepath.Join("/sys/class/net", realnode.DefaultBridge)); err != nil {
+		t.Errorf("after the kill, no bridge is left to undo: %v", err)
+	}
+	if left := processesLeft(dir); len(left) == 0 {
+		t.Error("after the kill, no shim or container is left to undo")
+	}
+	return dir
+}
+
+// childrenOf lists the processes whose parent is pid.
+func childrenOf(pid int) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			if child, err := strconv.Atoi(e.Name()); err == nil {
+				pids = append(pids, child)
+			}
+		}
+	}
+	return pids
+}
+
+// assertMachineClean checks what `ip link`, `mount | grep`, `pgrep` and
+// `iptables-save` would show after a real node stopped.
+func assertMachineClean(t *testing.T, dir string) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join("/sys/class/net", realnode.DefaultBridge)); err == nil {
+		t.Errorf("interface %s left", realnode.DefaultBridge)
+	}
+	if links, _ := filepath.Glob("/sys/class/net/veth*"); len(links) > 0 {
+		t.Errorf("veth interfaces left: %v", links)
+	}
+	mounts, err := realnode.Mounts(filepath.Join(dir, "realnode"))
+	if err != nil || len(mounts) > 0 {
+		t.Errorf("mounts left: %v %v", mounts, err)
+	}
+	if left := processesLeft(dir); len(left) > 0 {
+		t.Errorf("processes left: %v", left)
+	}
+	if _, err := os.Stat("/run/podbridge-realnode/record.json"); err == nil {
+		t.Error("the real node's record is left: something was not undone")
+	}
+	if cg, _ := filepath.Glob("/sys/fs/cgroup/*/kubepods"); len(cg) > 0 {
+		t.Errorf("pod cgroups left: %v", cg)
+	}
+	if out, err := exec.Command("iptables-save").Output(); err == nil && strings.Contains(string(out), "KUBE-") {
+		t.Errorf("iptables chains left:\n%s", out)
+	}
+	for s, before := range sysctlsBefore {
+		b, _ := os.ReadFile(filepath.Join("/proc/sys", s))
+		if now := strings.TrimSpace(string(b)); now != before {
+			t.Errorf("sysctl %s = %s, was %s before the real node", s, now, before)
+		}
+	}
+}
+
+// processesLeft lists processes of the node: containerd, its shims, the
+// kubelet, containers (the workload binary), or anything naming dir.
+func processesLeft(dir string) []string {
+	var left []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || len(cmdline) == 0 {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+		base := filepath.Base(args[0])
+		if strings.Contains(string(cmdline), dir) || base == "containerd" || strings.HasPrefix(base, "containerd-shim") || base == "kubelet" || base == "podbridge-workload" {
+			left = append(left, fmt.Sprintf("%s %s", e.Name(), strings.Join(args, " ")))
+		}
+	}
+	return left
+}
