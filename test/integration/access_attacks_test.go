@@ -15,6 +15,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/podbridge/podbridge/internal/podstream"
 	"github.com/podbridge/podbridge/translate"
 )
 
@@ -162,11 +163,11 @@ func TestAccessLatencyAgainstHost(t *testing.T) {
 		if virtualSide {
 			cfg, ns, name = env.Virtual.Config, pod.Namespace, pod.Name
 		}
-		res, err := execIn(ctx, cfg, false, ns, name, "bench", "", "true")
+		res, err := podstream.Exec(ctx, cfg, false, ns, name, "bench", "", "true")
 		if err != nil {
 			return err
 		}
-		return res.err
+		return res.Err
 	})
 }
 

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -22,13 +21,10 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/httpstream" //nolint:staticcheck // client-go portforward.NewOnAddresses still takes this package's Dialer
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/tools/remotecommand"
-	"k8s.io/client-go/transport/spdy"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -197,83 +193,6 @@ func readLogs(ctx context.Context, c kubernetes.Interface, namespace, pod string
 	defer stream.Close()
 	data, err := io.ReadAll(stream)
 	return string(data), err
-}
-
-// execResult is what an exec returned.
-type execResult struct {
-	stdout, stderr string
-	err            error
-}
-
-// execIn runs command in container of pod through cfg's apiserver, over
-// SPDY or WebSocket (v5.channel.k8s.io, what kubectl 1.31+ uses), with stdin.
-func execIn(ctx context.Context, cfg *rest.Config, websocket bool, namespace, pod, container, stdin string, command ...string) (execResult, error) {
-	c, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return execResult{}, err
-	}
-	req := c.CoreV1().RESTClient().Post().Resource("pods").Namespace(namespace).Name(pod).SubResource("exec").
-		VersionedParams(&corev1.PodExecOptions{Container: container, Command: command, Stdin: stdin != "", Stdout: true, Stderr: true}, scheme.ParameterCodec)
-	var executor remotecommand.Executor
-	if websocket {
-		executor, err = remotecommand.NewWebSocketExecutor(cfg, "GET", req.URL().String())
-	} else {
-		executor, err = remotecommand.NewSPDYExecutor(cfg, "POST", req.URL())
-	}
-	if err != nil {
-		return execResult{}, err
-	}
-	var stdout, stderr bytes.Buffer
-	opts := remotecommand.StreamOptions{Stdout: &stdout, Stderr: &stderr}
-	if stdin != "" {
-		opts.Stdin = strings.NewReader(stdin)
-	}
-	err = executor.StreamWithContext(ctx, opts)
-	return execResult{stdout: stdout.String(), stderr: stderr.String(), err: err}, nil
-}
-
-// forward opens a port-forward to port 80 of pod through cfg's apiserver,
-// over SPDY or WebSocket, and returns the local port; it stops when ctx is done.
-func forward(ctx context.Context, t *testing.T, cfg *rest.Config, websocket bool, namespace, pod string) int {
-	t.Helper()
-	c := clientset(t, cfg)
-	u := c.CoreV1().RESTClient().Post().Resource("pods").Namespace(namespace).Name(pod).SubResource("portforward").URL()
-	pfDialer, err := portForwardDialer(cfg, u, websocket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop, ready := make(chan struct{}), make(chan struct{})
-	var out, errOut bytes.Buffer
-	fw, err := portforward.NewOnAddresses(pfDialer, []string{"127.0.0.1"}, []string{"0:80"}, stop, ready, &out, &errOut)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- fw.ForwardPorts() }()
-	go func() { <-ctx.Done(); close(stop) }()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("port-forward to %s ended before it was ready: %v (%s)", pod, err, errOut.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("port-forward to %s not ready within 30s", pod)
-	}
-	ports, err := fw.GetPorts()
-	if err != nil || len(ports) != 1 {
-		t.Fatalf("forwarded ports: %v %v", ports, err)
-	}
-	return int(ports[0].Local)
-}
-
-func portForwardDialer(cfg *rest.Config, u *url.URL, websocket bool) (httpstream.Dialer, error) {
-	if websocket {
-		return portforward.NewSPDYOverWebsocketDialer(u, cfg)
-	}
-	transport, upgrader, err := spdy.RoundTripperFor(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return spdy.NewDialer(upgrader, &http.Client{Transport: transport}, "POST", u), nil
 }
 
 // roundTrip sends message through a forwarded local port and reads the

@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podbridge/podbridge/certs"
+	"github.com/podbridge/podbridge/internal/podstream"
 )
 
 // Logs through the virtual apiserver read the host container's log, with
@@ -149,24 +150,24 @@ func TestExecThroughVirtualCluster(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				defer cancel()
 				command := []string{"sh", "-c", strings.ReplaceAll(script, "$CODE", strconv.Itoa(code))}
-				got, err := execIn(ctx, env.Virtual.Config, websocket, pod.Namespace, pod.Name, "app", "hello\n", command...)
+				got, err := podstream.Exec(ctx, env.Virtual.Config, websocket, pod.Namespace, pod.Name, "app", "hello\n", command...)
 				if err != nil {
 					t.Fatal(err)
 				}
-				direct, err := execIn(ctx, env.Host.Config, websocket, hostPod.Namespace, hostPod.Name, "app", "hello\n", command...)
+				direct, err := podstream.Exec(ctx, env.Host.Config, websocket, hostPod.Namespace, hostPod.Name, "app", "hello\n", command...)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if got.stdout != "got hello\n" || got.stderr != "to stderr\n" {
-					t.Errorf("stdout %q, stderr %q; want %q, %q", got.stdout, got.stderr, "got hello\n", "to stderr\n")
+				if got.Stdout != "got hello\n" || got.Stderr != "to stderr\n" {
+					t.Errorf("stdout %q, stderr %q; want %q, %q", got.Stdout, got.Stderr, "got hello\n", "to stderr\n")
 				}
-				if code == 0 && got.err != nil {
-					t.Errorf("exit 0 reported %v", got.err)
+				if code == 0 && got.Err != nil {
+					t.Errorf("exit 0 reported %v", got.Err)
 				}
-				if code != 0 && (got.err == nil || !strings.Contains(got.err.Error(), "exit status 3")) {
-					t.Errorf("exit 3 reported %v", got.err)
+				if code != 0 && (got.Err == nil || !strings.Contains(got.Err.Error(), "exit status 3")) {
+					t.Errorf("exit 3 reported %v", got.Err)
 				}
-				if fmt.Sprint(got.err) != fmt.Sprint(direct.err) || got.stdout != direct.stdout {
+				if fmt.Sprint(got.Err) != fmt.Sprint(direct.Err) || got.Stdout != direct.Stdout {
 					t.Errorf("virtual %+v differs from host %+v", got, direct)
 				}
 			})
@@ -184,7 +185,10 @@ func TestPortForwardReachesThePodNamed(t *testing.T) {
 			t.Run(fmt.Sprintf("websocket=%v/%s", websocket, pod.Name), func(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				defer cancel()
-				port := forward(ctx, t, env.Virtual.Config, websocket, pod.Namespace, pod.Name)
+				port, err := podstream.Forward(ctx, env.Virtual.Config, websocket, pod.Namespace, pod.Name, 80)
+				if err != nil {
+					t.Fatal(err)
+				}
 				want := pod.Name + ":ping"
 				got, err := roundTrip(port, "ping", len(want))
 				if err != nil || got != want {
@@ -286,9 +290,9 @@ func TestServiceAccountWithLogsButNotExec(t *testing.T) {
 		return err == nil && got == "line 3\n", fmt.Sprintf("%q %v", got, err)
 	})
 	for _, websocket := range []bool{false, true} {
-		res, err := execIn(ctx, cfg, websocket, pod.Namespace, pod.Name, "app", "", "true")
+		res, err := podstream.Exec(ctx, cfg, websocket, pod.Namespace, pod.Name, "app", "", "true")
 		if err == nil {
-			err = res.err
+			err = res.Err
 		}
 		if err == nil || !strings.Contains(strings.ToLower(err.Error()), "forbidden") {
 			t.Errorf("exec (websocket=%v) as a service account without pods/exec: %v, want forbidden", websocket, err)
