@@ -51,7 +51,7 @@ type PodMutator struct {
 	// Host creates and reads host pods in the host namespace.
 	Host client.Client
 	// Virtual reads virtual pods (to tell a stale host pod from a live
-	// one), ConfigMaps and Secrets, and requests service-account tokens.
+	// one), ConfigMaps and Secrets (tokens are the reflector's to request).
 	Virtual client.Client
 	// Config is the translation configuration.
 	Config translate.Config

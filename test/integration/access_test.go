@@ -351,7 +351,7 @@ func TestKubeletAPIRefusesOtherClients(t *testing.T) {
 // the command still runs), and so does the command ending.
 func TestStreamClosedByEitherEndIsFreed(t *testing.T) {
 	pod := accessPod(t, "streams", "app")
-	before := gaugeValue(t, "podbridge_kubelet_open_streams", "subresource", "exec")
+	before := metricSum(t, "podbridge_kubelet_open_streams", "subresource", "exec")
 	for _, side := range []string{"the tenant", "the container"} {
 		t.Run("closed by "+side, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -379,7 +379,7 @@ func TestStreamClosedByEitherEndIsFreed(t *testing.T) {
 				done <- executor.StreamWithContext(streamCtx, remotecommand.StreamOptions{Stdin: stdin, Stdout: io.Discard, Stderr: io.Discard})
 			}()
 			eventually(t, 30*time.Second, "the exec stream open", func(context.Context) (bool, string) {
-				v := gaugeValue(t, "podbridge_kubelet_open_streams", "subresource", "exec")
+				v := metricSum(t, "podbridge_kubelet_open_streams", "subresource", "exec")
 				return v == before+1, fmt.Sprintf("%v open", v)
 			})
 			if side == "the tenant" {
@@ -388,7 +388,7 @@ func TestStreamClosedByEitherEndIsFreed(t *testing.T) {
 				_, _ = feed.Write([]byte("go\n"))
 			}
 			eventually(t, 15*time.Second, "the stream freed on both sides", func(context.Context) (bool, string) {
-				v := gaugeValue(t, "podbridge_kubelet_open_streams", "subresource", "exec")
+				v := metricSum(t, "podbridge_kubelet_open_streams", "subresource", "exec")
 				return v == before, fmt.Sprintf("%v open", v)
 			})
 			select {

@@ -156,9 +156,10 @@ func metav1LabelSelectorFor(key, value string) *metav1.LabelSelector {
 
 func itoa(i int) string { return strconv.Itoa(i) }
 
-// counterSum adds up the series of the counter name in this process's
-// registry whose label has value; a series not yet created counts 0.
-func counterSum(t *testing.T, name, label, value string) float64 {
+// metricSum adds up the series of the counter or gauge name in this
+// process's registry whose label has value; a series not yet created
+// counts 0.
+func metricSum(t *testing.T, name, label, value string) float64 {
 	t.Helper()
 	families, err := metrics.Registry.Gather()
 	if err != nil {
@@ -172,7 +173,7 @@ func counterSum(t *testing.T, name, label, value string) float64 {
 		for _, m := range f.GetMetric() {
 			for _, l := range m.GetLabel() {
 				if l.GetName() == label && l.GetValue() == value {
-					sum += m.GetCounter().GetValue()
+					sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 				}
 			}
 		}

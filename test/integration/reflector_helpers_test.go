@@ -164,7 +164,7 @@ func waitEvent(t *testing.T, pod *corev1.Pod, reason string) string {
 // reflector runs in this process, so its registry is this one.
 func actionCount(t *testing.T, action string) float64 {
 	t.Helper()
-	return counterSum(t, "podbridge_reflector_actions_total", "action", action)
+	return metricSum(t, "podbridge_reflector_actions_total", "action", action)
 }
 
 // lagObservations reads how many reflection lags the reflector observed.

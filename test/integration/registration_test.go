@@ -91,12 +91,12 @@ func TestTenantCannotUnregisterTheWebhook(t *testing.T) {
 	var took []time.Duration
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			before := counterSum(t, "podbridge_webhook_registration_restores_total", "cause", tc.cause)
+			before := metricSum(t, "podbridge_webhook_registration_restores_total", "cause", tc.cause)
 			restored, elapsed := attackRegistration(t, key, original, tc.attack)
 			took = append(took, elapsed)
 			t.Logf("restored %s in %s", tc.name, elapsed)
 			eventually(t, 15*time.Second, "the restore counted", func(context.Context) (bool, string) {
-				got := counterSum(t, "podbridge_webhook_registration_restores_total", "cause", tc.cause)
+				got := metricSum(t, "podbridge_webhook_registration_restores_total", "cause", tc.cause)
 				return got > before, fmt.Sprintf("%v restores, %v before", got, before)
 			})
 			eventually(t, 15*time.Second, "a RegistrationRestored event naming "+tc.field, func(ctx context.Context) (bool, string) {

@@ -162,7 +162,7 @@ func TestRefusedPodsLeaveNothingOnHost(t *testing.T) {
 		{"node name", func(p *corev1.Pod) { p.Spec.NodeName = "kwok-node-0" }, "spec.nodeName"},
 		{"reserved label", func(p *corev1.Pod) { p.Labels[translate.LabelVCluster] = "other" }, "metadata.labels[" + translate.LabelVCluster + "]"},
 	}
-	refusedBefore := counterSum(t, "podbridge_webhook_admissions_total", "outcome", "refused")
+	refusedBefore := metricSum(t, "podbridge_webhook_admissions_total", "outcome", "refused")
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			pod := simplePod(ns, fmt.Sprintf("refused-%d", i))
@@ -180,7 +180,7 @@ func TestRefusedPodsLeaveNothingOnHost(t *testing.T) {
 		})
 	}
 	// Other tests refuse pods too, so the count grows by at least ours.
-	if got := counterSum(t, "podbridge_webhook_admissions_total", "outcome", "refused") - refusedBefore; got < float64(len(cases)) {
+	if got := metricSum(t, "podbridge_webhook_admissions_total", "outcome", "refused") - refusedBefore; got < float64(len(cases)) {
 		t.Errorf("podbridge_webhook_admissions_total{outcome=refused} grew by %.0f, want at least %d", got, len(cases))
 	}
 }
