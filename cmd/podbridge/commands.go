@@ -169,9 +169,9 @@ Real node %[1]s is Ready (node IP %[2]s). A pod runs there when it asks:
 
   kubectl --kubeconfig $VIRTUAL run t --image=%[3]s \
     --overrides='{"spec":{"nodeSelector":{"%[4]s":"true"},"tolerations":[{"key":"%[5]s","operator":"Exists"}]}}' -- env pause
-  kubectl --kubeconfig $HOST -n %[6]s logs t-x-default-x-%[7]s
+  kubectl --kubeconfig $VIRTUAL logs t
 
-`, env.RealNode.Name(), env.RealNode.IP, realnode.WorkloadImage, realnode.LabelRealNode, realnode.TaintRealNode, o.Translate.HostNamespace, o.Translate.VCluster)
+`, env.RealNode.Name(), env.RealNode.IP, realnode.WorkloadImage, realnode.LabelRealNode, realnode.TaintRealNode)
 	}
 
 	select {
