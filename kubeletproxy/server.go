@@ -132,11 +132,12 @@ func (s *Server) Start(ctx context.Context) error {
 	server := &http.Server{
 		Handler: s.handler,
 		// No read or write timeout: logs -f, exec and port-forward last as
-		// long as the tenant keeps them open.
+		// long as the tenant keeps them open. The header timeout also
+		// bounds the TLS handshake, so a half-open caller is dropped.
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
 		TLSNextProto:      map[string]func(*http.Server, *tls.Conn, http.Handler){},
 		BaseContext:       func(net.Listener) context.Context { return logf.IntoContext(context.Background(), log) },
-		ConnState:         open.track,
 		// Refused handshakes are worth reading: logged as podbridge logs.
 		ErrorLog: stdlog.New(logWriter{log}, "", 0),
 	}
@@ -154,7 +155,7 @@ func (s *Server) Start(ctx context.Context) error {
 		open.closeAll()
 	}()
 	log.Info("Serving the kubelet API for virtual nodes", "address", listener.Addr().String(), "advertised", net.JoinHostPort(s.o.Advertise.Address, strconv.Itoa(int(s.o.Advertise.Port))))
-	err = server.Serve(tls.NewListener(listener, config))
+	err = server.Serve(tls.NewListener(open.listen(listener), config))
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -162,30 +163,74 @@ func (s *Server) Start(ctx context.Context) error {
 }
 
 // connections tracks the server's connections, hijacked ones included,
-// so stopping the server ends every stream it carries.
+// so stopping the server ends every stream it carries. A connection
+// leaves the set when it is closed: a hijacked one never reaches the
+// server's StateClosed, so tracking by ConnState would keep every stream
+// ever carried (a tenant looping exec would grow it without bound).
 type connections struct {
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
 }
 
-func (c *connections) track(conn net.Conn, state http.ConnState) {
+// listen wraps l so each accepted connection is in the set until closed.
+func (c *connections) listen(l net.Listener) net.Listener {
+	return &trackingListener{Listener: l, open: c}
+}
+
+func (c *connections) add(conn net.Conn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	switch state {
-	case http.StateNew:
-		c.conns[conn] = struct{}{}
-	case http.StateClosed:
-		delete(c.conns, conn)
-	}
+	c.conns[conn] = struct{}{}
+}
+
+func (c *connections) remove(conn net.Conn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.conns, conn)
+}
+
+func (c *connections) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.conns)
 }
 
 func (c *connections) closeAll() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	conns := make([]net.Conn, 0, len(c.conns))
 	for conn := range c.conns {
-		_ = conn.Close()
-		delete(c.conns, conn)
+		conns = append(conns, conn)
 	}
+	c.mu.Unlock()
+	for _, conn := range conns {
+		_ = conn.Close() // removes it from the set.
+	}
+}
+
+type trackingListener struct {
+	net.Listener
+	open *connections
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	conn, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	t := &trackedConn{Conn: conn, open: l.open}
+	l.open.add(t)
+	return t, nil
+}
+
+type trackedConn struct {
+	net.Conn
+	open *connections
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() { c.open.remove(c) })
+	return c.Conn.Close()
 }
 
 // logWriter puts the HTTP server's own messages (refused TLS handshakes)
