@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -43,6 +44,13 @@ type Handler struct {
 	HostLogs kubernetes.Interface
 	// Config names the virtual cluster and its host namespace.
 	Config translate.Config
+	// MaxStreams caps the log reads and exec, attach and port-forward
+	// streams carried at once (DefaultMaxStreams if not positive): each
+	// holds a connection to the host apiserver, which all tenants share,
+	// and none has a time limit.
+	MaxStreams int
+
+	carried atomic.Int64
 
 	hostURL *url.URL
 	// upgrade dials the host apiserver with podbridge's host identity for
@@ -103,6 +111,25 @@ func (h *Handler) routes() {
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// DefaultMaxStreams is how many log reads and streams one replica carries
+// at once when not told otherwise.
+const DefaultMaxStreams = 1000
+
+// admit takes one of the MaxStreams places, or answers 429. The caller
+// calls the returned release when its request ends.
+func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (release func(), ok bool) {
+	limit := int64(h.MaxStreams)
+	if limit <= 0 {
+		limit = DefaultMaxStreams
+	}
+	if h.carried.Add(1) > limit {
+		h.carried.Add(-1)
+		h.refuse(w, r, apierrors.NewTooManyRequests(fmt.Sprintf("podbridge carries at most %d log reads and streams at once", limit), 1))
+		return nil, false
+	}
+	return func() { h.carried.Add(-1) }, true
+}
 
 // target is the host side of a request: the host pod and the container.
 type target struct {
@@ -203,6 +230,11 @@ func (h *Handler) logs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	opts.Container = t.container
+	release, ok := h.admit(w, r)
+	if !ok {
+		return
+	}
+	defer release()
 	requests.WithLabelValues("log", "carried").Inc()
 	stream, err := h.HostLogs.CoreV1().Pods(h.Config.HostNamespace).GetLogs(t.pod, opts).Stream(ctx)
 	if err != nil {
@@ -328,6 +360,11 @@ func (h *Handler) stream(subresource string) http.HandlerFunc {
 			}
 		}
 		logf.FromContext(ctx).V(1).Info("Carried a stream to the host pod", "subresource", subresource, "pod", t.pod, "container", t.container)
+		release, ok := h.admit(w, r)
+		if !ok {
+			return
+		}
+		defer release()
 		p := proxy.NewUpgradeAwareHandler(&location, h.upgrade, false, true, responder{h: h})
 		p.UpgradeTransport = h.upgrade
 		p.UseLocationHost = true

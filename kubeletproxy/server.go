@@ -41,6 +41,9 @@ type Options struct {
 	// port: where the virtual apiserver reaches this server (a Service in
 	// a cluster, loopback in podbridge dev and tests).
 	Advertise translate.KubeletEndpoint
+	// MaxStreams caps the log reads and streams carried at once
+	// (DefaultMaxStreams if not positive); more are answered 429.
+	MaxStreams int
 	// Certs says where the serving certificate comes from and which client
 	// CA the virtual apiserver's kubelet client certificate must chain to
 	// (the modes of the webhook's). Its Host, Namespace and Recorder are
@@ -85,6 +88,7 @@ func New(o Options, host *rest.Config, hostReader, virtualReader client.Reader, 
 	if err != nil {
 		return nil, err
 	}
+	handler.MaxStreams = o.MaxStreams
 	hostClient, err := client.New(host, client.Options{Scheme: kube.Scheme})
 	if err != nil {
 		return nil, fmt.Errorf("creating host client: %w", err)

@@ -253,6 +253,7 @@ func bindKubeletFlags(fs *flag.FlagSet) *kubeletFlags {
 	fs.IntVar(&k.port, "kubelet-advertise-port", 0, "port virtual nodes advertise for the kubelet API (default --kubelet-port)")
 	fs.StringVar(&k.o.BindAddress, "kubelet-bind-address", "", "address the kubelet API listens on")
 	fs.IntVar(&k.o.Port, "kubelet-port", kubeletproxy.DefaultPort, "port the kubelet API listens on (not 10250, which a kubelet on the same machine holds)")
+	fs.IntVar(&k.o.MaxStreams, "kubelet-max-streams", kubeletproxy.DefaultMaxStreams, "log reads and exec, attach and port-forward streams the kubelet API carries at once; more are answered 429 (each holds a host apiserver connection)")
 	fs.StringVar(&k.mode, "kubelet-cert-mode", string(certs.ModeCertManager), "where the kubelet API's serving certificate comes from: cert-manager, self-managed or files (as the webhook's --cert-mode)")
 	fs.StringVar(&k.o.Certs.CertDir, "kubelet-cert-dir", "/tmp/podbridge-kubelet/serving-certs", "folder with the kubelet API's tls.crt and tls.key, reloaded when they change")
 	fs.StringVar(&k.o.Certs.SecretName, "kubelet-cert-secret", "podbridge-kubelet-tls", "host Secret holding the kubelet API's serving certificate")

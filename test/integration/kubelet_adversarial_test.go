@@ -1,0 +1,388 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/remotecommand"
+
+	"github.com/podbridge/podbridge/kubeletproxy"
+)
+
+// Adversarial requests to podbridge's kubelet API, as the tenant sends
+// them: through the virtual apiserver's nodes/proxy (which forwards any
+// path, query and most headers with the apiserver's kubelet client
+// certificate) or a virtual apiserver gone hostile. Here they are sent
+// straight with that certificate, as nodes/proxy refuses loopback nodes.
+
+// adversarialPod is an access pod with the containers app (kwok serves
+// its three-line log) and follow, plus a container only its host pod has.
+func adversarialPod(t *testing.T, name string) *corev1.Pod {
+	t.Helper()
+	pod := accessPod(t, name, "app", "follow")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	host, err := getHostPod(ctx, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host.Spec.EphemeralContainers = append(host.Spec.EphemeralContainers, corev1.EphemeralContainer{
+		EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "host-only", Image: "busybox"},
+	})
+	if err := hostClient.SubResource("ephemeralcontainers").Update(ctx, host); err != nil {
+		t.Fatalf("adding a host-only container: %v", err)
+	}
+	return pod
+}
+
+const appLog = "line 1\nline 2\nline 3\n"
+
+// Log paths and queries: the query cannot choose the container, values
+// the kubelet would refuse are refused before the host is asked, and no
+// spelling of the path (encoded, double-encoded, dot segments, case,
+// extra segments) reaches anything but the named pod's named container.
+func TestKubeletAdversarialLogPathsAndQueries(t *testing.T) {
+	pod := adversarialPod(t, "adv-logs")
+	apiserver := keyPair(t, env.WebhookClient.Bundle)
+	c := kubeletClient(&apiserver)
+	// Redirects are answered, not followed: each is judged as sent.
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	base := "/containerLogs/" + pod.Namespace + "/" + pod.Name
+	cases := []struct {
+		name, method, path string
+		wantCode           int
+		wantBody           string // exact, when set
+		wantLocation       string
+	}{
+		{name: "the container in the path", path: base + "/app", wantCode: http.StatusOK, wantBody: appLog},
+		{name: "a container query naming the host-only container", path: base + "/app?container=host-only", wantCode: http.StatusOK, wantBody: appLog},
+		{name: "a container query naming another container", path: base + "/app?container=follow&container=host-only", wantCode: http.StatusOK, wantBody: appLog},
+		{name: "apiserver-side options passed on", path: base + "/app?insecureSkipTLSVerifyBackend=true&pretty=true&timeoutSeconds=1", wantCode: http.StatusOK, wantBody: appLog},
+		{name: "limitBytes 0", path: base + "/app?limitBytes=0", wantCode: http.StatusUnprocessableEntity},
+		{name: "negative limitBytes", path: base + "/app?limitBytes=-5", wantCode: http.StatusUnprocessableEntity},
+		{name: "limitBytes beyond int64", path: base + "/app?limitBytes=99999999999999999999", wantCode: http.StatusUnprocessableEntity},
+		{name: "negative tailLines", path: base + "/app?tailLines=-1", wantCode: http.StatusUnprocessableEntity},
+		{name: "sinceSeconds 0", path: base + "/app?sinceSeconds=0", wantCode: http.StatusUnprocessableEntity},
+		{name: "sinceTime not a time", path: base + "/app?sinceTime=2026-13-45T99:00:00Z", wantCode: http.StatusUnprocessableEntity},
+		{name: "a stream that is not one", path: base + "/app?stream=Both", wantCode: http.StatusUnprocessableEntity},
+		{name: "follow not a boolean", path: base + "/app?follow=yes", wantCode: http.StatusUnprocessableEntity},
+		{name: "previous not a boolean", path: base + "/app?previous=2", wantCode: http.StatusUnprocessableEntity},
+		{name: "a double-encoded slash in the pod", path: "/containerLogs/" + pod.Namespace + "/" + pod.Name + "%252F..%252Fx/app", wantCode: http.StatusUnprocessableEntity},
+		{name: "a double-encoded slash in the container", path: base + "/app%252F..%252Fhost-only", wantCode: http.StatusUnprocessableEntity},
+		{name: "an encoded NUL in the container", path: base + "/app%00", wantCode: http.StatusUnprocessableEntity},
+		{name: "an encoded dot-dot as the pod", path: "/containerLogs/" + pod.Namespace + "/%2E%2E/app", wantCode: http.StatusUnprocessableEntity},
+		{name: "dot segments are cleaned, not resolved by the handler", path: "/containerLogs/" + pod.Namespace + "/x/../" + pod.Name + "/app", wantCode: http.StatusTemporaryRedirect, wantLocation: base + "/app"},
+		{name: "an upper-case namespace", path: "/containerLogs/" + strings.ToUpper(pod.Namespace) + "/" + pod.Name + "/app", wantCode: http.StatusUnprocessableEntity},
+		{name: "a pod name too long", path: "/containerLogs/" + pod.Namespace + "/" + strings.Repeat("a", 300) + "/app", wantCode: http.StatusUnprocessableEntity},
+		{name: "an extra path segment", path: base + "/app/host-only", wantCode: http.StatusNotFound},
+		{name: "no container", path: base, wantCode: http.StatusNotFound},
+		{name: "the logs path with another method", method: http.MethodPost, path: base + "/app", wantCode: http.StatusNotFound},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			method := tc.method
+			if method == "" {
+				method = http.MethodGet
+			}
+			req, err := http.NewRequestWithContext(ctx, method, kubeletURL(tc.path), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tc.wantCode {
+				t.Fatalf("%d %s, want %d", resp.StatusCode, body, tc.wantCode)
+			}
+			if tc.wantBody != "" && string(body) != tc.wantBody {
+				t.Fatalf("body %q, want %q", body, tc.wantBody)
+			}
+			if tc.wantCode != http.StatusOK && bytes.Contains(body, []byte("line 1")) {
+				t.Fatalf("a refusal carried log content: %s", body)
+			}
+			if tc.wantLocation != "" && resp.Header.Get("Location") != tc.wantLocation {
+				t.Fatalf("redirected to %q, want %q", resp.Header.Get("Location"), tc.wantLocation)
+			}
+		})
+	}
+}
+
+// Stream queries: a port-forward's ports and an exec's flags are parsed
+// and rebuilt, so nothing out of range or unparsed reaches the host, and
+// the query cannot name the container.
+func TestKubeletAdversarialStreamQueries(t *testing.T) {
+	pod := adversarialPod(t, "adv-streams")
+	apiserver := keyPair(t, env.WebhookClient.Bundle)
+	c := kubeletClient(&apiserver)
+	pf := "/portForward/" + pod.Namespace + "/" + pod.Name
+	exec := "/exec/" + pod.Namespace + "/" + pod.Name + "/app"
+	cases := []struct{ name, path string }{
+		{"port 0", pf + "?port=0"},
+		{"port 65536", pf + "?port=65536"},
+		{"a negative port", pf + "?port=-1"},
+		{"a signed port", pf + "?port=%2B80"},
+		{"a hexadecimal port", pf + "?port=0x50"},
+		{"a port list with garbage", pf + "?port=80,abc"},
+		{"an empty port in a list", pf + "?port=80,,81"},
+		{"exec without a command", exec + "?output=1"},
+		{"exec with stdin not a boolean", exec + "?command=true&input=yes"},
+		{"exec with tty not a boolean", exec + "?command=true&tty=on"},
+		{"exec into the host-only container", "/exec/" + pod.Namespace + "/" + pod.Name + "/host-only?command=true&output=1"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, kubeletURL(tc.path), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Connection", "Upgrade")
+			req.Header.Set("Upgrade", "SPDY/3.1")
+			req.Header.Set("X-Stream-Protocol-Version", "v4.channel.k8s.io")
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusUnprocessableEntity && resp.StatusCode != http.StatusBadRequest {
+				t.Fatalf("%d %s, want a refusal (422 or 400)", resp.StatusCode, body)
+			}
+		})
+	}
+
+}
+
+// Headers of the caller's that would change who podbridge is on the host
+// (Authorization, Impersonate-*, front-proxy headers) are not carried:
+// were Impersonate-User passed on, the host would run the exec as
+// system:anonymous and refuse it.
+func TestKubeletAdversarialIdentityHeaders(t *testing.T) {
+	pod := adversarialPod(t, "adv-headers")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	headers := http.Header{
+		"Impersonate-User":   {"system:anonymous"},
+		"Impersonate-Group":  {"system:unauthenticated"},
+		"Authorization":      {"Bearer not-a-token"},
+		"X-Remote-User":      {"system:anonymous"},
+		"X-Forwarded-For":    {"10.0.0.1"},
+		"Impersonate-Uid":    {"1234"},
+		"Impersonate-Extra-": {"x"},
+	}
+	out, err := kubeletExec(ctx, headers, "/exec/"+pod.Namespace+"/"+pod.Name+"/app?command=echo&command=still-podbridge&output=1&error=1")
+	if err != nil || out != "still-podbridge\n" {
+		t.Fatalf("output %q, %v: a caller's identity header reached the host", out, err)
+	}
+}
+
+// kubeletExec runs an exec against podbridge's kubelet API path over SPDY
+// with the virtual apiserver's client certificate and extra headers, and
+// returns its stdout.
+func kubeletExec(ctx context.Context, headers http.Header, path string) (string, error) {
+	cfg := &rest.Config{
+		Host: kubeletURL(""),
+		TLSClientConfig: rest.TLSClientConfig{
+			CertData: env.WebhookClient.Bundle.Cert, KeyData: env.WebhookClient.Bundle.Key, CAFile: env.KubeletCAFile,
+		},
+	}
+	if headers != nil {
+		cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+			return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+				r = r.Clone(r.Context())
+				for k, v := range headers {
+					r.Header[k] = v
+				}
+				return rt.RoundTrip(r)
+			})
+		}
+	}
+	u, err := url.Parse(kubeletURL(path))
+	if err != nil {
+		return "", err
+	}
+	executor, err := remotecommand.NewSPDYExecutor(cfg, http.MethodPost, u)
+	if err != nil {
+		return "", err
+	}
+	var stdout, stderr bytes.Buffer
+	err = executor.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &stdout, Stderr: &stderr})
+	if err != nil {
+		return stdout.String(), err
+	}
+	return stdout.String(), nil
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// A tenant opening log follows and streams without end holds a host
+// apiserver connection for each: past the cap, requests are answered 429
+// until one ends. A handler with a cap of two, carrying to the same host
+// as podbridge's, shows it.
+func TestKubeletAdversarialStreamCap(t *testing.T) {
+	pod := adversarialPod(t, "adv-cap")
+	h, err := kubeletproxy.NewHandler(env.Host.Config, hostClient, virtualClient, env.Options.Translate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.MaxStreams = 2
+	server := httptest.NewServer(h)
+	defer server.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	follow := server.URL + "/containerLogs/" + pod.Namespace + "/" + pod.Name + "/app?follow=true"
+	open := func() *http.Response {
+		t.Helper()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, follow, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	var held []*http.Response
+	for range 2 {
+		resp := open()
+		if resp.StatusCode != http.StatusOK {
+			body, _ := io.ReadAll(resp.Body)
+			t.Fatalf("a follow within the cap: %d %s", resp.StatusCode, body)
+		}
+		held = append(held, resp)
+	}
+	over := open()
+	body, _ := io.ReadAll(over.Body)
+	over.Body.Close()
+	if over.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("a third follow: %d %s, want 429", over.StatusCode, body)
+	}
+	// A stream counts against the same cap.
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, server.URL+"/exec/"+pod.Namespace+"/"+pod.Name+"/app?command=true&output=1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "SPDY/3.1")
+	req.Header.Set("X-Stream-Protocol-Version", "v4.channel.k8s.io")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("an exec past the cap: %d, want 429", resp.StatusCode)
+	}
+	// Ending one follow frees its place.
+	held[0].Body.Close()
+	eventually(t, 20*time.Second, "a place freed by the closed follow", func(context.Context) (bool, string) {
+		resp := open()
+		defer resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, resp.Status
+	})
+	held[1].Body.Close()
+}
+
+// Request smuggling on one connection: an exec upgrade the host refuses
+// (no stdin, stdout or stderr) followed at once by a request for the host
+// namespace's Secrets. Were the connection kept and its further bytes
+// carried to the host after the refusal (CVE-2018-1002105), the second
+// request would run with podbridge's host identity. The refusal must be
+// the last thing on the connection.
+func TestKubeletAdversarialSmuggledRequestAfterRefusedUpgrade(t *testing.T) {
+	pod := adversarialPod(t, "adv-smuggle")
+	apiserver := keyPair(t, env.WebhookClient.Bundle)
+	roots := x509.NewCertPool()
+	ca, err := os.ReadFile(env.KubeletCAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots.AppendCertsFromPEM(ca)
+	conn, err := tls.Dial("tcp", net.JoinHostPort(env.Kubelet.Address, strconv.Itoa(int(env.Kubelet.Port))), &tls.Config{
+		RootCAs: roots, Certificates: []tls.Certificate{apiserver}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	smuggled := "GET /api/v1/namespaces/" + env.Options.Translate.HostNamespace + "/secrets HTTP/1.1\r\nHost: x\r\n\r\n"
+	upgrade := "POST /exec/" + pod.Namespace + "/" + pod.Name + "/app?command=true HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n" +
+		"Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n"
+	if _, err := io.WriteString(conn, upgrade+smuggled); err != nil {
+		t.Fatal(err)
+	}
+	rest, err := io.ReadAll(conn) // until the server closes the connection
+	if err != nil && !errors.Is(err, io.EOF) {
+		t.Fatalf("the connection was not closed after the refusal: %v (read %q)", err, rest)
+	}
+	// Refused beyond podbridge (the host's kubelet API checks the
+	// streams), so podbridge had already sent the upgrade on.
+	if !bytes.HasPrefix(rest, []byte("HTTP/1.1 4")) || !bytes.Contains(rest, []byte("at least 1 of stdin")) {
+		t.Fatalf("the upgrade was not refused by the host: %q", rest)
+	}
+	if n := bytes.Count(rest, []byte("HTTP/1.1 ")); n != 1 || bytes.Contains(rest, []byte("SecretList")) {
+		t.Fatalf("%d responses on the connection, want only the refusal: %q", n, rest)
+	}
+}
+
+// Slow callers: a connection that never finishes its TLS handshake, and
+// one with the virtual apiserver's certificate that never finishes its
+// request headers, are both dropped (ReadHeaderTimeout, 10 s), so holding
+// connections open costs the caller as much as podbridge.
+func TestKubeletAdversarialSlowCallersDropped(t *testing.T) {
+	apiserver := keyPair(t, env.WebhookClient.Bundle)
+	address := net.JoinHostPort(env.Kubelet.Address, strconv.Itoa(int(env.Kubelet.Port)))
+	raw, err := net.Dial("tcp", address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	roots := x509.NewCertPool()
+	ca, err := os.ReadFile(env.KubeletCAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots.AppendCertsFromPEM(ca)
+	partial, err := tls.Dial("tcp", address, &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{apiserver}, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer partial.Close()
+	if _, err := io.WriteString(partial, "GET /containerLogs/access/x/app HTTP/1.1\r\nHost: x\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for name, conn := range map[string]net.Conn{"no handshake": raw, "unfinished headers": partial} {
+		_ = conn.SetReadDeadline(start.Add(30 * time.Second))
+		_, err := io.Copy(io.Discard, conn)
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Errorf("%s: still open after 30 s", name)
+		}
+		t.Logf("%s: dropped %s after it was opened", name, time.Since(start).Round(100*time.Millisecond))
+	}
+}
