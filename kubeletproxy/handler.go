@@ -192,7 +192,41 @@ func (h *Handler) resolve(ctx context.Context, r *http.Request, withContainer bo
 	if withContainer && containerList(&host.Spec, container) != list {
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("container %s of pod %s is not on its host pod", container, name))
 	}
+	if list == "ephemeralContainers" && !addedByReflector(host, container) {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("container %s of pod %s was not added to its host pod by podbridge", container, name))
+	}
 	return &target{pod: hostName, container: container}, nil
+}
+
+// addedByReflector reports whether the host pod's ephemeral container name
+// is one the reflector added: its entry in the host pod's managed fields
+// belongs to the reflector's field manager. Ephemeral containers are the
+// one list the host can add to after podbridge created the pod (a host
+// operator's kubectl debug), and a tenant can give one of its own the same
+// name; the reflector then adds nothing (the host has as many), and a name
+// match alone would carry the tenant into the operator's container.
+func addedByReflector(host *corev1.Pod, name string) bool {
+	key, err := json.Marshal(map[string]string{"name": name})
+	if err != nil {
+		return false
+	}
+	for _, m := range host.ManagedFields {
+		if m.Manager != translate.FieldManagerReflector || m.FieldsV1 == nil {
+			continue
+		}
+		var fields struct {
+			Spec struct {
+				Ephemeral map[string]map[string]json.RawMessage `json:"f:ephemeralContainers"`
+			} `json:"f:spec"`
+		}
+		if json.Unmarshal(m.FieldsV1.Raw, &fields) != nil {
+			continue
+		}
+		if _, ok := fields.Spec.Ephemeral["k:"+string(key)]["."]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // containerList names the list of spec that holds container name, or "".

@@ -2,6 +2,7 @@ package kubeletproxy
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -48,10 +50,20 @@ func hostPod(change func(*corev1.Pod)) *corev1.Pod {
 			EphemeralContainers: []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debugger"}}},
 		},
 	}
+	p.ManagedFields = []metav1.ManagedFieldsEntry{ephemeralAddedBy(translate.FieldManagerReflector, "debugger")}
 	if change != nil {
 		change(p)
 	}
 	return p
+}
+
+// ephemeralAddedBy is the managed-fields entry of manager adding the
+// ephemeral container name through pods/ephemeralcontainers.
+func ephemeralAddedBy(manager, name string) metav1.ManagedFieldsEntry {
+	return metav1.ManagedFieldsEntry{
+		Manager: manager, Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: "v1", FieldsType: "FieldsV1", Subresource: "ephemeralcontainers",
+		FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:ephemeralContainers":{"k:{\"name\":\"` + name + `\"}":{".":{},"f:image":{},"f:name":{}}}}}`)},
+	}
 }
 
 // resolve is the one place a request's path becomes a host pod: every
@@ -83,6 +95,16 @@ func TestResolveConfinesToTheStoredPodsHostPod(t *testing.T) {
 			host: []client.Object{hostPod(func(p *corev1.Pod) { delete(p.Labels, translate.LabelManagedBy) })}, wantCode: http.StatusNotFound},
 		{name: "a host pod of another sync ID (not this pod's)", namespace: "apps", pod: "web", container: "app",
 			host: []client.Object{hostPod(func(p *corev1.Pod) { p.Annotations[translate.AnnotationSyncID] = "sync-2" })}, wantCode: http.StatusNotFound},
+		{name: "an ephemeral container a host operator added under the tenant's name", namespace: "apps", pod: "web", container: "debugger",
+			host: []client.Object{hostPod(func(p *corev1.Pod) {
+				p.ManagedFields = []metav1.ManagedFieldsEntry{ephemeralAddedBy("kubectl-debug", "debugger")}
+			})}, wantCode: http.StatusBadRequest},
+		{name: "an ephemeral container whose adder is unknown", namespace: "apps", pod: "web", container: "debugger",
+			host: []client.Object{hostPod(func(p *corev1.Pod) { p.ManagedFields = nil })}, wantCode: http.StatusBadRequest},
+		{name: "an ephemeral container the reflector added beside the operator's", namespace: "apps", pod: "web", container: "debugger",
+			host: []client.Object{hostPod(func(p *corev1.Pod) {
+				p.ManagedFields = append(p.ManagedFields, ephemeralAddedBy("kubectl-debug", "operator"))
+			})}, wantPod: translate.HostName("web", "apps", "tenant-a")},
 		{name: "the host pod in another namespace", namespace: "apps", pod: "web", container: "app",
 			host: []client.Object{hostPod(func(p *corev1.Pod) { p.Namespace = "elsewhere" })}, wantCode: http.StatusNotFound},
 	}
@@ -94,7 +116,7 @@ func TestResolveConfinesToTheStoredPodsHostPod(t *testing.T) {
 			}
 			h := &Handler{
 				Virtual: fake.NewClientBuilder().WithScheme(kube.Scheme).WithObjects(virtualPod()).Build(),
-				Host:    fake.NewClientBuilder().WithScheme(kube.Scheme).WithObjects(host...).Build(),
+				Host:    hostPods(host),
 				Config:  testConfig,
 			}
 			r := httptest.NewRequest(http.MethodGet, "/", nil)
@@ -115,6 +137,24 @@ func TestResolveConfinesToTheStoredPodsHostPod(t *testing.T) {
 			}
 		})
 	}
+}
+
+// hostPods reads the given host pods as stored, managed fields included
+// (the fake client drops those it is given).
+type hostPods []client.Object
+
+func (h hostPods) Get(_ context.Context, key client.ObjectKey, obj client.Object, _ ...client.GetOption) error {
+	for _, o := range h {
+		if client.ObjectKeyFromObject(o) == key {
+			o.(*corev1.Pod).DeepCopyInto(obj.(*corev1.Pod))
+			return nil
+		}
+	}
+	return apierrors.NewNotFound(corev1.Resource("pods"), key.Name)
+}
+
+func (h hostPods) List(context.Context, client.ObjectList, ...client.ListOption) error {
+	return errors.New("not listed")
 }
 
 func TestHostQuery(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
 
+	"github.com/podbridge/podbridge/internal/podstream"
 	"github.com/podbridge/podbridge/kubeletproxy"
 )
 
@@ -384,5 +386,53 @@ func TestKubeletAdversarialSlowCallersDropped(t *testing.T) {
 			t.Errorf("%s: still open after 30 s", name)
 		}
 		t.Logf("%s: dropped %s after it was opened", name, time.Since(start).Round(100*time.Millisecond))
+	}
+}
+
+// A host operator debugs a tenant's pod with an ephemeral container on
+// the host pod (its name shows in the host events podbridge copies to the
+// virtual pod). The tenant then adds an ephemeral container of that name
+// to its virtual pod: the reflector has nothing to add (the host already
+// has as many), so the names match in both lists, but the host container
+// is the operator's, not podbridge's, and exec or attach into it would
+// reach the operator's session and privileges. Only ephemeral containers
+// podbridge added to the host pod are reached; the tenant's own still are.
+func TestKubeletAdversarialOperatorsEphemeralContainer(t *testing.T) {
+	pod := adversarialPod(t, "adv-eph") // the host has "host-only", the operator's.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := updateVirtualPod(ctx, pod, "ephemeralcontainers", func(p *corev1.Pod) {
+		p.Spec.EphemeralContainers = append(p.Spec.EphemeralContainers, corev1.EphemeralContainer{
+			EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "host-only", Image: "busybox"},
+		})
+	}); err != nil {
+		t.Fatalf("adding the tenant's ephemeral container of the operator's name: %v", err)
+	}
+	res, err := podstream.Exec(ctx, env.Virtual.Config, false, pod.Namespace, pod.Name, "host-only", "", "echo", "reached")
+	if err == nil && res.Err == nil {
+		t.Fatalf("the tenant's exec reached the operator's ephemeral container: %+v", res)
+	}
+	t.Logf("refused: %v %v", err, res.Err)
+
+	// The tenant's own debug container, which podbridge adds to the host
+	// pod, is reached.
+	own := accessPod(t, "adv-eph-own", "app")
+	if err := updateVirtualPod(ctx, own, "ephemeralcontainers", func(p *corev1.Pod) {
+		p.Spec.EphemeralContainers = append(p.Spec.EphemeralContainers, corev1.EphemeralContainer{
+			EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "mine", Image: "busybox"},
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the tenant's debug container on the host pod", func(ctx context.Context) (bool, string) {
+		host, err := getHostPod(ctx, own)
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(host.Spec.EphemeralContainers) == 1, fmt.Sprintf("%d ephemeral containers", len(host.Spec.EphemeralContainers))
+	})
+	res, err = podstream.Exec(ctx, env.Virtual.Config, false, own.Namespace, own.Name, "mine", "", "echo", "mine")
+	if err != nil || res.Err != nil || res.Stdout != "mine\n" {
+		t.Fatalf("the tenant's own debug container: %+v %v", res, err)
 	}
 }
