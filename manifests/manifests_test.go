@@ -15,6 +15,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/clientcmd"
@@ -179,5 +180,50 @@ func TestHostOverlaysLockTheWebhookDown(t *testing.T) {
 				t.Errorf("the virtual apiserver's webhook kubeconfig names %v, want only %s", slices.Collect(maps.Keys(kubeconfig.AuthInfos)), want)
 			}
 		})
+	}
+}
+
+// The virtual apiserver dials kubelets trusting only the kubelet API's CA
+// and presents the client certificate the webhook also accepts. Were the
+// webhook's serving certificate from that CA too, a tenant's Node
+// advertising the webhook's Service would pass the apiserver's check, and
+// nodes/proxy would carry the tenant's own AdmissionReviews to the webhook
+// as the apiserver: the two serving certificates come from different CAs.
+func TestKubeletAndWebhookServingCAsDiffer(t *testing.T) {
+	overlays, err := filepath.Glob("overlays/*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for _, dir := range overlays {
+		objects, err := render.Kustomization(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		issuerOf := map[string]string{} // Certificate → Issuer
+		caOf := map[string]string{}     // CA Issuer → its Secret
+		for _, o := range objects {
+			switch o.GetKind() {
+			case "Certificate":
+				name, _, _ := unstructured.NestedString(o.Object, "spec", "issuerRef", "name")
+				issuerOf[o.GetName()] = name
+			case "Issuer":
+				if secret, ok, _ := unstructured.NestedString(o.Object, "spec", "ca", "secretName"); ok {
+					caOf[o.GetName()] = secret
+				}
+			}
+		}
+		webhookIssuer, hasWebhook := issuerOf["podbridge-webhook"]
+		kubeletIssuer, hasKubelet := issuerOf["podbridge-kubelet"]
+		if !hasWebhook || !hasKubelet {
+			continue // not issued by cert-manager here
+		}
+		checked++
+		if caOf[webhookIssuer] == "" || caOf[webhookIssuer] == caOf[kubeletIssuer] {
+			t.Errorf("%s: the webhook (issuer %s, CA %q) and the kubelet API (issuer %s, CA %q) share a serving CA", dir, webhookIssuer, caOf[webhookIssuer], kubeletIssuer, caOf[kubeletIssuer])
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no overlay issues both serving certificates with cert-manager")
 	}
 }
