@@ -74,6 +74,7 @@ func TestResolveConfinesToTheStoredPodsHostPod(t *testing.T) {
 		name                           string
 		namespace, pod, uid, container string
 		host                           []client.Object
+		virtual                        func(*corev1.Pod)
 		wantPod                        string
 		wantCode                       int32
 	}{
@@ -105,6 +106,15 @@ func TestResolveConfinesToTheStoredPodsHostPod(t *testing.T) {
 			host: []client.Object{hostPod(func(p *corev1.Pod) {
 				p.ManagedFields = append(p.ManagedFields, ephemeralAddedBy("kubectl-debug", "operator"))
 			})}, wantPod: translate.HostName("web", "apps", "tenant-a")},
+		{name: "a virtual pod whose podbridge annotations name another pod", namespace: "apps", pod: "web", container: "app",
+			virtual: func(p *corev1.Pod) {
+				p.Annotations[translate.AnnotationSyncID] = "sync-db"
+				p.Annotations[translate.AnnotationName], p.Annotations[translate.AnnotationNamespace] = "db", "data"
+			},
+			host: []client.Object{hostPod(nil), hostPod(func(p *corev1.Pod) {
+				p.Name = translate.HostName("db", "data", "tenant-a")
+				p.Annotations[translate.AnnotationSyncID], p.Annotations[translate.AnnotationName], p.Annotations[translate.AnnotationNamespace] = "sync-db", "db", "data"
+			})}, wantCode: http.StatusNotFound},
 		{name: "the host pod in another namespace", namespace: "apps", pod: "web", container: "app",
 			host: []client.Object{hostPod(func(p *corev1.Pod) { p.Namespace = "elsewhere" })}, wantCode: http.StatusNotFound},
 	}
@@ -114,8 +124,12 @@ func TestResolveConfinesToTheStoredPodsHostPod(t *testing.T) {
 			if host == nil {
 				host = []client.Object{hostPod(nil)}
 			}
+			virtual := virtualPod()
+			if tc.virtual != nil {
+				tc.virtual(virtual)
+			}
 			h := &Handler{
-				Virtual: fake.NewClientBuilder().WithScheme(kube.Scheme).WithObjects(virtualPod()).Build(),
+				Virtual: fake.NewClientBuilder().WithScheme(kube.Scheme).WithObjects(virtual).Build(),
 				Host:    hostPods(host),
 				Config:  testConfig,
 			}
