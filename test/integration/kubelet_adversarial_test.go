@@ -19,8 +19,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podbridge/podbridge/internal/podstream"
 	"github.com/podbridge/podbridge/kubeletproxy"
@@ -434,5 +436,71 @@ func TestKubeletAdversarialOperatorsEphemeralContainer(t *testing.T) {
 	res, err = podstream.Exec(ctx, env.Virtual.Config, false, own.Namespace, own.Name, "mine", "", "echo", "mine")
 	if err != nil || res.Err != nil || res.Stdout != "mine\n" {
 		t.Fatalf("the tenant's own debug container: %+v %v", res, err)
+	}
+}
+
+// A Node of the tenant's own making, advertising the host apiserver as
+// its kubelet, and a pod the tenant binds to it (its host pod cannot be
+// placed, so the reflector binds nothing). The virtual apiserver dials
+// kubelets trusting only podbridge's kubelet API CA, so its logs request
+// goes nowhere; told to skip that check (insecureSkipTLSVerifyBackend), it
+// reaches the host apiserver with a client certificate the host does not
+// know, and is refused there as anonymous. No host content comes back.
+func TestKubeletAdversarialTenantNodeAdvertisesTheHostAPIServer(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	hostURL, err := url.Parse(env.Host.Config.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostPort, err := strconv.Atoi(hostURL.Port())
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "adv-tenant-node"}}
+	if err := virtualClient.Create(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = virtualClient.Delete(context.Background(), node) })
+	node.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: hostURL.Hostname()}}
+	node.Status.DaemonEndpoints.KubeletEndpoint.Port = int32(hostPort)
+	if err := virtualClient.Status().Update(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+	accessPod(t, "adv-node-warmup", "app") // the namespace and its service account
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "adv-node", Namespace: accessNamespace},
+		Spec: corev1.PodSpec{
+			Containers:   []corev1.Container{{Name: "app", Image: "busybox"}},
+			NodeSelector: map[string]string{"podbridge-test/no-such-node": "true"},
+		},
+	}
+	if err := virtualClient.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = virtualClient.Delete(context.Background(), pod, client.GracePeriodSeconds(0))
+		waitGone(t, virtualClient, pod, time.Minute)
+	})
+	c := clientset(t, env.Virtual.Config)
+	if err := c.CoreV1().Pods(pod.Namespace).Bind(ctx, &corev1.Binding{
+		ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace},
+		Target:     corev1.ObjectReference{Kind: "Node", Name: node.Name},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("binding the pod to the tenant's node: %v", err)
+	}
+	for _, skip := range []bool{false, true} {
+		t.Run(fmt.Sprintf("insecureSkipTLSVerifyBackend=%v", skip), func(t *testing.T) {
+			out, err := readLogs(ctx, c, pod.Namespace, pod.Name, &corev1.PodLogOptions{Container: "app", InsecureSkipTLSVerifyBackend: skip})
+			t.Logf("answer %q, %v", out, err)
+			if err == nil {
+				t.Fatalf("the tenant's node answered logs: %q", out)
+			}
+			for _, leak := range []string{"line 1", "podbridge-dev", "kind\":\"PodList"} {
+				if strings.Contains(out, leak) || strings.Contains(err.Error(), leak) {
+					t.Fatalf("host content %q came back: %q %v", leak, out, err)
+				}
+			}
+		})
 	}
 }
