@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +25,7 @@ import (
 	"k8s.io/client-go/tools/remotecommand"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/podbridge/podbridge/internal/devenv"
 	"github.com/podbridge/podbridge/internal/podstream"
 	"github.com/podbridge/podbridge/kubeletproxy"
 )
@@ -504,3 +506,51 @@ func TestKubeletAdversarialTenantNodeAdvertisesTheHostAPIServer(t *testing.T) {
 		})
 	}
 }
+
+// The kubelet API trusts one client certificate, kept in podbridge's host
+// namespace, which tenant host pods share. A tenant pod naming podbridge's
+// own Secrets in every way a pod can (volume, projected volume, envFrom,
+// env, image pull secret) gets host pods that name none of them: each
+// reference becomes the tenant's own host copy.
+func TestKubeletAdversarialPodNamesPodbridgesSecrets(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ns := namespace(t)
+	secrets := []string{"podbridge-webhook-client-tls", kubeletSecretName(), "podbridge-webhook-tls", "podbridge-virtual-kubeconfig"}
+	pod := simplePod(ns, "adv-secrets")
+	optional := true
+	for i, s := range secrets {
+		pod.Spec.Volumes = append(pod.Spec.Volumes,
+			corev1.Volume{Name: fmt.Sprintf("v%d", i), VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: s, Optional: &optional}}},
+			corev1.Volume{Name: fmt.Sprintf("p%d", i), VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
+				{Secret: &corev1.SecretProjection{LocalObjectReference: corev1.LocalObjectReference{Name: s}, Optional: &optional}},
+			}}}})
+		pod.Spec.Containers[0].EnvFrom = append(pod.Spec.Containers[0].EnvFrom, corev1.EnvFromSource{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: s}, Optional: &optional}})
+		pod.Spec.Containers[0].Env = append(pod.Spec.Containers[0].Env, corev1.EnvVar{Name: fmt.Sprintf("E%d", i), ValueFrom: &corev1.EnvVarSource{
+			SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: s}, Key: "tls.key", Optional: &optional},
+		}})
+		pod.Spec.ImagePullSecrets = append(pod.Spec.ImagePullSecrets, corev1.LocalObjectReference{Name: s})
+	}
+	if err := virtualClient.Create(ctx, pod); err != nil {
+		t.Logf("refused at admission: %v", err)
+		return // refused outright: nothing of podbridge's is mounted either.
+	}
+	host, err := getHostPod(ctx, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(host.Spec.Containers[0].EnvFrom) != len(secrets) || len(host.Spec.ImagePullSecrets) != len(secrets) {
+		t.Fatalf("the host pod dropped references instead of translating them: %+v", host.Spec)
+	}
+	raw, err := json.Marshal(host.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range secrets {
+		if bytes.Contains(raw, []byte(`"`+s+`"`)) {
+			t.Errorf("the host pod names podbridge's Secret %s: %s", s, raw)
+		}
+	}
+}
+
+func kubeletSecretName() string { return devenv.KubeletSecretName }
