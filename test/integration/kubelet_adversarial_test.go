@@ -464,10 +464,13 @@ func TestKubeletAdversarialTenantNodeAdvertisesTheHostAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = virtualClient.Delete(context.Background(), node) })
-	node.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: hostURL.Hostname()}}
-	node.Status.DaemonEndpoints.KubeletEndpoint.Port = int32(hostPort)
-	if err := virtualClient.Status().Update(ctx, node); err != nil {
-		t.Fatal(err)
+	// A merge patch: the virtual control plane may touch the new Node
+	// meanwhile, which an update would conflict with.
+	advertised := node.DeepCopy()
+	advertised.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: hostURL.Hostname()}}
+	advertised.Status.DaemonEndpoints.KubeletEndpoint.Port = int32(hostPort)
+	if err := virtualClient.Status().Patch(ctx, advertised, client.MergeFrom(node)); err != nil {
+		t.Fatalf("advertising the host apiserver on the tenant's node: %v", err)
 	}
 	accessPod(t, "adv-node-warmup", "app") // the namespace and its service account
 	pod := &corev1.Pod{
