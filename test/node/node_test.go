@@ -71,6 +71,50 @@ func TestTokenAuthenticatesAgainstVirtualAPIServer(t *testing.T) {
 		"whoami=system:serviceaccount:"+ns+":reader")
 }
 
+// The reflector refreshes a pod's projected token (here tokenRefreshAfter
+// after issue) and the kubelet writes the new token into the running
+// container's volume: the container sees its token file change, and the
+// new token authenticates against the virtual apiserver as the pod's
+// virtual service account.
+func TestRefreshedTokenReachesTheContainer(t *testing.T) {
+	ns := namespace(t)
+	if err := virtualClient.Create(context.Background(), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "rotator", Namespace: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	pod := realPod(ns, "refresh", "whoami", "refresh:2m", "pause")
+	pod.Spec.ServiceAccountName = "rotator"
+	create(t, pod)
+	waitVirtualReady(t, pod)
+	user := "system:serviceaccount:" + ns + ":rotator"
+	started := time.Now()
+	values := map[string]string{}
+	eventually(t, 2*time.Minute, "a refreshed token in the container, and who it is", func(ctx context.Context) (bool, string) {
+		out, err := logs(ctx, pod, false)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, line := range strings.Split(out, "\n") {
+			if k, v, ok := strings.Cut(line, "="); ok {
+				values[k] = v
+			}
+		}
+		return values["whoami-refreshed"] != "" || values["error"] != "", out
+	})
+	t.Logf("token %s refreshed to %s within %s of the pod being Ready", values["token"], values["token-refreshed"], time.Since(started).Round(time.Second))
+	if values["error"] != "" {
+		t.Fatalf("the container: %s", values["error"])
+	}
+	if values["whoami"] != user {
+		t.Errorf("first token is %q, want %q", values["whoami"], user)
+	}
+	if values["token"] == "" || values["token-refreshed"] == values["token"] {
+		t.Errorf("token file did not change: %q then %q", values["token"], values["token-refreshed"])
+	}
+	if values["whoami-refreshed"] != user {
+		t.Errorf("refreshed token is %q, want %q", values["whoami-refreshed"], user)
+	}
+}
+
 // A mounted ConfigMap holds the virtual content, and an update of the
 // virtual ConfigMap reaches the file in the running container.
 func TestConfigMapContentAndUpdateArrive(t *testing.T) {
