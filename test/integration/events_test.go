@@ -13,6 +13,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/podbridge/podbridge/reflector"
 	"github.com/podbridge/podbridge/translate"
 )
 
@@ -152,6 +153,82 @@ func TestHostSchedulingEventOnVirtualPod(t *testing.T) {
 		if e.InvolvedObject.Name != pod.Name {
 			t.Errorf("an event about %s reached the namespace: %s", e.InvolvedObject.Name, e.Message)
 		}
+	}
+}
+
+// kubectl describe pod shows one Scheduled event: podbridge's, recorded
+// when it bound the virtual pod, naming the virtual pod and node. The host
+// scheduler's Scheduled about the host pod exists on the host and is not
+// copied, while an event recorded after it is.
+func TestHostScheduledEventShownOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ns := namespace(t)
+	pod := simplePod(ns, "placed")
+	if err := virtualClient.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	pod = waitRunningBound(t, pod)
+	host, err := getHostPod(ctx, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hostScheduled corev1.Event
+	eventually(t, time.Minute, "the host scheduler's Scheduled on the host pod", func(ctx context.Context) (bool, string) {
+		list := &corev1.EventList{}
+		if err := hostClient.List(ctx, list, client.InNamespace(host.Namespace)); err != nil {
+			return false, err.Error()
+		}
+		for _, e := range list.Items {
+			if e.InvolvedObject.UID == host.UID && e.Reason == translate.ReasonScheduled {
+				hostScheduled = e
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d host events", len(list.Items))
+	})
+	// The marker is recorded after the host's Scheduled: once its copy
+	// shows, the reflector has handled the Scheduled too.
+	now := metav1.NewTime(time.Now())
+	marker := &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{Name: host.Name + ".marker", Namespace: host.Namespace},
+		InvolvedObject: corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Name: host.Name, Namespace: host.Namespace, UID: host.UID},
+		Reason:         "Marker", Type: corev1.EventTypeNormal, Message: "marker", Source: corev1.EventSource{Component: "test"},
+		FirstTimestamp: now, LastTimestamp: now, Count: 1,
+	}
+	if err := hostClient.Create(ctx, marker); err != nil {
+		t.Fatal(err)
+	}
+	var scheduled []corev1.Event
+	eventually(t, 30*time.Second, "the marker and podbridge's Scheduled on the virtual pod", func(ctx context.Context) (bool, string) {
+		events, err := virtualEventsOf(ctx, pod)
+		if err != nil {
+			return false, err.Error()
+		}
+		scheduled = nil
+		markers := 0
+		for _, e := range events {
+			switch e.Reason {
+			case "Marker":
+				markers++
+			case translate.ReasonScheduled:
+				scheduled = append(scheduled, e)
+			}
+		}
+		return markers == 1 && len(scheduled) > 0, fmt.Sprintf("%d markers, %d Scheduled", markers, len(scheduled))
+	})
+	if len(scheduled) != 1 {
+		for _, e := range scheduled {
+			t.Logf("Scheduled %s from %s%s: %s", e.Name, e.Source.Component, e.ReportingController, e.Message)
+		}
+		t.Fatalf("%d Scheduled events on the virtual pod, want 1", len(scheduled))
+	}
+	got := scheduled[0]
+	if want := "Successfully assigned " + ns + "/" + pod.Name + " to " + pod.Spec.NodeName; got.Message != want {
+		t.Errorf("Scheduled message %q, want %q", got.Message, want)
+	}
+	if got.ReportingController != reflector.FieldManager || got.Name == translate.VirtualEventName(pod.Name, hostScheduled.Namespace, hostScheduled.Name) {
+		t.Errorf("the Scheduled event %s (reported by %q) is not podbridge's", got.Name, got.ReportingController)
 	}
 }
 
