@@ -1,4 +1,4 @@
-// Package podstream opens a pod's streaming subresources (exec and
+// Package podstream opens a pod's streaming subresources (exec, attach and
 // port-forward) the way kubectl does, over SPDY or WebSocket, for the
 // integration and real-node suites, which check them through both
 // apiservers.
@@ -43,11 +43,17 @@ func Exec(ctx context.Context, cfg *rest.Config, websocket bool, namespace, pod,
 	}
 	req := c.CoreV1().RESTClient().Post().Resource("pods").Namespace(namespace).Name(pod).SubResource("exec").
 		VersionedParams(&corev1.PodExecOptions{Container: container, Command: command, Stdin: stdin != "", Stdout: true, Stderr: true}, scheme.ParameterCodec)
+	return stream(ctx, cfg, websocket, req.URL(), stdin)
+}
+
+// stream runs an exec or attach request as kubectl's executors do.
+func stream(ctx context.Context, cfg *rest.Config, websocket bool, u *url.URL, stdin string) (ExecResult, error) {
 	var executor remotecommand.Executor
+	var err error
 	if websocket {
-		executor, err = remotecommand.NewWebSocketExecutor(cfg, "GET", req.URL().String())
+		executor, err = remotecommand.NewWebSocketExecutor(cfg, "GET", u.String())
 	} else {
-		executor, err = remotecommand.NewSPDYExecutor(cfg, "POST", req.URL())
+		executor, err = remotecommand.NewSPDYExecutor(cfg, "POST", u)
 	}
 	if err != nil {
 		return ExecResult{}, err
@@ -59,6 +65,21 @@ func Exec(ctx context.Context, cfg *rest.Config, websocket bool, namespace, pod,
 	}
 	err = executor.StreamWithContext(ctx, opts)
 	return ExecResult{Stdout: stdout.String(), Stderr: stderr.String(), Err: err}, nil
+}
+
+// Attach attaches to container of pod through cfg's apiserver, over SPDY
+// or WebSocket, as kubectl attach (and debug -i) does: stdin when it is not
+// empty (closed once sent: a container with stdinOnce then sees its end),
+// stdout, stderr. It returns when the container's streams end, that is
+// when the container exits; ctx bounds the wait.
+func Attach(ctx context.Context, cfg *rest.Config, websocket bool, namespace, pod, container, stdin string) (ExecResult, error) {
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return ExecResult{}, err
+	}
+	req := c.CoreV1().RESTClient().Post().Resource("pods").Namespace(namespace).Name(pod).SubResource("attach").
+		VersionedParams(&corev1.PodAttachOptions{Container: container, Stdin: stdin != "", Stdout: true, Stderr: true}, scheme.ParameterCodec)
+	return stream(ctx, cfg, websocket, req.URL(), stdin)
 }
 
 // Forward opens a port-forward from a free local port to port of pod
