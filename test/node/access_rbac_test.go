@@ -64,7 +64,7 @@ func TestLogReaderCannotExecOnRealNode(t *testing.T) {
 			err = res.Err
 		}
 		forbidden(fmt.Sprintf("exec (websocket=%v)", websocket), err)
-		res, err = podstream.Attach(ctx, cfg, websocket, ns, pod.Name, "w", "")
+		res, err = podstream.Attach(ctx, cfg, websocket, false, ns, pod.Name, "w", nil)
 		if err == nil {
 			err = res.Err
 		}

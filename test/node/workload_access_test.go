@@ -20,6 +20,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -112,7 +113,7 @@ func TestDebugContainerAttachedOnRealNode(t *testing.T) {
 			})
 			input := fmt.Sprintf("typed into %s\n", name)
 			started := time.Now()
-			res, err := podstream.Attach(ctx, env.Virtual.Config, websocket, ns, pod.Name, name, input)
+			res, err := podstream.Attach(ctx, env.Virtual.Config, websocket, false, ns, pod.Name, name, strings.NewReader(input))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -377,4 +378,91 @@ func TestKubectlCpOnRealNode(t *testing.T) {
 			}
 		})
 	}
+}
+
+// kubectl run -i[t] --rm --restart=Never: a pod whose container keeps
+// stdin open (stdinOnce) is attached to through the virtual apiserver,
+// without and with a terminal, over SPDY and WebSocket; the container
+// reads what was typed to its end (on a terminal, ^D), its output comes
+// back, the attach ends as it exits, the exit code kubectl run -i reports
+// is in the virtual pod's status, and removing the pod removes the real
+// one.
+func TestRunInteractiveOnRealNode(t *testing.T) {
+	ns := namespace(t)
+	for _, tc := range []struct {
+		websocket, tty bool
+	}{{false, false}, {true, false}, {false, true}, {true, true}} {
+		t.Run(fmt.Sprintf("websocket=%v,tty=%v", tc.websocket, tc.tty), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			exit := 5
+			if tc.tty {
+				exit = 6
+			}
+			pod := realPod(ns, fmt.Sprintf("run-%v-%v", tc.websocket, tc.tty), "cat:/dev/stdin", fmt.Sprintf("exit:%d", exit))
+			pod.Spec.RestartPolicy = corev1.RestartPolicyNever
+			w := &pod.Spec.Containers[0]
+			w.Stdin, w.StdinOnce, w.TTY = true, true, tc.tty
+			create(t, pod)
+			// What kubectl run -i waits for before it attaches.
+			eventually(t, 90*time.Second, "the container running", func(ctx context.Context) (bool, string) {
+				p, err := virtualPod(ctx, pod)
+				if err != nil {
+					return false, err.Error()
+				}
+				return p.Status.Phase == corev1.PodRunning, string(p.Status.Phase)
+			})
+			// A terminal's input is typed, not closed: ^D ends it, and
+			// stdin stays open until the attach ends, as kubectl's does.
+			// (Closing stdin of a TTY attach at once ends the attach with
+			// no output, directly on the host as through podbridge.)
+			var stdin io.Reader = strings.NewReader("typed line\n")
+			attached := make(chan struct{})
+			if tc.tty {
+				stdin = io.MultiReader(strings.NewReader("typed line\n\x04"), blockUntil(attached))
+			}
+			res, err := podstream.Attach(ctx, env.Virtual.Config, tc.websocket, tc.tty, ns, pod.Name, "w", stdin)
+			close(attached)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := fmt.Sprintf("== /dev/stdin\ntyped line\n\n== end\nexiting=%d\n", exit)
+			got := res.Stdout
+			if tc.tty {
+				// The terminal echoes the line and ends lines with \r\n.
+				want = "typed line\n" + want
+				got = strings.ReplaceAll(got, "\r\n", "\n")
+			}
+			if got != want || res.Err != nil {
+				t.Fatalf("attach read %q (stderr %q), ended with %v; want %q and a clean end", res.Stdout, res.Stderr, res.Err, want)
+			}
+			eventually(t, time.Minute, "the exit code in the virtual pod's status", func(ctx context.Context) (bool, string) {
+				p, err := virtualPod(ctx, pod)
+				if err != nil || len(p.Status.ContainerStatuses) != 1 {
+					return false, fmt.Sprint(err)
+				}
+				term := p.Status.ContainerStatuses[0].State.Terminated
+				return p.Status.Phase == corev1.PodFailed && term != nil && term.ExitCode == int32(exit), fmt.Sprintf("%s %+v", p.Status.Phase, term)
+			})
+			// --rm.
+			if err := virtualClient.Delete(ctx, pod); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, time.Minute, "the virtual and the host pod gone", func(ctx context.Context) (bool, string) {
+				_, verr := virtualPod(ctx, pod)
+				herr := hostClient.Get(ctx, hostKey(pod), &corev1.Pod{})
+				return apierrors.IsNotFound(verr) && apierrors.IsNotFound(herr), fmt.Sprintf("virtual %v, host %v", verr, herr)
+			})
+		})
+	}
+}
+
+// blockUntil is a reader that blocks until done is closed, then ends.
+func blockUntil(done <-chan struct{}) io.Reader {
+	r, w := io.Pipe()
+	go func() {
+		<-done
+		w.Close()
+	}()
+	return r
 }
