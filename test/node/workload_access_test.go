@@ -466,3 +466,52 @@ func blockUntil(done <-chan struct{}) io.Reader {
 	}()
 	return r
 }
+
+// Every log option kubectl sends reaches the real kubelet: through the
+// virtual apiserver each reads what the same request reads directly on the
+// host pod.
+func TestLogOptionsOnRealNodeMatchHost(t *testing.T) {
+	ns := namespace(t)
+	pod := realPod(ns, "logged", "cat:/etc/hostname", "pause")
+	create(t, pod)
+	waitVirtualReady(t, pod)
+	waitForLog(t, pod, 30*time.Second, "== end")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	virtual := virtualClientset(t, env.Virtual.Config)
+	hostPod := hostKey(pod)
+	whole := "== /etc/hostname\nlogged\n\n== end\n"
+	cases := []struct {
+		name string
+		opts corev1.PodLogOptions
+		want func(string) bool
+	}{
+		{"whole log", corev1.PodLogOptions{}, func(s string) bool { return s == whole }},
+		{"tailLines", corev1.PodLogOptions{TailLines: ptr.To[int64](1)}, func(s string) bool { return s == "== end\n" }},
+		{"limitBytes", corev1.PodLogOptions{LimitBytes: ptr.To[int64](5)}, func(s string) bool { return s == whole[:5] }},
+		{"timestamps", corev1.PodLogOptions{Timestamps: true, TailLines: ptr.To[int64](1)}, func(s string) bool {
+			stamp, line, ok := strings.Cut(s, " ")
+			_, err := time.Parse(time.RFC3339Nano, stamp)
+			return ok && err == nil && line == "== end\n"
+		}},
+		{"sinceSeconds", corev1.PodLogOptions{SinceSeconds: ptr.To[int64](3600)}, func(s string) bool { return s == whole }},
+		{"sinceTime in the future", corev1.PodLogOptions{SinceTime: &metav1.Time{Time: time.Now().Add(time.Hour)}}, func(s string) bool { return s == "" }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := tc.opts
+			opts.Container = "w"
+			got, err := virtual.CoreV1().Pods(ns).GetLogs(pod.Name, &opts).DoRaw(ctx)
+			if err != nil {
+				t.Fatalf("virtual: %v", err)
+			}
+			direct, err := hostSet.CoreV1().Pods(hostPod.Namespace).GetLogs(hostPod.Name, &opts).DoRaw(ctx)
+			if err != nil {
+				t.Fatalf("host: %v", err)
+			}
+			if !tc.want(string(got)) || string(got) != string(direct) {
+				t.Errorf("virtual %q, host %q", got, direct)
+			}
+		})
+	}
+}
