@@ -30,7 +30,7 @@ func tarMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "tar: %v\n", err)
+		_, _ = fmt.Fprintf(stderr, "tar: %v\n", err)
 		return 2
 	}
 	return 0
@@ -115,7 +115,7 @@ func tarCreate(out, stderr io.Writer, paths []string) error {
 			}
 			name := strings.TrimLeft(filepath.ToSlash(path), "/")
 			if name != filepath.ToSlash(path) && !warned {
-				fmt.Fprintln(stderr, "tar: Removing leading `/' from member names")
+				_, _ = fmt.Fprintln(stderr, "tar: Removing leading `/' from member names")
 				warned = true
 			}
 			if info.IsDir() && !strings.HasSuffix(name, "/") {

@@ -48,7 +48,7 @@ func TestLogReaderCannotExecOnRealNode(t *testing.T) {
 	cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + ns + ":" + sa}
 	reader := virtualClientset(t, cfg)
 	eventually(t, 30*time.Second, "the service account reads the real container's log", func(ctx context.Context) (bool, string) {
-		out, err := virtualLogs(ctx, reader, pod, "w", false)
+		out, err := virtualLogs(ctx, reader, pod, false)
 		return err == nil && strings.HasPrefix(out, "serving="), fmt.Sprintf("%q %v", out, err)
 	})
 	forbidden := func(what string, err error) {

@@ -48,10 +48,10 @@ func virtualClientset(t *testing.T, cfg *rest.Config) kubernetes.Interface {
 	return c
 }
 
-// virtualLogs reads the container's whole log through the virtual
+// virtualLogs reads container w's whole log through the virtual
 // apiserver.
-func virtualLogs(ctx context.Context, c kubernetes.Interface, pod *corev1.Pod, container string, previous bool) (string, error) {
-	b, err := c.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{Container: container, Previous: previous}).DoRaw(ctx)
+func virtualLogs(ctx context.Context, c kubernetes.Interface, pod *corev1.Pod, previous bool) (string, error) {
+	b, err := c.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{Container: "w", Previous: previous}).DoRaw(ctx)
 	return string(b), err
 }
 
@@ -181,7 +181,7 @@ func TestLogsFollowAndPreviousOnRealNode(t *testing.T) {
 	c := virtualClientset(t, env.Virtual.Config)
 	execWorkload(t, pod, "before the follow", "write:/tmp/msg")
 	eventually(t, 30*time.Second, "the first line in the log", func(ctx context.Context) (bool, string) {
-		out, err := virtualLogs(ctx, c, pod, "w", false)
+		out, err := virtualLogs(ctx, c, pod, false)
 		return err == nil && strings.Contains(out, "before the follow\n"), fmt.Sprintf("%q %v", out, err)
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -232,14 +232,14 @@ func TestLogsFollowAndPreviousOnRealNode(t *testing.T) {
 	})
 	execWorkload(t, pod, "written by the second container", "write:/tmp/msg")
 	eventually(t, 30*time.Second, "the second container's line", func(ctx context.Context) (bool, string) {
-		out, err := virtualLogs(ctx, c, pod, "w", false)
+		out, err := virtualLogs(ctx, c, pod, false)
 		return err == nil && strings.Contains(out, "written by the second container\n"), fmt.Sprintf("%q %v", out, err)
 	})
-	current, err := virtualLogs(ctx, c, pod, "w", false)
+	current, err := virtualLogs(ctx, c, pod, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	previous, err := virtualLogs(ctx, c, pod, "w", true)
+	previous, err := virtualLogs(ctx, c, pod, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -462,7 +462,7 @@ func blockUntil(done <-chan struct{}) io.Reader {
 	r, w := io.Pipe()
 	go func() {
 		<-done
-		w.Close()
+		_ = w.Close()
 	}()
 	return r
 }
