@@ -7,8 +7,11 @@
 // Each argument is a step, run in order: env, cat:PATH, whoami, get:URL
 // (status code, no certificate checked: hostile-tenant probes), sleep:DUR,
 // exit:CODE, crash, watch:PATH, refresh[:TIMEOUT], serve:ADDR,
-// pause[:LINGER]. Output lines are "key=value" or "== header" so tests can
-// match them.
+// pause[:LINGER], write:PATH (stdin into PATH, for exec), kill:PID
+// (SIGTERM, for exec: ends the container's process 1). Output lines are
+// "key=value" or "== header" so tests can match them. Invoked as `tar` or
+// `test` (the image links both names to it) it plays what kubectl cp runs;
+// see tar.go.
 package main
 
 import (
@@ -25,6 +28,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,6 +41,12 @@ import (
 const saDir = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 func main() {
+	switch filepath.Base(os.Args[0]) {
+	case "tar":
+		os.Exit(tarMain(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	case "test":
+		os.Exit(testMain(os.Args[1:]))
+	}
 	terms := make(chan os.Signal, 1)
 	signal.Notify(terms, syscall.SIGTERM, syscall.SIGINT)
 	steps := os.Args[1:]
@@ -105,6 +115,24 @@ func run(name, arg string, terms <-chan os.Signal) error {
 	case "crash":
 		fmt.Println("crashing=true")
 		panic("crash step")
+	case "write":
+		b, err := io.ReadAll(os.Stdin)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(arg, b, 0o644); err != nil {
+			return err
+		}
+		fmt.Printf("wrote=%d\n", len(b))
+	case "kill":
+		pid, err := strconv.Atoi(arg)
+		if err != nil {
+			return err
+		}
+		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+			return err
+		}
+		fmt.Printf("killed=%d\n", pid)
 	case "watch":
 		return watch(arg, terms)
 	case "serve":
