@@ -29,9 +29,9 @@ type ClientVerifier struct {
 	pool *x509.CertPool
 }
 
-// NewClientVerifier returns a verifier that accepts client certificates
+// newClientVerifier returns a verifier that accepts client certificates
 // for commonName once CAs are set; until then it refuses every client.
-func NewClientVerifier(commonName string) (*ClientVerifier, error) {
+func newClientVerifier(commonName string) (*ClientVerifier, error) {
 	if commonName == "" {
 		return nil, errors.New("the client certificate's common name must not be empty: any certificate of the CA would do")
 	}

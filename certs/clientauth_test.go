@@ -83,7 +83,7 @@ func TestClientVerifierHandshakes(t *testing.T) {
 	servingUsage := signUnder(t, good, &x509.Certificate{Subject: pkix.Name{CommonName: ClientCommonName}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
 	noUsage := signUnder(t, good, &x509.Certificate{Subject: pkix.Name{CommonName: ClientCommonName}})
 
-	v, err := NewClientVerifier(ClientCommonName)
+	v, err := newClientVerifier(ClientCommonName)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -115,7 +115,7 @@ func NewKeeper(o Options) (*Keeper, error) {
 	if o.ClientCommonName == "" {
 		o.ClientCommonName = ClientCommonName
 	}
-	clients, err := NewClientVerifier(o.ClientCommonName)
+	clients, err := newClientVerifier(o.ClientCommonName)
 	if err != nil {
 		return nil, err
 	}

@@ -1,35 +1,35 @@
 package policy
 
-// Treatment is what podbridge does with one PodSpec field.
-type Treatment string
+// treatment is what podbridge does with one PodSpec field.
+type treatment string
 
 const (
 	// Carried means copied to the host pod as the tenant wrote it.
-	Carried Treatment = "carried"
+	Carried treatment = "carried"
 	// Translated means the host pod gets podbridge's value for it, derived from
 	// the tenant's (or set by the host from what podbridge sends).
-	Translated Treatment = "translated"
+	Translated treatment = "translated"
 	// Refused means a pod setting it is refused with an error naming it.
-	Refused Treatment = "refused"
+	Refused treatment = "refused"
 	// AllowListed means carried when the platform's allow-list names the value,
 	// refused otherwise.
-	AllowListed Treatment = "allow-listed"
+	AllowListed treatment = "allow-listed"
 )
 
-// FieldRule is the treatment of one PodSpec field and why.
-type FieldRule struct {
-	Treatment Treatment
+// fieldRule is the treatment of one PodSpec field and why.
+type fieldRule struct {
+	treatment treatment
 	How       string
 }
 
-// PodSpecFields classifies every field of corev1.PodSpec by its JSON name.
+// podSpecFields classifies every field of corev1.PodSpec by its JSON name.
 // A test fails when Kubernetes adds a field this table does not name, so
 // no new field is dropped without a decision; the README's table is
 // checked against it.
-var PodSpecFields = map[string]FieldRule{
+var podSpecFields = map[string]fieldRule{
 	"volumes":                       {Translated, "ConfigMap, Secret and token sources point at host copies; csi (allow-listed driver) and ephemeral (allow-listed storage class; no volumeName, selector, dataSource or reserved keys) pass the gate; persistentVolumeClaim refused until claims are synced; other types refused"},
 	"initContainers":                {Translated, "ConfigMap and Secret references point at host copies; downward-API paths read the virtual values"},
-	"containers":                    {Translated, "as initContainers; KUBERNETES_SERVICE_HOST/PORT point at the virtual apiserver"},
+	"containers":                    {Translated, "as initContainers; the kubelet's variables for the kubernetes Service (KUBERNETES_SERVICE_HOST, KUBERNETES_PORT_443_TCP_ADDR, ...) point at the virtual apiserver"},
 	"ephemeralContainers":           {Translated, "as containers, added through pods/ephemeralcontainers after the gate"},
 	"restartPolicy":                 {Carried, ""},
 	"terminationGracePeriodSeconds": {Carried, ""},

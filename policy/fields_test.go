@@ -15,20 +15,20 @@ import (
 func TestEveryPodSpecFieldIsClassified(t *testing.T) {
 	fields := podSpecJSONNames()
 	for _, name := range fields {
-		rule, ok := PodSpecFields[name]
+		rule, ok := podSpecFields[name]
 		if !ok {
-			t.Errorf("PodSpec field %q is not classified in PodSpecFields: carry, translate or refuse it", name)
+			t.Errorf("PodSpec field %q is not classified in podSpecFields: carry, translate or refuse it", name)
 			continue
 		}
-		switch rule.Treatment {
+		switch rule.treatment {
 		case Carried, Translated, Refused, AllowListed:
 		default:
-			t.Errorf("field %q: unknown treatment %q", name, rule.Treatment)
+			t.Errorf("field %q: unknown treatment %q", name, rule.treatment)
 		}
 	}
-	for name := range PodSpecFields {
+	for name := range podSpecFields {
 		if !contains(fields, name) {
-			t.Errorf("PodSpecFields names %q, which PodSpec does not have", name)
+			t.Errorf("podSpecFields names %q, which PodSpec does not have", name)
 		}
 	}
 }
@@ -41,8 +41,8 @@ func TestREADMEListsEveryPodSpecField(t *testing.T) {
 	}
 	readme := string(raw)
 	for _, name := range podSpecJSONNames() {
-		rule := PodSpecFields[name]
-		row := "| `" + name + "` | " + string(rule.Treatment) + " |"
+		rule := podSpecFields[name]
+		row := "| `" + name + "` | " + string(rule.treatment) + " |"
 		if !strings.Contains(readme, row) {
 			t.Errorf("README has no row starting %q", row)
 		}

@@ -43,7 +43,7 @@ func (g Gate) Check(virtual, host *corev1.Pod) field.ErrorList {
 
 // refusedFields refuses the virtual pod's fields podbridge cannot carry and
 // translation does not copy: they are named rather than dropped (see
-// PodSpecFields).
+// podSpecFields).
 func refusedFields(path *field.Path, v *corev1.PodSpec) field.ErrorList {
 	var errs field.ErrorList
 	forbid := func(set bool, name, why string) {

@@ -77,7 +77,7 @@ func (r *eventReconciler) Reconcile(ctx context.Context, req reconcile.Request) 
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	ref := host.InvolvedObject
-	if ref.Kind != "Pod" || ref.Namespace != r.Config.HostNamespace || host.Namespace != r.Config.HostNamespace {
+	if !translate.CopiesHostEvent(host) || ref.Kind != "Pod" || ref.Namespace != r.Config.HostNamespace || host.Namespace != r.Config.HostNamespace {
 		return reconcile.Result{}, nil
 	}
 	hostPod := &corev1.Pod{}

@@ -359,7 +359,7 @@ func (r *podReconciler) bind(ctx context.Context, virtual, host *corev1.Pod) (bo
 	}
 	countAction(actionBind)
 	r.written.virtual(client.ObjectKeyFromObject(virtual), virtual.ResourceVersion, "")
-	r.Recorder.Eventf(virtual, nil, corev1.EventTypeNormal, "Scheduled", eventActionBinding, "The host scheduler placed the pod on node %s", host.Spec.NodeName)
+	r.Recorder.Eventf(virtual, nil, corev1.EventTypeNormal, translate.ReasonScheduled, eventActionBinding, "%s", translate.ScheduledMessage(virtual, host.Spec.NodeName))
 	return true, nil
 }
 

@@ -60,6 +60,12 @@ type Options struct {
 	// more than once (tests restart it); controller-runtime otherwise
 	// refuses a second controller of the same name.
 	SkipControllerNameValidation bool
+	// TokenRefreshAfter, when set, refreshes projected tokens this long
+	// after they are issued, if sooner than the usual 80% of their lifetime
+	// (never later). The virtual apiserver issues no token shorter than 10
+	// minutes, so this is how a test bed sees a refreshed token reach a
+	// running container; 0 keeps the kubelet's schedule.
+	TokenRefreshAfter time.Duration
 
 	// DisableEvents turns off copying host pod events to virtual pods
 	// (which needs list and watch of host events).
@@ -92,6 +98,9 @@ func (o Options) Validate() error {
 	}
 	if o.Kubelet != nil {
 		errs = append(errs, o.Kubelet.Validate(field.NewPath("kubelet"))...)
+	}
+	if o.TokenRefreshAfter != 0 && o.TokenRefreshAfter < time.Second {
+		errs = append(errs, field.Invalid(field.NewPath("tokenRefreshAfter"), o.TokenRefreshAfter.String(), "must be 0 (80% of the token's lifetime) or at least 1s"))
 	}
 	if o.MaxConcurrentReconciles < 0 {
 		errs = append(errs, field.Invalid(field.NewPath("maxConcurrentReconciles"), o.MaxConcurrentReconciles, "must not be negative"))
@@ -262,6 +271,7 @@ func NewManager(o Options) (manager.Manager, error) {
 		VirtualReader: virtual.GetAPIReader(),
 		Config:        o.Translate,
 		GracePeriod:   o.OrphanGracePeriod,
+		RefreshAfter:  o.TokenRefreshAfter,
 		Clock:         clock.RealClock{},
 		Gone:          gone,
 	}

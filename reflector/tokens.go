@@ -45,7 +45,10 @@ type tokenReconciler struct {
 	// GracePeriod is how old a token Secret without a virtual pod must be
 	// before it is deleted, unless this process saw the pod deleted (Gone).
 	GracePeriod time.Duration
-	Clock       clock.PassiveClock
+	// RefreshAfter, when set, refreshes tokens this long after they are
+	// issued if that is sooner than 80% of their lifetime (Options.TokenRefreshAfter).
+	RefreshAfter time.Duration
+	Clock        clock.PassiveClock
 	// Gone holds the virtual pods seen deleted, shared with the podReconciler.
 	Gone *gonePods
 }
@@ -249,9 +252,7 @@ func (r *tokenReconciler) bind(ctx context.Context, virtual *corev1.Pod, s token
 		}
 		return 0, fmt.Errorf("requesting a bound token for pod %s/%s: %w", virtual.Namespace, virtual.Name, err)
 	}
-	// Refreshed at 80% of its lifetime, as the kubelet does.
-	lifetime := treq.Status.ExpirationTimestamp.Sub(now)
-	refreshAt := now.Add(lifetime * 8 / 10)
+	refreshAt := now.Add(refreshDelay(treq.Status.ExpirationTimestamp.Sub(now), r.RefreshAfter))
 	want := translate.HostTokenSecret(virtual.Name, virtual.Namespace, tok, treq.Status.Token, r.Config)
 	want.Annotations[translate.AnnotationTokenBoundUID] = string(virtual.UID)
 	want.Annotations[translate.AnnotationTokenRefreshAt] = refreshAt.UTC().Format(time.RFC3339)
@@ -272,4 +273,16 @@ func (r *tokenReconciler) bind(ctx context.Context, virtual *corev1.Pod, s token
 	logf.FromContext(ctx).V(1).Info("Wrote bound token", "secret", want.Name, "refreshAt", want.Annotations[translate.AnnotationTokenRefreshAt],
 		"expirationSeconds", strconv.FormatInt(tok.ExpirationSeconds, 10))
 	return refreshAt.Sub(now), nil
+}
+
+// refreshDelay is how long after issue a token of this lifetime is
+// refreshed: at 80% of it, as the kubelet does, or after refreshAfter when
+// that is set and sooner. Never later, so the option cannot leave a
+// container holding an expiring token.
+func refreshDelay(lifetime, refreshAfter time.Duration) time.Duration {
+	d := lifetime * 8 / 10
+	if refreshAfter > 0 && refreshAfter < d {
+		return refreshAfter
+	}
+	return d
 }

@@ -89,3 +89,34 @@ func TestDecideTokens(t *testing.T) {
 		})
 	}
 }
+
+// Tokens are refreshed at 80% of their lifetime, or sooner when the option
+// says so; the option never delays a refresh past 80%.
+func TestRefreshDelay(t *testing.T) {
+	for _, tc := range []struct {
+		lifetime, after, want time.Duration
+	}{
+		{lifetime: time.Hour, want: 48 * time.Minute},
+		{lifetime: 10 * time.Minute, after: 15 * time.Second, want: 15 * time.Second},
+		{lifetime: 10 * time.Minute, after: time.Hour, want: 8 * time.Minute},
+		{lifetime: 10 * time.Minute, after: 8 * time.Minute, want: 8 * time.Minute},
+	} {
+		if got := refreshDelay(tc.lifetime, tc.after); got != tc.want {
+			t.Errorf("refreshDelay(%s, %s) = %s, want %s", tc.lifetime, tc.after, got, tc.want)
+		}
+	}
+}
+
+// The refresh option is 0 or at least a second: anything shorter would
+// request tokens in a loop.
+func TestOptionsValidateTokenRefreshAfter(t *testing.T) {
+	base := Options{Translate: translate.Config{VCluster: "vc", HostNamespace: "host", HostServiceAccount: "default"}, OrphanGracePeriod: time.Minute}
+	for after, valid := range map[time.Duration]bool{0: true, time.Second: true, 15 * time.Second: true, time.Millisecond: false, -time.Second: false} {
+		o := base
+		o.TokenRefreshAfter = after
+		err := o.Validate()
+		if valid != (err == nil) || (err != nil && !strings.Contains(err.Error(), "tokenRefreshAfter")) {
+			t.Errorf("TokenRefreshAfter %s: error %v, want valid %v", after, err, valid)
+		}
+	}
+}

@@ -22,10 +22,16 @@ type Config struct {
 	HostServiceAccount string
 
 	// APIServerHost and APIServerPort are the virtual apiserver's address
-	// as host pods reach it; when set, containers get them as
-	// KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT.
+	// as host pods reach it; when set, containers get them in every
+	// variable the kubelet injects for the `kubernetes` Service
+	// (KUBERNETES_SERVICE_HOST, KUBERNETES_PORT_443_TCP_ADDR, ...).
 	APIServerHost string
 	APIServerPort int32
+	// HostAPIServicePort is the port of the host's `kubernetes` Service
+	// (0: 443, which kube-apiserver fixes). It names some of the variables
+	// the host kubelet injects (KUBERNETES_PORT_443_TCP...), which podbridge
+	// must override too.
+	HostAPIServicePort int32
 	// DNSNameserver is the virtual cluster's DNS service address; when set,
 	// ClusterFirst pods resolve through it with the virtual search domains.
 	DNSNameserver string
@@ -78,6 +84,9 @@ func (c Config) Validate() error {
 	if (c.APIServerHost == "") != (c.APIServerPort == 0) {
 		errs = append(errs, field.Invalid(field.NewPath("apiServerPort"), c.APIServerPort, "apiServerHost and apiServerPort go together"))
 	}
+	if c.HostAPIServicePort < 0 || c.HostAPIServicePort > 65535 {
+		errs = append(errs, field.Invalid(field.NewPath("hostAPIServicePort"), c.HostAPIServicePort, "must be a port number (0: 443)"))
+	}
 	for _, l := range []struct {
 		name string
 		list []string
@@ -102,6 +111,13 @@ func (c Config) Validate() error {
 		return fmt.Errorf("invalid configuration: %w", err)
 	}
 	return nil
+}
+
+func (c Config) hostAPIServicePort() int32 {
+	if c.HostAPIServicePort == 0 {
+		return 443
+	}
+	return c.HostAPIServicePort
 }
 
 func (c Config) clusterDomain() string {

@@ -34,3 +34,16 @@ func TestConfigValidateHostAnnotations(t *testing.T) {
 		}
 	}
 }
+
+// The host `kubernetes` Service's port is a port number; 0 means 443.
+func TestConfigValidateHostAPIServicePort(t *testing.T) {
+	base := Config{VCluster: "vc", HostNamespace: "ns", HostServiceAccount: "sa"}
+	for port, valid := range map[int32]bool{0: true, 443: true, 65535: true, -1: false, 65536: false} {
+		cfg := base
+		cfg.HostAPIServicePort = port
+		err := cfg.Validate()
+		if valid != (err == nil) || (err != nil && !strings.Contains(err.Error(), "hostAPIServicePort")) {
+			t.Errorf("port %d: error %v, want valid %v", port, err, valid)
+		}
+	}
+}

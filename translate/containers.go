@@ -2,6 +2,7 @@ package translate
 
 import (
 	"fmt"
+	"net"
 	"regexp"
 	"strconv"
 	"strings"
@@ -76,21 +77,54 @@ func HostEphemeralContainers(virtual *corev1.Pod, cfg Config) ([]corev1.Ephemera
 	return out, t.errs
 }
 
-// serviceEnv points in-cluster clients at the virtual apiserver, unless the
-// container sets the variables itself.
+// serviceEnv points in-cluster clients at the virtual apiserver. The host
+// kubelet injects its own `kubernetes` Service's variables into every
+// container whatever enableServiceLinks says; a container variable of the
+// same name overrides them, so the whole family is set here, ahead of the
+// tenant's own variables: a tenant entry of the same name still wins, as
+// it would over its virtual cluster's kubelet, and a tenant `$(VAR)`
+// reference expands to the virtual value, never the host's.
 func (t *podTranslator) serviceEnv(env []corev1.EnvVar) []corev1.EnvVar {
-	if t.cfg.APIServerHost == "" {
+	family := apiServerEnv(t.cfg)
+	if family == nil {
 		return env
 	}
-	for _, e := range env {
-		if e.Name == "KUBERNETES_SERVICE_HOST" || e.Name == "KUBERNETES_SERVICE_PORT" {
-			return env
-		}
+	return append(family, env...)
+}
+
+// apiServerEnv is what a virtual cluster's own kubelet would inject for its
+// `kubernetes` Service (envvars.FromServices: one TCP port named https) if
+// that Service were the virtual apiserver at APIServerHost:APIServerPort,
+// plus, when the host Service's port differs, the host kubelet's
+// KUBERNETES_PORT_<host port>_TCP* names holding the same virtual values:
+// no variable of the family is left holding the host's. Nil when
+// APIServerHost is empty (the host's variables are left alone).
+func apiServerEnv(cfg Config) []corev1.EnvVar {
+	if cfg.APIServerHost == "" {
+		return nil
 	}
-	return append(env,
-		corev1.EnvVar{Name: "KUBERNETES_SERVICE_HOST", Value: t.cfg.APIServerHost},
-		corev1.EnvVar{Name: "KUBERNETES_SERVICE_PORT", Value: strconv.Itoa(int(t.cfg.APIServerPort))},
-	)
+	host, port := cfg.APIServerHost, strconv.Itoa(int(cfg.APIServerPort))
+	url := "tcp://" + net.JoinHostPort(host, port)
+	env := []corev1.EnvVar{
+		{Name: "KUBERNETES_SERVICE_HOST", Value: host},
+		{Name: "KUBERNETES_SERVICE_PORT", Value: port},
+		{Name: "KUBERNETES_SERVICE_PORT_HTTPS", Value: port},
+		{Name: "KUBERNETES_PORT", Value: url},
+	}
+	names := []int32{cfg.APIServerPort}
+	if hostPort := cfg.hostAPIServicePort(); hostPort != cfg.APIServerPort {
+		names = append(names, hostPort)
+	}
+	for _, named := range names {
+		prefix := fmt.Sprintf("KUBERNETES_PORT_%d_TCP", named)
+		env = append(env,
+			corev1.EnvVar{Name: prefix, Value: url},
+			corev1.EnvVar{Name: prefix + "_PROTO", Value: "tcp"},
+			corev1.EnvVar{Name: prefix + "_PORT", Value: port},
+			corev1.EnvVar{Name: prefix + "_ADDR", Value: host},
+		)
+	}
+	return env
 }
 
 var (

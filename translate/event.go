@@ -9,6 +9,27 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// ReasonScheduled is the reason of the event saying where a pod was
+// placed: kube-scheduler's on the host pod, podbridge's on the virtual pod.
+const ReasonScheduled = "Scheduled"
+
+// ScheduledMessage is the message of podbridge's Scheduled event on a
+// virtual pod bound to node, worded as kube-scheduler words its own.
+func ScheduledMessage(virtual *corev1.Pod, node string) string {
+	return "Successfully assigned " + virtual.Namespace + "/" + virtual.Name + " to " + node
+}
+
+// CopiesHostEvent reports whether a host event about a host pod is copied
+// to its virtual pod. The host scheduler's Scheduled is not: the virtual
+// pod has podbridge's own, recorded when it binds the virtual pod to the
+// virtual node. That one says what the tenant's pod shows (spec.nodeName,
+// PodScheduled, at the binding's time), and is there when event copying
+// is off or a burst is paced; a copy of the host's would say the same a
+// second time.
+func CopiesHostEvent(host *corev1.Event) bool {
+	return host.Reason != ReasonScheduled
+}
+
 // VirtualEvent is the event the virtual pod shows for an event the host
 // recorded about its host pod: the same reason, type, message, source and
 // counts, about the virtual pod (name, namespace, UID), with the host pod's

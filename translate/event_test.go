@@ -68,3 +68,33 @@ func TestVirtualEvent(t *testing.T) {
 		t.Errorf("name of %d characters", len(long))
 	}
 }
+
+// The virtual pod shows one Scheduled event, podbridge's (naming the
+// virtual pod and node); the host scheduler's is not copied, every other
+// host event is, the scheduler's failures included.
+func TestCopiesHostEvent(t *testing.T) {
+	cases := []struct {
+		name string
+		host corev1.Event
+		want bool
+	}{
+		{"scheduler's Scheduled (events.k8s.io)", corev1.Event{Reason: "Scheduled", Type: corev1.EventTypeNormal, ReportingController: "default-scheduler", Message: "Successfully assigned hostns/web-x-apps-x-t to node-1"}, false},
+		{"Scheduled from a second host scheduler (core)", corev1.Event{Reason: "Scheduled", Type: corev1.EventTypeNormal, Source: corev1.EventSource{Component: "other-scheduler"}}, false},
+		{"FailedScheduling", corev1.Event{Reason: "FailedScheduling", Type: corev1.EventTypeWarning, ReportingController: "default-scheduler"}, true},
+		{"Preempted", corev1.Event{Reason: "Preempted", Type: corev1.EventTypeNormal, ReportingController: "default-scheduler"}, true},
+		{"kubelet's Pulled", corev1.Event{Reason: "Pulled", Type: corev1.EventTypeNormal, Source: corev1.EventSource{Component: "kubelet"}}, true},
+		{"kubelet's BackOff", corev1.Event{Reason: "BackOff", Type: corev1.EventTypeWarning, Source: corev1.EventSource{Component: "kubelet"}}, true},
+		{"reason differing in case only", corev1.Event{Reason: "scheduled", Type: corev1.EventTypeNormal}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := CopiesHostEvent(&tc.host); got != tc.want {
+				t.Errorf("CopiesHostEvent(%s) = %v, want %v", tc.host.Reason, got, tc.want)
+			}
+		})
+	}
+	virtual := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "apps"}}
+	if got, want := ScheduledMessage(virtual, "node-1"), "Successfully assigned apps/web to node-1"; got != want {
+		t.Errorf("ScheduledMessage = %q, want %q", got, want)
+	}
+}

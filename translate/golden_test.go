@@ -20,7 +20,7 @@ var goldenConfig = Config{
 	HostNamespace:      "host-ns",
 	HostServiceAccount: "workload",
 	APIServerHost:      "10.96.0.10",
-	APIServerPort:      443,
+	APIServerPort:      6443,
 	DNSNameserver:      "10.96.0.53",
 	NodeSelector:       map[string]string{"pool": "tenants"},
 	Tolerations:        []corev1.Toleration{{Key: "tenants", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},

@@ -30,16 +30,16 @@ func VirtualNode(host *corev1.Node, kubelet KubeletEndpoint) *corev1.Node {
 	return &corev1.Node{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Node"},
 		ObjectMeta: metav1.ObjectMeta{Name: host.Name, Labels: labels},
-		Status:     VirtualNodeStatus(host, kubelet),
+		Status:     virtualNodeStatus(host, kubelet),
 	}
 }
 
-// VirtualNodeStatus is the part of the host node's status a virtual node
+// virtualNodeStatus is the part of the host node's status a virtual node
 // mirrors. Its addresses are never the host node's: the virtual apiserver
 // would dial the host's kubelet with virtual pod names (and the tenant
 // would learn host addresses). With no kubelet endpoint the node has no
 // address, so the apiserver dials nothing.
-func VirtualNodeStatus(host *corev1.Node, kubelet KubeletEndpoint) corev1.NodeStatus {
+func virtualNodeStatus(host *corev1.Node, kubelet KubeletEndpoint) corev1.NodeStatus {
 	status := corev1.NodeStatus{
 		Capacity:    host.Status.Capacity,
 		Allocatable: host.Status.Allocatable,

@@ -26,7 +26,7 @@ import (
 // Every copy to write is read first and admitted against the caps all
 // together (hostcopy.Writer.Write), so a pod refused for a cap leaves
 // nothing half-made on the host.
-func (m *PodMutator) ensureDependencies(ctx context.Context, virtual *corev1.Pod, deps *translate.Dependencies) error {
+func (m *podMutator) ensureDependencies(ctx context.Context, virtual *corev1.Pod, deps *translate.Dependencies) error {
 	var copies []hostcopy.Copy
 	var written []seenCopy
 	for _, k := range []struct {
@@ -65,7 +65,7 @@ type seenCopy struct{ kind, hostName, version string }
 // Admissions that need the same object at once (the first pods of a
 // namespace all read kube-root-ca.crt) share one read, and the object it
 // returns: the writer only reads it.
-func (m *PodMutator) originalToCopy(ctx context.Context, kind, namespace string, ref translate.Reference, newObject func() client.Object) (client.Object, error) {
+func (m *podMutator) originalToCopy(ctx context.Context, kind, namespace string, ref translate.Reference, newObject func() client.Object) (client.Object, error) {
 	if m.copyCurrent(ctx, kind, namespace, ref) {
 		return nil, nil
 	}
@@ -93,7 +93,7 @@ func (m *PodMutator) originalToCopy(ctx context.Context, kind, namespace string,
 // at the resourceVersion the cache of originals holds now: then nothing
 // needs reading or writing. A cache that lags an update at most delays
 // that update's copy, which the reflector makes as soon as it sees it.
-func (m *PodMutator) copyCurrent(ctx context.Context, kind, namespace string, ref translate.Reference) bool {
+func (m *podMutator) copyCurrent(ctx context.Context, kind, namespace string, ref translate.Reference) bool {
 	if m.Originals == nil || !m.Originals.Synced() {
 		return false
 	}
@@ -104,7 +104,7 @@ func (m *PodMutator) copyCurrent(ctx context.Context, kind, namespace string, re
 	return m.copies.has(kind, ref.HostName, meta.ResourceVersion)
 }
 
-func (m *PodMutator) readVirtual(ctx context.Context, namespace, name string, obj client.Object) (bool, error) {
+func (m *podMutator) readVirtual(ctx context.Context, namespace, name string, obj client.Object) (bool, error) {
 	err := m.Virtual.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, obj)
 	switch {
 	case apierrors.IsNotFound(err):

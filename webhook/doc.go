@@ -4,7 +4,7 @@
 // answering: the tenant's create succeeds only if the host pod exists, and
 // host errors reach the tenant at once. The answer patches the virtual pod
 // with its name (for generateName pods) and its sync ID. Pod updates
-// (UpdateGuard) and ephemeral containers (EphemeralContainersCheck) are
+// (updateGuard) and ephemeral containers (ephemeralContainersCheck) are
 // checked by handlers of their own, each at its own path and refusing
 // every other kind of request.
 package webhook

@@ -11,16 +11,16 @@ import (
 	"github.com/podbridge/podbridge/translate"
 )
 
-// UpdateGuard is the admission handler for pod updates
+// updateGuard is the admission handler for pod updates
 // (translate.WebhookPathPodUpdate): it refuses updates that touch
 // podbridge's own labels and annotations; the reflector carries the others
 // to the host pod. It writes nothing and serves nothing else.
-type UpdateGuard struct{}
+type updateGuard struct{}
 
-var _ admission.Handler = UpdateGuard{}
+var _ admission.Handler = updateGuard{}
 
 // Handle admits a pod update unless it changes podbridge's keys.
-func (UpdateGuard) Handle(_ context.Context, req admission.Request) admission.Response {
+func (updateGuard) Handle(_ context.Context, req admission.Request) admission.Response {
 	return counted(admitUpdate(req))
 }
 
@@ -41,25 +41,25 @@ func admitUpdate(req admission.Request) admission.Response {
 	return admission.Allowed("the reflector carries the update to the host pod")
 }
 
-// EphemeralContainersCheck is the admission handler for the
+// ephemeralContainersCheck is the admission handler for the
 // pods/ephemeralcontainers subresource
 // (translate.WebhookPathEphemeralContainers): it checks the ephemeral
 // containers a pod is given against the security policy and the
 // translation, as its creation was; the reflector adds them to the host
 // pod, through the same gate. It writes nothing and serves nothing else.
-type EphemeralContainersCheck struct {
+type ephemeralContainersCheck struct {
 	Config translate.Config
 	Policy *SecurityPolicy
 }
 
-var _ admission.Handler = &EphemeralContainersCheck{}
+var _ admission.Handler = &ephemeralContainersCheck{}
 
 // Handle admits the new ephemeral containers if the host pod may have them.
-func (c *EphemeralContainersCheck) Handle(_ context.Context, req admission.Request) admission.Response {
+func (c *ephemeralContainersCheck) Handle(_ context.Context, req admission.Request) admission.Response {
 	return counted(c.admit(req))
 }
 
-func (c *EphemeralContainersCheck) admit(req admission.Request) admission.Response {
+func (c *ephemeralContainersCheck) admit(req admission.Request) admission.Response {
 	if resp, ok := ephemeralContainers.serves(req); !ok {
 		return resp
 	}

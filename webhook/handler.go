@@ -30,8 +30,8 @@ import (
 	"github.com/podbridge/podbridge/translate"
 )
 
-// Path is where the webhook server serves pod creates (PodMutator); pod
-// updates (UpdateGuard) and ephemeral containers (EphemeralContainersCheck)
+// Path is where the webhook server serves pod creates (podMutator); pod
+// updates (updateGuard) and ephemeral containers (ephemeralContainersCheck)
 // have paths of their own, translate.WebhookPathPodUpdate and
 // translate.WebhookPathEphemeralContainers.
 const Path = translate.WebhookPath
@@ -44,10 +44,10 @@ var (
 	decoder     = admission.NewDecoder(kube.Scheme)
 )
 
-// PodMutator is the admission handler for pod creates in the virtual
+// podMutator is the admission handler for pod creates in the virtual
 // cluster (Path): it creates the host pod before the virtual pod is stored.
 // It serves nothing else.
-type PodMutator struct {
+type podMutator struct {
 	// Host creates and reads host pods in the host namespace.
 	Host client.Client
 	// Virtual reads virtual pods (to tell a stale host pod from a live
@@ -65,7 +65,7 @@ type PodMutator struct {
 	NameSuffix func() string
 	// Originals, when set, holds the metadata of virtual ConfigMaps and
 	// Secrets, so a pod whose copies are current costs no read.
-	Originals *OriginalsCache
+	Originals *originalsCache
 	// Copies writes the host copies of the ConfigMaps and Secrets a pod
 	// uses, within the caps on their number and bytes.
 	Copies *hostcopy.Writer
@@ -77,14 +77,14 @@ type PodMutator struct {
 	inflight singleflight.Group
 }
 
-var _ admission.Handler = &PodMutator{}
+var _ admission.Handler = &podMutator{}
 
 // Handle admits a pod create by creating its host pod first.
-func (m *PodMutator) Handle(ctx context.Context, req admission.Request) admission.Response {
+func (m *podMutator) Handle(ctx context.Context, req admission.Request) admission.Response {
 	return counted(m.handle(ctx, req))
 }
 
-func (m *PodMutator) handle(ctx context.Context, req admission.Request) admission.Response {
+func (m *podMutator) handle(ctx context.Context, req admission.Request) admission.Response {
 	if resp, ok := podCreates.serves(req); !ok {
 		return resp
 	}
@@ -217,7 +217,7 @@ func (w writeMode) createOptions() []client.CreateOption {
 // IDs: one that names no host pod of this pod is forged, and making a host
 // pod for it would let a tenant pair pods of its choosing. Nothing is
 // written, dry run or not.
-func (m *PodMutator) reinvokedHostPod(ctx context.Context, host *corev1.Pod) (string, error) {
+func (m *podMutator) reinvokedHostPod(ctx context.Context, host *corev1.Pod) (string, error) {
 	syncID := host.Annotations[translate.AnnotationSyncID]
 	existing := &corev1.Pod{}
 	err := m.Host.Get(ctx, client.ObjectKeyFromObject(host), existing)
@@ -236,7 +236,7 @@ func (m *PodMutator) reinvokedHostPod(ctx context.Context, host *corev1.Pod) (st
 // admission request. It returns the sync ID of the host pod in place. A
 // host pod of the same name whose virtual pod is gone is stale (its
 // admission failed after podbridge said yes) and is replaced.
-func (m *PodMutator) createHostPod(ctx context.Context, host *corev1.Pod, mode writeMode) (string, error) {
+func (m *podMutator) createHostPod(ctx context.Context, host *corev1.Pod, mode writeMode) (string, error) {
 	syncID := host.Annotations[translate.AnnotationSyncID]
 	opts := mode.createOptions()
 	err := m.Host.Create(ctx, host.DeepCopy(), opts...)
@@ -278,7 +278,7 @@ func (m *PodMutator) createHostPod(ctx context.Context, host *corev1.Pod, mode w
 
 // virtualPodExists reports whether the virtual pod that host pod belongs to
 // is stored in the virtual cluster with the host pod's sync ID.
-func (m *PodMutator) virtualPodExists(ctx context.Context, host *corev1.Pod) (bool, error) {
+func (m *podMutator) virtualPodExists(ctx context.Context, host *corev1.Pod) (bool, error) {
 	key := types.NamespacedName{Namespace: host.Annotations[translate.AnnotationNamespace], Name: host.Annotations[translate.AnnotationName]}
 	virtual := &corev1.Pod{}
 	err := m.Virtual.Get(ctx, key, virtual)

@@ -30,7 +30,7 @@ import (
 	"github.com/podbridge/podbridge/translate"
 )
 
-func newMutator(t *testing.T, hostCreate func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error) *PodMutator {
+func newMutator(t *testing.T, hostCreate func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error) *podMutator {
 	t.Helper()
 	policy, err := NewSecurityPolicy("baseline")
 	if err != nil {
@@ -38,7 +38,7 @@ func newMutator(t *testing.T, hostCreate func(ctx context.Context, c client.With
 	}
 	host := fake.NewClientBuilder().WithScheme(kube.Scheme).WithInterceptorFuncs(interceptor.Funcs{Create: hostCreate}).Build()
 	cfg := translate.Config{VCluster: "vc", HostNamespace: "host", HostServiceAccount: "default"}
-	return &PodMutator{
+	return &podMutator{
 		Host:        host,
 		Virtual:     fake.NewClientBuilder().WithScheme(kube.Scheme).Build(),
 		Copies:      &hostcopy.Writer{Host: host, FieldManager: FieldManager, Config: cfg},
@@ -188,8 +188,8 @@ func TestEachPathServesOnlyItsRequests(t *testing.T) {
 	}).Build()
 	handlers := map[string]admission.Handler{
 		translate.WebhookPath:                    m,
-		translate.WebhookPathPodUpdate:           UpdateGuard{},
-		translate.WebhookPathEphemeralContainers: &EphemeralContainersCheck{Config: m.Config, Policy: m.Policy},
+		translate.WebhookPathPodUpdate:           updateGuard{},
+		translate.WebhookPathEphemeralContainers: &ephemeralContainersCheck{Config: m.Config, Policy: m.Policy},
 	}
 	admitted := pod("web", "")
 	admitted.Namespace = "team"
@@ -328,7 +328,7 @@ func TestUpdatesCannotTouchPodbridgeKeys(t *testing.T) {
 			tt.change(updated)
 			req := request(t, updated, false)
 			req.Operation, req.OldObject = admissionv1.Update, request(t, old, false).Object
-			resp := UpdateGuard{}.Handle(context.Background(), req)
+			resp := updateGuard{}.Handle(context.Background(), req)
 			if tt.wantField == "" {
 				if !resp.Allowed || len(resp.Patches) > 0 {
 					t.Errorf("refused or patched: %+v", resp)

@@ -30,7 +30,7 @@ const (
 	causeDeleted = "deleted"
 )
 
-// RegistrationKeeper keeps podbridge's MutatingWebhookConfiguration in the
+// registrationKeeper keeps podbridge's MutatingWebhookConfiguration in the
 // virtual cluster as podbridge wants it. The tenant is cluster-admin there
 // and can edit or delete it; every change of the object (and start-up)
 // leads to a pass that compares what is stored now with what podbridge
@@ -44,7 +44,7 @@ const (
 // webhooks of its own in configurations of its own. Metadata (labels,
 // annotations) is left alone. Without a URL (GitOps), only the CA bundle
 // is podbridge's.
-type RegistrationKeeper struct {
+type registrationKeeper struct {
 	reg     Registration
 	virtual client.Client
 	cluster cluster.Cluster
@@ -69,9 +69,9 @@ type RegistrationKeeper struct {
 	registered bool
 }
 
-// NewRegistrationKeeper watches the configuration reg.Name, and nothing
+// newRegistrationKeeper watches the configuration reg.Name, and nothing
 // else, in the virtual cluster.
-func NewRegistrationKeeper(virtualCfg *rest.Config, virtual client.Client, reg Registration, currentCA func(context.Context) ([]byte, error)) (*RegistrationKeeper, error) {
+func newRegistrationKeeper(virtualCfg *rest.Config, virtual client.Client, reg Registration, currentCA func(context.Context) ([]byte, error)) (*registrationKeeper, error) {
 	c, err := cluster.New(virtualCfg, func(o *cluster.Options) {
 		o.Scheme = kube.Scheme
 		o.Cache.ReaderFailOnMissingInformer = true
@@ -85,12 +85,12 @@ func NewRegistrationKeeper(virtualCfg *rest.Config, virtual client.Client, reg R
 	if err != nil {
 		return nil, fmt.Errorf("creating the watch of MutatingWebhookConfiguration %s: %w", reg.Name, err)
 	}
-	return &RegistrationKeeper{reg: reg, virtual: virtual, cluster: c, currentCA: currentCA, wake: make(chan struct{}, 1), bundle: reg.CABundle}, nil
+	return &registrationKeeper{reg: reg, virtual: virtual, cluster: c, currentCA: currentCA, wake: make(chan struct{}, 1), bundle: reg.CABundle}, nil
 }
 
 // SetCABundle hands over a new CA bundle and makes the configuration
 // carry it; it is the certificate keeper's Inject.
-func (k *RegistrationKeeper) SetCABundle(ctx context.Context, bundle []byte) error {
+func (k *registrationKeeper) SetCABundle(ctx context.Context, bundle []byte) error {
 	k.mu.Lock()
 	k.bundle = bundle
 	k.mu.Unlock()
@@ -99,7 +99,7 @@ func (k *RegistrationKeeper) SetCABundle(ctx context.Context, bundle []byte) err
 
 // Start watches the configuration and restores it until ctx is done (a
 // manager Runnable).
-func (k *RegistrationKeeper) Start(ctx context.Context) error {
+func (k *registrationKeeper) Start(ctx context.Context) error {
 	log := logf.FromContext(ctx).WithName("registration").WithValues("configuration", k.reg.Name)
 	informer, err := k.cluster.GetCache().GetInformer(ctx, &admissionregistrationv1.MutatingWebhookConfiguration{}, cache.BlockUntilSynced(false))
 	if err != nil {
@@ -138,7 +138,7 @@ func (k *RegistrationKeeper) Start(ctx context.Context) error {
 	}
 }
 
-func (k *RegistrationKeeper) observe() {
+func (k *registrationKeeper) observe() {
 	k.mu.Lock()
 	if k.observed.IsZero() {
 		k.observed = time.Now()
@@ -152,11 +152,11 @@ func (k *RegistrationKeeper) observe() {
 
 // Sync runs one pass: read the configuration, compare it with what
 // podbridge wants, restore what differs, and report a restore.
-func (k *RegistrationKeeper) Sync(ctx context.Context) error { return k.sync(ctx, false) }
+func (k *registrationKeeper) Sync(ctx context.Context) error { return k.sync(ctx, false) }
 
 // sync is Sync; rotated says podbridge's own CA bundle changed, so a
 // difference in it is an injection rather than a restore.
-func (k *RegistrationKeeper) sync(ctx context.Context, rotated bool) error {
+func (k *registrationKeeper) sync(ctx context.Context, rotated bool) error {
 	k.syncMu.Lock()
 	defer k.syncMu.Unlock()
 	k.mu.Lock()
@@ -205,7 +205,7 @@ func (k *RegistrationKeeper) sync(ctx context.Context, rotated bool) error {
 		}
 		drift = caDrift(current, required, restoreBundle)
 	} else {
-		drift = RegistrationDrift(want.Configuration(), current, required, restoreBundle)
+		drift = registrationDrift(want.Configuration(), current, required, restoreBundle)
 	}
 	if len(drift) == 0 {
 		k.markRegistered()
@@ -238,7 +238,7 @@ func (k *RegistrationKeeper) sync(ctx context.Context, rotated bool) error {
 	return nil
 }
 
-func (k *RegistrationKeeper) markRegistered() {
+func (k *registrationKeeper) markRegistered() {
 	k.mu.Lock()
 	k.registered = true
 	k.mu.Unlock()
@@ -249,9 +249,9 @@ func (k *RegistrationKeeper) markRegistered() {
 // and re-creates a deleted configuration; what apply leaves because
 // podbridge does not set it (another manager's webhook entry or
 // matchConditions) is then replaced with an update on that version.
-func (k *RegistrationKeeper) restore(ctx context.Context, want Registration, current *admissionregistrationv1.MutatingWebhookConfiguration) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
+func (k *registrationKeeper) restore(ctx context.Context, want Registration, current *admissionregistrationv1.MutatingWebhookConfiguration) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
 	if want.URL == "" {
-		if err := InjectCABundle(ctx, k.virtual, want.Name, want.CABundle); err != nil {
+		if err := injectCABundle(ctx, k.virtual, want.Name, want.CABundle); err != nil {
 			return nil, err
 		}
 		return current, nil
@@ -263,7 +263,7 @@ func (k *RegistrationKeeper) restore(ctx context.Context, want Registration, cur
 	if err := k.virtual.Get(ctx, client.ObjectKey{Name: want.Name}, stored); err != nil {
 		return nil, fmt.Errorf("reading MutatingWebhookConfiguration %s: %w", want.Name, err)
 	}
-	if len(RegistrationDrift(want.Configuration(), stored, want.CABundle, want.CABundle)) == 0 {
+	if len(registrationDrift(want.Configuration(), stored, want.CABundle, want.CABundle)) == 0 {
 		return stored, nil
 	}
 	stored.Webhooks = want.Configuration().Webhooks
@@ -273,12 +273,12 @@ func (k *RegistrationKeeper) restore(ctx context.Context, want Registration, cur
 	return stored, nil
 }
 
-// RegistrationDrift names what of current differs from want, the
+// registrationDrift names what of current differs from want, the
 // configuration podbridge wants, in the fields podbridge owns: nil when
 // nothing does. A CA bundle is podbridge's when it holds every certificate
 // of required and nothing beyond allowed, so replicas that know a previous
 // CA and replicas that do not both accept what the other wrote.
-func RegistrationDrift(want, current *admissionregistrationv1.MutatingWebhookConfiguration, required, allowed []byte) []string {
+func registrationDrift(want, current *admissionregistrationv1.MutatingWebhookConfiguration, required, allowed []byte) []string {
 	if current == nil {
 		return []string{"configuration deleted"}
 	}

@@ -67,13 +67,13 @@ func TestRegistrationDrift(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			current := want.DeepCopy()
 			tc.change(current)
-			got := strings.Join(RegistrationDrift(want, current, ours, reg.CABundle), ", ")
+			got := strings.Join(registrationDrift(want, current, ours, reg.CABundle), ", ")
 			if got != tc.drift {
 				t.Errorf("drift %q, want %q", got, tc.drift)
 			}
 		})
 	}
-	if got := RegistrationDrift(want, nil, ours, ours); len(got) != 1 || got[0] != "configuration deleted" {
+	if got := registrationDrift(want, nil, ours, ours); len(got) != 1 || got[0] != "configuration deleted" {
 		t.Errorf("deleted: %q", got)
 	}
 }

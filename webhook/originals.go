@@ -13,18 +13,18 @@ import (
 	"github.com/podbridge/podbridge/internal/kube"
 )
 
-// OriginalsCache holds the metadata (no content) of the virtual cluster's
+// originalsCache holds the metadata (no content) of the virtual cluster's
 // ConfigMaps and Secrets: its size follows their number, not the number of
 // pods. It answers only once synced; before that the webhook reads live.
-type OriginalsCache struct {
+type originalsCache struct {
 	cache.Cache
 	synced atomic.Bool
 }
 
 var originalKinds = []string{"ConfigMap", "Secret"}
 
-// NewOriginalsCache builds the cache on the virtual cluster; Start runs it.
-func NewOriginalsCache(ctx context.Context, virtual *rest.Config) (*OriginalsCache, error) {
+// newOriginalsCache builds the cache on the virtual cluster; Start runs it.
+func newOriginalsCache(ctx context.Context, virtual *rest.Config) (*originalsCache, error) {
 	byObject := map[client.Object]cache.ByObject{}
 	for _, kind := range originalKinds {
 		byObject[originalMetadata(kind)] = cache.ByObject{Transform: cache.TransformStripManagedFields()}
@@ -39,11 +39,11 @@ func NewOriginalsCache(ctx context.Context, virtual *rest.Config) (*OriginalsCac
 			return nil, fmt.Errorf("watching virtual %ss: %w", kind, err)
 		}
 	}
-	return &OriginalsCache{Cache: c}, nil
+	return &originalsCache{Cache: c}, nil
 }
 
 // Start runs the cache until ctx is done (a manager.Runnable).
-func (o *OriginalsCache) Start(ctx context.Context) error {
+func (o *originalsCache) Start(ctx context.Context) error {
 	errs := make(chan error, 1)
 	go func() { errs <- o.Cache.Start(ctx) }()
 	if o.WaitForCacheSync(ctx) {
@@ -53,7 +53,7 @@ func (o *OriginalsCache) Start(ctx context.Context) error {
 }
 
 // Synced reports whether the cache has listed everything once.
-func (o *OriginalsCache) Synced() bool { return o.synced.Load() }
+func (o *originalsCache) Synced() bool { return o.synced.Load() }
 
 func originalMetadata(kind string) *metav1.PartialObjectMetadata {
 	return &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: kind}}

@@ -112,9 +112,9 @@ func Register(ctx context.Context, virtual client.Client, r Registration) error 
 	return nil
 }
 
-// InjectCABundle sets the CA bundle of every webhook of an existing
+// injectCABundle sets the CA bundle of every webhook of an existing
 // configuration, for users who apply the configuration themselves.
-func InjectCABundle(ctx context.Context, virtual client.Client, name string, caBundle []byte) error {
+func injectCABundle(ctx context.Context, virtual client.Client, name string, caBundle []byte) error {
 	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{}
 	if err := virtual.Get(ctx, client.ObjectKey{Name: name}, cfg); err != nil {
 		return fmt.Errorf("reading MutatingWebhookConfiguration %s: %w", name, err)

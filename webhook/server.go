@@ -152,7 +152,7 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 	certOpts.Host = host
 	certOpts.Namespace = o.Translate.HostNamespace
 	certOpts.Recorder = mgr.GetEventRecorder(FieldManager)
-	registration, err := NewRegistrationKeeper(o.Virtual, virtual, o.Registration, func(ctx context.Context) ([]byte, error) { return keeper.CA(ctx) })
+	registration, err := newRegistrationKeeper(o.Virtual, virtual, o.Registration, func(ctx context.Context) ([]byte, error) { return keeper.CA(ctx) })
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +170,7 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 		return nil, err
 	}
 
-	originals, err := NewOriginalsCache(ctx, o.Virtual)
+	originals, err := newOriginalsCache(ctx, o.Virtual)
 	if err != nil {
 		return nil, err
 	}
@@ -190,11 +190,11 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 	server := mgr.GetWebhookServer()
 	// One handler per path, each registered as its own webhook (see
 	// Registration.Configuration), each refusing requests of other kinds.
-	server.Register(translate.WebhookPathPodUpdate, limitBody(o.Limits.MaxRequestBytes, &admission.Webhook{Handler: UpdateGuard{}}))
-	server.Register(translate.WebhookPathEphemeralContainers, limitBody(o.Limits.MaxRequestBytes, &admission.Webhook{Handler: &EphemeralContainersCheck{
+	server.Register(translate.WebhookPathPodUpdate, limitBody(o.Limits.MaxRequestBytes, &admission.Webhook{Handler: updateGuard{}}))
+	server.Register(translate.WebhookPathEphemeralContainers, limitBody(o.Limits.MaxRequestBytes, &admission.Webhook{Handler: &ephemeralContainersCheck{
 		Config: o.Translate, Policy: security,
 	}}))
-	server.Register(translate.WebhookPath, limitBody(o.Limits.MaxRequestBytes, &admission.Webhook{Handler: &PodMutator{
+	server.Register(translate.WebhookPath, limitBody(o.Limits.MaxRequestBytes, &admission.Webhook{Handler: &podMutator{
 		Host:        host,
 		Virtual:     virtual,
 		Config:      o.Translate,

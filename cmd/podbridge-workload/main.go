@@ -6,15 +6,21 @@
 //
 // Each argument is a step, run in order: env, cat:PATH, whoami, get:URL
 // (status code, no certificate checked: hostile-tenant probes), sleep:DUR,
-// exit:CODE, crash, watch:PATH, serve:ADDR, pause[:LINGER]. Output lines
-// are "key=value" or "== header" so tests can match them.
+// exit:CODE, crash, watch:PATH, refresh[:TIMEOUT], serve:ADDR,
+// pause[:LINGER], write:PATH (stdin into PATH, for exec), kill:PID
+// (SIGTERM, for exec: ends the container's process 1). Output lines are
+// "key=value" or "== header" so tests can match them. Invoked as `tar` or
+// `test` (the image links both names to it) it plays what kubectl cp runs;
+// see tar.go.
 package main
 
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,6 +28,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,6 +41,12 @@ import (
 const saDir = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 func main() {
+	switch filepath.Base(os.Args[0]) {
+	case "tar":
+		os.Exit(tarMain(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	case "test":
+		os.Exit(testMain(os.Args[1:]))
+	}
 	terms := make(chan os.Signal, 1)
 	signal.Notify(terms, syscall.SIGTERM, syscall.SIGINT)
 	steps := os.Args[1:]
@@ -64,11 +77,17 @@ func run(name, arg string, terms <-chan os.Signal) error {
 		}
 		fmt.Printf("== %s\n%s\n== end\n", arg, b)
 	case "whoami":
-		user, err := selfSubjectReview()
+		token, err := os.ReadFile(saDir + "/token")
+		if err != nil {
+			return err
+		}
+		user, err := selfSubjectReview(token)
 		if err != nil {
 			return err
 		}
 		fmt.Printf("whoami=%s\n", user)
+	case "refresh":
+		return refresh(arg, terms)
 	case "get":
 		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 			TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // probing what answers, not trusting it
@@ -96,6 +115,24 @@ func run(name, arg string, terms <-chan os.Signal) error {
 	case "crash":
 		fmt.Println("crashing=true")
 		panic("crash step")
+	case "write":
+		b, err := io.ReadAll(os.Stdin)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(arg, b, 0o644); err != nil {
+			return err
+		}
+		fmt.Printf("wrote=%d\n", len(b))
+	case "kill":
+		pid, err := strconv.Atoi(arg)
+		if err != nil {
+			return err
+		}
+		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+			return err
+		}
+		fmt.Printf("killed=%d\n", pid)
 	case "watch":
 		return watch(arg, terms)
 	case "serve":
@@ -137,6 +174,54 @@ func watch(path string, terms <-chan os.Signal) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// refresh reports the mounted token (a digest: tokens stay out of logs),
+// waits until the kubelet writes a refreshed one into the volume (within
+// timeout, default 2m), and asks the apiserver who the new token is.
+func refresh(timeout string, terms <-chan os.Signal) error {
+	wait := 2 * time.Minute
+	if timeout != "" {
+		d, err := time.ParseDuration(timeout)
+		if err != nil {
+			return err
+		}
+		wait = d
+	}
+	first, err := os.ReadFile(saDir + "/token")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("token=%s\n", digest(first))
+	deadline := time.After(wait)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case sig := <-terms:
+			onTerm(sig, "")
+		case <-deadline:
+			return fmt.Errorf("the token did not change within %s", wait)
+		case <-tick.C:
+		}
+		token, err := os.ReadFile(saDir + "/token")
+		if err != nil || len(bytes.TrimSpace(token)) == 0 || bytes.Equal(token, first) {
+			continue // mid-swap, or not refreshed yet
+		}
+		fmt.Printf("token-refreshed=%s\n", digest(token))
+		user, err := selfSubjectReview(token)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("whoami-refreshed=%s\n", user)
+		return nil
+	}
+}
+
+// digest names a token without showing it.
+func digest(token []byte) string {
+	sum := sha256.Sum256(bytes.TrimSpace(token))
+	return hex.EncodeToString(sum[:8])
 }
 
 // serve answers /ready with 200 until POST /unready, then 503, so a test
@@ -186,13 +271,9 @@ func serve(addr string, terms <-chan os.Signal) error {
 }
 
 // selfSubjectReview asks the apiserver named by KUBERNETES_SERVICE_HOST and
-// _PORT who the mounted token is, trusting only the mounted CA: what an
-// in-cluster client does.
-func selfSubjectReview() (string, error) {
-	token, err := os.ReadFile(saDir + "/token")
-	if err != nil {
-		return "", err
-	}
+// _PORT who token is, trusting only the mounted CA: what an in-cluster
+// client does.
+func selfSubjectReview(token []byte) (string, error) {
 	ca, err := os.ReadFile(saDir + "/ca.crt")
 	if err != nil {
 		return "", err

@@ -36,13 +36,21 @@ func (f *clusterFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.translate.HostNamespace, "host-namespace", "", "host namespace that receives the virtual cluster's pods (required)")
 	fs.StringVar(&f.translate.VCluster, "vcluster-name", "", "name of the virtual cluster, unique in the host namespace (required)")
 	fs.StringVar(&f.translate.HostServiceAccount, "host-service-account", "default", "host service account that host pods run as; its token is never mounted")
-	fs.StringVar(&f.translate.APIServerHost, "virtual-apiserver-host", "", "virtual apiserver address as host pods reach it (KUBERNETES_SERVICE_HOST); empty leaves the variable alone")
+	fs.StringVar(&f.translate.APIServerHost, "virtual-apiserver-host", "", "virtual apiserver address as host pods reach it (KUBERNETES_SERVICE_HOST and the rest of the kubernetes Service's variables); empty leaves them alone")
 	fs.Func("virtual-apiserver-port", "virtual apiserver port as host pods reach it (KUBERNETES_SERVICE_PORT)", func(v string) error {
 		port, err := strconv.ParseInt(v, 10, 32)
 		if err != nil || port < 1 || port > 65535 {
 			return fmt.Errorf("must be a port number, not %q", v)
 		}
 		f.translate.APIServerPort = int32(port)
+		return nil
+	})
+	fs.Func("host-kubernetes-service-port", "port of the host's default/kubernetes Service (default 443): names some of the variables the host kubelet injects, which host pods get with the virtual apiserver's values", func(v string) error {
+		port, err := strconv.ParseInt(v, 10, 32)
+		if err != nil || port < 1 || port > 65535 {
+			return fmt.Errorf("must be a port number, not %q", v)
+		}
+		f.translate.HostAPIServicePort = int32(port)
 		return nil
 	})
 	fs.StringVar(&f.translate.DNSNameserver, "virtual-dns-nameserver", "", "IP of the virtual cluster's DNS service; ClusterFirst pods then resolve through it")

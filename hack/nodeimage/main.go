@@ -9,7 +9,8 @@
 // The tarball holds two tags of one layer: the pause image (entrypoint
 // `podbridge-workload pause`: containerd runs the sandbox's image without
 // arguments, so it needs its own entrypoint) and the workload image
-// (entrypoint `podbridge-workload`, steps from the pod's args).
+// (entrypoint `podbridge-workload`, steps from the pod's args). /tar and
+// /test link to the binary, which plays them for kubectl cp.
 package main
 
 import (
@@ -99,7 +100,8 @@ func withPlatform(img v1.Image) *v1.ConfigFile {
 	return cf
 }
 
-// binaryLayer is one layer holding the binary at path, and /tmp.
+// binaryLayer is one layer holding the binary at path, its aliases /tar
+// and /test, and /tmp.
 func binaryLayer(bin []byte) (v1.Layer, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -112,6 +114,13 @@ func binaryLayer(bin []byte) (v1.Layer, error) {
 	}
 	if _, err := tw.Write(bin); err != nil {
 		return nil, err
+	}
+	// kubectl cp runs `tar` and `test`, found on PATH (/): the binary plays
+	// both when invoked under those names.
+	for _, alias := range []string{"tar", "test"} {
+		if err := tw.WriteHeader(&tar.Header{Name: alias, Typeflag: tar.TypeSymlink, Linkname: path[1:], Mode: 0o777, ModTime: epoch}); err != nil {
+			return nil, err
+		}
 	}
 	if err := tw.Close(); err != nil {
 		return nil, err

@@ -56,6 +56,9 @@ type Options struct {
 	// PodSecurityLevel is the webhook's and the reflector's, and the one
 	// the host namespace enforces (empty: baseline).
 	PodSecurityLevel string
+	// TokenRefreshAfter is the reflector's (0: 80% of a token's lifetime);
+	// the real-node suite shortens it to see a refreshed token arrive.
+	TokenRefreshAfter time.Duration
 	// KwokRules are extra kwok rules for the host's kubelet API (see
 	// controlplane.Options.KwokRules).
 	KwokRules string
@@ -243,6 +246,7 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 		PodSecurityLevel:        opts.PodSecurityLevel,
 		OrphanGracePeriod:       opts.OrphanGracePeriod,
 		NodeGracePeriod:         opts.NodeGracePeriod,
+		TokenRefreshAfter:       opts.TokenRefreshAfter,
 		MaxConcurrentReconciles: 16,
 		Limits:                  caps.Defaults(),
 		MetricsBindAddress:      "0", HealthProbeBindAddress: "0",

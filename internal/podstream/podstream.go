@@ -1,4 +1,4 @@
-// Package podstream opens a pod's streaming subresources (exec and
+// Package podstream opens a pod's streaming subresources (exec, attach and
 // port-forward) the way kubectl does, over SPDY or WebSocket, for the
 // integration and real-node suites, which check them through both
 // apiservers.
@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -43,22 +44,48 @@ func Exec(ctx context.Context, cfg *rest.Config, websocket bool, namespace, pod,
 	}
 	req := c.CoreV1().RESTClient().Post().Resource("pods").Namespace(namespace).Name(pod).SubResource("exec").
 		VersionedParams(&corev1.PodExecOptions{Container: container, Command: command, Stdin: stdin != "", Stdout: true, Stderr: true}, scheme.ParameterCodec)
+	var in io.Reader
+	if stdin != "" {
+		in = strings.NewReader(stdin)
+	}
+	return stream(ctx, cfg, websocket, false, req.URL(), in)
+}
+
+// stream runs an exec or attach request as kubectl's executors do.
+func stream(ctx context.Context, cfg *rest.Config, websocket, tty bool, u *url.URL, stdin io.Reader) (ExecResult, error) {
 	var executor remotecommand.Executor
+	var err error
 	if websocket {
-		executor, err = remotecommand.NewWebSocketExecutor(cfg, "GET", req.URL().String())
+		executor, err = remotecommand.NewWebSocketExecutor(cfg, "GET", u.String())
 	} else {
-		executor, err = remotecommand.NewSPDYExecutor(cfg, "POST", req.URL())
+		executor, err = remotecommand.NewSPDYExecutor(cfg, "POST", u)
 	}
 	if err != nil {
 		return ExecResult{}, err
 	}
 	var stdout, stderr bytes.Buffer
-	opts := remotecommand.StreamOptions{Stdout: &stdout, Stderr: &stderr}
-	if stdin != "" {
-		opts.Stdin = strings.NewReader(stdin)
+	opts := remotecommand.StreamOptions{Stdin: stdin, Stdout: &stdout, Tty: tty}
+	if !tty {
+		opts.Stderr = &stderr
 	}
 	err = executor.StreamWithContext(ctx, opts)
 	return ExecResult{Stdout: stdout.String(), Stderr: stderr.String(), Err: err}, nil
+}
+
+// Attach attaches to container of pod through cfg's apiserver, over SPDY
+// or WebSocket, as kubectl attach (and run -i, debug -i) does: stdin when
+// it is not nil (its end is sent: a container with stdinOnce then sees
+// its end), stdout, and stderr or, with tty, the container's terminal
+// (whose output comes as stdout). It returns when the container's streams
+// end, that is when the container exits; ctx bounds the wait.
+func Attach(ctx context.Context, cfg *rest.Config, websocket, tty bool, namespace, pod, container string, stdin io.Reader) (ExecResult, error) {
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return ExecResult{}, err
+	}
+	req := c.CoreV1().RESTClient().Post().Resource("pods").Namespace(namespace).Name(pod).SubResource("attach").
+		VersionedParams(&corev1.PodAttachOptions{Container: container, Stdin: stdin != nil, Stdout: true, Stderr: !tty, TTY: tty}, scheme.ParameterCodec)
+	return stream(ctx, cfg, websocket, tty, req.URL(), stdin)
 }
 
 // Forward opens a port-forward from a free local port to port of pod

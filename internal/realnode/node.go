@@ -120,7 +120,10 @@ state = %q
 	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
 		return err
 	}
-	if err := n.start("containerd", "/usr/bin/containerd", nil, "--config", configPath); err != nil {
+	// Every registry request goes to the refuser on loopback: nothing a
+	// tenant names (pullPolicy Always, an image not imported) is fetched
+	// from off this machine.
+	if err := n.start("containerd", "/usr/bin/containerd", n.pulls.Env(), "--config", configPath); err != nil {
 		return err
 	}
 	return n.poll(ctx, "containerd to answer", time.Minute, func(ctx context.Context) (bool, error) {
@@ -374,6 +377,13 @@ func (n *Node) Name() string { return n.opts.NodeName }
 
 // LogDir is where the node's programs log.
 func (n *Node) LogDir() string { return n.dir("logs") }
+
+// RefusedPulls are the registries containerd tried to reach, each refused
+// by the node's loopback proxy.
+func (n *Node) RefusedPulls() []string { return n.pulls.Targets() }
+
+// PullProxy is the loopback URL containerd sends registry requests to.
+func (n *Node) PullProxy() string { return n.pulls.URL() }
 
 // Subnet is the pods' network on the bridge.
 func (n *Node) Subnet() *net.IPNet { return n.subnet }

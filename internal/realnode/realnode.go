@@ -87,6 +87,7 @@ type Node struct {
 	rec     *record
 	host    client.Client
 	procs   []*process
+	pulls   *pullRefuser
 	timings Timings
 }
 
@@ -154,6 +155,9 @@ func Start(ctx context.Context, opts Options) (n *Node, err error) {
 	}
 	n.timings.Network = time.Since(t)
 	t = time.Now()
+	if n.pulls, err = refusePulls(opts.Log.WithName("pulls")); err != nil {
+		return n, err
+	}
 	if err := n.startContainerd(ctx); err != nil {
 		return n, err
 	}
@@ -188,6 +192,10 @@ func (n *Node) Stop() error {
 		errs = append(errs, n.procs[i].stop(15*time.Second))
 	}
 	n.procs = nil
+	if n.pulls != nil {
+		errs = append(errs, n.pulls.close())
+		n.pulls = nil
+	}
 	if n.rec != nil {
 		errs = append(errs, n.rec.undo(n.opts.Log))
 		n.rec = nil

@@ -10,9 +10,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/podbridge/podbridge/internal/promscrape"
+	"github.com/podbridge/podbridge/reflector"
 	"github.com/podbridge/podbridge/translate"
 )
 
@@ -155,6 +158,82 @@ func TestHostSchedulingEventOnVirtualPod(t *testing.T) {
 	}
 }
 
+// kubectl describe pod shows one Scheduled event: podbridge's, recorded
+// when it bound the virtual pod, naming the virtual pod and node. The host
+// scheduler's Scheduled about the host pod exists on the host and is not
+// copied, while an event recorded after it is.
+func TestHostScheduledEventShownOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ns := namespace(t)
+	pod := simplePod(ns, "placed")
+	if err := virtualClient.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	pod = waitRunningBound(t, pod)
+	host, err := getHostPod(ctx, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hostScheduled corev1.Event
+	eventually(t, time.Minute, "the host scheduler's Scheduled on the host pod", func(ctx context.Context) (bool, string) {
+		list := &corev1.EventList{}
+		if err := hostClient.List(ctx, list, client.InNamespace(host.Namespace)); err != nil {
+			return false, err.Error()
+		}
+		for _, e := range list.Items {
+			if e.InvolvedObject.UID == host.UID && e.Reason == translate.ReasonScheduled {
+				hostScheduled = e
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d host events", len(list.Items))
+	})
+	// The marker is recorded after the host's Scheduled: once its copy
+	// shows, the reflector has handled the Scheduled too.
+	now := metav1.NewTime(time.Now())
+	marker := &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{Name: host.Name + ".marker", Namespace: host.Namespace},
+		InvolvedObject: corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Name: host.Name, Namespace: host.Namespace, UID: host.UID},
+		Reason:         "Marker", Type: corev1.EventTypeNormal, Message: "marker", Source: corev1.EventSource{Component: "test"},
+		FirstTimestamp: now, LastTimestamp: now, Count: 1,
+	}
+	if err := hostClient.Create(ctx, marker); err != nil {
+		t.Fatal(err)
+	}
+	var scheduled []corev1.Event
+	eventually(t, 30*time.Second, "the marker and podbridge's Scheduled on the virtual pod", func(ctx context.Context) (bool, string) {
+		events, err := virtualEventsOf(ctx, pod)
+		if err != nil {
+			return false, err.Error()
+		}
+		scheduled = nil
+		markers := 0
+		for _, e := range events {
+			switch e.Reason {
+			case "Marker":
+				markers++
+			case translate.ReasonScheduled:
+				scheduled = append(scheduled, e)
+			}
+		}
+		return markers == 1 && len(scheduled) > 0, fmt.Sprintf("%d markers, %d Scheduled", markers, len(scheduled))
+	})
+	if len(scheduled) != 1 {
+		for _, e := range scheduled {
+			t.Logf("Scheduled %s from %s%s: %s", e.Name, e.Source.Component, e.ReportingController, e.Message)
+		}
+		t.Fatalf("%d Scheduled events on the virtual pod, want 1", len(scheduled))
+	}
+	got := scheduled[0]
+	if want := "Successfully assigned " + ns + "/" + pod.Name + " to " + pod.Spec.NodeName; got.Message != want {
+		t.Errorf("Scheduled message %q, want %q", got.Message, want)
+	}
+	if got.ReportingController != reflector.FieldManager || got.Name == translate.VirtualEventName(pod.Name, hostScheduled.Namespace, hostScheduled.Name) {
+		t.Errorf("the Scheduled event %s (reported by %q) is not podbridge's", got.Name, got.ReportingController)
+	}
+}
+
 // The host's repeats of an event update one virtual event's count, with
 // one write each; a host event update that changes nothing shown writes
 // nothing.
@@ -229,6 +308,84 @@ func TestHostEventRepeatsAggregated(t *testing.T) {
 	waitCount(6)
 	if got := writes() - before; got != 3 {
 		t.Errorf("%v virtual event writes for one host event and two repeats, want 3", got)
+	}
+}
+
+// A storm of host events about one pod costs the virtual apiserver one
+// request per copied event, paced by the copy's rate limit: counted by
+// the virtual apiserver itself (apiserver_request_total, the server-side
+// applies of core events, which only the event copy sends), the requests
+// over the storm stay within the limiter's burst plus its rate times the
+// time taken, and copying more events than the burst takes the time the
+// rate demands.
+func TestHostEventStormPaced(t *testing.T) {
+	const storm = 100
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ns := namespace(t)
+	pod := simplePod(ns, "stormy")
+	if err := virtualClient.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	pod = waitRunningBound(t, pod)
+	host, err := getHostPod(ctx, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The storm is sent faster than the test client's default rate.
+	fast := rest.CopyConfig(env.Host.Config)
+	fast.QPS, fast.Burst = 1000, 1000
+	hostFast, err := client.New(fast, client.Options{Scheme: hostClient.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	applies := func() float64 {
+		t.Helper()
+		f, err := promscrape.ScrapeAPIServer(ctx, env.Virtual.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f.SumBy("apiserver_request_total", "verb", "group", "resource")["APPLY  events"]
+	}
+	start := time.Now()
+	before := applies()
+	now := metav1.NewTime(time.Now())
+	for i := range storm {
+		e := &corev1.Event{
+			ObjectMeta:     metav1.ObjectMeta{Name: fmt.Sprintf("%s.storm-%03d", host.Name, i), Namespace: host.Namespace},
+			InvolvedObject: corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Name: host.Name, Namespace: host.Namespace, UID: host.UID},
+			Reason:         "Storm", Type: corev1.EventTypeWarning, Message: fmt.Sprintf("storm %d", i), Source: corev1.EventSource{Component: "test"},
+			FirstTimestamp: now, LastTimestamp: now, Count: 1,
+		}
+		if err := hostFast.Create(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, time.Minute, fmt.Sprintf("%d storm events on the virtual pod", storm), func(ctx context.Context) (bool, string) {
+		events, err := virtualEventsOf(ctx, pod)
+		if err != nil {
+			return false, err.Error()
+		}
+		n := 0
+		for _, e := range events {
+			if e.Reason == "Storm" {
+				n++
+			}
+		}
+		return n == storm, fmt.Sprintf("%d", n)
+	})
+	requests := applies() - before
+	elapsed := time.Since(start)
+	// Slack: copies whose token was taken before the first scrape and
+	// whose request ended after it (at most one per worker).
+	const slack = 5
+	limit := float64(reflector.DefaultEventBurst) + reflector.DefaultEventQPS*elapsed.Seconds() + slack
+	t.Logf("%d host events copied in %s with %.0f server-side applies (limit %.0f)", storm, elapsed.Round(time.Millisecond), requests, limit)
+	if requests < storm || requests > limit {
+		t.Errorf("%.0f event applies on the virtual apiserver for %d host events in %s; want at least one each and at most %.0f", requests, storm, elapsed, limit)
+	}
+	if least := time.Duration(float64(storm-reflector.DefaultEventBurst) / reflector.DefaultEventQPS * float64(time.Second)); elapsed < least-500*time.Millisecond {
+		t.Errorf("%d events copied in %s: faster than the rate limit allows (%s)", storm, elapsed, least)
 	}
 }
 

@@ -520,8 +520,8 @@ func TestBindingEventAndMetrics(t *testing.T) {
 		t.Fatalf("creating virtual pod: %v", err)
 	}
 	pod = waitRunningBound(t, pod)
-	if msg := waitEvent(t, pod, "Scheduled"); !strings.Contains(msg, pod.Spec.NodeName) {
-		t.Errorf("Scheduled event message %q does not name node %s", msg, pod.Spec.NodeName)
+	if msg := waitEvent(t, pod, "Scheduled"); !strings.Contains(msg, pod.Spec.NodeName) || !strings.Contains(msg, ns+"/"+pod.Name) {
+		t.Errorf("Scheduled event message %q does not name node %s and pod %s/%s", msg, pod.Spec.NodeName, ns, pod.Name)
 	}
 	if got := actionCount(t, "bind"); got < binds+1 {
 		t.Errorf("bind actions %v, want at least %v", got, binds+1)

@@ -33,6 +33,11 @@ import (
 	"github.com/podbridge/podbridge/translate"
 )
 
+// tokenRefreshAfter is when the reflector refreshes a projected token
+// after issuing it, instead of at 80% of the virtual apiserver's 10-minute
+// minimum lifetime: soon enough to watch a refresh reach a container.
+const tokenRefreshAfter = 20 * time.Second
+
 var (
 	env           *devenv.Env
 	stateDir      string
@@ -88,6 +93,7 @@ func startEnv() (*devenv.Env, string, error) {
 	}
 	opts := devenv.Defaults()
 	opts.StateDir = dir
+	opts.TokenRefreshAfter = tokenRefreshAfter
 	if opts.Assets, err = controlplane.DefaultAssets(); err != nil {
 		return nil, dir, err
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -68,6 +69,50 @@ func TestTokenAuthenticatesAgainstVirtualAPIServer(t *testing.T) {
 		"KUBERNETES_SERVICE_HOST="+env.RealNode.IP.String(),
 		"KUBERNETES_SERVICE_PORT="+strconv.Itoa(int(tc.APIServerPort)),
 		"whoami=system:serviceaccount:"+ns+":reader")
+}
+
+// The reflector refreshes a pod's projected token (here tokenRefreshAfter
+// after issue) and the kubelet writes the new token into the running
+// container's volume: the container sees its token file change, and the
+// new token authenticates against the virtual apiserver as the pod's
+// virtual service account.
+func TestRefreshedTokenReachesTheContainer(t *testing.T) {
+	ns := namespace(t)
+	if err := virtualClient.Create(context.Background(), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "rotator", Namespace: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	pod := realPod(ns, "refresh", "whoami", "refresh:2m", "pause")
+	pod.Spec.ServiceAccountName = "rotator"
+	create(t, pod)
+	waitVirtualReady(t, pod)
+	user := "system:serviceaccount:" + ns + ":rotator"
+	started := time.Now()
+	values := map[string]string{}
+	eventually(t, 2*time.Minute, "a refreshed token in the container, and who it is", func(ctx context.Context) (bool, string) {
+		out, err := logs(ctx, pod, false)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, line := range strings.Split(out, "\n") {
+			if k, v, ok := strings.Cut(line, "="); ok {
+				values[k] = v
+			}
+		}
+		return values["whoami-refreshed"] != "" || values["error"] != "", out
+	})
+	t.Logf("token %s refreshed to %s within %s of the pod being Ready", values["token"], values["token-refreshed"], time.Since(started).Round(time.Second))
+	if values["error"] != "" {
+		t.Fatalf("the container: %s", values["error"])
+	}
+	if values["whoami"] != user {
+		t.Errorf("first token is %q, want %q", values["whoami"], user)
+	}
+	if values["token"] == "" || values["token-refreshed"] == values["token"] {
+		t.Errorf("token file did not change: %q then %q", values["token"], values["token-refreshed"])
+	}
+	if values["whoami-refreshed"] != user {
+		t.Errorf("refreshed token is %q, want %q", values["whoami-refreshed"], user)
+	}
 }
 
 // A mounted ConfigMap holds the virtual content, and an update of the
@@ -190,6 +235,57 @@ func TestMissingImageShowsWaitingReason(t *testing.T) {
 		w := p.Status.ContainerStatuses[0].State.Waiting
 		return w != nil && w.Reason == "ErrImageNeverPull", fmt.Sprintf("%+v", p.Status.ContainerStatuses[0].State)
 	})
+}
+
+// A pod that makes the node pull (pullPolicy Always, an image nowhere on
+// the machine) gets ErrImagePull/ImagePullBackOff in the virtual pod, and
+// the kubelet's Failed event, copied to the virtual pod, shows why: the
+// pull went to the node's loopback proxy and was refused there, neither
+// looked up in DNS nor sent to a remote address. The proxy saw the
+// registry containerd tried.
+func TestImagePullsNeverLeaveTheMachine(t *testing.T) {
+	ns := namespace(t)
+	pod := realPod(ns, "pull")
+	pod.Spec.Containers[0].Image = "registry.invalid.example/none:1"
+	pod.Spec.Containers[0].ImagePullPolicy = corev1.PullAlways
+	create(t, pod)
+	eventually(t, 90*time.Second, "ErrImagePull or ImagePullBackOff in the virtual pod", func(ctx context.Context) (bool, string) {
+		p, err := virtualPod(ctx, pod)
+		if err != nil || len(p.Status.ContainerStatuses) == 0 {
+			return false, fmt.Sprint(err)
+		}
+		w := p.Status.ContainerStatuses[0].State.Waiting
+		return w != nil && (w.Reason == "ErrImagePull" || w.Reason == "ImagePullBackOff"), fmt.Sprintf("%+v", p.Status.ContainerStatuses[0].State)
+	})
+	proxy := strings.TrimPrefix(env.RealNode.PullProxy(), "http://")
+	var message string
+	eventually(t, 60*time.Second, "the pull's Failed event on the virtual pod", func(ctx context.Context) (bool, string) {
+		events := &corev1.EventList{}
+		if err := virtualClient.List(ctx, events, client.InNamespace(ns)); err != nil {
+			return false, err.Error()
+		}
+		var seen []string
+		for _, e := range events.Items {
+			if e.InvolvedObject.Name == pod.Name && e.Reason == "Failed" && strings.Contains(e.Message, "registry.invalid.example/none:1") {
+				message = e.Message
+				return true, ""
+			}
+			seen = append(seen, e.Reason+": "+e.Message)
+		}
+		return false, strings.Join(seen, "\n")
+	})
+	t.Logf("pull failure: %s", message)
+	if !strings.Contains(message, "refused by the real node's registry proxy at "+proxy) || !strings.Contains(message, "image pulls never leave this machine") {
+		t.Errorf("the pull failed for another reason than the loopback proxy's refusal at %s: %s", proxy, message)
+	}
+	for _, other := range []string{"lookup", "no such host", "dial tcp", "i/o timeout"} {
+		if strings.Contains(message, other) {
+			t.Errorf("the pull looked up or dialled a registry (%q): %s", other, message)
+		}
+	}
+	if refused := env.RealNode.RefusedPulls(); !slices.Contains(refused, "registry.invalid.example:443") {
+		t.Errorf("the proxy refused %v, want registry.invalid.example:443 among them", refused)
+	}
 }
 
 // Deleting the virtual pod delivers SIGTERM to the container, which may
