@@ -173,7 +173,7 @@ func (h *Handler) resolve(ctx context.Context, r *http.Request, withContainer bo
 	}
 	list := ""
 	if withContainer {
-		if list = containerList(&virtual.Spec, container); list == "" {
+		if list = translate.ContainerList(&virtual.Spec, container); list == "" {
 			return nil, apierrors.NewBadRequest(fmt.Sprintf("container %s is not valid for pod %s", container, name))
 		}
 	}
@@ -189,64 +189,13 @@ func (h *Handler) resolve(ctx context.Context, r *http.Request, withContainer bo
 		host.Annotations[translate.AnnotationVCluster] != h.Config.VCluster || !translate.Claims(virtual, host) {
 		return nil, apierrors.NewNotFound(corev1.Resource("pods"), namespace+"/"+name+": no host pod of this virtual cluster claims it")
 	}
-	if withContainer && containerList(&host.Spec, container) != list {
+	if withContainer && translate.ContainerList(&host.Spec, container) != list {
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("container %s of pod %s is not on its host pod", container, name))
 	}
-	if list == "ephemeralContainers" && !addedByReflector(host, container) {
+	if list == translate.ListEphemeralContainers && !translate.AddedByReflector(host, container) {
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("container %s of pod %s was not added to its host pod by podbridge", container, name))
 	}
 	return &target{pod: hostName, container: container}, nil
-}
-
-// addedByReflector reports whether the host pod's ephemeral container name
-// is one the reflector added: its entry in the host pod's managed fields
-// belongs to the reflector's field manager. Ephemeral containers are the
-// one list the host can add to after podbridge created the pod (a host
-// operator's kubectl debug), and a tenant can give one of its own the same
-// name; the reflector then adds nothing (the host has as many), and a name
-// match alone would carry the tenant into the operator's container.
-func addedByReflector(host *corev1.Pod, name string) bool {
-	key, err := json.Marshal(map[string]string{"name": name})
-	if err != nil {
-		return false
-	}
-	for _, m := range host.ManagedFields {
-		if m.Manager != translate.FieldManagerReflector || m.FieldsV1 == nil {
-			continue
-		}
-		var fields struct {
-			Spec struct {
-				Ephemeral map[string]map[string]json.RawMessage `json:"f:ephemeralContainers"`
-			} `json:"f:spec"`
-		}
-		if json.Unmarshal(m.FieldsV1.Raw, &fields) != nil {
-			continue
-		}
-		if _, ok := fields.Spec.Ephemeral["k:"+string(key)]["."]; ok {
-			return true
-		}
-	}
-	return false
-}
-
-// containerList names the list of spec that holds container name, or "".
-func containerList(spec *corev1.PodSpec, name string) string {
-	for _, c := range spec.Containers {
-		if c.Name == name {
-			return "containers"
-		}
-	}
-	for _, c := range spec.InitContainers {
-		if c.Name == name {
-			return "initContainers"
-		}
-	}
-	for _, c := range spec.EphemeralContainers {
-		if c.Name == name {
-			return "ephemeralContainers"
-		}
-	}
-	return ""
 }
 
 // logs streams the host container's log, flushing as bytes arrive, so a

@@ -103,6 +103,9 @@ func (r *eventReconciler) Reconcile(ctx context.Context, req reconcile.Request) 
 	if !translate.Claims(virtual, hostPod) || virtual.UID == "" {
 		return r.retryWhileRecent(host), nil
 	}
+	if !translate.EventConcernsVirtualPod(host, virtual, hostPod) {
+		return r.retryWhileRecent(host), nil // about a container only the host pod has, or not carried yet as far as the caches know.
+	}
 	ev := translate.VirtualEvent(host, virtual, hostPod)
 	fingerprint := fmt.Sprintf("%s|%s|%d|%s|%s", host.UID, virtual.UID, ev.Count, ev.LastTimestamp.UTC().Format(time.RFC3339), ev.Message)
 	if r.lastWritten(req.NamespacedName) == fingerprint {

@@ -412,3 +412,59 @@ func TestKwokStageEventOnVirtualPod(t *testing.T) {
 		return false, fmt.Sprintf("%d events", len(events))
 	})
 }
+
+// An event about a container only the host pod has (a host operator's
+// kubectl debug container: its name and image would tell the tenant what
+// the operator runs, and the name is what a tenant needs to aim its own
+// ephemeral container at the operator's) never reaches the virtual pod;
+// an event about the tenant's own container, recorded after it, does.
+func TestHostEventAboutHostOnlyContainerStaysOnHost(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ns := namespace(t)
+	pod := simplePod(ns, "watched")
+	if err := virtualClient.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	pod = waitRunningBound(t, pod)
+	host, err := getHostPod(ctx, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := metav1.NewTime(time.Now())
+	about := func(name, fieldPath, reason string) *corev1.Event {
+		return &corev1.Event{
+			ObjectMeta:     metav1.ObjectMeta{Name: host.Name + "." + name, Namespace: host.Namespace},
+			InvolvedObject: corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Name: host.Name, Namespace: host.Namespace, UID: host.UID, FieldPath: fieldPath},
+			Reason:         reason, Type: corev1.EventTypeNormal, Message: reason + " " + fieldPath, Source: corev1.EventSource{Component: "kubelet"},
+			FirstTimestamp: now, LastTimestamp: now, Count: 1,
+		}
+	}
+	for _, e := range []*corev1.Event{
+		about("operator", "spec.ephemeralContainers{operator-debug}", "OperatorStarted"),
+		about("renamed", "spec.initContainers{app}", "WrongList"), // the tenant's name, in a list it has no such container in
+		about("odd", "spec.volumes{app}", "OddPath"),
+		about("marker", "spec.containers{app}", "Marker"),
+	} {
+		if err := hostClient.Create(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var reasons []string
+	eventually(t, 30*time.Second, "the marker on the virtual pod", func(ctx context.Context) (bool, string) {
+		events, err := virtualEventsOf(ctx, pod)
+		if err != nil {
+			return false, err.Error()
+		}
+		reasons = reasons[:0]
+		for _, e := range events {
+			reasons = append(reasons, e.Reason)
+		}
+		return strings.Contains(strings.Join(reasons, ","), "Marker"), strings.Join(reasons, ",")
+	})
+	for _, r := range reasons {
+		if r == "OperatorStarted" || r == "WrongList" || r == "OddPath" {
+			t.Errorf("host event %s reached the virtual pod (events: %v)", r, reasons)
+		}
+	}
+}
