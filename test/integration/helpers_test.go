@@ -15,32 +15,16 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/podbridge/podbridge/internal/testwait"
 	"github.com/podbridge/podbridge/translate"
 )
 
-// eventually waits up to timeout for condition, failing the test with the
-// last state it described.
-func eventually(t *testing.T, timeout time.Duration, what string, condition func(ctx context.Context) (bool, string)) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	last := ""
-	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		ok, seen := condition(ctx)
-		if ctx.Err() == nil {
-			last = seen // not the deadline's own error
-		}
-		return ok, nil
-	})
-	if err != nil {
-		t.Fatalf("%s: not within %s; last seen: %s", what, timeout, last)
-	}
-}
+// eventually waits for condition (see testwait.Until).
+var eventually = testwait.Until
 
 // namespace creates a fresh virtual namespace for one test and waits for
 // its default service account (ServiceAccount admission needs it).

@@ -19,7 +19,6 @@ import (
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -30,6 +29,7 @@ import (
 	"github.com/podbridge/podbridge/internal/devenv"
 	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/internal/realnode"
+	"github.com/podbridge/podbridge/internal/testwait"
 	"github.com/podbridge/podbridge/translate"
 )
 
@@ -126,23 +126,8 @@ func startEnv() (*devenv.Env, string, error) {
 	return e, dir, nil
 }
 
-// eventually polls condition until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, condition func(ctx context.Context) (bool, string)) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	last := ""
-	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		ok, seen := condition(ctx)
-		if ctx.Err() == nil {
-			last = seen
-		}
-		return ok, nil
-	})
-	if err != nil {
-		t.Fatalf("%s: not within %s; last seen: %s", what, timeout, last)
-	}
-}
+// eventually waits for condition (see testwait.Until).
+var eventually = testwait.Until
 
 // namespace creates a fresh virtual namespace and waits for its default
 // service account.
