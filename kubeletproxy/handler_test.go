@@ -62,7 +62,7 @@ func hostPod(change func(*corev1.Pod)) *corev1.Pod {
 func ephemeralAddedBy(manager, name string) metav1.ManagedFieldsEntry {
 	return metav1.ManagedFieldsEntry{
 		Manager: manager, Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: "v1", FieldsType: "FieldsV1", Subresource: "ephemeralcontainers",
-		FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:ephemeralContainers":{"k:{\"name\":\"` + name + `\"}":{".":{},"f:image":{},"f:name":{}}}}}`)},
+		FieldsV1: metav1.NewFieldsV1(`{"f:spec":{"f:ephemeralContainers":{"k:{\"name\":\"` + name + `\"}":{".":{},"f:image":{},"f:name":{}}}}}`),
 	}
 }
 

@@ -2,6 +2,7 @@ package kubeletproxy
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -39,7 +40,7 @@ func TestHijackedConnectionsLeaveTheSetWhenClosed(t *testing.T) {
 		}),
 	}
 	go func() { _ = server.Serve(open.listen(listener)) }()
-	defer server.Close()
+	defer func() { _ = server.Close() }()
 	defer close(release)
 
 	upgrade := func(path string) net.Conn {
@@ -48,10 +49,14 @@ func TestHijackedConnectionsLeaveTheSetWhenClosed(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n", path)
+		_, _ = fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n", path)
 		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-		if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
-			t.Fatalf("upgrade: %v %v", resp, err)
+		if err != nil {
+			t.Fatalf("upgrade: %v", err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("upgrade: %v", resp.Status)
 		}
 		return conn
 	}
@@ -82,6 +87,6 @@ func TestHijackedConnectionsLeaveTheSetWhenClosed(t *testing.T) {
 }
 
 func isTimeout(err error) bool {
-	ne, ok := err.(net.Error)
-	return ok && ne.Timeout()
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -56,7 +56,7 @@ func AddedByReflector(host *corev1.Pod, name string) bool {
 				Ephemeral map[string]map[string]json.RawMessage `json:"f:ephemeralContainers"`
 			} `json:"f:spec"`
 		}
-		if json.Unmarshal(m.FieldsV1.Raw, &fields) != nil {
+		if json.Unmarshal(m.FieldsV1.GetRawBytes(), &fields) != nil {
 			continue
 		}
 		if _, ok := fields.Spec.Ephemeral["k:"+string(key)]["."]; ok {

@@ -17,8 +17,8 @@ func TestEventConcernsVirtualPod(t *testing.T) {
 	// The reflector added "debugger"; "operator" was added on the host by
 	// someone else, and the tenant gave one of its own the same name.
 	host.ManagedFields = []metav1.ManagedFieldsEntry{
-		{Manager: FieldManagerReflector, Subresource: "ephemeralcontainers", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:ephemeralContainers":{"k:{\"name\":\"debugger\"}":{".":{},"f:name":{}}}}}`)}},
-		{Manager: "kubectl-debug", Subresource: "ephemeralcontainers", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:ephemeralContainers":{"k:{\"name\":\"operator\"}":{".":{},"f:name":{}}}}}`)}},
+		{Manager: FieldManagerReflector, Subresource: "ephemeralcontainers", FieldsV1: metav1.NewFieldsV1(`{"f:spec":{"f:ephemeralContainers":{"k:{\"name\":\"debugger\"}":{".":{},"f:name":{}}}}}`)},
+		{Manager: "kubectl-debug", Subresource: "ephemeralcontainers", FieldsV1: metav1.NewFieldsV1(`{"f:spec":{"f:ephemeralContainers":{"k:{\"name\":\"operator\"}":{".":{},"f:name":{}}}}}`)},
 	}
 	host.Spec.EphemeralContainers = append(host.Spec.EphemeralContainers, corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "host-only"}})
 	for _, tc := range []struct {

@@ -270,20 +270,20 @@ func TestKubeletAdversarialStreamCap(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { _ = resp.Body.Close() })
 		return resp
 	}
 	var held []*http.Response
 	for range 2 {
-		resp := open()
+		resp := open() //nolint:bodyclose // open's cleanup closes it
 		if resp.StatusCode != http.StatusOK {
 			body, _ := io.ReadAll(resp.Body)
 			t.Fatalf("a follow within the cap: %d %s", resp.StatusCode, body)
 		}
-		held = append(held, resp)
+		held = append(held, resp) //nolint:bodyclose // closed below, and by open's cleanup
 	}
-	over := open()
+	over := open() //nolint:bodyclose // open's cleanup closes it
 	body, _ := io.ReadAll(over.Body)
-	over.Body.Close()
 	if over.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("a third follow: %d %s, want 429", over.StatusCode, body)
 	}
@@ -386,7 +386,7 @@ func TestKubeletAdversarialSlowCallersDropped(t *testing.T) {
 	for name, conn := range map[string]net.Conn{"no handshake": raw, "unfinished headers": partial} {
 		_ = conn.SetReadDeadline(start.Add(30 * time.Second))
 		_, err := io.Copy(io.Discard, conn)
-		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
 			t.Errorf("%s: still open after 30 s", name)
 		}
 		t.Logf("%s: dropped %s after it was opened", name, time.Since(start).Round(100*time.Millisecond))
