@@ -53,13 +53,7 @@ func Exec(ctx context.Context, cfg *rest.Config, websocket bool, namespace, pod,
 
 // stream runs an exec or attach request as kubectl's executors do.
 func stream(ctx context.Context, cfg *rest.Config, websocket, tty bool, u *url.URL, stdin io.Reader) (ExecResult, error) {
-	var executor remotecommand.Executor
-	var err error
-	if websocket {
-		executor, err = remotecommand.NewWebSocketExecutor(cfg, "GET", u.String())
-	} else {
-		executor, err = remotecommand.NewSPDYExecutor(cfg, "POST", u)
-	}
+	executor, err := Executor(cfg, websocket, u)
 	if err != nil {
 		return ExecResult{}, err
 	}
@@ -136,4 +130,13 @@ func forwardDialer(cfg *rest.Config, u *url.URL, websocket bool) (httpstream.Dia
 		return nil, err
 	}
 	return spdy.NewDialer(upgrader, &http.Client{Transport: transport}, "POST", u), nil
+}
+
+// Executor opens the exec or attach stream at u as kubectl does: over
+// WebSocket (v5.channel.k8s.io) or SPDY.
+func Executor(cfg *rest.Config, websocket bool, u *url.URL) (remotecommand.Executor, error) {
+	if websocket {
+		return remotecommand.NewWebSocketExecutor(cfg, "GET", u.String())
+	}
+	return remotecommand.NewSPDYExecutor(cfg, "POST", u)
 }

@@ -29,19 +29,9 @@ func TestKubeletAPIAttacks(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	pod := accessPod(t, "target", "app")
-	host, err := getHostPod(ctx, pod)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A host-only container: an ephemeral container added on the host
-	// directly (as a host operator's debug session, or a container podbridge
-	// might inject), which the virtual spec does not have.
-	host.Spec.EphemeralContainers = append(host.Spec.EphemeralContainers, corev1.EphemeralContainer{
-		EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "host-only", Image: "busybox"},
-	})
-	if err := hostClient.SubResource("ephemeralcontainers").Update(ctx, host); err != nil {
-		t.Fatalf("adding a host-only container: %v", err)
-	}
+	// A host-only container (a host operator's debug session, or a
+	// container podbridge might inject), which the virtual spec does not have.
+	addHostOnlyContainer(ctx, t, pod)
 	// Another virtual cluster's pod in the same host namespace, under the
 	// name this cluster's pod "victim" would have there were it theirs.
 	cfg := env.Options.Translate
@@ -60,7 +50,7 @@ func TestKubeletAPIAttacks(t *testing.T) {
 
 	apiserver := keyPair(t, env.WebhookClient.Bundle)
 	c := kubeletClient(&apiserver)
-	hostPod := host.Name
+	hostPod := hostKey(pod).Name
 	cases := []struct {
 		name, path string
 		wantCode   int

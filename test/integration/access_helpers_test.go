@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/tools/remotecommand"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/podbridge/podbridge/internal/podstream"
 	"github.com/podbridge/podbridge/translate"
 )
 
@@ -254,14 +255,7 @@ func (w *lineWaiter) Write(p []byte) (int, error) {
 
 // attach streams the attached container's stdout into out until ctx ends.
 func attach(ctx context.Context, websocket bool, u *url.URL, out io.Writer) error {
-	cfg := env.Virtual.Config
-	var executor remotecommand.Executor
-	var err error
-	if websocket {
-		executor, err = remotecommand.NewWebSocketExecutor(cfg, "GET", u.String())
-	} else {
-		executor, err = remotecommand.NewSPDYExecutor(cfg, "POST", u)
-	}
+	executor, err := podstream.Executor(env.Virtual.Config, websocket, u)
 	if err != nil {
 		return err
 	}
@@ -290,4 +284,40 @@ func impersonate(cfg *rest.Config, user string) *rest.Config {
 	c := rest.CopyConfig(cfg)
 	c.Impersonate = rest.ImpersonationConfig{UserName: user}
 	return c
+}
+
+// addHostOnlyContainer adds an ephemeral container "host-only" to pod's
+// host pod directly, as a host operator's debug session would: the virtual
+// spec never has it.
+func addHostOnlyContainer(ctx context.Context, t *testing.T, pod *corev1.Pod) {
+	t.Helper()
+	host, err := getHostPod(ctx, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host.Spec.EphemeralContainers = append(host.Spec.EphemeralContainers, corev1.EphemeralContainer{
+		EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "host-only", Image: "busybox"},
+	})
+	if err := hostClient.SubResource("ephemeralcontainers").Update(ctx, host); err != nil {
+		t.Fatalf("adding a host-only container: %v", err)
+	}
+}
+
+// addDebugContainer adds ephemeral container c to the virtual pod, as
+// kubectl debug does, and waits until the reflector has carried it to the
+// host pod (its only ephemeral container).
+func addDebugContainer(ctx context.Context, t *testing.T, pod *corev1.Pod, c corev1.EphemeralContainer) {
+	t.Helper()
+	if err := updateVirtualPod(ctx, pod, "ephemeralcontainers", func(p *corev1.Pod) {
+		p.Spec.EphemeralContainers = append(p.Spec.EphemeralContainers, c)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "debug container "+c.Name+" on the host pod", func(ctx context.Context) (bool, string) {
+		host, err := getHostPod(ctx, pod)
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(host.Spec.EphemeralContainers) == 1, fmt.Sprintf("%d ephemeral containers", len(host.Spec.EphemeralContainers))
+	})
 }

@@ -206,19 +206,7 @@ func TestAttachToDebugContainer(t *testing.T) {
 	pod := accessPod(t, "debug", "app")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	debugger := corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debugger", Image: "busybox", Stdin: true, TTY: false}}
-	if err := updateVirtualPod(ctx, pod, "ephemeralcontainers", func(p *corev1.Pod) {
-		p.Spec.EphemeralContainers = append(p.Spec.EphemeralContainers, debugger)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 30*time.Second, "the debug container on the host pod", func(ctx context.Context) (bool, string) {
-		host, err := getHostPod(ctx, pod)
-		if err != nil {
-			return false, err.Error()
-		}
-		return len(host.Spec.EphemeralContainers) == 1, fmt.Sprintf("%d ephemeral containers", len(host.Spec.EphemeralContainers))
-	})
+	addDebugContainer(ctx, t, pod, corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debugger", Image: "busybox", Stdin: true, TTY: false}})
 	// What kubectl debug -it waits for before it attaches: the virtual
 	// pod reports the debug container running (kwok's stage starts it on
 	// the host, the reflector carries the status back).

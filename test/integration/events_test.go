@@ -105,13 +105,7 @@ func TestHostSchedulingEventOnVirtualPod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := metav1.NewTime(time.Now())
-	marker := &corev1.Event{
-		ObjectMeta:     metav1.ObjectMeta{Name: host.Name + ".marker", Namespace: host.Namespace},
-		InvolvedObject: corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Name: host.Name, Namespace: host.Namespace, UID: host.UID},
-		Reason:         "Marker", Type: corev1.EventTypeNormal, Message: "marker", Source: corev1.EventSource{Component: "test"},
-		FirstTimestamp: now, LastTimestamp: now, Count: 1,
-	}
+	marker := hostPodEvent(host, "marker", "", "Marker", "marker")
 	if err := hostClient.Create(ctx, marker); err != nil {
 		t.Fatal(err)
 	}
@@ -166,15 +160,7 @@ func TestHostScheduledEventShownOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ns := namespace(t)
-	pod := simplePod(ns, "placed")
-	if err := virtualClient.Create(ctx, pod); err != nil {
-		t.Fatal(err)
-	}
-	pod = waitRunningBound(t, pod)
-	host, err := getHostPod(ctx, pod)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pod, host := runningPair(ctx, t, ns, "placed")
 	var hostScheduled corev1.Event
 	eventually(t, time.Minute, "the host scheduler's Scheduled on the host pod", func(ctx context.Context) (bool, string) {
 		list := &corev1.EventList{}
@@ -191,13 +177,7 @@ func TestHostScheduledEventShownOnce(t *testing.T) {
 	})
 	// The marker is recorded after the host's Scheduled: once its copy
 	// shows, the reflector has handled the Scheduled too.
-	now := metav1.NewTime(time.Now())
-	marker := &corev1.Event{
-		ObjectMeta:     metav1.ObjectMeta{Name: host.Name + ".marker", Namespace: host.Namespace},
-		InvolvedObject: corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Name: host.Name, Namespace: host.Namespace, UID: host.UID},
-		Reason:         "Marker", Type: corev1.EventTypeNormal, Message: "marker", Source: corev1.EventSource{Component: "test"},
-		FirstTimestamp: now, LastTimestamp: now, Count: 1,
-	}
+	marker := hostPodEvent(host, "marker", "", "Marker", "marker")
 	if err := hostClient.Create(ctx, marker); err != nil {
 		t.Fatal(err)
 	}
@@ -241,15 +221,7 @@ func TestHostEventRepeatsAggregated(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	ns := namespace(t)
-	pod := simplePod(ns, "flaky")
-	if err := virtualClient.Create(ctx, pod); err != nil {
-		t.Fatal(err)
-	}
-	pod = waitRunningBound(t, pod)
-	host, err := getHostPod(ctx, pod)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pod, host := runningPair(ctx, t, ns, "flaky")
 	now := metav1.NewTime(time.Now().Truncate(time.Second))
 	hostEvent := &corev1.Event{
 		ObjectMeta:     metav1.ObjectMeta{Name: host.Name + ".backoff", Namespace: host.Namespace},
@@ -323,15 +295,7 @@ func TestHostEventStormPaced(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ns := namespace(t)
-	pod := simplePod(ns, "stormy")
-	if err := virtualClient.Create(ctx, pod); err != nil {
-		t.Fatal(err)
-	}
-	pod = waitRunningBound(t, pod)
-	host, err := getHostPod(ctx, pod)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pod, host := runningPair(ctx, t, ns, "stormy")
 	// The storm is sent faster than the test client's default rate.
 	fast := rest.CopyConfig(env.Host.Config)
 	fast.QPS, fast.Burst = 1000, 1000
@@ -349,14 +313,9 @@ func TestHostEventStormPaced(t *testing.T) {
 	}
 	start := time.Now()
 	before := applies()
-	now := metav1.NewTime(time.Now())
 	for i := range storm {
-		e := &corev1.Event{
-			ObjectMeta:     metav1.ObjectMeta{Name: fmt.Sprintf("%s.storm-%03d", host.Name, i), Namespace: host.Namespace},
-			InvolvedObject: corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Name: host.Name, Namespace: host.Namespace, UID: host.UID},
-			Reason:         "Storm", Type: corev1.EventTypeWarning, Message: fmt.Sprintf("storm %d", i), Source: corev1.EventSource{Component: "test"},
-			FirstTimestamp: now, LastTimestamp: now, Count: 1,
-		}
+		e := hostPodEvent(host, fmt.Sprintf("storm-%03d", i), "", "Storm", fmt.Sprintf("storm %d", i))
+		e.Type = corev1.EventTypeWarning
 		if err := hostFast.Create(ctx, e); err != nil {
 			t.Fatal(err)
 		}
@@ -422,23 +381,9 @@ func TestHostEventAboutHostOnlyContainerStaysOnHost(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ns := namespace(t)
-	pod := simplePod(ns, "watched")
-	if err := virtualClient.Create(ctx, pod); err != nil {
-		t.Fatal(err)
-	}
-	pod = waitRunningBound(t, pod)
-	host, err := getHostPod(ctx, pod)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := metav1.NewTime(time.Now())
+	pod, host := runningPair(ctx, t, ns, "watched")
 	about := func(name, fieldPath, reason string) *corev1.Event {
-		return &corev1.Event{
-			ObjectMeta:     metav1.ObjectMeta{Name: host.Name + "." + name, Namespace: host.Namespace},
-			InvolvedObject: corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Name: host.Name, Namespace: host.Namespace, UID: host.UID, FieldPath: fieldPath},
-			Reason:         reason, Type: corev1.EventTypeNormal, Message: reason + " " + fieldPath, Source: corev1.EventSource{Component: "kubelet"},
-			FirstTimestamp: now, LastTimestamp: now, Count: 1,
-		}
+		return hostPodEvent(host, name, fieldPath, reason, reason+" "+fieldPath)
 	}
 	for _, e := range []*corev1.Event{
 		about("operator", "spec.ephemeralContainers{operator-debug}", "OperatorStarted"),
@@ -466,5 +411,33 @@ func TestHostEventAboutHostOnlyContainerStaysOnHost(t *testing.T) {
 		if r == "OperatorStarted" || r == "WrongList" || r == "OddPath" {
 			t.Errorf("host event %s reached the virtual pod (events: %v)", r, reasons)
 		}
+	}
+}
+
+// runningPair creates pod name in namespace ns, waits until it runs bound
+// to a node, and returns it with its host pod.
+func runningPair(ctx context.Context, t *testing.T, ns, name string) (virtual, host *corev1.Pod) {
+	t.Helper()
+	virtual = simplePod(ns, name)
+	if err := virtualClient.Create(ctx, virtual); err != nil {
+		t.Fatal(err)
+	}
+	virtual = waitRunningBound(t, virtual)
+	host, err := getHostPod(ctx, virtual)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return virtual, host
+}
+
+// hostPodEvent is a Normal event about host pod, or about its container
+// when fieldPath names one, recorded now, named after the pod and suffix.
+func hostPodEvent(host *corev1.Pod, suffix, fieldPath, reason, message string) *corev1.Event {
+	now := metav1.NewTime(time.Now())
+	return &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{Name: host.Name + "." + suffix, Namespace: host.Namespace},
+		InvolvedObject: corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Name: host.Name, Namespace: host.Namespace, UID: host.UID, FieldPath: fieldPath},
+		Reason:         reason, Type: corev1.EventTypeNormal, Message: message, Source: corev1.EventSource{Component: "test"},
+		FirstTimestamp: now, LastTimestamp: now, Count: 1,
 	}
 }

@@ -43,16 +43,7 @@ func adversarialPod(t *testing.T, name string) *corev1.Pod {
 	pod := accessPod(t, name, "app", "follow")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	host, err := getHostPod(ctx, pod)
-	if err != nil {
-		t.Fatal(err)
-	}
-	host.Spec.EphemeralContainers = append(host.Spec.EphemeralContainers, corev1.EphemeralContainer{
-		EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "host-only", Image: "busybox"},
-	})
-	if err := hostClient.SubResource("ephemeralcontainers").Update(ctx, host); err != nil {
-		t.Fatalf("adding a host-only container: %v", err)
-	}
+	addHostOnlyContainer(ctx, t, pod)
 	return pod
 }
 
@@ -421,20 +412,7 @@ func TestKubeletAdversarialOperatorsEphemeralContainer(t *testing.T) {
 	// The tenant's own debug container, which podbridge adds to the host
 	// pod, is reached.
 	own := accessPod(t, "adv-eph-own", "app")
-	if err := updateVirtualPod(ctx, own, "ephemeralcontainers", func(p *corev1.Pod) {
-		p.Spec.EphemeralContainers = append(p.Spec.EphemeralContainers, corev1.EphemeralContainer{
-			EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "mine", Image: "busybox"},
-		})
-	}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 30*time.Second, "the tenant's debug container on the host pod", func(ctx context.Context) (bool, string) {
-		host, err := getHostPod(ctx, own)
-		if err != nil {
-			return false, err.Error()
-		}
-		return len(host.Spec.EphemeralContainers) == 1, fmt.Sprintf("%d ephemeral containers", len(host.Spec.EphemeralContainers))
-	})
+	addDebugContainer(ctx, t, own, corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "mine", Image: "busybox"}})
 	res, err = podstream.Exec(ctx, env.Virtual.Config, false, own.Namespace, own.Name, "mine", "", "echo", "mine")
 	if err != nil || res.Err != nil || res.Stdout != "mine\n" {
 		t.Fatalf("the tenant's own debug container: %+v %v", res, err)
