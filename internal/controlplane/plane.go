@@ -45,6 +45,8 @@ type Plane struct {
 	env   *envtest.Environment
 	procs []*child.Process
 	kwok  *kwokServer
+	// apiserverLog receives the kube-apiserver's output, across restarts.
+	apiserverLog *os.File
 }
 
 // Options configure a control plane.
@@ -227,9 +229,25 @@ func startAPIServer(name string, opts Options, flags map[string]string) (*Plane,
 	// A generous start timeout: on a loaded 2-core machine the apiserver can
 	// take over a minute, and envtest's retry after a timeout reuses the
 	// port the slow first attempt may still hold, so it cannot succeed.
+	// Its output goes to the logs folder, as every other component's does,
+	// so a request that hung can be traced afterwards.
+	logDir := filepath.Join(opts.Dir, "logs")
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", logDir, err)
+	}
+	apiserverLog, err := os.OpenFile(filepath.Join(logDir, name+"-kube-apiserver.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("opening the %s kube-apiserver's log: %w", name, err)
+	}
+	owned := false // by the Plane, which closes it on Stop
+	defer func() {
+		if !owned {
+			_ = apiserverLog.Close()
+		}
+	}()
 	env := &envtest.Environment{
 		ControlPlane: envtest.ControlPlane{
-			APIServer: &envtest.APIServer{Path: apiserver, CertDir: certDir, StartTimeout: 3 * time.Minute, StopTimeout: stopTimeout},
+			APIServer: &envtest.APIServer{Path: apiserver, CertDir: certDir, StartTimeout: 3 * time.Minute, StopTimeout: stopTimeout, Out: apiserverLog, Err: apiserverLog},
 			Etcd:      &envtest.Etcd{Path: etcd, StartTimeout: time.Minute, StopTimeout: stopTimeout},
 		},
 	}
@@ -268,7 +286,8 @@ func startAPIServer(name string, opts Options, flags map[string]string) (*Plane,
 	if _, err := env.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s apiserver: %w", name, err)
 	}
-	p := &Plane{Name: name, env: env}
+	p := &Plane{Name: name, env: env, apiserverLog: apiserverLog}
+	owned = true
 	admin, err := env.AddUser(envtest.User{Name: "podbridge-dev-admin", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
 		return p, errors.Join(fmt.Errorf("provisioning %s admin: %w", name, err), p.Stop())
@@ -323,6 +342,10 @@ func (p *Plane) Stop() error {
 	p.procs = nil
 	if p.env != nil {
 		errs = append(errs, p.env.Stop())
+	}
+	if p.apiserverLog != nil {
+		errs = append(errs, p.apiserverLog.Close())
+		p.apiserverLog = nil
 	}
 	p.kwok.stop()
 	p.kwok = nil
