@@ -167,8 +167,23 @@ func create(t *testing.T, pod *corev1.Pod) {
 		t.Fatalf("creating virtual pod %s: %v", pod.Name, err)
 	}
 	t.Cleanup(func() {
+		if t.Failed() {
+			logTail(t, "virtual-kube-apiserver.log", 40)
+		}
 		_ = virtualClient.Delete(context.Background(), pod, client.GracePeriodSeconds(0))
 	})
+}
+
+// logTail logs the last lines of a component's log in the state folder,
+// which goes with the run: what a failed test needs to find its cause.
+func logTail(t *testing.T, name string, lines int) {
+	b, err := os.ReadFile(filepath.Join(stateDir, "logs", name))
+	if err != nil {
+		t.Logf("reading %s: %v", name, err)
+		return
+	}
+	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	t.Logf("last %d lines of %s:\n%s", lines, name, strings.Join(all[max(0, len(all)-lines):], "\n"))
 }
 
 // hostKey is the host pod of a virtual pod.
