@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/rest"
 	psaapi "k8s.io/pod-security-admission/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/podbridge/podbridge/certs"
@@ -341,6 +342,9 @@ func (e *Env) run(name string, mgr manager.Manager) *component {
 			if err == nil {
 				err = errors.New("stopped without an error")
 			}
+			// Said at once: a test that restarts components may not read
+			// Err until its own wait has run out.
+			logf.Log.WithName("devenv").Error(err, "Component stopped on its own", "component", name)
 			select {
 			case e.failed <- fmt.Errorf("%s: %w", name, err):
 			default: // an earlier failure is already waiting to be read.

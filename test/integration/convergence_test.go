@@ -137,7 +137,7 @@ func TestReflectorRestartedAtManyPointsConverges(t *testing.T) {
 		}
 		violations := check.Evaluate(virtualPods.Items, ours, check.Options{Config: env.Options.Translate, OrphanGracePeriod: orphanGrace, Statuses: true, Now: time.Now()})
 		if len(violations) > 0 {
-			return false, fmt.Sprintf("%d violations, first: %s", len(violations), violations[0])
+			return false, fmt.Sprintf("%d violations, first: %s%s", len(violations), violations[0], hostPodState(ours, violations[0].Host))
 		}
 		for _, v := range virtualPods.Items {
 			switch {
@@ -160,4 +160,17 @@ func TestReflectorRestartedAtManyPointsConverges(t *testing.T) {
 			t.Errorf("host pod of deleted virtual pod %s: err=%v, want not found", name, err)
 		}
 	}
+}
+
+// hostPodState describes host pod name among pods as the reflector's
+// decision reads it, for a failure message: whether it is terminating,
+// bound, still held by podbridge's gate.
+func hostPodState(pods []corev1.Pod, name string) string {
+	for _, h := range pods {
+		if h.Name == name {
+			return fmt.Sprintf(" (host pod: deletionTimestamp %v, node %q, phase %s, %d scheduling gates, resourceVersion %s)",
+				h.DeletionTimestamp, h.Spec.NodeName, h.Status.Phase, len(h.Spec.SchedulingGates), h.ResourceVersion)
+		}
+	}
+	return ""
 }
