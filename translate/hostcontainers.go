@@ -66,14 +66,17 @@ func AddedByReflector(host *corev1.Pod, name string) bool {
 	return false
 }
 
-// CarriedContainer reports whether container name of the host pod is one
-// podbridge carries for the virtual pod: in the same list of both specs,
-// and, for an ephemeral container, added by the reflector. Only such a
-// container is the tenant's to reach or to hear about.
-func CarriedContainer(virtual, host *corev1.Pod, name string) bool {
+// carriedList names the list container name is in when podbridge carries
+// it for the virtual pod, or "": the same list of both specs, and, for an
+// ephemeral container, one the reflector added. Only such a container is
+// the tenant's to hear about.
+func carriedList(virtual, host *corev1.Pod, name string) string {
 	list := ContainerList(&virtual.Spec, name)
-	return list != "" && ContainerList(&host.Spec, name) == list &&
-		(list != ListEphemeralContainers || AddedByReflector(host, name))
+	if list == "" || ContainerList(&host.Spec, name) != list ||
+		(list == ListEphemeralContainers && !AddedByReflector(host, name)) {
+		return ""
+	}
+	return list
 }
 
 // containerFieldPath matches the field path an event about one container
@@ -82,8 +85,8 @@ var containerFieldPath = regexp.MustCompile(`^spec\.(containers|initContainers|e
 
 // EventConcernsVirtualPod reports whether a host event about hostPod says
 // only what its virtual pod's tenant may see: an event about the pod as a
-// whole, or about a container podbridge carries for it (CarriedContainer)
-// in the list the field path names. An event about a container only the
+// whole, or about a container podbridge carries for it (carriedList) in
+// the list the field path names. An event about a container only the
 // host pod has (a host operator's debug container) or with a field path of
 // another form says nothing of the tenant's.
 func EventConcernsVirtualPod(e *corev1.Event, virtual, hostPod *corev1.Pod) bool {
@@ -96,5 +99,5 @@ func EventConcernsVirtualPod(e *corev1.Event, virtual, hostPod *corev1.Pod) bool
 		return false
 	}
 	list, name := m[1], m[2]
-	return ContainerList(&virtual.Spec, name) == list && CarriedContainer(virtual, hostPod, name)
+	return carriedList(virtual, hostPod, name) == list
 }
