@@ -342,12 +342,12 @@ func (h *Handler) stream(subresource string) http.HandlerFunc {
 				out.Header[key] = values
 			}
 		}
-		logf.FromContext(ctx).V(1).Info("Carried a stream to the host pod", "subresource", subresource, "pod", t.pod, "container", t.container)
 		release, ok := h.admit(w, r)
 		if !ok {
 			return
 		}
 		defer release()
+		logf.FromContext(ctx).V(1).Info("Carried a stream to the host pod", "subresource", subresource, "pod", t.pod, "container", t.container)
 		p := proxy.NewUpgradeAwareHandler(&location, h.upgrade, false, true, responder{h: h})
 		p.UpgradeTransport = h.upgrade
 		p.UseLocationHost = true
