@@ -189,12 +189,14 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 	// GetWebhookServer adds the server to the manager's runnables.
 	server := mgr.GetWebhookServer()
 	// One handler per path, each registered as its own webhook (see
-	// Registration.Configuration), each refusing requests of other kinds.
-	server.Register(translate.WebhookPathPodUpdate, limitBody(o.Limits.MaxRequestBytes, &admission.Webhook{Handler: updateGuard{}}))
-	server.Register(translate.WebhookPathEphemeralContainers, limitBody(o.Limits.MaxRequestBytes, &admission.Webhook{Handler: &ephemeralContainersCheck{
-		Config: o.Translate, Policy: security,
-	}}))
-	server.Register(translate.WebhookPath, limitBody(o.Limits.MaxRequestBytes, &admission.Webhook{Handler: &podMutator{
+	// Registration.Configuration), each refusing requests of other kinds,
+	// and each refusing a body over the request cap before reading it.
+	register := func(path string, h admission.Handler) {
+		server.Register(path, limitBody(o.Limits.MaxRequestBytes, &admission.Webhook{Handler: h}))
+	}
+	register(translate.WebhookPathPodUpdate, updateGuard{})
+	register(translate.WebhookPathEphemeralContainers, &ephemeralContainersCheck{Config: o.Translate, Policy: security})
+	register(translate.WebhookPath, &podMutator{
 		Host:        host,
 		Virtual:     virtual,
 		Config:      o.Translate,
@@ -210,7 +212,7 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 			},
 		},
 		MaxTokensPerPod: o.Limits.MaxTokensPerPod,
-	}}))
+	})
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, err
 	}
