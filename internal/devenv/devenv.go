@@ -192,15 +192,24 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 	if err = errors.Join(err, <-hostErr); err != nil {
 		return env, err
 	}
+	// The real node joins while podbridge starts. Start returns only once
+	// the join has ended, on every path: a caller's Stop must not race a
+	// kubelet still being started (a failed start cuts the join short).
 	joined := make(chan error, 1)
 	if env.RealNode != nil {
 		if err := useRealNode(&opts.Translate, env.Virtual.Config.Host); err != nil {
 			return env, err
 		}
 		env.Options.Translate = opts.Translate
-		go func() { joined <- env.joinRealNode(ctx, realNodeCerts) }()
-	} else {
-		joined <- nil
+		joinCtx, cancelJoin := context.WithCancel(ctx)
+		go func() { joined <- env.joinRealNode(joinCtx, realNodeCerts) }()
+		defer func() {
+			if err != nil {
+				cancelJoin()
+			}
+			err = errors.Join(err, <-joined)
+			cancelJoin()
+		}()
 	}
 	if opts.PodSecurityLevel == "" {
 		opts.PodSecurityLevel = DefaultPodSecurityLevel
@@ -268,12 +277,12 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 		},
 	}
 	if err := env.startWebhook(ctx); err != nil {
-		return env, errors.Join(err, <-joined)
+		return env, err
 	}
 	if err := env.StartReflector(); err != nil {
-		return env, errors.Join(err, <-joined)
+		return env, err
 	}
-	return env, errors.Join(env.waitForWebhook(ctx), <-joined)
+	return env, env.waitForWebhook(ctx)
 }
 
 // kubeletClientUser is the name in the certificate the host apiserver
