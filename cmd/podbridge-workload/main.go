@@ -26,6 +26,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -294,9 +295,10 @@ func selfSubjectReview(token []byte) (string, error) {
 	}
 	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
+	var phases callPhases
+	resp, err := c.Do(phases.trace(req))
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("%w (%s)", err, phases.String())
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
@@ -317,4 +319,31 @@ func selfSubjectReview(token []byte) (string, error) {
 		return "", err
 	}
 	return review.Status.UserInfo.Username, nil
+}
+
+// callPhases records when a call's connection, TLS handshake and request
+// write finished, so a call that times out says where it stood.
+type callPhases struct {
+	start                         time.Time
+	connected, handshake, written atomic.Int64 // nanoseconds after start; 0: not reached
+}
+
+func (p *callPhases) trace(req *http.Request) *http.Request {
+	p.start = time.Now()
+	since := func(v *atomic.Int64) { v.Store(int64(time.Since(p.start))) }
+	return req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		ConnectDone:      func(string, string, error) { since(&p.connected) },
+		TLSHandshakeDone: func(tls.ConnectionState, error) { since(&p.handshake) },
+		WroteRequest:     func(httptrace.WroteRequestInfo) { since(&p.written) },
+	}))
+}
+
+func (p *callPhases) String() string {
+	at := func(v *atomic.Int64) string {
+		if d := v.Load(); d > 0 {
+			return time.Duration(d).Round(time.Millisecond).String()
+		}
+		return "never"
+	}
+	return fmt.Sprintf("connected after %s, TLS done after %s, request written after %s", at(&p.connected), at(&p.handshake), at(&p.written))
 }
