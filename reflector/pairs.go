@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 
 	"github.com/podbridge/podbridge/translate"
 )
@@ -100,13 +101,28 @@ func earliest(a, b time.Duration) time.Duration {
 // show in the cache before the reflector asks the host apiserver.
 const hostPodCacheLag = 5 * time.Second
 
-// removalSettle is how long a virtual pod may show a zero grace period
-// before it is deleted again. The apiserver deletes in two steps: it
-// stores the zero grace period, then removes the object. A request cut
-// short between the two (a client killed mid-call, a timeout under load)
-// leaves the pod Terminating for good until another delete is sent; within
-// removalSettle the removal is taken to be under way.
+// removalSettle is how long a pod, virtual or host, may show a zero grace
+// period before it is deleted again (see removalCutShort).
 const removalSettle = 2 * time.Second
+
+// removalCutShort reports whether a pod's deletion was cut short, or how
+// long to wait before it may be taken to be. The apiserver removes a pod
+// whose grace period is zero (always so for an unscheduled one, such as a
+// host pod still held by podbridge's gate) in two steps: it stores the
+// zero grace period, then removes the object. A request cut short between
+// the two (a client killed mid-call, a timeout under load) leaves the pod
+// Terminating for good, as no kubelet ends it, until another delete is
+// sent; within removalSettle the removal is taken to be under way. A pod
+// with a grace period is its kubelet's to end.
+func removalCutShort(pod *corev1.Pod, now time.Time) (again bool, wait time.Duration) {
+	if pod.DeletionTimestamp == nil || pod.DeletionGracePeriodSeconds == nil || *pod.DeletionGracePeriodSeconds != 0 {
+		return false, 0
+	}
+	if since := now.Sub(pod.DeletionTimestamp.Time); since < removalSettle {
+		return false, removalSettle - since
+	}
+	return true, 0
+}
 
 // decidePair is the pod reconciler's whole decision for one pair, a pure
 // function of what was gathered: orphans go after the grace period, host
@@ -120,7 +136,16 @@ func decidePair(p pair, orphanGrace time.Duration) decision {
 		d.current = claimed[0]
 	}
 	for _, h := range p.hosts {
-		if h == d.current || h.DeletionTimestamp != nil {
+		if h.DeletionTimestamp != nil {
+			switch again, wait := removalCutShort(h, p.now); {
+			case again:
+				d.steps = append(d.steps, step{kind: stepDeleteHost, host: h, grace: ptr.To[int64](0)})
+			case wait > 0:
+				d.after(wait)
+			}
+			continue
+		}
+		if h == d.current {
 			continue
 		}
 		// A duplicate of the current host pod is not the pair's, though
@@ -146,11 +171,9 @@ func decidePair(p pair, orphanGrace time.Duration) decision {
 			d.steps = append(d.steps, step{kind: stepDeleteHost, host: d.current, grace: v.DeletionGracePeriodSeconds})
 		} // else its removal brings the pair back.
 	case v.DeletionTimestamp != nil:
-		if g := v.DeletionGracePeriodSeconds; g != nil && *g == 0 {
-			if since := p.now.Sub(v.DeletionTimestamp.Time); since < removalSettle {
-				d.after(removalSettle - since)
-				return d
-			}
+		if _, wait := removalCutShort(v, p.now); wait > 0 {
+			d.after(wait)
+			return d
 		}
 		d.steps = append(d.steps, step{kind: stepRemoveVirtual})
 	case d.current != nil:

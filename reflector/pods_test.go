@@ -85,6 +85,11 @@ func TestPodReconcilerWrites(t *testing.T) {
 			virtual: []client.Object{virtualPod("a", deleting(time.Second, 0), keep)},
 		},
 		{
+			name: "host pod left at grace 0 by a cut-off removal is deleted again",
+			host: []client.Object{hostPod("a", deleting(time.Minute, 0), keep)},
+			want: []string{"host delete " + testHostName + " grace=0 uid=host-a"},
+		},
+		{
 			name: "host pod under another name with a sync ID no virtual pod has is deleted",
 			host: []client.Object{hostPod("stale", named("old-scheme-web"), aged(time.Minute))},
 			want: []string{"host delete old-scheme-web uid=host-stale"},
