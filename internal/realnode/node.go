@@ -2,6 +2,7 @@ package realnode
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,9 +51,19 @@ func (n *Node) createNetwork() error {
 	if err := n.rec.save(); err != nil {
 		return err
 	}
+	mac, err := bridgeMAC()
+	if err != nil {
+		return err
+	}
 	ones, _ := n.subnet.Mask.Size()
 	for _, args := range [][]string{
-		{"link", "add", n.opts.Bridge, "type", "bridge"},
+		// A bridge given no address of its own takes the lowest of its
+		// ports', so it changes as pods come and go, and a running pod's
+		// ARP entry for its gateway (the node IP) then points at a MAC
+		// that is gone: its connections to the virtual apiserver hang until
+		// the entry expires. The CNI plugin pins the address only on a
+		// bridge it gives the gateway address to, and this one has it.
+		{"link", "add", n.opts.Bridge, "address", mac.String(), "type", "bridge"},
 		{"addr", "add", fmt.Sprintf("%s/%d", n.IP, ones), "dev", n.opts.Bridge},
 		{"link", "set", n.opts.Bridge, "up"},
 	} {
@@ -61,6 +72,16 @@ func (n *Node) createNetwork() error {
 		}
 	}
 	return nil
+}
+
+// bridgeMAC returns a random unicast, locally administered MAC address.
+func bridgeMAC() (net.HardwareAddr, error) {
+	mac := make(net.HardwareAddr, 6)
+	if _, err := rand.Read(mac); err != nil {
+		return nil, fmt.Errorf("choosing the bridge's MAC address: %w", err)
+	}
+	mac[0] = mac[0]&^0x01 | 0x02
+	return mac, nil
 }
 
 // startContainerd writes containerd's and the CNI configuration and starts

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -112,6 +113,60 @@ func TestRefreshedTokenReachesTheContainer(t *testing.T) {
 	}
 	if values["whoami-refreshed"] != user {
 		t.Errorf("refreshed token is %q, want %q", values["whoami-refreshed"], user)
+	}
+}
+
+// A running pod keeps reaching its gateway, the node IP where the virtual
+// apiserver listens, while other pods come and go on the bridge. A port
+// with the lowest possible MAC joins and then leaves (as a pod's veth
+// does): a bridge that took its ports' lowest MAC would change address
+// twice, and the pod's connections would hang on its stale ARP entry.
+func TestPodKeepsItsGatewayWhilePodsComeAndGo(t *testing.T) {
+	ns := namespace(t)
+	pod := realPod(ns, "gateway", "pause")
+	create(t, pod)
+	waitVirtualReady(t, pod)
+	bridgeMAC := func() string {
+		b, err := os.ReadFile(filepath.Join("/sys/class/net", realnode.DefaultBridge, "address"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	ipLink := func(args ...string) error {
+		out, err := exec.Command("ip", append([]string{"link"}, args...)...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("ip link %s: %w: %s", strings.Join(args, " "), err, out)
+		}
+		return nil
+	}
+	const port, peer = "pbgwtest0", "pbgwtest1"
+	_ = ipLink("del", port) // left by a killed run
+	before := bridgeMAC()
+	if err := ipLink("add", port, "address", "00:00:00:00:00:01", "type", "veth", "peer", "name", peer); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ipLink("del", port) })
+	for _, args := range [][]string{{"set", port, "master", realnode.DefaultBridge}, {"set", port, "up"}, {"set", peer, "up"}} {
+		if err := ipLink(args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if mac := bridgeMAC(); mac != before {
+		t.Errorf("the bridge's MAC changed from %s to %s when a port joined", before, mac)
+	}
+	want := "whoami=system:serviceaccount:" + ns + ":default\n"
+	if out := execWorkload(t, pod, "", "whoami"); out != want {
+		t.Fatalf("whoami with the port joined: %q, want %q", out, want)
+	}
+	if err := ipLink("del", port); err != nil {
+		t.Fatal(err)
+	}
+	if mac := bridgeMAC(); mac != before {
+		t.Errorf("the bridge's MAC changed from %s to %s when a port left", before, mac)
+	}
+	if out := execWorkload(t, pod, "", "whoami"); out != want {
+		t.Fatalf("whoami with the port gone: %q, want %q", out, want)
 	}
 }
 
