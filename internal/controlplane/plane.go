@@ -248,7 +248,10 @@ func startAPIServer(name string, opts Options, flags map[string]string) (*Plane,
 	env := &envtest.Environment{
 		ControlPlane: envtest.ControlPlane{
 			APIServer: &envtest.APIServer{Path: apiserver, CertDir: certDir, StartTimeout: 3 * time.Minute, StopTimeout: stopTimeout, Out: apiserverLog, Err: apiserverLog},
-			Etcd:      &envtest.Etcd{Path: etcd, StartTimeout: time.Minute, StopTimeout: stopTimeout},
+			// etcd's data in the plane's folder, which its callers remove,
+			// rather than in a temporary one envtest removes only on Stop:
+			// a killed run leaves no data behind in /tmp.
+			Etcd: &envtest.Etcd{Path: etcd, DataDir: filepath.Join(opts.Dir, name+"-etcd"), StartTimeout: time.Minute, StopTimeout: stopTimeout},
 		},
 	}
 	// envtest turns ServiceAccount admission off; real clusters have it on.
