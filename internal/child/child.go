@@ -6,6 +6,8 @@
 // with its parent, so an interrupted run leaves nothing behind; its output
 // is appended to a log file that errors quote; it is stopped gracefully
 // and killed when that takes too long, or killed outright for fault tests.
+// A Launcher gives the same death to children that other code starts
+// (envtest's etcd and apiserver).
 package child
 
 import (
@@ -17,6 +19,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -261,4 +265,77 @@ func tail(path string, size int64) string {
 		return err.Error()
 	}
 	return string(buf)
+}
+
+// Launcher writes into dir a script that runs binary through setpriv with
+// the parent-death signal, and returns the script's path: a program that
+// starts children itself (envtest starts etcd and the apiserver, with no
+// way to set their SysProcAttr) can start it in place of binary, and the
+// child then dies with its parent as Start's children do, instead of
+// keeping its ports, memory and CPU after a SIGKILLed `podbridge dev` or a
+// timed-out test binary. Without setpriv (util-linux), binary is returned
+// as it is and the child outlives a killed parent, as before.
+func Launcher(dir, binary string) (string, error) {
+	setpriv, err := exec.LookPath("setpriv")
+	if errors.Is(err, exec.ErrNotFound) {
+		return binary, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("finding setpriv: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("creating the launcher folder %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, filepath.Base(binary))
+	// The signal is set only once setpriv runs; a parent that died before
+	// then sends none, so the shell after it checks that its parent is
+	// still the one that started the launcher.
+	script := fmt.Sprintf(`#!/bin/sh
+exec %s --pdeathsig KILL -- /bin/sh -c '[ "$PPID" = "$0" ] && exec "$@"' "$PPID" %s "$@"
+`, shellQuote(setpriv), shellQuote(binary))
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		return "", fmt.Errorf("writing the launcher of %s: %w", binary, err)
+	}
+	return path, nil
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// Running says whether process pid exists and is not a zombie (one that
+// has ended, not yet reaped by its parent).
+func Running(pid int) bool {
+	state, _, ok := procStat(pid)
+	return ok && state != "Z"
+}
+
+// Children lists the processes whose parent is pid.
+func Children(pid int) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if _, ppid, ok := procStat(child); ok && ppid == pid {
+			pids = append(pids, child)
+		}
+	}
+	return pids
+}
+
+// procStat reads a process's state and parent from /proc/PID/stat.
+func procStat(pid int) (state string, ppid int, ok bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", 0, false
+	}
+	// "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+	stat := string(b)
+	f := strings.Fields(stat[strings.LastIndexByte(stat, ')')+1:])
+	if len(f) < 2 {
+		return "", 0, false
+	}
+	ppid, err = strconv.Atoi(f[1])
+	return f[0], ppid, err == nil
 }

@@ -1,6 +1,7 @@
 package child
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -17,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/podbridge/podbridge/internal/testwait"
 )
 
 // behaviourEnv makes the test binary, started again as a child, act as one
@@ -37,6 +40,31 @@ func TestMain(m *testing.M) {
 	case "stubborn": // ignores SIGTERM.
 		signal.Ignore(syscall.SIGTERM)
 		fmt.Println("ready")
+		for {
+			time.Sleep(time.Hour) // the child's life, not a test's wait.
+		}
+	case "launching": // starts a stubborn child through a launcher, as envtest would: no SysProcAttr.
+		launcher, err := Launcher(os.Getenv("CHILD_TEST_LAUNCHERS"), os.Getenv("CHILD_TEST_BINARY"))
+		if err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		cmd := exec.Command(launcher, "-test.run=^$")
+		cmd.Env = append(os.Environ(), behaviourEnv+"=stubborn")
+		out, err := cmd.StdoutPipe()
+		if err == nil {
+			err = cmd.Start()
+		}
+		if err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		// Ready once the child runs the binary, past the launcher.
+		if line, _ := bufio.NewReader(out).ReadString('\n'); line != "ready\n" {
+			fmt.Printf("the launched child said %q\n", line)
+			os.Exit(1)
+		}
+		fmt.Printf("child=%d\nready\n", cmd.Process.Pid)
 		for {
 			time.Sleep(time.Hour) // the child's life, not a test's wait.
 		}
@@ -297,4 +325,36 @@ func TestWaitReadyIsBoundedByTheContext(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "503") {
 		t.Errorf("WaitReady: %v, want a timeout quoting the last answer", err)
 	}
+}
+
+// A child started through a Launcher, by a parent that sets no
+// SysProcAttr, dies when that parent is killed; the launcher quotes paths
+// with spaces and quotes.
+func TestLauncherChildDiesWithItsParent(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "it's a dir")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	binary := filepath.Join(dir, "the test's binary")
+	if err := os.Symlink(os.Args[0], binary); err != nil {
+		t.Fatal(err)
+	}
+	c := testChild(t, "launching")
+	c.Env = append(c.Env, "CHILD_TEST_LAUNCHERS="+filepath.Join(dir, "launchers"), "CHILD_TEST_BINARY="+binary)
+	parent := startReady(t, c)
+	var pid int
+	_, said, _ := strings.Cut(readLog(t, c), "child=")
+	if _, err := fmt.Sscanf(said, "%d", &pid); err != nil {
+		t.Fatalf("the parent did not say its child's PID: %v\n%s", err, readLog(t, c))
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	if !Running(pid) {
+		t.Fatalf("the launched child %d is not running:\n%s", pid, readLog(t, c))
+	}
+	if err := parent.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	testwait.Until(t, time.Minute, "the launched child gone with its parent", func(context.Context) (bool, string) {
+		return !Running(pid), fmt.Sprintf("process %d runs", pid)
+	})
 }

@@ -226,6 +226,15 @@ func startAPIServer(name string, opts Options, flags map[string]string) (*Plane,
 	if err := os.MkdirAll(certDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", certDir, err)
 	}
+	// envtest starts etcd and the apiserver itself; through launchers they
+	// die with this process, as the components package child starts do.
+	launchers := filepath.Join(certDir, "launchers")
+	if apiserver, err = child.Launcher(launchers, apiserver); err != nil {
+		return nil, err
+	}
+	if etcd, err = child.Launcher(launchers, etcd); err != nil {
+		return nil, err
+	}
 	// A generous start timeout: on a loaded 2-core machine the apiserver can
 	// take over a minute, and envtest's retry after a timeout reuses the
 	// port the slow first attempt may still hold, so it cannot succeed.

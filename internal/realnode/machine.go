@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+
+	"github.com/podbridge/podbridge/internal/child"
 )
 
 // machineDir holds the lock and the record of what the running (or a
@@ -264,15 +266,9 @@ func waitGone(pids []int, timeout time.Duration) error {
 	for {
 		var alive []int
 		for _, pid := range pids {
-			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-			if err != nil {
-				continue
+			if child.Running(pid) {
+				alive = append(alive, pid)
 			}
-			// A zombie has no resources left; its parent reaps it.
-			if f := strings.Fields(string(b)); len(f) > 2 && f[2] == "Z" {
-				continue
-			}
-			alive = append(alive, pid)
 		}
 		if len(alive) == 0 {
 			return nil

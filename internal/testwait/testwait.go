@@ -1,6 +1,6 @@
-// Package testwait is the one wait the integration and real-node suites
-// share: poll a condition until it holds or a deadline passes, and fail
-// the test with the last state the condition described, never sleep.
+// Package testwait is the one wait podbridge's tests share: poll a
+// condition until it holds or a deadline passes, and fail the test with
+// the last state the condition described, never sleep.
 package testwait
 
 import (

@@ -3,14 +3,13 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/podbridge/podbridge/internal/child"
 	"github.com/podbridge/podbridge/internal/controlplane"
 	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/internal/realnode"
@@ -88,9 +88,10 @@ func TestZZStopLeavesNothingAndStartingAgainWorks(t *testing.T) {
 }
 
 // killedRealNode runs `podbridge dev --real-node`, starts a pod on the real
-// node, kills podbridge with SIGKILL (and the control-plane processes it
-// started, which envtest does not tie to it) and checks that the real
-// node's container, shim and bridge are left, as after a crash.
+// node, kills podbridge with SIGKILL and checks that every process it
+// started died with it (etcd, the apiservers, kwok, the kubelet,
+// containerd...) while the real node's container, shim and bridge are
+// left, as after a crash.
 func killedRealNode(t *testing.T) string {
 	t.Helper()
 	ctx := context.Background()
@@ -144,15 +145,22 @@ func killedRealNode(t *testing.T) string {
 		}
 		return ready(p) == corev1.ConditionTrue, string(p.Status.Phase)
 	})
-	children := childrenOf(cmd.Process.Pid)
+	children := child.Children(cmd.Process.Pid)
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
 	killed = true
-	for _, pid := range children {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-	}
+	eventually(t, 30*time.Second, "every process podbridge dev started gone with it", func(context.Context) (bool, string) {
+		var left []string
+		for _, pid := range children {
+			if child.Running(pid) {
+				cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+				left = append(left, fmt.Sprintf("%d %s", pid, bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '})))
+			}
+		}
+		return len(left) == 0, strings.Join(left, "; ")
+	})
 	if _, err := os.Stat(filepath.Join("/sys/class/net", realnode.DefaultBridge)); err != nil {
 		t.Errorf("after the kill, no bridge is left to undo: %v", err)
 	}
@@ -160,27 +168,6 @@ func killedRealNode(t *testing.T) string {
 		t.Error("after the kill, no shim or container is left to undo")
 	}
 	return dir
-}
-
-// childrenOf lists the processes whose parent is pid.
-func childrenOf(pid int) []int {
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
-			if child, err := strconv.Atoi(e.Name()); err == nil {
-				pids = append(pids, child)
-			}
-		}
-	}
-	return pids
 }
 
 // assertMachineClean checks what `ip link`, `mount | grep`, `pgrep` and
