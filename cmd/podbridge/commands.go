@@ -105,7 +105,7 @@ func runDev(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("podbridge dev", flag.ContinueOnError)
 	o := devenv.Defaults()
 	var assetsDir string
-	fs.StringVar(&o.StateDir, "state-dir", o.StateDir, "folder for kubeconfigs, certificates and logs; removed on exit")
+	fs.StringVar(&o.StateDir, "state-dir", o.StateDir, "folder for kubeconfigs, certificates and logs; removed on exit, or by the next start after a run that was killed")
 	fs.StringVar(&assetsDir, "assets-dir", "", "folder with the control-plane binaries (default: KUBEBUILDER_ASSETS, then bin/k8s/"+controlplane.KubernetesVersion+")")
 	fs.IntVar(&o.Nodes, "nodes", o.Nodes, "kwok nodes in the host cluster")
 	realNode := fs.Bool("real-node", false, "also run a real kubelet node (root; `make node-bins`; installs containerd, runc and CNI plugins with apt when absent): pods with nodeSelector "+realnode.LabelRealNode+"=true and its toleration run in real containers")
@@ -130,10 +130,13 @@ func runDev(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	if _, err := os.Stat(o.StateDir); err == nil {
-		return fmt.Errorf("--state-dir %s exists: another podbridge dev may be running (remove the folder if not)", o.StateDir)
+	removeOnExit := topmostMissing(o.StateDir)
+	release, err := devenv.ClaimStateDir(o.StateDir, log)
+	if err != nil {
+		return err
 	}
-	defer os.RemoveAll(topmostMissing(o.StateDir))
+	defer os.RemoveAll(removeOnExit)
+	defer release()
 
 	started := time.Now()
 	env, err := devenv.Start(ctx, o)

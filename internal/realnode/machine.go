@@ -51,20 +51,45 @@ var fixedDirs = []string{"/run/containerd", "/var/run/netns", "/var/lib/cni", "/
 // takeLock makes sure this is the machine's only real node: the kubelet's
 // ports and fixed paths cannot be shared. The lock goes with the process,
 // so a killed run does not hold it.
-func (n *Node) takeLock() error {
+func (n *Node) takeLock() (err error) {
+	n.lock, err = lockMachine()
+	return err
+}
+
+func lockMachine() (*os.File, error) {
 	if err := os.MkdirAll(machineDir, 0o700); err != nil {
-		return err
+		return nil, err
 	}
 	f, err := os.OpenFile(filepath.Join(machineDir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
-		return fmt.Errorf("another real node runs on this machine (lock %s held): only one can run at a time: %w", f.Name(), err)
+		return nil, fmt.Errorf("another real node runs on this machine (lock %s held): only one can run at a time: %w", f.Name(), err)
 	}
-	n.lock = f
-	return nil
+	return f, nil
+}
+
+// SweepLeftovers undoes what a real node killed before its Stop left on
+// this machine when its state folder was under stateDir, as Start does
+// first: a caller about to remove a killed run's state folder calls it
+// before, since the node's mounts are in there. Only root can have run a
+// node; for anyone else there is nothing to undo.
+func SweepLeftovers(log logr.Logger, stateDir string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	r, err := readRecord()
+	if r == nil || err != nil || !under(r.StateDir, stateDir) {
+		return err
+	}
+	lock, err := lockMachine()
+	if err != nil {
+		return err
+	}
+	defer lock.Close() // releases the lock
+	return sweepLeftovers(log)
 }
 
 // record is what a real node changed on the machine, saved before each
@@ -116,19 +141,29 @@ func (r *record) save() error {
 // sweepLeftovers undoes what a real node killed before its Stop left,
 // from its record.
 func sweepLeftovers(log logr.Logger) error {
-	b, err := os.ReadFile(recordPath())
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
+	r, err := readRecord()
+	if r == nil || err != nil {
 		return err
-	}
-	r := &record{}
-	if err := json.Unmarshal(b, r); err != nil {
-		return fmt.Errorf("reading %s: %w", recordPath(), err)
 	}
 	log.Info("Undoing what an earlier real node left", "stateDir", r.StateDir)
 	return r.undo(log)
+}
+
+// readRecord reads the record a real node left, or returns nil if there is
+// none.
+func readRecord() (*record, error) {
+	b, err := os.ReadFile(recordPath())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	r := &record{}
+	if err := json.Unmarshal(b, r); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", recordPath(), err)
+	}
+	return r, nil
 }
 
 // undo kills what is left of the node's processes (its own, containerd's

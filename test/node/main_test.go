@@ -55,6 +55,12 @@ func TestMain(m *testing.M) {
 
 func run(m *testing.M) int {
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.Level(1))))
+	// A node an earlier run left (killed, or a failed test's dev) is undone
+	// first, whatever its folder, so the values read are the machine's own.
+	if err := realnode.SweepLeftovers(ctrl.Log, "/"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	sysctlsBefore = readSysctls()
 	var err error
 	if env, stateDir, err = startEnv(); err != nil {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -26,9 +27,10 @@ import (
 
 // Named to run last (go test runs a package's tests in file order): Stop,
 // with a pod running, leaves no process, mount, interface, cgroup,
-// firewall chain or changed sysctl behind; so does a run killed with
-// SIGKILL, undone by the next start; and a second start on the same
-// machine works and is undone the same way.
+// firewall chain or changed sysctl behind; so does a `podbridge dev` run
+// killed with SIGKILL, undone by `podbridge dev` started again in its
+// folder; and a second start on the same machine works and is undone the
+// same way.
 func TestZZStopLeavesNothingAndStartingAgainWorks(t *testing.T) {
 	// A pod still running when Stop comes, as with a Ctrl-C of make run.
 	running := realPod("default", "running-at-stop", "pause")
@@ -45,9 +47,11 @@ func TestZZStopLeavesNothingAndStartingAgainWorks(t *testing.T) {
 	os.RemoveAll(firstDir)
 
 	// A `podbridge dev --real-node` killed with a pod running leaves its
-	// shim, container, mounts and bridge: the next start undoes them.
-	killedDir := killedRealNode(t)
+	// shim, container, mounts and bridge: started again in the same
+	// folder, it undoes them.
+	bin, killedDir := killedRealNode(t)
 	defer os.RemoveAll(killedDir)
+	devAgainAfterKill(t, bin, killedDir)
 
 	second, dir, err := startEnv()
 	defer os.RemoveAll(dir)
@@ -87,44 +91,37 @@ func TestZZStopLeavesNothingAndStartingAgainWorks(t *testing.T) {
 	assertMachineClean(t, killedDir)
 }
 
-// killedRealNode runs `podbridge dev --real-node`, starts a pod on the real
-// node, kills podbridge with SIGKILL and checks that every process it
-// started died with it (etcd, the apiservers, kwok, the kubelet,
-// containerd...) while the real node's container, shim and bridge are
-// left, as after a crash.
-func killedRealNode(t *testing.T) string {
+// devWithPod runs `podbridge dev --real-node` in dir and starts a pod on
+// its real node; the process ends with the test at the latest.
+func devWithPod(t *testing.T, bin, dir string) *exec.Cmd {
 	t.Helper()
 	ctx := context.Background()
 	root, err := controlplane.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(t.TempDir(), "podbridge")
-	if err := controlplane.BuildPodbridge(ctx, bin); err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(os.TempDir(), fmt.Sprintf("podbridge-node-killed-%d", time.Now().UnixNano()))
-	logFile, err := os.Create(filepath.Join(t.TempDir(), "dev.log"))
+	logFile, err := os.CreateTemp(t.TempDir(), "dev-*.log")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer logFile.Close()
+	t.Cleanup(func() { logFile.Close() })
 	cmd := exec.Command(bin, "dev", "--real-node", "--state-dir", dir)
 	cmd.Dir = root
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	started := time.Now()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	killed := false
-	defer func() {
-		if !killed {
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
 		}
-	}()
+	})
+	// Not the ready file of a killed run that used the folder before.
 	eventually(t, 3*time.Minute, "podbridge dev --real-node ready (log "+logFile.Name()+")", func(context.Context) (bool, string) {
-		_, err := os.Stat(filepath.Join(dir, "ready"))
-		return err == nil, fmt.Sprint(err)
+		info, err := os.Stat(filepath.Join(dir, "ready"))
+		return err == nil && info.ModTime().After(started), fmt.Sprint(err)
 	})
 	virtualCfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(dir, "virtual.kubeconfig"))
 	if err != nil {
@@ -138,19 +135,34 @@ func killedRealNode(t *testing.T) string {
 	if err := virtual.Create(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 90*time.Second, "the pod Ready on the killed run's real node", func(ctx context.Context) (bool, string) {
+	eventually(t, 90*time.Second, "the pod Ready on the real node of podbridge dev", func(ctx context.Context) (bool, string) {
 		p := &corev1.Pod{}
 		if err := virtual.Get(ctx, client.ObjectKeyFromObject(pod), p); err != nil {
 			return false, err.Error()
 		}
 		return ready(p) == corev1.ConditionTrue, string(p.Status.Phase)
 	})
+	return cmd
+}
+
+// killedRealNode runs `podbridge dev --real-node` with a pod on the real
+// node, kills podbridge with SIGKILL and checks that every process it
+// started died with it (etcd, the apiservers, kwok, the kubelet,
+// containerd...) while the real node's container, shim and bridge are
+// left, as after a crash. It returns the podbridge binary and the folder.
+func killedRealNode(t *testing.T) (bin, dir string) {
+	t.Helper()
+	bin = filepath.Join(t.TempDir(), "podbridge")
+	if err := controlplane.BuildPodbridge(context.Background(), bin); err != nil {
+		t.Fatal(err)
+	}
+	dir = filepath.Join(os.TempDir(), fmt.Sprintf("podbridge-node-killed-%d", time.Now().UnixNano()))
+	cmd := devWithPod(t, bin, dir)
 	children := child.Children(cmd.Process.Pid)
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
-	killed = true
 	eventually(t, 30*time.Second, "every process podbridge dev started gone with it", func(context.Context) (bool, string) {
 		var left []string
 		for _, pid := range children {
@@ -167,7 +179,33 @@ func killedRealNode(t *testing.T) string {
 	if left := processesLeft(dir); len(left) == 0 {
 		t.Error("after the kill, no shim or container is left to undo")
 	}
-	return dir
+	return bin, dir
+}
+
+// devAgainAfterKill starts `podbridge dev --real-node` again in the killed
+// run's folder, as a user would: it undoes what the killed node left,
+// clears the folder and runs a pod; Ctrl-C (SIGINT) then leaves nothing,
+// the folder included.
+func devAgainAfterKill(t *testing.T, bin, dir string) {
+	t.Helper()
+	cmd := devWithPod(t, bin, dir)
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("podbridge dev after Ctrl-C: %v", err)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("podbridge dev still runs 2 minutes after Ctrl-C")
+	}
+	assertMachineClean(t, dir)
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("the state folder is left after Ctrl-C: %v", err)
+	}
 }
 
 // assertMachineClean checks what `ip link`, `mount | grep`, `pgrep` and
