@@ -310,15 +310,19 @@ func Running(pid int) bool {
 
 // Children lists the processes whose parent is pid.
 func Children(pid int) []int {
+	return Find(func(p int) bool {
+		_, ppid, ok := procStat(p)
+		return ok && ppid == pid
+	})
+}
+
+// Find lists the processes of this machine that match.
+func Find(match func(pid int) bool) []int {
 	var pids []int
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
-		child, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if _, ppid, ok := procStat(child); ok && ppid == pid {
-			pids = append(pids, child)
+		if pid, err := strconv.Atoi(e.Name()); err == nil && match(pid) {
+			pids = append(pids, pid)
 		}
 	}
 	return pids

@@ -217,23 +217,14 @@ func (r *record) mountRoots() []string {
 // shimPIDs are containerd shims serving the node's containerd: they outlive
 // containerd by design.
 func shimPIDs(address string) []int {
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
+	return child.Find(func(pid int) bool {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
+			return false
 		}
 		args := strings.Split(string(b), "\x00")
-		if strings.Contains(args[0], "containerd-shim") && slices.Contains(args, address) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
+		return strings.Contains(args[0], "containerd-shim") && slices.Contains(args, address)
+	})
 }
 
 // cgroupRoot is the cgroup (v1 or v2) the kubelet puts every pod under.
