@@ -200,7 +200,9 @@ func devAgainAfterKill(t *testing.T, bin, dir string) {
 			t.Errorf("podbridge dev after Ctrl-C: %v", err)
 		}
 	case <-time.After(2 * time.Minute):
-		t.Fatal("podbridge dev still runs 2 minutes after Ctrl-C")
+		_ = cmd.Process.Kill()
+		<-exited
+		t.Fatal("podbridge dev still ran 2 minutes after Ctrl-C")
 	}
 	assertMachineClean(t, dir)
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
