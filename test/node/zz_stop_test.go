@@ -201,8 +201,7 @@ func devAgainAfterKill(t *testing.T, bin, dir string) {
 		}
 	case <-time.After(2 * time.Minute):
 		_ = cmd.Process.Kill()
-		<-exited
-		t.Fatal("podbridge dev still ran 2 minutes after Ctrl-C")
+		t.Fatalf("podbridge dev still ran 2 minutes after Ctrl-C (then killed: %v)", <-exited)
 	}
 	assertMachineClean(t, dir)
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
