@@ -162,7 +162,7 @@ In another terminal:
   kubectl --kubeconfig $VIRTUAL get deployment,pods -o wide
   kubectl --kubeconfig $HOST get pods -A -o wide
   kubectl --kubeconfig $VIRTUAL logs deploy/web
-  kubectl --kubeconfig $VIRTUAL exec deploy/web -- pwd   # kwok runs it on this machine
+  kubectl --kubeconfig $VIRTUAL exec deploy/web -- pwd   # refused: kwok runs no command on this machine
 
 Logs are in %[3]s/logs. Press Ctrl-C to stop everything.
 `, o.Translate.VCluster, o.Translate.HostNamespace, o.StateDir)

@@ -1,6 +1,8 @@
 package controlplane
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +13,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
 
 	"github.com/podbridge/podbridge/certs"
 )
@@ -188,26 +193,29 @@ func (r *relay) stop() {
 	r.conns = nil
 }
 
-// defaultKwokRules let kwok answer logs, attach, exec and port-forward for
-// every host pod, so each verb has something to show in podbridge dev:
-// every container's log (and what attach follows) is dir/logs/pod.log in
-// the CRI log format, exec runs the command on this machine in
-// dir/exec (kwok has no containers), and a forwarded port echoes what it
-// is sent.
+// defaultKwokRules let kwok answer logs, attach and port-forward for every
+// host pod, so each verb has something to show in podbridge dev: every
+// container's log (and what attach follows) is dir/logs/pod.log in the
+// CRI log format, and a forwarded port echoes what it is sent (a fixed
+// `cat`, which runs no command a tenant chose).
+//
+// There is no exec rule, on purpose: kwok has no containers and would run
+// the command on this machine, as the user running the test bed (root
+// with the real node), so anyone allowed to exec in a virtual cluster
+// would own the machine. Without a rule kwok answers every exec with an
+// error ("no exec found") and runs nothing; exec is proved on the real
+// node, in a real container.
 func defaultKwokRules(dir string) (string, error) {
 	logs := filepath.Join(dir, "logs")
-	work := filepath.Join(dir, "exec")
-	for _, d := range []string{logs, work} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return "", err
-		}
+	if err := os.MkdirAll(logs, 0o755); err != nil {
+		return "", err
 	}
 	logFile := filepath.Join(logs, "pod.log")
 	line := time.Now().UTC().Format(time.RFC3339Nano) + " stdout F kwok plays this container: its log is " + logFile + "\n"
 	if err := os.WriteFile(logFile, []byte(line), 0o644); err != nil {
 		return "", fmt.Errorf("writing kwok's pod log: %w", err)
 	}
-	return strings.NewReplacer("LOGFILE", strconv.Quote(logFile), "WORKDIR", strconv.Quote(work)).Replace(`---
+	return strings.NewReplacer("LOGFILE", strconv.Quote(logFile)).Replace(`---
 apiVersion: kwok.x-k8s.io/v1alpha1
 kind: ClusterLogs
 metadata: {name: podbridge-default}
@@ -223,19 +231,37 @@ spec:
   - {logsFile: LOGFILE}
 ---
 apiVersion: kwok.x-k8s.io/v1alpha1
-kind: ClusterExec
-metadata: {name: podbridge-default}
-spec:
-  execs:
-  - local: {workDir: WORKDIR}
----
-apiVersion: kwok.x-k8s.io/v1alpha1
 kind: ClusterPortForward
 metadata: {name: podbridge-default}
 spec:
   forwards:
   - command: [cat]
 `), nil
+}
+
+// refuseKwokExec refuses a kwok configuration with an exec rule (Exec or
+// ClusterExec, in defaultKwokRules or a caller's Options.KwokRules): kwok
+// runs every exec it has a rule for on this machine, never in a container.
+func refuseKwokExec(config []byte) error {
+	docs := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(config)))
+	for {
+		doc, err := docs.Read()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading kwok's configuration: %w", err)
+		}
+		var meta struct {
+			Kind string `json:"kind"`
+		}
+		if err := yaml.Unmarshal(doc, &meta); err != nil {
+			return fmt.Errorf("reading kwok's configuration: %w", err)
+		}
+		if meta.Kind == "Exec" || meta.Kind == "ClusterExec" {
+			return fmt.Errorf("kwok configuration has a %s rule: kwok would run tenants' exec commands on this machine, so none is allowed (exec is proved on the real node)", meta.Kind)
+		}
+	}
 }
 
 // kubeletCABundle writes the CAs the host apiserver verifies kubelets'

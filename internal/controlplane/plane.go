@@ -65,9 +65,10 @@ type Options struct {
 	// kubelet API, podbridge's (virtual only).
 	KubeletClient *KubeletClient
 	// KwokRules are extra kwok configuration documents (ClusterLogs,
-	// ClusterExec, ClusterAttach, ClusterPortForward, or their per-pod
-	// kinds), placed before the default rules, which match every pod: kwok
-	// takes the first rule that matches (host only).
+	// ClusterAttach, ClusterPortForward, or their per-pod kinds), placed
+	// before the default rules, which match every pod: kwok takes the first
+	// rule that matches (host only). An Exec or ClusterExec rule is refused:
+	// kwok would run the tenant's command on this machine.
 	KwokRules string
 	// BindAddress, when set, is the address the apiserver serves on (and
 	// its serving certificate names) instead of 127.0.0.1: the real
@@ -142,6 +143,9 @@ func StartHost(ctx context.Context, opts Options) (p *Plane, err error) {
 	}
 	stages := filepath.Join(kwokDir, "stages.yaml")
 	config := slices.Concat(kwokStages, []byte("\n"), []byte(opts.KwokRules), []byte("\n"), []byte(rules))
+	if err := refuseKwokExec(config); err != nil {
+		return p, err
+	}
 	if err := os.WriteFile(stages, config, 0o644); err != nil {
 		return p, fmt.Errorf("writing kwok stages: %w", err)
 	}

@@ -44,9 +44,10 @@ var accessDir string
 func accessLog(name string) string { return filepath.Join(accessDir, name+".log") }
 
 // accessKwokRules are kwok's answers for the access tests, ahead of the
-// default rules: per-container log files, an attach file for ephemeral
-// "debugger" containers, and port 80 of pods pf-a and pf-b answering with
-// their own name before echoing (so a test sees which pod it reached).
+// default rules: per-container log files, attach files for ephemeral
+// "debugger" and "mine" containers, and port 80 of pods pf-a and pf-b
+// answering with their own name before echoing (so a test sees which pod
+// it reached).
 func accessKwokRules(dir string) (string, error) {
 	accessDir = dir
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -54,7 +55,7 @@ func accessKwokRules(dir string) (string, error) {
 	}
 	app := criLines(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), "line 1", "line 2", "line 3")
 	previous := criLines(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), "before the restart")
-	for file, content := range map[string]string{"app": app, "app-previous": previous, "follow": "", "debugger": "", "bench": app} {
+	for file, content := range map[string]string{"app": app, "app-previous": previous, "follow": "", "debugger": "", "mine": "", "bench": app} {
 		if err := os.WriteFile(accessLog(file), []byte(content), 0o644); err != nil {
 			return "", err
 		}
@@ -95,6 +96,7 @@ metadata: {name: access}
 spec:
   attaches:
   - {containers: [debugger], logsFile: %s}
+  - {containers: [mine], logsFile: %s}
 ---
 apiVersion: kwok.x-k8s.io/v1alpha1
 kind: ClusterPortForward
@@ -111,7 +113,7 @@ spec:
   selector: {matchNames: [%s]}
   forwards:
   - {ports: [80], command: [sh, -c, "printf pf-b: && exec cat"]}
-`, q(accessLog("app")), q(accessLog("app-previous")), q(accessLog("follow")), q(accessLog("bench")), q(accessLog("debugger")),
+`, q(accessLog("app")), q(accessLog("app-previous")), q(accessLog("follow")), q(accessLog("bench")), q(accessLog("debugger")), q(accessLog("mine")),
 		q(translate.HostName("pf-a", accessNamespace, vcluster)), q(translate.HostName("pf-b", accessNamespace, vcluster))), nil
 }
 

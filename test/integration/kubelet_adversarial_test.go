@@ -22,7 +22,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/remotecommand"
+	"k8s.io/client-go/tools/portforward"
+	"k8s.io/client-go/transport/spdy"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podbridge/podbridge/internal/devenv"
@@ -173,8 +174,10 @@ func TestKubeletAdversarialStreamQueries(t *testing.T) {
 
 // Headers of the caller's that would change who podbridge is on the host
 // (Authorization, Impersonate-*, front-proxy headers) are not carried:
-// were Impersonate-User passed on, the host would run the exec as
-// system:anonymous and refuse it.
+// were Impersonate-User passed on, the host would open the stream as
+// system:anonymous and refuse it. A port-forward (kwok echoes what it is
+// sent: a fixed cat, no tenant command) round-trips a message, so the
+// stream reached the pod as podbridge.
 func TestKubeletAdversarialIdentityHeaders(t *testing.T) {
 	pod := adversarialPod(t, "adv-headers")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -188,16 +191,17 @@ func TestKubeletAdversarialIdentityHeaders(t *testing.T) {
 		"Impersonate-Uid":    {"1234"},
 		"Impersonate-Extra-": {"x"},
 	}
-	out, err := kubeletExec(ctx, headers, "/exec/"+pod.Namespace+"/"+pod.Name+"/app?command=echo&command=still-podbridge&output=1&error=1")
-	if err != nil || out != "still-podbridge\n" {
-		t.Fatalf("output %q, %v: a caller's identity header reached the host", out, err)
+	out, err := kubeletForward(ctx, headers, pod, "still-podbridge")
+	if err != nil || out != "still-podbridge" {
+		t.Fatalf("read %q, %v: a caller's identity header reached the host", out, err)
 	}
 }
 
-// kubeletExec runs an exec against podbridge's kubelet API path over SPDY
-// with the virtual apiserver's client certificate and extra headers, and
-// returns its stdout.
-func kubeletExec(ctx context.Context, headers http.Header, path string) (string, error) {
+// kubeletForward opens a port-forward to port 80 of pod on podbridge's
+// kubelet API path over SPDY, with the virtual apiserver's client
+// certificate and extra headers, sends message through it and returns what
+// came back.
+func kubeletForward(ctx context.Context, headers http.Header, pod *corev1.Pod, message string) (string, error) {
 	cfg := &rest.Config{
 		Host: kubeletURL(""),
 		TLSClientConfig: rest.TLSClientConfig{
@@ -215,20 +219,36 @@ func kubeletExec(ctx context.Context, headers http.Header, path string) (string,
 			})
 		}
 	}
-	u, err := url.Parse(kubeletURL(path))
+	u, err := url.Parse(kubeletURL("/portForward/" + pod.Namespace + "/" + pod.Name))
 	if err != nil {
 		return "", err
 	}
-	executor, err := remotecommand.NewSPDYExecutor(cfg, http.MethodPost, u)
+	transport, upgrader, err := spdy.RoundTripperFor(cfg)
 	if err != nil {
 		return "", err
 	}
-	var stdout, stderr bytes.Buffer
-	err = executor.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &stdout, Stderr: &stderr})
+	dialer := spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, u)
+	stop, ready := make(chan struct{}), make(chan struct{})
+	defer close(stop)
+	var errOut bytes.Buffer
+	fw, err := portforward.NewOnAddresses(dialer, []string{"127.0.0.1"}, []string{"0:80"}, stop, ready, io.Discard, &errOut)
 	if err != nil {
-		return stdout.String(), err
+		return "", err
 	}
-	return stdout.String(), nil
+	done := make(chan error, 1)
+	go func() { done <- fw.ForwardPorts() }()
+	select {
+	case <-ready:
+	case err := <-done:
+		return "", fmt.Errorf("port-forward ended before it was ready: %w (%s)", err, errOut.String())
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	ports, err := fw.GetPorts()
+	if err != nil || len(ports) != 1 {
+		return "", fmt.Errorf("forwarded ports %v: %v", ports, err)
+	}
+	return roundTrip(int(ports[0].Local), message, len(message))
 }
 
 type roundTripperFunc func(*http.Request) (*http.Response, error)
@@ -403,19 +423,47 @@ func TestKubeletAdversarialOperatorsEphemeralContainer(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("adding the tenant's ephemeral container of the operator's name: %v", err)
 	}
+	// Refused by podbridge, before the host: carried on, the exec would
+	// have reached kwok, which answers it "no exec found" (and runs
+	// nothing).
 	res, err := podstream.Exec(ctx, env.Virtual.Config, false, pod.Namespace, pod.Name, "host-only", "", "echo", "reached")
-	if err == nil && res.Err == nil {
-		t.Fatalf("the tenant's exec reached the operator's ephemeral container: %+v", res)
+	if err == nil {
+		err = res.Err
 	}
-	t.Logf("refused: %v %v", err, res.Err)
+	if err == nil || strings.Contains(err.Error(), "no exec found") {
+		t.Fatalf("the tenant's exec reached the operator's ephemeral container: %v %+v", err, res)
+	}
+	t.Logf("refused: %v", err)
 
 	// The tenant's own debug container, which podbridge adds to the host
-	// pod, is reached.
+	// pod, is reached: attach follows what kwok plays as its output.
 	own := accessPod(t, "adv-eph-own", "app")
 	addDebugContainer(ctx, t, own, corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "mine", Image: "busybox"}})
-	res, err = podstream.Exec(ctx, env.Virtual.Config, false, own.Namespace, own.Name, "mine", "", "echo", "mine")
-	if err != nil || res.Err != nil || res.Stdout != "mine\n" {
-		t.Fatalf("the tenant's own debug container: %+v %v", res, err)
+	c := clientset(t, env.Virtual.Config)
+	req := c.CoreV1().RESTClient().Post().Resource("pods").Namespace(own.Namespace).Name(own.Name).SubResource("attach").
+		VersionedParams(&corev1.PodAttachOptions{Container: "mine", Stdout: true, Stderr: true}, parameterCodec)
+	attachCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	out := &lineWaiter{lines: make(chan string, 16)}
+	done := make(chan error, 1)
+	go func() { done <- attach(attachCtx, false, req.URL(), out) }()
+	// kwok follows the file from its end once attached: write until the
+	// line is read.
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case got := <-out.lines:
+			if got == "mine" {
+				return
+			}
+		case err := <-done:
+			t.Fatalf("the attach to the tenant's own debug container ended: %v", err)
+		case <-tick.C:
+			appendLog(t, "mine", "mine")
+		case <-ctx.Done():
+			t.Fatal("the tenant's own debug container's output was not read through attach")
+		}
 	}
 }
 
