@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
 	"k8s.io/client-go/rest"
 
 	"github.com/podbridge/podbridge/certs"
@@ -173,6 +174,15 @@ func (e *env) prepareNamespaces(ctx context.Context) error {
 		_, err = e.host.client.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{})
 		if err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("creating host service account %s/default: %w", ns, err)
+		}
+		if ns == hostNamespace {
+			// podbridge's host pods run as an account with no pull secrets
+			// and no token mounted, or podbridge refuses to start.
+			workloads := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: hostServiceAccount, Namespace: ns}, AutomountServiceAccountToken: ptr.To(false)}
+			_, err = e.host.client.CoreV1().ServiceAccounts(ns).Create(ctx, workloads, metav1.CreateOptions{})
+			if err != nil && !apierrors.IsAlreadyExists(err) {
+				return fmt.Errorf("creating host service account %s/%s: %w", ns, hostServiceAccount, err)
+			}
 		}
 	}
 	for _, ns := range virtualNamespaces {

@@ -26,6 +26,8 @@ import (
 const (
 	vclusterName     = "bench"
 	hostNamespace    = "podbridge-bench"
+	// hostServiceAccount is what host pods run as (--host-service-account).
+	hostServiceAccount = "podbridge-workloads"
 	registrationName = "podbridge"
 )
 
@@ -78,10 +80,11 @@ func startPodbridge(ctx context.Context, o podbridgeOptions) (*podbridge, error)
 		"--host-kubeconfig=" + o.hostKubeconfig,
 		"--virtual-kubeconfig=" + o.virtualKubeconfig,
 		"--host-namespace=" + hostNamespace,
+		"--host-service-account=" + hostServiceAccount,
 		"--vcluster-name=" + vclusterName,
 	}
 	loopback := func(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
-	certArgs, err := certificateArgs(ctx, o.binary, o.certDir, o.clientCertDir)
+	certArgs, err := versionedWebhookArgs(ctx, o.binary, o.certDir, o.clientCertDir)
 	if err != nil {
 		return nil, err
 	}
@@ -129,11 +132,11 @@ func startPodbridge(ctx context.Context, o podbridgeOptions) (*podbridge, error)
 	return pb, pb.waitAdmission(ctx, true)
 }
 
-// certificateArgs point the webhook at the bench's self-signed files:
-// tls.crt, tls.key and ca.crt in certDir. The flags for that changed as
-// podbridge grew certificate modes, so they are chosen from the binary's
-// own help.
-func certificateArgs(ctx context.Context, binary, certDir, clientCertDir string) ([]string, error) {
+// versionedWebhookArgs point the webhook at the bench's self-signed files
+// (tls.crt, tls.key and ca.crt in certDir) and raise its cap on host pods.
+// The flags for that changed as podbridge grew, so they are chosen from the
+// binary's own help.
+func versionedWebhookArgs(ctx context.Context, binary, certDir, clientCertDir string) ([]string, error) {
 	// -h prints the flags; its exit status has varied, the output not.
 	help, err := exec.CommandContext(ctx, binary, "webhook", "-h").CombinedOutput()
 	if !strings.Contains(string(help), "-cert-dir") {
@@ -150,6 +153,10 @@ func certificateArgs(ctx context.Context, binary, certDir, clientCertDir string)
 	// clientCertDir (see startEnv); older binaries ask for none.
 	if hasFlag(help, "client-ca-file") {
 		args = append(args, "--client-ca-file="+filepath.Join(clientCertDir, "ca.crt"))
+	}
+	// Above the largest scenario's pods, with room for orphans.
+	if hasFlag(help, "max-host-pods") {
+		args = append(args, "--max-host-pods=30000")
 	}
 	return args, nil
 }

@@ -26,6 +26,8 @@ func FuzzGateOverUpdates(f *testing.F) {
 		[]byte{0, 0, 2}, []byte(`{"name":"dbg","image":"b","securityContext":{"capabilities":{"add":["SYS_ADMIN"]}}}`), []byte(`runtime/default`))
 	f.Add([]byte(`{"metadata":{"name":"x","namespace":"y"},"spec":{"hostPID":true,"volumes":[{"name":"c","csi":{"driver":"other"}},{"name":"p","persistentVolumeClaim":{"claimName":"d"}}],"containers":[{"name":"c","image":"i"}]}}`),
 		[]byte{1}, []byte(`{}`), []byte(`localhost/x`))
+	f.Add([]byte(`{"metadata":{"name":"x","namespace":"y"},"spec":{"tolerations":[{"operator":"Exists"}],"affinity":{"nodeAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":{"nodeSelectorTerms":[{"matchFields":[{"key":"metadata.name","operator":"In","values":["n"]}]}]}}},"volumes":[{"name":"t","projected":{"sources":[{"serviceAccountToken":{"path":"a","audience":"1"}},{"serviceAccountToken":{"path":"b","audience":"2"}},{"serviceAccountToken":{"path":"c","audience":"3"}}]}},{"name":"c","csi":{"driver":"secrets-store.csi.k8s.io","volumeAttributes":{"secretProviderClass":"x"}}}],"containers":[{"name":"c","image":"i"}]}}`),
+		[]byte{2, 2}, []byte(`{}`), []byte(`node-role.kubernetes.io/control-plane`))
 	gate := testGate(f)
 	evaluator, err := psapolicy.NewEvaluator(psapolicy.DefaultChecks(), nil)
 	if err != nil {
@@ -122,7 +124,47 @@ func checkAccepted(t *testing.T, evaluator psapolicy.Evaluator, level psaapi.Lev
 	if s.ServiceAccountName != testConfig.HostServiceAccount || s.AutomountServiceAccountToken == nil || *s.AutomountServiceAccountToken {
 		t.Fatal("accepted a pod with the host's service account token")
 	}
+	for _, tol := range virtual.Spec.Tolerations {
+		if !slices.Contains([]string{corev1.TaintNodeNotReady, corev1.TaintNodeUnreachable}, tol.Key) && !slices.Contains(testConfig.TolerationKeys, tol.Key) &&
+			!slices.ContainsFunc(testConfig.Tolerations, func(p corev1.Toleration) bool {
+				return p.MatchToleration(&tol) && p.Operator == tol.Operator && p.Value == tol.Value
+			}) {
+			t.Fatalf("accepted toleration of key %q", tol.Key)
+		}
+	}
+	if a := s.Affinity; a != nil && a.NodeAffinity != nil {
+		if r := a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution; r != nil {
+			for _, term := range r.NodeSelectorTerms {
+				if len(term.MatchFields) > 0 {
+					t.Fatal("accepted a node named in node affinity")
+				}
+			}
+		}
+		for _, p := range a.NodeAffinity.PreferredDuringSchedulingIgnoredDuringExecution {
+			if len(p.Preference.MatchFields) > 0 {
+				t.Fatal("accepted a node named in node affinity")
+			}
+		}
+	}
+	tokenSources := map[string]bool{}
+	for _, v := range virtual.Spec.Volumes {
+		for _, src := range projectedSources(v) {
+			if src.ServiceAccountToken != nil {
+				tokenSources[v.Name+"\x00"+src.ServiceAccountToken.Audience] = true
+			}
+		}
+	}
+	if len(tokenSources) > 2 {
+		t.Fatalf("accepted %d tokens, over the cap of 2", len(tokenSources))
+	}
 	for _, v := range s.Volumes {
+		if v.CSI != nil {
+			for key := range v.CSI.VolumeAttributes {
+				if !slices.Contains(testConfig.CSIVolumeAttributes[v.CSI.Driver], key) {
+					t.Fatalf("accepted CSI attribute %q of driver %q", key, v.CSI.Driver)
+				}
+			}
+		}
 		switch {
 		case v.PersistentVolumeClaim != nil:
 			t.Fatalf("accepted claim %q", v.PersistentVolumeClaim.ClaimName)
@@ -143,6 +185,13 @@ func checkAccepted(t *testing.T, evaluator psapolicy.Evaluator, level psaapi.Lev
 			}
 		}
 	}
+}
+
+func projectedSources(v corev1.Volume) []corev1.VolumeProjection {
+	if v.Projected == nil {
+		return nil
+	}
+	return v.Projected.Sources
 }
 
 func resourceQuantity(i int) *resource.Quantity {

@@ -12,13 +12,20 @@ import (
 	"github.com/podbridge/podbridge/translate"
 )
 
-// Gate is the host-side gate: Pod Security, podbridge's own rules and the
-// allow-lists of translate.Config. A zero Security refuses everything, so a
-// gate built without a level never lets a pod through.
+// Gate is the host-side gate: Pod Security, podbridge's own rules, the
+// allow-lists of translate.Config and the cap on a pod's tokens. A zero
+// Security refuses everything, so a gate built without a level never lets
+// a pod through.
 type Gate struct {
 	Security *SecurityPolicy
 	Config   translate.Config
+	// MaxTokensPerPod caps the projected service-account tokens of one pod
+	// (0: no cap): each is a host Secret and a token request.
+	MaxTokensPerPod int
 }
+
+// OriginTokenCap marks the gate's error for a pod over MaxTokensPerPod.
+const OriginTokenCap = "maxTokensPerPod"
 
 // Check returns why host, the host pod a write would leave, may not be
 // written for virtual, the stored virtual pod it comes from; nil when it
@@ -38,7 +45,50 @@ func (g Gate) Check(virtual, host *corev1.Pod) field.ErrorList {
 	errs = append(errs, g.hostRules(spec, host)...)
 	errs = append(errs, g.classes(spec, &host.Spec)...)
 	errs = append(errs, g.volumes(spec.Child("volumes"), virtual, host)...)
+	errs = append(errs, g.placement(spec, virtual, host)...)
+	if err := g.tokens(spec.Child("volumes"), virtual); err != nil {
+		errs = append(errs, err)
+	}
 	return errs
+}
+
+// tokens refuses a pod with more projected service-account tokens than
+// the cap. The webhook and the reflector (which makes a host pod again from
+// the stored pod) both pass here, so a webhook or admission policy of the
+// tenant's that adds tokens after podbridge's admission meets the same cap.
+func (g Gate) tokens(path *field.Path, virtual *corev1.Pod) *field.Error {
+	n := TokenCount(virtual)
+	if TokensAllowed(n, g.MaxTokensPerPod) {
+		return nil
+	}
+	err := field.Forbidden(path, fmt.Sprintf("projected service-account tokens: %d, more than this virtual cluster's limit of %d per pod (platform flag --max-tokens-per-pod)", n, g.MaxTokensPerPod))
+	err.Origin = OriginTokenCap
+	return err
+}
+
+// TokensAllowed reports whether a pod may have n projected tokens under
+// the cap max (0: no cap).
+func TokensAllowed(n, maxTokens int) bool {
+	return maxTokens <= 0 || n <= maxTokens
+}
+
+// TokenCount is the number of token Secrets a pod's projected
+// serviceAccountToken sources need: one per volume and audience, as
+// translate names them.
+func TokenCount(pod *corev1.Pod) int {
+	type token struct{ volume, audience string }
+	seen := map[token]bool{}
+	for _, v := range pod.Spec.Volumes {
+		if v.Projected == nil {
+			continue
+		}
+		for _, s := range v.Projected.Sources {
+			if s.ServiceAccountToken != nil {
+				seen[token{v.Name, s.ServiceAccountToken.Audience}] = true
+			}
+		}
+	}
+	return len(seen)
 }
 
 // refusedFields refuses the virtual pod's fields podbridge cannot carry and
@@ -118,6 +168,16 @@ func (g Gate) volumes(path *field.Path, virtual, host *corev1.Pod) field.ErrorLi
 		case v.CSI != nil:
 			if !slices.Contains(g.Config.CSIDrivers, v.CSI.Driver) {
 				errs = append(errs, notAllowed(p.Child("csi", "driver"), v.CSI.Driver, g.Config.CSIDrivers, "--allowed-csi-drivers"))
+				continue
+			}
+			// Attributes are the driver's to read, and some name objects
+			// (a secrets-store SecretProviderClass) that may be another
+			// tenant's: only keys the platform allows for the driver pass.
+			allowed := g.Config.CSIVolumeAttributes[v.CSI.Driver]
+			for _, key := range slices.Sorted(maps.Keys(v.CSI.VolumeAttributes)) {
+				if !slices.Contains(allowed, key) {
+					errs = append(errs, notAllowed(p.Child("csi", "volumeAttributes").Key(key), key, allowed, "--allowed-csi-volume-attributes "+v.CSI.Driver+"="+key))
+				}
 			}
 		case v.Ephemeral != nil:
 			errs = append(errs, g.claimTemplate(p.Child("ephemeral", "volumeClaimTemplate"), v.Ephemeral.VolumeClaimTemplate)...)

@@ -13,10 +13,13 @@ import (
 
 var testConfig = translate.Config{
 	VCluster: "vc", HostNamespace: "host", HostServiceAccount: "workload",
-	PriorityClasses: []string{"tenant-high"},
-	RuntimeClasses:  []string{"gvisor"},
-	CSIDrivers:      []string{"secrets-store.csi.k8s.io"},
-	StorageClasses:  []string{"fast"},
+	PriorityClasses:     []string{"tenant-high"},
+	RuntimeClasses:      []string{"gvisor"},
+	CSIDrivers:          []string{"secrets-store.csi.k8s.io"},
+	StorageClasses:      []string{"fast"},
+	CSIVolumeAttributes: map[string][]string{"secrets-store.csi.k8s.io": {"usePodIdentity"}},
+	TolerationKeys:      []string{"example.com/gpu"},
+	Tolerations:         []corev1.Toleration{{Key: "platform.example/tenants", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},
 }
 
 func testGate(t testing.TB) Gate {
@@ -25,7 +28,27 @@ func testGate(t testing.TB) Gate {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Gate{Security: sec, Config: testConfig}
+	return Gate{Security: sec, Config: testConfig, MaxTokensPerPod: 2}
+}
+
+func tolerate(tolerations ...corev1.Toleration) func(*corev1.Pod) {
+	return func(p *corev1.Pod) { p.Spec.Tolerations = append(p.Spec.Tolerations, tolerations...) }
+}
+
+func nodeAffinity(a *corev1.NodeAffinity) func(*corev1.Pod) {
+	return func(p *corev1.Pod) { p.Spec.Affinity = &corev1.Affinity{NodeAffinity: a} }
+}
+
+var nodeNamed = []corev1.NodeSelectorRequirement{{Key: "metadata.name", Operator: corev1.NodeSelectorOpIn, Values: []string{"control-plane-1"}}}
+
+func tokens(audiences ...string) func(*corev1.Pod) {
+	return func(p *corev1.Pod) {
+		src := &corev1.ProjectedVolumeSource{}
+		for _, a := range audiences {
+			src.Sources = append(src.Sources, corev1.VolumeProjection{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "t-" + a, Audience: a}})
+		}
+		p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "tokens", VolumeSource: corev1.VolumeSource{Projected: src}})
+	}
 }
 
 func virtualPod() *corev1.Pod {
@@ -90,6 +113,40 @@ func TestGate(t *testing.T) {
 			p.Spec.Volumes = []corev1.Volume{{Name: "d", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data"}}}}
 		}, []string{"spec.volumes[0].persistentVolumeClaim.claimName", `"data"`}},
 		{"scheduler", func(p *corev1.Pod) { p.Spec.SchedulerName = "mine" }, []string{"spec.schedulerName"}},
+		{"CSI attribute allowed for the driver", func(p *corev1.Pod) {
+			p.Spec.Volumes = []corev1.Volume{{Name: "c", VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{
+				Driver: "secrets-store.csi.k8s.io", VolumeAttributes: map[string]string{"usePodIdentity": "false"}}}}}
+		}, nil},
+		{"CSI attribute naming another tenant's object", func(p *corev1.Pod) {
+			p.Spec.Volumes = []corev1.Volume{{Name: "c", VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{
+				Driver: "secrets-store.csi.k8s.io", VolumeAttributes: map[string]string{"secretProviderClass": "other-tenant-db"}}}}}
+		}, []string{"spec.volumes[0].csi.volumeAttributes[secretProviderClass]", "--allowed-csi-volume-attributes", "allowed: usePodIdentity"}},
+		{"the tolerations every pod gets", tolerate(
+			corev1.Toleration{Key: corev1.TaintNodeNotReady, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr.To[int64](300)},
+			corev1.Toleration{Key: corev1.TaintNodeUnreachable, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr.To[int64](300)},
+		), nil},
+		{"an allowed taint key", tolerate(corev1.Toleration{Key: "example.com/gpu", Operator: corev1.TolerationOpEqual, Value: "a100"}), nil},
+		{"the platform's own toleration, written by the tenant too", tolerate(testConfig.Tolerations...), nil},
+		{"every taint", tolerate(corev1.Toleration{Operator: corev1.TolerationOpExists}),
+			[]string{"spec.tolerations[0].key", "every taint", "--allowed-toleration-keys"}},
+		{"every NoExecute taint", tolerate(corev1.Toleration{Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute}),
+			[]string{"spec.tolerations[0].key"}},
+		{"the control plane's taint", tolerate(corev1.Toleration{Key: "node-role.kubernetes.io/control-plane", Operator: corev1.TolerationOpExists}),
+			[]string{"spec.tolerations[0].key", "node-role.kubernetes.io/control-plane", "allowed: node.kubernetes.io/not-ready, node.kubernetes.io/unreachable, example.com/gpu"}},
+		{"a drained node", tolerate(corev1.Toleration{Key: corev1.TaintNodeUnschedulable, Operator: corev1.TolerationOpExists}),
+			[]string{"spec.tolerations[0].key", corev1.TaintNodeUnschedulable}},
+		{"another value of the platform's taint than the platform tolerates", tolerate(corev1.Toleration{Key: "platform.example/tenants", Operator: corev1.TolerationOpExists}),
+			[]string{"spec.tolerations[0].key", "platform.example/tenants"}},
+		{"a node by label", nodeAffinity(&corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+			NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "topology.kubernetes.io/zone", Operator: corev1.NodeSelectorOpIn, Values: []string{"a"}}}}}}}), nil},
+		{"a node by name, required", nodeAffinity(&corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+			NodeSelectorTerms: []corev1.NodeSelectorTerm{{}, {MatchFields: nodeNamed}}}}),
+			[]string{"spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[1].matchFields", "--allow-node-pinning"}},
+		{"a node by name, preferred", nodeAffinity(&corev1.NodeAffinity{PreferredDuringSchedulingIgnoredDuringExecution: []corev1.PreferredSchedulingTerm{
+			{Weight: 1, Preference: corev1.NodeSelectorTerm{MatchFields: nodeNamed}}}}),
+			[]string{"spec.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].preference.matchFields"}},
+		{"tokens up to the cap", tokens("a", "b"), nil},
+		{"tokens over the cap", tokens("a", "b", "c"), []string{"spec.volumes", "tokens: 3", "limit of 2", "--max-tokens-per-pod"}},
 		{"hostname override", func(p *corev1.Pod) { p.Spec.HostnameOverride = ptr.To("h") }, []string{"spec.hostnameOverride"}},
 	}
 	for _, tt := range tests {
@@ -163,5 +220,32 @@ func TestGateHostRules(t *testing.T) {
 		if !strings.Contains(msg, w) {
 			t.Errorf("errors do not name %s: %s", w, msg)
 		}
+	}
+}
+
+// A platform that allows pinning lets matchFields through; the token cap's
+// refusal is marked so the webhook can count it against its flag.
+func TestGatePinningAllowedAndTokenCapOrigin(t *testing.T) {
+	gate := testGate(t)
+	v := virtualPod()
+	nodeAffinity(&corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+		NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchFields: nodeNamed}}}})(v)
+	tokens("a", "b", "c")(v)
+	host, _, errs := translate.HostPod(v, testConfig, "sync")
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	got := gate.Check(v, host)
+	if len(got) != 2 {
+		t.Fatalf("want the pinning and the token cap refused, got %v", got)
+	}
+	gate.Config.AllowNodePinning = true
+	got = gate.Check(v, host)
+	if len(got) != 1 || got[0].Origin != OriginTokenCap {
+		t.Fatalf("with pinning allowed, want only the token cap (origin %q), got %v", OriginTokenCap, got)
+	}
+	gate.MaxTokensPerPod = 0
+	if got := gate.Check(v, host); len(got) != 0 {
+		t.Fatalf("with no cap and pinning allowed: %v", got)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -25,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
+	"github.com/podbridge/podbridge/internal/hostaccount"
 	"github.com/podbridge/podbridge/policy"
 	"github.com/podbridge/podbridge/translate"
 )
@@ -454,6 +456,15 @@ func (r *podReconciler) recreateHost(ctx context.Context, virtual *corev1.Pod, s
 		r.Recorder.Eventf(virtual, nil, corev1.EventTypeWarning, hostRecreate.refused, eventActionReflect,
 			"The pod changed after podbridge admitted it (%s); the host cluster refused its new host pod: %v", s.differs, err)
 		return fmt.Errorf("re-creating host pod %s: %w", host.Name, err)
+	}
+	if added := hostaccount.AddedPullSecrets(host, written); len(added) > 0 {
+		// The host service account gained pull secrets since podbridge
+		// started: the pod must not pull with them.
+		if err := r.Host.Delete(ctx, written, client.Preconditions{UID: &written.UID}, client.GracePeriodSeconds(0)); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting re-created host pod %s given pull secrets %v: %w", host.Name, added, err)
+		}
+		return r.refuseHostSync(ctx, virtual, hostRecreate, field.ErrorList{field.Forbidden(field.NewPath("spec", "imagePullSecrets"),
+			fmt.Sprintf("the host gave the host pod the pull secrets %v of host service account %s; the platform must remove them", added, r.Config.HostServiceAccount))})
 	}
 	countAction(actionRecreateHost)
 	r.written.host(client.ObjectKeyFromObject(virtual), old.ResourceVersion, written.ResourceVersion)

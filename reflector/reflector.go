@@ -22,6 +22,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/podbridge/podbridge/internal/caps"
+	"github.com/podbridge/podbridge/internal/hostaccount"
 	"github.com/podbridge/podbridge/internal/hostcopy"
 	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/kubeletproxy"
@@ -75,7 +76,8 @@ type Options struct {
 	Kubelet *kubeletproxy.Options
 
 	// Limits cap the host copies the reflector makes (copies and their
-	// bytes; the webhook enforces the other caps).
+	// bytes) and the tokens of a pod it makes again or requests tokens for
+	// (the webhook enforces the request size).
 	Limits caps.Limits
 
 	LeaderElection         bool
@@ -155,6 +157,11 @@ func NewManager(o Options) (manager.Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating host manager: %w", err)
 	}
+	checkCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := hostaccount.Check(checkCtx, mgr.GetAPIReader(), o.Translate.HostNamespace, o.Translate.HostServiceAccount); err != nil {
+		return nil, err
+	}
 	virtual, err := cluster.New(o.Virtual, func(co *cluster.Options) {
 		co.Scheme = kube.Scheme
 		co.Cache.ReaderFailOnMissingInformer = true
@@ -219,7 +226,7 @@ func NewManager(o Options) (manager.Manager, error) {
 		VirtualReader:     virtual.GetAPIReader(),
 		Recorder:          virtual.GetEventRecorder(FieldManager),
 		Config:            o.Translate,
-		Gate:              policy.Gate{Security: security, Config: o.Translate},
+		Gate:              policy.Gate{Security: security, Config: o.Translate, MaxTokensPerPod: o.Limits.MaxTokensPerPod},
 		OrphanGracePeriod: o.OrphanGracePeriod,
 		Clock:             clock.RealClock{},
 		Nodes:             guard,
@@ -272,6 +279,7 @@ func NewManager(o Options) (manager.Manager, error) {
 		Config:        o.Translate,
 		GracePeriod:   o.OrphanGracePeriod,
 		RefreshAfter:  o.TokenRefreshAfter,
+		MaxPerPod:     o.Limits.MaxTokensPerPod,
 		Clock:         clock.RealClock{},
 		Gone:          gone,
 	}

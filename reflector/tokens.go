@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
+	"github.com/podbridge/podbridge/policy"
 	"github.com/podbridge/podbridge/translate"
 )
 
@@ -48,7 +49,10 @@ type tokenReconciler struct {
 	// RefreshAfter, when set, refreshes tokens this long after they are
 	// issued if that is sooner than 80% of their lifetime (Options.TokenRefreshAfter).
 	RefreshAfter time.Duration
-	Clock        clock.PassiveClock
+	// MaxPerPod caps the tokens requested for one pod (0: no cap), as the
+	// host-side gate caps the pod: a pod over it gets none.
+	MaxPerPod int
+	Clock     clock.PassiveClock
 	// Gone holds the virtual pods seen deleted, shared with the podReconciler.
 	Gone *gonePods
 }
@@ -140,7 +144,7 @@ func (r *tokenReconciler) Reconcile(ctx context.Context, req reconcile.Request) 
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	steps, after := decideTokens(virtual, secrets.Items, r.Config, r.Clock.Now(), r.GracePeriod, r.Gone.uid)
+	steps, after := decideTokens(virtual, secrets.Items, r.Config, r.MaxPerPod, r.Clock.Now(), r.GracePeriod, r.Gone.uid)
 	for _, s := range steps {
 		var err error
 		switch {
@@ -172,12 +176,18 @@ type tokenStep struct {
 // virtual pod (nil when gone) and its host token Secrets: Secrets the pod
 // no longer wants go (at once when seen deleted, else after the grace
 // period), and each wanted token is written when it is missing, not bound
-// to this pod, or due for refresh. after is when to look again (0: never).
-func decideTokens(virtual *corev1.Pod, secrets []metav1.PartialObjectMetadata, cfg translate.Config, now time.Time, grace time.Duration,
+// to this pod, or due for refresh. A pod with more tokens than maxPerPod
+// wants none: the tenant's own webhooks can add token volumes after
+// podbridge's admission, and the gate keeps its host pod held. after is
+// when to look again (0: never).
+func decideTokens(virtual *corev1.Pod, secrets []metav1.PartialObjectMetadata, cfg translate.Config, maxPerPod int, now time.Time, grace time.Duration,
 	seenGone func(types.UID) bool) (steps []tokenStep, after time.Duration) {
 	var wanted []translate.Token
 	if virtual != nil && virtual.Annotations[translate.AnnotationSyncID] != "" && virtual.DeletionTimestamp == nil {
 		wanted = translate.PodDependencies(virtual, cfg).Tokens
+		if !policy.TokensAllowed(len(wanted), maxPerPod) {
+			wanted = nil
+		}
 	}
 	for i := range secrets {
 		s := &secrets[i]

@@ -19,6 +19,13 @@ func TestDecideTokens(t *testing.T) {
 		p.Spec.Volumes = []corev1.Volume{{Name: "tok", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
 			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token"}}}}}}}
 	}
+	withTwoMoreTokens := func(p *corev1.Pod) {
+		p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "added", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+			Sources: []corev1.VolumeProjection{
+				{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "a", Audience: "one"}},
+				{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "b", Audience: "two"}},
+			}}}})
+	}
 	tokenSecret := translate.TokenSecretName(testKey.Name, testKey.Namespace, "vc", "tok", "")
 	secret := func(name string, boundUID string, age time.Duration, refreshIn time.Duration) metav1.PartialObjectMetadata {
 		s := metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID("uid-" + name),
@@ -34,6 +41,7 @@ func TestDecideTokens(t *testing.T) {
 		virtual *corev1.Pod
 		secrets []metav1.PartialObjectMetadata
 		gone    types.UID
+		limit   int // 0: the cap of 2
 		want    string
 	}{
 		{name: "new pod: its token is requested and the Secret created",
@@ -58,10 +66,21 @@ func TestDecideTokens(t *testing.T) {
 		{name: "Secret of a volume the pod no longer has goes; the wanted one is written",
 			virtual: virtualPod("a", withToken), secrets: []metav1.PartialObjectMetadata{secret("podbridge-token-other", "virtual-uid", time.Minute, time.Hour)},
 			want: "delete(podbridge-token-other)[confirm] write(new)"},
+		{name: "tokens up to the cap: all requested",
+			virtual: virtualPod("a", withToken, withTwoMoreTokens), limit: 3, want: "write(new) write(new) write(new)"},
+		{name: "tokens over the cap (a tenant webhook added some after admission): none requested, those written go",
+			virtual: virtualPod("a", withToken, withTwoMoreTokens), secrets: []metav1.PartialObjectMetadata{secret(tokenSecret, "virtual-uid", time.Minute, time.Hour)},
+			want: "delete(" + tokenSecret + ")[confirm]"},
+		{name: "no cap",
+			virtual: virtualPod("a", withToken, withTwoMoreTokens), limit: -1, want: "write(new) write(new) write(new)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			steps, after := decideTokens(tt.virtual, tt.secrets, cfg, testNow, testGrace, func(uid types.UID) bool { return uid != "" && uid == tt.gone })
+			maxPerPod := tt.limit
+			if maxPerPod == 0 {
+				maxPerPod = 2
+			}
+			steps, after := decideTokens(tt.virtual, tt.secrets, cfg, maxPerPod, testNow, testGrace, func(uid types.UID) bool { return uid != "" && uid == tt.gone })
 			var parts []string
 			for _, s := range steps {
 				name := "new"
@@ -75,7 +94,7 @@ func TestDecideTokens(t *testing.T) {
 					parts = append(parts, "delete("+name+")")
 				default:
 					parts = append(parts, "write("+name+")")
-					if s.token.HostSecret != tokenSecret {
+					if s.token.HostSecret != tokenSecret && tt.limit == 0 {
 						t.Errorf("token written into %s, want %s", s.token.HostSecret, tokenSecret)
 					}
 				}

@@ -2,7 +2,9 @@ package translate
 
 import (
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -54,6 +56,20 @@ type Config struct {
 	RuntimeClasses []string
 	CSIDrivers     []string
 	StorageClasses []string
+	// CSIVolumeAttributes are, for each allowed CSI driver, the
+	// volumeAttributes keys an inline volume may set: a driver reads them
+	// with the host namespace's rights, and some name objects (a
+	// SecretProviderClass) that may be another tenant's. A key not listed
+	// is refused.
+	CSIVolumeAttributes map[string][]string
+	// TolerationKeys are the taint keys a tenant's tolerations may name
+	// besides node.kubernetes.io/not-ready and unreachable (which every
+	// pod tolerates). A toleration of every key is never allowed: taints
+	// keep tenants off the platform's own and draining nodes.
+	TolerationKeys []string
+	// AllowNodePinning lets a tenant name nodes in node affinity
+	// (matchFields on metadata.name), as nodeName would.
+	AllowNodePinning bool
 	// AllowDefaultStorageClass lets a generic ephemeral volume name no
 	// storage class, so the host's default class provisions it. The gate
 	// cannot know which class that is, so the platform allows it explicitly.
@@ -95,6 +111,22 @@ func (c Config) Validate() error {
 			name := l.name
 			for _, msg := range validation.IsDNS1123Subdomain(v) {
 				errs = append(errs, field.Invalid(field.NewPath(name).Index(i), v, msg))
+			}
+		}
+	}
+	for i, key := range c.TolerationKeys {
+		for _, msg := range validation.IsQualifiedName(key) {
+			errs = append(errs, field.Invalid(field.NewPath("tolerationKeys").Index(i), key, msg))
+		}
+	}
+	for _, driver := range slices.Sorted(maps.Keys(c.CSIVolumeAttributes)) {
+		path := field.NewPath("csiVolumeAttributes").Key(driver)
+		if !slices.Contains(c.CSIDrivers, driver) {
+			errs = append(errs, field.Invalid(path, driver, "not an allowed CSI driver (csiDrivers)"))
+		}
+		for i, key := range c.CSIVolumeAttributes[driver] {
+			if key == "" {
+				errs = append(errs, field.Required(path.Index(i), "an attribute key"))
 			}
 		}
 	}

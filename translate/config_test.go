@@ -47,3 +47,39 @@ func TestConfigValidateHostAPIServicePort(t *testing.T) {
 		}
 	}
 }
+
+// Toleration keys are taint keys (qualified names), and CSI attributes are
+// allowed only for drivers that are allowed themselves.
+func TestConfigValidatePlacementAndCSIAttributes(t *testing.T) {
+	base := Config{VCluster: "vc", HostNamespace: "ns", HostServiceAccount: "sa", CSIDrivers: []string{"secrets-store.csi.k8s.io"}}
+	cases := []struct {
+		name   string
+		mutate func(*Config)
+		want   string // substring of the error; "" for valid
+	}{
+		{"taint keys", func(c *Config) { c.TolerationKeys = []string{"example.com/gpu", "dedicated"} }, ""},
+		{"a taint key that is no key", func(c *Config) { c.TolerationKeys = []string{"ok", "bad key"} }, "tolerationKeys[1]"},
+		{"attributes of an allowed driver", func(c *Config) {
+			c.CSIVolumeAttributes = map[string][]string{"secrets-store.csi.k8s.io": {"usePodIdentity"}}
+		}, ""},
+		{"attributes of a driver not allowed", func(c *Config) {
+			c.CSIVolumeAttributes = map[string][]string{"hostpath.csi.k8s.io": {"path"}}
+		}, "csiVolumeAttributes[hostpath.csi.k8s.io]"},
+		{"an empty attribute key", func(c *Config) {
+			c.CSIVolumeAttributes = map[string][]string{"secrets-store.csi.k8s.io": {""}}
+		}, "csiVolumeAttributes[secrets-store.csi.k8s.io][0]"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := base
+			tc.mutate(&cfg)
+			err := cfg.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("error %v, want one naming %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/podbridge/podbridge/policy"
 	"github.com/podbridge/podbridge/translate"
 )
 
@@ -49,7 +50,7 @@ func admitUpdate(req admission.Request) admission.Response {
 // pod, through the same gate. It writes nothing and serves nothing else.
 type ephemeralContainersCheck struct {
 	Config translate.Config
-	Policy *SecurityPolicy
+	Gate   policy.Gate
 }
 
 var _ admission.Handler = &ephemeralContainersCheck{}
@@ -76,7 +77,7 @@ func (c *ephemeralContainersCheck) admit(req admission.Request) admission.Respon
 	if len(errs) > 0 {
 		return invalid(pod, errs...)
 	}
-	if errs := gate(c.Policy, c.Config).Check(pod, host); len(errs) > 0 {
+	if errs := c.Gate.Check(pod, host); len(errs) > 0 {
 		return refuse(fmt.Sprintf("ephemeral containers of pod %q", pod.Name), pod, errs)
 	}
 	return admission.Allowed("the reflector adds the ephemeral containers to the host pod")

@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/podbridge/podbridge/internal/caps"
+	"github.com/podbridge/podbridge/internal/hostaccount"
 	"github.com/podbridge/podbridge/internal/hostcopy"
 	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/policy"
@@ -55,8 +56,8 @@ type podMutator struct {
 	Virtual client.Client
 	// Config is the translation configuration.
 	Config translate.Config
-	// Policy refuses pods that break the configured Pod Security level.
-	Policy *SecurityPolicy
+	// Gate is the host-side gate every host pod passes, the reflector's too.
+	Gate policy.Gate
 	// HostTimeout bounds every host call, well inside the webhook timeout.
 	HostTimeout time.Duration
 	// NewSyncID returns a fresh pair identity (a UUID in production).
@@ -69,8 +70,8 @@ type podMutator struct {
 	// Copies writes the host copies of the ConfigMaps and Secrets a pod
 	// uses, within the caps on their number and bytes.
 	Copies *hostcopy.Writer
-	// MaxTokensPerPod caps the projected tokens of one pod (0: no cap).
-	MaxTokensPerPod int
+	// HostPods admits each new host pod within the cap on host pods.
+	HostPods *caps.HostPods
 
 	copies copiesSeen
 	// inflight joins concurrent reads of the same original.
@@ -115,13 +116,11 @@ func (m *podMutator) handle(ctx context.Context, req admission.Request) admissio
 	if len(errs) > 0 {
 		return invalid(mutated, errs...)
 	}
-	if errs := gate(m.Policy, m.Config).Check(mutated, host); len(errs) > 0 {
+	if errs := m.Gate.Check(mutated, host); len(errs) > 0 {
+		if slices.ContainsFunc(errs, func(e *field.Error) bool { return e.Origin == policy.OriginTokenCap }) {
+			caps.Refused(caps.FlagMaxTokensPerPod)
+		}
 		return refuse(fmt.Sprintf("pod %q", mutated.Name), mutated, errs)
-	}
-	if m.MaxTokensPerPod > 0 && len(deps.Tokens) > m.MaxTokensPerPod {
-		caps.Refused(caps.FlagMaxTokensPerPod)
-		return invalid(mutated, field.Forbidden(field.NewPath("spec", "volumes"),
-			fmt.Sprintf("projected service-account tokens: %d, more than this virtual cluster's limit of %d per pod (--%s)", len(deps.Tokens), m.MaxTokensPerPod, caps.FlagMaxTokensPerPod)))
 	}
 	host.Annotations[annotationAdmissionUID] = string(req.UID)
 	start = observeStage(stageTranslate, start)
@@ -144,7 +143,15 @@ func (m *podMutator) handle(ctx context.Context, req admission.Request) admissio
 	if reinvoked {
 		syncID, err = m.reinvokedHostPod(hostCtx, host)
 	} else {
+		release, limitErr := m.HostPods.Reserve(host.Name)
+		if limitErr != nil {
+			log.Info("Refused pod: the cap on host pods", "error", limitErr.Error())
+			return deny(http.StatusForbidden, metav1.StatusReasonForbidden, fmt.Sprintf("pod %q is forbidden: %v", mutated.Name, limitErr))
+		}
 		syncID, err = m.createHostPod(hostCtx, host, mode)
+		if err != nil || mode == dryRun {
+			release()
+		}
 	}
 	if err != nil {
 		log.Info("Refused pod: host pod not created", "hostPod", host.Name, "error", err.Error())
@@ -239,7 +246,11 @@ func (m *podMutator) reinvokedHostPod(ctx context.Context, host *corev1.Pod) (st
 func (m *podMutator) createHostPod(ctx context.Context, host *corev1.Pod, mode writeMode) (string, error) {
 	syncID := host.Annotations[translate.AnnotationSyncID]
 	opts := mode.createOptions()
-	err := m.Host.Create(ctx, host.DeepCopy(), opts...)
+	created := host.DeepCopy()
+	err := m.Host.Create(ctx, created, opts...)
+	if err == nil {
+		return syncID, m.refuseAddedPullSecrets(ctx, host, created, mode)
+	}
 	if !apierrors.IsAlreadyExists(err) {
 		return syncID, err
 	}
@@ -274,6 +285,24 @@ func (m *podMutator) createHostPod(ctx context.Context, host *corev1.Pod, mode w
 		return "", fmt.Errorf("deleting stale host pod: %w", err)
 	}
 	return syncID, m.Host.Create(ctx, host.DeepCopy(), opts...)
+}
+
+// refuseAddedPullSecrets undoes a host pod the host gave image pull
+// secrets podbridge did not ask for (see hostaccount.AddedPullSecrets), so
+// a tenant never pulls with the platform's credentials.
+func (m *podMutator) refuseAddedPullSecrets(ctx context.Context, asked, created *corev1.Pod, mode writeMode) error {
+	added := hostaccount.AddedPullSecrets(asked, created)
+	if len(added) == 0 {
+		return nil
+	}
+	if mode == writeHost {
+		if err := m.Host.Delete(ctx, created, client.Preconditions{UID: &created.UID}, client.GracePeriodSeconds(0)); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting host pod given the host service account's pull secrets: %w", err)
+		}
+	}
+	return apierrors.NewForbidden(podResource, asked.Annotations[translate.AnnotationName], fmt.Errorf(
+		"the host gave its pod the image pull secrets %v of host service account %s: podbridge refuses to pull with the platform's credentials (the platform must remove them from the account)",
+		added, m.Config.HostServiceAccount))
 }
 
 // virtualPodExists reports whether the virtual pod that host pod belongs to

@@ -27,12 +27,13 @@ import (
 
 	"github.com/podbridge/podbridge/internal/hostcopy"
 	"github.com/podbridge/podbridge/internal/kube"
+	"github.com/podbridge/podbridge/policy"
 	"github.com/podbridge/podbridge/translate"
 )
 
 func newMutator(t *testing.T, hostCreate func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error) *podMutator {
 	t.Helper()
-	policy, err := NewSecurityPolicy("baseline")
+	security, err := NewSecurityPolicy("baseline")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +44,7 @@ func newMutator(t *testing.T, hostCreate func(ctx context.Context, c client.With
 		Virtual:     fake.NewClientBuilder().WithScheme(kube.Scheme).Build(),
 		Copies:      &hostcopy.Writer{Host: host, FieldManager: FieldManager, Config: cfg},
 		Config:      cfg,
-		Policy:      policy,
+		Gate:        policy.Gate{Security: security, Config: cfg},
 		HostTimeout: time.Second,
 		NewSyncID:   func() string { return "sync-1" },
 		NameSuffix:  func() string { return "abcde" },
@@ -189,7 +190,7 @@ func TestEachPathServesOnlyItsRequests(t *testing.T) {
 	handlers := map[string]admission.Handler{
 		translate.WebhookPath:                    m,
 		translate.WebhookPathPodUpdate:           updateGuard{},
-		translate.WebhookPathEphemeralContainers: &ephemeralContainersCheck{Config: m.Config, Policy: m.Policy},
+		translate.WebhookPathEphemeralContainers: &ephemeralContainersCheck{Config: m.Config, Gate: m.Gate},
 	}
 	admitted := pod("web", "")
 	admitted.Namespace = "team"

@@ -7,7 +7,6 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	"github.com/podbridge/podbridge/policy"
 	"github.com/podbridge/podbridge/translate"
 )
 
@@ -64,9 +63,4 @@ func counted(resp admission.Response) admission.Response {
 	}
 	admissionsTotal.WithLabelValues(outcome, reason).Inc()
 	return resp
-}
-
-// gate is the host-side gate the reflector applies too.
-func gate(security *SecurityPolicy, cfg translate.Config) policy.Gate {
-	return policy.Gate{Security: security, Config: cfg}
 }

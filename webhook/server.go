@@ -28,6 +28,7 @@ import (
 
 	"github.com/podbridge/podbridge/certs"
 	"github.com/podbridge/podbridge/internal/caps"
+	"github.com/podbridge/podbridge/internal/hostaccount"
 	"github.com/podbridge/podbridge/internal/hostcopy"
 	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/policy"
@@ -110,6 +111,9 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating virtual client: %w", err)
 	}
+	if err := hostaccount.Check(ctx, host, o.Translate.HostNamespace, o.Translate.HostServiceAccount); err != nil {
+		return nil, err
+	}
 
 	// The keeper is made below (it needs the manager's recorder); the
 	// server applies this option when it starts, after New returns.
@@ -124,6 +128,9 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 			ByObject: map[client.Object]cache.ByObject{
 				copyMetadata("ConfigMap"): {Label: ours, Transform: cache.TransformStripManagedFields()},
 				copyMetadata("Secret"):    {Label: ours, Transform: cache.TransformStripManagedFields()},
+				// And of its host pods, by name alone: the cap on host pods
+				// counts them.
+				copyMetadata("Pod"): {Label: ours, Transform: nameOnly},
 			},
 			ReaderFailOnMissingInformer: true,
 		},
@@ -184,6 +191,14 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 			return nil, fmt.Errorf("watching host %s copies: %w", kind, err)
 		}
 	}
+	hostPods := caps.NewHostPods(o.Limits.MaxHostPods)
+	podInformer, err := mgr.GetCache().GetInformer(ctx, copyMetadata("Pod"), cache.BlockUntilSynced(false))
+	if err != nil {
+		return nil, fmt.Errorf("watching host pods: %w", err)
+	}
+	if _, err := podInformer.AddEventHandler(hostPods.Handler()); err != nil {
+		return nil, fmt.Errorf("counting host pods: %w", err)
+	}
 	o.Limits.Publish()
 
 	// GetWebhookServer adds the server to the manager's runnables.
@@ -195,12 +210,14 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 		server.Register(path, limitBody(o.Limits.MaxRequestBytes, &admission.Webhook{Handler: h}))
 	}
 	register(translate.WebhookPathPodUpdate, updateGuard{})
-	register(translate.WebhookPathEphemeralContainers, &ephemeralContainersCheck{Config: o.Translate, Policy: security})
+	hostGate := policy.Gate{Security: security, Config: o.Translate, MaxTokensPerPod: o.Limits.MaxTokensPerPod}
+	register(translate.WebhookPathEphemeralContainers, &ephemeralContainersCheck{Config: o.Translate, Gate: hostGate})
 	register(translate.WebhookPath, &podMutator{
 		Host:        host,
 		Virtual:     virtual,
 		Config:      o.Translate,
-		Policy:      security,
+		Gate:        hostGate,
+		HostPods:    hostPods,
 		HostTimeout: o.HostTimeout,
 		NewSyncID:   uuid.NewString,
 		NameSuffix:  func() string { return utilrand.String(5) },
@@ -211,7 +228,6 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 				Reader: mgr.GetCache(), Namespace: o.Translate.HostNamespace, VCluster: o.Translate.VCluster, Limits: o.Limits,
 			},
 		},
-		MaxTokensPerPod: o.Limits.MaxTokensPerPod,
 	})
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, err
@@ -248,6 +264,18 @@ func passOnce(check healthz.Checker) healthz.Checker {
 		passed.Store(true)
 		return nil
 	}
+}
+
+// nameOnly keeps of a cached object what identifies it: the cap on host
+// pods reads names, and a pod's metadata is mostly podbridge's annotations.
+func nameOnly(obj any) (any, error) {
+	m, ok := obj.(*metav1.PartialObjectMetadata)
+	if !ok {
+		return obj, nil
+	}
+	return &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: metav1.ObjectMeta{
+		Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
+	}}, nil
 }
 
 func copyMetadata(kind string) *metav1.PartialObjectMetadata {

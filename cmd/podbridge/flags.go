@@ -35,7 +35,7 @@ func (f *clusterFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.virtualKubeconfig, "virtual-kubeconfig", "", "kubeconfig of the virtual cluster (required)")
 	fs.StringVar(&f.translate.HostNamespace, "host-namespace", "", "host namespace that receives the virtual cluster's pods (required)")
 	fs.StringVar(&f.translate.VCluster, "vcluster-name", "", "name of the virtual cluster, unique in the host namespace (required)")
-	fs.StringVar(&f.translate.HostServiceAccount, "host-service-account", "default", "host service account that host pods run as; its token is never mounted")
+	fs.StringVar(&f.translate.HostServiceAccount, "host-service-account", "podbridge-workloads", "host service account that host pods run as: it must have no image pull secrets and automountServiceAccountToken false, or podbridge refuses to start")
 	fs.StringVar(&f.translate.APIServerHost, "virtual-apiserver-host", "", "virtual apiserver address as host pods reach it (KUBERNETES_SERVICE_HOST and the rest of the kubernetes Service's variables); empty leaves them alone")
 	fs.Func("virtual-apiserver-port", "virtual apiserver port as host pods reach it (KUBERNETES_SERVICE_PORT)", func(v string) error {
 		port, err := strconv.ParseInt(v, 10, 32)
@@ -82,11 +82,28 @@ func (f *clusterFlags) bind(fs *flag.FlagSet) {
 		f.translate.StorageClasses = list(v)
 		return nil
 	})
+	fs.Func("allowed-csi-volume-attributes", "volumeAttributes keys inline CSI volumes may set, as driver=key,driver=key (the driver must be allowed too); a volume setting another key is refused (default: none)", func(v string) error {
+		f.translate.CSIVolumeAttributes = map[string][]string{}
+		for _, entry := range list(v) {
+			driver, key, ok := strings.Cut(entry, "=")
+			if !ok || driver == "" || key == "" {
+				return fmt.Errorf("entry %q: want driver=key", entry)
+			}
+			f.translate.CSIVolumeAttributes[driver] = append(f.translate.CSIVolumeAttributes[driver], key)
+		}
+		return nil
+	})
+	fs.Func("allowed-toleration-keys", "taint keys tenants' tolerations may name besides node.kubernetes.io/not-ready and unreachable, comma-separated; a pod tolerating another key, or every key, is refused (default: none)", func(v string) error {
+		f.translate.TolerationKeys = list(v)
+		return nil
+	})
+	fs.BoolVar(&f.translate.AllowNodePinning, "allow-node-pinning", false, "let tenants name nodes in node affinity (matchFields on metadata.name)")
 	fs.BoolVar(&f.translate.AllowDefaultStorageClass, "allow-default-storage-class", false, "let generic ephemeral volumes name no storage class, so the host's default class provisions them")
 	f.limits = caps.Defaults()
 	fs.IntVar(&f.limits.MaxCopies, caps.FlagMaxCopies, f.limits.MaxCopies, "ConfigMap and Secret copies the virtual cluster may have on the host; pods and copy updates past it are refused (0: no cap)")
 	fs.Int64Var(&f.limits.MaxCopyBytes, caps.FlagMaxCopyBytes, f.limits.MaxCopyBytes, "total data bytes of the virtual cluster's ConfigMap and Secret copies on the host (0: no cap)")
 	fs.IntVar(&f.limits.MaxTokensPerPod, caps.FlagMaxTokensPerPod, f.limits.MaxTokensPerPod, "projected service-account tokens (host token Secrets) one pod may mount (0: no cap)")
+	fs.IntVar(&f.limits.MaxHostPods, caps.FlagMaxHostPods, f.limits.MaxHostPods, "host pods the virtual cluster may have, those of creates refused after podbridge's admission included until collected; creates past it are refused (webhook; 0: no cap)")
 	fs.Int64Var(&f.limits.MaxRequestBytes, caps.FlagMaxRequestBytes, f.limits.MaxRequestBytes, "largest admission request body the webhook reads (0: controller-runtime's 7 MiB)")
 	fs.Func("host-annotations", "tenant annotation keys copied to host pods, comma-separated (default none: other tenant annotations never reach the host)", func(v string) error {
 		f.translate.HostAnnotations = nil

@@ -33,11 +33,14 @@ type Limits struct {
 	MaxTokensPerPod int
 	// MaxRequestBytes is the largest admission request body the webhook reads.
 	MaxRequestBytes int64
+	// MaxHostPods is how many host pods one virtual cluster may have,
+	// whether their virtual pods were stored or not.
+	MaxHostPods int
 }
 
 // Defaults are the caps the commands start with; see README.
 func Defaults() Limits {
-	return Limits{MaxCopies: 2000, MaxCopyBytes: 256 << 20, MaxTokensPerPod: 16, MaxRequestBytes: 4 << 20}
+	return Limits{MaxCopies: 2000, MaxCopyBytes: 256 << 20, MaxTokensPerPod: 16, MaxRequestBytes: 4 << 20, MaxHostPods: 10000}
 }
 
 // Flag names, which refusals quote so the tenant and the operator know
@@ -47,6 +50,7 @@ const (
 	FlagMaxCopyBytes    = "max-copy-bytes"
 	FlagMaxTokensPerPod = "max-tokens-per-pod"
 	FlagMaxRequestBytes = "max-request-bytes"
+	FlagMaxHostPods     = "max-host-pods"
 )
 
 // LimitError says a write would exceed a cap.
@@ -59,12 +63,17 @@ type LimitError struct {
 }
 
 func (e *LimitError) Error() string {
-	unit := "host copies"
-	if e.Flag == FlagMaxCopyBytes {
+	what, unit := "copying to the host", "host copies"
+	switch e.Flag {
+	case FlagMaxCopyBytes:
 		unit = "bytes of host copies"
+	case FlagMaxHostPods:
+		// Pods whose creates were refused after podbridge admitted them
+		// count until collected: the use says so.
+		what, unit = "creating it", "host pods (including those of recently refused creates, until collected)"
 	}
-	return fmt.Sprintf("%s: copying to the host would exceed this virtual cluster's limit of %d %s (--%s; %d in use, %d more needed)",
-		e.Object, e.Limit, unit, e.Flag, e.Use, e.Adding)
+	return fmt.Sprintf("%s: %s would exceed this virtual cluster's limit of %d %s (--%s; %d in use, %d more needed)",
+		e.Object, what, e.Limit, unit, e.Flag, e.Use, e.Adding)
 }
 
 // Budget admits writes of host copies within the caps.

@@ -36,7 +36,7 @@ var (
 
 func init() {
 	metrics.Registry.MustRegister(hostCopies, hostCopyBytes, limits, refusals, tokensPerPod, requestBytes)
-	for _, flag := range []string{FlagMaxCopies, FlagMaxCopyBytes, FlagMaxTokensPerPod, FlagMaxRequestBytes} {
+	for _, flag := range []string{FlagMaxCopies, FlagMaxCopyBytes, FlagMaxTokensPerPod, FlagMaxRequestBytes, FlagMaxHostPods} {
 		refusals.WithLabelValues(flag)
 	}
 }
@@ -47,6 +47,7 @@ func (l Limits) Publish() {
 	limits.WithLabelValues(FlagMaxCopyBytes).Set(float64(l.MaxCopyBytes))
 	limits.WithLabelValues(FlagMaxTokensPerPod).Set(float64(l.MaxTokensPerPod))
 	limits.WithLabelValues(FlagMaxRequestBytes).Set(float64(l.MaxRequestBytes))
+	limits.WithLabelValues(FlagMaxHostPods).Set(float64(l.MaxHostPods))
 }
 
 func publish(count, bytes int64) {

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	psaapi "k8s.io/pod-security-admission/api"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -77,7 +79,7 @@ func Defaults() Options {
 		StateDir:          ".podbridge/dev",
 		Nodes:             3,
 		PodsPerNode:       1000,
-		Translate:         translate.Config{VCluster: "dev", HostNamespace: "podbridge-dev", HostServiceAccount: "default"},
+		Translate:         translate.Config{VCluster: "dev", HostNamespace: "podbridge-dev", HostServiceAccount: "podbridge-workloads"},
 		OrphanGracePeriod: 30 * time.Second,
 		// Short, so nodes visibly follow pods in a demo and in tests.
 		NodeGracePeriod:  3 * time.Second,
@@ -322,6 +324,10 @@ func useRealNode(tc *translate.Config, virtualServer string) error {
 		return fmt.Errorf("virtual apiserver port in %s: %w", virtualServer, err)
 	}
 	tc.APIServerHost, tc.APIServerPort = u.Hostname(), int32(port)
+	// Tenant pods opt onto the real node by tolerating its taint.
+	if !slices.Contains(tc.TolerationKeys, realnode.TaintRealNode) {
+		tc.TolerationKeys = append(tc.TolerationKeys, realnode.TaintRealNode)
+	}
 	if tc.DNSNameserver == "" {
 		tc.DNSNameserver = u.Hostname()
 	}
@@ -496,7 +502,9 @@ func prepareHostNamespace(ctx context.Context, cfg *rest.Config, tc translate.Co
 			psaapi.EnforceLevelLabel:   level,
 			psaapi.EnforceVersionLabel: psaapi.VersionLatest,
 		}}},
-		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: tc.HostServiceAccount, Namespace: tc.HostNamespace}},
+		// As a platform would make it: no pull secrets, no token mounted
+		// (package hostaccount refuses any other).
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: tc.HostServiceAccount, Namespace: tc.HostNamespace}, AutomountServiceAccountToken: ptr.To(false)},
 	}
 	for _, obj := range objects {
 		if err := c.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {

@@ -26,12 +26,29 @@ const (
 	allowedRuntimeClass = "tenant-sandbox"
 	allowedCSIDriver    = "tenant.csi.example.com"
 	allowedStorageClass = "tenant-fast"
+	// allowedTolerationKey is the one taint key beyond Kubernetes' own
+	// that tenants may tolerate; allowedCSIAttribute the one attribute of
+	// allowedCSIDriver they may set.
+	allowedTolerationKey = "example.com/dedicated"
+	allowedCSIAttribute  = "mode"
 )
 
 func withVolume(src corev1.VolumeSource) func(*corev1.Pod) {
 	return func(p *corev1.Pod) {
 		p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "v", VolumeSource: src})
 	}
+}
+
+func withTolerations(tolerations ...corev1.Toleration) func(*corev1.Pod) {
+	return func(p *corev1.Pod) { p.Spec.Tolerations = append(p.Spec.Tolerations, tolerations...) }
+}
+
+func withNodeAffinity(a *corev1.NodeAffinity) func(*corev1.Pod) {
+	return func(p *corev1.Pod) { p.Spec.Affinity = &corev1.Affinity{NodeAffinity: a} }
+}
+
+func nodeNamed(name string) []corev1.NodeSelectorRequirement {
+	return []corev1.NodeSelectorRequirement{{Key: "metadata.name", Operator: corev1.NodeSelectorOpIn, Values: []string{name}}}
 }
 
 func withClaim(mutate func(*corev1.PersistentVolumeClaimTemplate)) func(*corev1.Pod) {
@@ -94,6 +111,16 @@ func TestGateAttacksAtCreate(t *testing.T) {
 		}), "volume.beta.kubernetes.io/storage-class"},
 		{"persistent volume claim", withVolume(corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data"}}), "spec.volumes[0].persistentVolumeClaim.claimName"},
 		{"scheduler name", func(p *corev1.Pod) { p.Spec.SchedulerName = "tenant-scheduler" }, "spec.schedulerName"},
+		{"CSI attribute naming another tenant's object", withVolume(corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{
+			Driver: allowedCSIDriver, VolumeAttributes: map[string]string{"secretProviderClass": "other-tenant-db"}}}), "spec.volumes[0].csi.volumeAttributes[secretProviderClass]"},
+		{"toleration of every taint", withTolerations(corev1.Toleration{Operator: corev1.TolerationOpExists}), "spec.tolerations[0].key"},
+		{"toleration of every NoExecute taint (a node being drained)", withTolerations(corev1.Toleration{Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute}), "spec.tolerations[0].key"},
+		{"toleration of the control plane's taint", withTolerations(corev1.Toleration{Key: "node-role.kubernetes.io/control-plane", Operator: corev1.TolerationOpExists}), "--allowed-toleration-keys"},
+		{"toleration of a cordoned node", withTolerations(corev1.Toleration{Key: corev1.TaintNodeUnschedulable, Operator: corev1.TolerationOpExists}), "spec.tolerations[0].key"},
+		{"node named in required node affinity", withNodeAffinity(&corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+			NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchFields: nodeNamed("control-plane-1")}}}}), "nodeSelectorTerms[0].matchFields"},
+		{"node named in preferred node affinity", withNodeAffinity(&corev1.NodeAffinity{PreferredDuringSchedulingIgnoredDuringExecution: []corev1.PreferredSchedulingTerm{
+			{Weight: 100, Preference: corev1.NodeSelectorTerm{MatchFields: nodeNamed("control-plane-1")}}}}), "--allow-node-pinning"},
 		{"privileged", func(p *corev1.Pod) { first(p).SecurityContext = &corev1.SecurityContext{Privileged: ptr.To(true)} }, "privileged"},
 		{"privileged init container", func(p *corev1.Pod) {
 			p.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "busybox", SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true)}}}
@@ -128,6 +155,13 @@ func TestGateAttacksAtCreate(t *testing.T) {
 		{"allowed CSI driver", withVolume(corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: allowedCSIDriver}})},
 		{"allowed storage class", withClaim(func(c *corev1.PersistentVolumeClaimTemplate) { c.Labels = map[string]string{"tier": "cache"} })},
 		{"priority class outside the list", func(p *corev1.Pod) { p.Spec.PriorityClassName = "system-node-critical" }},
+		{"allowed CSI attribute", withVolume(corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: allowedCSIDriver, VolumeAttributes: map[string]string{allowedCSIAttribute: "ro"}}})},
+		{"allowed toleration", withTolerations(corev1.Toleration{Key: allowedTolerationKey, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule})},
+		{"the tolerations Kubernetes gives every pod", withTolerations(
+			corev1.Toleration{Key: corev1.TaintNodeNotReady, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr.To[int64](60)},
+			corev1.Toleration{Key: corev1.TaintNodeUnreachable, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute})},
+		{"nodes by label", withNodeAffinity(&corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+			NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "type", Operator: corev1.NodeSelectorOpIn, Values: []string{"kwok"}}}}}}})},
 	}
 	for _, tc := range admitted {
 		t.Run("admitted/"+tc.name, func(t *testing.T) {
@@ -171,12 +205,27 @@ func assertWithinAllowLists(t *testing.T, host *corev1.Pod) {
 	if s.PriorityClassName != "" && !slices.Contains(env.Options.Translate.PriorityClasses, s.PriorityClassName) {
 		t.Errorf("host pod has priority class %q", s.PriorityClassName)
 	}
+	for _, tol := range s.Tolerations {
+		if tol.Key == "" || !slices.Contains([]string{allowedTolerationKey, corev1.TaintNodeNotReady, corev1.TaintNodeUnreachable}, tol.Key) &&
+			!slices.ContainsFunc(env.Options.Translate.Tolerations, func(p corev1.Toleration) bool { return p.Key == tol.Key }) {
+			t.Errorf("host pod tolerates taint key %q", tol.Key)
+		}
+	}
+	if a := s.Affinity; a != nil && a.NodeAffinity != nil && a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil {
+		for _, term := range a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms {
+			if len(term.MatchFields) > 0 {
+				t.Errorf("host pod names a node: %v", term.MatchFields)
+			}
+		}
+	}
 	for _, v := range s.Volumes {
 		switch {
 		case v.PersistentVolumeClaim != nil:
 			t.Errorf("host pod mounts claim %q", v.PersistentVolumeClaim.ClaimName)
 		case v.CSI != nil && v.CSI.Driver != allowedCSIDriver:
 			t.Errorf("host pod uses CSI driver %q", v.CSI.Driver)
+		case v.CSI != nil && len(v.CSI.VolumeAttributes) > 0 && (len(v.CSI.VolumeAttributes) > 1 || v.CSI.VolumeAttributes[allowedCSIAttribute] == ""):
+			t.Errorf("host pod's CSI volume sets attributes %v", v.CSI.VolumeAttributes)
 		case v.Ephemeral != nil:
 			c := v.Ephemeral.VolumeClaimTemplate
 			if c.Spec.StorageClassName == nil || *c.Spec.StorageClassName != allowedStorageClass || c.Spec.VolumeName != "" ||
@@ -340,5 +389,38 @@ func webhookDown(t *testing.T) {
 	reg := &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "podbridge"}}
 	if err := virtualClient.Delete(ctx, reg); err != nil {
 		t.Fatalf("deleting podbridge's registration: %v", err)
+	}
+}
+
+// Tolerations may be added to a running pod, and the placement rules are
+// checked again on every update: a toleration of the control plane's taint
+// added later never reaches the host pod, and the tenant is told.
+func TestTolerationAddedByUpdateRefused(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	pod := simplePod(ns, "tolerate-later")
+	if err := virtualClient.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	pod = waitRunningBound(t, pod)
+	controlPlane := corev1.Toleration{Key: "node-role.kubernetes.io/control-plane", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}
+	if err := updateVirtualPod(ctx, pod, "", func(p *corev1.Pod) { p.Spec.Tolerations = append(p.Spec.Tolerations, controlPlane) }); err != nil {
+		t.Fatalf("adding a toleration: %v", err)
+	}
+	eventually(t, 20*time.Second, "HostSync refused naming the toleration", func(ctx context.Context) (bool, string) {
+		got := &corev1.Pod{}
+		if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), got); err != nil {
+			return false, err.Error()
+		}
+		c := hostSyncCondition(got)
+		return c != nil && c.Reason == translate.ReasonHostSyncRefused && strings.Contains(c.Message, "node-role.kubernetes.io/control-plane") &&
+			strings.Contains(c.Message, "--allowed-toleration-keys"), fmt.Sprintf("%+v", c)
+	})
+	host, err := getHostPod(ctx, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.ContainsFunc(host.Spec.Tolerations, func(tol corev1.Toleration) bool { return tol.Key == controlPlane.Key }) {
+		t.Fatalf("the host pod tolerates the control plane's taint: %v", host.Spec.Tolerations)
 	}
 }

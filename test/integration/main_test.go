@@ -57,6 +57,8 @@ func run(m *testing.M) int {
 	opts.Translate.RuntimeClasses = []string{allowedRuntimeClass}
 	opts.Translate.CSIDrivers = []string{allowedCSIDriver}
 	opts.Translate.StorageClasses = []string{allowedStorageClass}
+	opts.Translate.TolerationKeys = []string{allowedTolerationKey}
+	opts.Translate.CSIVolumeAttributes = map[string][]string{allowedCSIDriver: {allowedCSIAttribute}}
 	// The one tenant annotation copied to host pods (metadata_attacks_test.go).
 	opts.Translate.HostAnnotations = []string{allowedAnnotation}
 	// kwok's answers for logs, attach and port-forward in access_test.go.

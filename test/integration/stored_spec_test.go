@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podbridge/podbridge/check"
+	"github.com/podbridge/podbridge/internal/caps"
 	"github.com/podbridge/podbridge/translate"
 )
 
@@ -32,7 +33,9 @@ const injectLabel = "test.podbridge.io/inject"
 // podbridge's configuration ("podbridge"), so the apiserver calls it after
 // podbridge's webhook made the host pod: a tenant's sidecar injector.
 // Pods labelled injectLabel=sidecar get a container "sidecar";
-// injectLabel=privileged a privileged one.
+// injectLabel=privileged a privileged one; injectLabel=tokens a projected
+// volume with one token more than the cap per pod; injectLabel=tolerate-all
+// a toleration of every taint.
 func startSidecarInjector(t *testing.T) {
 	t.Helper()
 	bundle := newServingBundle(t)
@@ -105,10 +108,17 @@ func injectSidecar(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sidecar := corev1.Container{Name: "sidecar", Image: "proxy"}
-	if pod.Labels[injectLabel] == "privileged" {
+	ops := []map[string]any{{"op": "add", "path": "/spec/containers/-", "value": sidecar}}
+	switch pod.Labels[injectLabel] {
+	case "privileged":
 		sidecar.SecurityContext = &corev1.SecurityContext{Privileged: ptr.To(true)}
+		ops[0]["value"] = sidecar
+	case "tokens":
+		ops = []map[string]any{{"op": "add", "path": "/spec/volumes/-", "value": overCapTokens()}}
+	case "tolerate-all":
+		ops = []map[string]any{{"op": "add", "path": "/spec/tolerations/-", "value": corev1.Toleration{Operator: corev1.TolerationOpExists}}}
 	}
-	patch, _ := json.Marshal([]map[string]any{{"op": "add", "path": "/spec/containers/-", "value": sidecar}})
+	patch, _ := json.Marshal(ops)
 	review.Response = &admissionv1.AdmissionResponse{
 		UID: review.Request.UID, Allowed: true,
 		Patch: patch, PatchType: ptr.To(admissionv1.PatchTypeJSONPatch),
@@ -246,6 +256,104 @@ func TestLaterWebhookSidecarReachesHost(t *testing.T) {
 			t.Errorf("host pod: containers %v, held %v, node %q; want app only, held, unscheduled", names, translate.HeldForVirtualPod(host), host.Spec.NodeName)
 		}
 	})
+
+	// Hostile: the later webhook adds more projected tokens than the cap
+	// (each a token request and a host Secret). The reflector, which would
+	// make the host pod again from the stored pod, meets the same cap as
+	// the webhook: the host pod stays held without them, the tenant is
+	// told, and no token of the pod is requested.
+	t.Run("tokens-over-cap-refused", func(t *testing.T) {
+		pod := simplePod(ns, "tokens")
+		pod.Labels[injectLabel] = "tokens"
+		if err := virtualClient.Create(ctx, pod); err != nil {
+			t.Fatalf("creating pod: %v", err)
+		}
+		got := waitHostSyncRefused(t, pod, "--max-tokens-per-pod")
+		host, err := getHostPod(ctx, got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !translate.HeldForVirtualPod(host) || host.Spec.NodeName != "" || slices.ContainsFunc(host.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == "extra-tokens" }) {
+			t.Errorf("host pod: held %v, node %q, volumes %v; want held, unscheduled, without extra-tokens", translate.HeldForVirtualPod(host), host.Spec.NodeName, host.Spec.Volumes)
+		}
+		// A pod admitted after it gets its token: the token controller has
+		// passed the refused pod by then.
+		control := simplePod(ns, "tokens-control")
+		if err := virtualClient.Create(ctx, control); err != nil {
+			t.Fatalf("creating pod: %v", err)
+		}
+		waitRunningBound(t, control)
+		secrets := &corev1.SecretList{}
+		if err := hostClient.List(ctx, secrets, client.InNamespace(env.Options.Translate.HostNamespace)); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range tokenSecretNames(got) {
+			if slices.ContainsFunc(secrets.Items, func(s corev1.Secret) bool { return s.Name == name }) {
+				t.Errorf("token Secret %s requested for a pod over the cap", name)
+			}
+		}
+	})
+
+	// Hostile: the later webhook adds a toleration of every taint, which
+	// would put the pod on nodes the platform keeps tenants off.
+	t.Run("toleration-of-every-taint-refused", func(t *testing.T) {
+		pod := simplePod(ns, "tolerate-all")
+		pod.Labels[injectLabel] = "tolerate-all"
+		if err := virtualClient.Create(ctx, pod); err != nil {
+			t.Fatalf("creating pod: %v", err)
+		}
+		got := waitHostSyncRefused(t, pod, "spec.tolerations")
+		host, err := getHostPod(ctx, got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.ContainsFunc(host.Spec.Tolerations, func(tol corev1.Toleration) bool { return tol.Key == "" }) || host.Spec.NodeName != "" {
+			t.Errorf("host pod tolerates %v on node %q; want no blanket toleration, unscheduled", host.Spec.Tolerations, host.Spec.NodeName)
+		}
+	})
+}
+
+// waitHostSyncRefused waits until the reflector's gate refused pod's host
+// pod, naming want, and returns the stored pod.
+func waitHostSyncRefused(t *testing.T, pod *corev1.Pod, want string) *corev1.Pod {
+	t.Helper()
+	got := &corev1.Pod{}
+	eventually(t, 30*time.Second, "HostSync refused naming "+want, func(ctx context.Context) (bool, string) {
+		if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), got); err != nil {
+			return false, err.Error()
+		}
+		c := hostSyncCondition(got)
+		return c != nil && c.Status == corev1.ConditionFalse && c.Reason == translate.ReasonHostSyncRefused && strings.Contains(c.Message, want), fmt.Sprintf("%+v", c)
+	})
+	waitEvent(t, got, translate.ReasonHostSyncRefused)
+	return got
+}
+
+// tokenSecretNames names the host Secrets of pod's projected tokens.
+func tokenSecretNames(pod *corev1.Pod) []string {
+	var names []string
+	for _, v := range pod.Spec.Volumes {
+		if v.Projected == nil {
+			continue
+		}
+		for _, src := range v.Projected.Sources {
+			if src.ServiceAccountToken != nil {
+				names = append(names, translate.TokenSecretName(pod.Name, pod.Namespace, env.Options.Translate.VCluster, v.Name, src.ServiceAccountToken.Audience))
+			}
+		}
+	}
+	return names
+}
+
+// overCapTokens is a projected volume with one service-account token
+// more than the cap per pod, each for another audience.
+func overCapTokens() corev1.Volume {
+	src := &corev1.ProjectedVolumeSource{}
+	for i := range caps.Defaults().MaxTokensPerPod + 1 {
+		audience := fmt.Sprintf("aud-%d", i)
+		src.Sources = append(src.Sources, corev1.VolumeProjection{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Audience: audience, Path: audience}})
+	}
+	return corev1.Volume{Name: "extra-tokens", VolumeSource: corev1.VolumeSource{Projected: src}}
 }
 
 func containerNames(cs []corev1.Container) []string {

@@ -1,0 +1,105 @@
+package caps
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	toolscache "k8s.io/client-go/tools/cache"
+)
+
+// HostPods admits host pod creates within MaxHostPods. It counts the
+// virtual cluster's host pods from an informer of their metadata (claimed
+// or not, held or running, until the host removes them), so pods of
+// creates the tenant's own admission refused after podbridge's count too
+// until they are collected: a tenant that floods creates fills its own
+// cap, not the shared host. Creates admitted but not yet seen by the
+// informer are held in memory, so concurrent admissions cannot pass the
+// cap together.
+type HostPods struct {
+	Max int
+
+	mu   sync.Mutex
+	seen map[string]bool
+	// reserved are creates admitted and not yet seen, by host pod name.
+	reserved map[string]time.Time
+	now      func() time.Time
+}
+
+// NewHostPods returns a counter for a cap of limit host pods (0: no cap).
+func NewHostPods(limit int) *HostPods {
+	return &HostPods{Max: limit, seen: map[string]bool{}, reserved: map[string]time.Time{}, now: time.Now}
+}
+
+// Handler is the informer event handler that keeps the count.
+func (h *HostPods) Handler() toolscache.ResourceEventHandler {
+	return toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { h.observe(obj, true) },
+		UpdateFunc: func(_, obj any) { h.observe(obj, true) },
+		DeleteFunc: func(obj any) {
+			if gone, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+				obj = gone.Obj
+			}
+			h.observe(obj, false)
+		},
+	}
+}
+
+func (h *HostPods) observe(obj any, present bool) {
+	m, err := metaOf(obj)
+	if err != nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if present {
+		h.seen[m.GetName()] = true
+		delete(h.reserved, m.GetName())
+		return
+	}
+	delete(h.seen, m.GetName())
+}
+
+func metaOf(obj any) (metav1.Object, error) {
+	m, ok := obj.(metav1.Object)
+	if !ok {
+		return nil, fmt.Errorf("not an object: %T", obj)
+	}
+	return m, nil
+}
+
+// Reserve admits creating host pod name, or refuses with a *LimitError
+// when the cap is met. release gives the reservation back when the create
+// failed. A name the informer shows already (a retried admission, a stale
+// pod replaced) adds nothing.
+func (h *HostPods) Reserve(name string) (release func(), err error) {
+	if h == nil || h.Max <= 0 {
+		return func() {}, nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	now := h.now()
+	for n, at := range h.reserved {
+		if now.Sub(at) > reservationLifetime {
+			delete(h.reserved, n)
+		}
+	}
+	if h.seen[name] {
+		return func() {}, nil
+	}
+	use := int64(len(h.seen) + len(h.reserved))
+	if _, again := h.reserved[name]; !again && use+1 > int64(h.Max) {
+		refusals.WithLabelValues(FlagMaxHostPods).Inc()
+		return nil, &LimitError{Flag: FlagMaxHostPods, Object: "host pod " + name, Limit: int64(h.Max), Use: use, Adding: 1}
+	}
+	at := now
+	h.reserved[name] = at
+	return func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.reserved[name] == at {
+			delete(h.reserved, name)
+		}
+	}, nil
+}
