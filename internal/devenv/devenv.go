@@ -204,7 +204,8 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 		}
 		env.Options.Translate = opts.Translate
 		joinCtx, cancelJoin := context.WithCancel(ctx)
-		go func() { joined <- env.joinRealNode(joinCtx, realNodeCerts) }()
+		apiServerPort := int(opts.Translate.APIServerPort)
+		go func() { joined <- env.joinRealNode(joinCtx, realNodeCerts, apiServerPort) }()
 		defer func() {
 			if err != nil {
 				cancelJoin()
@@ -334,8 +335,10 @@ func useRealNode(tc *translate.Config, virtualServer string) error {
 	return nil
 }
 
-// joinRealNode registers the real node's kubelet with the host.
-func (e *Env) joinRealNode(ctx context.Context, realNodeCerts string) error {
+// joinRealNode registers the real node's kubelet with the host; its pods
+// may reach the virtual apiserver at apiServerPort on the bridge, and
+// nothing else on this machine.
+func (e *Env) joinRealNode(ctx context.Context, realNodeCerts string, apiServerPort int) error {
 	kubeconfig, err := e.Host.AddUser("system:node:"+e.RealNode.Name(), "system:nodes")
 	if err != nil {
 		return err
@@ -344,6 +347,7 @@ func (e *Env) joinRealNode(ctx context.Context, realNodeCerts string) error {
 		Admin: e.Host.Config, Kubeconfig: kubeconfig,
 		ClientCAFile: filepath.Join(realNodeCerts, "client", certs.CAFile), APIServerUser: kubeletClientUser,
 		ServingCertDir: filepath.Join(realNodeCerts, "serving"),
+		APIServerPort:  apiServerPort,
 	})
 }
 

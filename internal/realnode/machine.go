@@ -31,6 +31,9 @@ var packages = map[string][]string{
 	"containerd":                  {"/usr/bin/containerd", "/usr/bin/ctr"},
 	"runc":                        {"/usr/sbin/runc"},
 	"containernetworking-plugins": {cniBinDir + "/bridge", cniBinDir + "/host-local", cniBinDir + "/loopback"},
+	// The node's firewall (see firewall.go); a dependency of the CNI
+	// plugins' package anyway.
+	"iptables": {"/usr/sbin/iptables", "/usr/sbin/ip6tables"},
 }
 
 // cniBinDir is where Debian puts the CNI plugins.
@@ -95,8 +98,10 @@ func SweepLeftovers(log logr.Logger, stateDir string) error {
 // record is what a real node changed on the machine, saved before each
 // change so a killed run can be undone by the next.
 type record struct {
-	StateDir          string            `json:"stateDir"`
-	Bridge            string            `json:"bridge,omitempty"`
+	StateDir string `json:"stateDir"`
+	Bridge   string `json:"bridge,omitempty"`
+	// Firewall says the node's chains were (being) added: see firewall.go.
+	Firewall          bool              `json:"firewall,omitempty"`
 	ContainerdAddress string            `json:"containerdAddress"`
 	Processes         []recordedProcess `json:"processes,omitempty"`
 	Sysctls           map[string]string `json:"sysctls"`
@@ -168,8 +173,9 @@ func readRecord() (*record, error) {
 
 // undo kills what is left of the node's processes (its own, containerd's
 // shims and every container), unmounts what they mounted, deletes the
-// bridge and the pods' cgroups, restores the sysctls and removes the fixed
-// directories that were created; then the record.
+// bridge, the firewall's chains and the pods' cgroups, restores the
+// sysctls and removes the fixed directories that were created; then the
+// record.
 func (r *record) undo(log logr.Logger) error {
 	var errs []error
 	var pids []int
@@ -188,6 +194,11 @@ func (r *record) undo(log logr.Logger) error {
 	if r.Bridge != "" {
 		if _, err := os.Stat(filepath.Join("/sys/class/net", r.Bridge)); err == nil {
 			errs = append(errs, run("ip", "link", "del", r.Bridge))
+		}
+	}
+	if r.Firewall {
+		for _, tool := range firewallTools {
+			errs = append(errs, removeFirewall(tool))
 		}
 	}
 	errs = append(errs, removeCgroups())

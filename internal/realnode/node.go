@@ -32,8 +32,8 @@ func (n *Node) dir(parts ...string) string {
 
 func (n *Node) containerdAddress() string { return n.dir("containerd", "containerd.sock") }
 
-// createNetwork creates the bridge with the node's IP, after checking that
-// no interface of this machine uses the subnet.
+// createNetwork creates the node's firewall and the bridge with the node's
+// IP, after checking that no interface of this machine uses the subnet.
 func (n *Node) createNetwork() error {
 	addrs, err := net.InterfaceAddrs()
 	if err != nil {
@@ -46,6 +46,11 @@ func (n *Node) createNetwork() error {
 	}
 	if _, err := os.Stat(filepath.Join("/sys/class/net", n.opts.Bridge)); err == nil {
 		return fmt.Errorf("interface %s exists already and is not the test bed's: choose another bridge name", n.opts.Bridge)
+	}
+	// The firewall before the bridge: no pod's packet ever passes
+	// unfiltered.
+	if err := n.createFirewall(); err != nil {
+		return err
 	}
 	n.rec.Bridge = n.opts.Bridge
 	if err := n.rec.save(); err != nil {
@@ -179,6 +184,9 @@ type Host struct {
 	// (certs.CertFile, certs.KeyFile) for the node's IP, issued by a CA the
 	// host apiserver verifies kubelets against.
 	ServingCertDir string
+	// APIServerPort is the virtual apiserver's port on the node's IP: the
+	// one listener of this machine the node's firewall lets pods reach.
+	APIServerPort int
 }
 
 // Join starts the kubelet, registered with the host control plane as
@@ -186,6 +194,9 @@ type Host struct {
 // pods that ask land there), and waits until the node is Ready.
 func (n *Node) Join(ctx context.Context, h Host) error {
 	t := time.Now()
+	if err := n.allowAPIServer(h.APIServerPort); err != nil {
+		return err
+	}
 	c, err := client.New(h.Admin, client.Options{Scheme: kube.Scheme})
 	if err != nil {
 		return err

@@ -148,8 +148,8 @@ func devWithPod(t *testing.T, bin, dir string) *exec.Cmd {
 // killedRealNode runs `podbridge dev --real-node` with a pod on the real
 // node, kills podbridge with SIGKILL and checks that every process it
 // started died with it (etcd, the apiservers, kwok, the kubelet,
-// containerd...) while the real node's container, shim and bridge are
-// left, as after a crash. It returns the podbridge binary and the folder.
+// containerd...) while the real node's container, shim, bridge and
+// firewall are left, as after a crash. It returns the podbridge binary and the folder.
 func killedRealNode(t *testing.T) (bin, dir string) {
 	t.Helper()
 	bin = filepath.Join(t.TempDir(), "podbridge")
@@ -178,6 +178,9 @@ func killedRealNode(t *testing.T) (bin, dir string) {
 	}
 	if left := processesLeft(dir); len(left) == 0 {
 		t.Error("after the kill, no shim or container is left to undo")
+	}
+	if err := exec.Command("iptables", "-w", "-S", realnode.ForwardChain).Run(); err != nil {
+		t.Errorf("after the kill, no firewall chain is left to undo: %v", err)
 	}
 	return bin, dir
 }
@@ -232,8 +235,16 @@ func assertMachineClean(t *testing.T, dir string) {
 	if cg, _ := filepath.Glob("/sys/fs/cgroup/*/kubepods"); len(cg) > 0 {
 		t.Errorf("pod cgroups left: %v", cg)
 	}
-	if out, err := exec.Command("iptables-save").Output(); err == nil && strings.Contains(string(out), "KUBE-") {
-		t.Errorf("iptables chains left:\n%s", out)
+	// The kubelet's chains (it must add none) and the node's firewall.
+	for _, save := range []string{"iptables-save", "ip6tables-save"} {
+		out, err := exec.Command(save).Output()
+		if err != nil {
+			t.Errorf("%s: %v", save, err)
+			continue
+		}
+		if strings.Contains(string(out), "KUBE-") || strings.Contains(string(out), "PODBRIDGE-RN") {
+			t.Errorf("%s: chains left:\n%s", save, out)
+		}
 	}
 	for s, before := range sysctlsBefore {
 		b, _ := os.ReadFile(filepath.Join("/proc/sys", s))
