@@ -32,6 +32,10 @@ func (n *Node) dir(parts ...string) string {
 
 func (n *Node) containerdAddress() string { return n.dir("containerd", "containerd.sock") }
 
+// imageGateAddress is where the kubelet calls the image service: the gate
+// in front of containerd's (see imageGate).
+func (n *Node) imageGateAddress() string { return n.dir("containerd", "images.sock") }
+
 // createNetwork creates the node's firewall and the bridge with the node's
 // IP, after checking that no interface of this machine uses the subnet.
 func (n *Node) createNetwork() error {
@@ -245,9 +249,10 @@ func (n *Node) Join(ctx context.Context, h Host) error {
 		"cgroupDriver":             "cgroupfs",
 		"failSwapOn":               false,
 		"containerRuntimeEndpoint": "unix://" + n.containerdAddress(),
-		"imageServiceEndpoint":     "unix://" + n.containerdAddress(),
-		"podLogsDir":               n.dir("kubelet", "pod-logs"),
-		"resolvConf":               resolv,
+		// Pulls of images on this machine's loopback are refused there.
+		"imageServiceEndpoint": "unix://" + n.imageGateAddress(),
+		"podLogsDir":           n.dir("kubelet", "pod-logs"),
+		"resolvConf":           resolv,
 		"authentication": map[string]any{
 			"anonymous": map[string]any{"enabled": false},
 			"webhook":   map[string]any{"enabled": true},
@@ -413,6 +418,10 @@ func (n *Node) LogDir() string { return n.dir("logs") }
 // RefusedPulls are the registries containerd tried to reach, each refused
 // by the node's loopback proxy.
 func (n *Node) RefusedPulls() []string { return n.pulls.Targets() }
+
+// RefusedLoopbackPulls are the images whose pull the node refused because
+// their registry is on this machine's loopback.
+func (n *Node) RefusedLoopbackPulls() []string { return n.images.Refused() }
 
 // PullProxy is the loopback URL containerd sends registry requests to.
 func (n *Node) PullProxy() string { return n.pulls.URL() }

@@ -3,7 +3,11 @@
 // registered with the host control plane beside the kwok nodes, so pods
 // podbridge makes really run. Its one concern is to change the machine only
 // in ways it records first and undoes on Stop, or on the next Start after a
-// run that was killed: processes, mounts, interfaces, cgroups and sysctls.
+// run that was killed: processes, mounts, interfaces, firewall chains,
+// cgroups and sysctls. Pods on the node reach only the virtual apiserver
+// and each other, nothing they send leaves the bridge (firewall.go), and
+// no image is fetched from off this machine or from its loopback
+// (pulls.go).
 //
 // Everything it starts lives under Options.StateDir, except what the
 // kubelet and containerd keep at fixed paths (recorded and removed when
@@ -88,6 +92,7 @@ type Node struct {
 	host    client.Client
 	procs   []*process
 	pulls   *pullRefuser
+	images  *imageGate
 	timings Timings
 }
 
@@ -161,6 +166,9 @@ func Start(ctx context.Context, opts Options) (n *Node, err error) {
 	if err := n.startContainerd(ctx); err != nil {
 		return n, err
 	}
+	if n.images, err = gateImages(n.imageGateAddress(), n.containerdAddress(), opts.Log.WithName("images")); err != nil {
+		return n, err
+	}
 	n.timings.Containerd = time.Since(t)
 	t = time.Now()
 	if err := n.importImages(ctx); err != nil {
@@ -195,6 +203,10 @@ func (n *Node) Stop() error {
 	if n.pulls != nil {
 		errs = append(errs, n.pulls.close())
 		n.pulls = nil
+	}
+	if n.images != nil {
+		errs = append(errs, n.images.close())
+		n.images = nil
 	}
 	if n.rec != nil {
 		errs = append(errs, n.rec.undo(n.opts.Log))
