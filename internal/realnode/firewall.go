@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -33,8 +34,14 @@ const (
 	apiServerComment  = "podbridge real node: the virtual apiserver"
 )
 
-// firewallTools are the commands of each address family.
-var firewallTools = []string{"iptables", "ip6tables"}
+// firewallTools are the commands of each address family this machine
+// has: without IPv6 there is no IPv6 table to add to, nor any IPv6 path.
+func firewallTools() []string {
+	if _, err := os.Stat("/proc/sys/net/ipv6"); err != nil {
+		return []string{"iptables"}
+	}
+	return []string{"iptables", "ip6tables"}
+}
 
 // createFirewall adds the node's chains, recorded first so a killed run's
 // are removed by the next start. Until allowAPIServer, pods reach nothing
@@ -45,7 +52,7 @@ func (n *Node) createFirewall() error {
 		return err
 	}
 	bridge := n.opts.Bridge
-	for _, tool := range firewallTools {
+	for _, tool := range firewallTools() {
 		// Chains of this name are the test bed's own, left by a run that
 		// died before its record was written.
 		if err := removeFirewall(tool); err != nil {

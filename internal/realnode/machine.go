@@ -197,7 +197,7 @@ func (r *record) undo(log logr.Logger) error {
 		}
 	}
 	if r.Firewall {
-		for _, tool := range firewallTools {
+		for _, tool := range firewallTools() {
 			errs = append(errs, removeFirewall(tool))
 		}
 	}
