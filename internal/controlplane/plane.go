@@ -88,10 +88,10 @@ type Options struct {
 // ServiceAccount admission plugin, as real clusters have), kube-scheduler
 // and kwok managing opts.Nodes fake nodes.
 //
-// kwok also plays the nodes' kubelet API (logs, exec, attach,
-// port-forward; see defaultKwokRules) at the nodes' addresses,
-// 127.0.0.10 and up, and the apiserver dials only those InternalIP
-// addresses, verifying kwok's serving certificate.
+// kwok also plays the nodes' kubelet API (logs, attach, port-forward;
+// exec is answered with an error and runs nothing: see defaultKwokRules)
+// at the nodes' addresses, 127.0.0.10 and up, and the apiserver dials only
+// those InternalIP addresses, verifying kwok's serving certificate.
 func StartHost(ctx context.Context, opts Options) (p *Plane, err error) {
 	opts.WebhookClient = nil // the host runs no webhook of podbridge's.
 	opts.KubeletClient = nil
