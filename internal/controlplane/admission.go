@@ -23,27 +23,45 @@ type WebhookClient struct {
 	CertFile, KeyFile string
 }
 
-// writeAdmissionConfig writes the AdmissionConfiguration and its webhook
-// kubeconfig into dir and returns the configuration's path, for
-// --admission-control-config-file.
-func (w *WebhookClient) writeAdmissionConfig(dir string) (string, error) {
-	kubeconfig := clientcmdapi.NewConfig()
-	for _, name := range w.Names {
-		kubeconfig.AuthInfos[name] = &clientcmdapi.AuthInfo{ClientCertificate: w.CertFile, ClientKey: w.KeyFile}
-	}
-	kubeconfigPath := filepath.Join(dir, "webhook-client.kubeconfig")
-	if err := clientcmd.WriteToFile(*kubeconfig, kubeconfigPath); err != nil {
-		return "", fmt.Errorf("writing the webhook client kubeconfig: %w", err)
-	}
-	config := fmt.Sprintf(`apiVersion: apiserver.config.k8s.io/v1
-kind: AdmissionConfiguration
-plugins:
-- name: MutatingAdmissionWebhook
+// writeAdmissionConfig writes into dir the AdmissionConfiguration of a
+// virtual apiserver, as a platform team configures it, and returns its
+// path, for --admission-control-config-file: the webhook client's
+// kubeconfig (when client is set) and podbridge's static admission
+// policies (package staticpolicy; when policies is not empty), which the
+// apiserver loads from a folder of their own.
+func writeAdmissionConfig(dir string, client *WebhookClient, policies []byte) (string, error) {
+	config := "apiVersion: apiserver.config.k8s.io/v1\nkind: AdmissionConfiguration\nplugins:\n"
+	if client != nil {
+		kubeconfig := clientcmdapi.NewConfig()
+		for _, name := range client.Names {
+			kubeconfig.AuthInfos[name] = &clientcmdapi.AuthInfo{ClientCertificate: client.CertFile, ClientKey: client.KeyFile}
+		}
+		kubeconfigPath := filepath.Join(dir, "webhook-client.kubeconfig")
+		if err := clientcmd.WriteToFile(*kubeconfig, kubeconfigPath); err != nil {
+			return "", fmt.Errorf("writing the webhook client kubeconfig: %w", err)
+		}
+		config += fmt.Sprintf(`- name: MutatingAdmissionWebhook
   configuration:
     apiVersion: apiserver.config.k8s.io/v1
     kind: WebhookAdmissionConfiguration
     kubeConfigFile: %q
 `, kubeconfigPath)
+	}
+	if len(policies) > 0 {
+		policyDir := filepath.Join(dir, "static-policies")
+		if err := os.MkdirAll(policyDir, 0o700); err != nil {
+			return "", fmt.Errorf("creating the static policies' folder: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(policyDir, "podbridge.yaml"), policies, 0o600); err != nil {
+			return "", fmt.Errorf("writing the static admission policies: %w", err)
+		}
+		config += fmt.Sprintf(`- name: ValidatingAdmissionPolicy
+  configuration:
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: ValidatingAdmissionPolicyConfiguration
+    staticManifestsDir: %q
+`, policyDir)
+	}
 	path := filepath.Join(dir, "admission-configuration.yaml")
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		return "", fmt.Errorf("writing the admission configuration: %w", err)

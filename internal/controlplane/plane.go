@@ -64,6 +64,9 @@ type Options struct {
 	// KubeletClient, when set, is how the apiserver reaches its nodes'
 	// kubelet API, podbridge's (virtual only).
 	KubeletClient *KubeletClient
+	// StaticPolicies, when set, are admission policies the apiserver loads
+	// from files at start (package staticpolicy; virtual only).
+	StaticPolicies []byte
 	// KwokRules are extra kwok configuration documents (ClusterLogs,
 	// ClusterAttach, ClusterPortForward, or their per-pod kinds), placed
 	// before the default rules, which match every pod: kwok takes the first
@@ -94,6 +97,7 @@ type Options struct {
 // those InternalIP addresses, verifying kwok's serving certificate.
 func StartHost(ctx context.Context, opts Options) (p *Plane, err error) {
 	opts.WebhookClient = nil // the host runs no webhook of podbridge's.
+	opts.StaticPolicies = nil
 	opts.KubeletClient = nil
 	opts.BindAddress = "" // kubelets and podbridge reach the host on loopback.
 	kwokDir := filepath.Join(opts.Dir, "kwok")
@@ -292,8 +296,8 @@ func startAPIServer(name string, opts Options, flags map[string]string) (*Plane,
 	for flag, value := range flags {
 		env.ControlPlane.GetAPIServer().Configure().Set(flag, value)
 	}
-	if opts.WebhookClient != nil {
-		config, err := opts.WebhookClient.writeAdmissionConfig(certDir)
+	if opts.WebhookClient != nil || len(opts.StaticPolicies) > 0 {
+		config, err := writeAdmissionConfig(certDir, opts.WebhookClient, opts.StaticPolicies)
 		if err != nil {
 			return nil, err
 		}

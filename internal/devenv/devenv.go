@@ -36,6 +36,7 @@ import (
 	"github.com/podbridge/podbridge/internal/realnode"
 	"github.com/podbridge/podbridge/kubeletproxy"
 	"github.com/podbridge/podbridge/reflector"
+	"github.com/podbridge/podbridge/staticpolicy"
 	"github.com/podbridge/podbridge/translate"
 	"github.com/podbridge/podbridge/webhook"
 )
@@ -190,6 +191,10 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 	virtualOpts.WebhookClient = webhookClient.ForAPIServer("127.0.0.1:" + strconv.Itoa(port))
 	// The same client certificate for podbridge's kubelet API.
 	virtualOpts.KubeletClient = &controlplane.KubeletClient{CertFile: webhookClient.CertFile, KeyFile: webhookClient.KeyFile, CAFile: env.KubeletCAFile}
+	// Nodes may name no address but the kubelet API's, and nothing proxies.
+	if virtualOpts.StaticPolicies, err = staticpolicy.YAML(env.Kubelet); err != nil {
+		return env, err
+	}
 	env.Virtual, err = controlplane.StartVirtual(ctx, virtualOpts)
 	if err = errors.Join(err, <-hostErr); err != nil {
 		return env, err

@@ -1,0 +1,92 @@
+package manifests
+
+import (
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/podbridge/podbridge/internal/render"
+	"github.com/podbridge/podbridge/staticpolicy"
+	"github.com/podbridge/podbridge/translate"
+)
+
+// Every host overlay gives the virtual apiserver podbridge's static
+// admission policies as podbridge renders them for the overlay's
+// namespace (virtual nodes advertise podbridge-kubelet.<namespace>.svc),
+// and names the folder they are mounted at in its admission configuration.
+func TestOverlaysCarryTheStaticPolicies(t *testing.T) {
+	overlays, err := filepath.Glob("overlays/*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range overlays {
+		if strings.HasSuffix(dir, "-virtual") {
+			continue
+		}
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			objects, err := render.Kustomization(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var policies, admission string
+			var namespace string
+			for _, o := range objects {
+				if o.GetKind() != "ConfigMap" {
+					continue
+				}
+				data, _, _ := unstructuredStrings(o.Object, "data")
+				switch o.GetName() {
+				case "podbridge-virtual-apiserver-policies":
+					policies, namespace = data["podbridge.yaml"], o.GetNamespace()
+				case "podbridge-virtual-apiserver-admission":
+					admission = data["admission-configuration.yaml"]
+				}
+			}
+			want, err := staticpolicy.YAML(translate.KubeletEndpoint{Address: "podbridge-kubelet." + namespace + ".svc", Port: 10350})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !sameDocuments(t, policies, string(want)) {
+				t.Errorf("the overlay's static policies differ from podbridge's for namespace %q:\n%s\nwant:\n%s", namespace, policies, want)
+			}
+			if !strings.Contains(admission, "staticManifestsDir: /etc/podbridge-admission-policies") {
+				t.Errorf("the admission configuration loads no static policies:\n%s", admission)
+			}
+		})
+	}
+}
+
+// sameDocuments compares two multi-document YAML files object by object
+// (kustomize re-encodes the text it carries).
+func sameDocuments(t *testing.T, a, b string) bool {
+	t.Helper()
+	decode := func(text string) []any {
+		var out []any
+		for _, doc := range strings.Split(text, "\n---\n") {
+			if strings.TrimSpace(strings.TrimPrefix(doc, "---")) == "" {
+				continue
+			}
+			var obj any
+			if err := yaml.Unmarshal([]byte(strings.TrimPrefix(doc, "---\n")), &obj); err != nil {
+				t.Fatalf("decoding %q: %v", doc, err)
+			}
+			out = append(out, obj)
+		}
+		return out
+	}
+	return reflect.DeepEqual(decode(a), decode(b))
+}
+
+func unstructuredStrings(obj map[string]any, field string) (map[string]string, bool, error) {
+	out := map[string]string{}
+	m, ok := obj[field].(map[string]any)
+	for k, v := range m {
+		if s, isString := v.(string); isString {
+			out[k] = s
+		}
+	}
+	return out, ok, nil
+}
