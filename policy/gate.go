@@ -46,7 +46,7 @@ func (g Gate) Check(virtual, host *corev1.Pod) field.ErrorList {
 	errs = append(errs, g.classes(spec, &host.Spec)...)
 	errs = append(errs, g.volumes(spec.Child("volumes"), virtual, host)...)
 	errs = append(errs, g.placement(spec, virtual, host)...)
-	if err := g.tokens(spec.Child("volumes"), virtual); err != nil {
+	if err := g.tokens(spec, virtual); err != nil {
 		errs = append(errs, err)
 	}
 	return errs
@@ -56,12 +56,12 @@ func (g Gate) Check(virtual, host *corev1.Pod) field.ErrorList {
 // the cap. The webhook and the reflector (which makes a host pod again from
 // the stored pod) both pass here, so a webhook or admission policy of the
 // tenant's that adds tokens after podbridge's admission meets the same cap.
-func (g Gate) tokens(path *field.Path, virtual *corev1.Pod) *field.Error {
+func (g Gate) tokens(spec *field.Path, virtual *corev1.Pod) *field.Error {
 	n := TokenCount(virtual)
 	if TokensAllowed(n, g.MaxTokensPerPod) {
 		return nil
 	}
-	err := field.Forbidden(path, fmt.Sprintf("projected service-account tokens: %d, more than this virtual cluster's limit of %d per pod (platform flag --max-tokens-per-pod)", n, g.MaxTokensPerPod))
+	err := field.Forbidden(spec.Child("volumes"), fmt.Sprintf("projected service-account tokens: %d, more than this virtual cluster's limit of %d per pod (platform flag --max-tokens-per-pod)", n, g.MaxTokensPerPod))
 	err.Origin = OriginTokenCap
 	return err
 }
@@ -77,14 +77,14 @@ func TokensAllowed(n, maxTokens int) bool {
 // translate names them.
 func TokenCount(pod *corev1.Pod) int {
 	type token struct{ volume, audience string }
-	seen := map[token]bool{}
+	var seen []token // a pod has a few: a slice beats a map
 	for _, v := range pod.Spec.Volumes {
 		if v.Projected == nil {
 			continue
 		}
 		for _, s := range v.Projected.Sources {
-			if s.ServiceAccountToken != nil {
-				seen[token{v.Name, s.ServiceAccountToken.Audience}] = true
+			if tok := s.ServiceAccountToken; tok != nil && !slices.Contains(seen, token{v.Name, tok.Audience}) {
+				seen = append(seen, token{v.Name, tok.Audience})
 			}
 		}
 	}

@@ -26,22 +26,26 @@ var AlwaysTolerated = []string{corev1.TaintNodeNotReady, corev1.TaintNodeUnreach
 func (g Gate) placement(path *field.Path, virtual, host *corev1.Pod) field.ErrorList {
 	var errs field.ErrorList
 	for i, t := range virtual.Spec.Tolerations {
-		if err := g.toleration(path.Child("tolerations").Index(i), t); err != nil {
+		if err := g.toleration(path, i, t); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	errs = append(errs, g.nodeAffinity(path.Child("affinity", "nodeAffinity"), host.Spec.Affinity)...)
+	if a := host.Spec.Affinity; a != nil && a.NodeAffinity != nil {
+		errs = append(errs, g.nodeAffinity(path.Child("affinity", "nodeAffinity"), a.NodeAffinity)...)
+	}
 	return errs
 }
 
-func (g Gate) toleration(path *field.Path, t corev1.Toleration) *field.Error {
+// toleration checks toleration i of the pod; paths are built only for an
+// error, since every admission passes here.
+func (g Gate) toleration(spec *field.Path, i int, t corev1.Toleration) *field.Error {
 	if t.Key == "" {
-		return field.Forbidden(path.Child("key"), "a toleration of every taint would let the pod onto nodes the platform keeps tenants off; name the taint key (platform flag --allowed-toleration-keys; allowed: "+allowedList(g.tolerationKeys())+")")
+		return field.Forbidden(spec.Child("tolerations").Index(i).Child("key"), "a toleration of every taint would let the pod onto nodes the platform keeps tenants off; name the taint key (platform flag --allowed-toleration-keys; allowed: "+allowedList(g.tolerationKeys())+")")
 	}
-	if slices.Contains(g.tolerationKeys(), t.Key) || containsToleration(g.Config.Tolerations, t) {
+	if slices.Contains(AlwaysTolerated, t.Key) || slices.Contains(g.Config.TolerationKeys, t.Key) || containsToleration(g.Config.Tolerations, t) {
 		return nil
 	}
-	return notAllowed(path.Child("key"), t.Key, g.tolerationKeys(), "--allowed-toleration-keys")
+	return notAllowed(spec.Child("tolerations").Index(i).Child("key"), t.Key, g.tolerationKeys(), "--allowed-toleration-keys")
 }
 
 func (g Gate) tolerationKeys() []string {
@@ -51,13 +55,12 @@ func (g Gate) tolerationKeys() []string {
 // nodeAffinity refuses matchFields (a node by name) unless the platform
 // allows pinning; label expressions stay the tenant's, since the enforced
 // node selector and the taints already bound which nodes they can reach.
-func (g Gate) nodeAffinity(path *field.Path, affinity *corev1.Affinity) field.ErrorList {
-	if g.Config.AllowNodePinning || affinity == nil || affinity.NodeAffinity == nil {
+func (g Gate) nodeAffinity(path *field.Path, a *corev1.NodeAffinity) field.ErrorList {
+	if g.Config.AllowNodePinning {
 		return nil
 	}
 	const why = "naming nodes is not allowed on the host (platform flag --allow-node-pinning); select nodes by label with matchExpressions"
 	var errs field.ErrorList
-	a := affinity.NodeAffinity
 	if r := a.RequiredDuringSchedulingIgnoredDuringExecution; r != nil {
 		terms := path.Child("requiredDuringSchedulingIgnoredDuringExecution", "nodeSelectorTerms")
 		for i, term := range r.NodeSelectorTerms {
