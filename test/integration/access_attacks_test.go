@@ -41,7 +41,12 @@ func TestKubeletAPIAttacks(t *testing.T) {
 			Labels:      map[string]string{translate.LabelManagedBy: translate.ManagedByValue, translate.LabelVCluster: "other"},
 			Annotations: map[string]string{translate.AnnotationName: "victim", translate.AnnotationNamespace: accessNamespace, translate.AnnotationVCluster: "other", translate.AnnotationSyncID: "other-sync"},
 		},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "busybox"}}, AutomountServiceAccountToken: ptr.To(false)},
+		// The account host pods run as: the host's ServiceAccount
+		// admission refuses a pod whose account does not exist.
+		Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{Name: "app", Image: "busybox"}}, ServiceAccountName: cfg.HostServiceAccount,
+			AutomountServiceAccountToken: ptr.To(false),
+		},
 	}
 	if err := hostClient.Create(ctx, other); err != nil {
 		t.Fatalf("creating the other virtual cluster's pod: %v", err)
