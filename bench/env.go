@@ -15,8 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/utils/ptr"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 
 	"github.com/podbridge/podbridge/certs"
 	"github.com/podbridge/podbridge/internal/controlplane"
@@ -129,6 +129,8 @@ func startEnv(ctx context.Context, cfg Config) (e *env, err error) {
 		virtualKubeconfig: virtual.Kubeconfig,
 		certDir:           certDir,
 		clientCertDir:     clientCertDir,
+		host:              host.Config,
+		metricsCA:         bundle.CA,
 		logDir:            filepath.Join(e.dir, "logs"),
 		orphanGrace:       time.Duration(cfg.OrphanGraceSeconds * float64(time.Second)),
 		profile:           cfg.ProfileDir != "",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -16,19 +17,21 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/podbridge/podbridge/internal/child"
 	"github.com/podbridge/podbridge/internal/controlplane"
+	"github.com/podbridge/podbridge/internal/promscrape"
 	"github.com/podbridge/podbridge/translate"
 )
 
 // Names podbridge runs under in the bench.
 const (
-	vclusterName     = "bench"
-	hostNamespace    = "podbridge-bench"
+	vclusterName  = "bench"
+	hostNamespace = "podbridge-bench"
 	// hostServiceAccount is what host pods run as (--host-service-account).
 	hostServiceAccount = "podbridge-workloads"
-	registrationName = "podbridge"
+	registrationName   = "podbridge"
 )
 
 // podbridge is the webhook and the reflector, each its own process, on
@@ -43,6 +46,9 @@ type podbridge struct {
 	webhookStopped   bool
 	webhookMetrics   string
 	reflectorMetrics string
+	// metricsClient scrapes both, as a host identity allowed GET
+	// /metrics (nil: an older binary's plain-HTTP metrics).
+	metricsClient *http.Client
 	// pprof are the pprof base URLs by process name, when profiling.
 	pprof   map[string]string
 	virtual kubernetes.Interface
@@ -56,11 +62,16 @@ type podbridgeOptions struct {
 	virtualKubeconfig string
 	certDir           string
 	clientCertDir     string
-	logDir            string
-	orphanGrace       time.Duration
-	profile           bool
-	virtual           kubernetes.Interface
-	log               logr.Logger
+	// host is an administrator of the host cluster, which makes the
+	// metrics scraper's ServiceAccount; metricsCA is the CA of the
+	// serving certificate in certDir, which the metrics use too.
+	host        *rest.Config
+	metricsCA   []byte
+	logDir      string
+	orphanGrace time.Duration
+	profile     bool
+	virtual     kubernetes.Interface
+	log         logr.Logger
 }
 
 // startPodbridge starts the webhook, which registers itself in the virtual
@@ -88,6 +99,10 @@ func startPodbridge(ctx context.Context, o podbridgeOptions) (*podbridge, error)
 	if err != nil {
 		return nil, err
 	}
+	metricsArgs, metricsClient, scheme, err := metricsAccess(ctx, o)
+	if err != nil {
+		return nil, err
+	}
 	webhookArgs := append([]string{"webhook"}, cluster...)
 	webhookArgs = append(webhookArgs,
 		"--bind-address=127.0.0.1",
@@ -96,6 +111,7 @@ func startPodbridge(ctx context.Context, o podbridgeOptions) (*podbridge, error)
 		"--metrics-bind-address="+loopback(webhookMetrics),
 		"--health-probe-bind-address="+loopback(webhookHealth),
 	)
+	webhookArgs = append(webhookArgs, metricsArgs...)
 	reflectorArgs := append([]string{"reflector"}, cluster...)
 	reflectorArgs = append(reflectorArgs,
 		"--leader-elect=false",
@@ -103,6 +119,7 @@ func startPodbridge(ctx context.Context, o podbridgeOptions) (*podbridge, error)
 		"--metrics-bind-address="+loopback(reflectorMetrics),
 		"--health-probe-bind-address="+loopback(reflectorHealth),
 	)
+	reflectorArgs = append(reflectorArgs, metricsArgs...)
 	var pprof map[string]string
 	if o.profile {
 		pprof = map[string]string{"webhook": "http://" + loopback(ports[5]), "reflector": "http://" + loopback(ports[6])}
@@ -119,8 +136,9 @@ func startPodbridge(ctx context.Context, o podbridgeOptions) (*podbridge, error)
 			Name: "podbridge-reflector", Path: o.binary, Args: reflectorArgs,
 			LogFile: filepath.Join(o.logDir, "podbridge-reflector.log"),
 		},
-		webhookMetrics:   "http://" + loopback(webhookMetrics) + "/metrics",
-		reflectorMetrics: "http://" + loopback(reflectorMetrics) + "/metrics",
+		webhookMetrics:   scheme + "://" + loopback(webhookMetrics) + "/metrics",
+		reflectorMetrics: scheme + "://" + loopback(reflectorMetrics) + "/metrics",
+		metricsClient:    metricsClient,
 		pprof:            pprof,
 	}
 	if pb.webhook, err = child.Start(pb.webhookCommand); err != nil {
@@ -167,7 +185,7 @@ func (pb *podbridge) startReflector(ctx context.Context) error {
 	if pb.reflector, err = child.Start(pb.reflectorCommand); err != nil {
 		return err
 	}
-	return waitMetrics(ctx, pb.reflector, pb.reflectorMetrics)
+	return pb.waitMetrics(ctx, pb.reflector, pb.reflectorMetrics)
 }
 
 // restartReflector stops the reflector, calls whileDown, and starts a new
@@ -184,11 +202,49 @@ func (pb *podbridge) restartReflector(ctx context.Context, whileDown func(contex
 	return pb.startReflector(ctx)
 }
 
-// waitMetrics waits up to a minute until p serves its metrics endpoint.
-func waitMetrics(ctx context.Context, p *child.Process, endpoint string) error {
+// waitMetrics waits up to a minute until p serves its metrics endpoint to
+// the bench's scraper, and fails fast if p exits first.
+func (pb *podbridge) waitMetrics(ctx context.Context, p *child.Process, endpoint string) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	return p.WaitReady(ctx, endpoint)
+	var last error
+	err := wait.PollUntilContextCancel(ctx, 50*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		if err := p.Exited(); err != nil {
+			return false, err
+		}
+		_, last = pb.scrape(ctx, endpoint)
+		return last == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for %s: %w (last: %w)", endpoint, err, last)
+	}
+	return nil
+}
+
+// scrape reads one of podbridge's metrics endpoints as the bench's scraper.
+func (pb *podbridge) scrape(ctx context.Context, endpoint string) (promscrape.Families, error) {
+	return promscrape.Scrape(ctx, pb.metricsClient, endpoint)
+}
+
+// metricsAccess returns the metrics flags of both processes, the client
+// that scrapes them and the scheme of their URL. podbridge serves metrics
+// only to host identities allowed GET /metrics: the bench scrapes as a
+// host ServiceAccount bound to that permission, over TLS verified with
+// the bench's CA (the webhook's serving certificate names 127.0.0.1).
+// An older binary, without --metrics-cert-dir, serves plain HTTP to anyone.
+func metricsAccess(ctx context.Context, o podbridgeOptions) (args []string, c *http.Client, scheme string, err error) {
+	help, err := exec.CommandContext(ctx, o.binary, "reflector", "-h").CombinedOutput()
+	if !strings.Contains(string(help), "-metrics-bind-address") {
+		return nil, nil, "", fmt.Errorf("reading podbridge reflector's flags (exit: %v):\n%s", err, help) //nolint:errorlint // err is often nil: the output is the message.
+	}
+	if !hasFlag(help, "metrics-cert-dir") {
+		return nil, nil, "http", nil
+	}
+	c, err = promscrape.ScraperClient(ctx, o.host, hostNamespace, o.metricsCA)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	return []string{"--metrics-cert-dir=" + o.certDir}, c, "https", nil
 }
 
 // stop stops both processes.
@@ -249,7 +305,7 @@ func (pb *podbridge) suspendRegistration(ctx context.Context) (restore func(cont
 		if pb.webhook, err = child.Start(pb.webhookCommand); err != nil {
 			return err
 		}
-		if err := waitMetrics(ctx, pb.webhook, pb.webhookMetrics); err != nil {
+		if err := pb.waitMetrics(ctx, pb.webhook, pb.webhookMetrics); err != nil {
 			return err
 		}
 		pb.log.Info("Started the webhook again; it registered itself", "name", registrationName)

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/podbridge/podbridge/internal/promscrape"
 )
 
 // runChurn is scenario 7: ChurnPods pods in ChurnWaves waves; each wave is
@@ -96,7 +94,7 @@ func (e *env) runChurn(ctx context.Context) (ChurnResults, error) {
 
 // orphanDeletes reads how many orphan host pods the reflector has deleted.
 func (e *env) orphanDeletes(ctx context.Context) (float64, error) {
-	f, err := promscrape.Scrape(ctx, nil, e.pb.reflectorMetrics)
+	f, err := e.pb.scrape(ctx, e.pb.reflectorMetrics)
 	if err != nil {
 		return 0, err
 	}

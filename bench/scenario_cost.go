@@ -91,11 +91,11 @@ func (e *env) runCost(ctx context.Context) (CostResults, error) {
 		}
 		startCost[name] = s
 	}
-	webhookBefore, err := promscrape.Scrape(ctx, nil, e.pb.webhookMetrics)
+	webhookBefore, err := e.pb.scrape(ctx, e.pb.webhookMetrics)
 	if err != nil {
 		return res, err
 	}
-	reflectorBefore, err := promscrape.Scrape(ctx, nil, e.pb.reflectorMetrics)
+	reflectorBefore, err := e.pb.scrape(ctx, e.pb.reflectorMetrics)
 	if err != nil {
 		return res, err
 	}
@@ -120,11 +120,11 @@ func (e *env) runCost(ctx context.Context) (CostResults, error) {
 		}
 	}
 	res.WebhookPeakRSSMiBAtCost = res.Webhook.PeakRSSMiB
-	webhookAfter, err := promscrape.Scrape(ctx, nil, e.pb.webhookMetrics)
+	webhookAfter, err := e.pb.scrape(ctx, e.pb.webhookMetrics)
 	if err != nil {
 		return res, err
 	}
-	reflectorAfter, err := promscrape.Scrape(ctx, nil, e.pb.reflectorMetrics)
+	reflectorAfter, err := e.pb.scrape(ctx, e.pb.reflectorMetrics)
 	if err != nil {
 		return res, err
 	}

@@ -14,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/podbridge/podbridge/internal/child"
-	"github.com/podbridge/podbridge/internal/promscrape"
 	"github.com/podbridge/podbridge/translate"
 )
 
@@ -230,7 +229,7 @@ func (e *env) coldStart(ctx context.Context, w *podWatcher, names []string, cold
 		if err := e.pb.reflector.Exited(); err != nil {
 			return false, err
 		}
-		f, err := promscrape.Scrape(ctx, nil, e.pb.reflectorMetrics)
+		f, err := e.pb.scrape(ctx, e.pb.reflectorMetrics)
 		if err != nil {
 			return false, err
 		}
