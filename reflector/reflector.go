@@ -19,12 +19,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/podbridge/podbridge/internal/caps"
 	"github.com/podbridge/podbridge/internal/hostaccount"
 	"github.com/podbridge/podbridge/internal/hostcopy"
 	"github.com/podbridge/podbridge/internal/kube"
+	"github.com/podbridge/podbridge/internal/metricsauth"
 	"github.com/podbridge/podbridge/kubeletproxy"
 	"github.com/podbridge/podbridge/policy"
 	"github.com/podbridge/podbridge/translate"
@@ -80,9 +80,15 @@ type Options struct {
 	// (the webhook enforces the request size).
 	Limits caps.Limits
 
-	LeaderElection         bool
-	LeaderElectionID       string
+	LeaderElection   bool
+	LeaderElectionID string
+
+	// MetricsBindAddress is where the metrics are served, over TLS and
+	// only to callers the host apiserver authenticates and authorizes
+	// (internal/metricsauth); "0" turns them off. MetricsCertDir holds
+	// their tls.crt and tls.key; empty, the certificate is self-signed.
 	MetricsBindAddress     string
+	MetricsCertDir         string
 	HealthProbeBindAddress string
 	PprofBindAddress       string
 }
@@ -146,7 +152,7 @@ func NewManager(o Options) (manager.Manager, error) {
 			ReaderFailOnMissingInformer: true,
 		},
 		Controller:                    config.Controller{SkipNameValidation: ptr.To(o.SkipControllerNameValidation)},
-		Metrics:                       metricsserver.Options{BindAddress: o.MetricsBindAddress},
+		Metrics:                       metricsauth.Options(o.MetricsBindAddress, o.MetricsCertDir),
 		HealthProbeBindAddress:        o.HealthProbeBindAddress,
 		PprofBindAddress:              o.PprofBindAddress,
 		LeaderElection:                o.LeaderElection,

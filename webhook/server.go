@@ -22,7 +22,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -31,6 +30,7 @@ import (
 	"github.com/podbridge/podbridge/internal/hostaccount"
 	"github.com/podbridge/podbridge/internal/hostcopy"
 	"github.com/podbridge/podbridge/internal/kube"
+	"github.com/podbridge/podbridge/internal/metricsauth"
 	"github.com/podbridge/podbridge/policy"
 	"github.com/podbridge/podbridge/translate"
 )
@@ -51,7 +51,12 @@ type Options struct {
 	// Inject are filled in here; CertDir is where the server reads it.
 	Certs certs.Options
 
+	// MetricsBindAddress is where the metrics are served, over TLS and
+	// only to callers the host apiserver authenticates and authorizes
+	// (internal/metricsauth); "0" turns them off. MetricsCertDir holds
+	// their tls.crt and tls.key; empty, the certificate is self-signed.
 	MetricsBindAddress     string
+	MetricsCertDir         string
 	HealthProbeBindAddress string
 	PprofBindAddress       string
 
@@ -147,7 +152,7 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 				keeper.ClientVerifier().ConfigureServer(c)
 			}},
 		}),
-		Metrics:                metricsserver.Options{BindAddress: o.MetricsBindAddress},
+		Metrics:                metricsauth.Options(o.MetricsBindAddress, o.MetricsCertDir),
 		HealthProbeBindAddress: o.HealthProbeBindAddress,
 		PprofBindAddress:       o.PprofBindAddress,
 	})

@@ -62,6 +62,7 @@ func runWebhook(ctx context.Context, args []string) error {
 		return err
 	}
 	o.Translate, o.MetricsBindAddress, o.HealthProbeBindAddress, o.PprofBindAddress = cf.translate, cf.metricsAddr, cf.healthAddr, cf.pprofAddr
+	o.MetricsCertDir = cf.metricsCertDir
 	o.Limits = cf.limits
 	return webhook.Run(ctx, o)
 }
@@ -94,6 +95,7 @@ func runReflector(ctx context.Context, args []string) error {
 		return err
 	}
 	o.Translate, o.MetricsBindAddress, o.HealthProbeBindAddress, o.PprofBindAddress = cf.translate, cf.metricsAddr, cf.healthAddr, cf.pprofAddr
+	o.MetricsCertDir = cf.metricsCertDir
 	o.Limits = cf.limits
 	if o.LeaderElectionID == "" {
 		o.LeaderElectionID = "podbridge-reflector-" + o.Translate.VCluster

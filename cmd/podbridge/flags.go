@@ -16,6 +16,7 @@ import (
 
 	"github.com/podbridge/podbridge/internal/caps"
 	"github.com/podbridge/podbridge/internal/kube"
+	"github.com/podbridge/podbridge/internal/metricsauth"
 	"github.com/podbridge/podbridge/translate"
 )
 
@@ -27,6 +28,7 @@ type clusterFlags struct {
 	qps                                float64
 	burst                              int
 	metricsAddr, healthAddr, pprofAddr string
+	metricsCertDir                     string
 	limits                             caps.Limits
 }
 
@@ -116,7 +118,8 @@ func (f *clusterFlags) bind(fs *flag.FlagSet) {
 	})
 	fs.Float64Var(&f.qps, "kube-api-qps", float64(kube.DefaultLimits.QPS), "client-side queries per second to each apiserver")
 	fs.IntVar(&f.burst, "kube-api-burst", kube.DefaultLimits.Burst, "client-side burst to each apiserver")
-	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
+	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8443", "address of the Prometheus metrics endpoint, served over HTTPS only to callers the host apiserver authenticates and authorizes for GET /metrics (0 disables it)")
+	fs.StringVar(&f.metricsCertDir, "metrics-cert-dir", "", "folder with the metrics endpoint's tls.crt and tls.key, re-read when they change (empty: a self-signed certificate made at start)")
 	fs.StringVar(&f.healthAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints (0 disables them)")
 	fs.StringVar(&f.pprofAddr, "pprof-bind-address", "0", "address of the /debug/pprof endpoints, for profiling (0 disables them)")
 }
@@ -135,6 +138,9 @@ func (f *clusterFlags) configs(component string) (host, virtual *rest.Config, er
 	}
 	if f.translate.HostServiceAccount == "" {
 		errs = append(errs, errors.New("--host-service-account must not be empty"))
+	}
+	if err := metricsauth.CheckCertDir(f.metricsCertDir); err != nil {
+		errs = append(errs, fmt.Errorf("--metrics-cert-dir: %w", err))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, nil, err

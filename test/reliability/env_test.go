@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -23,6 +24,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/podbridge/podbridge/certs"
 	"github.com/podbridge/podbridge/internal/child"
 	"github.com/podbridge/podbridge/internal/controlplane"
 	"github.com/podbridge/podbridge/internal/devenv"
@@ -52,6 +54,11 @@ type cluster struct {
 	hostClient    client.Client
 	virtualClient client.Client
 	config        translate.Config
+	// podbridge serves metrics only to host identities allowed GET
+	// /metrics: metricsClient scrapes as one, trusting the certificate of
+	// metricsCertDir that every process serves them with.
+	metricsCertDir string
+	metricsClient  *http.Client
 
 	mu    sync.Mutex
 	procs []*proc
@@ -112,6 +119,17 @@ func startCluster(t *testing.T) *cluster {
 	}
 	c.hostClient = newClient(t, c.host.Config)
 	c.virtualClient = newClient(t, c.virtual.Config)
+	metricsCerts, err := certs.NewSelfSigned([]string{"127.0.0.1"}, time.Now(), 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.metricsCertDir = filepath.Join(dir, "metrics-certs")
+	if err := metricsCerts.WriteDir(c.metricsCertDir); err != nil {
+		t.Fatal(err)
+	}
+	if c.metricsClient, err = promscrape.ScraperClient(ctx, c.host.Config, c.config.HostNamespace, metricsCerts.CA); err != nil {
+		t.Fatal(err)
+	}
 	return c
 }
 
@@ -166,9 +184,10 @@ func (c *cluster) startWebhook(o webhookOptions) *proc {
 		"--webhook-timeout=" + webhookTimeout.String(),
 		"--host-timeout=" + hostTimeout.String(),
 		"--metrics-bind-address=" + loopback(metrics),
+		"--metrics-cert-dir=" + c.metricsCertDir,
 		"--health-probe-bind-address=" + loopback(health),
 	}
-	p := c.startProc(o.name, args, "http://"+loopback(metrics)+"/metrics", "http://"+loopback(health)+"/readyz")
+	p := c.startProc(o.name, args, "https://"+loopback(metrics)+"/metrics", "http://"+loopback(health)+"/readyz")
 	c.waitWebhookAdmits()
 	return p
 }
@@ -185,9 +204,10 @@ func (c *cluster) startReflector(name string, leaderElect bool) *proc {
 		"--orphan-grace-period=" + orphanGrace.String(),
 		"--leader-elect=" + strconv.FormatBool(leaderElect),
 		"--metrics-bind-address=" + loopback(metrics),
+		"--metrics-cert-dir=" + c.metricsCertDir,
 		"--health-probe-bind-address=" + loopback(health),
 	}
-	return c.startProc(name, args, "http://"+loopback(metrics)+"/metrics", "http://"+loopback(health)+"/healthz")
+	return c.startProc(name, args, "https://"+loopback(metrics)+"/metrics", "http://"+loopback(health)+"/healthz")
 }
 
 func (c *cluster) startProc(name string, args []string, metricsURL, readyURL string) *proc {
@@ -195,7 +215,7 @@ func (c *cluster) startProc(name string, args []string, metricsURL, readyURL str
 	p := &proc{
 		command:    child.Command{Name: name, Path: podbridgeBinary, Args: args, LogFile: filepath.Join(c.dir, "logs", name+".log")},
 		name:       name,
-		metricsURL: metricsURL, readyURL: readyURL,
+		metricsURL: metricsURL, readyURL: readyURL, metricsClient: c.metricsClient,
 	}
 	if err := p.start(); err != nil {
 		c.t.Fatal(err)
@@ -241,6 +261,7 @@ type proc struct {
 	name                 string
 	command              child.Command
 	metricsURL, readyURL string
+	metricsClient        *http.Client
 
 	mu      sync.Mutex
 	current *child.Process
@@ -297,7 +318,7 @@ func (p *proc) stop() error {
 // metric returns the sum of a counter or gauge the process exports, over
 // the series whose labels include labels.
 func (p *proc) metric(ctx context.Context, name string, labels map[string]string) (float64, error) {
-	f, err := promscrape.Scrape(ctx, nil, p.metricsURL)
+	f, err := promscrape.Scrape(ctx, p.metricsClient, p.metricsURL)
 	if err != nil {
 		return 0, err
 	}
