@@ -37,7 +37,7 @@ func TestOverlaysCarryTheStaticPolicies(t *testing.T) {
 				if o.GetKind() != "ConfigMap" {
 					continue
 				}
-				data, _, _ := unstructuredStrings(o.Object, "data")
+				data := stringData(o.Object)
 				switch o.GetName() {
 				case "podbridge-virtual-apiserver-policies":
 					policies, namespace = data["podbridge.yaml"], o.GetNamespace()
@@ -80,13 +80,14 @@ func sameDocuments(t *testing.T, a, b string) bool {
 	return reflect.DeepEqual(decode(a), decode(b))
 }
 
-func unstructuredStrings(obj map[string]any, field string) (map[string]string, bool, error) {
+// stringData is a ConfigMap's data.
+func stringData(obj map[string]any) map[string]string {
 	out := map[string]string{}
-	m, ok := obj[field].(map[string]any)
+	m, _ := obj["data"].(map[string]any)
 	for k, v := range m {
-		if s, isString := v.(string); isString {
+		if s, ok := v.(string); ok {
 			out[k] = s
 		}
 	}
-	return out, ok, nil
+	return out
 }

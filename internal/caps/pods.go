@@ -98,7 +98,7 @@ func (h *HostPods) Reserve(name string) (release func(), err error) {
 	return func() {
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		if h.reserved[name] == at {
+		if h.reserved[name].Equal(at) {
 			delete(h.reserved, name)
 		}
 	}, nil
