@@ -491,9 +491,9 @@ func (e *Env) Stop() error {
 const DefaultPodSecurityLevel = "baseline"
 
 // PrepareHostNamespace creates the host namespace, enforcing
-// DefaultPodSecurityLevel, and the service account host pods run as (a
-// real host's controller manager would create the latter; the dev host
-// has none).
+// DefaultPodSecurityLevel, the service account host pods run as, and the
+// namespace's default account (a real host's controller manager would
+// create that; the dev host has none).
 func PrepareHostNamespace(ctx context.Context, cfg *rest.Config, tc translate.Config) error {
 	return prepareHostNamespace(ctx, cfg, tc, DefaultPodSecurityLevel)
 }
@@ -514,6 +514,10 @@ func prepareHostNamespace(ctx context.Context, cfg *rest.Config, tc translate.Co
 		// As a platform would make it: no pull secrets, no token mounted
 		// (package hostaccount refuses any other).
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: tc.HostServiceAccount, Namespace: tc.HostNamespace}, AutomountServiceAccountToken: ptr.To(false)},
+	}
+	if tc.HostServiceAccount != "default" {
+		// Every namespace of a real host has one, for its own pods.
+		objects = append(objects, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: tc.HostNamespace}})
 	}
 	for _, obj := range objects {
 		if err := c.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
