@@ -7,17 +7,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/podbridge/podbridge/internal/realnode"
@@ -127,16 +124,12 @@ func TestNothingPodsSendLeavesTheMachine(t *testing.T) {
 	if out, err := exec.Command("ip", "-n", filepath.Base(netns), "route", "add", offMachine+"/32", "via", env.RealNode.IP.String()).CombinedOutput(); err != nil {
 		t.Fatalf("routing the pod's packet through the gateway: %v: %s", err, out)
 	}
-	if err := inNetns(netns, func() error {
-		c, err := net.Dial("udp4", net.JoinHostPort(offMachine, "9"))
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_, err = c.Write([]byte("must not leave"))
-		return err
-	}); err != nil {
-		t.Fatalf("sending from the pod's network namespace: %v", err)
+	// From a process of its own in the pod's namespace: a thread of this
+	// one moved there would have to end with it, and the kubelet, started
+	// with a parent-death signal, dies with the thread that forked it.
+	send := exec.Command("ip", "netns", "exec", filepath.Base(netns), "bash", "-c", "printf 'must not leave' > /dev/udp/"+offMachine+"/9")
+	if out, err := send.CombinedOutput(); err != nil {
+		t.Fatalf("sending from the pod's network namespace: %v: %s", err, out)
 	}
 	eventually(t, 10*time.Second, "the packet counted by the node's drop rule", func(context.Context) (bool, string) {
 		n, err := realnode.DroppedOffMachine()
@@ -184,26 +177,4 @@ func podNetns(t *testing.T, ip string) string {
 	}
 	t.Fatalf("no network namespace in %v holds %s", paths, ip)
 	return ""
-}
-
-// inNetns runs f on a thread in the network namespace at path. The thread
-// is never handed back to the scheduler: it ends with its goroutine, so
-// nothing else ever runs in the pod's namespace.
-func inNetns(path string, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		fd, err := os.Open(path)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer fd.Close()
-		if err := unix.Setns(int(fd.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", path, err)
-			return
-		}
-		errc <- f()
-	}()
-	return <-errc
 }
