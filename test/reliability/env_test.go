@@ -70,7 +70,7 @@ type cluster struct {
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
 	dir := filepath.Join(runDir, strings.ReplaceAll(t.Name(), "/", "_"))
-	c := &cluster{t: t, dir: dir, config: translate.Config{VCluster: "rel", HostNamespace: "podbridge-rel", HostServiceAccount: "default"}}
+	c := &cluster{t: t, dir: dir, config: translate.Config{VCluster: "rel", HostNamespace: "podbridge-rel", HostServiceAccount: "podbridge-workloads"}}
 	t.Cleanup(func() {
 		c.mu.Lock()
 		procs := c.procs
