@@ -182,7 +182,8 @@ func TestImageGateRefusesLoopbackPulls(t *testing.T) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", filepath.Join(dir, "images.sock"))
 	}}
-	call := func(method string, body []byte) (*http.Response, []byte) {
+	// call returns the answer's headers, trailers and body.
+	call := func(method string, body []byte) (header, trailer http.Header, answer []byte) {
 		t.Helper()
 		req, err := http.NewRequest(http.MethodPost, "http://localhost"+method, bytes.NewReader(body))
 		if err != nil {
@@ -195,29 +196,28 @@ func TestImageGateRefusesLoopbackPulls(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
-		answer, err := io.ReadAll(resp.Body)
-		if err != nil {
+		if answer, err = io.ReadAll(resp.Body); err != nil {
 			t.Fatal(err)
 		}
-		return resp, answer
+		return resp.Header, resp.Trailer, answer
 	}
 
-	resp, answer := call(pullImageMethod, pullCall("127.0.0.1:5000/none:1"))
-	message, _ := url.PathUnescape(resp.Header.Get("Grpc-Message"))
-	if resp.Header.Get("Grpc-Status") != "7" || len(answer) != 0 || message != LoopbackPullRefusal("127.0.0.1:5000/none:1", "127.0.0.1:5000") {
-		t.Errorf("loopback pull: status %q, message %q, body %q; want PermissionDenied with the refusal", resp.Header.Get("Grpc-Status"), message, answer)
+	header, _, answer := call(pullImageMethod, pullCall("127.0.0.1:5000/none:1"))
+	message, _ := url.PathUnescape(header.Get("Grpc-Message"))
+	if header.Get("Grpc-Status") != "7" || len(answer) != 0 || message != LoopbackPullRefusal("127.0.0.1:5000/none:1", "127.0.0.1:5000") {
+		t.Errorf("loopback pull: status %q, message %q, body %q; want PermissionDenied with the refusal", header.Get("Grpc-Status"), message, answer)
 	}
-	resp, answer = call(pullImageMethod, pullCall("podbridge.local/workload:1"))
-	if resp.Trailer.Get("Grpc-Status") != "0" || !bytes.Equal(answer, []byte{0, 0, 0, 0, 2, 0x0a, 0}) {
-		t.Errorf("pull of a registry elsewhere: trailer %v, body %q; want containerd's answer", resp.Trailer, answer)
+	_, trailer, answer := call(pullImageMethod, pullCall("podbridge.local/workload:1"))
+	if trailer.Get("Grpc-Status") != "0" || !bytes.Equal(answer, []byte{0, 0, 0, 0, 2, 0x0a, 0}) {
+		t.Errorf("pull of a registry elsewhere: trailer %v, body %q; want containerd's answer", trailer, answer)
 	}
-	resp, answer = call("/runtime.v1.ImageService/ImageStatus", []byte{0, 0, 0, 0, 0})
-	if resp.Header.Get("Grpc-Status") != "5" || resp.Header.Get("Grpc-Message") != "not found" || len(answer) != 0 {
-		t.Errorf("containerd's trailers-only error: headers %v, body %q; want it as sent", resp.Header, answer)
+	header, _, answer = call("/runtime.v1.ImageService/ImageStatus", []byte{0, 0, 0, 0, 0})
+	if header.Get("Grpc-Status") != "5" || header.Get("Grpc-Message") != "not found" || len(answer) != 0 {
+		t.Errorf("containerd's trailers-only error: headers %v, body %q; want it as sent", header, answer)
 	}
-	resp, _ = call(pullImageMethod, []byte{1, 0, 0, 0, 0})
-	if resp.Header.Get("Grpc-Status") != "3" {
-		t.Errorf("a compressed pull call: status %q, want InvalidArgument", resp.Header.Get("Grpc-Status"))
+	header, _, _ = call(pullImageMethod, []byte{1, 0, 0, 0, 0})
+	if header.Get("Grpc-Status") != "3" {
+		t.Errorf("a compressed pull call: status %q, want InvalidArgument", header.Get("Grpc-Status"))
 	}
 	mu.Lock()
 	defer mu.Unlock()

@@ -246,7 +246,7 @@ func kubeletForward(ctx context.Context, headers http.Header, pod *corev1.Pod, m
 	}
 	ports, err := fw.GetPorts()
 	if err != nil || len(ports) != 1 {
-		return "", fmt.Errorf("forwarded ports %v: %v", ports, err)
+		return "", fmt.Errorf("forwarded ports %v: %w", ports, err)
 	}
 	return roundTrip(int(ports[0].Local), message, len(message))
 }
