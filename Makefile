@@ -82,7 +82,7 @@ $(NODE_IMAGES): $(wildcard cmd/podbridge-workload/*.go) $(wildcard hack/nodeimag
 	cd hack/nodeimage && go run . -binary $(NODE_DIR)/podbridge-workload -out $(NODE_IMAGES)
 
 .PHONY: test-node
-test-node: k8s-bins node-bins ## Run the real-node end-to-end suite (root; installs containerd, runc and CNI plugins with apt when absent).
+test-node: k8s-bins node-bins ## Run the real-node end-to-end suite (root; installs containerd, runc, the CNI plugins and iptables with apt when absent).
 	go test -count=1 -v -tags node -timeout 20m ./test/node/
 
 ##@ Deployment

@@ -110,7 +110,7 @@ func runDev(ctx context.Context, args []string) error {
 	fs.StringVar(&o.StateDir, "state-dir", o.StateDir, "folder for kubeconfigs, certificates and logs; removed on exit, or by the next start after a run that was killed")
 	fs.StringVar(&assetsDir, "assets-dir", "", "folder with the control-plane binaries (default: KUBEBUILDER_ASSETS, then bin/k8s/"+controlplane.KubernetesVersion+")")
 	fs.IntVar(&o.Nodes, "nodes", o.Nodes, "kwok nodes in the host cluster")
-	realNode := fs.Bool("real-node", false, "also run a real kubelet node (root; `make node-bins`; installs containerd, runc and CNI plugins with apt when absent): pods with nodeSelector "+realnode.LabelRealNode+"=true and its toleration run in real containers")
+	realNode := fs.Bool("real-node", false, "also run a real kubelet node (root; `make node-bins`; installs containerd, runc, the CNI plugins and iptables with apt when absent): pods with nodeSelector "+realnode.LabelRealNode+"=true and its toleration run in real containers")
 	nodeImages := fs.String("node-images", "", "image tarball of the real node (default: bin/node/images.tar of the checkout)")
 	setLogger := bindLogging(fs)
 	if err := parse(fs, args); err != nil {
