@@ -72,13 +72,30 @@ func TestPodFloodStopsAtTheCapOnHostPods(t *testing.T) {
 }
 
 // refuseAfterPodbridge installs a ValidatingAdmissionPolicy in the second
-// virtual cluster that refuses pods labelled flood=true, as a tenant may:
+// virtual cluster that refuses pods labelled label, as a tenant may:
 // validation runs after every mutating webhook, podbridge's included.
 func refuseAfterPodbridge(t *testing.T, label string) {
 	t.Helper()
-	ctx := context.Background()
+	denyPods(t, secondClient, "refuse-"+label, admissionregistrationv1.Validation{
+		Expression: "!has(object.metadata.labels) || !('" + label + "' in object.metadata.labels)",
+		Message:    "the tenant refuses floods",
+	})
+	eventually(t, 30*time.Second, "the tenant's policy to refuse", func(ctx context.Context) (bool, string) {
+		probe := simplePod("default", "policy-probe")
+		probe.Labels[label] = "true"
+		err := secondClient.Create(ctx, probe, client.DryRunAll)
+		return err != nil && strings.Contains(err.Error(), "tenant refuses floods"), fmt.Sprint(err)
+	})
+}
+
+// denyPods creates, through c, a ValidatingAdmissionPolicy named name
+// that refuses pod creates failing validation, and its binding; both go
+// when the test ends. The apiserver loads it asynchronously: callers wait
+// until it refuses.
+func denyPods(t *testing.T, c client.Client, name string, validation admissionregistrationv1.Validation) {
+	t.Helper()
 	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: "refuse-" + label},
+		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
 			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
 			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
@@ -87,29 +104,20 @@ func refuseAfterPodbridge(t *testing.T, label string) {
 					Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
 				},
 			}}},
-			Validations: []admissionregistrationv1.Validation{{
-				Expression: "!has(object.metadata.labels) || !('" + label + "' in object.metadata.labels)",
-				Message:    "the tenant refuses floods",
-			}},
+			Validations: []admissionregistrationv1.Validation{validation},
 		},
 	}
 	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "refuse-" + label},
+		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName:        policy.Name,
+			PolicyName:        name,
 			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
 		},
 	}
 	for _, obj := range []client.Object{policy, binding} {
-		if err := secondClient.Create(ctx, obj); err != nil {
+		if err := c.Create(context.Background(), obj); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = secondClient.Delete(context.Background(), obj) })
+		t.Cleanup(func() { _ = c.Delete(context.Background(), obj) })
 	}
-	eventually(t, 30*time.Second, "the tenant's policy to refuse", func(ctx context.Context) (bool, string) {
-		probe := simplePod("default", "policy-probe")
-		probe.Labels[label] = "true"
-		err := secondClient.Create(ctx, probe, client.DryRunAll)
-		return err != nil && strings.Contains(err.Error(), "tenant refuses floods"), fmt.Sprint(err)
-	})
 }

@@ -287,36 +287,11 @@ func TestHostInvalidRefusalReachesTenant(t *testing.T) {
 	// The host sees the tenant's label under its tenant key: the host's
 	// policy is written for podbridge's key scheme.
 	hostLabel := translate.TenantKey(label)
-	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: "invalid-on-host-" + ns},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
-			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
-			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
-				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
-					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
-					Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
-				},
-			}}},
-			Validations: []admissionregistrationv1.Validation{{
-				Expression: fmt.Sprintf("!has(object.metadata.labels) || !(%q in object.metadata.labels) || object.metadata.labels[%q] != %q", hostLabel, hostLabel, ns),
-				Message:    "pods with this label are not allowed on this host",
-				Reason:     ptr.To(metav1.StatusReasonInvalid),
-			}},
-		},
-	}
-	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: policy.Name},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName:        policy.Name,
-			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
-		},
-	}
-	for _, obj := range []client.Object{policy, binding} {
-		if err := hostClient.Create(ctx, obj); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = hostClient.Delete(context.Background(), obj) })
-	}
+	denyPods(t, hostClient, "invalid-on-host-"+ns, admissionregistrationv1.Validation{
+		Expression: fmt.Sprintf("!has(object.metadata.labels) || !(%q in object.metadata.labels) || object.metadata.labels[%q] != %q", hostLabel, hostLabel, ns),
+		Message:    "pods with this label are not allowed on this host",
+		Reason:     ptr.To(metav1.StatusReasonInvalid),
+	})
 	// The host loads a new policy asynchronously: wait until it refuses a
 	// labelled pod of its own (a dry run, so nothing is left behind).
 	probe := simplePod(cfg.HostNamespace, "invalid-probe-"+ns)
