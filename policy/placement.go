@@ -23,15 +23,15 @@ var AlwaysTolerated = []string{corev1.TaintNodeNotReady, corev1.TaintNodeUnreach
 // allows pinning. The virtual pod's tolerations are checked, as the tenant
 // wrote them: the host pod holds those, the platform's enforced ones
 // (translate.Config's Tolerations) and what the host's own admission adds.
-func (g Gate) placement(path *field.Path, virtual, host *corev1.Pod) field.ErrorList {
+func (g Gate) placement(spec *field.Path, virtual, host *corev1.Pod) field.ErrorList {
 	var errs field.ErrorList
 	for i, t := range virtual.Spec.Tolerations {
-		if err := g.toleration(path, i, t); err != nil {
+		if err := g.toleration(spec, i, t); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if a := host.Spec.Affinity; a != nil && a.NodeAffinity != nil {
-		errs = append(errs, g.nodeAffinity(path.Child("affinity", "nodeAffinity"), a.NodeAffinity)...)
+		errs = append(errs, g.nodeAffinity(spec.Child("affinity", "nodeAffinity"), a.NodeAffinity)...)
 	}
 	return errs
 }
