@@ -245,12 +245,7 @@ func (m *podMutator) reinvokedHostPod(ctx context.Context, host *corev1.Pod) (st
 // admission failed after podbridge said yes) and is replaced.
 func (m *podMutator) createHostPod(ctx context.Context, host *corev1.Pod, mode writeMode) (string, error) {
 	syncID := host.Annotations[translate.AnnotationSyncID]
-	opts := mode.createOptions()
-	created := host.DeepCopy()
-	err := m.Host.Create(ctx, created, opts...)
-	if err == nil {
-		return syncID, m.refuseAddedPullSecrets(ctx, host, created, mode)
-	}
+	err := m.create(ctx, host, mode)
 	if !apierrors.IsAlreadyExists(err) {
 		return syncID, err
 	}
@@ -259,7 +254,7 @@ func (m *podMutator) createHostPod(ctx context.Context, host *corev1.Pod, mode w
 		if apierrors.IsNotFound(err) {
 			// Gone since the create (the reflector collected an orphan of
 			// an admission that died): create once more.
-			return syncID, m.Host.Create(ctx, host.DeepCopy(), opts...)
+			return syncID, m.create(ctx, host, mode)
 		}
 		return "", fmt.Errorf("reading existing host pod: %w", err)
 	}
@@ -284,14 +279,20 @@ func (m *podMutator) createHostPod(ctx context.Context, host *corev1.Pod, mode w
 	if err := m.Host.Delete(ctx, existing, client.Preconditions{UID: &existing.UID}, client.GracePeriodSeconds(0)); err != nil && !apierrors.IsNotFound(err) {
 		return "", fmt.Errorf("deleting stale host pod: %w", err)
 	}
-	return syncID, m.Host.Create(ctx, host.DeepCopy(), opts...)
+	return syncID, m.create(ctx, host, mode)
 }
 
-// refuseAddedPullSecrets undoes a host pod the host gave image pull
-// secrets podbridge did not ask for (see hostaccount.AddedPullSecrets), so
-// a tenant never pulls with the platform's credentials.
-func (m *podMutator) refuseAddedPullSecrets(ctx context.Context, asked, created *corev1.Pod, mode writeMode) error {
-	added := hostaccount.AddedPullSecrets(asked, created)
+// create creates host (mode dryRun: asks the host to validate it). Every
+// host pod create of the webhook goes through here: a host pod the host
+// gave image pull secrets podbridge did not ask for (see
+// hostaccount.AddedPullSecrets) is deleted again and the create refused,
+// so a tenant never pulls with the platform's credentials.
+func (m *podMutator) create(ctx context.Context, host *corev1.Pod, mode writeMode) error {
+	created := host.DeepCopy()
+	if err := m.Host.Create(ctx, created, mode.createOptions()...); err != nil {
+		return err
+	}
+	added := hostaccount.AddedPullSecrets(host, created)
 	if len(added) == 0 {
 		return nil
 	}
@@ -300,7 +301,7 @@ func (m *podMutator) refuseAddedPullSecrets(ctx context.Context, asked, created 
 			return fmt.Errorf("deleting host pod given the host service account's pull secrets: %w", err)
 		}
 	}
-	return apierrors.NewForbidden(podResource, asked.Annotations[translate.AnnotationName], fmt.Errorf(
+	return apierrors.NewForbidden(podResource, host.Annotations[translate.AnnotationName], fmt.Errorf(
 		"the host gave its pod the image pull secrets %v of host service account %s: podbridge refuses to pull with the platform's credentials (the platform must remove them from the account)",
 		added, m.Config.HostServiceAccount))
 }

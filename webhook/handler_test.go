@@ -370,3 +370,45 @@ func TestRetryWhoseStaleHostPodVanishes(t *testing.T) {
 		t.Fatalf("host pod: %v", err)
 	}
 }
+
+// The host's ServiceAccount admission gives a host pod that names no pull
+// secrets those of its account. Whichever of the webhook's creates it
+// happens to (the first, the retry after a collected orphan, the
+// replacement of a stale pod), the pod is deleted again and the tenant's
+// create refused naming the secret.
+func TestHostPodGivenPullSecretsIsDeletedAndRefused(t *testing.T) {
+	hostName := translate.HostName("web", "team", "vc")
+	for _, tc := range []struct {
+		name string
+		// stale puts a host pod of the same name whose virtual pod is gone
+		// in the host first, so the webhook replaces it.
+		stale bool
+	}{{name: "first create"}, {name: "replacing a stale host pod", stale: true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var host client.WithWatch
+			m := newMutator(t, func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+				host = c
+				if p := obj.(*corev1.Pod); len(p.Spec.ImagePullSecrets) == 0 && p.Annotations[translate.AnnotationSyncID] == "sync-1" {
+					p.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "platform-registry"}}
+				}
+				return c.Create(ctx, obj, opts...)
+			})
+			if tc.stale {
+				stale := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: hostName, Namespace: "host", Annotations: map[string]string{
+					translate.AnnotationVCluster: "vc", translate.AnnotationSyncID: "old", translate.AnnotationName: "web", translate.AnnotationNamespace: "team",
+				}}}
+				if err := m.Host.Create(context.Background(), stale); err != nil {
+					t.Fatal(err)
+				}
+			}
+			resp := m.Handle(context.Background(), request(t, pod("web", ""), false))
+			if resp.Allowed || resp.Result.Code != http.StatusForbidden || !strings.Contains(resp.Result.Message, "platform-registry") {
+				t.Fatalf("answer %+v, want 403 naming the pull secret", resp.Result)
+			}
+			err := host.Get(context.Background(), client.ObjectKey{Namespace: "host", Name: hostName}, &corev1.Pod{})
+			if !apierrors.IsNotFound(err) {
+				t.Fatalf("the host pod given pull secrets is still there: %v", err)
+			}
+		})
+	}
+}
