@@ -57,7 +57,7 @@ func (g Gate) Check(virtual, host *corev1.Pod) field.ErrorList {
 // the stored pod) both pass here, so a webhook or admission policy of the
 // tenant's that adds tokens after podbridge's admission meets the same cap.
 func (g Gate) tokens(spec *field.Path, virtual *corev1.Pod) *field.Error {
-	n := TokenCount(virtual)
+	n := tokenCount(virtual)
 	if TokensAllowed(n, g.MaxTokensPerPod) {
 		return nil
 	}
@@ -72,10 +72,10 @@ func TokensAllowed(n, maxTokens int) bool {
 	return maxTokens <= 0 || n <= maxTokens
 }
 
-// TokenCount is the number of token Secrets a pod's projected
+// tokenCount is the number of token Secrets a pod's projected
 // serviceAccountToken sources need: one per volume and audience, as
 // translate names them.
-func TokenCount(pod *corev1.Pod) int {
+func tokenCount(pod *corev1.Pod) int {
 	type token struct{ volume, audience string }
 	var seen []token // a pod has a few: a slice beats a map
 	for _, v := range pod.Spec.Volumes {

@@ -8,12 +8,12 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
-// AlwaysTolerated are the taint keys every tenant may tolerate: Kubernetes
+// alwaysTolerated are the taint keys every tenant may tolerate: Kubernetes
 // itself gives every pod a NoExecute toleration of each (the apiserver's
 // DefaultTolerationSeconds admission), so a virtual pod carries them
 // unasked. They mark a node that is failing, not one the platform keeps
 // for itself.
-var AlwaysTolerated = []string{corev1.TaintNodeNotReady, corev1.TaintNodeUnreachable}
+var alwaysTolerated = []string{corev1.TaintNodeNotReady, corev1.TaintNodeUnreachable}
 
 // placement checks where a host pod may run: a taint is the platform's way
 // to keep tenants off a node (its control plane, a node being drained), so
@@ -42,14 +42,14 @@ func (g Gate) toleration(spec *field.Path, i int, t corev1.Toleration) *field.Er
 	if t.Key == "" {
 		return field.Forbidden(spec.Child("tolerations").Index(i).Child("key"), "a toleration of every taint would let the pod onto nodes the platform keeps tenants off; name the taint key (platform flag --allowed-toleration-keys; allowed: "+allowedList(g.tolerationKeys())+")")
 	}
-	if slices.Contains(AlwaysTolerated, t.Key) || slices.Contains(g.Config.TolerationKeys, t.Key) || containsToleration(g.Config.Tolerations, t) {
+	if slices.Contains(alwaysTolerated, t.Key) || slices.Contains(g.Config.TolerationKeys, t.Key) || containsToleration(g.Config.Tolerations, t) {
 		return nil
 	}
 	return notAllowed(spec.Child("tolerations").Index(i).Child("key"), t.Key, g.tolerationKeys(), "--allowed-toleration-keys")
 }
 
 func (g Gate) tolerationKeys() []string {
-	return append(slices.Clone(AlwaysTolerated), g.Config.TolerationKeys...)
+	return append(slices.Clone(alwaysTolerated), g.Config.TolerationKeys...)
 }
 
 // nodeAffinity refuses matchFields (a node by name) unless the platform

@@ -1,7 +1,6 @@
 package caps
 
 import (
-	"fmt"
 	"sync"
 	"time"
 
@@ -47,8 +46,8 @@ func (h *HostPods) Handler() toolscache.ResourceEventHandler {
 }
 
 func (h *HostPods) observe(obj any, present bool) {
-	m, err := metaOf(obj)
-	if err != nil {
+	m, ok := obj.(metav1.Object)
+	if !ok {
 		return
 	}
 	h.mu.Lock()
@@ -59,14 +58,6 @@ func (h *HostPods) observe(obj any, present bool) {
 		return
 	}
 	delete(h.seen, m.GetName())
-}
-
-func metaOf(obj any) (metav1.Object, error) {
-	m, ok := obj.(metav1.Object)
-	if !ok {
-		return nil, fmt.Errorf("not an object: %T", obj)
-	}
-	return m, nil
 }
 
 // Reserve admits creating host pod name, or refuses with a *LimitError
