@@ -41,8 +41,7 @@ func Objects(kubelet translate.KubeletEndpoint) []any {
 func nodeValidations(kubelet translate.KubeletEndpoint) []admissionregistrationv1.Validation {
 	addresses, ports, where := "[]", "[0]", "no address: podbridge serves no kubelet API here"
 	if kubelet.Address != "" && kubelet.Port != 0 {
-		addresses = strconv.Quote(kubelet.Address)
-		addresses = "[" + addresses + "]"
+		addresses = "[" + strconv.Quote(kubelet.Address) + "]"
 		ports = fmt.Sprintf("[0, %d]", kubelet.Port)
 		where = fmt.Sprintf("podbridge's kubelet API, %s port %d", kubelet.Address, kubelet.Port)
 	}
