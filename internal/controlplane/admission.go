@@ -28,8 +28,13 @@ type WebhookClient struct {
 // path, for --admission-control-config-file: the webhook client's
 // kubeconfig (when client is set) and podbridge's static admission
 // policies (package staticpolicy; when policies is not empty), which the
-// apiserver loads from a folder of their own.
+// apiserver loads from a folder of their own. The files it names are named
+// by absolute path, which kube-apiserver requires, whatever dir is.
 func writeAdmissionConfig(dir string, client *WebhookClient, policies []byte) (string, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("locating the admission configuration's folder: %w", err)
+	}
 	config := "apiVersion: apiserver.config.k8s.io/v1\nkind: AdmissionConfiguration\nplugins:\n"
 	if client != nil {
 		kubeconfig := clientcmdapi.NewConfig()

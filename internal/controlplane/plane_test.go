@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -95,4 +97,31 @@ func TestEtcdAndAPIServerDieWithTheirParent(t *testing.T) {
 		}
 		return len(left) == 0, strings.Join(left, ", ")
 	})
+}
+
+// kube-apiserver refuses an admission configuration that names files by
+// relative path; `make bench` passes a relative output folder.
+func TestAdmissionConfigNamesFilesByAbsolutePath(t *testing.T) {
+	t.Chdir(t.TempDir())
+	if err := os.Mkdir("run", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path, err := writeAdmissionConfig("run", &WebhookClient{Names: []string{"webhook"}, CertFile: "/c.crt", KeyFile: "/c.key"}, []byte("kind: List\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	config, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"kubeConfigFile", "staticManifestsDir"} {
+		_, rest, found := strings.Cut(string(config), key+": ")
+		if !found {
+			t.Fatalf("no %s in\n%s", key, config)
+		}
+		named, _, _ := strings.Cut(rest, "\n")
+		if named, err = strconv.Unquote(named); err != nil || !filepath.IsAbs(named) {
+			t.Errorf("%s %s (%v): want an absolute path", key, named, err)
+		}
+	}
 }
