@@ -3,12 +3,14 @@
 // a virtual Node mirroring the host node, deletion is carried both ways, the
 // updates Kubernetes allows on a pod are carried down to the host pod, and
 // host pods whose admission failed after the webhook said yes are removed.
-// Virtual nodes live while pods are bound to them and their host node exists.
+// Virtual nodes are the host nodes tenants may use, and any other while the
+// virtual cluster has host pods on it; the host decides, never a binding or
+// Node of the tenant's.
 //
 // It is level-based: every reconcile gathers what the caches hold now (a
 // pair's virtual pod and every host pod that names it, a pod's token
 // Secrets, a copy and its original), decides with a pure function
-// (decidePair, decideTokens, decideCopy) and writes what the decision says;
+// (decidePair, decideNode, decideTokens, decideCopy) and writes what the decision says;
 // a full pass at start-up and every resync period enqueues every pair,
 // copy, token and node. Orphans are host pods no stored virtual pod claims
 // (translate.Claims, the definition `podbridge check` uses too), whatever

@@ -10,8 +10,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -26,16 +28,16 @@ import (
 	"github.com/podbridge/podbridge/translate"
 )
 
-// indexNodeName indexes virtual pods by the node they are bound to. It is
-// named like the apiserver's pod field selector, so the same List option
-// reads the cache and, live, the apiserver.
+// indexNodeName indexes this virtual cluster's host pods by the node they
+// run on. It is named like the apiserver's pod field selector, so the same
+// List option reads the cache and, live, the apiserver.
 const indexNodeName = "spec.nodeName"
 
 // nodeGuard orders bindings against node removal. The pod reconciler holds
 // it shared from making sure a virtual node exists until the binding is
 // stored; the node reconciler holds it exclusively while it confirms, with
-// a live read, that a node carries no pod and removes it. A pod is thus
-// never bound to a node that is being removed.
+// a live read, that no host pod of the virtual cluster is on a node and
+// removes it. A pod is thus never bound to a node that is being removed.
 type nodeGuard struct {
 	mu sync.RWMutex
 	// removed holds the nodes this process removed and has not re-created
@@ -43,21 +45,25 @@ type nodeGuard struct {
 	removed sync.Map
 }
 
-// nodeReconciler keeps the virtual nodes: each a fresh mirror of its host
-// node while virtual pods are bound to it, removed once none is or when the
-// host node is gone. The pod reconciler creates a node just before binding
-// the first pod to it; this reconciler re-creates one that went missing
-// under bound pods, before the virtual pod garbage collector deletes them.
+// nodeReconciler keeps the virtual nodes, each a fresh mirror of its host
+// node (translate.VirtualNode): every host node the platform lets tenants
+// onto (translate.TenantNode), from the start, so a tenant sees nodes to
+// schedule against before its first pod; and any other host node while
+// this virtual cluster has host pods on it (a policy changed under running
+// pods). What decides is the host: a virtual binding, or a Node the tenant
+// makes under podbridge's name, never makes the reflector show a host node.
 type nodeReconciler struct {
-	Host    client.Reader
-	Virtual client.Client
-	// VirtualReader reads the virtual apiserver directly, to confirm that
-	// no pod is bound to a node before removing it.
-	VirtualReader client.Reader
-	Nodes         *nodeGuard
-	// EmptyGracePeriod is how long a virtual node must carry no pod before
-	// it is removed, so a node is not removed and re-created each time its
-	// last pod is replaced.
+	// Host reads host nodes and this virtual cluster's host pods, cached.
+	Host client.Reader
+	// HostReader reads the host apiserver directly, to confirm that no
+	// host pod is on a node before its virtual node is removed.
+	HostReader client.Reader
+	Virtual    client.Client
+	Nodes      *nodeGuard
+	Config     translate.Config
+	// EmptyGracePeriod is how long a virtual node that is no tenant node
+	// must carry no host pod before it is removed, so it is not removed and
+	// re-created each time its last pod is replaced.
 	EmptyGracePeriod time.Duration
 	Clock            clock.PassiveClock
 	// Kubelet is the endpoint virtual nodes advertise: podbridge's kubelet
@@ -65,34 +71,32 @@ type nodeReconciler struct {
 	Kubelet translate.KubeletEndpoint
 
 	mu         sync.Mutex
-	emptySince map[string]time.Time // nodes seen without pods, since when
+	emptySince map[string]time.Time // nodes seen without host pods, since when
 }
 
-// indexVirtualPods registers the index of virtual pods by node name that
-// the node reconciler lists with; it must run before virtual's cache starts.
-func indexVirtualPods(ctx context.Context, virtual cluster.Cluster) error {
-	err := virtual.GetFieldIndexer().IndexField(ctx, &corev1.Pod{}, indexNodeName, func(obj client.Object) []string {
+// indexHostPodsByNode registers the index of host pods by node that the
+// node reconciler lists with; it must run before the host cache starts.
+func indexHostPodsByNode(ctx context.Context, mgr ctrl.Manager) error {
+	err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Pod{}, indexNodeName, func(obj client.Object) []string {
 		if name := obj.(*corev1.Pod).Spec.NodeName; name != "" {
 			return []string{name}
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("indexing virtual pods by node: %w", err)
+		return fmt.Errorf("indexing host pods by node: %w", err)
 	}
 	return nil
 }
 
-// SetupWithManager watches host nodes, podbridge's virtual nodes and the
-// virtual pods bound to them, keyed by node name, plus a full pass at
+// SetupWithManager watches host nodes, podbridge's virtual nodes and this
+// virtual cluster's host pods, keyed by node name, plus a full pass at
 // start-up and every resync period.
 func (r *nodeReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Cluster, resync time.Duration) error {
-	ours := predicate.NewTypedPredicateFuncs(func(n *corev1.Node) bool {
-		return n.Labels[translate.LabelManagedBy] == translate.ManagedByValue
-	})
-	// A pod matters to its node when it appears bound, is bound or goes;
-	// status updates do not.
-	boundChanged := predicate.TypedFuncs[*corev1.Pod]{
+	ours := predicate.NewTypedPredicateFuncs(podbridgesNode)
+	// A host pod matters to its node when it appears placed, is placed or
+	// goes; status updates do not.
+	placedChanged := predicate.TypedFuncs[*corev1.Pod]{
 		UpdateFunc: func(e event.TypedUpdateEvent[*corev1.Pod]) bool {
 			return e.ObjectOld.Spec.NodeName != e.ObjectNew.Spec.NodeName
 		},
@@ -101,88 +105,180 @@ func (r *nodeReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Clus
 		Named("nodes").
 		WatchesRawSource(source.Kind(mgr.GetCache(), &corev1.Node{}, &handler.TypedEnqueueRequestForObject[*corev1.Node]{})).
 		WatchesRawSource(source.Kind(virtual.GetCache(), &corev1.Node{}, &handler.TypedEnqueueRequestForObject[*corev1.Node]{}, ours)).
-		WatchesRawSource(source.Kind(virtual.GetCache(), &corev1.Pod{}, handler.TypedEnqueueRequestsFromMapFunc(nodeOfVirtualPod), boundChanged)).
-		WatchesRawSource(fullPass("nodes", resync, synced(watched{mgr.GetCache(), &corev1.Node{}}, watched{virtual.GetCache(), &corev1.Node{}}, watched{virtual.GetCache(), &corev1.Pod{}}), r.allNodes)).
+		WatchesRawSource(source.Kind(mgr.GetCache(), &corev1.Pod{}, handler.TypedEnqueueRequestsFromMapFunc(nodeOfPod), placedChanged)).
+		WatchesRawSource(fullPass("nodes", resync, synced(watched{mgr.GetCache(), &corev1.Node{}}, watched{virtual.GetCache(), &corev1.Node{}}, watched{mgr.GetCache(), &corev1.Pod{}}), r.allNodes)).
 		Complete(r)
 }
 
-func nodeOfVirtualPod(_ context.Context, pod *corev1.Pod) []reconcile.Request {
+// podbridgesNode reports whether a virtual node carries podbridge's mark.
+func podbridgesNode(n *corev1.Node) bool {
+	return n.Labels[translate.LabelManagedBy] == translate.ManagedByValue
+}
+
+func nodeOfPod(_ context.Context, pod *corev1.Pod) []reconcile.Request {
 	if pod.Spec.NodeName == "" {
 		return nil
 	}
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: pod.Spec.NodeName}}}
 }
 
-// allNodes lists podbridge's virtual nodes for the full pass.
+// allNodes lists the host nodes and podbridge's virtual nodes for the
+// full pass.
 func (r *nodeReconciler) allNodes(ctx context.Context) ([]reconcile.Request, error) {
-	nodes := &corev1.NodeList{}
-	if err := r.Virtual.List(ctx, nodes, client.MatchingLabels{translate.LabelManagedBy: translate.ManagedByValue}); err != nil {
+	hosts := &corev1.NodeList{}
+	if err := r.Host.List(ctx, hosts, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, fmt.Errorf("listing host nodes: %w", err)
+	}
+	virtuals := &corev1.NodeList{}
+	if err := r.Virtual.List(ctx, virtuals, client.MatchingLabels{translate.LabelManagedBy: translate.ManagedByValue}); err != nil {
 		return nil, fmt.Errorf("listing virtual nodes: %w", err)
 	}
-	out := make([]reconcile.Request, 0, len(nodes.Items))
-	for i := range nodes.Items {
-		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Name: nodes.Items[i].Name}})
+	names := sets.New[string]()
+	for i := range hosts.Items {
+		names.Insert(hosts.Items[i].Name)
+	}
+	for i := range virtuals.Items {
+		names.Insert(virtuals.Items[i].Name)
+	}
+	out := make([]reconcile.Request, 0, names.Len())
+	for _, name := range sets.List(names) {
+		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Name: name}})
 	}
 	return out, nil
 }
 
-// Reconcile brings one virtual node in line with its host node and the
-// virtual pods bound to it.
-func (r *nodeReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
-	log := logf.FromContext(ctx)
-	virtual := &corev1.Node{}
-	if err := r.Virtual.Get(ctx, req.NamespacedName, virtual); err != nil {
-		if !apierrors.IsNotFound(err) {
-			return reconcile.Result{}, fmt.Errorf("reading virtual node: %w", err)
-		}
-		virtual = nil
-	}
-	if virtual != nil && virtual.Labels[translate.LabelManagedBy] != translate.ManagedByValue {
-		return reconcile.Result{}, nil // the tenant's own node.
-	}
-	host := &corev1.Node{}
-	if err := r.Host.Get(ctx, req.NamespacedName, host); err != nil {
-		if !apierrors.IsNotFound(err) {
-			return reconcile.Result{}, fmt.Errorf("reading host node: %w", err)
-		}
-		if virtual == nil {
-			return reconcile.Result{}, nil
-		}
-		if err := r.Virtual.Delete(ctx, virtual, client.Preconditions{UID: &virtual.UID}); client.IgnoreNotFound(err) != nil {
-			return reconcile.Result{}, fmt.Errorf("deleting virtual node: %w", err)
-		}
-		countAction(actionNodeDelete)
-		r.Nodes.removed.Store(req.Name, true)
-		r.markUsed(req.Name)
-		log.Info("Deleted virtual node: host node is gone")
-		return reconcile.Result{}, nil
-	}
+// nodeFacts is what the node reconciler gathers for one node name.
+type nodeFacts struct {
+	// virtual is podbridge's virtual node of that name, host the host
+	// node; nil when missing.
+	virtual, host *corev1.Node
+	// tenantNode: the platform lets this virtual cluster's pods onto host.
+	tenantNode bool
+	// hostPods: this virtual cluster has host pods on host.
+	hostPods bool
+	// emptyFor is how long the virtual node has been seen neither a tenant
+	// node nor carrying host pods.
+	emptyFor time.Duration
+}
 
-	// Whether any pod is bound is all that matters: one, not copied.
-	bound := &corev1.PodList{}
-	if err := r.Virtual.List(ctx, bound, client.MatchingFields{indexNodeName: req.Name}, client.Limit(1), client.UnsafeDisableDeepCopy); err != nil {
-		return reconcile.Result{}, fmt.Errorf("listing virtual pods on node: %w", err)
-	}
+type nodeAction int
+
+const (
+	nodeLeave nodeAction = iota
+	nodeCreate
+	nodeSync
+	// nodeDelete removes a virtual node whose host node is gone.
+	nodeDelete
+	// nodeDeleteUnused removes a virtual node that is no tenant node once a
+	// live read confirms no host pod is on it.
+	nodeDeleteUnused
+)
+
+type nodeDecision struct {
+	action nodeAction
+	// after, when set, brings the node back then.
+	after time.Duration
+}
+
+// decideNode is the node reconciler's whole decision for one node name, a
+// pure function of what was gathered.
+func decideNode(f nodeFacts, emptyGrace time.Duration) nodeDecision {
 	switch {
-	case virtual == nil && len(bound.Items) == 0:
-		r.markUsed(req.Name)
-		return reconcile.Result{}, nil
-	case virtual == nil:
-		if err := createVirtualNode(ctx, r.Virtual, host, r.Kubelet); err != nil {
+	case f.host == nil && f.virtual == nil:
+		return nodeDecision{}
+	case f.host == nil:
+		return nodeDecision{action: nodeDelete}
+	case f.tenantNode || f.hostPods:
+		if f.virtual == nil {
+			return nodeDecision{action: nodeCreate}
+		}
+		return nodeDecision{action: nodeSync}
+	case f.virtual == nil:
+		return nodeDecision{}
+	case f.emptyFor < emptyGrace:
+		// Not refreshed meanwhile: a Node the tenant made under
+		// podbridge's name must not be filled in with the host's.
+		return nodeDecision{after: emptyGrace - f.emptyFor}
+	default:
+		return nodeDecision{action: nodeDeleteUnused}
+	}
+}
+
+// Reconcile gathers one node's facts, decides and writes.
+func (r *nodeReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	f, err := r.gather(ctx, req.Name)
+	if err != nil || (f.virtual == nil && f.host == nil) {
+		return reconcile.Result{}, err
+	}
+	d := decideNode(f, r.EmptyGracePeriod)
+	switch d.action {
+	case nodeCreate:
+		if err := createVirtualNode(ctx, r.Virtual, f.host, r.Kubelet, r.Config.Tolerations); err != nil {
 			return reconcile.Result{}, err
 		}
 		r.Nodes.removed.Delete(req.Name)
-		log.Info("Re-created virtual node that pods are bound to", "pod", client.ObjectKeyFromObject(&bound.Items[0]))
-		return reconcile.Result{}, nil
-	case len(bound.Items) == 0:
-		if wait := r.EmptyGracePeriod - r.Clock.Since(r.markEmpty(req.Name)); wait > 0 {
-			// Kept fresh meanwhile: a pod may be bound to it again.
-			return reconcile.Result{RequeueAfter: wait}, syncVirtualNode(ctx, r.Virtual, virtual, translate.VirtualNode(host, r.Kubelet))
-		}
-		return reconcile.Result{}, r.deleteIfUnused(ctx, virtual)
+	case nodeSync:
+		err = syncVirtualNode(ctx, r.Virtual, f.virtual, translate.VirtualNode(f.host, r.Kubelet, r.Config.Tolerations))
+	case nodeDelete:
+		err = r.delete(ctx, f.virtual, "host node is gone")
+	case nodeDeleteUnused:
+		err = r.deleteIfUnused(ctx, f.virtual)
 	}
-	r.markUsed(req.Name)
-	return reconcile.Result{}, syncVirtualNode(ctx, r.Virtual, virtual, translate.VirtualNode(host, r.Kubelet))
+	return reconcile.Result{RequeueAfter: d.after}, err
+}
+
+// gather reads one node's facts from the caches. A virtual node without
+// podbridge's mark is the tenant's own: nothing is gathered for it.
+func (r *nodeReconciler) gather(ctx context.Context, name string) (nodeFacts, error) {
+	var f nodeFacts
+	key := types.NamespacedName{Name: name}
+	virtual := &corev1.Node{}
+	switch err := r.Virtual.Get(ctx, key, virtual); {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return f, fmt.Errorf("reading virtual node: %w", err)
+	case !podbridgesNode(virtual):
+		return f, nil
+	default:
+		f.virtual = virtual
+	}
+	host := &corev1.Node{}
+	switch err := r.Host.Get(ctx, key, host); {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return f, fmt.Errorf("reading host node: %w", err)
+	default:
+		f.host = host
+		f.tenantNode = translate.TenantNode(host, r.Config)
+		if f.hostPods, err = hostPodsOn(ctx, r.Host, r.Config, name, true); err != nil {
+			return f, err
+		}
+	}
+	if f.virtual == nil || f.host == nil || f.tenantNode || f.hostPods {
+		r.markUsed(name)
+	} else {
+		f.emptyFor = r.Clock.Since(r.markEmpty(name))
+	}
+	return f, nil
+}
+
+// hostPodsOn reports whether this virtual cluster has a host pod on node,
+// read from the cache (cached true) or, by metadata, live.
+func hostPodsOn(ctx context.Context, reader client.Reader, cfg translate.Config, node string, cached bool) (bool, error) {
+	var pods client.ObjectList = &corev1.PodList{}
+	opts := []client.ListOption{client.InNamespace(cfg.HostNamespace), client.MatchingFields{indexNodeName: node}, client.Limit(1),
+		client.MatchingLabels{translate.LabelManagedBy: translate.ManagedByValue, translate.LabelVCluster: cfg.VCluster}}
+	if cached {
+		opts = append(opts, client.UnsafeDisableDeepCopy)
+	} else {
+		live := &metav1.PartialObjectMetadataList{}
+		live.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
+		pods = live
+	}
+	if err := reader.List(ctx, pods, opts...); err != nil {
+		return false, fmt.Errorf("listing host pods on node %s: %w", node, err)
+	}
+	return meta.LenList(pods) > 0, nil
 }
 
 // markEmpty returns since when node has been seen without pods.
@@ -206,26 +302,28 @@ func (r *nodeReconciler) markUsed(node string) {
 	delete(r.emptySince, node)
 }
 
-// deleteIfUnused removes a virtual node once the apiserver confirms that no
-// pod is bound to it; the cache may not show a binding stored a moment ago.
+// deleteIfUnused removes a virtual node once the host apiserver confirms
+// that no host pod of the virtual cluster is on it: the cache may not show
+// a pod placed a moment ago, whose binding would follow.
 func (r *nodeReconciler) deleteIfUnused(ctx context.Context, virtual *corev1.Node) error {
 	r.Nodes.mu.Lock()
 	defer r.Nodes.mu.Unlock()
-	bound := &corev1.PodList{}
-	if err := r.VirtualReader.List(ctx, bound, client.MatchingFields{indexNodeName: virtual.Name}, client.Limit(1)); err != nil {
-		return fmt.Errorf("listing virtual pods on node: %w", err)
+	used, err := hostPodsOn(ctx, r.HostReader, r.Config, virtual.Name, false)
+	if err != nil || used {
+		return err // a used node: the pod's event brings the cache, and us, up to date.
 	}
-	if len(bound.Items) > 0 {
-		r.markUsed(virtual.Name)
-		return nil // the pod's event brings the cache, and us, up to date.
-	}
+	return r.delete(ctx, virtual, "no tenant node, and no host pod of the virtual cluster on it")
+}
+
+// delete removes virtual, the node it was read as.
+func (r *nodeReconciler) delete(ctx context.Context, virtual *corev1.Node, why string) error {
 	if err := r.Virtual.Delete(ctx, virtual, client.Preconditions{UID: &virtual.UID}); client.IgnoreNotFound(err) != nil {
-		return fmt.Errorf("deleting unused virtual node: %w", err)
+		return fmt.Errorf("deleting virtual node: %w", err)
 	}
 	r.Nodes.removed.Store(virtual.Name, true)
 	r.markUsed(virtual.Name)
 	countAction(actionNodeDelete)
-	logf.FromContext(ctx).Info("Deleted virtual node: no virtual pod is bound to it")
+	logf.FromContext(ctx).Info("Deleted virtual node", "reason", why)
 	return nil
 }
 
@@ -234,7 +332,7 @@ func (r *nodeReconciler) deleteIfUnused(ctx context.Context, virtual *corev1.Nod
 // (the cache may not show that yet, and a pod bound to a missing node would
 // be garbage collected): then, or when the cache lacks it, the apiserver is
 // asked.
-func ensureVirtualNode(ctx context.Context, guard *nodeGuard, hostReader, virtualReader client.Reader, virtual client.Client, name string, kubelet translate.KubeletEndpoint) error {
+func ensureVirtualNode(ctx context.Context, guard *nodeGuard, hostReader, virtualReader client.Reader, virtual client.Client, name string, kubelet translate.KubeletEndpoint, enforced []corev1.Toleration) error {
 	key := types.NamespacedName{Name: name}
 	if _, removed := guard.removed.Load(name); !removed && virtual.Get(ctx, key, &corev1.Node{}) == nil {
 		return nil
@@ -253,7 +351,7 @@ func ensureVirtualNode(ctx context.Context, guard *nodeGuard, hostReader, virtua
 	if err := hostReader.Get(ctx, key, host); err != nil {
 		return fmt.Errorf("reading host node %s: %w", name, err)
 	}
-	if err := createVirtualNode(ctx, virtual, host, kubelet); err != nil {
+	if err := createVirtualNode(ctx, virtual, host, kubelet, enforced); err != nil {
 		return err
 	}
 	guard.removed.Delete(name)
@@ -262,8 +360,8 @@ func ensureVirtualNode(ctx context.Context, guard *nodeGuard, hostReader, virtua
 
 // createVirtualNode creates the virtual mirror of host; the node reconciler
 // sees it and keeps its status fresh.
-func createVirtualNode(ctx context.Context, virtual client.Client, host *corev1.Node, kubelet translate.KubeletEndpoint) error {
-	if err := virtual.Create(ctx, translate.VirtualNode(host, kubelet), client.FieldOwner(FieldManager)); err != nil {
+func createVirtualNode(ctx context.Context, virtual client.Client, host *corev1.Node, kubelet translate.KubeletEndpoint, enforced []corev1.Toleration) error {
+	if err := virtual.Create(ctx, translate.VirtualNode(host, kubelet, enforced), client.FieldOwner(FieldManager)); err != nil {
 		if apierrors.IsAlreadyExists(err) {
 			return nil
 		}
@@ -273,13 +371,17 @@ func createVirtualNode(ctx context.Context, virtual client.Client, host *corev1.
 	return nil
 }
 
-// syncVirtualNode updates labels and status of current to desired when they differ.
+// syncVirtualNode updates labels, spec and status of current to desired
+// when they differ. The spec write also drops the not-ready taint the
+// virtual apiserver's TaintNodesByCondition admission gives every new
+// node: no node lifecycle controller runs there to lift it.
 func syncVirtualNode(ctx context.Context, virtual client.Client, current, desired *corev1.Node) error {
-	if !maps.Equal(current.Labels, desired.Labels) {
+	if !maps.Equal(current.Labels, desired.Labels) || !apiequality.Semantic.DeepEqual(current.Spec, desired.Spec) {
 		updated := current.DeepCopy()
 		updated.Labels = desired.Labels
+		updated.Spec = desired.Spec
 		if err := virtual.Update(ctx, updated, client.FieldOwner(FieldManager)); err != nil {
-			return fmt.Errorf("updating virtual node labels: %w", err)
+			return fmt.Errorf("updating virtual node: %w", err)
 		}
 		current = updated
 	}

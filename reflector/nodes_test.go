@@ -18,15 +18,53 @@ import (
 	"github.com/podbridge/podbridge/translate"
 )
 
+func TestDecideNode(t *testing.T) {
+	const grace = 30 * time.Second
+	host, virtual := &corev1.Node{}, &corev1.Node{}
+	cases := []struct {
+		name  string
+		facts nodeFacts
+		want  nodeDecision
+	}{
+		{name: "neither node", facts: nodeFacts{}, want: nodeDecision{}},
+		{name: "host node gone: removed, pods or not", facts: nodeFacts{virtual: virtual, hostPods: true}, want: nodeDecision{action: nodeDelete}},
+		{name: "a tenant node is shown from the start", facts: nodeFacts{host: host, tenantNode: true}, want: nodeDecision{action: nodeCreate}},
+		{name: "a tenant node is kept fresh", facts: nodeFacts{host: host, virtual: virtual, tenantNode: true}, want: nodeDecision{action: nodeSync}},
+		{name: "another node is shown while host pods are on it", facts: nodeFacts{host: host, hostPods: true}, want: nodeDecision{action: nodeCreate}},
+		{name: "and kept fresh", facts: nodeFacts{host: host, virtual: virtual, hostPods: true}, want: nodeDecision{action: nodeSync}},
+		{name: "another node without host pods is never shown", facts: nodeFacts{host: host}, want: nodeDecision{}},
+		{name: "one shown before is left as it is for the grace period, not filled in",
+			facts: nodeFacts{host: host, virtual: virtual, emptyFor: grace / 3}, want: nodeDecision{after: grace - grace/3}},
+		{name: "then removed", facts: nodeFacts{host: host, virtual: virtual, emptyFor: grace}, want: nodeDecision{action: nodeDeleteUnused}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := decideNode(tc.facts, grace); got != tc.want {
+				t.Errorf("decideNode = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestNodeReconciler(t *testing.T) {
 	const grace = 30 * time.Second
-	hostNode := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{"zone": "a"}}}
-	ours := func() *corev1.Node { return translate.VirtualNode(hostNode, translate.KubeletEndpoint{}) }
-	boundPod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns"}, Spec: corev1.PodSpec{NodeName: "n1"}}
+	cfg := translate.Config{VCluster: "vc", HostNamespace: "host", NodeSelector: map[string]string{"pool": "tenants"}}
+	tenantNode := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{"pool": "tenants"}}}
+	platformNode := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{"pool": "control-plane", "secret-zone": "x"}}}
+	// A Node the tenant made under podbridge's mark, named like a host node.
+	forged := func() *corev1.Node {
+		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{translate.LabelManagedBy: translate.ManagedByValue}}}
+	}
+	hostPod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "host", Labels: map[string]string{translate.LabelManagedBy: translate.ManagedByValue, translate.LabelVCluster: "vc"}},
+		Spec:       corev1.PodSpec{NodeName: "n1"},
+	}
 
 	type step struct {
 		advance     time.Duration
 		wantNode    bool
+		wantLabel   string // a label the virtual node must carry
+		noLabel     string // and one it must not
 		wantRequeue bool
 	}
 	cases := []struct {
@@ -36,32 +74,33 @@ func TestNodeReconciler(t *testing.T) {
 		steps   []step
 	}{
 		{
-			name:    "kept while a pod is bound",
-			host:    []client.Object{hostNode},
-			virtual: []client.Object{ours(), boundPod},
-			steps:   []step{{wantNode: true}, {advance: 2 * grace, wantNode: true}},
+			name:  "a tenant node is shown with no pod on it",
+			host:  []client.Object{tenantNode},
+			steps: []step{{wantNode: true, wantLabel: "pool"}, {advance: 2 * grace, wantNode: true}},
 		},
 		{
-			name:    "removed once empty for the grace period",
-			host:    []client.Object{hostNode},
-			virtual: []client.Object{ours()},
-			steps:   []step{{wantNode: true, wantRequeue: true}, {advance: grace / 2, wantNode: true, wantRequeue: true}, {advance: grace / 2, wantNode: false}},
+			name:  "a platform node is not",
+			host:  []client.Object{platformNode},
+			steps: []step{{wantNode: false}},
+		},
+		{
+			name:  "a platform node is shown while the virtual cluster's host pods are on it",
+			host:  []client.Object{platformNode, hostPod},
+			steps: []step{{wantNode: true, wantLabel: "secret-zone"}, {advance: 2 * grace, wantNode: true}},
+		},
+		{
+			name:    "a forged node named like a platform node learns nothing, and goes",
+			host:    []client.Object{platformNode},
+			virtual: []client.Object{forged()},
+			steps: []step{
+				{wantNode: true, noLabel: "secret-zone", wantRequeue: true},
+				{advance: grace, wantNode: false},
+			},
 		},
 		{
 			name:    "removed at once when the host node is gone, pods or not",
-			virtual: []client.Object{ours(), boundPod},
-			steps:   []step{{wantNode: false}},
-		},
-		{
-			name:    "re-created when missing under a bound pod",
-			host:    []client.Object{hostNode},
-			virtual: []client.Object{boundPod},
-			steps:   []step{{wantNode: true}},
-		},
-		{
-			name:    "not created for nothing",
-			host:    []client.Object{hostNode},
-			virtual: []client.Object{},
+			host:    []client.Object{hostPod},
+			virtual: []client.Object{translate.VirtualNode(tenantNode, translate.KubeletEndpoint{}, nil)},
 			steps:   []step{{wantNode: false}},
 		},
 		{
@@ -73,19 +112,21 @@ func TestNodeReconciler(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			virtual := fake.NewClientBuilder().WithScheme(kube.Scheme).WithObjects(tc.virtual...).
+			host := fake.NewClientBuilder().WithScheme(kube.Scheme).WithObjects(tc.host...).
 				WithIndex(&corev1.Pod{}, indexNodeName, func(o client.Object) []string {
 					if n := o.(*corev1.Pod).Spec.NodeName; n != "" {
 						return []string{n}
 					}
 					return nil
 				}).Build()
+			virtual := fake.NewClientBuilder().WithScheme(kube.Scheme).WithObjects(tc.virtual...).Build()
 			clock := clocktesting.NewFakePassiveClock(time.Now())
 			r := &nodeReconciler{
-				Host:             fake.NewClientBuilder().WithScheme(kube.Scheme).WithObjects(tc.host...).Build(),
+				Host:             host,
+				HostReader:       host,
 				Virtual:          virtual,
-				VirtualReader:    virtual,
 				Nodes:            &nodeGuard{},
+				Config:           cfg,
 				EmptyGracePeriod: grace,
 				Clock:            clock,
 			}
@@ -98,9 +139,16 @@ func TestNodeReconciler(t *testing.T) {
 				if got := res.RequeueAfter > 0; got != s.wantRequeue {
 					t.Errorf("step %d: requeue after %s, want requeue %v", i, res.RequeueAfter, s.wantRequeue)
 				}
-				err = virtual.Get(ctx, types.NamespacedName{Name: "n1"}, &corev1.Node{})
+				node := &corev1.Node{}
+				err = virtual.Get(ctx, types.NamespacedName{Name: "n1"}, node)
 				if got := err == nil; got != s.wantNode || (err != nil && !apierrors.IsNotFound(err)) {
-					t.Errorf("step %d: virtual node: %v, want present %v", i, err, s.wantNode)
+					t.Fatalf("step %d: virtual node: %v, want present %v", i, err, s.wantNode)
+				}
+				if _, ok := node.Labels[s.wantLabel]; s.wantLabel != "" && !ok {
+					t.Errorf("step %d: virtual node labels %v lack %q", i, node.Labels, s.wantLabel)
+				}
+				if _, ok := node.Labels[s.noLabel]; s.noLabel != "" && ok {
+					t.Errorf("step %d: virtual node labels %v carry the host's %q", i, node.Labels, s.noLabel)
 				}
 			}
 		})

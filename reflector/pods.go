@@ -346,7 +346,7 @@ func (r *podReconciler) bind(ctx context.Context, virtual, host *corev1.Pod) (bo
 	// Held from making sure the node exists until the binding is stored.
 	r.Nodes.mu.RLock()
 	defer r.Nodes.mu.RUnlock()
-	if err := ensureVirtualNode(ctx, r.Nodes, r.Host, r.VirtualReader, r.Virtual, host.Spec.NodeName, r.Kubelet); err != nil {
+	if err := ensureVirtualNode(ctx, r.Nodes, r.Host, r.VirtualReader, r.Virtual, host.Spec.NodeName, r.Kubelet, r.Config.Tolerations); err != nil {
 		return false, err
 	}
 	binding := &corev1.Binding{

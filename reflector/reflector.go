@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cluster"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/podbridge/podbridge/internal/caps"
@@ -33,8 +34,8 @@ import (
 // FieldManager names the reflector's writes in both clusters.
 const FieldManager = translate.FieldManagerReflector
 
-// DefaultNodeGracePeriod is how long a virtual node carries no pod before
-// it is removed when Options leave it unset.
+// DefaultNodeGracePeriod is how long a virtual node that is no tenant node
+// carries no host pod before it is removed when Options leave it unset.
 const DefaultNodeGracePeriod = 30 * time.Second
 
 // Options configure a reflector.
@@ -44,14 +45,20 @@ type Options struct {
 	// PodSecurityLevel is the Pod Security Standards level of the host-side
 	// gate every host pod write passes, as the webhook's (empty: baseline).
 	PodSecurityLevel string
+	// VirtualRequestTimeout is the virtual apiserver's --request-timeout
+	// (0: kube-apiserver's default), past which no create stores a pod.
+	VirtualRequestTimeout time.Duration
 	// OrphanGracePeriod is how old a host pod without a virtual pod must be
-	// before it is deleted; longer than the webhook timeout, so a pod whose
-	// admission is still under way is never taken for an orphan.
+	// before it is deleted (0: translate.OrphanGracePeriod of
+	// VirtualRequestTimeout). A shorter one may delete the host pod of a
+	// create that the tenant's later admission steps are still on: that
+	// pod is then failed as HostPodDeleted. Test beds shorten it.
 	OrphanGracePeriod time.Duration
 	// MaxConcurrentReconciles is the number of pod pairs handled at once.
 	MaxConcurrentReconciles int
-	// NodeGracePeriod is how long a virtual node must carry no pod before
-	// it is removed (0: DefaultNodeGracePeriod).
+	// NodeGracePeriod is how long a virtual node that is no tenant node
+	// (translate.TenantNode) must carry no host pod before it is removed
+	// (0: DefaultNodeGracePeriod).
 	NodeGracePeriod time.Duration
 	// ResyncPeriod is how often every pod pair and virtual node is
 	// reconciled without an event (0: DefaultResyncPeriod). A pass also runs
@@ -101,8 +108,11 @@ func (o Options) Validate() error {
 		errs = append(errs, field.Invalid(field.NewPath("translate"), "", err.Error()))
 	}
 	errs = append(errs, policy.ValidateLevel(field.NewPath("podSecurityLevel"), o.PodSecurityLevel)...)
-	if o.OrphanGracePeriod <= 0 {
-		errs = append(errs, field.Invalid(field.NewPath("orphanGracePeriod"), o.OrphanGracePeriod.String(), "must be positive, and longer than the webhook timeout"))
+	if o.VirtualRequestTimeout < 0 {
+		errs = append(errs, field.Invalid(field.NewPath("virtualRequestTimeout"), o.VirtualRequestTimeout.String(), "must not be negative (0: kube-apiserver's default of 1m)"))
+	}
+	if o.OrphanGracePeriod < 0 {
+		errs = append(errs, field.Invalid(field.NewPath("orphanGracePeriod"), o.OrphanGracePeriod.String(), "must not be negative (0: the virtual request timeout plus a margin)"))
 	}
 	if o.Kubelet != nil {
 		errs = append(errs, o.Kubelet.Validate(field.NewPath("kubelet"))...)
@@ -128,6 +138,12 @@ func (o Options) Validate() error {
 func NewManager(o Options) (manager.Manager, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
+	}
+	if safe := translate.OrphanGracePeriod(o.VirtualRequestTimeout); o.OrphanGracePeriod == 0 {
+		o.OrphanGracePeriod = safe
+	} else if o.OrphanGracePeriod < safe {
+		logf.Log.WithName("reflector").Info("The orphan grace period is shorter than the virtual apiserver's request timeout allows: a create still in the tenant's admission chain may find its host pod deleted",
+			"orphanGracePeriod", o.OrphanGracePeriod, "safe", safe)
 	}
 	ours := labels.SelectorFromSet(labels.Set{
 		translate.LabelManagedBy: translate.ManagedByValue,
@@ -185,9 +201,6 @@ func NewManager(o Options) (manager.Manager, error) {
 	if err := mgr.Add(virtual); err != nil {
 		return nil, fmt.Errorf("adding virtual cluster: %w", err)
 	}
-	if err := indexVirtualPods(context.Background(), virtual); err != nil {
-		return nil, err
-	}
 	if err := indexVirtualPodDependencies(context.Background(), virtual, o.Translate); err != nil {
 		return nil, err
 	}
@@ -195,6 +208,9 @@ func NewManager(o Options) (manager.Manager, error) {
 		return nil, err
 	}
 	if err := indexHostPods(context.Background(), mgr); err != nil {
+		return nil, err
+	}
+	if err := indexHostPodsByNode(context.Background(), mgr); err != nil {
 		return nil, err
 	}
 	resync := o.ResyncPeriod
@@ -248,9 +264,10 @@ func NewManager(o Options) (manager.Manager, error) {
 	}
 	nodes := &nodeReconciler{
 		Host:             mgr.GetClient(),
+		HostReader:       mgr.GetAPIReader(),
 		Virtual:          virtual.GetClient(),
-		VirtualReader:    virtual.GetAPIReader(),
 		Nodes:            guard,
+		Config:           o.Translate,
 		EmptyGracePeriod: nodeGrace,
 		Clock:            clock.RealClock{},
 		Kubelet:          kubelet,

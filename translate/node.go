@@ -3,9 +3,13 @@ package translate
 import (
 	"maps"
 	"net"
+	"slices"
+	"strings"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 )
 
 // KubeletEndpoint is where podbridge serves the kubelet API for virtual
@@ -17,21 +21,66 @@ type KubeletEndpoint struct {
 }
 
 // VirtualNode is the node the virtual cluster sees for host node: its name,
-// labels, capacity, conditions and node info, marked as podbridge's, and
-// podbridge's kubelet endpoint as its only address. Taints and the spec
-// stay behind: nothing schedules onto a virtual node, and the tenant must
-// not learn more of the host than its pods need.
-func VirtualNode(host *corev1.Node, kubelet KubeletEndpoint) *corev1.Node {
+// labels, capacity, conditions, node info and cordon, marked as
+// podbridge's, podbridge's kubelet endpoint as its only address, and the
+// host node's taints but those the platform's enforced tolerations cover:
+// every host pod carries those, so to the tenant they keep nothing off.
+// The rest of the spec stays behind: the tenant must not learn more of the
+// host than its pods need.
+func VirtualNode(host *corev1.Node, kubelet KubeletEndpoint, enforced []corev1.Toleration) *corev1.Node {
 	labels := maps.Clone(host.Labels)
 	if labels == nil {
 		labels = map[string]string{}
 	}
 	labels[LabelManagedBy] = ManagedByValue
+	var taints []corev1.Taint
+	for _, t := range host.Spec.Taints {
+		if !tolerated(enforced, &t) {
+			taints = append(taints, t)
+		}
+	}
 	return &corev1.Node{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Node"},
 		ObjectMeta: metav1.ObjectMeta{Name: host.Name, Labels: labels},
+		Spec:       corev1.NodeSpec{Taints: taints, Unschedulable: host.Spec.Unschedulable},
 		Status:     virtualNodeStatus(host, kubelet),
 	}
+}
+
+// TenantNode reports whether the platform lets this virtual cluster's pods
+// onto host node: it matches the enforced NodeSelector, and every taint
+// that keeps pods off (NoSchedule, NoExecute) is a condition the node
+// reports of itself (node.kubernetes.io/...), tolerated by the enforced
+// Tolerations, or of a key tenants may tolerate (TolerationKeys). These
+// are the virtual cluster's nodes from the start; any other host node is
+// mirrored only while this virtual cluster has host pods on it, so a
+// tenant learns nothing of the platform's own nodes.
+func TenantNode(host *corev1.Node, cfg Config) bool {
+	if !labels.SelectorFromSet(cfg.NodeSelector).Matches(labels.Set(host.Labels)) {
+		return false
+	}
+	for _, t := range host.Spec.Taints {
+		if t.Effect == corev1.TaintEffectPreferNoSchedule || strings.HasPrefix(t.Key, nodeConditionTaintPrefix) ||
+			slices.Contains(cfg.TolerationKeys, t.Key) || tolerated(cfg.Tolerations, &t) {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// nodeConditionTaintPrefix starts the keys of the taints Kubernetes sets
+// from a node's conditions and cordon (not-ready, unreachable,
+// unschedulable, memory-pressure, ...): a node's state, not a platform's
+// placement rule.
+const nodeConditionTaintPrefix = "node.kubernetes.io/"
+
+// tolerated reports whether any of tolerations tolerates t. Numeric
+// comparisons (Lt, Gt) count as not tolerating: the host may not have them
+// on, and a taint wrongly taken as untolerated only hides a node or shows a
+// taint.
+func tolerated(tolerations []corev1.Toleration, t *corev1.Taint) bool {
+	return slices.ContainsFunc(tolerations, func(tol corev1.Toleration) bool { return tol.ToleratesTaint(logr.Discard(), t, false) })
 }
 
 // virtualNodeStatus is the part of the host node's status a virtual node

@@ -20,6 +20,30 @@ func Claims(virtual, host *corev1.Pod) bool {
 		host.Annotations[AnnotationName] == virtual.Name && host.Annotations[AnnotationNamespace] == virtual.Namespace
 }
 
+// DefaultVirtualRequestTimeout is kube-apiserver's default
+// --request-timeout, the longest any create on the virtual apiserver runs.
+const DefaultVirtualRequestTimeout = time.Minute
+
+// orphanMargin is how long past the virtual apiserver's request timeout an
+// unclaimed host pod is still taken for a create under way: etcd may apply
+// a write a moment after its request's deadline, and the host's and the
+// virtual apiserver's clocks may differ a little.
+const orphanMargin = 10 * time.Second
+
+// OrphanGracePeriod is the age past which a host pod no stored virtual
+// pod claims is an orphan, for a virtual apiserver whose request timeout
+// is virtualRequestTimeout (0: the default). The webhook makes the host
+// pod while the create is admitted; every later step (the tenant's own
+// webhooks and policies, then the write) runs within that request's
+// deadline, so a virtual pod that is not stored by then never will be.
+// The webhook's own timeout is no bound: later admission steps take longer.
+func OrphanGracePeriod(virtualRequestTimeout time.Duration) time.Duration {
+	if virtualRequestTimeout <= 0 {
+		virtualRequestTimeout = DefaultVirtualRequestTimeout
+	}
+	return virtualRequestTimeout + orphanMargin
+}
+
 // OrphanWait is how much longer an unclaimed host pod must live before it
 // counts as an orphan (0 once it does): younger ones may belong to an
 // admission still under way. creationTimestamp has second resolution, so

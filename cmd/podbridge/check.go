@@ -10,6 +10,7 @@ import (
 
 	"github.com/podbridge/podbridge/check"
 	"github.com/podbridge/podbridge/internal/kube"
+	"github.com/podbridge/podbridge/translate"
 )
 
 func runCheck(ctx context.Context, args []string) error {
@@ -17,10 +18,14 @@ func runCheck(ctx context.Context, args []string) error {
 	var cf clusterFlags
 	cf.bind(fs)
 	o := check.Options{}
-	fs.DurationVar(&o.OrphanGracePeriod, "orphan-grace-period", 2*time.Minute, "host pods younger than this without a virtual pod are admissions under way, not violations")
+	requestTimeout := fs.Duration("virtual-request-timeout", translate.DefaultVirtualRequestTimeout, "the virtual apiserver's --request-timeout, as given to the reflector")
+	fs.DurationVar(&o.OrphanGracePeriod, "orphan-grace-period", 0, "host pods younger than this without a virtual pod are admissions under way, not violations (default: --virtual-request-timeout plus 10s)")
 	fs.BoolVar(&o.Statuses, "statuses", true, "also compare phase, readiness, pod IP and node of each pair (run when the clusters are quiet)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if o.OrphanGracePeriod == 0 {
+		o.OrphanGracePeriod = translate.OrphanGracePeriod(*requestTimeout)
 	}
 	hostCfg, virtualCfg, err := cf.configs("check")
 	if err != nil {

@@ -73,10 +73,11 @@ func runReflector(ctx context.Context, args []string) error {
 	cf.bind(fs)
 	o := reflector.Options{}
 	fs.StringVar(&o.PodSecurityLevel, "pod-security-level", "baseline", "Pod Security Standards level of the host-side gate every host pod write passes; set it as the webhook's (privileged is refused)")
-	fs.DurationVar(&o.OrphanGracePeriod, "orphan-grace-period", 2*time.Minute, "age after which a host pod with no virtual pod is deleted; must exceed the webhook timeout")
+	fs.DurationVar(&o.VirtualRequestTimeout, "virtual-request-timeout", translate.DefaultVirtualRequestTimeout, "the virtual apiserver's --request-timeout: no create stores a pod later, so an unclaimed host pod older than it (plus 10s) is a refused create's")
+	fs.DurationVar(&o.OrphanGracePeriod, "orphan-grace-period", 0, "age after which a host pod with no virtual pod is deleted (default: --virtual-request-timeout plus 10s); a shorter one may fail pods whose create is still being admitted")
 	fs.IntVar(&o.MaxConcurrentReconciles, "concurrency", 32, "reconciles at once in each controller (pod pairs, copies, tokens)")
 	fs.DurationVar(&o.ResyncPeriod, "resync-period", reflector.DefaultResyncPeriod, "how often every pod pair and virtual node is reconciled without an event (a pass also runs at start-up)")
-	fs.DurationVar(&o.NodeGracePeriod, "node-grace-period", reflector.DefaultNodeGracePeriod, "how long a virtual node carries no pod before it is removed")
+	fs.DurationVar(&o.NodeGracePeriod, "node-grace-period", reflector.DefaultNodeGracePeriod, "how long the virtual node of a host node tenants may not use stays after the virtual cluster's last host pod on it goes")
 	fs.BoolVar(&o.LeaderElection, "leader-elect", true, "elect a leader among replicas (a Lease in the host namespace)")
 	fs.StringVar(&o.LeaderElectionID, "leader-election-id", "", "name of the leader election Lease (default podbridge-reflector-<vcluster-name>)")
 	copyEvents := fs.Bool("copy-host-events", true, "show on each virtual pod the events the host records about its host pod (needs list and watch of host events)")

@@ -50,10 +50,11 @@ type Options struct {
 	Nodes, PodsPerNode int
 	// Translate names the virtual cluster and the host namespace.
 	Translate translate.Config
-	// OrphanGracePeriod is the reflector's; tests shorten it.
+	// OrphanGracePeriod is the reflector's (0: the virtual apiserver's
+	// request timeout plus a margin, safe); tests shorten it.
 	OrphanGracePeriod time.Duration
 	// NodeGracePeriod is how long the reflector keeps a virtual node that
-	// carries no pod.
+	// is no tenant node and carries no host pod.
 	NodeGracePeriod time.Duration
 	// WebhookTimeout is the registration's timeoutSeconds.
 	WebhookTimeout time.Duration
@@ -77,11 +78,10 @@ type Options struct {
 // Defaults returns the options `podbridge dev` uses.
 func Defaults() Options {
 	return Options{
-		StateDir:          ".podbridge/dev",
-		Nodes:             3,
-		PodsPerNode:       1000,
-		Translate:         translate.Config{VCluster: "dev", HostNamespace: "podbridge-dev", HostServiceAccount: "podbridge-workloads"},
-		OrphanGracePeriod: 30 * time.Second,
+		StateDir:    ".podbridge/dev",
+		Nodes:       3,
+		PodsPerNode: 1000,
+		Translate:   translate.Config{VCluster: "dev", HostNamespace: "podbridge-dev", HostServiceAccount: "podbridge-workloads"},
 		// Short, so nodes visibly follow pods in a demo and in tests.
 		NodeGracePeriod:  3 * time.Second,
 		WebhookTimeout:   10 * time.Second,

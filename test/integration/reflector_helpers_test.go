@@ -28,7 +28,7 @@ var testNodes atomic.Int32
 // (podOnNode) run on, waits until it is Ready and schedulable, and removes
 // it when the test ends. Tests that watch a virtual node come and go need a
 // node no other test's pods use.
-func newHostNode(t *testing.T) string {
+func newHostNode(t *testing.T, taints ...corev1.Taint) string {
 	t.Helper()
 	ctx := context.Background()
 	n := testNodes.Add(1)
@@ -39,7 +39,7 @@ func newHostNode(t *testing.T) string {
 	}
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "test-node-", Labels: map[string]string{"type": "kwok"}},
-		Spec:       corev1.NodeSpec{PodCIDR: fmt.Sprintf("10.244.%d.0/24", 100+n), PodCIDRs: []string{fmt.Sprintf("10.244.%d.0/24", 100+n)}},
+		Spec:       corev1.NodeSpec{PodCIDR: fmt.Sprintf("10.244.%d.0/24", 100+n), PodCIDRs: []string{fmt.Sprintf("10.244.%d.0/24", 100+n)}, Taints: taints},
 		Status: corev1.NodeStatus{
 			Capacity: capacity, Allocatable: capacity,
 			// On loopback: an apiserver may dial a node's address.
@@ -64,16 +64,12 @@ func newHostNode(t *testing.T) string {
 		if err := hostClient.Get(ctx, client.ObjectKeyFromObject(node), node); err != nil {
 			return false, err.Error()
 		}
-		for _, c := range node.Status.Conditions {
-			if c.Type == corev1.NodeReady {
-				return c.Status == corev1.ConditionTrue, fmt.Sprintf("Ready=%s", c.Status)
-			}
-		}
-		return false, "no Ready condition"
+		return isNodeReady(node), fmt.Sprintf("conditions %v", node.Status.Conditions)
 	})
-	// What the node lifecycle controller of a real host does; this host has none.
+	// What the node lifecycle controller of a real host does (lift the
+	// not-ready taint); this host has none.
 	patch = client.MergeFrom(node.DeepCopy())
-	node.Spec.Taints = nil
+	node.Spec.Taints = taints
 	if err := hostClient.Patch(ctx, node, patch); err != nil {
 		t.Fatalf("untainting host node: %v", err)
 	}
@@ -227,4 +223,14 @@ func goneOrGoing(ctx context.Context, c client.Client, obj client.Object) (bool,
 		return true, "being deleted"
 	}
 	return false, "exists"
+}
+
+// isNodeReady reports whether node's Ready condition is True.
+func isNodeReady(node *corev1.Node) bool {
+	for _, c := range node.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }

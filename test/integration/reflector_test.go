@@ -14,26 +14,41 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podbridge/podbridge/translate"
 )
 
-// A virtual node exists while virtual pods are bound to it, including while
-// one pod goes and the next comes on the same node; it is removed once no
-// pod is bound to it, or as soon as its host node is gone.
-func TestVirtualNodeRemovedWhenUnusedOrHostNodeGone(t *testing.T) {
+// Virtual nodes are the host's to decide. Every host node tenants may use
+// is shown from the start, ready to schedule against: the host node's
+// conditions and taints, not the not-ready taint the virtual apiserver
+// gives every new Node. It stays the same object while pods come and go,
+// and goes as soon as its host node does.
+func TestVirtualNodesAreTheHostNodesTenantsMayUse(t *testing.T) {
 	ctx := context.Background()
 	ns := namespace(t)
 	node := newHostNode(t)
-	deletedBefore := actionCount(t, "node_delete")
+	hostNode := &corev1.Node{}
+	vnode := &corev1.Node{}
+	eventually(t, 20*time.Second, "virtual node "+node+" mirrors its host node with no pod on it", func(ctx context.Context) (bool, string) {
+		if err := hostClient.Get(ctx, client.ObjectKey{Name: node}, hostNode); err != nil {
+			return false, err.Error()
+		}
+		if err := virtualClient.Get(ctx, client.ObjectKey{Name: node}, vnode); err != nil {
+			return false, err.Error()
+		}
+		return slices.EqualFunc(vnode.Spec.Taints, hostNode.Spec.Taints, func(a, b corev1.Taint) bool { return a.MatchTaint(&b) }) && isNodeReady(vnode),
+			fmt.Sprintf("taints %v (host %v), ready %v", vnode.Spec.Taints, hostNode.Spec.Taints, isNodeReady(vnode))
+	})
+	if vnode.Labels[translate.LabelManagedBy] != translate.ManagedByValue || vnode.Labels[testNodeLabel] != node {
+		t.Errorf("virtual node labels %v: want %s=%s and the host node's labels", vnode.Labels, translate.LabelManagedBy, translate.ManagedByValue)
+	}
+	nodeUID := vnode.UID
 
-	// Each pod is deleted as the next is created on the same node: the
-	// node stays (the same object) while pods are replaced.
+	// Each pod is deleted as the next is created on the same node.
 	var last *corev1.Pod
-	var nodeUID types.UID
 	for i := range 3 {
 		pod := podOnNode(ns, fmt.Sprintf("churn-%d", i), node)
 		if last != nil {
@@ -48,54 +63,98 @@ func TestVirtualNodeRemovedWhenUnusedOrHostNodeGone(t *testing.T) {
 		if pod.Spec.NodeName != node {
 			t.Fatalf("virtual pod %s bound to %q, want %q", pod.Name, pod.Spec.NodeName, node)
 		}
-		// Bound pods always have their node: the virtual pod garbage
-		// collector deletes pods bound to a missing node.
-		vnode := &corev1.Node{}
 		if err := virtualClient.Get(ctx, client.ObjectKey{Name: node}, vnode); err != nil {
 			t.Fatalf("virtual node %s while pod %s is bound to it: %v", node, pod.Name, err)
 		}
-		if vnode.Labels[translate.LabelManagedBy] != translate.ManagedByValue || vnode.Labels[testNodeLabel] != node {
-			t.Errorf("virtual node labels %v: want %s=%s and the host node's labels", vnode.Labels, translate.LabelManagedBy, translate.ManagedByValue)
-		}
-		if nodeUID == "" {
-			nodeUID = vnode.UID
-		} else if vnode.UID != nodeUID {
+		if vnode.UID != nodeUID {
 			t.Errorf("virtual node %s was re-created while its pods were replaced", node)
 		}
 		last = pod
 	}
 
-	if err := virtualClient.Delete(ctx, last); err != nil {
+	// The host node goes while a pod is still bound to it.
+	deletedBefore := actionCount(t, "node_delete")
+	host, err := getHostPod(ctx, last)
+	if err != nil {
 		t.Fatal(err)
 	}
-	waitGone(t, virtualClient, last, 20*time.Second)
+	if err := hostClient.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}); err != nil {
+		t.Fatalf("deleting host node: %v", err)
+	}
 	waitGone(t, virtualClient, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}, 20*time.Second)
 	if got := actionCount(t, "node_delete"); got <= deletedBefore {
 		t.Errorf("node_delete actions %v, want more than %v", got, deletedBefore)
 	}
-
-	// The host node goes while a pod is still bound to it.
-	doomed := newHostNode(t)
-	pod := podOnNode(ns, "stranded", doomed)
-	if err := virtualClient.Create(ctx, pod); err != nil {
-		t.Fatalf("creating virtual pod: %v", err)
-	}
-	pod = waitRunningBound(t, pod)
-	host, err := getHostPod(ctx, pod)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := hostClient.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: doomed}}); err != nil {
-		t.Fatalf("deleting host node: %v", err)
-	}
-	waitGone(t, virtualClient, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: doomed}}, 20*time.Second)
 
 	// No kubelet finishes the host pod any more; the host would garbage
 	// collect it. Its removal takes the virtual pod with it.
 	if err := hostClient.Delete(ctx, host, client.GracePeriodSeconds(0)); err != nil {
 		t.Fatalf("removing host pod: %v", err)
 	}
-	waitGone(t, virtualClient, pod, 20*time.Second)
+	waitGone(t, virtualClient, last, 20*time.Second)
+}
+
+// A host node the platform keeps tenants off (here: a taint no tenant may
+// tolerate) is never shown, and the tenant cannot make the reflector show
+// it: a Node the tenant makes under podbridge's mark and with that node's
+// name, even with a pod bound to it, keeps what the tenant wrote and is
+// removed once the node grace period has passed. Before, the reflector
+// filled it in with the host node's labels, capacity and conditions and
+// kept it while the pod was bound.
+func TestTenantCannotMakeThePlatformsNodesShow(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	platform := newHostNode(t, corev1.Taint{Key: "platform.example/system", Effect: corev1.TaintEffectNoSchedule})
+
+	// A pod the host cannot place: pending, so the tenant may bind it.
+	pending := podOnNode(ns, "bound-by-tenant", "no-such-node")
+	if err := virtualClient.Create(ctx, pending); err != nil {
+		t.Fatalf("creating virtual pod: %v", err)
+	}
+	t.Cleanup(func() { _ = virtualClient.Delete(context.Background(), pending, client.GracePeriodSeconds(0)) })
+
+	watcher, err := clientset(t, env.Virtual.Config).CoreV1().Nodes().Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + platform})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watcher.Stop()
+	forged := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: platform, Labels: map[string]string{translate.LabelManagedBy: translate.ManagedByValue, "tenant": "wrote-this"}},
+		Status: corev1.NodeStatus{
+			Addresses:       []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: env.Kubelet.Address}},
+			DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: env.Kubelet.Port}},
+		},
+	}
+	if err := virtualClient.Create(ctx, forged); err != nil {
+		t.Fatalf("creating the tenant's Node: %v", err)
+	}
+	binding := &corev1.Binding{ObjectMeta: metav1.ObjectMeta{Name: pending.Name, Namespace: ns}, Target: corev1.ObjectReference{Kind: "Node", Name: platform}}
+	if err := virtualClient.SubResource("binding").Create(ctx, pending, binding); err != nil {
+		t.Fatalf("binding the pod to the tenant's Node: %v", err)
+	}
+
+	// Every state the Node passes through, until it is removed.
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case ev, ok := <-watcher.ResultChan():
+			if !ok {
+				t.Fatal("watch of the tenant's Node ended before its removal")
+			}
+			n, isNode := ev.Object.(*corev1.Node)
+			if !isNode {
+				t.Fatalf("watch event %s: %v", ev.Type, ev.Object)
+			}
+			if _, leaked := n.Labels[testNodeLabel]; leaked || n.Labels["tenant"] != "wrote-this" || len(n.Status.Capacity) > 0 {
+				t.Fatalf("the tenant's Node shows the host node: labels %v, capacity %v", n.Labels, n.Status.Capacity)
+			}
+			if ev.Type == watch.Deleted {
+				return
+			}
+		case <-deadline:
+			t.Fatal("the tenant's Node under podbridge's mark is still there after 30s")
+		}
+	}
 }
 
 // Deleting the host pod of a Deployment's pod on the host fails the virtual
