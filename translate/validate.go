@@ -15,12 +15,34 @@ import (
 // creation any more than at it.
 func ValidateMetadataUpdate(old, pod *corev1.Pod) field.ErrorList {
 	meta := field.NewPath("metadata")
-	errs := forbidReserved(meta.Child("labels"), changedKeys(old.Labels, pod.Labels), reservedPrefix)
+	errs := forbidReserved(meta.Child("labels"), setKeys(old.Labels, pod.Labels), reservedPrefix)
 	if claimsManagedBy(pod.Labels) && !claimsManagedBy(old.Labels) {
 		errs = append(errs, managedByForbidden(meta))
 	}
-	return append(errs, forbidReserved(meta.Child("annotations"), changedKeys(old.Annotations, pod.Annotations),
+	return append(errs, forbidReserved(meta.Child("annotations"), setKeys(old.Annotations, pod.Annotations),
 		"podbridge sets the "+Prefix+" annotations; they cannot change")...)
+}
+
+// DroppedReserved are podbridge's labels and annotations that old carries
+// and pod does not. An ordinary write of the tenant's drops them (kubectl
+// replace, an apply of a manifest that never had them, an editor that
+// rewrites the map); podbridge puts them back rather than refuse it:
+// bookkeeping the tenant can see must not block the tenant's writes.
+func DroppedReserved(old, pod *corev1.Pod) (labels, annotations map[string]string) {
+	return droppedReserved(old.Labels, pod.Labels), droppedReserved(old.Annotations, pod.Annotations)
+}
+
+func droppedReserved(old, updated map[string]string) map[string]string {
+	var dropped map[string]string
+	for k, v := range old {
+		if _, kept := updated[k]; !kept && IsReserved(k) {
+			if dropped == nil {
+				dropped = map[string]string{}
+			}
+			dropped[k] = v
+		}
+	}
+	return dropped
 }
 
 const reservedPrefix = "the " + Prefix + " prefix is reserved for podbridge"
@@ -44,16 +66,11 @@ func managedByForbidden(meta *field.Path) *field.Error {
 	return field.Forbidden(meta.Child("labels").Key(LabelManagedBy), "the value "+ManagedByValue+" is reserved for podbridge")
 }
 
-// changedKeys lists, sorted, the keys whose presence or value differ.
-func changedKeys(old, updated map[string]string) []string {
+// setKeys lists, sorted, the keys updated adds or gives another value.
+func setKeys(old, updated map[string]string) []string {
 	var keys []string
 	for k, v := range updated {
 		if was, ok := old[k]; !ok || was != v {
-			keys = append(keys, k)
-		}
-	}
-	for k := range old {
-		if _, ok := updated[k]; !ok {
 			keys = append(keys, k)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -13,14 +14,15 @@ import (
 )
 
 // updateGuard is the admission handler for pod updates
-// (translate.WebhookPathPodUpdate): it refuses updates that touch
-// podbridge's own labels and annotations; the reflector carries the others
-// to the host pod. It writes nothing and serves nothing else.
+// (translate.WebhookPathPodUpdate): it refuses updates that set
+// podbridge's own labels and annotations, and puts back those an update
+// drops (translate.DroppedReserved); the reflector carries the others to
+// the host pod. It writes nothing and serves nothing else.
 type updateGuard struct{}
 
 var _ admission.Handler = updateGuard{}
 
-// Handle admits a pod update unless it changes podbridge's keys.
+// Handle admits a pod update unless it sets podbridge's keys.
 func (updateGuard) Handle(_ context.Context, req admission.Request) admission.Response {
 	return counted(admitUpdate(req))
 }
@@ -39,7 +41,18 @@ func admitUpdate(req admission.Request) admission.Response {
 	if errs := translate.ValidateMetadataUpdate(old, pod); len(errs) > 0 {
 		return invalid(pod, errs...)
 	}
-	return admission.Allowed("the reflector carries the update to the host pod")
+	labels, annotations := translate.DroppedReserved(old, pod)
+	if labels == nil && annotations == nil {
+		return admission.Allowed("the reflector carries the update to the host pod")
+	}
+	var restore []jsonpatch.JsonPatchOperation
+	if labels != nil {
+		restore = addKeys("labels", pod.Labels != nil, labels)
+	}
+	if annotations != nil {
+		restore = append(restore, addKeys("annotations", pod.Annotations != nil, annotations)...)
+	}
+	return admission.Patched("podbridge's labels and annotations the update dropped are kept; the reflector carries the rest to the host pod", restore...)
 }
 
 // ephemeralContainersCheck is the admission handler for the

@@ -165,7 +165,7 @@ func (m *podMutator) handle(ctx context.Context, req admission.Request) admissio
 	if nameGenerated {
 		patch = append(patch, jsonpatch.NewOperation("add", "/metadata/name", mutated.Name))
 	}
-	patch = append(patch, addAnnotations(hadAnnotations, map[string]string{
+	patch = append(patch, addKeys("annotations", hadAnnotations, map[string]string{
 		translate.AnnotationSyncID:   syncID,
 		translate.AnnotationHostName: host.Name,
 	})...)
@@ -343,17 +343,18 @@ func deny(code int32, reason metav1.StatusReason, message string) admission.Resp
 	}}
 }
 
-// addAnnotations is the JSON patch that sets annotations on an object that
-// has some already (one "add" per key), or none (one "add" of the map: the
-// field may be absent, empty or null). Written directly: diffing the whole
-// pod's JSON before and after cost more than the rest of the handler.
-func addAnnotations(has bool, annotations map[string]string) []jsonpatch.JsonPatchOperation {
+// addKeys is the JSON patch that sets keys in an object's labels or
+// annotations (field) when it has some already (one "add" per key), or
+// none (one "add" of the map: the field may be absent, empty or null).
+// Written directly: diffing the whole pod's JSON before and after cost
+// more than the rest of the handler.
+func addKeys(field string, has bool, keys map[string]string) []jsonpatch.JsonPatchOperation {
 	if !has {
-		return []jsonpatch.JsonPatchOperation{jsonpatch.NewOperation("add", "/metadata/annotations", annotations)}
+		return []jsonpatch.JsonPatchOperation{jsonpatch.NewOperation("add", "/metadata/"+field, keys)}
 	}
-	ops := make([]jsonpatch.JsonPatchOperation, 0, len(annotations))
-	for _, key := range slices.Sorted(maps.Keys(annotations)) {
-		ops = append(ops, jsonpatch.NewOperation("add", "/metadata/annotations/"+pointerEscaper.Replace(key), annotations[key]))
+	ops := make([]jsonpatch.JsonPatchOperation, 0, len(keys))
+	for _, key := range slices.Sorted(maps.Keys(keys)) {
+		ops = append(ops, jsonpatch.NewOperation("add", "/metadata/"+field+"/"+pointerEscaper.Replace(key), keys[key]))
 	}
 	return ops
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
+	gomodulesjsonpatch "gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -276,22 +277,7 @@ func TestPatchAppliesToThePodAsSent(t *testing.T) {
 			if !resp.Allowed {
 				t.Fatalf("refused: %+v", resp.Result)
 			}
-			ops, err := json.Marshal(resp.Patches)
-			if err != nil {
-				t.Fatal(err)
-			}
-			patch, err := jsonpatch.DecodePatch(ops)
-			if err != nil {
-				t.Fatalf("decoding patch %s: %v", ops, err)
-			}
-			patched, err := patch.Apply(raw)
-			if err != nil {
-				t.Fatalf("applying patch %s: %v", ops, err)
-			}
-			got := &corev1.Pod{}
-			if err := json.Unmarshal(patched, got); err != nil {
-				t.Fatal(err)
-			}
+			got := applyPatch(t, raw, resp.Patches)
 			want := map[string]string{translate.AnnotationSyncID: "sync-1", translate.AnnotationHostName: hostName}
 			maps.Copy(want, tt.want)
 			if got.Name != "web-abcde" || !maps.Equal(got.Annotations, want) {
@@ -301,8 +287,10 @@ func TestPatchAppliesToThePodAsSent(t *testing.T) {
 	}
 }
 
-// An update may change the tenant's labels and annotations, never
-// podbridge's: the refusal names the field.
+// An update may change the tenant's labels and annotations, never set
+// podbridge's: the refusal names the field. One that drops podbridge's
+// (kubectl replace of the tenant's own manifest) is admitted with them put
+// back.
 func TestUpdatesCannotTouchPodbridgeKeys(t *testing.T) {
 	admitted := func() *corev1.Pod {
 		p := pod("web", "")
@@ -310,18 +298,24 @@ func TestUpdatesCannotTouchPodbridgeKeys(t *testing.T) {
 		p.Annotations = map[string]string{translate.AnnotationSyncID: "sync-1", translate.AnnotationHostName: "web-x-team-x-vc", "note": "a"}
 		return p
 	}
+	bookkeeping := map[string]string{translate.AnnotationSyncID: "sync-1", translate.AnnotationHostName: "web-x-team-x-vc"}
 	tests := []struct {
 		name      string
 		change    func(p *corev1.Pod)
-		wantField string // "" when the update is allowed
+		wantField string            // "" when the update is allowed
+		wantKept  map[string]string // the annotations the admitted update must end with, when patched
 	}{
-		{"tenant keys change", func(p *corev1.Pod) { p.Labels["app"] = "api"; p.Annotations["note"] = "b" }, ""},
-		{"nothing changes", func(*corev1.Pod) {}, ""},
-		{"sync ID changed", func(p *corev1.Pod) { p.Annotations[translate.AnnotationSyncID] = "other" }, "metadata.annotations[podbridge.io/sync-id]"},
-		{"host name removed", func(p *corev1.Pod) { delete(p.Annotations, translate.AnnotationHostName) }, "metadata.annotations[podbridge.io/host-name]"},
-		{"reserved annotation added", func(p *corev1.Pod) { p.Annotations[translate.AnnotationUID] = "u" }, "metadata.annotations[podbridge.io/uid]"},
-		{"reserved label added", func(p *corev1.Pod) { p.Labels[translate.LabelVCluster] = "other" }, "metadata.labels[podbridge.io/vcluster]"},
-		{"managed-by podbridge claimed", func(p *corev1.Pod) { p.Labels[translate.LabelManagedBy] = translate.ManagedByValue }, "metadata.labels[app.kubernetes.io/managed-by]"},
+		{name: "tenant keys change", change: func(p *corev1.Pod) { p.Labels["app"] = "api"; p.Annotations["note"] = "b" }},
+		{name: "nothing changes", change: func(*corev1.Pod) {}},
+		{name: "sync ID changed", change: func(p *corev1.Pod) { p.Annotations[translate.AnnotationSyncID] = "other" }, wantField: "metadata.annotations[podbridge.io/sync-id]"},
+		{name: "reserved annotation added", change: func(p *corev1.Pod) { p.Annotations[translate.AnnotationUID] = "u" }, wantField: "metadata.annotations[podbridge.io/uid]"},
+		{name: "reserved label added", change: func(p *corev1.Pod) { p.Labels[translate.LabelVCluster] = "other" }, wantField: "metadata.labels[podbridge.io/vcluster]"},
+		{name: "managed-by podbridge claimed", change: func(p *corev1.Pod) { p.Labels[translate.LabelManagedBy] = translate.ManagedByValue }, wantField: "metadata.labels[app.kubernetes.io/managed-by]"},
+		{name: "host name dropped: put back", change: func(p *corev1.Pod) { delete(p.Annotations, translate.AnnotationHostName) },
+			wantKept: map[string]string{translate.AnnotationSyncID: "sync-1", translate.AnnotationHostName: "web-x-team-x-vc", "note": "a"}},
+		{name: "every annotation replaced: podbridge's put back", change: func(p *corev1.Pod) { p.Annotations = map[string]string{"note": "c"} },
+			wantKept: map[string]string{translate.AnnotationSyncID: "sync-1", translate.AnnotationHostName: "web-x-team-x-vc", "note": "c"}},
+		{name: "no annotations at all: podbridge's put back", change: func(p *corev1.Pod) { p.Annotations = nil }, wantKept: bookkeeping},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -330,13 +324,20 @@ func TestUpdatesCannotTouchPodbridgeKeys(t *testing.T) {
 			req := request(t, updated, false)
 			req.Operation, req.OldObject = admissionv1.Update, request(t, old, false).Object
 			resp := updateGuard{}.Handle(context.Background(), req)
-			if tt.wantField == "" {
+			switch {
+			case tt.wantKept != nil:
+				if !resp.Allowed {
+					t.Fatalf("refused: %v", resp.Result)
+				}
+				got := applyPatch(t, req.Object.Raw, resp.Patches)
+				if !maps.Equal(got.Annotations, tt.wantKept) {
+					t.Errorf("annotations after the patch %v, want %v", got.Annotations, tt.wantKept)
+				}
+			case tt.wantField == "":
 				if !resp.Allowed || len(resp.Patches) > 0 {
 					t.Errorf("refused or patched: %+v", resp)
 				}
-				return
-			}
-			if resp.Allowed || resp.Result.Code != http.StatusUnprocessableEntity || !strings.Contains(resp.Result.Message, tt.wantField) {
+			case resp.Allowed || resp.Result.Code != http.StatusUnprocessableEntity || !strings.Contains(resp.Result.Message, tt.wantField):
 				t.Errorf("got allowed=%t %d %q, want 422 naming %s", resp.Allowed, resp.Result.Code, resp.Result.Message, tt.wantField)
 			}
 		})
@@ -411,4 +412,26 @@ func TestHostPodGivenPullSecretsIsDeletedAndRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// applyPatch applies an admission response's patch to the object's JSON.
+func applyPatch(t *testing.T, raw []byte, ops []gomodulesjsonpatch.JsonPatchOperation) *corev1.Pod {
+	t.Helper()
+	encoded, err := json.Marshal(ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patch, err := jsonpatch.DecodePatch(encoded)
+	if err != nil {
+		t.Fatalf("decoding patch %s: %v", encoded, err)
+	}
+	patched, err := patch.Apply(raw)
+	if err != nil {
+		t.Fatalf("applying patch %s: %v", encoded, err)
+	}
+	got := &corev1.Pod{}
+	if err := json.Unmarshal(patched, got); err != nil {
+		t.Fatal(err)
+	}
+	return got
 }

@@ -133,8 +133,10 @@ func assertContained(t *testing.T, virtual, host *corev1.Pod) {
 }
 
 // After creation, updates through the real virtual apiserver may change
-// the tenant's labels and annotations but not podbridge's: the pairing
-// (sync ID) cannot be forged by an update either.
+// the tenant's labels and annotations but not set podbridge's: the pairing
+// (sync ID) cannot be forged by an update either. An update that drops
+// them, as kubectl replace of the tenant's own manifest does, is admitted
+// with them kept, and the pair holds.
 func TestUpdatesCannotForgePodbridgeKeys(t *testing.T) {
 	ctx := context.Background()
 	ns := namespace(t)
@@ -148,7 +150,6 @@ func TestUpdatesCannotForgePodbridgeKeys(t *testing.T) {
 		field  string
 	}{
 		{"sync ID", func(p *corev1.Pod) { p.Annotations[translate.AnnotationSyncID] = "someone-else" }, translate.AnnotationSyncID},
-		{"host name removed", func(p *corev1.Pod) { delete(p.Annotations, translate.AnnotationHostName) }, translate.AnnotationHostName},
 		{"vcluster label", func(p *corev1.Pod) { p.Labels[translate.LabelVCluster] = "other" }, translate.LabelVCluster},
 	}
 	update := func(change func(p *corev1.Pod)) error { return updateVirtualPod(ctx, pod, "", change) }
@@ -162,6 +163,27 @@ func TestUpdatesCannotForgePodbridgeKeys(t *testing.T) {
 	if err := update(func(p *corev1.Pod) { p.Labels["tier"] = "front" }); err != nil {
 		t.Errorf("updating a tenant label: %v", err)
 	}
+
+	before := &corev1.Pod{}
+	if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), before); err != nil {
+		t.Fatal(err)
+	}
+	if err := update(func(p *corev1.Pod) { p.Annotations = map[string]string{"owner": "team-a"} }); err != nil {
+		t.Fatalf("replacing the annotations with the tenant's own: %v", err)
+	}
+	after := &corev1.Pod{}
+	if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), after); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{translate.AnnotationSyncID, translate.AnnotationHostName} {
+		if after.Annotations[key] == "" || after.Annotations[key] != before.Annotations[key] {
+			t.Errorf("annotation %s: %q after the replace, want %q kept", key, after.Annotations[key], before.Annotations[key])
+		}
+	}
+	if after.Annotations["owner"] != "team-a" {
+		t.Errorf("the tenant's annotation was not stored: %v", after.Annotations)
+	}
+	assertPaired(t, after)
 }
 
 // The admission endpoint answers garbage from the virtual apiserver with a
