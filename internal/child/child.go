@@ -143,7 +143,7 @@ func (p *Process) Exited() error {
 	if p.cmd.LogFile == "" {
 		return fmt.Errorf("%s exited: %w", p.cmd.Name, how)
 	}
-	return fmt.Errorf("%s exited: %w; the end of %s:\n%s", p.cmd.Name, how, p.cmd.LogFile, tail(p.cmd.LogFile, tailBytes))
+	return fmt.Errorf("%s exited: %w; %s", p.cmd.Name, how, LogEnd(p.cmd.LogFile))
 }
 
 // Wait waits until the child has ended and returns its exit error (nil
@@ -246,6 +246,12 @@ func get(ctx context.Context, url string) error {
 		return fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return nil
+}
+
+// LogEnd quotes the end of a component's log, for an error saying why it
+// did not start.
+func LogEnd(path string) string {
+	return fmt.Sprintf("the end of %s:\n%s", path, tail(path, tailBytes))
 }
 
 // tail returns the last size bytes of a file, to quote a log in an error.

@@ -304,7 +304,7 @@ func startAPIServer(name string, opts Options, flags map[string]string) (*Plane,
 		env.ControlPlane.GetAPIServer().Configure().Set("admission-control-config-file", config)
 	}
 	if _, err := env.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s apiserver: %w", name, err)
+		return nil, fmt.Errorf("starting %s apiserver: %w; %s", name, err, child.LogEnd(apiserverLog.Name()))
 	}
 	p := &Plane{Name: name, env: env, apiserverLog: apiserverLog}
 	owned = true

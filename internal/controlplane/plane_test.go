@@ -125,3 +125,18 @@ func TestAdmissionConfigNamesFilesByAbsolutePath(t *testing.T) {
 		}
 	}
 }
+
+// An apiserver that will not start says why, not only that it timed out.
+func TestAnAPIServerThatDiesAtStartSaysWhy(t *testing.T) {
+	assets, err := DefaultAssets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = startAPIServer("host", Options{Assets: assets, Dir: t.TempDir()}, map[string]string{"service-cluster-ip-range": "not-a-cidr"})
+	if err == nil {
+		t.Fatal("the apiserver started with an invalid flag")
+	}
+	if !strings.Contains(err.Error(), "service-cluster-ip-range[0] is not a valid cidr") {
+		t.Errorf("the error does not quote the apiserver's reason: %v", err)
+	}
+}
