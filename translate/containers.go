@@ -145,8 +145,8 @@ var (
 
 // fieldRef makes a downward-API reference read the virtual value. A label
 // or annotation is read under its host key (TenantKey), where the host pod
-// carries the tenant's value. The whole label or annotation map cannot be
-// shown as the virtual pod has it: the host pod's maps hold host keys.
+// carries the tenant's value. A whole label or annotation map is for
+// volume files only (downwardAPIItems), as Kubernetes has it.
 func (t *podTranslator) fieldRef(path *field.Path, ref *corev1.ObjectFieldSelector) {
 	if ref == nil {
 		return
@@ -178,7 +178,7 @@ func (t *podTranslator) fieldRef(path *field.Path, ref *corev1.ObjectFieldSelect
 	}
 	switch {
 	case ref.FieldPath == "metadata.labels" || ref.FieldPath == "metadata.annotations":
-		t.errs = append(t.errs, field.Invalid(path, ref.FieldPath, "podbridge carries the tenant's labels and annotations to the host under its own keys, so the whole map cannot be shown as the virtual pod has it; reference single keys, as "+ref.FieldPath+"['key']"))
+		t.errs = append(t.errs, field.Invalid(path, ref.FieldPath, "a whole label or annotation map can be read only into a downward-API volume file; reference single keys, as "+ref.FieldPath+"['key']"))
 	case !sameOnBothSides.MatchString(ref.FieldPath):
 		t.errs = append(t.errs, field.Invalid(path, ref.FieldPath, "the virtual pod's value cannot be provided on the host"))
 	}

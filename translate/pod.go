@@ -2,6 +2,7 @@ package translate
 
 import (
 	"encoding/json"
+	"maps"
 	"slices"
 	"strings"
 
@@ -150,6 +151,7 @@ func hostAnnotations(virtual *corev1.Pod, cfg Config, syncID string) map[string]
 	annotations[AnnotationVCluster] = cfg.VCluster
 	annotations[AnnotationServiceAccount] = serviceAccountOf(virtual)
 	annotations[AnnotationAdmittedSpec] = AdmittedSpecOf(virtual).String()
+	maps.Copy(annotations, downwardMaps(virtual))
 	if len(virtual.OwnerReferences) > 0 {
 		// Marshalling plain API structs cannot fail.
 		owners, _ := json.Marshal(virtual.OwnerReferences)

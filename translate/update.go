@@ -36,6 +36,8 @@ func HostPodUpdate(virtual, host *corev1.Pod, cfg Config, managers []string) (*c
 	out.Labels = mergeTenantKeys(tenantLabels(virtual.Labels), host.Labels, func(k string) bool { return owned().labels[k] }, isPodbridgeLabel)
 	out.Annotations = mergeTenantKeys(tenantAnnotations(virtual, cfg), host.Annotations, func(k string) bool { return owned().annotations[k] }, IsReserved)
 
+	// Kept in step as the kubelet keeps the files that show them.
+	maps.Copy(out.Annotations, downwardMaps(virtual))
 	if len(virtual.Spec.EphemeralContainers) > 0 && out.Annotations[AnnotationUID] != string(virtual.UID) {
 		// Ephemeral containers may read metadata.uid on a pod released
 		// without it; annotations can still change, their spec cannot.

@@ -281,6 +281,20 @@ func TestHostPodUpdate(t *testing.T) {
 			},
 		},
 		{
+			name: "a file of the whole label map follows the labels",
+			change: func(v, h *corev1.Pod) {
+				v.Spec.Volumes = []corev1.Volume{{Name: "podinfo", VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
+					Items: []corev1.DownwardAPIVolumeFile{{Path: "labels", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels"}}},
+				}}}}
+				h.Annotations[AnnotationDownwardLabels] = "app=\"web\"\ntier=\"front\""
+				v.Labels["tier"] = "back"
+			},
+			want: func(h *corev1.Pod) {
+				h.Labels[tk("tier")] = "back"
+				h.Annotations[AnnotationDownwardLabels] = "app=\"web\"\ntier=\"back\""
+			},
+		},
+		{
 			name: "status-subresource entries own no labels",
 			change: func(v, h *corev1.Pod) {
 				h.ManagedFields = []metav1.ManagedFieldsEntry{managed(webhookManager, `{"f:metadata":{"f:labels":{"f:tenant.podbridge.io/tier":{}}}}`)}

@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"fmt"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
@@ -68,8 +69,15 @@ func (t *podTranslator) projected(path *field.Path, volume string, sources []cor
 	}
 }
 
+// downwardAPIItems translates a downward-API volume's files. A file of a
+// whole label or annotation map (which only files may show) reads the host
+// annotation holding the virtual map (downwardMaps).
 func (t *podTranslator) downwardAPIItems(path *field.Path, items []corev1.DownwardAPIVolumeFile) {
 	for j := range items {
+		if ref := items[j].FieldRef; ref != nil && wholeMapAnnotation[ref.FieldPath] != "" {
+			ref.FieldPath = fmt.Sprintf("metadata.annotations['%s']", wholeMapAnnotation[ref.FieldPath])
+			continue
+		}
 		t.fieldRef(path.Index(j).Child("fieldRef", "fieldPath"), items[j].FieldRef)
 	}
 }

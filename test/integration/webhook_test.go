@@ -5,7 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -206,6 +209,57 @@ func TestFieldRefsReadVirtualValues(t *testing.T) {
 	if v, ok := host.Annotations["k8s.v1.cni.cncf.io/networks"]; ok {
 		t.Errorf("host pod carries the tenant's CNI annotation verbatim: %q", v)
 	}
+}
+
+// Downward-API files of the whole label and annotation maps read, on the
+// host, the virtual pod's maps as the kubelet formats them, and follow the
+// tenant's updates of them (the conformance suite's downward-API volume
+// specs; every Istio-injected pod has such a file).
+func TestWholeMapFilesFollowTheVirtualPod(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	pod := simplePod(ns, "maps")
+	pod.Labels["tier"] = "front-end"
+	pod.Annotations = map[string]string{"note": `say "hi"`}
+	pod.Spec.Volumes = []corev1.Volume{{Name: "podinfo", VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
+		Items: []corev1.DownwardAPIVolumeFile{
+			{Path: "labels", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels"}},
+			{Path: "annotations", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations"}},
+		},
+	}}}}
+	if err := virtualClient.Create(ctx, pod); err != nil {
+		t.Fatalf("creating pod: %v", err)
+	}
+	waitReady(t, pod)
+	// What a kubelet writes: sorted key="value" lines, Go-quoted values.
+	kubeletFile := func(m map[string]string) string {
+		var lines []string
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			lines = append(lines, k+"="+strconv.Quote(m[k]))
+		}
+		return strings.Join(lines, "\n")
+	}
+	filesShowVirtualMaps := func(what string) {
+		eventually(t, 20*time.Second, "host files of the whole maps show the virtual pod's "+what, func(ctx context.Context) (bool, string) {
+			virtual := &corev1.Pod{}
+			if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), virtual); err != nil {
+				return false, err.Error()
+			}
+			host, err := getHostPod(ctx, pod)
+			if err != nil {
+				return false, err.Error()
+			}
+			items := host.Spec.Volumes[0].DownwardAPI.Items
+			labels, annotations := resolveFieldRef(host, items[0].FieldRef.FieldPath), resolveFieldRef(host, items[1].FieldRef.FieldPath)
+			return labels == kubeletFile(virtual.Labels) && annotations == kubeletFile(virtual.Annotations),
+				fmt.Sprintf("labels file %q, annotations file %q", labels, annotations)
+		})
+	}
+	filesShowVirtualMaps("at creation")
+	if err := updateVirtualPod(ctx, pod, "", func(p *corev1.Pod) { p.Labels["tier"] = "db"; p.Annotations["note"] = "bye" }); err != nil {
+		t.Fatal(err)
+	}
+	filesShowVirtualMaps("after an update")
 }
 
 // resolveFieldRef evaluates the downward-API paths the kubelet would, for

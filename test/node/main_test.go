@@ -198,19 +198,29 @@ func hostKey(pod *corev1.Pod) client.ObjectKey {
 	return client.ObjectKey{Namespace: tc.HostNamespace, Name: translate.HostName(pod.Name, pod.Namespace, tc.VCluster)}
 }
 
-// logs returns the container's output, read through the host apiserver
-// (pods/log, which dials the kubelet on the bridge).
+// logs returns the output of the container "w", read through the host
+// apiserver (pods/log, which dials the kubelet on the bridge).
 func logs(ctx context.Context, pod *corev1.Pod, previous bool) (string, error) {
+	return containerLogs(ctx, pod, "w", previous)
+}
+
+func containerLogs(ctx context.Context, pod *corev1.Pod, container string, previous bool) (string, error) {
 	k := hostKey(pod)
-	b, err := hostSet.CoreV1().Pods(k.Namespace).GetLogs(k.Name, &corev1.PodLogOptions{Container: "w", Previous: previous}).DoRaw(ctx)
+	b, err := hostSet.CoreV1().Pods(k.Namespace).GetLogs(k.Name, &corev1.PodLogOptions{Container: container, Previous: previous}).DoRaw(ctx)
 	return string(b), err
 }
 
-// waitForLog waits until the container's output has every line of want.
+// waitForLog waits until the output of the container "w" has every line
+// of want.
 func waitForLog(t *testing.T, pod *corev1.Pod, timeout time.Duration, want ...string) {
 	t.Helper()
-	eventually(t, timeout, fmt.Sprintf("output of %s with %q", pod.Name, want), func(ctx context.Context) (bool, string) {
-		out, err := logs(ctx, pod, false)
+	waitForContainerLog(t, pod, "w", timeout, want...)
+}
+
+func waitForContainerLog(t *testing.T, pod *corev1.Pod, container string, timeout time.Duration, want ...string) {
+	t.Helper()
+	eventually(t, timeout, fmt.Sprintf("output of %s/%s with %q", pod.Name, container, want), func(ctx context.Context) (bool, string) {
+		out, err := containerLogs(ctx, pod, container, false)
 		if err != nil {
 			return false, err.Error()
 		}

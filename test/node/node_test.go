@@ -22,6 +22,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -190,6 +191,46 @@ func TestConfigMapContentAndUpdateArrive(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitForLog(t, pod, 2*time.Minute, "first", "second")
+}
+
+// Files of the whole label and annotation maps hold the virtual pod's, as
+// the kubelet formats them (the host pod's maps hold host keys), and follow
+// the tenant's updates of them.
+func TestDownwardAPIFilesOfWholeMapsFollowTheVirtualPod(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	pod := realPod(ns, "maps", "watch:/etc/podinfo/labels")
+	pod.Labels["tier"] = "web"
+	pod.Annotations = map[string]string{"note": `say "hi"`}
+	pod.Spec.Volumes = []corev1.Volume{{Name: "podinfo", VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
+		Items: []corev1.DownwardAPIVolumeFile{
+			{Path: "labels", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels"}},
+			{Path: "annotations", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations"}},
+		},
+	}}}}
+	mount := []corev1.VolumeMount{{Name: "podinfo", MountPath: "/etc/podinfo"}}
+	pod.Spec.Containers[0].VolumeMounts = mount
+	annotations := pod.Spec.Containers[0]
+	annotations.Name, annotations.Args = "a", []string{"watch:/etc/podinfo/annotations"}
+	pod.Spec.Containers = append(pod.Spec.Containers, annotations)
+	create(t, pod)
+	waitVirtualReady(t, pod)
+	waitForLog(t, pod, 30*time.Second, `app="maps"`, `tier="web"`)
+	waitForContainerLog(t, pod, "a", 30*time.Second, `note="say \"hi\""`)
+
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		current := &corev1.Pod{}
+		if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), current); err != nil {
+			return err
+		}
+		current.Labels["tier"], current.Annotations["note"] = "db", "bye"
+		return virtualClient.Update(ctx, current)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitForLog(t, pod, 2*time.Minute, `tier="db"`)
+	waitForContainerLog(t, pod, "a", 2*time.Minute, `note="bye"`)
 }
 
 // A mounted Secret holds the virtual Secret's content (through its host
