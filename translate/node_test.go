@@ -48,7 +48,9 @@ func TestTenantNode(t *testing.T) {
 		Tolerations:    []corev1.Toleration{{Key: "platform/tenants", Operator: corev1.TolerationOpExists}},
 		TolerationKeys: []string{"gpu"},
 	}
-	taint := func(key string, effect corev1.TaintEffect) corev1.Taint { return corev1.Taint{Key: key, Effect: effect} }
+	taint := func(key string, effect corev1.TaintEffect) corev1.Taint {
+		return corev1.Taint{Key: key, Effect: effect}
+	}
 	cases := []struct {
 		name   string
 		labels map[string]string
