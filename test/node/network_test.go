@@ -76,6 +76,66 @@ func TestPodsReachOnlyTheVirtualAPIServerAndEachOther(t *testing.T) {
 	}
 }
 
+// IPv6 is no way round the firewall. A pod has a link-local address on
+// the bridge's link whatever its CNI configures, and so does the bridge: a
+// listener of this machine on [::] is refused there as on IPv4.
+func TestPodsReachNoListenerOverIPv6(t *testing.T) {
+	var accepted atomic.Int64
+	l, err := net.Listen("tcp6", "[::]:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{
+		Handler:           http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprintln(w, "the machine's listener") }),
+		ReadHeaderTimeout: 10 * time.Second,
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				accepted.Add(1)
+			}
+		},
+	}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	bridge, err := net.InterfaceByName(env.Options.RealNode.Bridge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs, err := bridge.Addrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var linkLocal net.IP
+	for _, a := range addrs {
+		if ip, _, err := net.ParseCIDR(a.String()); err == nil && ip.To4() == nil && ip.IsLinkLocalUnicast() {
+			linkLocal = ip
+		}
+	}
+	if linkLocal == nil {
+		t.Fatalf("bridge %s has no IPv6 link-local address (%v): this test proves nothing here", bridge.Name, addrs)
+	}
+	// Seen from the pod, the bridge is on the link of its eth0.
+	target := "http://[" + linkLocal.String() + "%25eth0]:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port) + "/"
+
+	ns := namespace(t)
+	client := realPod(ns, "prober6", "get:"+target, "pause")
+	create(t, client)
+	waitVirtualReady(t, client)
+	var out string
+	eventually(t, 60*time.Second, "the prober's answer", func(ctx context.Context) (bool, string) {
+		out, err = logs(ctx, client, false)
+		if err != nil {
+			return false, err.Error()
+		}
+		return strings.TrimSpace(out) != "", out
+	})
+	if !strings.HasPrefix(out, "get-error=") || !strings.Contains(out, "connection refused") {
+		t.Errorf("the machine's listener on [::], at %s: %q, want the connection refused", target, out)
+	}
+	if n := accepted.Load(); n != 0 {
+		t.Errorf("the machine's listener accepted %d connections from the pod", n)
+	}
+}
+
 // offMachine is where the test sends a pod's packet: a documentation
 // address (TEST-NET-2; this machine's own network may be TEST-NET-1),
 // which the node's firewall drops. Only after the test saw that rule in
