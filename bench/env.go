@@ -80,7 +80,7 @@ func startEnv(ctx context.Context, cfg Config) (e *env, err error) {
 	// The webhook accepts only callers with a client certificate: the
 	// virtual apiserver presents this one (the webhook trusts its CA file).
 	clientCertDir := filepath.Join(e.dir, "webhook-client")
-	clientBundle, err := certs.NewClient(certs.ClientCommonName, time.Now(), 24*time.Hour)
+	clientBundle, err := certs.NewClient(clientCommonName, time.Now(), 24*time.Hour)
 	if err != nil {
 		return e, err
 	}

@@ -163,6 +163,7 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 	certOpts := o.Certs
 	certOpts.Host = host
 	certOpts.Namespace = o.Translate.HostNamespace
+	certOpts.VCluster = o.Translate.VCluster
 	certOpts.Recorder = mgr.GetEventRecorder(FieldManager)
 	registration, err := newRegistrationKeeper(o.Virtual, virtual, o.Registration, func(ctx context.Context) ([]byte, error) { return keeper.CA(ctx) })
 	if err != nil {

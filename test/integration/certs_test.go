@@ -186,6 +186,9 @@ func startExtraWebhookWithLimits(t *testing.T, name string, tc translate.Config,
 	if err := virtual.Create(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
+	if certOpts.Mode != certs.ModeFiles && certOpts.ClientSecretName == "" {
+		certOpts = secondClientCerts(t, tc, certOpts)
+	}
 	mgr, err := webhook.New(ctx, webhook.Options{
 		Host: env.Host.Config, Virtual: second.Config, Translate: tc, PodSecurityLevel: "baseline",
 		HostTimeout: 5 * time.Second, BindAddress: "127.0.0.1", Port: port, Certs: certOpts,

@@ -160,7 +160,7 @@ func startSecondTenant(t *testing.T, limits caps.Limits) *secondTenant {
 	hook, err := webhook.New(ctx, webhook.Options{
 		Host: hostCfg, Virtual: virtualCfg, Translate: tc, PodSecurityLevel: "baseline",
 		HostTimeout: 5 * time.Second, BindAddress: "127.0.0.1", Port: port, Limits: limits,
-		Certs:              certs.Options{Mode: certs.ModeSelfManaged, SecretName: "tenant-two-tls", CertDir: t.TempDir(), Hosts: []string{"127.0.0.1"}},
+		Certs:              secondClientCerts(t, tc, certs.Options{Mode: certs.ModeSelfManaged, SecretName: "tenant-two-tls", CertDir: t.TempDir(), Hosts: []string{"127.0.0.1"}}),
 		MetricsBindAddress: "0", HealthProbeBindAddress: "0",
 		Registration: webhook.Registration{Name: "podbridge", URL: "https://127.0.0.1:" + strconv.Itoa(port) + webhook.Path, TimeoutSeconds: 10},
 	})

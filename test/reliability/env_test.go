@@ -94,7 +94,7 @@ func startCluster(t *testing.T) *cluster {
 	// The virtual apiserver presents a client certificate to the webhook,
 	// as devenv's does; replicas and the load balancer listen on ports
 	// chosen later, so it presents it to every webhook ("*").
-	webhookClient, err := devenv.IssueWebhookClient(dir)
+	webhookClient, err := devenv.IssueWebhookClient(dir, certs.ClientCommonNameFor(c.config.HostNamespace, c.config.VCluster))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func startCluster(t *testing.T) *cluster {
 	if err := devenv.PrepareHostNamespace(ctx, c.host.Config, c.config); err != nil {
 		t.Fatal(err)
 	}
-	if err := webhookClient.StoreInHost(ctx, c.host.Config, c.config.HostNamespace); err != nil {
+	if err := webhookClient.StoreInHost(ctx, c.host.Config, c.config); err != nil {
 		t.Fatal(err)
 	}
 	c.hostClient = newClient(t, c.host.Config)
