@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	"github.com/podbridge/podbridge/certs"
+	"github.com/podbridge/podbridge/internal/ownership"
 	"github.com/podbridge/podbridge/internal/render"
 )
 
@@ -57,6 +58,9 @@ patches:
 - target: {kind: ConfigMap, name: podbridge-config}
   patch: |-
     - {op: replace, path: /data/vcluster-name, value: %[3]s}
+- target: {kind: ServiceAccount, name: podbridge-workloads}
+  patch: |-
+    - {op: replace, path: /metadata/annotations/podbridge.io~1owner, value: %[3]s}
 `, prefix, component, strings.TrimSuffix(prefix, "-"))
 				if component == "cert-manager" {
 					kustomization += fmt.Sprintf(`- target: {kind: Certificate, name: podbridge-webhook}
@@ -148,17 +152,24 @@ func TestOverlayArgumentsNameTheirOwnObjects(t *testing.T) {
 			references(t, prefix, objects)
 			// cert-manager issues the virtual apiserver's client certificate
 			// for the name the webhook accepts by default.
-			var vcluster, namespace, commonName string
+			var vcluster, namespace, commonName, accountOwner string
 			for _, o := range objects {
 				switch o.GetKind() + "/" + strings.TrimPrefix(o.GetName(), prefix) {
 				case "ConfigMap/podbridge-config":
 					vcluster, namespace = stringData(o.Object)["vcluster-name"], o.GetNamespace()
 				case "Certificate/podbridge-webhook-client":
 					commonName, _, _ = unstructured.NestedString(o.Object, "spec", "commonName")
+				case "ServiceAccount/podbridge-workloads":
+					accountOwner = o.GetAnnotations()[ownership.Annotation]
 				}
 			}
 			if want := certs.ClientCommonNameFor(namespace, vcluster); commonName != "" && commonName != want {
 				t.Errorf("the client Certificate is for %q; the webhook of virtual cluster %q in %q accepts %q", commonName, vcluster, namespace, want)
+			}
+			// The webhook runs host pods only as an account marked as its
+			// virtual cluster's.
+			if accountOwner != vcluster {
+				t.Errorf("the host pods' account is marked %s=%q; the webhook of virtual cluster %q refuses it", ownership.Annotation, accountOwner, vcluster)
 			}
 		})
 	}

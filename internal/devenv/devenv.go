@@ -512,9 +512,10 @@ func prepareHostNamespace(ctx context.Context, cfg *rest.Config, tc translate.Co
 			psaapi.EnforceLevelLabel:   level,
 			psaapi.EnforceVersionLabel: psaapi.VersionLatest,
 		}}},
-		// As a platform would make it: no pull secrets, no token mounted
-		// (package hostaccount refuses any other).
-		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: tc.HostServiceAccount, Namespace: tc.HostNamespace}, AutomountServiceAccountToken: ptr.To(false)},
+		// As a platform would make it: no pull secrets, no token mounted,
+		// marked as this virtual cluster's (package hostaccount refuses
+		// any other).
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: tc.HostServiceAccount, Namespace: tc.HostNamespace, Annotations: map[string]string{ownership.Annotation: tc.VCluster}}, AutomountServiceAccountToken: ptr.To(false)},
 	}
 	if tc.HostServiceAccount != "default" {
 		// Every namespace of a real host has one, for its own pods.

@@ -165,6 +165,7 @@ func startExtraWebhook(t *testing.T, name string, tc translate.Config, certOpts 
 // startExtraWebhookWithLimits is startExtraWebhook with caps.
 func startExtraWebhookWithLimits(t *testing.T, name string, tc translate.Config, certOpts certs.Options, limits caps.Limits) *certTestWebhook {
 	t.Helper()
+	tc = ownAccount(t, tc)
 	ctx, cancel := context.WithCancel(context.Background())
 	port := freeTestPort(t)
 	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{

@@ -10,6 +10,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podbridge/podbridge/certs"
@@ -98,6 +99,7 @@ func TestSelfManagedWebhookAdoptsOnlyItsOwnSecrets(t *testing.T) {
 			}
 			translation := env.Options.Translate
 			translation.VCluster = "adopter"
+			translation = ownAccount(t, translation)
 			t.Cleanup(func() {
 				for _, name := range []string{"adopter-tls", "adopter-client-tls"} {
 					_ = hostClient.Delete(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}})
@@ -132,6 +134,69 @@ func TestSelfManagedWebhookAdoptsOnlyItsOwnSecrets(t *testing.T) {
 			}
 			if after.ResourceVersion != before.ResourceVersion {
 				t.Errorf("Secret %s was changed (resourceVersion %s → %s)", tc.refused, before.ResourceVersion, after.ResourceVersion)
+			}
+		})
+	}
+}
+
+// A second podbridge in the dev host namespace told to run its host pods
+// as the dev virtual cluster's account (as the one default account did for
+// every virtual cluster), or as an account nothing marks as its own,
+// refuses to start, naming the account and why: host policies that tell
+// tenants apart by service account (a mesh's or a CNI's identities, a
+// cloud's workload identity) would take its tenant's pods for the dev
+// tenant's. Its own account, fit and marked, is accepted.
+func TestHostServiceAccountOfAnotherVirtualClusterIsRefused(t *testing.T) {
+	ctx := context.Background()
+	secondVirtual(t)
+	ns := env.Options.Translate.HostNamespace
+	unmarked := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "unmarked-workloads"}, AutomountServiceAccountToken: ptr.To(false)}
+	if err := hostClient.Create(ctx, unmarked); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = hostClient.Delete(context.Background(), unmarked) })
+	borrower := env.Options.Translate
+	borrower.VCluster = "borrower"
+	own := ownAccount(t, borrower).HostServiceAccount
+	for _, tc := range []struct {
+		name, account, why string
+	}{
+		{"the dev virtual cluster's account", env.Options.Translate.HostServiceAccount, `belongs to virtual cluster "dev"`},
+		{"an account nothing marks as anyone's", unmarked.Name, "carries no podbridge.io/owner annotation"},
+		{"its own account", own, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			translation := borrower
+			translation.HostServiceAccount = tc.account
+			startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			t.Cleanup(func() {
+				for _, name := range []string{"borrower-tls"} {
+					_ = hostClient.Delete(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}})
+				}
+			})
+			_, err := webhook.New(startCtx, webhook.Options{
+				Host: env.Host.Config, Virtual: second.Config, Translate: translation, PodSecurityLevel: "baseline",
+				HostTimeout: 5 * time.Second, BindAddress: "127.0.0.1", Port: freeTestPort(t), Limits: caps.Limits{},
+				Certs: secondClientCerts(t, translation, certs.Options{
+					Mode: certs.ModeSelfManaged, SecretName: "borrower-tls", CertDir: t.TempDir(), Hosts: []string{"127.0.0.1"},
+				}),
+				MetricsBindAddress: "0", HealthProbeBindAddress: "0",
+				Registration: webhook.Registration{Name: "borrower"},
+			})
+			if tc.why == "" {
+				if err != nil {
+					t.Fatalf("refused its own account: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("a podbridge of virtual cluster %q started to run its host pods as %s/%s", translation.VCluster, ns, tc.account)
+			}
+			for _, want := range []string{"--host-service-account", "ServiceAccount " + ns + "/" + tc.account, tc.why} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("refusal %q does not say %q", err, want)
+				}
 			}
 		})
 	}

@@ -19,6 +19,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -26,6 +27,7 @@ import (
 	"github.com/podbridge/podbridge/certs"
 	"github.com/podbridge/podbridge/internal/controlplane"
 	"github.com/podbridge/podbridge/internal/devenv"
+	"github.com/podbridge/podbridge/internal/hostaccount"
 	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/internal/ownership"
 	"github.com/podbridge/podbridge/translate"
@@ -120,6 +122,22 @@ var (
 // secondClientCommonName is the subject of the second virtual apiserver's
 // client certificate: the podbridges tests run for it accept it by name.
 const secondClientCommonName = "podbridge-virtual-apiserver.second"
+
+// ownAccount gives the podbridge of virtual cluster tc an account of its
+// own for its host pods, as a platform would make it (fit, and marked as
+// tc's), named hostaccount.DefaultName(tc.VCluster).
+func ownAccount(t *testing.T, tc translate.Config) translate.Config {
+	t.Helper()
+	tc.HostServiceAccount = hostaccount.DefaultName(tc.VCluster)
+	sa := &corev1.ServiceAccount{
+		ObjectMeta:                   metav1.ObjectMeta{Namespace: tc.HostNamespace, Name: tc.HostServiceAccount, Annotations: map[string]string{ownership.Annotation: tc.VCluster}},
+		AutomountServiceAccountToken: ptr.To(false),
+	}
+	if err := hostClient.Create(context.Background(), sa); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	return tc
+}
 
 // secondClientCerts gives a podbridge of virtual cluster tc, serving the
 // second virtual cluster, that virtual apiserver's client CA: in a Secret
