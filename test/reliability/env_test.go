@@ -28,6 +28,7 @@ import (
 	"github.com/podbridge/podbridge/internal/child"
 	"github.com/podbridge/podbridge/internal/controlplane"
 	"github.com/podbridge/podbridge/internal/devenv"
+	"github.com/podbridge/podbridge/internal/hostaccount"
 	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/internal/promscrape"
 	"github.com/podbridge/podbridge/translate"
@@ -70,7 +71,7 @@ type cluster struct {
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
 	dir := filepath.Join(runDir, strings.ReplaceAll(t.Name(), "/", "_"))
-	c := &cluster{t: t, dir: dir, config: translate.Config{VCluster: "rel", HostNamespace: "podbridge-rel", HostServiceAccount: "podbridge-workloads"}}
+	c := &cluster{t: t, dir: dir, config: translate.Config{VCluster: "rel", HostNamespace: "podbridge-rel", HostServiceAccount: hostaccount.DefaultName("rel")}}
 	t.Cleanup(func() {
 		c.mu.Lock()
 		procs := c.procs
