@@ -35,6 +35,21 @@ func TestAnotherVirtualClustersClientCertificateIsRefused(t *testing.T) {
 	url, caBundle := *reg.Webhooks[0].ClientConfig.URL, reg.Webhooks[0].ClientConfig.CABundle
 	tc := env.Options.Translate
 	pod := simplePod("default", "identity-probe")
+	// The dev virtual apiserver's own certificate passes both handshakes
+	// (once the reflector's kubelet API listens), so the refusals below
+	// are the name's doing.
+	if status, err := postReview(asVirtualAPIServer(t, caBundle), url, "own-apiserver", pod, true); err != nil || status != http.StatusOK {
+		t.Fatalf("the dev virtual apiserver's own certificate: HTTP %d, %v", status, err)
+	}
+	own := keyPair(t, env.WebhookClient.Bundle)
+	eventually(t, 30*time.Second, "the kubelet API to answer the dev virtual apiserver", func(context.Context) (bool, string) {
+		resp, err := kubeletClient(&own).Get(kubeletURL("/containerLogs/default/any/app"))
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close() // any HTTP answer: the handshake passed
+		return true, ""
+	})
 	for _, other := range []struct{ name, namespace, vcluster string }{
 		{"another virtual cluster in this host namespace", tc.HostNamespace, "other"},
 		{"a virtual cluster of the same name in another host namespace", "elsewhere", tc.VCluster},
@@ -49,15 +64,21 @@ func TestAnotherVirtualClustersClientCertificateIsRefused(t *testing.T) {
 			cfg.Certificates[0] = keyPair(t, theirs)
 			status, err := postReview(cfg, url, "other-apiserver", pod, true)
 			if err == nil {
-				t.Fatalf("the dev podbridge answered another virtual cluster's apiserver: HTTP %d", status)
+				t.Errorf("the dev podbridge's webhook answered another virtual cluster's apiserver: HTTP %d", status)
+			} else if !strings.Contains(err.Error(), "tls:") {
+				t.Errorf("the webhook refused, but not in the TLS handshake: %v", err)
 			}
-			if !strings.Contains(err.Error(), "tls:") {
-				t.Errorf("refused, but not in the TLS handshake: %v", err)
+			// The kubelet API (logs, exec, attach, port-forward) checks the
+			// same name.
+			cert := keyPair(t, theirs)
+			resp, err := kubeletClient(&cert).Get(kubeletURL("/containerLogs/default/any/app"))
+			if err == nil {
+				resp.Body.Close()
+				t.Errorf("the dev podbridge's kubelet API answered another virtual cluster's apiserver: HTTP %d", resp.StatusCode)
+			} else if !strings.Contains(err.Error(), "tls:") {
+				t.Errorf("the kubelet API refused, but not in the TLS handshake: %v", err)
 			}
 		})
-	}
-	if status, err := postReview(asVirtualAPIServer(t, caBundle), url, "own-apiserver", pod, true); err != nil || status != http.StatusOK {
-		t.Fatalf("the dev virtual apiserver's own certificate: HTTP %d, %v", status, err)
 	}
 }
 
