@@ -21,6 +21,7 @@ import (
 	"github.com/podbridge/podbridge/certs"
 	"github.com/podbridge/podbridge/internal/controlplane"
 	"github.com/podbridge/podbridge/internal/kube"
+	"github.com/podbridge/podbridge/internal/ownership"
 )
 
 // Namespaces of the scenarios. Each series has its own, so counting and
@@ -80,7 +81,7 @@ func startEnv(ctx context.Context, cfg Config) (e *env, err error) {
 	// The webhook accepts only callers with a client certificate: the
 	// virtual apiserver presents this one (the webhook trusts its CA file).
 	clientCertDir := filepath.Join(e.dir, "webhook-client")
-	clientBundle, err := certs.NewClient(certs.ClientCommonName, time.Now(), 24*time.Hour)
+	clientBundle, err := certs.NewClient(clientCommonName, time.Now(), 24*time.Hour)
 	if err != nil {
 		return e, err
 	}
@@ -180,7 +181,7 @@ func (e *env) prepareNamespaces(ctx context.Context) error {
 		if ns == hostNamespace {
 			// podbridge's host pods run as an account with no pull secrets
 			// and no token mounted, or podbridge refuses to start.
-			workloads := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: hostServiceAccount, Namespace: ns}, AutomountServiceAccountToken: ptr.To(false)}
+			workloads := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: hostServiceAccount, Namespace: ns, Annotations: map[string]string{ownership.Annotation: vclusterName}}, AutomountServiceAccountToken: ptr.To(false)}
 			_, err = e.host.client.CoreV1().ServiceAccounts(ns).Create(ctx, workloads, metav1.CreateOptions{})
 			if err != nil && !apierrors.IsAlreadyExists(err) {
 				return fmt.Errorf("creating host service account %s/%s: %w", ns, hostServiceAccount, err)

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/podbridge/podbridge/certs"
 	"github.com/podbridge/podbridge/internal/child"
 	"github.com/podbridge/podbridge/internal/controlplane"
 	"github.com/podbridge/podbridge/internal/promscrape"
@@ -33,6 +34,11 @@ const (
 	hostServiceAccount = "podbridge-workloads"
 	registrationName   = "podbridge"
 )
+
+// clientCommonName is the subject of the virtual apiserver's client
+// certificate: the one this virtual cluster's podbridge accepts (given
+// by flag too, for binaries that expected another by default).
+var clientCommonName = certs.ClientCommonNameFor(hostNamespace, vclusterName)
 
 // podbridge is the webhook and the reflector, each its own process, on
 // the same command line a user would run against real clusters.
@@ -171,6 +177,9 @@ func versionedWebhookArgs(ctx context.Context, binary, certDir, clientCertDir st
 	// clientCertDir (see startEnv); older binaries ask for none.
 	if hasFlag(help, "client-ca-file") {
 		args = append(args, "--client-ca-file="+filepath.Join(clientCertDir, "ca.crt"))
+	}
+	if hasFlag(help, "client-common-name") {
+		args = append(args, "--client-common-name="+clientCommonName)
 	}
 	// Above the largest scenario's pods, with room for orphans.
 	if hasFlag(help, "max-host-pods") {

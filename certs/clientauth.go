@@ -11,10 +11,37 @@ import (
 	"time"
 )
 
-// ClientCommonName is the subject of the client certificate podbridge (or
-// the cert-manager Certificate in manifests/) issues to the virtual
-// apiserver, and the subject the webhook accepts by default.
-const ClientCommonName = "podbridge-virtual-apiserver"
+// ClientCommonNamePrefix begins the subject of the client certificate
+// podbridge (or the cert-manager Certificate in manifests/) issues to the
+// virtual apiserver; ClientCommonNameFor completes it.
+const ClientCommonNamePrefix = "podbridge-virtual-apiserver"
+
+// maxCommonNameBytes is X.509's upper bound on a common name (RFC 5280
+// ub-common-name), which cert-manager enforces.
+const maxCommonNameBytes = 64
+
+// ClientCommonNameFor is the subject of the virtual apiserver's client
+// certificate for virtual cluster vcluster in host namespace namespace,
+// and the subject its podbridge accepts by default:
+// podbridge-virtual-apiserver.VCLUSTER.NAMESPACE. Each virtual cluster
+// has its own, so a podbridge never accepts another virtual apiserver
+// whose certificate a shared CA signed.
+func ClientCommonNameFor(namespace, vcluster string) string {
+	return ClientCommonNamePrefix + "." + vcluster + "." + namespace
+}
+
+// defaultClientCommonName is ClientCommonNameFor, refused when it cannot
+// be a common name.
+func defaultClientCommonName(namespace, vcluster string) (string, error) {
+	if namespace == "" || vcluster == "" {
+		return "", fmt.Errorf("the client certificate's common name is made of the host namespace (%q) and the virtual cluster's name (%q): both are needed", namespace, vcluster)
+	}
+	name := ClientCommonNameFor(namespace, vcluster)
+	if len(name) > maxCommonNameBytes {
+		return "", fmt.Errorf("the client certificate's default common name %q is %d bytes, over the %d a common name may hold: set one unique to this virtual cluster (--client-common-name)", name, len(name), maxCommonNameBytes)
+	}
+	return name, nil
+}
 
 // ClientVerifier decides who may call the webhook: only a client that
 // presents a certificate for client authentication, for the expected

@@ -27,9 +27,13 @@ import (
 	"github.com/podbridge/podbridge/internal/kube"
 )
 
+// testCommonName is what a podbridge of virtual cluster vc in host
+// namespace ns accepts by default.
+var testCommonName = ClientCommonNameFor("ns", "vc")
+
 func TestNewClientIsForClientAuthOnly(t *testing.T) {
 	now := time.Now()
-	b, err := NewClient(ClientCommonName, now, time.Hour)
+	b, err := NewClient(testCommonName, now, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +41,7 @@ func TestNewClientIsForClientAuthOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cert.Subject.CommonName != ClientCommonName || !slices.Equal(cert.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}) {
+	if cert.Subject.CommonName != testCommonName || !slices.Equal(cert.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}) {
 		t.Fatalf("client certificate for %q with usages %v", cert.Subject.CommonName, cert.ExtKeyUsage)
 	}
 	pool := x509.NewCertPool()
@@ -55,7 +59,7 @@ func TestNewClientIsForClientAuthOnly(t *testing.T) {
 	if bytes.Equal(serving.CA, b.CA) {
 		t.Error("the client CA is the serving CA")
 	}
-	renewed, err := b.RenewClient(ClientCommonName, now.Add(50*time.Minute), time.Hour)
+	renewed, err := b.RenewClient(testCommonName, now.Add(50*time.Minute), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,11 +72,11 @@ func TestNewClientIsForClientAuthOnly(t *testing.T) {
 // certificate for the expected name from a trusted CA.
 func TestClientVerifierHandshakes(t *testing.T) {
 	now := time.Now()
-	good, err := NewClient(ClientCommonName, now, time.Hour)
+	good, err := NewClient(testCommonName, now, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	attacker, err := NewClient(ClientCommonName, now, time.Hour) // same name, its own CA
+	attacker, err := NewClient(testCommonName, now, time.Hour) // same name, its own CA
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,10 +84,10 @@ func TestClientVerifierHandshakes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	servingUsage := signUnder(t, good, &x509.Certificate{Subject: pkix.Name{CommonName: ClientCommonName}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
-	noUsage := signUnder(t, good, &x509.Certificate{Subject: pkix.Name{CommonName: ClientCommonName}})
+	servingUsage := signUnder(t, good, &x509.Certificate{Subject: pkix.Name{CommonName: testCommonName}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	noUsage := signUnder(t, good, &x509.Certificate{Subject: pkix.Name{CommonName: testCommonName}})
 
-	v, err := newClientVerifier(ClientCommonName)
+	v, err := newClientVerifier(testCommonName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +124,7 @@ func TestClientVerifierHandshakes(t *testing.T) {
 
 	// Reload: a new CA is trusted at once, the previous one too while a
 	// client may still hold its certificates; the one before is dropped.
-	second, err := NewClient(ClientCommonName, now, time.Hour)
+	second, err := NewClient(testCommonName, now, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +136,7 @@ func TestClientVerifierHandshakes(t *testing.T) {
 			t.Errorf("refused after the rotation: %v", err)
 		}
 	}
-	third, err := NewClient(ClientCommonName, now, time.Hour)
+	third, err := NewClient(testCommonName, now, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +158,7 @@ func TestKeeperIssuesAndRenewsClientCertificate(t *testing.T) {
 	clock := clocktesting.NewFakePassiveClock(time.Now())
 	host := fake.NewClientBuilder().WithScheme(kube.Scheme).Build()
 	k, err := NewKeeper(Options{
-		Mode: ModeSelfManaged, Host: host, Namespace: "ns", SecretName: "serving", CertDir: t.TempDir(),
+		Mode: ModeSelfManaged, Host: host, Namespace: "ns", VCluster: "vc", SecretName: "serving", CertDir: t.TempDir(),
 		Hosts: []string{"127.0.0.1"}, Validity: time.Hour, Clock: clock,
 	})
 	if err != nil {
@@ -170,7 +174,7 @@ func TestKeeperIssuesAndRenewsClientCertificate(t *testing.T) {
 	}
 	first := bundleFrom(secret.Data)
 	cert, err := parseCert(first.Cert)
-	if err != nil || cert.Subject.CommonName != ClientCommonName {
+	if err != nil || cert.Subject.CommonName != testCommonName {
 		t.Fatalf("client certificate %v: %v", cert, err)
 	}
 	if !bytes.Equal(k.ClientVerifier().CAs(), first.CA) {
@@ -216,11 +220,11 @@ func TestKeeperReloadsClientCAFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	caFile := filepath.Join(dir, "client-ca.crt")
-	first, _ := NewClient(ClientCommonName, time.Now(), time.Hour)
+	first, _ := NewClient(testCommonName, time.Now(), time.Hour)
 	if err := os.WriteFile(caFile, first.CA, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	k, err := NewKeeper(Options{Mode: ModeFiles, CertDir: dir, ClientCAFile: caFile})
+	k, err := NewKeeper(Options{Mode: ModeFiles, Namespace: "ns", VCluster: "vc", CertDir: dir, ClientCAFile: caFile})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +234,7 @@ func TestKeeperReloadsClientCAFile(t *testing.T) {
 	if !bytes.Contains(k.ClientVerifier().CAs(), first.CA) {
 		t.Fatal("the client CA file was not loaded")
 	}
-	second, _ := NewClient(ClientCommonName, time.Now(), time.Hour)
+	second, _ := NewClient(testCommonName, time.Now(), time.Hour)
 	if err := os.WriteFile(caFile, second.CA, 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,8 @@ import (
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/podbridge/podbridge/internal/ownership"
 )
 
 // Mode says where the serving certificate comes from.
@@ -67,8 +69,13 @@ type Options struct {
 	// certificates must chain to (required there, refused elsewhere).
 	ClientCAFile string
 	// ClientCommonName is the subject callers' client certificates must
-	// carry, and the one self-managed mode issues. Default ClientCommonName.
+	// carry, and the one self-managed mode issues. Default
+	// ClientCommonNameFor(Namespace, VCluster).
 	ClientCommonName string
+	// VCluster is the virtual cluster this podbridge serves (its name,
+	// unique in Namespace): self-managed mode marks the Secrets it creates
+	// as its own (package ownership) and uses no other.
+	VCluster string
 	// Validity of self-managed certificates; renewed when a third is left.
 	Validity time.Duration
 	// Inject puts a CA bundle into the virtual cluster's webhook
@@ -112,8 +119,15 @@ func NewKeeper(o Options) (*Keeper, error) {
 	if o.ClientSecretName == "" {
 		o.ClientSecretName = DefaultClientSecretName
 	}
+	if o.Mode == ModeSelfManaged && o.VCluster == "" {
+		return nil, errors.New("self-managed certificates need the virtual cluster's name: podbridge uses only the Secrets it marked as that virtual cluster's")
+	}
 	if o.ClientCommonName == "" {
-		o.ClientCommonName = ClientCommonName
+		name, err := defaultClientCommonName(o.Namespace, o.VCluster)
+		if err != nil {
+			return nil, err
+		}
+		o.ClientCommonName = name
 	}
 	clients, err := newClientVerifier(o.ClientCommonName)
 	if err != nil {
@@ -139,9 +153,14 @@ func (k *Keeper) ClientVerifier() *ClientVerifier { return k.clients }
 // loaded before the webhook server starts, which needs both: self-managed
 // mode creates or loads them, cert-manager mode waits for the issued
 // Secrets (the serving one mounted).
+// A Secret of another virtual cluster's, or one nothing shows is this
+// one's, ends the wait at once with the reason: waiting would not change it.
 func (k *Keeper) Prepare(ctx context.Context) error {
 	return wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
 		if err := k.sync(ctx); err != nil {
+			if notOwned := (*NotOwnedError)(nil); errors.As(err, &notOwned) {
+				return false, err
+			}
 			logf.FromContext(ctx).Info("Waiting for the serving certificate", "error", err.Error())
 			return false, nil
 		}
@@ -315,6 +334,7 @@ func (k *Keeper) selfManaged(ctx context.Context, is issuer) (*Bundle, error) {
 			Type:       corev1.SecretTypeTLS,
 			Data:       b.secretData(),
 		}
+		ownership.Mark(&secret.ObjectMeta, k.o.VCluster)
 		if err := k.o.Host.Create(ctx, secret); err != nil {
 			return nil, fmt.Errorf("creating %s Secret %s: %w", is.what, key.Name, err) // AlreadyExists: another replica won; next pass reads it.
 		}
@@ -323,6 +343,11 @@ func (k *Keeper) selfManaged(ctx context.Context, is issuer) (*Bundle, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading %s Secret %s: %w", is.what, key.Name, err)
+	}
+	// Neither trusted nor renewed unless it is this virtual cluster's: a
+	// Secret of the same name may be another podbridge's in this namespace.
+	if err := ownership.Check(secret, "Secret", k.o.VCluster); err != nil {
+		return nil, &NotOwnedError{What: is.what, Err: err}
 	}
 	b := bundleFrom(secret.Data)
 	cert, certErr := parseCert(b.Cert)
@@ -349,6 +374,19 @@ func (k *Keeper) selfManaged(ctx context.Context, is issuer) (*Bundle, error) {
 	logf.FromContext(ctx).Info("Renewed self-managed certificate", "certificate", is.what, "secret", key.Name, "notAfter", now.Add(k.o.Validity))
 	return renewed, nil
 }
+
+// NotOwnedError says a self-managed Secret of the expected name is not
+// this virtual cluster's: podbridge neither uses nor overwrites it.
+type NotOwnedError struct {
+	What string // which certificate the Secret was to hold
+	Err  error
+}
+
+func (e *NotOwnedError) Error() string {
+	return fmt.Sprintf("refusing the Secret for the %s: %v", e.What, e.Err)
+}
+
+func (e *NotOwnedError) Unwrap() error { return e.Err }
 
 // reportCertificate tells, once per change, whether cert-manager has the
 // Certificate ready: an event on it and a log line when it is not.

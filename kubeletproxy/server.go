@@ -96,6 +96,7 @@ func New(o Options, host *rest.Config, hostReader, virtualReader client.Reader, 
 	certOpts := o.Certs
 	certOpts.Host = hostClient
 	certOpts.Namespace = cfg.HostNamespace
+	certOpts.VCluster = cfg.VCluster
 	certOpts.Recorder = recorder
 	keeper, err := certs.NewKeeper(certOpts)
 	if err != nil {

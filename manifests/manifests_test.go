@@ -37,9 +37,13 @@ func TestOverlaysBuild(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			prefix := ""
+			if !strings.HasSuffix(dir, "-virtual") {
+				prefix = instancePrefix(t, objects)
+			}
 			var kinds []string
 			for _, o := range objects {
-				kinds = append(kinds, o.GetKind()+"/"+o.GetName())
+				kinds = append(kinds, o.GetKind()+"/"+strings.TrimPrefix(o.GetName(), prefix))
 				if strings.Contains(o.GetName(), "NAMESPACE") {
 					t.Errorf("%s/%s keeps a placeholder name", o.GetKind(), o.GetName())
 				}
@@ -116,10 +120,11 @@ func TestHostOverlaysLockTheWebhookDown(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			prefix := instancePrefix(t, objects)
 			var policy *networkingv1.NetworkPolicy
 			var admission *corev1.ConfigMap
 			for _, o := range objects {
-				switch o.GetKind() + "/" + o.GetName() {
+				switch o.GetKind() + "/" + strings.TrimPrefix(o.GetName(), prefix) {
 				case "NetworkPolicy/podbridge-webhook":
 					policy = &networkingv1.NetworkPolicy{}
 					if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, policy); err != nil {
@@ -175,7 +180,7 @@ func TestHostOverlaysLockTheWebhookDown(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := "podbridge-webhook." + policy.Namespace + ".svc"
+			want := prefix + "podbridge-webhook." + policy.Namespace + ".svc"
 			if _, ok := kubeconfig.AuthInfos[want]; !ok || len(kubeconfig.AuthInfos) != 1 {
 				t.Errorf("the virtual apiserver's webhook kubeconfig names %v, want only %s", slices.Collect(maps.Keys(kubeconfig.AuthInfos)), want)
 			}
@@ -200,6 +205,10 @@ func TestKubeletAndWebhookServingCAsDiffer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		prefix := ""
+		if !strings.HasSuffix(dir, "-virtual") {
+			prefix = instancePrefix(t, objects)
+		}
 		issuerOf := map[string]string{} // Certificate → Issuer
 		caOf := map[string]string{}     // CA Issuer → its Secret
 		for _, o := range objects {
@@ -213,8 +222,8 @@ func TestKubeletAndWebhookServingCAsDiffer(t *testing.T) {
 				}
 			}
 		}
-		webhookIssuer, hasWebhook := issuerOf["podbridge-webhook"]
-		kubeletIssuer, hasKubelet := issuerOf["podbridge-kubelet"]
+		webhookIssuer, hasWebhook := issuerOf[prefix+"podbridge-webhook"]
+		kubeletIssuer, hasKubelet := issuerOf[prefix+"podbridge-kubelet"]
 		if !hasWebhook || !hasKubelet {
 			continue // not issued by cert-manager here
 		}
@@ -226,4 +235,17 @@ func TestKubeletAndWebhookServingCAsDiffer(t *testing.T) {
 	if checked == 0 {
 		t.Fatal("no overlay issues both serving certificates with cert-manager")
 	}
+}
+
+// instancePrefix is the namePrefix a host overlay gives its podbridge: the
+// name of its ServiceAccount podbridge runs as, less "podbridge".
+func instancePrefix(t *testing.T, objects []*unstructured.Unstructured) string {
+	t.Helper()
+	for _, o := range objects {
+		if o.GetKind() == "ServiceAccount" && strings.HasSuffix(o.GetName(), "podbridge") {
+			return strings.TrimSuffix(o.GetName(), "podbridge")
+		}
+	}
+	t.Fatal("no ServiceAccount podbridge runs as")
+	return ""
 }

@@ -42,6 +42,7 @@ func TestHostOverlaysServeMetricsSecurely(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			prefix := instancePrefix(t, objects)
 			var policies []*networkingv1.NetworkPolicy
 			deployments := map[string]*appsv1.Deployment{}
 			clusterRoles := map[string]*rbacv1.ClusterRole{}
@@ -58,13 +59,13 @@ func TestHostOverlaysServeMetricsSecurely(t *testing.T) {
 				case "ClusterRoleBinding":
 					bindings = append(bindings, convert[rbacv1.ClusterRoleBinding](t, o))
 				case "Service":
-					if o.GetName() == "podbridge-metrics" {
+					if o.GetName() == prefix+"podbridge-metrics" {
 						metricsService = convert[corev1.Service](t, o)
 					}
 				}
 			}
 
-			for _, name := range []string{"podbridge-webhook", "podbridge-reflector"} {
+			for _, name := range []string{prefix + "podbridge-webhook", prefix + "podbridge-reflector"} {
 				d := deployments[name]
 				if d == nil {
 					t.Errorf("no Deployment %s", name)
@@ -88,17 +89,17 @@ func TestHostOverlaysServeMetricsSecurely(t *testing.T) {
 			}
 
 			// podbridge's own identity reviews scrapers' tokens and access.
-			namespace := deployments["podbridge-webhook"].GetNamespace()
+			namespace := deployments[prefix+"podbridge-webhook"].GetNamespace()
 			for _, want := range []rbacv1.PolicyRule{
 				{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
 				{APIGroups: []string{"authorization.k8s.io"}, Resources: []string{"subjectaccessreviews"}, Verbs: []string{"create"}},
 			} {
-				if !grantedTo(clusterRoles, bindings, namespace, "podbridge", want) {
-					t.Errorf("ServiceAccount %s/podbridge is not granted %v %v/%v cluster-wide: the metrics' authentication and authorization would fail", namespace, want.Verbs, want.APIGroups, want.Resources)
+				if !grantedTo(clusterRoles, bindings, namespace, prefix+"podbridge", want) {
+					t.Errorf("ServiceAccount %s/"+prefix+"podbridge is not granted %v %v/%v cluster-wide: the metrics' authentication and authorization would fail", namespace, want.Verbs, want.APIGroups, want.Resources)
 				}
 			}
 			// Readers get exactly GET /metrics.
-			reader := clusterRoles["podbridge-metrics-reader"]
+			reader := clusterRoles[prefix+"podbridge-metrics-reader"]
 			wantReader := []rbacv1.PolicyRule{{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}}
 			if reader == nil || !slices.EqualFunc(reader.Rules, wantReader, ruleEqual) {
 				t.Errorf("ClusterRole podbridge-metrics-reader %+v, want rules %+v", reader, wantReader)

@@ -15,7 +15,8 @@ import (
 
 // Every host overlay gives the virtual apiserver podbridge's static
 // admission policies as podbridge renders them for the overlay's
-// namespace (virtual nodes advertise podbridge-kubelet.<namespace>.svc),
+// namespace and name prefix (virtual nodes advertise
+// <prefix>podbridge-kubelet.<namespace>.svc),
 // and names the folder they are mounted at in its admission configuration.
 func TestOverlaysCarryTheStaticPolicies(t *testing.T) {
 	overlays, err := filepath.Glob("overlays/*")
@@ -31,6 +32,7 @@ func TestOverlaysCarryTheStaticPolicies(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			prefix := instancePrefix(t, objects)
 			var policies, admission string
 			var namespace string
 			for _, o := range objects {
@@ -38,14 +40,15 @@ func TestOverlaysCarryTheStaticPolicies(t *testing.T) {
 					continue
 				}
 				data := stringData(o.Object)
-				switch o.GetName() {
+				switch strings.TrimPrefix(o.GetName(), prefix) {
 				case "podbridge-virtual-apiserver-policies":
 					policies, namespace = data["podbridge.yaml"], o.GetNamespace()
 				case "podbridge-virtual-apiserver-admission":
 					admission = data["admission-configuration.yaml"]
 				}
 			}
-			want, err := staticpolicy.YAML(translate.KubeletEndpoint{Address: "podbridge-kubelet." + namespace + ".svc", Port: 10350})
+			// The kubelet API's Service, as the reflector advertises it.
+			want, err := staticpolicy.YAML(translate.KubeletEndpoint{Address: prefix + "podbridge-kubelet." + namespace + ".svc", Port: 10350})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -116,7 +116,7 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating virtual client: %w", err)
 	}
-	if err := hostaccount.Check(ctx, host, o.Translate.HostNamespace, o.Translate.HostServiceAccount); err != nil {
+	if err := hostaccount.CheckFor(ctx, host, o.Translate.HostNamespace, o.Translate.HostServiceAccount, o.Translate.VCluster); err != nil {
 		return nil, err
 	}
 
@@ -163,6 +163,7 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 	certOpts := o.Certs
 	certOpts.Host = host
 	certOpts.Namespace = o.Translate.HostNamespace
+	certOpts.VCluster = o.Translate.VCluster
 	certOpts.Recorder = mgr.GetEventRecorder(FieldManager)
 	registration, err := newRegistrationKeeper(o.Virtual, virtual, o.Registration, func(ctx context.Context) ([]byte, error) { return keeper.CA(ctx) })
 	if err != nil {

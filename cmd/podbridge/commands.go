@@ -40,7 +40,7 @@ func runWebhook(ctx context.Context, args []string) error {
 	fs.DurationVar(&o.Certs.Validity, "cert-validity", 365*24*time.Hour, "validity of self-managed serving and client certificates; renewed when a third is left")
 	fs.StringVar(&o.Certs.ClientSecretName, "client-ca-secret", certs.DefaultClientSecretName, "host Secret of the virtual apiserver's client certificate: self-managed mode issues it there (tls.crt, tls.key, ca.crt), cert-manager mode trusts its ca.crt")
 	fs.StringVar(&o.Certs.ClientCAFile, "client-ca-file", "", "CA bundle the virtual apiserver's client certificate must chain to (files mode, required there), re-read when it changes")
-	fs.StringVar(&o.Certs.ClientCommonName, "client-common-name", certs.ClientCommonName, "common name the virtual apiserver's client certificate must carry (and is issued for, in self-managed mode)")
+	fs.StringVar(&o.Certs.ClientCommonName, "client-common-name", "", "common name the virtual apiserver's client certificate must carry (and is issued for, in self-managed mode); default "+certs.ClientCommonNamePrefix+".<vcluster-name>.<host-namespace>, one per virtual cluster")
 	fs.StringVar(&o.Registration.Name, "webhook-configuration", "podbridge", "name of the MutatingWebhookConfiguration in the virtual cluster")
 	fs.StringVar(&o.Registration.URL, "register-url", "", "URL at which the virtual apiserver reaches this server (scheme, host, port, any path prefix; each webhook's path follows it, and a trailing "+translate.WebhookPath+" is ignored); when set, podbridge applies the whole MutatingWebhookConfiguration at start-up and keeps it, else it only keeps the CA bundle of an existing one current")
 	timeout := fs.Duration("webhook-timeout", 10*time.Second, "the configuration's timeoutSeconds")
@@ -238,7 +238,7 @@ func checkClientFlags(fs *flag.FlagSet, c certs.Options) error {
 	if c.Mode != certs.ModeFiles && c.ClientSecretName == "" {
 		errs = append(errs, errors.New("--client-ca-secret must not be empty"))
 	}
-	if c.ClientCommonName == "" {
+	if set["client-common-name"] && c.ClientCommonName == "" {
 		errs = append(errs, errors.New("--client-common-name must not be empty: any certificate the client CA signed would be accepted"))
 	}
 	return errors.Join(errs...)
@@ -268,7 +268,7 @@ func bindKubeletFlags(fs *flag.FlagSet) *kubeletFlags {
 	fs.DurationVar(&k.o.Certs.Validity, "kubelet-cert-validity", 365*24*time.Hour, "validity of the self-managed serving certificate; renewed when a third is left")
 	fs.StringVar(&k.o.Certs.ClientSecretName, "client-ca-secret", certs.DefaultClientSecretName, "host Secret of the virtual apiserver's client certificate (the webhook's): self-managed mode issues it there, cert-manager mode trusts its ca.crt")
 	fs.StringVar(&k.o.Certs.ClientCAFile, "client-ca-file", "", "CA bundle the virtual apiserver's kubelet client certificate must chain to (files mode)")
-	fs.StringVar(&k.o.Certs.ClientCommonName, "client-common-name", certs.ClientCommonName, "common name the virtual apiserver's kubelet client certificate must carry")
+	fs.StringVar(&k.o.Certs.ClientCommonName, "client-common-name", "", "common name the virtual apiserver's kubelet client certificate must carry; default "+certs.ClientCommonNamePrefix+".<vcluster-name>.<host-namespace>, one per virtual cluster")
 	return k
 }
 

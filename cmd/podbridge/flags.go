@@ -15,8 +15,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/podbridge/podbridge/internal/caps"
+	"github.com/podbridge/podbridge/internal/hostaccount"
 	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/internal/metricsauth"
+	"github.com/podbridge/podbridge/internal/ownership"
 	"github.com/podbridge/podbridge/translate"
 )
 
@@ -37,7 +39,7 @@ func (f *clusterFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.virtualKubeconfig, "virtual-kubeconfig", "", "kubeconfig of the virtual cluster (required)")
 	fs.StringVar(&f.translate.HostNamespace, "host-namespace", "", "host namespace that receives the virtual cluster's pods (required)")
 	fs.StringVar(&f.translate.VCluster, "vcluster-name", "", "name of the virtual cluster, unique in the host namespace (required)")
-	fs.StringVar(&f.translate.HostServiceAccount, "host-service-account", "podbridge-workloads", "host service account that host pods run as: it must have no image pull secrets and automountServiceAccountToken false, or podbridge refuses to start")
+	fs.StringVar(&f.translate.HostServiceAccount, "host-service-account", "", "host service account that host pods run as (default "+hostaccount.DefaultName("<vcluster-name>")+", one per virtual cluster): it must have no image pull secrets, automountServiceAccountToken false and the annotation "+ownership.Annotation+"=<vcluster-name>, or podbridge refuses to start")
 	fs.StringVar(&f.translate.APIServerHost, "virtual-apiserver-host", "", "virtual apiserver address as host pods reach it (KUBERNETES_SERVICE_HOST and the rest of the kubernetes Service's variables); empty leaves them alone")
 	fs.Func("virtual-apiserver-port", "virtual apiserver port as host pods reach it (KUBERNETES_SERVICE_PORT)", func(v string) error {
 		port, err := strconv.ParseInt(v, 10, 32)
@@ -136,15 +138,13 @@ func (f *clusterFlags) configs(component string) (host, virtual *rest.Config, er
 	if f.translate.VCluster == "" {
 		errs = append(errs, errors.New("--vcluster-name is required"))
 	}
-	if f.translate.HostServiceAccount == "" {
-		errs = append(errs, errors.New("--host-service-account must not be empty"))
-	}
 	if err := metricsauth.CheckCertDir(f.metricsCertDir); err != nil {
 		errs = append(errs, fmt.Errorf("--metrics-cert-dir: %w", err))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, nil, err
 	}
+	f.applyDefaults()
 	if err := f.translate.Validate(); err != nil {
 		return nil, nil, err
 	}
@@ -157,6 +157,14 @@ func (f *clusterFlags) configs(component string) (host, virtual *rest.Config, er
 		return nil, nil, fmt.Errorf("--virtual-kubeconfig: %w", err)
 	}
 	return host, virtual, nil
+}
+
+// applyDefaults fills what defaults to a value of the virtual cluster's:
+// the host service account.
+func (f *clusterFlags) applyDefaults() {
+	if f.translate.HostServiceAccount == "" {
+		f.translate.HostServiceAccount = hostaccount.DefaultName(f.translate.VCluster)
+	}
 }
 
 // list splits a comma-separated flag value; an empty value is an empty

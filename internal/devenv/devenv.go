@@ -33,6 +33,7 @@ import (
 	"github.com/podbridge/podbridge/internal/caps"
 	"github.com/podbridge/podbridge/internal/controlplane"
 	"github.com/podbridge/podbridge/internal/kube"
+	"github.com/podbridge/podbridge/internal/ownership"
 	"github.com/podbridge/podbridge/internal/realnode"
 	"github.com/podbridge/podbridge/kubeletproxy"
 	"github.com/podbridge/podbridge/reflector"
@@ -161,7 +162,7 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 	if err := os.WriteFile(env.KubeletCAFile, kubeletServing.CA, 0o600); err != nil {
 		return env, err
 	}
-	webhookClient, err := IssueWebhookClient(opts.StateDir)
+	webhookClient, err := IssueWebhookClient(opts.StateDir, certs.ClientCommonNameFor(opts.Translate.HostNamespace, opts.Translate.VCluster))
 	if err != nil {
 		return env, err
 	}
@@ -226,10 +227,10 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 	if err := prepareHostNamespace(ctx, env.Host.Config, opts.Translate, opts.PodSecurityLevel); err != nil {
 		return env, err
 	}
-	if err := webhookClient.StoreInHost(ctx, env.Host.Config, opts.Translate.HostNamespace); err != nil {
+	if err := webhookClient.StoreInHost(ctx, env.Host.Config, opts.Translate); err != nil {
 		return env, err
 	}
-	if err := storeTLSSecret(ctx, env.Host.Config, opts.Translate.HostNamespace, KubeletSecretName, kubeletServing); err != nil {
+	if err := storeTLSSecret(ctx, env.Host.Config, opts.Translate, KubeletSecretName, kubeletServing); err != nil {
 		return env, err
 	}
 	reserved.Close() // the webhook server binds it when its manager starts.
@@ -511,9 +512,10 @@ func prepareHostNamespace(ctx context.Context, cfg *rest.Config, tc translate.Co
 			psaapi.EnforceLevelLabel:   level,
 			psaapi.EnforceVersionLabel: psaapi.VersionLatest,
 		}}},
-		// As a platform would make it: no pull secrets, no token mounted
-		// (package hostaccount refuses any other).
-		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: tc.HostServiceAccount, Namespace: tc.HostNamespace}, AutomountServiceAccountToken: ptr.To(false)},
+		// As a platform would make it: no pull secrets, no token mounted,
+		// marked as this virtual cluster's (package hostaccount refuses
+		// any other).
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: tc.HostServiceAccount, Namespace: tc.HostNamespace, Annotations: map[string]string{ownership.Annotation: tc.VCluster}}, AutomountServiceAccountToken: ptr.To(false)},
 	}
 	if tc.HostServiceAccount != "default" {
 		// Every namespace of a real host has one, for its own pods.
@@ -573,10 +575,12 @@ type WebhookClientCredentials struct {
 	CertFile, KeyFile string
 }
 
-// IssueWebhookClient issues a client CA and certificate and writes them
-// into dir/webhook-client for the virtual apiserver to read.
-func IssueWebhookClient(dir string) (*WebhookClientCredentials, error) {
-	b, err := certs.NewClient(certs.ClientCommonName, time.Now(), 365*24*time.Hour)
+// IssueWebhookClient issues a client CA and a certificate for commonName
+// (certs.ClientCommonNameFor the virtual cluster, which its podbridge
+// accepts) and writes them into dir/webhook-client for the virtual
+// apiserver to read.
+func IssueWebhookClient(dir, commonName string) (*WebhookClientCredentials, error) {
+	b, err := certs.NewClient(commonName, time.Now(), 365*24*time.Hour)
 	if err != nil {
 		return nil, fmt.Errorf("issuing the virtual apiserver's client certificate: %w", err)
 	}
@@ -595,21 +599,23 @@ func (c *WebhookClientCredentials) ForAPIServer(names ...string) *controlplane.W
 }
 
 // StoreInHost stores the credentials in the host Secret a self-managed
-// webhook keeps them in (certs.DefaultClientSecretName), where it finds
-// and trusts them instead of issuing its own.
-func (c *WebhookClientCredentials) StoreInHost(ctx context.Context, cfg *rest.Config, namespace string) error {
+// webhook of virtual cluster tc keeps them in (certs.DefaultClientSecretName,
+// in tc's host namespace, marked as tc's), where it finds and trusts them
+// instead of issuing its own.
+func (c *WebhookClientCredentials) StoreInHost(ctx context.Context, cfg *rest.Config, tc translate.Config) error {
 	cl, err := client.New(cfg, client.Options{Scheme: kube.Scheme})
 	if err != nil {
 		return err
 	}
 	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: certs.DefaultClientSecretName, Namespace: namespace, Labels: map[string]string{translate.LabelManagedBy: translate.ManagedByValue}},
+		ObjectMeta: metav1.ObjectMeta{Name: certs.DefaultClientSecretName, Namespace: tc.HostNamespace, Labels: map[string]string{translate.LabelManagedBy: translate.ManagedByValue}},
 		Type:       corev1.SecretTypeTLS,
 		Data: map[string][]byte{
 			certs.CertFile: c.Bundle.Cert, certs.KeyFile: c.Bundle.Key,
 			certs.CAFile: c.Bundle.CA, certs.CAKeyFile: c.Bundle.CAKey,
 		},
 	}
+	ownership.Mark(&secret.ObjectMeta, tc.VCluster)
 	if err := cl.Create(ctx, secret); err != nil {
 		return fmt.Errorf("storing the webhook client certificate in the host: %w", err)
 	}
@@ -620,18 +626,20 @@ func (c *WebhookClientCredentials) StoreInHost(ctx context.Context, cfg *rest.Co
 // serving certificate in podbridge dev.
 const KubeletSecretName = "podbridge-kubelet-tls"
 
-// storeTLSSecret stores b in the host Secret name, where a self-managed
-// certificate keeper finds and keeps it instead of issuing its own.
-func storeTLSSecret(ctx context.Context, cfg *rest.Config, namespace, name string, b *certs.Bundle) error {
+// storeTLSSecret stores b in the host Secret name of tc's host namespace,
+// marked as tc's, where a self-managed certificate keeper finds and keeps
+// it instead of issuing its own.
+func storeTLSSecret(ctx context.Context, cfg *rest.Config, tc translate.Config, name string, b *certs.Bundle) error {
 	cl, err := client.New(cfg, client.Options{Scheme: kube.Scheme})
 	if err != nil {
 		return err
 	}
 	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: map[string]string{translate.LabelManagedBy: translate.ManagedByValue}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: tc.HostNamespace, Labels: map[string]string{translate.LabelManagedBy: translate.ManagedByValue}},
 		Type:       corev1.SecretTypeTLS,
 		Data:       map[string][]byte{certs.CertFile: b.Cert, certs.KeyFile: b.Key, certs.CAFile: b.CA, certs.CAKeyFile: b.CAKey},
 	}
+	ownership.Mark(&secret.ObjectMeta, tc.VCluster)
 	if err := cl.Create(ctx, secret); err != nil {
 		return fmt.Errorf("storing %s in the host: %w", name, err)
 	}

@@ -4,17 +4,21 @@
 // image pull secrets those of its service account, and mounts its token
 // unless told not to: either would hand a tenant the platform's
 // credentials. The webhook and the reflector refuse to start with an
-// account that has any.
+// account that has any; the webhook also with one not marked as its
+// virtual cluster's (CheckFor).
 package hostaccount
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/podbridge/podbridge/internal/ownership"
 )
 
 // Errors returns why host pods may not run as sa, naming its fields; nil
@@ -35,14 +39,45 @@ func Errors(sa *corev1.ServiceAccount) field.ErrorList {
 // Check reads the service account name in namespace and returns an error
 // naming what makes it unfit for host pods, or that it is missing.
 func Check(ctx context.Context, reader client.Reader, namespace, name string) error {
+	_, err := check(ctx, reader, namespace, name)
+	return err
+}
+
+// CheckFor is Check for the podbridge of virtual cluster vcluster: the
+// account must also be marked as that virtual cluster's (annotation
+// podbridge.io/owner, package ownership). Host policies that tell
+// tenants apart by service account (a mesh's or a CNI's identities, a
+// cloud's workload identity) then never take one virtual cluster's pods
+// for another's, though both run in one namespace.
+func CheckFor(ctx context.Context, reader client.Reader, namespace, name, vcluster string) error {
+	sa, err := check(ctx, reader, namespace, name)
+	if sa == nil {
+		return err
+	}
+	if owned := ownership.Check(sa, "ServiceAccount", vcluster); owned != nil {
+		err = errors.Join(err, fmt.Errorf("host service account (--host-service-account): %w", owned))
+	}
+	return err
+}
+
+// check reads the account and says what makes it unfit; the account is
+// nil when it could not be read.
+func check(ctx context.Context, reader client.Reader, namespace, name string) (*corev1.ServiceAccount, error) {
 	sa := &corev1.ServiceAccount{}
 	if err := reader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, sa); err != nil {
-		return fmt.Errorf("reading host service account %s/%s (--host-service-account): %w", namespace, name, err)
+		return nil, fmt.Errorf("reading host service account %s/%s (--host-service-account): %w", namespace, name, err)
 	}
 	if errs := Errors(sa); len(errs) > 0 {
-		return fmt.Errorf("host service account %s/%s (--host-service-account) is unfit for tenant pods: %w", namespace, name, errs.ToAggregate())
+		return sa, fmt.Errorf("host service account %s/%s (--host-service-account) is unfit for tenant pods: %w", namespace, name, errs.ToAggregate())
 	}
-	return nil
+	return sa, nil
+}
+
+// DefaultName is the account host pods of virtual cluster vcluster run
+// as unless told otherwise: one per virtual cluster, so two in one host
+// namespace do not share one.
+func DefaultName(vcluster string) string {
+	return "podbridge-workloads-" + vcluster
 }
 
 // AddedPullSecrets names the image pull secrets the host gave created that

@@ -13,7 +13,13 @@ import (
 
 // Kustomization builds the kustomization in dir and returns its objects.
 func Kustomization(dir string) ([]*unstructured.Unstructured, error) {
-	resources, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
+	return KustomizationIn(filesys.MakeFsOnDisk(), dir)
+}
+
+// KustomizationIn builds the kustomization in dir of fSys (an in-memory
+// one holds overlays a test writes) and returns its objects.
+func KustomizationIn(fSys filesys.FileSystem, dir string) ([]*unstructured.Unstructured, error) {
+	resources, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(fSys, dir)
 	if err != nil {
 		return nil, fmt.Errorf("building %s: %w", dir, err)
 	}

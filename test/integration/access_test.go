@@ -302,7 +302,7 @@ func TestKubeletAPIRefusesOtherClients(t *testing.T) {
 	pod := accessPod(t, "mtls", "app")
 	path := kubeletURL("/containerLogs/" + pod.Namespace + "/" + pod.Name + "/app")
 	apiserver := keyPair(t, env.WebhookClient.Bundle)
-	stranger, err := certs.NewClient(certs.ClientCommonName, time.Now(), time.Hour)
+	stranger, err := certs.NewClient(devClientCommonName(), time.Now(), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -144,7 +144,7 @@ func TestCapsOnWhatATenantMakesOnTheHost(t *testing.T) {
 		pod.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "FILLER", Value: strings.Repeat("x", 300<<10)}}
 		refused(t, pod) // the apiserver reports the webhook's refusal its own way
 		// The webhook's own answer names the cap, read or not.
-		https := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: asVirtualAPIServer(t, cfg.Webhooks[0].ClientConfig.CABundle)}}
+		https := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: asSecondVirtualAPIServer(t, cfg.Webhooks[0].ClientConfig.CABundle)}}
 		resp, err := https.Post(*cfg.Webhooks[0].ClientConfig.URL, "application/json", bytes.NewReader(bytes.Repeat([]byte(" "), 300<<10)))
 		if err != nil {
 			t.Fatalf("no answer: %v", err)

@@ -165,6 +165,7 @@ func startExtraWebhook(t *testing.T, name string, tc translate.Config, certOpts 
 // startExtraWebhookWithLimits is startExtraWebhook with caps.
 func startExtraWebhookWithLimits(t *testing.T, name string, tc translate.Config, certOpts certs.Options, limits caps.Limits) *certTestWebhook {
 	t.Helper()
+	tc = ownAccount(t, tc)
 	ctx, cancel := context.WithCancel(context.Background())
 	port := freeTestPort(t)
 	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{
@@ -185,6 +186,9 @@ func startExtraWebhookWithLimits(t *testing.T, name string, tc translate.Config,
 	virtual := secondVirtual(t)
 	if err := virtual.Create(ctx, cfg); err != nil {
 		t.Fatal(err)
+	}
+	if certOpts.Mode != certs.ModeFiles && certOpts.ClientSecretName == "" {
+		certOpts = secondClientCerts(t, tc, certOpts)
 	}
 	mgr, err := webhook.New(ctx, webhook.Options{
 		Host: env.Host.Config, Virtual: second.Config, Translate: tc, PodSecurityLevel: "baseline",

@@ -53,7 +53,7 @@ func TestWebhookRefusesUnauthenticatedCallers(t *testing.T) {
 	url, caBundle := *reg.Webhooks[0].ClientConfig.URL, reg.Webhooks[0].ClientConfig.CABundle
 	apiserverCA := env.WebhookClient.Bundle
 
-	attacker, err := certs.NewClient(certs.ClientCommonName, time.Now(), time.Hour) // its own CA, the expected name
+	attacker, err := certs.NewClient(devClientCommonName(), time.Now(), time.Hour) // its own CA, the expected name
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,6 +144,13 @@ func asVirtualAPIServer(t *testing.T, caBundle []byte) *tls.Config {
 	return &tls.Config{RootCAs: certPool(caBundle), MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{keyPair(t, env.WebhookClient.Bundle)}}
 }
 
+// asSecondVirtualAPIServer is asVirtualAPIServer for the second virtual
+// apiserver, whose podbridges trust its client certificate only.
+func asSecondVirtualAPIServer(t *testing.T, caBundle []byte) *tls.Config {
+	t.Helper()
+	return &tls.Config{RootCAs: certPool(caBundle), MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{keyPair(t, secondClientCreds.Bundle)}}
+}
+
 // postReview POSTs an AdmissionReview creating pod and returns the HTTP
 // status; err is set when no HTTP answer came.
 func postReview(cfg *tls.Config, url, uid string, pod *corev1.Pod, dryRun bool) (int, error) {
@@ -213,7 +220,7 @@ func signUnder(t *testing.T, b *certs.Bundle, usages ...x509.ExtKeyUsage) *certs
 	}
 	template := &x509.Certificate{
 		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: certs.ClientCommonName},
+		Subject:      pkix.Name{CommonName: devClientCommonName()},
 		NotBefore:    time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: usages,
 	}
@@ -226,4 +233,10 @@ func signUnder(t *testing.T, b *certs.Bundle, usages ...x509.ExtKeyUsage) *certs
 		t.Fatal(err)
 	}
 	return &certs.Bundle{CA: b.CA, Cert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), Key: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})}
+}
+
+// devClientCommonName is the name on the dev virtual apiserver's client
+// certificate, which its podbridge expects.
+func devClientCommonName() string {
+	return certs.ClientCommonNameFor(env.Options.Translate.HostNamespace, env.Options.Translate.VCluster)
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/podbridge/podbridge/certs"
 	"github.com/podbridge/podbridge/internal/caps"
 	"github.com/podbridge/podbridge/internal/kube"
+	"github.com/podbridge/podbridge/internal/ownership"
 	"github.com/podbridge/podbridge/internal/render"
 	"github.com/podbridge/podbridge/reflector"
 	"github.com/podbridge/podbridge/translate"
@@ -151,6 +152,7 @@ func startSecondTenant(t *testing.T, limits caps.Limits) *secondTenant {
 
 	tc := env.Options.Translate
 	tc.VCluster = "tenant-two"
+	tc = ownAccount(t, tc)
 	hostCfg := rest.CopyConfig(env.Host.Config)
 	hostCfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + tc.HostNamespace + ":podbridge", Groups: []string{"system:serviceaccounts", "system:authenticated"}}
 	virtualCfg := rest.CopyConfig(second.Config)
@@ -160,7 +162,7 @@ func startSecondTenant(t *testing.T, limits caps.Limits) *secondTenant {
 	hook, err := webhook.New(ctx, webhook.Options{
 		Host: hostCfg, Virtual: virtualCfg, Translate: tc, PodSecurityLevel: "baseline",
 		HostTimeout: 5 * time.Second, BindAddress: "127.0.0.1", Port: port, Limits: limits,
-		Certs:              certs.Options{Mode: certs.ModeSelfManaged, SecretName: "tenant-two-tls", CertDir: t.TempDir(), Hosts: []string{"127.0.0.1"}},
+		Certs:              secondClientCerts(t, tc, certs.Options{Mode: certs.ModeSelfManaged, SecretName: "tenant-two-tls", CertDir: t.TempDir(), Hosts: []string{"127.0.0.1"}}),
 		MetricsBindAddress: "0", HealthProbeBindAddress: "0",
 		Registration: webhook.Registration{Name: "podbridge", URL: "https://127.0.0.1:" + strconv.Itoa(port) + webhook.Path, TimeoutSeconds: 10},
 	})
@@ -216,6 +218,12 @@ func applyRBAC(t *testing.T, dir string, c client.Client) {
 		switch obj.GetKind() {
 		case "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding":
 		default:
+			continue
+		}
+		if obj.GetKind() == "ServiceAccount" && obj.GetAnnotations()[ownership.Annotation] != "" {
+			// The host pods' account is each virtual cluster's own
+			// (ownAccount): applied here it would mark the dev one's as
+			// the base's placeholder virtual cluster's.
 			continue
 		}
 		err := c.Apply(context.Background(), client.ApplyConfigurationFromUnstructured(obj), client.FieldOwner("isolation-test"), client.ForceOwnership)

@@ -15,14 +15,22 @@ import (
 	"time"
 
 	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/podbridge/podbridge/certs"
 	"github.com/podbridge/podbridge/internal/controlplane"
 	"github.com/podbridge/podbridge/internal/devenv"
+	"github.com/podbridge/podbridge/internal/hostaccount"
 	"github.com/podbridge/podbridge/internal/kube"
+	"github.com/podbridge/podbridge/internal/ownership"
+	"github.com/podbridge/podbridge/translate"
 )
 
 var (
@@ -106,7 +114,52 @@ var (
 	secondOnce sync.Once
 	// secondClient is an administrator of the second virtual cluster.
 	secondClient client.Client
+	// secondClientCreds is what the second virtual apiserver presents to
+	// webhooks (secondClientCerts gives them to a podbridge).
+	secondClientCreds *devenv.WebhookClientCredentials
 )
+
+// secondClientCommonName is the subject of the second virtual apiserver's
+// client certificate: the podbridges tests run for it accept it by name.
+const secondClientCommonName = "podbridge-virtual-apiserver.second"
+
+// ownAccount gives the podbridge of virtual cluster tc an account of its
+// own for its host pods, as a platform would make it (fit, and marked as
+// tc's), named hostaccount.DefaultName(tc.VCluster).
+func ownAccount(t *testing.T, tc translate.Config) translate.Config {
+	t.Helper()
+	tc.HostServiceAccount = hostaccount.DefaultName(tc.VCluster)
+	sa := &corev1.ServiceAccount{
+		ObjectMeta:                   metav1.ObjectMeta{Namespace: tc.HostNamespace, Name: tc.HostServiceAccount, Annotations: map[string]string{ownership.Annotation: tc.VCluster}},
+		AutomountServiceAccountToken: ptr.To(false),
+	}
+	if err := hostClient.Create(context.Background(), sa); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	return tc
+}
+
+// secondClientCerts gives a podbridge of virtual cluster tc, serving the
+// second virtual cluster, that virtual apiserver's client CA: in a Secret
+// of its own, marked as tc's (as a platform that issued the certificate
+// beforehand would), and the certificate's name to accept.
+func secondClientCerts(t *testing.T, tc translate.Config, o certs.Options) certs.Options {
+	t.Helper()
+	secondVirtual(t)
+	o.ClientSecretName = tc.VCluster + "-apiserver-client-tls"
+	o.ClientCommonName = secondClientCommonName
+	b := secondClientCreds.Bundle
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: tc.HostNamespace, Name: o.ClientSecretName, Labels: map[string]string{translate.LabelManagedBy: translate.ManagedByValue}},
+		Type:       corev1.SecretTypeTLS,
+		Data:       map[string][]byte{certs.CertFile: b.Cert, certs.KeyFile: b.Key, certs.CAFile: b.CA, certs.CAKeyFile: b.CAKey},
+	}
+	ownership.Mark(&secret.ObjectMeta, tc.VCluster)
+	if err := hostClient.Create(context.Background(), secret); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	return o
+}
 
 // secondVirtual starts, once, a second virtual control plane with no
 // podbridge of its own: tests register extra webhooks in it without
@@ -121,9 +174,13 @@ func secondVirtual(t *testing.T) client.Client {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		// Its webhooks listen on ports chosen later: it presents the dev
-		// virtual apiserver's client certificate to every webhook.
-		second, secondErr = controlplane.StartVirtual(ctx, controlplane.Options{Assets: env.Options.Assets, Dir: dir, WebhookClient: env.WebhookClient.ForAPIServer("*")})
+		// Its webhooks listen on ports chosen later: it presents a client
+		// certificate of its own (its own CA, its own common name) to
+		// every webhook, never the dev virtual apiserver's.
+		if secondClientCreds, secondErr = devenv.IssueWebhookClient(dir, secondClientCommonName); secondErr != nil {
+			return
+		}
+		second, secondErr = controlplane.StartVirtual(ctx, controlplane.Options{Assets: env.Options.Assets, Dir: dir, WebhookClient: secondClientCreds.ForAPIServer("*")})
 		cleanups = append(cleanups, func() {
 			if err := second.Stop(); err != nil {
 				fmt.Fprintf(os.Stderr, "stopping the second virtual cluster: %v\n", err)

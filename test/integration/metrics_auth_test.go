@@ -168,6 +168,7 @@ func startMetricsComponent(t *testing.T, component string, hostCfg *rest.Config,
 	ctx, cancel := context.WithCancel(context.Background())
 	tc := env.Options.Translate
 	tc.VCluster = metricsVCluster
+	tc = ownAccount(t, tc)
 	var mgr manager.Manager
 	var err error
 	switch component {

@@ -28,6 +28,7 @@ import (
 	"github.com/podbridge/podbridge/internal/child"
 	"github.com/podbridge/podbridge/internal/controlplane"
 	"github.com/podbridge/podbridge/internal/devenv"
+	"github.com/podbridge/podbridge/internal/hostaccount"
 	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/internal/promscrape"
 	"github.com/podbridge/podbridge/translate"
@@ -70,7 +71,7 @@ type cluster struct {
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
 	dir := filepath.Join(runDir, strings.ReplaceAll(t.Name(), "/", "_"))
-	c := &cluster{t: t, dir: dir, config: translate.Config{VCluster: "rel", HostNamespace: "podbridge-rel", HostServiceAccount: "podbridge-workloads"}}
+	c := &cluster{t: t, dir: dir, config: translate.Config{VCluster: "rel", HostNamespace: "podbridge-rel", HostServiceAccount: hostaccount.DefaultName("rel")}}
 	t.Cleanup(func() {
 		c.mu.Lock()
 		procs := c.procs
@@ -94,7 +95,7 @@ func startCluster(t *testing.T) *cluster {
 	// The virtual apiserver presents a client certificate to the webhook,
 	// as devenv's does; replicas and the load balancer listen on ports
 	// chosen later, so it presents it to every webhook ("*").
-	webhookClient, err := devenv.IssueWebhookClient(dir)
+	webhookClient, err := devenv.IssueWebhookClient(dir, certs.ClientCommonNameFor(c.config.HostNamespace, c.config.VCluster))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +115,7 @@ func startCluster(t *testing.T) *cluster {
 	if err := devenv.PrepareHostNamespace(ctx, c.host.Config, c.config); err != nil {
 		t.Fatal(err)
 	}
-	if err := webhookClient.StoreInHost(ctx, c.host.Config, c.config.HostNamespace); err != nil {
+	if err := webhookClient.StoreInHost(ctx, c.host.Config, c.config); err != nil {
 		t.Fatal(err)
 	}
 	c.hostClient = newClient(t, c.host.Config)
