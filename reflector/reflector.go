@@ -181,7 +181,7 @@ func NewManager(o Options) (manager.Manager, error) {
 	}
 	checkCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := hostaccount.Check(checkCtx, mgr.GetAPIReader(), o.Translate.HostNamespace, o.Translate.HostServiceAccount); err != nil {
+	if err := hostaccount.Check(checkCtx, mgr.GetAPIReader(), o.Translate.HostNamespace, o.Translate.HostServiceAccount, o.Translate.VCluster); err != nil {
 		return nil, err
 	}
 	virtual, err := cluster.New(o.Virtual, func(co *cluster.Options) {

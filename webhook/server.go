@@ -116,7 +116,7 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating virtual client: %w", err)
 	}
-	if err := hostaccount.CheckFor(ctx, host, o.Translate.HostNamespace, o.Translate.HostServiceAccount, o.Translate.VCluster); err != nil {
+	if err := hostaccount.Check(ctx, host, o.Translate.HostNamespace, o.Translate.HostServiceAccount, o.Translate.VCluster); err != nil {
 		return nil, err
 	}
 

@@ -4,8 +4,7 @@
 // image pull secrets those of its service account, and mounts its token
 // unless told not to: either would hand a tenant the platform's
 // credentials. The webhook and the reflector refuse to start with an
-// account that has any; the webhook also with one not marked as its
-// virtual cluster's (CheckFor).
+// account that has any, or that is not marked as their virtual cluster's.
 package hostaccount
 
 import (
@@ -37,19 +36,13 @@ func Errors(sa *corev1.ServiceAccount) field.ErrorList {
 }
 
 // Check reads the service account name in namespace and returns an error
-// naming what makes it unfit for host pods, or that it is missing.
-func Check(ctx context.Context, reader client.Reader, namespace, name string) error {
-	_, err := check(ctx, reader, namespace, name)
-	return err
-}
-
-// CheckFor is Check for the podbridge of virtual cluster vcluster: the
-// account must also be marked as that virtual cluster's (annotation
-// podbridge.io/owner, package ownership). Host policies that tell
-// tenants apart by service account (a mesh's or a CNI's identities, a
-// cloud's workload identity) then never take one virtual cluster's pods
-// for another's, though both run in one namespace.
-func CheckFor(ctx context.Context, reader client.Reader, namespace, name, vcluster string) error {
+// naming what makes it unfit for the host pods of virtual cluster
+// vcluster, or that it is missing. It must also be marked as that virtual
+// cluster's (annotation podbridge.io/owner, package ownership): host
+// policies that tell tenants apart by service account (a mesh's or a
+// CNI's identities, a cloud's workload identity) then never take one
+// virtual cluster's pods for another's, though both run in one namespace.
+func Check(ctx context.Context, reader client.Reader, namespace, name, vcluster string) error {
 	sa, err := check(ctx, reader, namespace, name)
 	if sa == nil {
 		return err

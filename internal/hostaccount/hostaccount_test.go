@@ -48,9 +48,9 @@ func TestErrors(t *testing.T) {
 	}
 }
 
-// CheckFor refuses what Check refuses, and an account not marked as the
+// Check refuses an unfit account, and one not marked as the
 // virtual cluster's, naming every reason at once.
-func TestCheckFor(t *testing.T) {
+func TestCheck(t *testing.T) {
 	fit := func(annotations map[string]string) *corev1.ServiceAccount {
 		return &corev1.ServiceAccount{
 			ObjectMeta:                   metav1.ObjectMeta{Namespace: "ns", Name: "sa", Annotations: annotations},
@@ -77,7 +77,7 @@ func TestCheckFor(t *testing.T) {
 			if tt.sa != nil {
 				b = b.WithObjects(tt.sa)
 			}
-			err := CheckFor(context.Background(), b.Build(), "ns", "sa", "vc")
+			err := Check(context.Background(), b.Build(), "ns", "sa", "vc")
 			if len(tt.want) == 0 {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
