@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -37,9 +38,15 @@ func writeAdmissionConfig(dir string, client *WebhookClient, policies []byte) (s
 	}
 	config := "apiVersion: apiserver.config.k8s.io/v1\nkind: AdmissionConfiguration\nplugins:\n"
 	if client != nil {
+		// A relative path in a kubeconfig is read from the kubeconfig's folder.
+		certFile, certErr := filepath.Abs(client.CertFile)
+		keyFile, keyErr := filepath.Abs(client.KeyFile)
+		if err := errors.Join(certErr, keyErr); err != nil {
+			return "", fmt.Errorf("locating the webhook client's certificate: %w", err)
+		}
 		kubeconfig := clientcmdapi.NewConfig()
 		for _, name := range client.Names {
-			kubeconfig.AuthInfos[name] = &clientcmdapi.AuthInfo{ClientCertificate: client.CertFile, ClientKey: client.KeyFile}
+			kubeconfig.AuthInfos[name] = &clientcmdapi.AuthInfo{ClientCertificate: certFile, ClientKey: keyFile}
 		}
 		kubeconfigPath := filepath.Join(dir, "webhook-client.kubeconfig")
 		if err := clientcmd.WriteToFile(*kubeconfig, kubeconfigPath); err != nil {

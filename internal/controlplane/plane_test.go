@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/client-go/tools/clientcmd"
+
 	"github.com/podbridge/podbridge/internal/child"
 	"github.com/podbridge/podbridge/internal/testwait"
 )
@@ -106,7 +108,7 @@ func TestAdmissionConfigNamesFilesByAbsolutePath(t *testing.T) {
 	if err := os.Mkdir("run", 0o700); err != nil {
 		t.Fatal(err)
 	}
-	path, err := writeAdmissionConfig("run", &WebhookClient{Names: []string{"webhook"}, CertFile: "/c.crt", KeyFile: "/c.key"}, []byte("kind: List\n"))
+	path, err := writeAdmissionConfig("run", &WebhookClient{Names: []string{"webhook"}, CertFile: "run/client/tls.crt", KeyFile: "run/client/tls.key"}, []byte("kind: List\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,6 +124,15 @@ func TestAdmissionConfigNamesFilesByAbsolutePath(t *testing.T) {
 		named, _, _ := strings.Cut(rest, "\n")
 		if named, err = strconv.Unquote(named); err != nil || !filepath.IsAbs(named) {
 			t.Errorf("%s %s (%v): want an absolute path", key, named, err)
+		}
+	}
+	kubeconfig, err := clientcmd.LoadFromFile(filepath.Join("run", "webhook-client.kubeconfig"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, user := range kubeconfig.AuthInfos {
+		if !filepath.IsAbs(user.ClientCertificate) || !filepath.IsAbs(user.ClientKey) {
+			t.Errorf("the webhook client's kubeconfig names %s and %s: want absolute paths", user.ClientCertificate, user.ClientKey)
 		}
 	}
 }
