@@ -11,10 +11,21 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
-	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apiserver/pkg/apis/apiserver"
+	"k8s.io/apiserver/pkg/authentication/authenticatorfactory"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
+	"k8s.io/apiserver/pkg/authorization/authorizerfactory"
+	authenticationv1 "k8s.io/client-go/kubernetes/typed/authentication/v1"
+	authorizationv1 "k8s.io/client-go/kubernetes/typed/authorization/v1"
+	"k8s.io/client-go/rest"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 )
 
@@ -45,7 +56,7 @@ func Options(bindAddress, certDir string) metricsserver.Options {
 	return metricsserver.Options{
 		BindAddress:    bindAddress,
 		SecureServing:  true,
-		FilterProvider: filters.WithAuthenticationAndAuthorization,
+		FilterProvider: filter,
 		CertDir:        certDir,
 		CertName:       CertFile,
 		KeyName:        KeyFile,
@@ -78,4 +89,65 @@ func CheckCertDir(certDir string) error {
 		return fmt.Errorf("metrics certificate folder %s: %w", certDir, err)
 	}
 	return nil
+}
+
+// filter authenticates every scrape with a TokenReview and authorizes it
+// with a SubjectAccessReview on the host, as controller-runtime's
+// filters.WithAuthenticationAndAuthorization does, with its cache times.
+// Unlike that filter it answers a token the host does not accept as
+// kube-apiserver does, 401, where that one answers 500 and logs an error
+// with a stack for each such request (controller-runtime#2781): any caller
+// that reaches the port could fill the log.
+func filter(config *rest.Config, httpClient *http.Client) (metricsserver.Filter, error) {
+	reviews, err := authenticationv1.NewForConfigAndClient(config, httpClient)
+	if err != nil {
+		return nil, fmt.Errorf("metrics authentication: %w", err)
+	}
+	accessReviews, err := authorizationv1.NewForConfigAndClient(config, httpClient)
+	if err != nil {
+		return nil, fmt.Errorf("metrics authorization: %w", err)
+	}
+	// kube-apiserver's retry of its authentication and authorization webhooks.
+	backoff := &wait.Backoff{Duration: 500 * time.Millisecond, Factor: 1.5, Jitter: 0.2, Steps: 5}
+	authn, _, err := authenticatorfactory.DelegatingAuthenticatorConfig{
+		Anonymous:                &apiserver.AnonymousAuthConfig{Enabled: false},
+		CacheTTL:                 time.Minute,
+		TokenAccessReviewClient:  reviews,
+		TokenAccessReviewTimeout: 10 * time.Second,
+		WebhookRetryBackoff:      backoff,
+	}.New()
+	if err != nil {
+		return nil, fmt.Errorf("metrics authentication: %w", err)
+	}
+	authz, err := authorizerfactory.DelegatingAuthorizerConfig{
+		SubjectAccessReviewClient: accessReviews,
+		AllowCacheTTL:             5 * time.Minute,
+		DenyCacheTTL:              30 * time.Second,
+		WebhookRetryBackoff:       backoff,
+	}.New()
+	if err != nil {
+		return nil, fmt.Errorf("metrics authorization: %w", err)
+	}
+	return func(log logr.Logger, next http.Handler) (http.Handler, error) {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			res, ok, err := authn.AuthenticateRequest(req)
+			if err != nil || !ok {
+				log.V(4).Info("Metrics request not authenticated", "error", err)
+				http.Error(w, "Unauthorized", http.StatusUnauthorized)
+				return
+			}
+			user := res.User.GetName()
+			decision, reason, err := authz.Authorize(req.Context(), authorizer.AttributesRecord{User: res.User, Verb: strings.ToLower(req.Method), Path: req.URL.Path})
+			switch {
+			case err != nil:
+				log.Error(err, "Authorizing a metrics request", "user", user)
+				http.Error(w, "Authorization for user "+user+" failed", http.StatusInternalServerError)
+			case decision != authorizer.DecisionAllow:
+				log.V(4).Info("Metrics request forbidden", "user", user, "reason", reason)
+				http.Error(w, "Authorization denied for user "+user, http.StatusForbidden)
+			default:
+				next.ServeHTTP(w, req)
+			}
+		}), nil
+	}, nil
 }
