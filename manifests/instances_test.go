@@ -135,44 +135,30 @@ func TestExampleOverlaysShareNoClusterScopedObject(t *testing.T) {
 // the objects its arguments name in its own build: the prefix reached
 // every argument together with the object it names.
 func TestOverlayArgumentsNameTheirOwnObjects(t *testing.T) {
-	overlays, err := filepath.Glob("overlays/*")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, dir := range overlays {
-		if strings.HasSuffix(dir, "-virtual") {
-			continue
+	eachHostOverlay(t, func(t *testing.T, objects []*unstructured.Unstructured, prefix string) {
+		references(t, prefix, objects)
+		// cert-manager issues the virtual apiserver's client certificate
+		// for the name the webhook accepts by default.
+		var vcluster, namespace, commonName, accountOwner string
+		for _, o := range objects {
+			switch o.GetKind() + "/" + strings.TrimPrefix(o.GetName(), prefix) {
+			case "ConfigMap/podbridge-config":
+				vcluster, namespace = stringData(o.Object)["vcluster-name"], o.GetNamespace()
+			case "Certificate/podbridge-webhook-client":
+				commonName, _, _ = unstructured.NestedString(o.Object, "spec", "commonName")
+			case "ServiceAccount/podbridge-workloads":
+				accountOwner = o.GetAnnotations()[ownership.Annotation]
+			}
 		}
-		t.Run(filepath.Base(dir), func(t *testing.T) {
-			objects, err := render.Kustomization(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			prefix := instancePrefix(t, objects)
-			references(t, prefix, objects)
-			// cert-manager issues the virtual apiserver's client certificate
-			// for the name the webhook accepts by default.
-			var vcluster, namespace, commonName, accountOwner string
-			for _, o := range objects {
-				switch o.GetKind() + "/" + strings.TrimPrefix(o.GetName(), prefix) {
-				case "ConfigMap/podbridge-config":
-					vcluster, namespace = stringData(o.Object)["vcluster-name"], o.GetNamespace()
-				case "Certificate/podbridge-webhook-client":
-					commonName, _, _ = unstructured.NestedString(o.Object, "spec", "commonName")
-				case "ServiceAccount/podbridge-workloads":
-					accountOwner = o.GetAnnotations()[ownership.Annotation]
-				}
-			}
-			if want := certs.ClientCommonNameFor(namespace, vcluster); commonName != "" && commonName != want {
-				t.Errorf("the client Certificate is for %q; the webhook of virtual cluster %q in %q accepts %q", commonName, vcluster, namespace, want)
-			}
-			// The webhook runs host pods only as an account marked as its
-			// virtual cluster's.
-			if accountOwner != vcluster {
-				t.Errorf("the host pods' account is marked %s=%q; the webhook of virtual cluster %q refuses it", ownership.Annotation, accountOwner, vcluster)
-			}
-		})
-	}
+		if want := certs.ClientCommonNameFor(namespace, vcluster); commonName != "" && commonName != want {
+			t.Errorf("the client Certificate is for %q; the webhook of virtual cluster %q in %q accepts %q", commonName, vcluster, namespace, want)
+		}
+		// The webhook runs host pods only as an account marked as its
+		// virtual cluster's.
+		if accountOwner != vcluster {
+			t.Errorf("the host pods' account is marked %s=%q; the webhook of virtual cluster %q refuses it", ownership.Annotation, accountOwner, vcluster)
+		}
+	})
 }
 
 // nameFlags are podbridge's flags whose values name host objects, by kind;

@@ -107,85 +107,71 @@ func TestVirtualRegistrationMatchesPodbridge(t *testing.T) {
 // matches; and tells the virtual apiserver to present its client
 // certificate to the webhook's Service name.
 func TestHostOverlaysLockTheWebhookDown(t *testing.T) {
-	overlays, err := filepath.Glob("overlays/*")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, dir := range overlays {
-		if strings.HasSuffix(dir, "-virtual") {
-			continue
-		}
-		t.Run(filepath.Base(dir), func(t *testing.T) {
-			objects, err := render.Kustomization(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			prefix := instancePrefix(t, objects)
-			var policy *networkingv1.NetworkPolicy
-			var admission *corev1.ConfigMap
-			for _, o := range objects {
-				switch o.GetKind() + "/" + strings.TrimPrefix(o.GetName(), prefix) {
-				case "NetworkPolicy/podbridge-webhook":
-					policy = &networkingv1.NetworkPolicy{}
-					if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, policy); err != nil {
-						t.Fatal(err)
-					}
-				case "ConfigMap/podbridge-virtual-apiserver-admission":
-					admission = &corev1.ConfigMap{}
-					if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, admission); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
-			if policy == nil || admission == nil {
-				t.Fatalf("network policy %v, admission ConfigMap %v", policy != nil, admission != nil)
-			}
-			var webhookPeers []networkingv1.NetworkPolicyPeer
-			for _, rule := range policy.Spec.Ingress {
-				for _, p := range rule.Ports {
-					if p.Port != nil && p.Port.String() == "webhook" {
-						if len(rule.From) == 0 {
-							t.Fatal("the webhook port is open to every source")
-						}
-						webhookPeers = append(webhookPeers, rule.From...)
-					}
-				}
-			}
-			if len(webhookPeers) == 0 {
-				t.Fatal("no ingress rule for the webhook port")
-			}
-			// A tenant pod copying every label of the allowed selector.
-			for _, peer := range webhookPeers {
-				if peer.NamespaceSelector != nil || peer.IPBlock != nil || peer.PodSelector == nil {
-					t.Fatalf("webhook peer %+v reaches beyond this namespace's pods", peer)
-				}
-				selector, err := metav1.LabelSelectorAsSelector(peer.PodSelector)
-				if err != nil {
+	eachHostOverlay(t, func(t *testing.T, objects []*unstructured.Unstructured, prefix string) {
+		var policy *networkingv1.NetworkPolicy
+		var admission *corev1.ConfigMap
+		for _, o := range objects {
+			switch o.GetKind() + "/" + strings.TrimPrefix(o.GetName(), prefix) {
+			case "NetworkPolicy/podbridge-webhook":
+				policy = &networkingv1.NetworkPolicy{}
+				if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, policy); err != nil {
 					t.Fatal(err)
 				}
-				if selector.Empty() || strings.Contains(selector.String(), "SET-BY-OVERLAY") {
-					t.Fatalf("webhook peer selector %q: the overlay must set it", selector)
-				}
-				forged := labels.Set{}
-				for k, v := range peer.PodSelector.MatchLabels {
-					forged[k] = v
-				}
-				forged["app.kubernetes.io/managed-by"] = "podbridge" // podbridge sets it on every tenant host pod.
-				if selector.Matches(forged) {
-					t.Errorf("a tenant host pod with the labels %v passes the selector %q", forged, selector)
+			case "ConfigMap/podbridge-virtual-apiserver-admission":
+				admission = &corev1.ConfigMap{}
+				if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, admission); err != nil {
+					t.Fatal(err)
 				}
 			}
-
-			kubeconfig, err := clientcmd.Load([]byte(admission.Data["webhook-client.kubeconfig"]))
+		}
+		if policy == nil || admission == nil {
+			t.Fatalf("network policy %v, admission ConfigMap %v", policy != nil, admission != nil)
+		}
+		var webhookPeers []networkingv1.NetworkPolicyPeer
+		for _, rule := range policy.Spec.Ingress {
+			for _, p := range rule.Ports {
+				if p.Port != nil && p.Port.String() == "webhook" {
+					if len(rule.From) == 0 {
+						t.Fatal("the webhook port is open to every source")
+					}
+					webhookPeers = append(webhookPeers, rule.From...)
+				}
+			}
+		}
+		if len(webhookPeers) == 0 {
+			t.Fatal("no ingress rule for the webhook port")
+		}
+		// A tenant pod copying every label of the allowed selector.
+		for _, peer := range webhookPeers {
+			if peer.NamespaceSelector != nil || peer.IPBlock != nil || peer.PodSelector == nil {
+				t.Fatalf("webhook peer %+v reaches beyond this namespace's pods", peer)
+			}
+			selector, err := metav1.LabelSelectorAsSelector(peer.PodSelector)
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := prefix + "podbridge-webhook." + policy.Namespace + ".svc"
-			if _, ok := kubeconfig.AuthInfos[want]; !ok || len(kubeconfig.AuthInfos) != 1 {
-				t.Errorf("the virtual apiserver's webhook kubeconfig names %v, want only %s", slices.Collect(maps.Keys(kubeconfig.AuthInfos)), want)
+			if selector.Empty() || strings.Contains(selector.String(), "SET-BY-OVERLAY") {
+				t.Fatalf("webhook peer selector %q: the overlay must set it", selector)
 			}
-		})
-	}
+			forged := labels.Set{}
+			for k, v := range peer.PodSelector.MatchLabels {
+				forged[k] = v
+			}
+			forged["app.kubernetes.io/managed-by"] = "podbridge" // podbridge sets it on every tenant host pod.
+			if selector.Matches(forged) {
+				t.Errorf("a tenant host pod with the labels %v passes the selector %q", forged, selector)
+			}
+		}
+
+		kubeconfig, err := clientcmd.Load([]byte(admission.Data["webhook-client.kubeconfig"]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := prefix + "podbridge-webhook." + policy.Namespace + ".svc"
+		if _, ok := kubeconfig.AuthInfos[want]; !ok || len(kubeconfig.AuthInfos) != 1 {
+			t.Errorf("the virtual apiserver's webhook kubeconfig names %v, want only %s", slices.Collect(maps.Keys(kubeconfig.AuthInfos)), want)
+		}
+	})
 }
 
 // The virtual apiserver dials kubelets trusting only the kubelet API's CA
@@ -248,4 +234,30 @@ func instancePrefix(t *testing.T, objects []*unstructured.Unstructured) string {
 	}
 	t.Fatal("no ServiceAccount podbridge runs as")
 	return ""
+}
+
+// eachHostOverlay runs check in a subtest for the build of every host
+// overlay (overlays/*, the virtual cluster's left out), with the name
+// prefix its objects carry, and returns how many it ran.
+func eachHostOverlay(t *testing.T, check func(t *testing.T, objects []*unstructured.Unstructured, prefix string)) int {
+	t.Helper()
+	overlays, err := filepath.Glob("overlays/*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := 0
+	for _, dir := range overlays {
+		if strings.HasSuffix(dir, "-virtual") {
+			continue
+		}
+		ran++
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			objects, err := render.Kustomization(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(t, objects, instancePrefix(t, objects))
+		})
+	}
+	return ran
 }

@@ -1,7 +1,6 @@
 package manifests
 
 import (
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,8 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-
-	"github.com/podbridge/podbridge/internal/render"
 )
 
 // Each host overlay serves the webhook's and the reflector's metrics on
@@ -27,86 +24,69 @@ import (
 // source, nor from this namespace, where tenants' host pods live with any
 // labels the tenant likes (issue 20, class 7).
 func TestHostOverlaysServeMetricsSecurely(t *testing.T) {
-	overlays, err := filepath.Glob("overlays/*")
-	if err != nil {
-		t.Fatal(err)
-	}
-	checked := 0
-	for _, dir := range overlays {
-		if strings.HasSuffix(dir, "-virtual") {
-			continue
+	if eachHostOverlay(t, func(t *testing.T, objects []*unstructured.Unstructured, prefix string) {
+		var policies []*networkingv1.NetworkPolicy
+		deployments := map[string]*appsv1.Deployment{}
+		clusterRoles := map[string]*rbacv1.ClusterRole{}
+		var bindings []*rbacv1.ClusterRoleBinding
+		var metricsService *corev1.Service
+		for _, o := range objects {
+			switch o.GetKind() {
+			case "NetworkPolicy":
+				policies = append(policies, convert[networkingv1.NetworkPolicy](t, o))
+			case "Deployment":
+				deployments[o.GetName()] = convert[appsv1.Deployment](t, o)
+			case "ClusterRole":
+				clusterRoles[o.GetName()] = convert[rbacv1.ClusterRole](t, o)
+			case "ClusterRoleBinding":
+				bindings = append(bindings, convert[rbacv1.ClusterRoleBinding](t, o))
+			case "Service":
+				if o.GetName() == prefix+"podbridge-metrics" {
+					metricsService = convert[corev1.Service](t, o)
+				}
+			}
 		}
-		checked++
-		t.Run(filepath.Base(dir), func(t *testing.T) {
-			objects, err := render.Kustomization(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			prefix := instancePrefix(t, objects)
-			var policies []*networkingv1.NetworkPolicy
-			deployments := map[string]*appsv1.Deployment{}
-			clusterRoles := map[string]*rbacv1.ClusterRole{}
-			var bindings []*rbacv1.ClusterRoleBinding
-			var metricsService *corev1.Service
-			for _, o := range objects {
-				switch o.GetKind() {
-				case "NetworkPolicy":
-					policies = append(policies, convert[networkingv1.NetworkPolicy](t, o))
-				case "Deployment":
-					deployments[o.GetName()] = convert[appsv1.Deployment](t, o)
-				case "ClusterRole":
-					clusterRoles[o.GetName()] = convert[rbacv1.ClusterRole](t, o)
-				case "ClusterRoleBinding":
-					bindings = append(bindings, convert[rbacv1.ClusterRoleBinding](t, o))
-				case "Service":
-					if o.GetName() == prefix+"podbridge-metrics" {
-						metricsService = convert[corev1.Service](t, o)
-					}
-				}
-			}
 
-			for _, name := range []string{prefix + "podbridge-webhook", prefix + "podbridge-reflector"} {
-				d := deployments[name]
-				if d == nil {
-					t.Errorf("no Deployment %s", name)
-					continue
-				}
-				port := metricsPort(t, d)
-				if port == 0 {
-					continue
-				}
-				checkMetricsPolicies(t, name, d, port, policies)
+		for _, name := range []string{prefix + "podbridge-webhook", prefix + "podbridge-reflector"} {
+			d := deployments[name]
+			if d == nil {
+				t.Errorf("no Deployment %s", name)
+				continue
 			}
+			port := metricsPort(t, d)
+			if port == 0 {
+				continue
+			}
+			checkMetricsPolicies(t, name, d, port, policies)
+		}
 
-			if metricsService == nil {
-				t.Error("no Service podbridge-metrics")
-			} else {
-				for _, p := range metricsService.Spec.Ports {
-					if p.TargetPort.String() != "metrics" {
-						t.Errorf("Service podbridge-metrics port %s targets %s, not the port named metrics", p.Name, p.TargetPort.String())
-					}
+		if metricsService == nil {
+			t.Error("no Service podbridge-metrics")
+		} else {
+			for _, p := range metricsService.Spec.Ports {
+				if p.TargetPort.String() != "metrics" {
+					t.Errorf("Service podbridge-metrics port %s targets %s, not the port named metrics", p.Name, p.TargetPort.String())
 				}
 			}
+		}
 
-			// podbridge's own identity reviews scrapers' tokens and access.
-			namespace := deployments[prefix+"podbridge-webhook"].GetNamespace()
-			for _, want := range []rbacv1.PolicyRule{
-				{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
-				{APIGroups: []string{"authorization.k8s.io"}, Resources: []string{"subjectaccessreviews"}, Verbs: []string{"create"}},
-			} {
-				if !grantedTo(clusterRoles, bindings, namespace, prefix+"podbridge", want) {
-					t.Errorf("ServiceAccount %s/"+prefix+"podbridge is not granted %v %v/%v cluster-wide: the metrics' authentication and authorization would fail", namespace, want.Verbs, want.APIGroups, want.Resources)
-				}
+		// podbridge's own identity reviews scrapers' tokens and access.
+		namespace := deployments[prefix+"podbridge-webhook"].GetNamespace()
+		for _, want := range []rbacv1.PolicyRule{
+			{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
+			{APIGroups: []string{"authorization.k8s.io"}, Resources: []string{"subjectaccessreviews"}, Verbs: []string{"create"}},
+		} {
+			if !grantedTo(clusterRoles, bindings, namespace, prefix+"podbridge", want) {
+				t.Errorf("ServiceAccount %s/"+prefix+"podbridge is not granted %v %v/%v cluster-wide: the metrics' authentication and authorization would fail", namespace, want.Verbs, want.APIGroups, want.Resources)
 			}
-			// Readers get exactly GET /metrics.
-			reader := clusterRoles[prefix+"podbridge-metrics-reader"]
-			wantReader := []rbacv1.PolicyRule{{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}}
-			if reader == nil || !slices.EqualFunc(reader.Rules, wantReader, ruleEqual) {
-				t.Errorf("ClusterRole podbridge-metrics-reader %+v, want rules %+v", reader, wantReader)
-			}
-		})
-	}
-	if checked == 0 {
+		}
+		// Readers get exactly GET /metrics.
+		reader := clusterRoles[prefix+"podbridge-metrics-reader"]
+		wantReader := []rbacv1.PolicyRule{{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}}
+		if reader == nil || !slices.EqualFunc(reader.Rules, wantReader, ruleEqual) {
+			t.Errorf("ClusterRole podbridge-metrics-reader %+v, want rules %+v", reader, wantReader)
+		}
+	}) == 0 {
 		t.Fatal("no host overlay")
 	}
 }

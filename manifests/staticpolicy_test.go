@@ -1,14 +1,14 @@
 package manifests
 
 import (
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
 	"sigs.k8s.io/yaml"
 
-	"github.com/podbridge/podbridge/internal/render"
 	"github.com/podbridge/podbridge/staticpolicy"
 	"github.com/podbridge/podbridge/translate"
 )
@@ -19,47 +19,33 @@ import (
 // <prefix>podbridge-kubelet.<namespace>.svc),
 // and names the folder they are mounted at in its admission configuration.
 func TestOverlaysCarryTheStaticPolicies(t *testing.T) {
-	overlays, err := filepath.Glob("overlays/*")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, dir := range overlays {
-		if strings.HasSuffix(dir, "-virtual") {
-			continue
+	eachHostOverlay(t, func(t *testing.T, objects []*unstructured.Unstructured, prefix string) {
+		var policies, admission string
+		var namespace string
+		for _, o := range objects {
+			if o.GetKind() != "ConfigMap" {
+				continue
+			}
+			data := stringData(o.Object)
+			switch strings.TrimPrefix(o.GetName(), prefix) {
+			case "podbridge-virtual-apiserver-policies":
+				policies, namespace = data["podbridge.yaml"], o.GetNamespace()
+			case "podbridge-virtual-apiserver-admission":
+				admission = data["admission-configuration.yaml"]
+			}
 		}
-		t.Run(filepath.Base(dir), func(t *testing.T) {
-			objects, err := render.Kustomization(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			prefix := instancePrefix(t, objects)
-			var policies, admission string
-			var namespace string
-			for _, o := range objects {
-				if o.GetKind() != "ConfigMap" {
-					continue
-				}
-				data := stringData(o.Object)
-				switch strings.TrimPrefix(o.GetName(), prefix) {
-				case "podbridge-virtual-apiserver-policies":
-					policies, namespace = data["podbridge.yaml"], o.GetNamespace()
-				case "podbridge-virtual-apiserver-admission":
-					admission = data["admission-configuration.yaml"]
-				}
-			}
-			// The kubelet API's Service, as the reflector advertises it.
-			want, err := staticpolicy.YAML(translate.KubeletEndpoint{Address: prefix + "podbridge-kubelet." + namespace + ".svc", Port: 10350})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !sameDocuments(t, policies, string(want)) {
-				t.Errorf("the overlay's static policies differ from podbridge's for namespace %q:\n%s\nwant:\n%s", namespace, policies, want)
-			}
-			if !strings.Contains(admission, "staticManifestsDir: /etc/podbridge-admission-policies") {
-				t.Errorf("the admission configuration loads no static policies:\n%s", admission)
-			}
-		})
-	}
+		// The kubelet API's Service, as the reflector advertises it.
+		want, err := staticpolicy.YAML(translate.KubeletEndpoint{Address: prefix + "podbridge-kubelet." + namespace + ".svc", Port: 10350})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !sameDocuments(t, policies, string(want)) {
+			t.Errorf("the overlay's static policies differ from podbridge's for namespace %q:\n%s\nwant:\n%s", namespace, policies, want)
+		}
+		if !strings.Contains(admission, "staticManifestsDir: /etc/podbridge-admission-policies") {
+			t.Errorf("the admission configuration loads no static policies:\n%s", admission)
+		}
+	})
 }
 
 // sameDocuments compares two multi-document YAML files object by object

@@ -27,23 +27,8 @@ import (
 // sees the connection, while the same pod reads another pod's server and
 // authenticates against the virtual apiserver.
 func TestPodsReachOnlyTheVirtualAPIServerAndEachOther(t *testing.T) {
-	var accepted atomic.Int64
-	l, err := net.Listen("tcp4", "0.0.0.0:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{
-		Handler:           http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprintln(w, "the machine's listener") }),
-		ReadHeaderTimeout: 10 * time.Second,
-		ConnState: func(_ net.Conn, s http.ConnState) {
-			if s == http.StateNew {
-				accepted.Add(1)
-			}
-		},
-	}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	machine := net.JoinHostPort(env.RealNode.IP.String(), strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
+	port, accepted := machineListener(t, "tcp4", "0.0.0.0:0")
+	machine := net.JoinHostPort(env.RealNode.IP.String(), port)
 
 	ns := namespace(t)
 	server := realPod(ns, "peer", "serve::8080")
@@ -55,6 +40,7 @@ func TestPodsReachOnlyTheVirtualAPIServerAndEachOther(t *testing.T) {
 	waitVirtualReady(t, client)
 	var out string
 	eventually(t, 60*time.Second, "the prober's three answers", func(ctx context.Context) (bool, string) {
+		var err error
 		out, err = logs(ctx, client, false)
 		if err != nil {
 			return false, err.Error()
@@ -80,22 +66,7 @@ func TestPodsReachOnlyTheVirtualAPIServerAndEachOther(t *testing.T) {
 // the bridge's link whatever its CNI configures, and so does the bridge: a
 // listener of this machine on [::] is refused there as on IPv4.
 func TestPodsReachNoListenerOverIPv6(t *testing.T) {
-	var accepted atomic.Int64
-	l, err := net.Listen("tcp6", "[::]:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{
-		Handler:           http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprintln(w, "the machine's listener") }),
-		ReadHeaderTimeout: 10 * time.Second,
-		ConnState: func(_ net.Conn, s http.ConnState) {
-			if s == http.StateNew {
-				accepted.Add(1)
-			}
-		},
-	}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() { _ = srv.Close() })
+	port, accepted := machineListener(t, "tcp6", "[::]:0")
 	bridge, err := net.InterfaceByName(env.Options.RealNode.Bridge)
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +85,7 @@ func TestPodsReachNoListenerOverIPv6(t *testing.T) {
 		t.Fatalf("bridge %s has no IPv6 link-local address (%v): this test proves nothing here", bridge.Name, addrs)
 	}
 	// Seen from the pod, the bridge is on the link of its eth0.
-	target := "http://[" + linkLocal.String() + "%25eth0]:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port) + "/"
+	target := "http://[" + linkLocal.String() + "%25eth0]:" + port + "/"
 
 	ns := namespace(t)
 	client := realPod(ns, "prober6", "get:"+target, "pause")
@@ -122,6 +93,7 @@ func TestPodsReachNoListenerOverIPv6(t *testing.T) {
 	waitVirtualReady(t, client)
 	var out string
 	eventually(t, 60*time.Second, "the prober's answer", func(ctx context.Context) (bool, string) {
+		var err error
 		out, err = logs(ctx, client, false)
 		if err != nil {
 			return false, err.Error()
@@ -134,6 +106,29 @@ func TestPodsReachNoListenerOverIPv6(t *testing.T) {
 	if n := accepted.Load(); n != 0 {
 		t.Errorf("the machine's listener accepted %d connections from the pod", n)
 	}
+}
+
+// machineListener serves HTTP on address, a listener of this machine's
+// that no pod may reach, and counts the connections it accepts.
+func machineListener(t *testing.T, network, address string) (port string, accepted *atomic.Int64) {
+	t.Helper()
+	l, err := net.Listen(network, address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted = &atomic.Int64{}
+	srv := &http.Server{
+		Handler:           http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprintln(w, "the machine's listener") }),
+		ReadHeaderTimeout: 10 * time.Second,
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				accepted.Add(1)
+			}
+		},
+	}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port), accepted
 }
 
 // offMachine is where the test sends a pod's packet: a documentation
