@@ -15,6 +15,7 @@ import (
 
 	"github.com/podbridge/podbridge/certs"
 	"github.com/podbridge/podbridge/internal/caps"
+	"github.com/podbridge/podbridge/reflector"
 	"github.com/podbridge/podbridge/translate"
 	"github.com/podbridge/podbridge/webhook"
 )
@@ -205,18 +206,27 @@ func TestHostServiceAccountOfAnotherVirtualClusterIsRefused(t *testing.T) {
 				MetricsBindAddress: "0", HealthProbeBindAddress: "0",
 				Registration: webhook.Registration{Name: "borrower"},
 			})
-			if tc.why == "" {
-				if err != nil {
-					t.Fatalf("refused its own account: %v", err)
+			// The reflector makes host pods again from stored pods: it checks
+			// the account as the webhook does.
+			_, reflectorErr := reflector.NewManager(reflector.Options{
+				Host: env.Host.Config, Virtual: second.Config, Translate: translation, OrphanGracePeriod: time.Minute,
+				MetricsBindAddress: "0", HealthProbeBindAddress: "0", SkipControllerNameValidation: true,
+			})
+			for component, err := range map[string]error{"webhook": err, "reflector": reflectorErr} {
+				if tc.why == "" {
+					if err != nil {
+						t.Errorf("the %s refused its own account: %v", component, err)
+					}
+					continue
 				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("a podbridge of virtual cluster %q started to run its host pods as %s/%s", translation.VCluster, ns, tc.account)
-			}
-			for _, want := range []string{"--host-service-account", "ServiceAccount " + ns + "/" + tc.account, tc.why} {
-				if !strings.Contains(err.Error(), want) {
-					t.Errorf("refusal %q does not say %q", err, want)
+				if err == nil {
+					t.Errorf("the %s of virtual cluster %q started to run its host pods as %s/%s", component, translation.VCluster, ns, tc.account)
+					continue
+				}
+				for _, want := range []string{"--host-service-account", "ServiceAccount " + ns + "/" + tc.account, tc.why} {
+					if !strings.Contains(err.Error(), want) {
+						t.Errorf("the %s's refusal %q does not say %q", component, err, want)
+					}
 				}
 			}
 		})
