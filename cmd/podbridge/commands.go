@@ -112,6 +112,8 @@ func runDev(ctx context.Context, args []string) error {
 	fs.IntVar(&o.Nodes, "nodes", o.Nodes, "kwok nodes in the host cluster")
 	realNode := fs.Bool("real-node", false, "also run a real kubelet node (root; `make node-bins`; installs containerd, runc, the CNI plugins and iptables with apt when absent): pods with nodeSelector "+realnode.LabelRealNode+"=true and its toleration run in real containers")
 	nodeImages := fs.String("node-images", "", "image tarball of the real node (default: bin/node/images.tar of the checkout)")
+	extraImages := fs.String("node-extra-images", "", "more image tarballs (comma-separated) the real node imports, for pods that name their images (the conformance harness's)")
+	fs.BoolVar(&o.TenantsOnRealNode, "tenants-on-real-node", false, "with --real-node, run every tenant pod on the real node: the platform's enforced node selector names it and its enforced tolerations tolerate its taint")
 	setLogger := bindLogging(fs)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -131,6 +133,11 @@ func runDev(ctx context.Context, args []string) error {
 		if o.RealNode, err = realNodeOptions(o, *nodeImages); err != nil {
 			return err
 		}
+		if *extraImages != "" {
+			o.RealNode.ExtraImages = strings.Split(*extraImages, ",")
+		}
+	} else if o.TenantsOnRealNode || *extraImages != "" {
+		return errors.New("--tenants-on-real-node and --node-extra-images need --real-node")
 	}
 	removeOnExit := topmostMissing(o.StateDir)
 	release, err := devenv.ClaimStateDir(o.StateDir, log)
