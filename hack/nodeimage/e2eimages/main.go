@@ -10,7 +10,8 @@
 //
 // The images, each a stand-in for the suite's own:
 //
-//   - busybox: Debian's busybox-static with a link for every applet, and
+//   - busybox: Debian's busybox-static with a link for every applet in
+//     /bin (as the suite's image has them) and at Debian's paths, and
 //     /bin/sh Debian's bash-static (POSIX mode when called as sh). Debian
 //     bookworm's busybox is 1.35, whose sh drops environment variables
 //     whose names are not shell identifiers (data-1) before running a
@@ -203,11 +204,16 @@ func (m *imager) baseLayers() (v1.Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing busybox's applets: %w", err)
 	}
+	// The suite's busybox has every applet in /bin (its specs run
+	// /bin/sysctl); the Debian paths (/usr/bin/env, ...) are kept too.
+	linked := map[string]bool{"bin/sh": true, "bin/busybox": true}
 	for _, applet := range strings.Fields(string(applets)) {
-		if applet == "bin/sh" || applet == "bin/busybox" {
-			continue
+		for _, link := range []string{"bin/" + path.Base(applet), applet} {
+			if !linked[link] {
+				linked[link] = true
+				l.symlink(link, "/bin/busybox")
+			}
 		}
-		l.symlink(applet, "/bin/busybox")
 	}
 	if err := l.file("bin/sh", m.in.sh, 0o755); err != nil {
 		return nil, err
