@@ -119,6 +119,9 @@ func runDev(ctx context.Context, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if !*realNode && (o.TenantsOnRealNode || *extraImages != "") {
+		return errors.New("--tenants-on-real-node and --node-extra-images need --real-node")
+	}
 	setLogger()
 	log := ctrl.Log.WithName("dev")
 	var err error
@@ -137,8 +140,6 @@ func runDev(ctx context.Context, args []string) error {
 		if *extraImages != "" {
 			o.RealNode.ExtraImages = strings.Split(*extraImages, ",")
 		}
-	} else if o.TenantsOnRealNode || *extraImages != "" {
-		return errors.New("--tenants-on-real-node and --node-extra-images need --real-node")
 	}
 	removeOnExit := topmostMissing(o.StateDir)
 	release, err := devenv.ClaimStateDir(o.StateDir, log)
