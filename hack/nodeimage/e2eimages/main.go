@@ -6,7 +6,7 @@
 // built from Go source or taken from Debian packages.
 //
 // Usage: e2eimages -list images.txt -out images.tar -busybox FILE -sh FILE
-// -agnhost FILE -nnp FILE -pause FILE -kubernetes DIR
+// -agnhost FILE -nnp FILE -pause FILE -curl FILE -kubernetes DIR
 //
 // The images, each a stand-in for the suite's own:
 //
@@ -20,7 +20,9 @@
 //   - agnhost (every version the suite names): the busybox base plus
 //     agnhost built from the kubernetes module's source, /agnhost-2, the
 //     porter's localhost certificate, /uploads and the image's user and
-//     group; /bin/bash is the same bash.
+//     group; /bin/bash is the same bash, and /usr/bin/curl this machine's
+//     curl (Debian's) with the libraries it loads, as the suite's alpine
+//     base has curl (its exec hooks run it).
 //   - nonewprivs: busybox plus the suite's nnp program, setuid root.
 //   - nonroot: busybox running as user 1234.
 //   - kitten, nautilus: agnhost plus their picture and data.json, serving
@@ -58,7 +60,7 @@ import (
 )
 
 type inputs struct {
-	busybox, sh, agnhost, nnp, pause, kubernetes string
+	busybox, sh, agnhost, nnp, pause, curl, kubernetes string
 }
 
 func main() {
@@ -70,10 +72,11 @@ func main() {
 	flag.StringVar(&in.agnhost, "agnhost", "", "the static agnhost binary")
 	flag.StringVar(&in.nnp, "nnp", "", "the static nnp binary (test/images/nonewprivs)")
 	flag.StringVar(&in.pause, "pause", "", "the static pause binary (build/pause/linux/pause.c)")
+	flag.StringVar(&in.curl, "curl", "", "this machine's curl (Debian's), copied into agnhost with the libraries it loads")
 	flag.StringVar(&in.kubernetes, "kubernetes", "", "the k8s.io/kubernetes module's folder (pictures, certificates)")
 	flag.Parse()
-	if *list == "" || *out == "" || in.busybox == "" || in.sh == "" || in.agnhost == "" || in.nnp == "" || in.pause == "" || in.kubernetes == "" {
-		log.Fatal("usage: e2eimages -list FILE -out FILE -busybox FILE -sh FILE -agnhost FILE -nnp FILE -pause FILE -kubernetes DIR")
+	if *list == "" || *out == "" || in.busybox == "" || in.sh == "" || in.agnhost == "" || in.nnp == "" || in.pause == "" || in.curl == "" || in.kubernetes == "" {
+		log.Fatal("usage: e2eimages -list FILE -out FILE -busybox FILE -sh FILE -agnhost FILE -nnp FILE -pause FILE -curl FILE -kubernetes DIR")
 	}
 	refs, err := readList(*list)
 	if err != nil {
@@ -273,6 +276,9 @@ func (m *imager) agnhostLayers() (v1.Image, error) {
 		return nil, err
 	}
 	l.symlink("agnhost-2", "agnhost")
+	if err := l.program("usr/bin/curl", m.in.curl); err != nil {
+		return nil, err
+	}
 	l.symlink("bin/bash", "sh")
 	l.dir("uploads", 0o755)
 	porter := filepath.Join(m.in.kubernetes, "test/images/agnhost/porter")
@@ -331,15 +337,54 @@ func (m *imager) pauseImage() (v1.Image, error) {
 
 // layer is a tar layer being written, entries in the order added.
 type layer struct {
-	buf bytes.Buffer
-	tw  *tar.Writer
-	err error
+	buf  bytes.Buffer
+	tw   *tar.Writer
+	err  error
+	dirs map[string]bool
 }
 
 func newLayer() *layer {
-	l := &layer{}
+	l := &layer{dirs: map[string]bool{}}
 	l.tw = tar.NewWriter(&l.buf)
 	return l
+}
+
+// program adds the dynamically linked binary at name, and each library
+// ldd says it loads at the path ldd names (the files, not their links).
+func (l *layer) program(name, binary string) error {
+	out, err := exec.Command("ldd", binary).Output()
+	if err != nil {
+		return fmt.Errorf("ldd %s: %w", binary, err)
+	}
+	for line := range strings.SplitSeq(string(out), "\n") {
+		f := strings.Fields(line)
+		var lib string
+		switch {
+		case len(f) >= 3 && f[1] == "=>":
+			lib = f[2]
+		case len(f) >= 1 && strings.HasPrefix(f[0], "/"):
+			lib = f[0]
+		}
+		if lib == "" {
+			continue // the vDSO
+		}
+		l.parents(lib[1:])
+		if err := l.file(lib[1:], lib, 0o755); err != nil {
+			return err
+		}
+	}
+	l.parents(name)
+	return l.file(name, binary, 0o755)
+}
+
+// parents adds the folders above name this layer has not added.
+func (l *layer) parents(name string) {
+	dir := path.Dir(name)
+	if dir == "." || l.dirs[dir] {
+		return
+	}
+	l.parents(dir)
+	l.dir(dir, 0o755)
 }
 
 func (l *layer) header(h *tar.Header) {
@@ -350,6 +395,7 @@ func (l *layer) header(h *tar.Header) {
 }
 
 func (l *layer) dir(name string, mode int64) {
+	l.dirs[name] = true
 	l.header(&tar.Header{Name: name + "/", Typeflag: tar.TypeDir, Mode: mode})
 }
 
