@@ -85,6 +85,16 @@ $(NODE_IMAGES): $(wildcard cmd/podbridge-workload/*.go) $(wildcard hack/nodeimag
 test-node: k8s-bins node-bins ## Run the real-node end-to-end suite (root; installs containerd, runc, the CNI plugins and iptables with apt when absent).
 	go test -count=1 -v -tags node -timeout 20m ./test/node/
 
+##@ Conformance
+
+.PHONY: conformance-bins
+conformance-bins: ## Build the conformance suite's e2e.test, the ginkgo CLI, agnhost and nnp into bin/k8s (cached).
+	hack/k8s-bins/build.sh $(K8S_BINS) --conformance
+
+.PHONY: conformance
+conformance: build k8s-bins node-bins conformance-bins ## Run the Kubernetes conformance suite (hack/conformance/focus.txt; CONFORMANCE_FOCUS=all for every spec) on a podbridge dev virtual cluster whose pods all run on the real node (root); JUnit and a summary in conformance-results/.
+	K8S_BINS=$(K8S_BINS) hack/conformance/run.sh
+
 ##@ Deployment
 
 OVERLAY ?= manifests/overlays/example

@@ -113,9 +113,15 @@ func runDev(ctx context.Context, args []string) error {
 	fs.IntVar(&o.Nodes, "nodes", o.Nodes, "kwok nodes in the host cluster")
 	realNode := fs.Bool("real-node", false, "also run a real kubelet node (root; `make node-bins`; installs containerd, runc, the CNI plugins and iptables with apt when absent): pods with nodeSelector "+realnode.LabelRealNode+"=true and its toleration run in real containers")
 	nodeImages := fs.String("node-images", "", "image tarball of the real node (default: bin/node/images.tar of the checkout)")
+	extraImages := fs.String("node-extra-images", "", "more image tarballs (comma-separated) the real node imports, for pods that name their images (the conformance harness's)")
+	fs.BoolVar(&o.Translate.AllowNodePinning, "allow-node-pinning", false, "let tenants name nodes in node affinity (matchFields on metadata.name), as the webhook's and the reflector's flag of that name does")
+	fs.BoolVar(&o.TenantsOnRealNode, "tenants-on-real-node", false, "with --real-node, run every tenant pod on the real node: the platform's enforced node selector names it and its enforced tolerations tolerate its taint")
 	setLogger := bindLogging(fs)
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if !*realNode && (o.TenantsOnRealNode || *extraImages != "") {
+		return errors.New("--tenants-on-real-node and --node-extra-images need --real-node")
 	}
 	setLogger()
 	log := ctrl.Log.WithName("dev")
@@ -131,6 +137,9 @@ func runDev(ctx context.Context, args []string) error {
 	if *realNode {
 		if o.RealNode, err = realNodeOptions(o, *nodeImages); err != nil {
 			return err
+		}
+		if *extraImages != "" {
+			o.RealNode.ExtraImages = strings.Split(*extraImages, ",")
 		}
 	}
 	removeOnExit := topmostMissing(o.StateDir)

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -74,6 +75,13 @@ type Options struct {
 	// APIServerHost/Port (and, when unset, DNSNameserver) name, so pods on
 	// the node reach it with their tokens.
 	RealNode *realnode.Options
+	// TenantsOnRealNode, with RealNode, runs every tenant pod on the real
+	// node, as a platform that keeps tenants on one node pool would: the
+	// platform's enforced node selector (Translate.NodeSelector) names the
+	// node's kubernetes.io/hostname and its enforced tolerations
+	// (Translate.Tolerations) tolerate the node's taint, whatever the
+	// tenant's pod asks. The conformance harness runs the suite this way.
+	TenantsOnRealNode bool
 }
 
 // Defaults returns the options `podbridge dev` uses.
@@ -123,6 +131,9 @@ type component struct {
 // Start brings everything up and returns once a dry-run pod create in the
 // virtual cluster passes through the webhook.
 func Start(ctx context.Context, opts Options) (env *Env, err error) {
+	if opts.TenantsOnRealNode && opts.RealNode == nil {
+		return nil, errors.New("every tenant pod on the real node (TenantsOnRealNode) needs a real node")
+	}
 	env = &Env{Options: opts, failed: make(chan error, 8)}
 	defer func() {
 		if err != nil {
@@ -207,6 +218,9 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 	if env.RealNode != nil {
 		if err := useRealNode(&opts.Translate, env.Virtual.Config.Host); err != nil {
 			return env, err
+		}
+		if opts.TenantsOnRealNode {
+			keepTenantsOn(&opts.Translate, env.RealNode.Name())
 		}
 		env.Options.Translate = opts.Translate
 		joinCtx, cancelJoin := context.WithCancel(ctx)
@@ -339,6 +353,23 @@ func useRealNode(tc *translate.Config, virtualServer string) error {
 		tc.DNSNameserver = u.Hostname()
 	}
 	return nil
+}
+
+// keepTenantsOn makes the platform place every host pod on the node
+// named node (whose kubernetes.io/hostname label the kubelet sets to its
+// name) and tolerate its real-node taint, on top of the tenant's own
+// selector and tolerations.
+func keepTenantsOn(tc *translate.Config, node string) {
+	selector := maps.Clone(tc.NodeSelector)
+	if selector == nil {
+		selector = map[string]string{}
+	}
+	selector[corev1.LabelHostname] = node
+	tc.NodeSelector = selector
+	tolerate := corev1.Toleration{Key: realnode.TaintRealNode, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}
+	if !slices.ContainsFunc(tc.Tolerations, func(t corev1.Toleration) bool { return t.MatchToleration(&tolerate) }) {
+		tc.Tolerations = append(slices.Clone(tc.Tolerations), tolerate)
+	}
 }
 
 // joinRealNode registers the real node's kubelet with the host; its pods

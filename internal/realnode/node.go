@@ -161,12 +161,15 @@ state = %q
 	})
 }
 
-// importImages imports the pause and workload images for the kubelet (CRI
-// namespace k8s.io): there is no registry to pull from.
+// importImages imports the pause and workload images, and any extra
+// images, for the kubelet (CRI namespace k8s.io): there is no registry to
+// pull from.
 func (n *Node) importImages(ctx context.Context) error {
-	out, err := exec.CommandContext(ctx, "ctr", "--address", n.containerdAddress(), "-n", "k8s.io", "images", "import", n.opts.Images).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("importing %s: %w\n%s", n.opts.Images, err, out)
+	for _, tarball := range append([]string{n.opts.Images}, n.opts.ExtraImages...) {
+		out, err := exec.CommandContext(ctx, "ctr", "--address", n.containerdAddress(), "-n", "k8s.io", "images", "import", tarball).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("importing %s: %w\n%s", tarball, err, out)
+		}
 	}
 	return nil
 }

@@ -59,6 +59,10 @@ type Options struct {
 	// Kubelet is the kubelet binary; Images the image tarball of
 	// `make node-bins`.
 	Kubelet, Images string
+	// ExtraImages are more image tarballs to import (the conformance
+	// suite's images): pods that name them with a pull policy other than
+	// Always run without a pull.
+	ExtraImages []string
 	// NodeName defaults to DefaultNodeName.
 	NodeName string
 	// Bridge and Subnet default to DefaultBridge and DefaultSubnet; the
@@ -118,6 +122,11 @@ func Start(ctx context.Context, opts Options) (n *Node, err error) {
 	for name, path := range map[string]string{"kubelet": opts.Kubelet, "images": opts.Images} {
 		if _, err := os.Stat(path); err != nil {
 			return nil, fmt.Errorf("real node %s: %w (run `make node-bins`)", name, err)
+		}
+	}
+	for _, path := range opts.ExtraImages {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("real node extra images: %w", err)
 		}
 	}
 	ip, subnet, err := net.ParseCIDR(opts.Subnet)
