@@ -140,6 +140,16 @@ func DroppedOffMachine() (uint64, error) {
 	return commentCounter(out, OffMachineComment)
 }
 
+// RefusedIPv6 counts the IPv6 packets pods sent to this machine that the
+// node's firewall refused.
+func RefusedIPv6() (uint64, error) {
+	out, err := exec.Command("ip6tables", "-w", "-L", InputChain, "-v", "-x", "-n").Output()
+	if err != nil {
+		return 0, fmt.Errorf("reading the real node's IPv6 firewall: %w", err)
+	}
+	return commentCounter(out, inputComment)
+}
+
 // commentCounter reads the packet counter of the rule with comment from
 // `iptables -L -v -x -n` output.
 func commentCounter(listing []byte, comment string) (uint64, error) {

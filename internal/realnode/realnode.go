@@ -108,6 +108,9 @@ type Timings struct {
 // Timings returns how long the start's steps took.
 func (n *Node) Timings() Timings { return n.timings }
 
+// Bridge is the name of the bridge the node's pods are on.
+func (n *Node) Bridge() string { return n.opts.Bridge }
+
 // Start prepares the machine: it refuses unless root, takes the machine's
 // real-node lock, undoes what a killed earlier run left, installs the apt
 // packages when absent, creates the bridge and starts containerd with the
