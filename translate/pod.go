@@ -43,7 +43,7 @@ const GateVirtualPod = Prefix + "virtual-pod"
 // podbridge cannot carry, is refused with errors naming the virtual field.
 func HostPod(virtual *corev1.Pod, cfg Config, syncID string) (*corev1.Pod, *Dependencies, field.ErrorList) {
 	t := &podTranslator{cfg: cfg, pod: virtual, deps: &Dependencies{}}
-	t.errs = validateMetadata(virtual)
+	t.errs = append(validateMetadata(virtual), validateSysctls(virtual)...)
 	spec := t.spec(field.NewPath("spec"))
 	if len(t.errs) > 0 {
 		return nil, nil, t.errs

@@ -1,7 +1,9 @@
 package translate
 
 import (
+	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
@@ -76,6 +78,36 @@ func setKeys(old, updated map[string]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// sysctlName is the apiserver's rule for a sysctl name (validateSysctls
+// in k8s.io/kubernetes' core validation): segments joined by dots or
+// slashes, at most maxSysctlName characters.
+var sysctlName = regexp.MustCompile(`^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[\./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?$`)
+
+const maxSysctlName = 253
+
+// validateSysctls refuses malformed sysctl names as the apiserver's
+// validation does, with its words. That validation runs after mutating
+// admission but before any validating admission, so a tenant's malformed
+// name meets it first on any cluster; here it must come before the
+// host-side gate's Pod Security check, which would refuse every sysctl
+// the pod names with a 403 instead.
+func validateSysctls(pod *corev1.Pod) field.ErrorList {
+	if pod.Spec.SecurityContext == nil {
+		return nil
+	}
+	var errs field.ErrorList
+	path := field.NewPath("spec", "securityContext", "sysctls")
+	for i, s := range pod.Spec.SecurityContext.Sysctls {
+		switch {
+		case s.Name == "":
+			errs = append(errs, field.Required(path.Index(i).Child("name"), ""))
+		case len(s.Name) > maxSysctlName || !sysctlName.MatchString(s.Name):
+			errs = append(errs, field.Invalid(path.Index(i).Child("name"), s.Name, fmt.Sprintf("must have at most %d characters and match regex %s", maxSysctlName, sysctlName)))
+		}
+	}
+	return errs
 }
 
 // validateMetadata refuses a pod that claims podbridge's own labels or

@@ -280,3 +280,29 @@ func qualifiedKey(rng *rand.Rand) string {
 }
 
 func intOrPort(port int32) intstr.IntOrString { return intstr.FromInt32(port) }
+
+// A malformed sysctl name gets the apiserver's own answer, 422 naming each
+// malformed name and nothing else, as on any cluster, where the pod's
+// validation runs before validating admission: not the host-side gate's
+// Pod Security 403 naming every sysctl, well-formed or not (the
+// conformance spec "Sysctls should reject invalid sysctls").
+func TestMalformedSysctlNamesAreInvalidNotForbidden(t *testing.T) {
+	pod := simplePod(namespace(t), "sysctls")
+	pod.Spec.SecurityContext = &corev1.PodSecurityContext{Sysctls: []corev1.Sysctl{
+		{Name: "foo-", Value: "bar"}, {Name: "kernel.shmmax", Value: "100000000"}, {Name: "safe-and-unsafe", Value: "100000000"}, {Name: "bar..", Value: "42"},
+	}}
+	err := virtualClient.Create(context.Background(), pod)
+	if !apierrors.IsInvalid(err) {
+		t.Fatalf("create: %v, want 422 Invalid", err)
+	}
+	for _, want := range []string{`Invalid value: "foo-"`, `Invalid value: "bar.."`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the refusal %q does not say %s", err, want)
+		}
+	}
+	for _, wellFormed := range []string{"kernel.shmmax", "safe-and-unsafe"} {
+		if strings.Contains(err.Error(), wellFormed) {
+			t.Errorf("the refusal %q names the well-formed %s", err, wellFormed)
+		}
+	}
+}
