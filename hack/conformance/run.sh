@@ -120,11 +120,12 @@ skip=$(regexp_of "$here/skip.txt")
 # The platform lets tenants pin pods to nodes (--allow-node-pinning): many
 # specs pin their pods to a node they picked (node affinity matchFields on
 # metadata.name), and on a pool of one node that names the node every tenant
-# pod runs on anyway.
+# pod runs on anyway. It offers the runtime handler the RuntimeClass specs'
+# own classes name (--runtime-handlers), as the node e2e suite's nodes do.
 say "starting podbridge dev with a real node (log: $results/podbridge-dev.log)"
 rm -f "$results/junit.xml" "$results/summary.txt"
 "$root/bin/podbridge" dev --real-node --tenants-on-real-node --node-extra-images "$images" \
-	--allow-node-pinning --state-dir "$state" >"$results/podbridge-dev.log" 2>&1 &
+	--allow-node-pinning --runtime-handlers test-handler --state-dir "$state" >"$results/podbridge-dev.log" 2>&1 &
 dev_pid=$!
 for ((i = 0; i < 600; i++)); do
 	[[ -e $state/ready ]] && break
