@@ -14,6 +14,8 @@
 #   CONFORMANCE_FOCUS    empty: the specs of hack/conformance/focus.txt;
 #                        "all": every [Conformance] spec; else a ginkgo focus
 #                        regexp of its own.
+#   CONFORMANCE_SET      "ci": leave out hack/conformance/ci-exclude.txt's
+#                        specs too (what .ci/run runs, in minutes).
 #   CONFORMANCE_PROCS    ginkgo processes (default 4: most specs wait on
 #                        pods, so 4 beat 2 on 2 cores, 17 minutes to 24).
 #   CONFORMANCE_RESULTS  results folder (default conformance-results).
@@ -82,7 +84,12 @@ if [[ ! -x $work/pause || $kube_src/build/pause/linux/pause.c -nt $work/pause ]]
 fi
 
 "$bins/e2e.test" --list-images >"$work/images.txt.new" 2>/dev/null
-mv "$work/images.txt.new" "$work/images.txt"
+# Replaced only when the list changed: its time says when the images are stale.
+if cmp -s "$work/images.txt.new" "$work/images.txt"; then
+	rm "$work/images.txt.new"
+else
+	mv "$work/images.txt.new" "$work/images.txt"
+fi
 # agnhost's exec hooks run curl: this machine's (Debian's), with its libraries.
 curl=$(command -v curl) || { say "needs curl (apt-get install curl): the agnhost image carries it"; exit 1; }
 images=$work/images.tar
@@ -112,7 +119,11 @@ case ${CONFORMANCE_FOCUS:-} in
 all) focus='\[Conformance\]' ;;
 *) focus=$CONFORMANCE_FOCUS ;;
 esac
-skip=$(regexp_of "$here/skip.txt")
+case ${CONFORMANCE_SET:-} in
+"") skip=$(regexp_of "$here/skip.txt") ;;
+ci) skip=$(regexp_of <(cat "$here/skip.txt" "$here/ci-exclude.txt")) ;;
+*) say "CONFORMANCE_SET must be empty or ci, not $CONFORMANCE_SET"; exit 1 ;;
+esac
 [[ $skip != '(^| )()$' ]] || skip='^$' # an empty skip list: no spec's text is empty
 
 # --- The virtual cluster --------------------------------------------------
