@@ -87,6 +87,15 @@ type Options struct {
 	RealNodeKubeletCAFile string
 }
 
+// ServiceClusterIPRange is the --service-cluster-ip-range of both
+// control planes. podbridge pins each virtual Service's ClusterIP to the
+// one the host allocated, so the virtual apiserver's range must contain
+// the host's; the same range keeps the two `default/kubernetes` Services
+// on the same first address too, which the host never gives to a tenant's
+// Service. (envtest's default is 10.0.0.0/24; a /16 leaves room for the
+// Services of several tenants and of conformance runs.)
+const ServiceClusterIPRange = "10.0.0.0/16"
+
 // StartHost starts a host control plane: etcd, kube-apiserver (with the
 // ServiceAccount admission plugin, as real clusters have), kube-scheduler
 // and kwok managing opts.Nodes fake nodes.
@@ -288,6 +297,7 @@ func startAPIServer(name string, opts Options, flags map[string]string) (*Plane,
 	// port-forward: never its hostname, which would be a DNS lookup off
 	// this machine. The virtual cluster's nodes mirror the host's.
 	env.ControlPlane.GetAPIServer().Configure().Set("kubelet-preferred-address-types", "InternalIP")
+	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", ServiceClusterIPRange)
 	if opts.KubeletClientCertFile != "" {
 		env.ControlPlane.GetAPIServer().Configure().
 			Set("kubelet-client-certificate", opts.KubeletClientCertFile).
