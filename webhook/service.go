@@ -27,6 +27,10 @@ import (
 
 var serviceResource = schema.GroupResource{Resource: "services"}
 
+// kubernetesService is the name of the apiserver's own Service in the
+// default namespace.
+const kubernetesService = "kubernetes"
+
 // serviceMutator carries a virtual Service to the host inside the tenant's
 // request: a create makes the host Service and pins the addresses and
 // ports the host allocated on the virtual Service (mutating admission runs
@@ -90,6 +94,12 @@ func (m *serviceMutator) handle(ctx context.Context, req admission.Request) admi
 }
 
 func (m *serviceMutator) create(ctx context.Context, req admission.Request, svc *corev1.Service) admission.Response {
+	if svc.Namespace == metav1.NamespaceDefault && svc.Name == kubernetesService {
+		// The virtual apiserver's own Service, which it makes (again) at
+		// start-up with the first address of its range: it has no host
+		// Service, and nothing is written for it, whoever creates it.
+		return admission.Allowed("")
+	}
 	nameGenerated, hadAnnotations := svc.Name == "", len(svc.Annotations) > 0
 	if nameGenerated {
 		if svc.GenerateName == "" {
