@@ -157,8 +157,9 @@ func NewManager(o Options) (manager.Manager, error) {
 			DefaultNamespaces: map[string]cache.Config{o.Translate.HostNamespace: {}},
 			ByObject: map[client.Object]cache.ByObject{
 				&corev1.Pod{}: {Label: ours, Transform: trimManagedFields(hostPodFields), UnsafeDisableDeepCopy: ptr.To(true)},
-				// This virtual cluster's host Services only.
-				&corev1.Service{}: {Label: ours, Transform: cache.TransformStripManagedFields()},
+				// This virtual cluster's host Services only, with their
+				// managed fields: when the webhook last wrote one.
+				&corev1.Service{}: {Label: ours},
 				// Events about pods, for the event copy (events.go).
 				&corev1.Event{}: {Field: hostPodEvents, Transform: cache.TransformStripManagedFields()},
 				// Only podbridge's copies and token Secrets, by metadata.

@@ -29,6 +29,9 @@ import (
 const (
 	ReasonHostServiceRefused = "HostServiceRefused"
 	ReasonHostServiceGone    = "HostServiceGone"
+	// ReasonHostServiceMissing: a Service stored without podbridge's
+	// admission (its registration was away) has no host Service.
+	ReasonHostServiceMissing = "HostServiceMissing"
 )
 
 // serviceStepKind is one write the Service reconciler decides.
@@ -52,10 +55,13 @@ const (
 	svcRefused
 	// svcStatus copies the host's load-balancer status to the virtual Service.
 	svcStatus
+	// svcNotAdmitted records that a virtual Service podbridge never
+	// admitted has no host Service: nothing is written to the host.
+	svcNotAdmitted
 )
 
 func (k serviceStepKind) String() string {
-	return [...]string{"DeleteOrphan", "DeleteHost", "DeleteVirtual", "UpdateHost", "Refused", "Status"}[k]
+	return [...]string{"DeleteOrphan", "DeleteHost", "DeleteVirtual", "UpdateHost", "Refused", "Status", "NotAdmitted"}[k]
 }
 
 // serviceDecision is what the Service reconciler writes for one key.
@@ -82,7 +88,10 @@ type serviceDecision struct {
 //     refused here, never written unchecked.
 //   - A virtual Service podbridge admitted whose host Service is gone is
 //     deleted: deletion carried upward.
-//   - A virtual Service podbridge never admitted (no sync ID) is left alone.
+//   - A virtual Service podbridge never admitted (no sync ID: stored while
+//     its registration was away) gets no host Service, only an event:
+//     its ClusterIP is the virtual apiserver's own, which the host may
+//     have given another Service, and the tenant recreates it.
 func decideService(virtual, host *corev1.Service, gate policy.Gate, now time.Time, grace time.Duration) serviceDecision {
 	var d serviceDecision
 	claimed := translate.ClaimsService(virtual, host)
@@ -96,7 +105,13 @@ func decideService(virtual, host *corev1.Service, gate policy.Gate, now time.Tim
 			d.steps = append(d.steps, svcDeleteOrphan)
 		}
 	}
-	if virtual == nil || virtual.DeletionTimestamp != nil || virtual.Annotations[translate.AnnotationSyncID] == "" {
+	if virtual == nil || virtual.DeletionTimestamp != nil {
+		return d
+	}
+	if virtual.Annotations[translate.AnnotationSyncID] == "" {
+		if translate.NeedsHostService(virtual) && (virtual.Namespace != "default" || virtual.Name != "kubernetes") {
+			d.steps = append(d.steps, svcNotAdmitted)
+		}
 		return d
 	}
 	if !translate.NeedsHostService(virtual) {
@@ -119,13 +134,32 @@ func decideService(virtual, host *corev1.Service, gate policy.Gate, now time.Tim
 	switch {
 	case len(errs) > 0:
 		d.steps, d.refused = append(d.steps, svcRefused), errs
-	case !translate.SameHostService(desired, host):
+	case translate.SameHostService(desired, host):
+	case webhookWrote(host, now, grace):
+		// The webhook wrote it within the grace period: the update it
+		// carried may not be stored yet (the tenant's own admission runs
+		// after podbridge's), or this cache not show it yet. Writing the
+		// stored Service now could undo that update; look again later.
+		d.requeue = grace
+	default:
 		d.steps, d.desired = append(d.steps, svcUpdateHost), translate.OverHostService(desired, host)
 	}
 	if !apiequality.Semantic.DeepEqual(virtual.Status.LoadBalancer, host.Status.LoadBalancer) {
 		d.steps = append(d.steps, svcStatus)
 	}
 	return d
+}
+
+// webhookWrote reports whether podbridge's webhook wrote host within the
+// grace period, by the host apiserver's clock (its managed fields; second
+// resolution, so the age counts from the latest instant it may stand for).
+func webhookWrote(host *corev1.Service, now time.Time, grace time.Duration) bool {
+	for _, m := range host.ManagedFields {
+		if m.Manager == translate.FieldManagerWebhook && m.Time != nil && now.Sub(m.Time.Time)-time.Second < grace {
+			return true
+		}
+	}
+	return false
 }
 
 // serviceOrphanWait is translate.OrphanWait for a host Service.
@@ -277,6 +311,9 @@ func (r *serviceReconciler) write(ctx context.Context, s serviceStepKind, d serv
 	case svcRefused:
 		r.Recorder.Eventf(virtual, nil, corev1.EventTypeWarning, ReasonHostServiceRefused, eventActionReflect, "not carried to the host: %s", d.refused.ToAggregate().Error())
 		log.Info("Refused to carry a Service to the host", "service", virtual.Namespace+"/"+virtual.Name, "errors", d.refused.ToAggregate().Error())
+	case svcNotAdmitted:
+		r.Recorder.Eventf(virtual, nil, corev1.EventTypeWarning, ReasonHostServiceMissing, eventActionReflect,
+			"stored without podbridge's admission (its webhook registration was away): no host Service; delete and create it again")
 	case svcStatus:
 		updated := virtual.DeepCopy()
 		updated.Status.LoadBalancer = *host.Status.LoadBalancer.DeepCopy()

@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/podbridge/podbridge/policy"
 	"github.com/podbridge/podbridge/translate"
@@ -59,9 +60,14 @@ func TestDecideService(t *testing.T) {
 		{"host Service of an earlier virtual Service of the same name", storedService(func(s *corev1.Service) { s.Annotations[translate.AnnotationSyncID] = "new" }),
 			hostServiceOf(stored, time.Minute), "DeleteOrphan DeleteVirtual"},
 		{"host Service gone: the virtual Service goes", stored, nil, "DeleteVirtual"},
-		{"never admitted by podbridge: left alone", storedService(func(s *corev1.Service) { s.Annotations = nil }), nil, ""},
+		{"never admitted by podbridge: nothing on the host, an event", storedService(func(s *corev1.Service) { s.Annotations = nil }), nil, "NotAdmitted"},
 		{"the apiserver's own Service: left alone", storedService(func(s *corev1.Service) { s.Name, s.Namespace, s.Annotations = "kubernetes", "default", nil }), nil, ""},
 		{"a change the webhook did not see is carried", storedService(func(s *corev1.Service) { s.Spec.Selector["tier"] = "front" }), hostServiceOf(stored, time.Hour), "UpdateHost"},
+		{"a change just after the webhook wrote: wait, the update may be under way", storedService(func(s *corev1.Service) { s.Spec.Selector["tier"] = "front" }), func() *corev1.Service {
+			h := hostServiceOf(stored, time.Hour)
+			h.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: translate.FieldManagerWebhook, Time: ptr.To(metav1.NewTime(svcNow.Add(-5 * time.Second)))}}
+			return h
+		}(), "requeue"},
 		{"a hostile change the webhook did not see is refused", storedService(func(s *corev1.Service) { s.Spec.ExternalIPs = []string{"192.0.2.1"} }), hostServiceOf(stored, time.Hour), "Refused"},
 		{"became ExternalName: the host Service goes", storedService(func(s *corev1.Service) {
 			s.Spec.Type, s.Spec.ExternalName = corev1.ServiceTypeExternalName, "x.example"

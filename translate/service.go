@@ -87,6 +87,16 @@ func HostService(virtual *corev1.Service, cfg Config, syncID string) (*corev1.Se
 		InternalTrafficPolicy:         copyPtr(v.InternalTrafficPolicy),
 		TrafficDistribution:           copyPtr(v.TrafficDistribution),
 	}
+	// Fields of external types only, as the apiserver drops them when a
+	// type change leaves them behind (after admission, so the request may
+	// still hold them).
+	external := v.Type == corev1.ServiceTypeNodePort || v.Type == corev1.ServiceTypeLoadBalancer
+	if !external {
+		spec.ExternalTrafficPolicy = ""
+	}
+	if v.Type != corev1.ServiceTypeLoadBalancer {
+		spec.AllocateLoadBalancerNodePorts, spec.LoadBalancerSourceRanges = nil, nil
+	}
 	if IsHeadless(virtual) {
 		spec.ClusterIP, spec.ClusterIPs = corev1.ClusterIPNone, []string{corev1.ClusterIPNone}
 	}

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -166,6 +167,12 @@ func (m *serviceMutator) create(ctx context.Context, req admission.Request, svc 
 		log.V(1).Info("Created host Service", "hostService", host.Name, "syncID", keys[translate.AnnotationSyncID], "clusterIP", created.Spec.ClusterIP)
 	}
 	patch = append(patch, addKeys("annotations", hadAnnotations, keys)...)
+	if mode == dryRun {
+		// A host dry run allocates nothing it keeps (and may answer an
+		// address no real create would get): the virtual dry run answers
+		// with its own.
+		return admission.Patched("", patch...)
+	}
 	return admission.Patched("", append(patch, allocationPatch(svc, translate.HostAllocated(current))...)...)
 }
 
@@ -238,15 +245,30 @@ func (m *serviceMutator) update(ctx context.Context, req admission.Request, old,
 		// the virtual Service; an update cannot bring it back.
 		return hostServiceError(apierrors.NewNotFound(serviceResource, svc.Name), svc, name)
 	}
-	if translate.SameHostService(desired, current) {
-		return admission.Patched("", allocationPatch(svc, translate.HostAllocated(current))...)
-	}
-	updated := translate.OverHostService(desired, current)
 	opts := []client.UpdateOption{client.FieldOwner(FieldManager)}
 	if mode == dryRun {
 		opts = append(opts, client.DryRunAll)
 	}
-	if err := m.Host.Update(hostCtx, updated, opts...); err != nil {
+	var updated *corev1.Service
+	// The reflector may write the host Service meanwhile (a change of the
+	// host's, load-balancer finalizers): read again and write once more.
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if updated != nil {
+			if current, err = m.hostService(hostCtx, name); err != nil {
+				return err
+			}
+			if current == nil {
+				return apierrors.NewNotFound(serviceResource, svc.Name)
+			}
+		}
+		if translate.SameHostService(desired, current) {
+			updated = current
+			return nil
+		}
+		updated = translate.OverHostService(desired.DeepCopy(), current)
+		return m.Host.Update(hostCtx, updated, opts...)
+	})
+	if err != nil {
 		log.Info("Refused Service update: host Service not updated", "hostService", name, "error", err.Error())
 		return hostServiceError(err, svc, name)
 	}

@@ -84,6 +84,7 @@ func TestTwoTenantsShareAHostNamespace(t *testing.T) {
 		}
 	}
 
+	servicesStayWithinTheirTenant(t, two, cfgOne)
 	tenantTwoAttacksTenantOne(t, two, pods["one"])
 
 	// Tenant one's reflector collects its own orphans and nobody else's:
