@@ -20,6 +20,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/podbridge/podbridge/internal/caps"
 	"github.com/podbridge/podbridge/internal/controlplane"
 	"github.com/podbridge/podbridge/reflector"
 	"github.com/podbridge/podbridge/translate"
@@ -350,11 +351,11 @@ func servicesStayWithinTheirTenant(t *testing.T, two *secondTenant, cfgOne trans
 		if err := side.c.Create(ctx, svc); err != nil {
 			t.Fatalf("tenant %s Service: %v", name, err)
 		}
-		t.Cleanup(func() { _ = side.c.Delete(context.Background(), svc) })
 		host := &corev1.Service{}
 		if err := hostClient.Get(ctx, hostServiceKey(side.tc, svc), host); err != nil {
 			t.Fatalf("tenant %s host Service: %v", name, err)
 		}
+		removeServiceWhileItsPodbridgeRuns(t, side.c, svc, host)
 		if host.Spec.ClusterIP != svc.Spec.ClusterIP {
 			t.Errorf("tenant %s: virtual ClusterIP %s, host %s", name, svc.Spec.ClusterIP, host.Spec.ClusterIP)
 		}
@@ -492,5 +493,91 @@ func waitForServiceEvent(t *testing.T, virtual *corev1.Service, reason string) {
 			}
 		}
 		return false, fmt.Sprintf("events %v", seen)
+	})
+}
+
+// removeServiceWhileItsPodbridgeRuns deletes svc at the test's end and
+// waits for its host Service to go (host Services have no deletecollection
+// to sweep them afterwards): registered after the podbridge that serves
+// svc started, it runs before that podbridge stops.
+func removeServiceWhileItsPodbridgeRuns(t *testing.T, c client.Client, svc, host *corev1.Service) {
+	t.Cleanup(func() {
+		if err := c.Delete(context.Background(), svc); client.IgnoreNotFound(err) != nil {
+			t.Errorf("deleting Service %s/%s: %v", svc.Namespace, svc.Name, err)
+		}
+		waitGone(t, hostClient, host, 30*time.Second)
+	})
+}
+
+// Where the platform allows NodePort and LoadBalancer Services
+// (--allowed-service-types), the node ports and the load balancer are the
+// host's: the virtual Service gets the node ports the host allocated, a
+// type change gets them too, a node port of the tenant's choosing is still
+// refused, and the host's load-balancer status (written here as a host
+// cloud controller would) is copied to the virtual Service.
+func TestServiceTypesThePlatformAllows(t *testing.T) {
+	ctx := context.Background()
+	clearSecondVirtual(t)
+	two := startSecondTenantWith(t, caps.Defaults(), func(tc *translate.Config) {
+		tc.ServiceTypes = []corev1.ServiceType{corev1.ServiceTypeNodePort, corev1.ServiceTypeLoadBalancer}
+	})
+	get := func(svc *corev1.Service) *corev1.Service {
+		t.Helper()
+		host := &corev1.Service{}
+		if err := hostClient.Get(ctx, hostServiceKey(two.config, svc), host); err != nil {
+			t.Fatalf("host Service of %s: %v", svc.Name, err)
+		}
+		return host
+	}
+
+	nodePort := simpleService("default", "np", map[string]string{"app": "web"})
+	nodePort.Spec.Type = corev1.ServiceTypeNodePort
+	if err := two.client.Create(ctx, nodePort); err != nil {
+		t.Fatal(err)
+	}
+	host := get(nodePort)
+	removeServiceWhileItsPodbridgeRuns(t, two.client, nodePort, host)
+	if n := host.Spec.Ports[0].NodePort; n == 0 || nodePort.Spec.Ports[0].NodePort != n || nodePort.Spec.ClusterIP != host.Spec.ClusterIP {
+		t.Errorf("node port: virtual %d %s, host %d %s", nodePort.Spec.Ports[0].NodePort, nodePort.Spec.ClusterIP, n, host.Spec.ClusterIP)
+	}
+
+	chosen := simpleService("default", "np-chosen", map[string]string{"app": "web"})
+	chosen.Spec.Type = corev1.ServiceTypeNodePort
+	chosen.Spec.Ports[0].NodePort = 30999
+	if err := two.client.Create(ctx, chosen); err == nil || !strings.Contains(err.Error(), "spec.ports[0].nodePort") {
+		t.Errorf("a node port of the tenant's choosing: %v", err)
+	}
+
+	// ClusterIP to NodePort by update: the host's node port again.
+	changed := simpleService("default", "changed", map[string]string{"app": "web"})
+	if err := two.client.Create(ctx, changed); err != nil {
+		t.Fatal(err)
+	}
+	removeServiceWhileItsPodbridgeRuns(t, two.client, changed, get(changed))
+	changed.Spec.Type = corev1.ServiceTypeNodePort
+	if err := two.client.Update(ctx, changed); err != nil {
+		t.Fatalf("update to NodePort: %v", err)
+	}
+	if host := get(changed); host.Spec.Type != corev1.ServiceTypeNodePort || host.Spec.Ports[0].NodePort == 0 || host.Spec.Ports[0].NodePort != changed.Spec.Ports[0].NodePort {
+		t.Errorf("after the update: virtual node port %d, host %s %d", changed.Spec.Ports[0].NodePort, host.Spec.Type, host.Spec.Ports[0].NodePort)
+	}
+
+	lb := simpleService("default", "lb", map[string]string{"app": "web"})
+	lb.Spec.Type = corev1.ServiceTypeLoadBalancer
+	if err := two.client.Create(ctx, lb); err != nil {
+		t.Fatal(err)
+	}
+	host = get(lb)
+	removeServiceWhileItsPodbridgeRuns(t, two.client, lb, host)
+	host.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "192.0.2.80"}}
+	if err := hostClient.Status().Update(ctx, host); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the host's load-balancer status on the virtual Service", func(ctx context.Context) (bool, string) {
+		if err := two.client.Get(ctx, client.ObjectKeyFromObject(lb), lb); err != nil {
+			return false, err.Error()
+		}
+		ingress := lb.Status.LoadBalancer.Ingress
+		return len(ingress) == 1 && ingress[0].IP == "192.0.2.80", fmt.Sprint(ingress)
 	})
 }
