@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -163,5 +164,19 @@ func TestCheckServiceHostRules(t *testing.T) {
 				t.Error("admitted")
 			}
 		})
+	}
+}
+
+// The README's Services table lists every field with the code's treatment.
+func TestREADMEListsEveryServiceSpecField(t *testing.T) {
+	raw, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, rule := range serviceSpecFields {
+		row := "| `" + name + "` | " + string(rule.treatment) + " | " + rule.How + " |"
+		if !strings.Contains(string(raw), row) {
+			t.Errorf("README has no row %q", row)
+		}
 	}
 }
