@@ -183,11 +183,24 @@ func (m *serviceMutator) create(ctx context.Context, req admission.Request, svc 
 func (m *serviceMutator) update(ctx context.Context, req admission.Request, old, svc *corev1.Service) admission.Response {
 	mode := writeModeOf(req)
 	log := logf.FromContext(ctx).WithValues("service", svc.Namespace+"/"+svc.Name, "dryRun", mode == dryRun)
+	// podbridge's keys stay as it set them: a different value is refused,
+	// a dropped one (kubectl replace of the tenant's manifest) put back.
 	meta := field.NewPath("metadata", "annotations")
+	restore := map[string]string{}
 	for _, key := range []string{translate.AnnotationSyncID, translate.AnnotationHostName} {
-		if old.Annotations[key] != svc.Annotations[key] {
+		switch value, set := svc.Annotations[key]; {
+		case !set && old.Annotations[key] != "":
+			restore[key] = old.Annotations[key]
+		case set && value != old.Annotations[key]:
 			return invalidService(svc, field.Forbidden(meta.Key(key), "set by podbridge only"))
 		}
+	}
+	var patch []jsonpatch.JsonPatchOperation
+	if len(restore) > 0 {
+		patch = addKeys("annotations", len(svc.Annotations) > 0, restore)
+	}
+	patched := func(more []jsonpatch.JsonPatchOperation) admission.Response {
+		return admission.Patched("", append(patch, more...)...)
 	}
 	syncID := old.Annotations[translate.AnnotationSyncID]
 	if syncID == "" {
@@ -196,7 +209,7 @@ func (m *serviceMutator) update(ctx context.Context, req admission.Request, old,
 		// the host may have given to another Service. podbridge writes
 		// nothing for it; recreate it to carry it to the host.
 		log.Info("Admitted an update of a Service podbridge never admitted: nothing written to the host")
-		return admission.Allowed("")
+		return patched(nil)
 	}
 	desired, errs := translate.HostService(svc, m.Config, syncID)
 	if len(errs) > 0 {
@@ -218,13 +231,13 @@ func (m *serviceMutator) update(ctx context.Context, req admission.Request, old,
 	}
 	switch {
 	case desired == nil && current == nil:
-		return admission.Allowed("")
+		return patched(nil)
 	case desired == nil:
 		if err := m.Host.Delete(hostCtx, current, deleteOptions(mode, current)...); client.IgnoreNotFound(err) != nil {
 			return hostServiceError(err, svc, name)
 		}
 		log.V(1).Info("Deleted host Service: the Service became ExternalName", "hostService", name)
-		return admission.Allowed("")
+		return patched(nil)
 	case current == nil:
 		if !translate.NeedsHostService(old) {
 			desired.Annotations[annotationAdmissionUID] = string(req.UID)
@@ -239,7 +252,7 @@ func (m *serviceMutator) update(ctx context.Context, req admission.Request, old,
 			if err != nil {
 				return hostServiceError(err, svc, name)
 			}
-			return admission.Patched("", allocationPatch(svc, translate.HostAllocated(created))...)
+			return patched(allocationPatch(svc, translate.HostAllocated(created)))
 		}
 		// Its host Service is gone: the reflector carries that deletion to
 		// the virtual Service; an update cannot bring it back.
@@ -273,7 +286,7 @@ func (m *serviceMutator) update(ctx context.Context, req admission.Request, old,
 		return hostServiceError(err, svc, name)
 	}
 	log.V(1).Info("Updated host Service", "hostService", name)
-	return admission.Patched("", allocationPatch(svc, translate.HostAllocated(updated))...)
+	return patched(allocationPatch(svc, translate.HostAllocated(updated)))
 }
 
 func deleteOptions(mode writeMode, obj client.Object) []client.DeleteOption {

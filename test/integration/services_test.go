@@ -139,13 +139,29 @@ func TestServiceCreateUpdateDelete(t *testing.T) {
 		t.Errorf("updated host selector %v selects %v, want %v", host.Spec.Selector, got, want)
 	}
 
+	// kubectl replace of the tenant's manifest (no podbridge annotations,
+	// no addresses) is carried too, and podbridge's keys are put back.
+	replaced := simpleService(ns, "web", map[string]string{"app": "db"})
+	replaced.ResourceVersion = svc.ResourceVersion
+	replaced.Spec.Ports = []corev1.ServicePort{{Name: "sql", Port: 5433, TargetPort: intstr.FromString("sql"), Protocol: corev1.ProtocolTCP}}
+	if err := virtualClient.Update(ctx, replaced); err != nil {
+		t.Fatalf("replace: %v", err)
+	}
+	if replaced.Annotations[translate.AnnotationSyncID] != svc.Annotations[translate.AnnotationSyncID] || replaced.Spec.ClusterIP != svc.Spec.ClusterIP {
+		t.Errorf("after replace: annotations %v, ClusterIP %s", replaced.Annotations, replaced.Spec.ClusterIP)
+	}
+	if host := getHostService(t, svc); host.Spec.Ports[0].Port != 5433 || host.Spec.SessionAffinity != corev1.ServiceAffinityNone {
+		t.Errorf("host Service after replace: %+v", host.Spec)
+	}
+	svc = replaced
+
 	// A dry-run update writes nothing.
 	dry := svc.DeepCopy()
 	dry.Spec.Ports[0].Port = 9999
 	if err := virtualClient.Update(ctx, dry, client.DryRunAll); err != nil {
 		t.Fatalf("dry-run update: %v", err)
 	}
-	if getHostService(t, svc).Spec.Ports[0].Port != 5432 {
+	if getHostService(t, svc).Spec.Ports[0].Port != 5433 {
 		t.Error("a dry-run update reached the host Service")
 	}
 
@@ -514,11 +530,14 @@ func removeServiceWhileItsPodbridgeRuns(t *testing.T, c client.Client, svc, host
 // host's: the virtual Service gets the node ports the host allocated, a
 // type change gets them too, a node port of the tenant's choosing is still
 // refused, and the host's load-balancer status (written here as a host
-// cloud controller would) is copied to the virtual Service.
+// cloud controller would) is copied to the virtual Service. The cap on
+// host Services refuses one past it, naming the flag.
 func TestServiceTypesThePlatformAllows(t *testing.T) {
 	ctx := context.Background()
 	clearSecondVirtual(t)
-	two := startSecondTenantWith(t, caps.Defaults(), func(tc *translate.Config) {
+	limits := caps.Defaults()
+	limits.MaxHostServices = 3
+	two := startSecondTenantWith(t, limits, func(tc *translate.Config) {
 		tc.ServiceTypes = []corev1.ServiceType{corev1.ServiceTypeNodePort, corev1.ServiceTypeLoadBalancer}
 	})
 	get := func(svc *corev1.Service) *corev1.Service {
@@ -580,4 +599,14 @@ func TestServiceTypesThePlatformAllows(t *testing.T) {
 		ingress := lb.Status.LoadBalancer.Ingress
 		return len(ingress) == 1 && ingress[0].IP == "192.0.2.80", fmt.Sprint(ingress)
 	})
+
+	// Three host Services: the cap of tenant two's is met.
+	over := simpleService("default", "over", map[string]string{"app": "web"})
+	err := two.client.Create(ctx, over)
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "--max-host-services") {
+		t.Errorf("a Service past --max-host-services=3: %v", err)
+	}
+	if err := hostClient.Get(ctx, hostServiceKey(two.config, over), &corev1.Service{}); !apierrors.IsNotFound(err) {
+		t.Errorf("host Service past the cap: %v", err)
+	}
 }
