@@ -32,6 +32,11 @@ const (
 	// ReasonHostServiceMissing: a Service stored without podbridge's
 	// admission (its registration was away) has no host Service.
 	ReasonHostServiceMissing = "HostServiceMissing"
+	// ReasonHostServiceAddressDiffers: the stored virtual Service's
+	// ClusterIP is not its host Service's (a tenant webhook after
+	// podbridge's changed it); the address means another Service, or
+	// none, on the host.
+	ReasonHostServiceAddressDiffers = "HostServiceAddressDiffers"
 )
 
 // serviceStepKind is one write the Service reconciler decides.
@@ -58,10 +63,13 @@ const (
 	// svcNotAdmitted records that a virtual Service podbridge never
 	// admitted has no host Service: nothing is written to the host.
 	svcNotAdmitted
+	// svcAddressDiffers records that the virtual Service's ClusterIP is
+	// not its host Service's: nothing can change either (immutable).
+	svcAddressDiffers
 )
 
 func (k serviceStepKind) String() string {
-	return [...]string{"DeleteOrphan", "DeleteHost", "DeleteVirtual", "UpdateHost", "Refused", "Status", "NotAdmitted"}[k]
+	return [...]string{"DeleteOrphan", "DeleteHost", "DeleteVirtual", "UpdateHost", "Refused", "Status", "NotAdmitted", "AddressDiffers"}[k]
 }
 
 // serviceDecision is what the Service reconciler writes for one key.
@@ -115,7 +123,12 @@ func decideService(virtual, host *corev1.Service, gate policy.Gate, now time.Tim
 		return d
 	}
 	if !translate.NeedsHostService(virtual) {
-		if claimed && host.DeletionTimestamp == nil {
+		switch {
+		case !claimed || host.DeletionTimestamp != nil:
+		case webhookWrote(host, now, grace):
+			// Made by an update from ExternalName this cache may not show yet.
+			d.requeue = grace
+		default:
 			d.steps = append(d.steps, svcDeleteHost)
 		}
 		return d
@@ -143,6 +156,9 @@ func decideService(virtual, host *corev1.Service, gate policy.Gate, now time.Tim
 		d.requeue = grace
 	default:
 		d.steps, d.desired = append(d.steps, svcUpdateHost), translate.OverHostService(desired, host)
+	}
+	if virtual.Spec.ClusterIP != host.Spec.ClusterIP {
+		d.steps = append(d.steps, svcAddressDiffers)
 	}
 	if !apiequality.Semantic.DeepEqual(virtual.Status.LoadBalancer, host.Status.LoadBalancer) {
 		d.steps = append(d.steps, svcStatus)
@@ -314,6 +330,10 @@ func (r *serviceReconciler) write(ctx context.Context, s serviceStepKind, d serv
 	case svcNotAdmitted:
 		r.Recorder.Eventf(virtual, nil, corev1.EventTypeWarning, ReasonHostServiceMissing, eventActionReflect,
 			"stored without podbridge's admission (its webhook registration was away): no host Service; delete and create it again")
+	case svcAddressDiffers:
+		r.Recorder.Eventf(virtual, nil, corev1.EventTypeWarning, ReasonHostServiceAddressDiffers, eventActionReflect,
+			"ClusterIP %s is not the host Service's %s (changed after podbridge's admission): on the host it means another Service or none; delete and create the Service again",
+			virtual.Spec.ClusterIP, host.Spec.ClusterIP)
 	case svcStatus:
 		updated := virtual.DeepCopy()
 		updated.Status.LoadBalancer = *host.Status.LoadBalancer.DeepCopy()

@@ -73,6 +73,17 @@ func TestDecideService(t *testing.T) {
 			s.Spec.Type, s.Spec.ExternalName = corev1.ServiceTypeExternalName, "x.example"
 		}),
 			hostServiceOf(stored, time.Hour), "DeleteHost"},
+		{"a ClusterIP other than the host's (a tenant webhook after podbridge's)", storedService(func(s *corev1.Service) {
+			s.Spec.ClusterIP, s.Spec.ClusterIPs = "10.0.0.99", []string{"10.0.0.99"}
+		}), hostServiceOf(stored, time.Hour), "Refused AddressDiffers"},
+		{"just made by an update from ExternalName the cache does not show yet: wait", storedService(func(s *corev1.Service) {
+			s.Spec.Type, s.Spec.ExternalName = corev1.ServiceTypeExternalName, "x.example"
+		}),
+			func() *corev1.Service {
+				h := hostServiceOf(stored, time.Second)
+				h.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: translate.FieldManagerWebhook, Time: ptr.To(metav1.NewTime(svcNow.Add(-time.Second)))}}
+				return h
+			}(), "requeue"},
 		{"load-balancer status copied", stored, func() *corev1.Service {
 			h := hostServiceOf(stored, time.Hour)
 			h.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "192.0.2.50"}}

@@ -178,8 +178,8 @@ func (m *serviceMutator) create(ctx context.Context, req admission.Request, svc 
 
 // update carries an update of a virtual Service to its host Service before
 // the virtual one is stored: the spec is written over (the host's
-// allocation kept), a type change to ExternalName deletes the host
-// Service and one from ExternalName creates it.
+// allocation kept) and a type change from ExternalName creates the host
+// Service; one to ExternalName leaves its deletion to the reflector.
 func (m *serviceMutator) update(ctx context.Context, req admission.Request, old, svc *corev1.Service) admission.Response {
 	mode := writeModeOf(req)
 	log := logf.FromContext(ctx).WithValues("service", svc.Namespace+"/"+svc.Name, "dryRun", mode == dryRun)
@@ -233,10 +233,11 @@ func (m *serviceMutator) update(ctx context.Context, req admission.Request, old,
 	case desired == nil && current == nil:
 		return patched(nil)
 	case desired == nil:
-		if err := m.Host.Delete(hostCtx, current, deleteOptions(mode, current)...); client.IgnoreNotFound(err) != nil {
-			return hostServiceError(err, svc, name)
-		}
-		log.V(1).Info("Deleted host Service: the Service became ExternalName", "hostService", name)
+		// Becoming ExternalName: the reflector deletes the host Service
+		// once the change is stored. Deleted here, a Service whose update
+		// then failed would have lost its host Service, and the reflector,
+		// seeing it gone before the update is stored, would delete the
+		// virtual Service as one whose host Service was deleted.
 		return patched(nil)
 	case current == nil:
 		if !translate.NeedsHostService(old) {
@@ -287,15 +288,6 @@ func (m *serviceMutator) update(ctx context.Context, req admission.Request, old,
 	}
 	log.V(1).Info("Updated host Service", "hostService", name)
 	return patched(allocationPatch(svc, translate.HostAllocated(updated)))
-}
-
-func deleteOptions(mode writeMode, obj client.Object) []client.DeleteOption {
-	uid := obj.GetUID()
-	opts := []client.DeleteOption{client.Preconditions{UID: &uid}}
-	if mode == dryRun {
-		opts = append(opts, client.DryRunAll)
-	}
-	return opts
 }
 
 // hostService reads host Service name; nil when there is none.
