@@ -121,6 +121,10 @@ func (m *serviceMutator) create(ctx context.Context, req admission.Request, svc 
 	hostCtx, cancel := context.WithTimeout(ctx, m.HostTimeout)
 	defer cancel()
 	var current *corev1.Service
+	if _, named := svc.Annotations[translate.AnnotationHostName]; host == nil && (reinvoked || named) {
+		// An ExternalName Service has no host Service to vouch for them.
+		return invalidService(svc, field.Forbidden(field.NewPath("metadata", "annotations"), fmt.Sprintf("%s and %s are set by podbridge only", translate.AnnotationSyncID, translate.AnnotationHostName)))
+	}
 	if reinvoked && host != nil {
 		// Only podbridge sets sync IDs: one that names no host Service of
 		// this very Service is forged, and nothing is written for it.

@@ -309,6 +309,10 @@ func TestServiceAttacksRefused(t *testing.T) {
 		}, []string{"spec.loadBalancerClass"}},
 		{"podbridge's label", func(s *corev1.Service) { s.Labels = map[string]string{translate.LabelVCluster: "other"} }, []string{"metadata.labels"}},
 		{"a forged sync ID", func(s *corev1.Service) { s.Annotations = map[string]string{translate.AnnotationSyncID: "forged"} }, []string{translate.AnnotationSyncID}},
+		{"a forged sync ID on an ExternalName Service", func(s *corev1.Service) {
+			s.Spec = corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, ExternalName: "db.example.com"}
+			s.Annotations = map[string]string{translate.AnnotationSyncID: "forged"}
+		}, []string{translate.AnnotationSyncID}},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
