@@ -92,7 +92,7 @@ conformance-bins: ## Build the conformance suite's e2e.test, the ginkgo CLI, agn
 	hack/k8s-bins/build.sh $(K8S_BINS) --conformance
 
 .PHONY: conformance
-conformance: build k8s-bins node-bins conformance-bins ## Run the Kubernetes conformance suite (hack/conformance/focus.txt; CONFORMANCE_FOCUS=all for every spec) on a podbridge dev virtual cluster whose pods all run on the real node (root); JUnit and a summary in conformance-results/.
+conformance: build k8s-bins node-bins conformance-bins ## Run the Kubernetes conformance suite (hack/conformance/focus.txt; CONFORMANCE_FOCUS=all for every spec; CONFORMANCE_SET=ci for the minutes-long subset .ci/run runs) on a podbridge dev virtual cluster whose pods all run on the real node (root); JUnit and a summary in conformance-results/.
 	K8S_BINS=$(K8S_BINS) hack/conformance/run.sh
 
 ##@ Deployment

@@ -18,27 +18,6 @@ import (
 	"github.com/podbridge/podbridge/internal/controlplane"
 )
 
-// tinySizes run every scenario with a few dozen pods: enough to exercise
-// every code path of the harness in a minute or two.
-func tinySizes() Sizes {
-	return Sizes{
-		Seed:               1,
-		CreatePods:         20,
-		CreateWarmup:       2,
-		Concurrency:        []int{1, 8},
-		DeploymentReplicas: 10,
-		ScalePods:          40,
-		LagRate:            20,
-		LagSeconds:         2,
-		CostPods:           20,
-		ChurnPods:          36,
-		ChurnWaves:         3,
-		Nodes:              2,
-		PodsPerNode:        110,
-		OrphanGraceSeconds: 11,
-	}
-}
-
 // TestBenchTiny runs the whole benchmark at tiny sizes so the harness
 // never rots. It checks the harness, not podbridge's targets.
 func TestBenchTiny(t *testing.T) {
@@ -57,7 +36,7 @@ func TestBenchTiny(t *testing.T) {
 	out := t.TempDir()
 	var report bytes.Buffer
 	cfg := Config{
-		Sizes:           tinySizes(),
+		Sizes:           TinySizes(),
 		OutDir:          out,
 		PodbridgeBinary: filepath.Join(t.TempDir(), "podbridge"),
 		Assets:          assets,

@@ -76,6 +76,28 @@ func QuickSizes() Sizes {
 	return s
 }
 
+// TinySizes run every scenario with a few dozen pods, in a minute or two:
+// enough to exercise every code path of the harness (TestBenchTiny, and
+// .ci/run's `make bench BENCH_FLAGS=-tiny`); the figures mean nothing.
+func TinySizes() Sizes {
+	return Sizes{
+		Seed:               1,
+		CreatePods:         20,
+		CreateWarmup:       2,
+		Concurrency:        []int{1, 8},
+		DeploymentReplicas: 10,
+		ScalePods:          40,
+		LagRate:            20,
+		LagSeconds:         2,
+		CostPods:           20,
+		ChurnPods:          36,
+		ChurnWaves:         3,
+		Nodes:              2,
+		PodsPerNode:        110,
+		OrphanGraceSeconds: 11,
+	}
+}
+
 // Config is one benchmark run.
 type Config struct {
 	Sizes

@@ -164,7 +164,7 @@ func countedClient(cfg *rest.Config) (kubernetes.Interface, *requestCounter, err
 
 // prepareNamespaces creates the scenarios' namespaces. The host runs no
 // controller manager, so the bench creates the "default" ServiceAccounts
-// there itself (as devenv's prepareHostNamespace does); in the virtual
+// there itself (as devenv's prepareHost does); in the virtual
 // cluster it waits for the controller manager to create them, since
 // ServiceAccount admission refuses pods until then.
 func (e *env) prepareNamespaces(ctx context.Context) error {

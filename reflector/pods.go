@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/podbridge/podbridge/internal/hostaccount"
+	"github.com/podbridge/podbridge/internal/runtimeclass"
 	"github.com/podbridge/podbridge/policy"
 	"github.com/podbridge/podbridge/translate"
 )
@@ -437,11 +438,19 @@ func (r *podReconciler) recreateHost(ctx context.Context, virtual *corev1.Pod, s
 	if len(errs) > 0 {
 		return r.refuseHostSync(ctx, virtual, hostRecreate, errs)
 	}
+	runtimeClass, refusal, err := runtimeclass.HostClass(ctx, r.HostReader, r.VirtualReader, r.Config.RuntimeClasses, virtual)
+	switch {
+	case err != nil:
+		return fmt.Errorf("re-creating host pod %s: %w", old.Name, err)
+	case refusal != nil:
+		return r.refuseHostSync(ctx, virtual, hostRecreate, field.ErrorList{refusal})
+	}
+	host.Spec.RuntimeClassName = runtimeClass
 	if errs := r.Gate.Check(virtual, host); len(errs) > 0 {
 		return r.refuseHostSync(ctx, virtual, hostRecreate, errs)
 	}
 	log := logf.FromContext(ctx).WithValues("hostPod", old.Name, "differs", s.differs)
-	err := r.Host.Delete(ctx, old, client.Preconditions{UID: &old.UID}, client.GracePeriodSeconds(0))
+	err = r.Host.Delete(ctx, old, client.Preconditions{UID: &old.UID}, client.GracePeriodSeconds(0))
 	switch {
 	case apierrors.IsConflict(err):
 		return nil // another host pod took the name: its event brings us back.

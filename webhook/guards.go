@@ -90,6 +90,10 @@ func (c *ephemeralContainersCheck) admit(req admission.Request) admission.Respon
 	if len(errs) > 0 {
 		return invalid(pod, errs...)
 	}
+	// A pod's RuntimeClass never changes: the host class was chosen, and
+	// gated, at its creation (podMutator.hostRuntimeClass), and the
+	// reflector's write of these containers gates the host pod as it is.
+	host.Spec.RuntimeClassName = nil
 	if errs := c.Gate.Check(pod, host); len(errs) > 0 {
 		return refuse(fmt.Sprintf("ephemeral containers of pod %q", pod.Name), pod, errs)
 	}

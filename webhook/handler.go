@@ -27,6 +27,7 @@ import (
 	"github.com/podbridge/podbridge/internal/hostaccount"
 	"github.com/podbridge/podbridge/internal/hostcopy"
 	"github.com/podbridge/podbridge/internal/kube"
+	"github.com/podbridge/podbridge/internal/runtimeclass"
 	"github.com/podbridge/podbridge/policy"
 	"github.com/podbridge/podbridge/translate"
 )
@@ -116,6 +117,18 @@ func (m *podMutator) handle(ctx context.Context, req admission.Request) admissio
 	if len(errs) > 0 {
 		return invalid(mutated, errs...)
 	}
+	hostCtx, cancel := context.WithTimeout(ctx, m.HostTimeout)
+	defer cancel()
+	runtimeClass, refusal, err := runtimeclass.HostClass(hostCtx, m.Host, m.Virtual, m.Config.RuntimeClasses, mutated)
+	switch {
+	case err != nil:
+		log.Info("Refused pod: its RuntimeClass not read", "error", err.Error())
+		return deny(http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable,
+			fmt.Sprintf("pod %q not created, retry later: %v", mutated.Name, err))
+	case refusal != nil:
+		return invalid(mutated, refusal)
+	}
+	host.Spec.RuntimeClassName = runtimeClass
 	if errs := m.Gate.Check(mutated, host); len(errs) > 0 {
 		if slices.ContainsFunc(errs, func(e *field.Error) bool { return e.Origin == policy.OriginTokenCap }) {
 			caps.Refused(caps.FlagMaxTokensPerPod)
@@ -125,8 +138,6 @@ func (m *podMutator) handle(ctx context.Context, req admission.Request) admissio
 	host.Annotations[annotationAdmissionUID] = string(req.UID)
 	start = observeStage(stageTranslate, start)
 
-	hostCtx, cancel := context.WithTimeout(ctx, m.HostTimeout)
-	defer cancel()
 	if mode == writeHost {
 		if err := m.ensureDependencies(hostCtx, mutated, deps); err != nil {
 			var limit *caps.LimitError
@@ -139,7 +150,6 @@ func (m *podMutator) handle(ctx context.Context, req admission.Request) admissio
 		}
 		start = observeStage(stageDependencies, start)
 	}
-	var err error
 	if reinvoked {
 		syncID, err = m.reinvokedHostPod(hostCtx, host)
 	} else {

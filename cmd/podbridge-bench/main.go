@@ -22,7 +22,7 @@ import (
 )
 
 // sizeFlags are the size flags: each overrides one field of the default
-// sizes, or of the -quick ones, only when given.
+// sizes, or of the -quick or -tiny ones, only when given.
 var sizeFlags = []struct {
 	name, usage string
 	field       func(*bench.Sizes) *int
@@ -52,6 +52,7 @@ func run() error {
 	assetsDir := flag.String("assets-dir", "", "folder with the control-plane binaries (default: KUBEBUILDER_ASSETS, then bin/k8s/"+controlplane.KubernetesVersion+")")
 	flag.StringVar(&cfg.ProfileDir, "profile", "", "folder for pprof profiles of the webhook and the reflector: 10 s CPU profiles through every scenario, heap profiles at scale (off when empty)")
 	quick := flag.Bool("quick", false, "run every scenario at about a tenth of the default sizes (minutes; not the figures of record)")
+	tiny := flag.Bool("tiny", false, "run every scenario with a few dozen pods, to check the harness (a minute or two; the figures mean nothing)")
 
 	given := bench.DefaultSizes()
 	for _, f := range sizeFlags {
@@ -67,8 +68,13 @@ func run() error {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 
 	sizes := bench.DefaultSizes()
-	if *quick {
+	switch {
+	case *quick && *tiny:
+		return fmt.Errorf("-quick and -tiny are two sizes: give one")
+	case *quick:
 		sizes = bench.QuickSizes()
+	case *tiny:
+		sizes = bench.TinySizes()
 	}
 	var err error
 	flag.Visit(func(fl *flag.Flag) {

@@ -116,12 +116,16 @@ func runDev(ctx context.Context, args []string) error {
 	extraImages := fs.String("node-extra-images", "", "more image tarballs (comma-separated) the real node imports, for pods that name their images (the conformance harness's)")
 	fs.BoolVar(&o.Translate.AllowNodePinning, "allow-node-pinning", false, "let tenants name nodes in node affinity (matchFields on metadata.name), as the webhook's and the reflector's flag of that name does")
 	fs.BoolVar(&o.TenantsOnRealNode, "tenants-on-real-node", false, "with --real-node, run every tenant pod on the real node: the platform's enforced node selector names it and its enforced tolerations tolerate its taint")
+	runtimeHandlers := fs.String("runtime-handlers", "", "with --real-node, runtime handlers (comma-separated) the real node offers, each runc under that name; the host gets a RuntimeClass of each name and tenants may use it (the conformance suite's RuntimeClass specs name test-handler)")
 	setLogger := bindLogging(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if !*realNode && (o.TenantsOnRealNode || *extraImages != "") {
-		return errors.New("--tenants-on-real-node and --node-extra-images need --real-node")
+	if !*realNode && (o.TenantsOnRealNode || *extraImages != "" || *runtimeHandlers != "") {
+		return errors.New("--tenants-on-real-node, --node-extra-images and --runtime-handlers need --real-node")
+	}
+	if *runtimeHandlers != "" {
+		o.RuntimeHandlers = strings.Split(*runtimeHandlers, ",")
 	}
 	setLogger()
 	log := ctrl.Log.WithName("dev")

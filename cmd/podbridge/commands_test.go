@@ -36,6 +36,7 @@ func TestDevRealNodeFlagsNeedARealNode(t *testing.T) {
 	for _, args := range [][]string{
 		{"--tenants-on-real-node"},
 		{"--node-extra-images=images.tar"},
+		{"--runtime-handlers=test-handler"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			err := runDev(context.Background(), append([]string{"--state-dir=" + t.TempDir()}, args...))

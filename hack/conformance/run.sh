@@ -14,6 +14,8 @@
 #   CONFORMANCE_FOCUS    empty: the specs of hack/conformance/focus.txt;
 #                        "all": every [Conformance] spec; else a ginkgo focus
 #                        regexp of its own.
+#   CONFORMANCE_SET      "ci": leave out hack/conformance/ci-exclude.txt's
+#                        specs too (what .ci/run runs, in minutes).
 #   CONFORMANCE_PROCS    ginkgo processes (default 4: most specs wait on
 #                        pods, so 4 beat 2 on 2 cores, 17 minutes to 24).
 #   CONFORMANCE_RESULTS  results folder (default conformance-results).
@@ -81,8 +83,13 @@ if [[ ! -x $work/pause || $kube_src/build/pause/linux/pause.c -nt $work/pause ]]
 	gcc -Os -Wall -static -DVERSION=v3.10.2 -o "$work/pause" "$kube_src/build/pause/linux/pause.c"
 fi
 
-"$bins/e2e.test" --list-images >"$work/images.txt.new" 2>/dev/null
-mv "$work/images.txt.new" "$work/images.txt"
+"$bins/e2e.test" --list-images 2>/dev/null | sort >"$work/images.txt.new"
+# Replaced only when the list changed: its time says when the images are stale.
+if cmp -s "$work/images.txt.new" "$work/images.txt"; then
+	rm "$work/images.txt.new"
+else
+	mv "$work/images.txt.new" "$work/images.txt"
+fi
 # agnhost's exec hooks run curl: this machine's (Debian's), with its libraries.
 curl=$(command -v curl) || { say "needs curl (apt-get install curl): the agnhost image carries it"; exit 1; }
 images=$work/images.tar
@@ -112,7 +119,11 @@ case ${CONFORMANCE_FOCUS:-} in
 all) focus='\[Conformance\]' ;;
 *) focus=$CONFORMANCE_FOCUS ;;
 esac
-skip=$(regexp_of "$here/skip.txt")
+case ${CONFORMANCE_SET:-} in
+"") skip=$(regexp_of "$here/skip.txt") ;;
+ci) skip=$(regexp_of <(cat "$here/skip.txt" "$here/ci-exclude.txt")) ;;
+*) say "CONFORMANCE_SET must be empty or ci, not $CONFORMANCE_SET"; exit 1 ;;
+esac
 [[ $skip != '(^| )()$' ]] || skip='^$' # an empty skip list: no spec's text is empty
 
 # --- The virtual cluster --------------------------------------------------
@@ -120,11 +131,12 @@ skip=$(regexp_of "$here/skip.txt")
 # The platform lets tenants pin pods to nodes (--allow-node-pinning): many
 # specs pin their pods to a node they picked (node affinity matchFields on
 # metadata.name), and on a pool of one node that names the node every tenant
-# pod runs on anyway.
+# pod runs on anyway. It offers the runtime handler the RuntimeClass specs'
+# own classes name (--runtime-handlers), as the node e2e suite's nodes do.
 say "starting podbridge dev with a real node (log: $results/podbridge-dev.log)"
 rm -f "$results/junit.xml" "$results/summary.txt"
 "$root/bin/podbridge" dev --real-node --tenants-on-real-node --node-extra-images "$images" \
-	--allow-node-pinning --state-dir "$state" >"$results/podbridge-dev.log" 2>&1 &
+	--allow-node-pinning --runtime-handlers test-handler --state-dir "$state" >"$results/podbridge-dev.log" 2>&1 &
 dev_pid=$!
 for ((i = 0; i < 600; i++)); do
 	[[ -e $state/ready ]] && break

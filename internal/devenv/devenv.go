@@ -16,12 +16,15 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	nodev1 "k8s.io/api/node/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	psaapi "k8s.io/pod-security-admission/api"
@@ -82,6 +85,12 @@ type Options struct {
 	// (Translate.Tolerations) tolerate the node's taint, whatever the
 	// tenant's pod asks. The conformance harness runs the suite this way.
 	TenantsOnRealNode bool
+	// RuntimeHandlers, with RealNode, are runtime handlers the real node
+	// offers (each runc under its name) and tenants may use: for each, the
+	// host gets a RuntimeClass of that name and handler, and
+	// Translate.RuntimeClasses allows it, as a platform offering a runtime
+	// would do.
+	RuntimeHandlers []string
 }
 
 // Defaults returns the options `podbridge dev` uses.
@@ -133,6 +142,20 @@ type component struct {
 func Start(ctx context.Context, opts Options) (env *Env, err error) {
 	if opts.TenantsOnRealNode && opts.RealNode == nil {
 		return nil, errors.New("every tenant pod on the real node (TenantsOnRealNode) needs a real node")
+	}
+	if len(opts.RuntimeHandlers) > 0 {
+		if opts.RealNode == nil {
+			return nil, errors.New("runtime handlers (RuntimeHandlers) need a real node")
+		}
+		for _, handler := range opts.RuntimeHandlers {
+			if msgs := validation.IsDNS1123Label(handler); len(msgs) > 0 {
+				return nil, fmt.Errorf("runtime handler %q: %s", handler, strings.Join(msgs, "; "))
+			}
+		}
+		realNode := *opts.RealNode
+		realNode.RuntimeHandlers = opts.RuntimeHandlers
+		opts.RealNode = &realNode
+		opts.Translate.RuntimeClasses = append(slices.Clone(opts.Translate.RuntimeClasses), opts.RuntimeHandlers...)
 	}
 	env = &Env{Options: opts, failed: make(chan error, 8)}
 	defer func() {
@@ -238,7 +261,7 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 		opts.PodSecurityLevel = DefaultPodSecurityLevel
 		env.Options.PodSecurityLevel = opts.PodSecurityLevel
 	}
-	if err := prepareHostNamespace(ctx, env.Host.Config, opts.Translate, opts.PodSecurityLevel); err != nil {
+	if err := prepareHost(ctx, env.Host.Config, opts.Translate, opts.PodSecurityLevel, opts.RuntimeHandlers); err != nil {
 		return env, err
 	}
 	if err := webhookClient.StoreInHost(ctx, env.Host.Config, opts.Translate); err != nil {
@@ -527,13 +550,14 @@ const DefaultPodSecurityLevel = "baseline"
 // namespace's default account (a real host's controller manager would
 // create that; the dev host has none).
 func PrepareHostNamespace(ctx context.Context, cfg *rest.Config, tc translate.Config) error {
-	return prepareHostNamespace(ctx, cfg, tc, DefaultPodSecurityLevel)
+	return prepareHost(ctx, cfg, tc, DefaultPodSecurityLevel, nil)
 }
 
-// prepareHostNamespace labels the namespace for pod-security-admission at
-// level, as platform teams should: the host's own backstop behind
-// podbridge's gate.
-func prepareHostNamespace(ctx context.Context, cfg *rest.Config, tc translate.Config, level string) error {
+// prepareHost makes the host namespace, labelled for pod-security-admission
+// at level as platform teams should (the host's own backstop behind
+// podbridge's gate), its service accounts, and a RuntimeClass for each
+// runtime handler tenants may use.
+func prepareHost(ctx context.Context, cfg *rest.Config, tc translate.Config, level string, runtimeHandlers []string) error {
 	c, err := client.New(cfg, client.Options{Scheme: kube.Scheme})
 	if err != nil {
 		return err
@@ -551,6 +575,9 @@ func prepareHostNamespace(ctx context.Context, cfg *rest.Config, tc translate.Co
 	if tc.HostServiceAccount != "default" {
 		// Every namespace of a real host has one, for its own pods.
 		objects = append(objects, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: tc.HostNamespace}})
+	}
+	for _, handler := range runtimeHandlers {
+		objects = append(objects, &nodev1.RuntimeClass{ObjectMeta: metav1.ObjectMeta{Name: handler}, Handler: handler})
 	}
 	for _, obj := range objects {
 		if err := c.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {

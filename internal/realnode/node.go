@@ -146,6 +146,13 @@ state = %q
     bin_dir = %q
     conf_dir = %q
 `, n.dir("containerd", "root"), n.dir("containerd", "state"), n.containerdAddress(), PauseImage, cniBinDir, cniConf)
+	for _, handler := range n.opts.RuntimeHandlers {
+		config += fmt.Sprintf(`  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.%[1]q]
+    runtime_type = "io.containerd.runc.v2"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.%[1]q.options]
+      SystemdCgroup = false
+`, handler)
+	}
 	configPath := n.dir("containerd", "config.toml")
 	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
 		return err

@@ -63,6 +63,10 @@ type Options struct {
 	// suite's images): pods that name them with a pull policy other than
 	// Always run without a pull.
 	ExtraImages []string
+	// RuntimeHandlers are containerd runtime handlers besides runc, each
+	// runc under another name, for RuntimeClasses that name them (the
+	// conformance suite's "test-handler", as the node e2e suite configures it).
+	RuntimeHandlers []string
 	// NodeName defaults to DefaultNodeName.
 	NodeName string
 	// Bridge and Subnet default to DefaultBridge and DefaultSubnet; the

@@ -23,9 +23,10 @@ import (
 
 // The allow-lists the integration environment runs with (main_test.go).
 const (
-	allowedRuntimeClass = "tenant-sandbox"
-	allowedCSIDriver    = "tenant.csi.example.com"
-	allowedStorageClass = "tenant-fast"
+	allowedRuntimeClass   = "tenant-sandbox"
+	allowedRuntimeHandler = "runsc"
+	allowedCSIDriver      = "tenant.csi.example.com"
+	allowedStorageClass   = "tenant-fast"
 	// allowedTolerationKey is the one taint key beyond Kubernetes' own
 	// that tenants may tolerate; allowedCSIAttribute the one attribute of
 	// allowedCSIDriver they may set.
@@ -74,10 +75,10 @@ func TestGateAttacksAtCreate(t *testing.T) {
 	// its RuntimeClass admission (which refuses a pod naming one that does
 	// not) lets the pods through to podbridge's gate; the allowed one
 	// exists on the host too, whose RuntimeClass admission sees host pods.
-	for _, name := range []string{allowedRuntimeClass, "runc-privileged", "kata"} {
-		createRuntimeClass(t, virtualClient, name)
+	for name, handler := range map[string]string{allowedRuntimeClass: "runc", "runc-privileged": "runc", "kata": "kata"} {
+		createRuntimeClass(t, virtualClient, name, handler, nil)
 	}
-	createRuntimeClass(t, hostClient, allowedRuntimeClass)
+	createRuntimeClass(t, hostClient, allowedRuntimeClass, allowedRuntimeHandler, nil)
 	refused := []struct {
 		name   string
 		mutate func(*corev1.Pod)
@@ -170,6 +171,28 @@ func TestGateAttacksAtCreate(t *testing.T) {
 			assertWithinAllowLists(t, createContained(t, pod))
 		})
 	}
+
+	t.Run("tenant runtime class named like an unallowed host class", func(t *testing.T) {
+		// The tenant's own class runs under the allowed host class with its
+		// handler, whatever its name: here a host class the platform does
+		// not allow. Its overhead is the virtual pod's; the host's
+		// RuntimeClass admission sets the host pod's from the host class.
+		overhead := &nodev1.Overhead{PodFixed: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m")}}
+		createRuntimeClass(t, hostClient, "host-privileged", "runc", nil)
+		createRuntimeClass(t, virtualClient, "host-privileged", allowedRuntimeHandler, overhead)
+		pod := simplePod(ns, "gate-ok-tenant-runtime-class")
+		pod.Spec.RuntimeClassName = ptr.To("host-privileged")
+		host := createContained(t, pod)
+		if got := ptr.Deref(host.Spec.RuntimeClassName, ""); got != allowedRuntimeClass {
+			t.Errorf("host pod's runtime class = %q, want the allowed class of handler %s, %s", got, allowedRuntimeHandler, allowedRuntimeClass)
+		}
+		if host.Spec.Overhead != nil {
+			t.Errorf("host pod's overhead = %v, want the host class's (none)", host.Spec.Overhead)
+		}
+		if !pod.Spec.Overhead.Cpu().Equal(resource.MustParse("10m")) {
+			t.Errorf("virtual pod's overhead = %v, want its class's", pod.Spec.Overhead)
+		}
+	})
 }
 
 // podName makes a case name a valid pod name (lower case, no spaces), so
@@ -180,10 +203,11 @@ func podName(caseName string) string {
 
 var invalidInName = regexp.MustCompile(`[^a-z0-9]+`)
 
-// createRuntimeClass creates the RuntimeClass name in c for the test.
-func createRuntimeClass(t *testing.T, c client.Client, name string) {
+// createRuntimeClass creates the RuntimeClass name of handler in c for the
+// test.
+func createRuntimeClass(t *testing.T, c client.Client, name, handler string, overhead *nodev1.Overhead) {
 	t.Helper()
-	rc := &nodev1.RuntimeClass{ObjectMeta: metav1.ObjectMeta{Name: name}, Handler: "runc"}
+	rc := &nodev1.RuntimeClass{ObjectMeta: metav1.ObjectMeta{Name: name}, Handler: handler, Overhead: overhead}
 	if err := c.Create(context.Background(), rc); err != nil {
 		t.Fatalf("creating RuntimeClass %s: %v", name, err)
 	}

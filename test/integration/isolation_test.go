@@ -85,6 +85,24 @@ func TestTwoTenantsShareAHostNamespace(t *testing.T) {
 	}
 
 	servicesStayWithinTheirTenant(t, two, cfgOne)
+
+	// The manifests' RBAC reads RuntimeClasses: tenant two's own class runs
+	// its pod under the allowed host class of the same handler.
+	createRuntimeClass(t, hostClient, allowedRuntimeClass, allowedRuntimeHandler, nil)
+	createRuntimeClass(t, two.client, "isolation-sandbox", allowedRuntimeHandler, nil)
+	sandboxed := simplePod("default", "isolation-sandboxed")
+	sandboxed.Spec.RuntimeClassName = ptr.To("isolation-sandbox")
+	if err := two.client.Create(ctx, sandboxed); err != nil {
+		t.Fatalf("tenant two's pod of its own RuntimeClass: %v", err)
+	}
+	sandboxedHost := &corev1.Pod{}
+	if err := hostClient.Get(ctx, client.ObjectKey{Namespace: cfgTwo.HostNamespace, Name: translate.HostName(sandboxed.Name, "default", cfgTwo.VCluster)}, sandboxedHost); err != nil {
+		t.Fatal(err)
+	}
+	if got := ptr.Deref(sandboxedHost.Spec.RuntimeClassName, ""); got != allowedRuntimeClass {
+		t.Errorf("tenant two's host pod runs under RuntimeClass %q, want %s", got, allowedRuntimeClass)
+	}
+
 	tenantTwoAttacksTenantOne(t, two, pods["one"])
 
 	// Tenant one's reflector collects its own orphans and nobody else's:
