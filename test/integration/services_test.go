@@ -10,6 +10,7 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -433,6 +434,22 @@ func servicesStayWithinTheirTenant(t *testing.T, two *secondTenant, cfgOne trans
 		want := []string{translate.HostName("isolation-web", "default", side.tc.VCluster)}
 		if got := selectedHostPods(t, host); !slices.Equal(got, want) {
 			t.Errorf("tenant %s's host Service selects %v, want %v", name, got, want)
+		}
+	}
+	// The manifests' host RBAC grants no more on Services than that.
+	for _, attr := range []authorizationv1.ResourceAttributes{
+		{Namespace: two.config.HostNamespace, Verb: "patch", Resource: "services"},
+		{Namespace: two.config.HostNamespace, Verb: "update", Resource: "services", Subresource: "status"},
+		{Namespace: two.config.HostNamespace, Verb: "deletecollection", Resource: "services"},
+		{Namespace: "kube-system", Verb: "create", Resource: "services"},
+		{Namespace: "default", Verb: "get", Resource: "services"},
+	} {
+		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &attr}}
+		if err := two.host.Create(ctx, review); err != nil {
+			t.Fatal(err)
+		}
+		if review.Status.Allowed {
+			t.Errorf("podbridge's host identity may %s services/%s in %q", attr.Verb, attr.Subresource, attr.Namespace)
 		}
 	}
 }
