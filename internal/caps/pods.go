@@ -18,6 +18,9 @@ import (
 // cap together.
 type HostPods struct {
 	Max int
+	// flag and kind name the cap and the objects in refusals
+	// (FlagMaxHostPods and "host pod" unless NewHostServices made it).
+	flag, kind string
 
 	mu   sync.Mutex
 	seen map[string]bool
@@ -28,7 +31,7 @@ type HostPods struct {
 
 // NewHostPods returns a counter for a cap of limit host pods (0: no cap).
 func NewHostPods(limit int) *HostPods {
-	return &HostPods{Max: limit, seen: map[string]bool{}, reserved: map[string]time.Time{}, now: time.Now}
+	return &HostPods{Max: limit, flag: FlagMaxHostPods, kind: "host pod", seen: map[string]bool{}, reserved: map[string]time.Time{}, now: time.Now}
 }
 
 // Handler is the informer event handler that keeps the count.
@@ -81,8 +84,8 @@ func (h *HostPods) Reserve(name string) (release func(), err error) {
 	}
 	use := int64(len(h.seen) + len(h.reserved))
 	if _, again := h.reserved[name]; !again && use+1 > int64(h.Max) {
-		refusals.WithLabelValues(FlagMaxHostPods).Inc()
-		return nil, &LimitError{Flag: FlagMaxHostPods, Object: "host pod " + name, Limit: int64(h.Max), Use: use, Adding: 1}
+		refusals.WithLabelValues(h.flag).Inc()
+		return nil, &LimitError{Flag: h.flag, Object: h.kind + " " + name, Limit: int64(h.Max), Use: use, Adding: 1}
 	}
 	at := now
 	h.reserved[name] = at

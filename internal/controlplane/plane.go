@@ -85,7 +85,21 @@ type Options struct {
 	// serving certificate, which the apiserver trusts beside kwok's (host
 	// only).
 	RealNodeKubeletCAFile string
+	// ServiceCIDR, when set, is the apiserver's Service range
+	// (--service-cluster-ip-range) instead of ServiceClusterIPRange. A
+	// virtual control plane's must contain its host's (podbridge pins
+	// host addresses on virtual Services): give both the same.
+	ServiceCIDR string
 }
+
+// ServiceClusterIPRange is the --service-cluster-ip-range of both
+// control planes unless Options.ServiceCIDR names another. podbridge pins each virtual Service's ClusterIP to the
+// one the host allocated, so the virtual apiserver's range must contain
+// the host's; the same range keeps the two `default/kubernetes` Services
+// on the same first address too, which the host never gives to a tenant's
+// Service. (envtest's default is 10.0.0.0/24; a /16 leaves room for the
+// Services of several tenants and of conformance runs.)
+const ServiceClusterIPRange = "10.0.0.0/16"
 
 // StartHost starts a host control plane: etcd, kube-apiserver (with the
 // ServiceAccount admission plugin, as real clusters have), kube-scheduler
@@ -288,6 +302,11 @@ func startAPIServer(name string, opts Options, flags map[string]string) (*Plane,
 	// port-forward: never its hostname, which would be a DNS lookup off
 	// this machine. The virtual cluster's nodes mirror the host's.
 	env.ControlPlane.GetAPIServer().Configure().Set("kubelet-preferred-address-types", "InternalIP")
+	serviceCIDR := opts.ServiceCIDR
+	if serviceCIDR == "" {
+		serviceCIDR = ServiceClusterIPRange
+	}
+	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", serviceCIDR)
 	if opts.KubeletClientCertFile != "" {
 		env.ControlPlane.GetAPIServer().Configure().
 			Set("kubelet-client-certificate", opts.KubeletClientCertFile).
