@@ -54,7 +54,7 @@ type serviceMutator struct {
 	NewSyncID   func() string
 	NameSuffix  func() string
 	// HostServices admits each new host Service within the cap on them.
-	HostServices *caps.HostPods
+	HostServices *caps.HostObjects
 	// Update says this handler serves updates (else creates).
 	Update bool
 }

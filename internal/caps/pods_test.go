@@ -65,7 +65,7 @@ func TestHostPodsNoCap(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var unset *HostPods
+	var unset *HostObjects
 	if _, err := unset.Reserve("a"); err != nil {
 		t.Fatal(err)
 	}
