@@ -107,7 +107,7 @@ func decideService(virtual, host *corev1.Service, gate policy.Gate, now time.Tim
 		if host.DeletionTimestamp != nil {
 			return d
 		}
-		if wait := serviceOrphanWait(host, now, grace); wait > 0 {
+		if wait := translate.OrphanWait(host, now, grace); wait > 0 {
 			d.requeue = wait
 		} else {
 			d.steps = append(d.steps, svcDeleteOrphan)
@@ -176,15 +176,6 @@ func webhookWrote(host *corev1.Service, now time.Time, grace time.Duration) bool
 		}
 	}
 	return false
-}
-
-// serviceOrphanWait is translate.OrphanWait for a host Service.
-func serviceOrphanWait(host *corev1.Service, now time.Time, grace time.Duration) time.Duration {
-	age := now.Sub(host.CreationTimestamp.Time) - time.Second
-	if age >= grace {
-		return 0
-	}
-	return grace - age
 }
 
 // serviceReconciler keeps each virtual Service and its host Service one

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // Claims reports whether host is the host pod of the stored virtual pod:
@@ -12,12 +13,14 @@ import (
 // host pod of the virtual cluster that no stored virtual pod claims is an
 // orphan, whatever its name.
 func Claims(virtual, host *corev1.Pod) bool {
-	if virtual == nil || host == nil {
-		return false
-	}
-	id := virtual.Annotations[AnnotationSyncID]
-	return id != "" && host.Annotations[AnnotationSyncID] == id &&
-		host.Annotations[AnnotationName] == virtual.Name && host.Annotations[AnnotationNamespace] == virtual.Namespace
+	return virtual != nil && host != nil && claims(virtual, host)
+}
+
+// claims is Claims of any kind of pair (ClaimsService).
+func claims(virtual, host metav1.Object) bool {
+	id := virtual.GetAnnotations()[AnnotationSyncID]
+	return id != "" && host.GetAnnotations()[AnnotationSyncID] == id &&
+		host.GetAnnotations()[AnnotationName] == virtual.GetName() && host.GetAnnotations()[AnnotationNamespace] == virtual.GetNamespace()
 }
 
 // DefaultVirtualRequestTimeout is kube-apiserver's default
@@ -44,12 +47,13 @@ func OrphanGracePeriod(virtualRequestTimeout time.Duration) time.Duration {
 	return virtualRequestTimeout + orphanMargin
 }
 
-// OrphanWait is how much longer an unclaimed host pod must live before it
-// counts as an orphan (0 once it does): younger ones may belong to an
-// admission still under way. creationTimestamp has second resolution, so
-// the age counts from the latest instant it may stand for.
-func OrphanWait(host *corev1.Pod, now time.Time, grace time.Duration) time.Duration {
-	age := now.Sub(host.CreationTimestamp.Time) - time.Second
+// OrphanWait is how much longer an unclaimed host object (a pod, a
+// Service) must live before it counts as an orphan (0 once it does):
+// younger ones may belong to an admission still under way.
+// creationTimestamp has second resolution, so the age counts from the
+// latest instant it may stand for.
+func OrphanWait(host metav1.Object, now time.Time, grace time.Duration) time.Duration {
+	age := now.Sub(host.GetCreationTimestamp().Time) - time.Second
 	if age >= grace {
 		return 0
 	}

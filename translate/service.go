@@ -260,12 +260,7 @@ func SameHostService(desired, current *corev1.Service) bool {
 // virtual Service: it carries the virtual Service's sync ID and names it,
 // as Claims defines a pod pair.
 func ClaimsService(virtual, host *corev1.Service) bool {
-	if virtual == nil || host == nil {
-		return false
-	}
-	id := virtual.Annotations[AnnotationSyncID]
-	return id != "" && host.Annotations[AnnotationSyncID] == id &&
-		host.Annotations[AnnotationName] == virtual.Name && host.Annotations[AnnotationNamespace] == virtual.Namespace
+	return virtual != nil && host != nil && claims(virtual, host)
 }
 
 // validateServiceMetadata refuses what a Service's metadata may not hold
