@@ -1,7 +1,8 @@
 // Package check verifies podbridge's invariant between a virtual cluster
 // and its host: every virtual pod has exactly one host pod with its sync
 // ID, no host pod outlives its virtual pod past the orphan grace period,
-// and, once things are quiet, both pods tell the same status. Tests use it
+// and, once things are quiet, both pods tell the same status (Run); and
+// the same of Services and their ClusterIPs (RunServices). Tests use it
 // after every fault, and operators run it as `podbridge check`.
 package check
 
@@ -56,6 +57,12 @@ const (
 	DuplicateHost   = "DuplicateHostPod"
 	Orphan          = "OrphanHostPod"
 	StatusDisagrees = "StatusDisagrees"
+
+	ServiceNoSyncID       = "ServiceNoSyncID"
+	NoHostService         = "NoHostService"
+	DuplicateHostService  = "DuplicateHostService"
+	OrphanService         = "OrphanHostService"
+	ServiceAddressDiffers = "ServiceAddressDiffers"
 )
 
 // Run lists both sides and returns every violation, sorted.
@@ -138,4 +145,70 @@ func ready(pod *corev1.Pod) bool {
 		}
 	}
 	return false
+}
+
+// RunServices lists the Services of both sides and returns every violation
+// of their invariant, sorted: every virtual Service that has a host Service
+// (translate.NeedsHostService, and not the apiserver's own
+// default/kubernetes) has exactly one, holding the same ClusterIP, and no
+// host Service outlives its virtual Service past the orphan grace period.
+func RunServices(ctx context.Context, host, virtual client.Reader, o Options) ([]Violation, error) {
+	virtualServices := &corev1.ServiceList{}
+	if err := virtual.List(ctx, virtualServices); err != nil {
+		return nil, fmt.Errorf("listing virtual Services: %w", err)
+	}
+	hostServices := &corev1.ServiceList{}
+	if err := host.List(ctx, hostServices, client.InNamespace(o.Config.HostNamespace), client.MatchingLabels{
+		translate.LabelManagedBy: translate.ManagedByValue, translate.LabelVCluster: o.Config.VCluster,
+	}); err != nil {
+		return nil, fmt.Errorf("listing host Services: %w", err)
+	}
+	return EvaluateServices(virtualServices.Items, hostServices.Items, o), nil
+}
+
+// EvaluateServices is RunServices' pure part.
+func EvaluateServices(virtualServices, hostServices []corev1.Service, o Options) []Violation {
+	var out []Violation
+	bySyncID := map[string][]*corev1.Service{}
+	for i := range hostServices {
+		h := &hostServices[i]
+		id := h.Annotations[translate.AnnotationSyncID]
+		bySyncID[id] = append(bySyncID[id], h)
+	}
+	virtualBySyncID := map[string]*corev1.Service{}
+	for i := range virtualServices {
+		v := &virtualServices[i]
+		ref := v.Namespace + "/" + v.Name
+		if !translate.NeedsHostService(v) || (v.Namespace == "default" && v.Name == "kubernetes") {
+			continue
+		}
+		syncID := v.Annotations[translate.AnnotationSyncID]
+		if syncID == "" {
+			out = append(out, Violation{Kind: ServiceNoSyncID, Virtual: ref, Detail: "the Service was not admitted by podbridge"})
+			continue
+		}
+		virtualBySyncID[syncID] = v
+		hosts := bySyncID[syncID]
+		switch {
+		case len(hosts) == 0 && v.DeletionTimestamp == nil:
+			out = append(out, Violation{Kind: NoHostService, Virtual: ref, Detail: "no host Service carries sync ID " + syncID})
+		case len(hosts) > 1:
+			out = append(out, Violation{Kind: DuplicateHostService, Virtual: ref, Host: hosts[0].Name, Detail: fmt.Sprintf("%d host Services carry sync ID %s", len(hosts), syncID)})
+		case len(hosts) == 1 && v.Spec.ClusterIP != hosts[0].Spec.ClusterIP:
+			out = append(out, Violation{Kind: ServiceAddressDiffers, Virtual: ref, Host: hosts[0].Name,
+				Detail: fmt.Sprintf("ClusterIP %q, host %q", v.Spec.ClusterIP, hosts[0].Spec.ClusterIP)})
+		}
+	}
+	for i := range hostServices {
+		h := &hostServices[i]
+		if translate.ClaimsService(virtualBySyncID[h.Annotations[translate.AnnotationSyncID]], h) {
+			continue
+		}
+		if translate.OrphanWait(h, o.Now, o.OrphanGracePeriod) == 0 {
+			out = append(out, Violation{Kind: OrphanService, Host: h.Name, Detail: fmt.Sprintf("no virtual Service %s/%s with its sync ID after %s",
+				h.Annotations[translate.AnnotationNamespace], h.Annotations[translate.AnnotationName], o.Now.Sub(h.CreationTimestamp.Time).Round(time.Second))})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	return out
 }

@@ -56,3 +56,51 @@ func TestEvaluate(t *testing.T) {
 		}
 	}
 }
+
+func servicePair(name, syncID, clusterIP string) (corev1.Service, corev1.Service) {
+	v := corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns", Annotations: map[string]string{translate.AnnotationSyncID: syncID}}}
+	v.Spec.ClusterIP = clusterIP
+	h := corev1.Service{ObjectMeta: metav1.ObjectMeta{
+		Name: translate.HostServiceName(name, "ns", "vc"), Namespace: "host",
+		Annotations: map[string]string{translate.AnnotationSyncID: syncID, translate.AnnotationName: name, translate.AnnotationNamespace: "ns"},
+	}}
+	h.Spec.ClusterIP = clusterIP
+	return v, h
+}
+
+func TestEvaluateServices(t *testing.T) {
+	now := time.Now()
+	okV, okH := servicePair("ok", "1", "10.0.0.10")
+	lostV, _ := servicePair("lost", "2", "10.0.0.11")
+	dupV, dupH := servicePair("dup", "3", "10.0.0.12")
+	_, orphanH := servicePair("gone", "4", "10.0.0.13")
+	orphanH.CreationTimestamp = metav1.NewTime(now.Add(-time.Hour))
+	_, youngH := servicePair("admitting", "5", "10.0.0.14")
+	youngH.CreationTimestamp = metav1.NewTime(now)
+	movedV, movedH := servicePair("moved", "6", "10.0.0.15")
+	movedH.Spec.ClusterIP = "10.0.0.16"
+	bare := corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "bare", Namespace: "ns"}}
+	// Neither has a host Service: no violation.
+	external := corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "external", Namespace: "ns"}, Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName}}
+	apiserver := corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: "default"}}
+
+	got := EvaluateServices(
+		[]corev1.Service{okV, lostV, dupV, movedV, bare, external, apiserver},
+		[]corev1.Service{okH, dupH, dupH, orphanH, youngH, movedH},
+		Options{Config: cfg, OrphanGracePeriod: time.Minute, Now: now},
+	)
+	want := []string{DuplicateHostService + ": virtual ns/dup", NoHostService + ": virtual ns/lost", OrphanService + ": host gone-x-ns-x-vc",
+		ServiceAddressDiffers + ": virtual ns/moved", ServiceNoSyncID + ": virtual ns/bare"}
+	if len(got) != len(want) {
+		t.Fatalf("got %d violations, want %d: %v", len(got), len(want), got)
+	}
+	for _, w := range want {
+		found := false
+		for _, v := range got {
+			found = found || strings.HasPrefix(v.String(), w)
+		}
+		if !found {
+			t.Errorf("missing violation %q in %v", w, got)
+		}
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/podbridge/podbridge/check"
 	"github.com/podbridge/podbridge/internal/caps"
 	"github.com/podbridge/podbridge/internal/controlplane"
 	"github.com/podbridge/podbridge/reflector"
@@ -155,6 +156,17 @@ func TestServiceCreateUpdateDelete(t *testing.T) {
 		t.Errorf("host Service after replace: %+v", host.Spec)
 	}
 	svc = replaced
+
+	// podbridge check finds the pair whole, against the real apiservers.
+	violations, err := check.RunServices(ctx, hostClient, virtualClient, check.Options{Config: env.Options.Translate, OrphanGracePeriod: orphanGrace, Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range violations {
+		if strings.HasPrefix(v.Virtual, ns+"/") {
+			t.Errorf("podbridge check: %v", v)
+		}
+	}
 
 	// A dry-run update writes nothing.
 	dry := svc.DeepCopy()
