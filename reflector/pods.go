@@ -91,7 +91,7 @@ func (r *podReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Clust
 		})).
 		// A deleted host pod's last state is kept for reconcileHostGone.
 		WatchesRawSource(source.Kind(mgr.GetCache(), &corev1.Pod{}, recordDeletes{
-			TypedEventHandler: handler.TypedEnqueueRequestsFromMapFunc(virtualKeyOfHostPod),
+			TypedEventHandler: handler.TypedEnqueueRequestsFromMapFunc(virtualKeyOfHost[*corev1.Pod]),
 			record:            r.lastSeen.put,
 		})).
 		// A bound token Secret may release its host pod.
@@ -115,20 +115,20 @@ func indexHostPods(ctx context.Context, mgr ctrl.Manager) error {
 	return nil
 }
 
-// virtualKeyOf is the key of the pair a host pod belongs to: the virtual
-// pod its annotations name or, when they name none, a key with no
-// namespace and the host pod's own name, which no virtual pod can have, so
-// the pod is still collected as an orphan.
-func virtualKeyOf(host *corev1.Pod) types.NamespacedName {
-	name, namespace := host.Annotations[translate.AnnotationName], host.Annotations[translate.AnnotationNamespace]
+// virtualKeyOf is the key of the pair a host object (a pod, a Service)
+// belongs to: the virtual object its annotations name or, when they name
+// none, a key with no namespace and the host object's own name, which no
+// virtual one can have, so it is still collected as an orphan.
+func virtualKeyOf(host metav1.Object) types.NamespacedName {
+	name, namespace := host.GetAnnotations()[translate.AnnotationName], host.GetAnnotations()[translate.AnnotationNamespace]
 	if name == "" || namespace == "" {
-		return types.NamespacedName{Name: host.Name}
+		return types.NamespacedName{Name: host.GetName()}
 	}
 	return types.NamespacedName{Namespace: namespace, Name: name}
 }
 
-// virtualKeyOfHostPod maps a host pod event to its pair.
-func virtualKeyOfHostPod(_ context.Context, host *corev1.Pod) []reconcile.Request {
+// virtualKeyOfHost maps a host object's event to its pair.
+func virtualKeyOfHost[T client.Object](_ context.Context, host T) []reconcile.Request {
 	return []reconcile.Request{{NamespacedName: virtualKeyOf(host)}}
 }
 

@@ -200,24 +200,9 @@ func (r *serviceReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.C
 		Named("services").
 		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
 		WatchesRawSource(source.Kind(virtual.GetCache(), &corev1.Service{}, &handler.TypedEnqueueRequestForObject[*corev1.Service]{})).
-		WatchesRawSource(source.Kind(mgr.GetCache(), &corev1.Service{}, handler.TypedEnqueueRequestsFromMapFunc(virtualKeyOfHostService))).
+		WatchesRawSource(source.Kind(mgr.GetCache(), &corev1.Service{}, handler.TypedEnqueueRequestsFromMapFunc(virtualKeyOfHost[*corev1.Service]))).
 		WatchesRawSource(fullPass("services", resync, synced(watched{mgr.GetCache(), &corev1.Service{}}, watched{virtual.GetCache(), &corev1.Service{}}), r.allKeys)).
 		Complete(r)
-}
-
-// virtualKeyOfService is the key of the virtual Service a host Service
-// names or, when it names none, a key with no namespace and the host
-// Service's own name, which no virtual Service has: it is an orphan.
-func virtualKeyOfService(host *corev1.Service) types.NamespacedName {
-	name, namespace := host.Annotations[translate.AnnotationName], host.Annotations[translate.AnnotationNamespace]
-	if name == "" || namespace == "" {
-		return types.NamespacedName{Name: host.Name}
-	}
-	return types.NamespacedName{Namespace: namespace, Name: name}
-}
-
-func virtualKeyOfHostService(_ context.Context, host *corev1.Service) []reconcile.Request {
-	return []reconcile.Request{{NamespacedName: virtualKeyOfService(host)}}
 }
 
 func (r *serviceReconciler) allKeys(ctx context.Context) ([]reconcile.Request, error) {
@@ -231,7 +216,7 @@ func (r *serviceReconciler) allKeys(ctx context.Context) ([]reconcile.Request, e
 	}
 	keys := make([]reconcile.Request, 0, len(hosts.Items)+len(virtuals.Items))
 	for i := range hosts.Items {
-		keys = append(keys, reconcile.Request{NamespacedName: virtualKeyOfService(&hosts.Items[i])})
+		keys = append(keys, reconcile.Request{NamespacedName: virtualKeyOf(&hosts.Items[i])})
 	}
 	for i := range virtuals.Items {
 		keys = append(keys, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&virtuals.Items[i])})
@@ -272,7 +257,7 @@ func (r *serviceReconciler) write(ctx context.Context, s serviceStepKind, d serv
 	switch s {
 	case svcDeleteOrphan:
 		if host.Annotations[translate.AnnotationNamespace] != "" {
-			live, err := getService(ctx, r.VirtualReader, virtualKeyOfService(host))
+			live, err := getService(ctx, r.VirtualReader, virtualKeyOf(host))
 			if err != nil {
 				return err
 			}
