@@ -201,10 +201,14 @@ Real node %[1]s is Ready (node IP %[2]s). A pod runs there when it asks:
 	}
 }
 
-// realNodeOptions finds the kubelet and the image tarball `make node-bins`
-// built.
+// realNodeOptions finds the kubelet, kube-proxy and the image tarball
+// `make node-bins` built.
 func realNodeOptions(o devenv.Options, images string) (*realnode.Options, error) {
 	kubelet, err := o.Assets.Path("kubelet")
+	if err != nil {
+		return nil, fmt.Errorf("%w (make node-bins)", err)
+	}
+	kubeProxy, err := o.Assets.Path("kube-proxy")
 	if err != nil {
 		return nil, fmt.Errorf("%w (make node-bins)", err)
 	}
@@ -216,7 +220,7 @@ func realNodeOptions(o devenv.Options, images string) (*realnode.Options, error)
 		images = filepath.Join(root, "bin", "node", "images.tar")
 	}
 	return &realnode.Options{
-		StateDir: filepath.Join(o.StateDir, "realnode"), Kubelet: kubelet, Images: images,
+		StateDir: filepath.Join(o.StateDir, "realnode"), Kubelet: kubelet, KubeProxy: kubeProxy, Images: images,
 		Log: ctrl.Log.WithName("realnode"),
 	}, nil
 }

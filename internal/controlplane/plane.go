@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -85,7 +86,26 @@ type Options struct {
 	// serving certificate, which the apiserver trusts beside kwok's (host
 	// only).
 	RealNodeKubeletCAFile string
+	// ServiceCIDR, when set, is the apiserver's Service range
+	// (--service-cluster-ip-range) instead of envtest's 10.0.0.0/24: a
+	// real node routes the host's (see realnode.Options.ServiceCIDR).
+	ServiceCIDR string
+	// EndpointSlices, when set, runs a kube-controller-manager on the
+	// host with only the controllers that fill EndpointSlices, which a
+	// real node's kube-proxy reads (host only).
+	EndpointSlices bool
 }
+
+// HostControllers are the only controllers the host's
+// kube-controller-manager runs (Options.EndpointSlices): EndpointSlices
+// for Services with a selector, and the mirror of a selector-less
+// Service's Endpoints into EndpointSlices. Nothing else: the host's
+// nodes, pods and namespaces are the test bed's and podbridge's to manage
+// (no garbage collector, no node lifecycle, no service-account tokens:
+// kube-proxy authenticates with a client certificate), so the slices of a
+// deleted Service stay until their namespace goes, which kube-proxy
+// ignores.
+var HostControllers = []string{"endpointslice-controller", "endpointslice-mirroring-controller"}
 
 // StartHost starts a host control plane: etcd, kube-apiserver (with the
 // ServiceAccount admission plugin, as real clusters have), kube-scheduler
@@ -167,6 +187,23 @@ func StartHost(ctx context.Context, opts Options) (p *Plane, err error) {
 	if err := p.createNodes(ctx, opts); err != nil {
 		return p, err
 	}
+	if opts.EndpointSlices {
+		kcm, err := opts.Assets.Path("kube-controller-manager")
+		if err != nil {
+			return p, err
+		}
+		if err := p.start("kube-controller-manager", kcm, logs, nil,
+			"--kubeconfig="+p.Kubeconfig,
+			"--authentication-kubeconfig="+p.Kubeconfig,
+			"--authorization-kubeconfig="+p.Kubeconfig,
+			"--secure-port=0",
+			"--leader-elect=false",
+			"--controllers="+strings.Join(HostControllers, ","),
+			"--use-service-account-credentials=false",
+		); err != nil {
+			return p, err
+		}
+	}
 	return p, nil
 }
 
@@ -176,6 +213,7 @@ func StartHost(ctx context.Context, opts Options) (p *Plane, err error) {
 // their status). There is no scheduler: podbridge binds virtual pods.
 func StartVirtual(ctx context.Context, opts Options) (p *Plane, err error) {
 	opts.KubeletClientCertFile, opts.KubeletClientKeyFile = "", "" // its nodes' kubelet API is podbridge's.
+	opts.EndpointSlices = false                                    // its controller-manager runs every controller already.
 	var flags map[string]string
 	if k := opts.KubeletClient; k != nil {
 		flags = map[string]string{
@@ -288,6 +326,9 @@ func startAPIServer(name string, opts Options, flags map[string]string) (*Plane,
 	// port-forward: never its hostname, which would be a DNS lookup off
 	// this machine. The virtual cluster's nodes mirror the host's.
 	env.ControlPlane.GetAPIServer().Configure().Set("kubelet-preferred-address-types", "InternalIP")
+	if opts.ServiceCIDR != "" {
+		env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", opts.ServiceCIDR)
+	}
 	if opts.KubeletClientCertFile != "" {
 		env.ControlPlane.GetAPIServer().Configure().
 			Set("kubelet-client-certificate", opts.KubeletClientCertFile).
