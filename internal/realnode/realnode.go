@@ -49,6 +49,10 @@ const (
 	// PauseImage and WorkloadImage are the tags `make node-bins` builds.
 	PauseImage    = "podbridge.local/pause:1"
 	WorkloadImage = "podbridge.local/workload:1"
+	// CoreDNSImage is the image of bin/node/coredns.tar (make node-bins:
+	// hack/coredns, hack/nodeimage/corednsimage), imported as an extra
+	// image.
+	CoreDNSImage = "podbridge.local/coredns:1.15.0"
 )
 
 // Options configure a real node.

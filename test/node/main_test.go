@@ -118,6 +118,8 @@ func startEnv() (*devenv.Env, string, error) {
 	opts.RealNode = &realnode.Options{
 		StateDir: filepath.Join(dir, "realnode"), Kubelet: kubelet, KubeProxy: kubeProxy,
 		Images: filepath.Join(root, "bin", "node", "images.tar"),
+		// podbridge.local/coredns (make node-bins).
+		ExtraImages: []string{filepath.Join(root, "bin", "node", "coredns.tar")},
 		// The node's own few messages (packages installed, leftovers
 		// undone) at info level; the controllers' at warning.
 		Log: zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.InfoLevel)).WithName("realnode"),
