@@ -1,13 +1,14 @@
 // Package realnode runs one real Kubernetes node on this machine for the
 // test bed: containerd, runc and CNI plugins from apt, and a kubelet
 // registered with the host control plane beside the kwok nodes, so pods
-// podbridge makes really run. Its one concern is to change the machine only
-// in ways it records first and undoes on Stop, or on the next Start after a
-// run that was killed: processes, mounts, interfaces, firewall chains,
-// cgroups and sysctls. Pods on the node reach only the virtual apiserver
-// and each other, nothing they send leaves the bridge (firewall.go), and
-// no image is fetched from off this machine or from its loopback
-// (pulls.go).
+// podbridge makes really run, and kube-proxy, so host Services route to
+// them (services.go). Its one concern is to change the machine only in
+// ways it records first and undoes on Stop, or on the next Start after a
+// run that was killed: processes, mounts, interfaces, routes, firewall
+// chains (its own and kube-proxy's), cgroups and sysctls. Pods on the node
+// reach only the virtual apiserver and each other (directly or through a
+// ClusterIP), nothing they send leaves the bridge (firewall.go), and no
+// image is fetched from off this machine or from its loopback (pulls.go).
 //
 // Everything it starts lives under Options.StateDir, except what the
 // kubelet and containerd keep at fixed paths (recorded and removed when
