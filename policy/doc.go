@@ -6,7 +6,9 @@
 // process that writes it, from podbridge's own configuration: the Pod
 // Security level, podbridge's own rules, and the platform's allow-lists of
 // what acts with the host namespace's rights (priority and runtime classes,
-// inline CSI drivers, storage classes of generic ephemeral volumes).
+// inline CSI drivers, storage classes of generic ephemeral volumes). Host
+// Services pass CheckService: every ServiceSpec field is classified
+// (serviceSpecFields), NodePort and LoadBalancer are allow-listed.
 //
 // The package is pure: no clients, no clocks. Errors name the virtual
 // pod's fields as the tenant wrote them.

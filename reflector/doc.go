@@ -32,6 +32,12 @@
 //   - nodeGuard.removed: nodes this process removed, which binds confirm
 //     live; empty after a restart, when the cache is fresh anyway.
 //
+// Services (services.go) are kept the same way: decideService carries a
+// stored virtual Service's changes to its host Service through the gate,
+// copies the host's load-balancer status back, deletes a virtual Service
+// whose host Service is gone and collects host Services no stored virtual
+// Service claims by sync ID (after the orphan grace period).
+//
 // Metrics (controller-runtime's registry): podbridge_reflector_actions_total
 // by action, podbridge_reflector_reflection_lag_seconds, and the workqueue
 // metrics of the "pods" and "nodes" controllers (queue depth among them).

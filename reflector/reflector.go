@@ -157,6 +157,9 @@ func NewManager(o Options) (manager.Manager, error) {
 			DefaultNamespaces: map[string]cache.Config{o.Translate.HostNamespace: {}},
 			ByObject: map[client.Object]cache.ByObject{
 				&corev1.Pod{}: {Label: ours, Transform: trimManagedFields(hostPodFields), UnsafeDisableDeepCopy: ptr.To(true)},
+				// This virtual cluster's host Services only, with their
+				// managed fields: when the webhook last wrote one.
+				&corev1.Service{}: {Label: ours},
 				// Events about pods, for the event copy (events.go).
 				&corev1.Event{}: {Field: hostPodEvents, Transform: cache.TransformStripManagedFields()},
 				// Only podbridge's copies and token Secrets, by metadata.
@@ -191,6 +194,7 @@ func NewManager(o Options) (manager.Manager, error) {
 		// content is read live when their resourceVersion moves.
 		co.Cache.ByObject = map[client.Object]cache.ByObject{
 			&corev1.Pod{}:              {Transform: trimManagedFields(virtualPodFields), UnsafeDisableDeepCopy: ptr.To(true)},
+			&corev1.Service{}:          {Transform: cache.TransformStripManagedFields()},
 			configMapCopies.metadata(): {Transform: cache.TransformStripManagedFields()},
 			secretCopies.metadata():    {Transform: cache.TransformStripManagedFields()},
 		}
@@ -273,6 +277,20 @@ func NewManager(o Options) (manager.Manager, error) {
 		Kubelet:          kubelet,
 	}
 	if err := nodes.SetupWithManager(mgr, virtual, resync); err != nil {
+		return nil, err
+	}
+	services := &serviceReconciler{
+		Host:          mgr.GetClient(),
+		HostReader:    mgr.GetAPIReader(),
+		Virtual:       virtual.GetClient(),
+		VirtualReader: virtual.GetAPIReader(),
+		Recorder:      virtual.GetEventRecorder(FieldManager),
+		Config:        o.Translate,
+		Gate:          policy.Gate{Security: security, Config: o.Translate, MaxTokensPerPod: o.Limits.MaxTokensPerPod},
+		GracePeriod:   o.OrphanGracePeriod,
+		Clock:         clock.RealClock{},
+	}
+	if err := services.SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles, resync); err != nil {
 		return nil, err
 	}
 	budget := &caps.Budget{Reader: mgr.GetClient(), Namespace: o.Translate.HostNamespace, VCluster: o.Translate.VCluster, Limits: o.Limits}

@@ -79,6 +79,11 @@ type Config struct {
 	// key (see TenantKey). Empty by default: host features keyed on
 	// annotations (CNI networks, fixed IPs, mesh opt-outs) stay the host's.
 	HostAnnotations []string
+	// ServiceTypes are the Service types besides ClusterIP (headless
+	// included) and ExternalName that tenants may create: NodePort and
+	// LoadBalancer open host node ports and host load balancers. Empty by
+	// default.
+	ServiceTypes []corev1.ServiceType
 }
 
 // Validate reports configuration errors by field name.
@@ -137,6 +142,11 @@ func (c Config) Validate() error {
 		}
 		if IsReserved(key) || IsTenantKey(key) {
 			errs = append(errs, field.Invalid(path, key, "podbridge's own keys and translated tenant keys cannot be allowed"))
+		}
+	}
+	for i, t := range c.ServiceTypes {
+		if t != corev1.ServiceTypeNodePort && t != corev1.ServiceTypeLoadBalancer {
+			errs = append(errs, field.NotSupported(field.NewPath("serviceTypes").Index(i), t, []corev1.ServiceType{corev1.ServiceTypeNodePort, corev1.ServiceTypeLoadBalancer}))
 		}
 	}
 	if err := errs.ToAggregate(); err != nil {

@@ -7,4 +7,9 @@
 // (updateGuard) and ephemeral containers (ephemeralContainersCheck) are
 // checked by handlers of their own, each at its own path and refusing
 // every other kind of request.
+//
+// Services have two paths of their own (serviceMutator): a create makes
+// the host Service and pins the addresses and node ports the host
+// allocated on the virtual Service; an update writes the change to the
+// host Service first. Both pass policy.Gate.CheckService.
 package webhook

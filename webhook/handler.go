@@ -72,7 +72,7 @@ type podMutator struct {
 	// uses, within the caps on their number and bytes.
 	Copies *hostcopy.Writer
 	// HostPods admits each new host pod within the cap on host pods.
-	HostPods *caps.HostPods
+	HostPods *caps.HostObjects
 
 	copies copiesSeen
 	// inflight joins concurrent reads of the same original.

@@ -57,8 +57,11 @@ func TestRegistrationDrift(t *testing.T) {
 			c.Webhooks[2].ClientConfig.URL = c.Webhooks[0].ClientConfig.URL
 		}, "pod-ephemeralcontainers.podbridge.podbridge.io clientConfig.url"},
 		{"ephemeral containers entry removed", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
-			c.Webhooks = c.Webhooks[:2]
+			c.Webhooks = append(c.Webhooks[:2], c.Webhooks[3:]...)
 		}, "webhook pod-ephemeralcontainers.podbridge.podbridge.io removed"},
+		{"Service entry removed", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
+			c.Webhooks = c.Webhooks[:3]
+		}, "webhook services.podbridge.podbridge.io removed, webhook service-updates.podbridge.podbridge.io removed"},
 		{"entry added", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
 			c.Webhooks = append(c.Webhooks, admissionregistrationv1.MutatingWebhook{Name: "x.example"})
 		}, "webhook x.example added"},

@@ -43,6 +43,11 @@ type Registration struct {
 //     the tenant's controllers (label changes, adoption) keep working while
 //     the webhook is away.
 //
+// Service creates and updates fail closed too: each writes the host
+// Service before the virtual one is stored (see serviceMutator), and a
+// Service stored without podbridge has no host Service, or a host Service
+// that no longer matches it.
+//
 // The update and ephemeral-container checks change nothing and could be a
 // ValidatingWebhookConfiguration; they stay in this one object so that one
 // keeper watches, restores and injects the CA into one object, with the
@@ -59,6 +64,8 @@ func (r Registration) Configuration() *admissionregistrationv1.MutatingWebhookCo
 			r.webhook("pods", translate.WebhookPath, admissionregistrationv1.Fail, podRule(admissionregistrationv1.Create, "pods")),
 			r.webhook("pod-updates", translate.WebhookPathPodUpdate, admissionregistrationv1.Ignore, podRule(admissionregistrationv1.Update, "pods")),
 			r.webhook("pod-ephemeralcontainers", translate.WebhookPathEphemeralContainers, admissionregistrationv1.Fail, podRule(admissionregistrationv1.Update, "pods/ephemeralcontainers")),
+			r.webhook("services", translate.WebhookPathService, admissionregistrationv1.Fail, podRule(admissionregistrationv1.Create, "services")),
+			r.webhook("service-updates", translate.WebhookPathServiceUpdate, admissionregistrationv1.Fail, podRule(admissionregistrationv1.Update, "services")),
 		},
 	}
 }

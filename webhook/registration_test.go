@@ -19,6 +19,8 @@ func TestRegistrationOneWebhookPerPath(t *testing.T) {
 		{"pods.podbridge.podbridge.io", "https://h.example:8443/base" + translate.WebhookPath, "Fail", "CREATE", "pods"},
 		{"pod-updates.podbridge.podbridge.io", "https://h.example:8443/base" + translate.WebhookPathPodUpdate, "Ignore", "UPDATE", "pods"},
 		{"pod-ephemeralcontainers.podbridge.podbridge.io", "https://h.example:8443/base" + translate.WebhookPathEphemeralContainers, "Fail", "UPDATE", "pods/ephemeralcontainers"},
+		{"services.podbridge.podbridge.io", "https://h.example:8443/base" + translate.WebhookPathService, "Fail", "CREATE", "services"},
+		{"service-updates.podbridge.podbridge.io", "https://h.example:8443/base" + translate.WebhookPathServiceUpdate, "Fail", "UPDATE", "services"},
 	}
 	for _, url := range []string{"https://h.example:8443/base", "https://h.example:8443/base/", "https://h.example:8443/base" + translate.WebhookPath} {
 		t.Run(url, func(t *testing.T) {

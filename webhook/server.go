@@ -136,6 +136,8 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 				// And of its host pods, by name alone: the cap on host pods
 				// counts them.
 				copyMetadata("Pod"): {Label: ours, Transform: nameOnly},
+				// And of its host Services: the cap on host Services.
+				copyMetadata("Service"): {Label: ours, Transform: nameOnly},
 			},
 			ReaderFailOnMissingInformer: true,
 		},
@@ -205,6 +207,14 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 	if _, err := podInformer.AddEventHandler(hostPods.Handler()); err != nil {
 		return nil, fmt.Errorf("counting host pods: %w", err)
 	}
+	hostServices := caps.NewHostServices(o.Limits.MaxHostServices)
+	serviceInformer, err := mgr.GetCache().GetInformer(ctx, copyMetadata("Service"), cache.BlockUntilSynced(false))
+	if err != nil {
+		return nil, fmt.Errorf("watching host Services: %w", err)
+	}
+	if _, err := serviceInformer.AddEventHandler(hostServices.Handler()); err != nil {
+		return nil, fmt.Errorf("counting host Services: %w", err)
+	}
 	o.Limits.Publish()
 
 	// GetWebhookServer adds the server to the manager's runnables.
@@ -235,6 +245,13 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 			},
 		},
 	})
+	for path, update := range map[string]bool{translate.WebhookPathService: false, translate.WebhookPathServiceUpdate: true} {
+		register(path, &serviceMutator{
+			Host: host, Virtual: virtual, Config: o.Translate, Gate: hostGate, HostTimeout: o.HostTimeout,
+			NewSyncID: uuid.NewString, NameSuffix: func() string { return utilrand.String(5) },
+			HostServices: hostServices, Update: update,
+		})
+	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"k8s.io/client-go/rest"
@@ -19,6 +20,7 @@ import (
 	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/internal/metricsauth"
 	"github.com/podbridge/podbridge/internal/ownership"
+	"github.com/podbridge/podbridge/policy"
 	"github.com/podbridge/podbridge/translate"
 )
 
@@ -101,6 +103,13 @@ func (f *clusterFlags) bind(fs *flag.FlagSet) {
 		f.translate.TolerationKeys = list(v)
 		return nil
 	})
+	fs.Func(policy.FlagAllowedServiceTypes, "Service types tenants may create besides ClusterIP (headless included) and ExternalName, comma-separated: NodePort, LoadBalancer; another is refused (default: none)", func(v string) error {
+		f.translate.ServiceTypes = nil
+		for _, t := range list(v) {
+			f.translate.ServiceTypes = append(f.translate.ServiceTypes, corev1.ServiceType(t))
+		}
+		return nil
+	})
 	fs.BoolVar(&f.translate.AllowNodePinning, "allow-node-pinning", false, "let tenants name nodes in node affinity (matchFields on metadata.name)")
 	fs.BoolVar(&f.translate.AllowDefaultStorageClass, "allow-default-storage-class", false, "let generic ephemeral volumes name no storage class, so the host's default class provisions them")
 	f.limits = caps.Defaults()
@@ -108,6 +117,7 @@ func (f *clusterFlags) bind(fs *flag.FlagSet) {
 	fs.Int64Var(&f.limits.MaxCopyBytes, caps.FlagMaxCopyBytes, f.limits.MaxCopyBytes, "total data bytes of the virtual cluster's ConfigMap and Secret copies on the host (0: no cap)")
 	fs.IntVar(&f.limits.MaxTokensPerPod, caps.FlagMaxTokensPerPod, f.limits.MaxTokensPerPod, "projected service-account tokens (host token Secrets) one pod may mount (0: no cap)")
 	fs.IntVar(&f.limits.MaxHostPods, caps.FlagMaxHostPods, f.limits.MaxHostPods, "host pods the virtual cluster may have, those of creates refused after podbridge's admission included until collected; creates past it are refused (webhook; 0: no cap)")
+	fs.IntVar(&f.limits.MaxHostServices, caps.FlagMaxHostServices, f.limits.MaxHostServices, "host Services the virtual cluster may have, those of creates refused after podbridge's admission included until collected; creates past it are refused (webhook; 0: no cap)")
 	fs.Int64Var(&f.limits.MaxRequestBytes, caps.FlagMaxRequestBytes, f.limits.MaxRequestBytes, "largest admission request body the webhook reads (0: controller-runtime's 7 MiB)")
 	fs.Func("host-annotations", "tenant annotation keys copied to host pods, comma-separated (default none: other tenant annotations never reach the host)", func(v string) error {
 		f.translate.HostAnnotations = nil

@@ -83,7 +83,7 @@ if [[ ! -x $work/pause || $kube_src/build/pause/linux/pause.c -nt $work/pause ]]
 	gcc -Os -Wall -static -DVERSION=v3.10.2 -o "$work/pause" "$kube_src/build/pause/linux/pause.c"
 fi
 
-"$bins/e2e.test" --list-images >"$work/images.txt.new" 2>/dev/null
+"$bins/e2e.test" --list-images 2>/dev/null | sort >"$work/images.txt.new"
 # Replaced only when the list changed: its time says when the images are stale.
 if cmp -s "$work/images.txt.new" "$work/images.txt"; then
 	rm "$work/images.txt.new"

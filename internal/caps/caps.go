@@ -36,11 +36,14 @@ type Limits struct {
 	// MaxHostPods is how many host pods one virtual cluster may have,
 	// whether their virtual pods were stored or not.
 	MaxHostPods int
+	// MaxHostServices is how many host Services one virtual cluster may
+	// have (each takes an address of the host's shared service range).
+	MaxHostServices int
 }
 
 // Defaults are the caps the commands start with; see README.
 func Defaults() Limits {
-	return Limits{MaxCopies: 2000, MaxCopyBytes: 256 << 20, MaxTokensPerPod: 16, MaxRequestBytes: 4 << 20, MaxHostPods: 10000}
+	return Limits{MaxCopies: 2000, MaxCopyBytes: 256 << 20, MaxTokensPerPod: 16, MaxRequestBytes: 4 << 20, MaxHostPods: 10000, MaxHostServices: 1000}
 }
 
 // Flag names, which refusals quote so the tenant and the operator know
@@ -51,6 +54,7 @@ const (
 	FlagMaxTokensPerPod = "max-tokens-per-pod"
 	FlagMaxRequestBytes = "max-request-bytes"
 	FlagMaxHostPods     = "max-host-pods"
+	FlagMaxHostServices = "max-host-services"
 )
 
 // LimitError says a write would exceed a cap.
@@ -71,6 +75,8 @@ func (e *LimitError) Error() string {
 		// Pods whose creates were refused after podbridge admitted them
 		// count until collected: the use says so.
 		what, unit = "creating it", "host pods (including those of recently refused creates, until collected)"
+	case FlagMaxHostServices:
+		what, unit = "creating it", "host Services (including those of recently refused creates, until collected)"
 	}
 	return fmt.Sprintf("%s: %s would exceed this virtual cluster's limit of %d %s (--%s; %d in use, %d more needed)",
 		e.Object, what, e.Limit, unit, e.Flag, e.Use, e.Adding)

@@ -36,7 +36,7 @@ var (
 
 func init() {
 	metrics.Registry.MustRegister(hostCopies, hostCopyBytes, limits, refusals, tokensPerPod, requestBytes)
-	for _, flag := range []string{FlagMaxCopies, FlagMaxCopyBytes, FlagMaxTokensPerPod, FlagMaxRequestBytes, FlagMaxHostPods} {
+	for _, flag := range []string{FlagMaxCopies, FlagMaxCopyBytes, FlagMaxTokensPerPod, FlagMaxRequestBytes, FlagMaxHostPods, FlagMaxHostServices} {
 		refusals.WithLabelValues(flag)
 	}
 }
@@ -48,6 +48,7 @@ func (l Limits) Publish() {
 	limits.WithLabelValues(FlagMaxTokensPerPod).Set(float64(l.MaxTokensPerPod))
 	limits.WithLabelValues(FlagMaxRequestBytes).Set(float64(l.MaxRequestBytes))
 	limits.WithLabelValues(FlagMaxHostPods).Set(float64(l.MaxHostPods))
+	limits.WithLabelValues(FlagMaxHostServices).Set(float64(l.MaxHostServices))
 }
 
 func publish(count, bytes int64) {

@@ -8,16 +8,20 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 )
 
-// HostPods admits host pod creates within MaxHostPods. It counts the
-// virtual cluster's host pods from an informer of their metadata (claimed
-// or not, held or running, until the host removes them), so pods of
-// creates the tenant's own admission refused after podbridge's count too
-// until they are collected: a tenant that floods creates fills its own
-// cap, not the shared host. Creates admitted but not yet seen by the
-// informer are held in memory, so concurrent admissions cannot pass the
-// cap together.
-type HostPods struct {
+// HostObjects admits creates of one kind of host object within a cap:
+// host pods (NewHostPods, --max-host-pods) or host Services
+// (NewHostServices, --max-host-services). It counts the virtual cluster's
+// objects from an informer of their metadata (host pods claimed or not,
+// held or running, until the host removes them), so pods of creates the
+// tenant's own admission refused after podbridge's count too until they
+// are collected: a tenant that floods creates fills its own cap, not the
+// shared host. Creates admitted but not yet seen by the informer are held
+// in memory, so concurrent admissions cannot pass the cap together.
+type HostObjects struct {
 	Max int
+	// flag and kind name the cap and the objects in refusals
+	// (FlagMaxHostPods and "host pod" unless NewHostServices made it).
+	flag, kind string
 
 	mu   sync.Mutex
 	seen map[string]bool
@@ -27,12 +31,12 @@ type HostPods struct {
 }
 
 // NewHostPods returns a counter for a cap of limit host pods (0: no cap).
-func NewHostPods(limit int) *HostPods {
-	return &HostPods{Max: limit, seen: map[string]bool{}, reserved: map[string]time.Time{}, now: time.Now}
+func NewHostPods(limit int) *HostObjects {
+	return &HostObjects{Max: limit, flag: FlagMaxHostPods, kind: "host pod", seen: map[string]bool{}, reserved: map[string]time.Time{}, now: time.Now}
 }
 
 // Handler is the informer event handler that keeps the count.
-func (h *HostPods) Handler() toolscache.ResourceEventHandler {
+func (h *HostObjects) Handler() toolscache.ResourceEventHandler {
 	return toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { h.observe(obj, true) },
 		UpdateFunc: func(_, obj any) { h.observe(obj, true) },
@@ -45,7 +49,7 @@ func (h *HostPods) Handler() toolscache.ResourceEventHandler {
 	}
 }
 
-func (h *HostPods) observe(obj any, present bool) {
+func (h *HostObjects) observe(obj any, present bool) {
 	m, ok := obj.(metav1.Object)
 	if !ok {
 		return
@@ -64,7 +68,7 @@ func (h *HostPods) observe(obj any, present bool) {
 // when the cap is met. release gives the reservation back when the create
 // failed. A name the informer shows already (a retried admission, a stale
 // pod replaced) adds nothing.
-func (h *HostPods) Reserve(name string) (release func(), err error) {
+func (h *HostObjects) Reserve(name string) (release func(), err error) {
 	if h == nil || h.Max <= 0 {
 		return func() {}, nil
 	}
@@ -81,8 +85,8 @@ func (h *HostPods) Reserve(name string) (release func(), err error) {
 	}
 	use := int64(len(h.seen) + len(h.reserved))
 	if _, again := h.reserved[name]; !again && use+1 > int64(h.Max) {
-		refusals.WithLabelValues(FlagMaxHostPods).Inc()
-		return nil, &LimitError{Flag: FlagMaxHostPods, Object: "host pod " + name, Limit: int64(h.Max), Use: use, Adding: 1}
+		refusals.WithLabelValues(h.flag).Inc()
+		return nil, &LimitError{Flag: h.flag, Object: h.kind + " " + name, Limit: int64(h.Max), Use: use, Adding: 1}
 	}
 	at := now
 	h.reserved[name] = at

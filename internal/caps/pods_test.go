@@ -65,8 +65,23 @@ func TestHostPodsNoCap(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var unset *HostPods
+	var unset *HostObjects
 	if _, err := unset.Reserve("a"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The cap on host Services counts and refuses as the cap on host pods,
+// naming its own flag.
+func TestHostServicesCap(t *testing.T) {
+	h := NewHostServices(1)
+	h.Handler().OnAdd(podMeta("a"), true)
+	_, err := h.Reserve("b")
+	var limit *LimitError
+	if !errors.As(err, &limit) || limit.Flag != FlagMaxHostServices || !strings.Contains(err.Error(), "host Service b") || !strings.Contains(err.Error(), "--max-host-services") {
+		t.Errorf("over the cap: %v", err)
+	}
+	if _, err := h.Reserve("a"); err != nil {
+		t.Errorf("a Service already counted: %v", err)
 	}
 }

@@ -87,14 +87,25 @@ type Options struct {
 	// only).
 	RealNodeKubeletCAFile string
 	// ServiceCIDR, when set, is the apiserver's Service range
-	// (--service-cluster-ip-range) instead of envtest's 10.0.0.0/24: a
-	// real node routes the host's (see realnode.Options.ServiceCIDR).
+	// (--service-cluster-ip-range) instead of ServiceClusterIPRange. A
+	// virtual control plane's must contain its host's (podbridge pins
+	// host addresses on virtual Services): give both the same. A real
+	// node routes the host's (see realnode.Options.ServiceCIDR).
 	ServiceCIDR string
 	// EndpointSlices, when set, runs a kube-controller-manager on the
 	// host with only the controllers that fill EndpointSlices, which a
 	// real node's kube-proxy reads (host only).
 	EndpointSlices bool
 }
+
+// ServiceClusterIPRange is the --service-cluster-ip-range of both
+// control planes unless Options.ServiceCIDR names another. podbridge pins each virtual Service's ClusterIP to the
+// one the host allocated, so the virtual apiserver's range must contain
+// the host's; the same range keeps the two `default/kubernetes` Services
+// on the same first address too, which the host never gives to a tenant's
+// Service. (envtest's default is 10.0.0.0/24; a /16 leaves room for the
+// Services of several tenants and of conformance runs.)
+const ServiceClusterIPRange = "10.0.0.0/16"
 
 // HostControllers are the only controllers the host's
 // kube-controller-manager runs (Options.EndpointSlices): EndpointSlices
@@ -326,9 +337,11 @@ func startAPIServer(name string, opts Options, flags map[string]string) (*Plane,
 	// port-forward: never its hostname, which would be a DNS lookup off
 	// this machine. The virtual cluster's nodes mirror the host's.
 	env.ControlPlane.GetAPIServer().Configure().Set("kubelet-preferred-address-types", "InternalIP")
-	if opts.ServiceCIDR != "" {
-		env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", opts.ServiceCIDR)
+	serviceCIDR := opts.ServiceCIDR
+	if serviceCIDR == "" {
+		serviceCIDR = ServiceClusterIPRange
 	}
+	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", serviceCIDR)
 	if opts.KubeletClientCertFile != "" {
 		env.ControlPlane.GetAPIServer().Configure().
 			Set("kubelet-client-certificate", opts.KubeletClientCertFile).

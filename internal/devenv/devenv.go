@@ -221,6 +221,9 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 		hostOpts.ServiceCIDR = env.RealNode.ServiceCIDR().String()
 		hostOpts.EndpointSlices = env.RealNode.RunsKubeProxy()
 	}
+	// podbridge pins the host's ClusterIPs on virtual Services: the
+	// virtual apiserver's range must contain the host's, so it is the same.
+	virtualOpts.ServiceCIDR = hostOpts.ServiceCIDR
 	hostErr := make(chan error, 1)
 	go func() {
 		var err error

@@ -50,9 +50,10 @@ import (
 // started one, and removes every KUBE-* chain and the jumps to them on
 // Stop or on the next start after a killed run.
 
-// DefaultServiceCIDR is the host's Service range with a real node: next to
-// the pods' subnet, in the private block the test bed uses.
-const DefaultServiceCIDR = "10.201.1.0/24"
+// DefaultServiceCIDR is the host's (and so the virtual cluster's) Service
+// range with a real node: a /16 like controlplane.ServiceClusterIPRange,
+// room for several tenants' Services, next to the pods' 10.201.0.0/24.
+const DefaultServiceCIDR = "10.202.0.0/16"
 
 // firstComment marks the node's jumps once moved above kube-proxy's (one
 // word: removeFirewall reads `iptables -S` output by fields).

@@ -84,6 +84,8 @@ func TestTwoTenantsShareAHostNamespace(t *testing.T) {
 		}
 	}
 
+	servicesStayWithinTheirTenant(t, two, cfgOne)
+
 	// The manifests' RBAC reads RuntimeClasses: tenant two's own class runs
 	// its pod under the allowed host class of the same handler.
 	createRuntimeClass(t, hostClient, allowedRuntimeClass, allowedRuntimeHandler, nil)
@@ -162,6 +164,13 @@ type secondTenant struct {
 // RBAC applied for real.
 func startSecondTenant(t *testing.T, limits caps.Limits) *secondTenant {
 	t.Helper()
+	return startSecondTenantWith(t, limits, nil)
+}
+
+// startSecondTenantWith is startSecondTenant with configure, when set,
+// changing tenant two's translate.Config (its allow-lists) first.
+func startSecondTenantWith(t *testing.T, limits caps.Limits, configure func(*translate.Config)) *secondTenant {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	virtual := secondVirtual(t)
 	applyRBAC(t, "testdata/host-rbac", hostClient)
@@ -169,6 +178,9 @@ func startSecondTenant(t *testing.T, limits caps.Limits) *secondTenant {
 
 	tc := env.Options.Translate
 	tc.VCluster = "tenant-two"
+	if configure != nil {
+		configure(&tc)
+	}
 	tc = ownAccount(t, tc)
 	hostCfg := rest.CopyConfig(env.Host.Config)
 	hostCfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + tc.HostNamespace + ":podbridge", Groups: []string{"system:serviceaccounts", "system:authenticated"}}

@@ -1,0 +1,182 @@
+package policy
+
+import (
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/podbridge/podbridge/translate"
+)
+
+// Every ServiceSpec field has a decision, so a field a new Kubernetes
+// version adds fails this test rather than reaching the host unexamined.
+func TestEveryServiceSpecFieldIsClassified(t *testing.T) {
+	var names []string
+	ty := reflect.TypeFor[corev1.ServiceSpec]()
+	for i := range ty.NumField() {
+		name, _, _ := strings.Cut(ty.Field(i).Tag.Get("json"), ",")
+		names = append(names, name)
+		rule, ok := serviceSpecFields[name]
+		if !ok {
+			t.Errorf("ServiceSpec field %q is not classified in serviceSpecFields", name)
+			continue
+		}
+		switch rule.treatment {
+		case Carried, Translated, Refused, AllowListed:
+		default:
+			t.Errorf("field %q: unknown treatment %q", name, rule.treatment)
+		}
+	}
+	for name := range serviceSpecFields {
+		if !contains(names, name) {
+			t.Errorf("serviceSpecFields names %q, which ServiceSpec does not have", name)
+		}
+	}
+}
+
+var serviceTestConfig = translate.Config{VCluster: "vc", HostNamespace: "host", HostServiceAccount: "sa"}
+
+func gateService(mutate func(*corev1.Service)) *corev1.Service {
+	s := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"},
+		Spec: corev1.ServiceSpec{
+			Type: corev1.ServiceTypeClusterIP, Selector: map[string]string{"app": "web"},
+			Ports: []corev1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP}},
+		},
+	}
+	if mutate != nil {
+		mutate(s)
+	}
+	return s
+}
+
+// The decision on each hostile field: what is refused names the field
+// (and the platform flag for allow-lists); what the host allocated may
+// come back on the virtual Service, nothing else.
+func TestCheckService(t *testing.T) {
+	allocated := gateService(func(s *corev1.Service) {
+		s.Spec.Type = corev1.ServiceTypeLoadBalancer
+		s.Spec.ClusterIP, s.Spec.ClusterIPs = "10.0.0.7", []string{"10.0.0.7"}
+		s.Spec.Ports[0].NodePort = 31000
+		s.Spec.HealthCheckNodePort = 32000
+	})
+	cases := []struct {
+		name    string
+		types   []corev1.ServiceType
+		svc     func(*corev1.Service)
+		current *corev1.Service
+		want    []string // substrings of the errors; none: admitted
+	}{
+		{name: "ClusterIP", svc: nil},
+		{name: "headless", svc: func(s *corev1.Service) { s.Spec.ClusterIP, s.Spec.ClusterIPs = "None", []string{"None"} }},
+		{name: "ExternalName", svc: func(s *corev1.Service) {
+			s.Spec.Type, s.Spec.ExternalName, s.Spec.Selector, s.Spec.Ports = corev1.ServiceTypeExternalName, "db.example.com", nil, nil
+		}},
+		{name: "externalIPs always refused", types: []corev1.ServiceType{corev1.ServiceTypeNodePort, corev1.ServiceTypeLoadBalancer},
+			svc: func(s *corev1.Service) { s.Spec.ExternalIPs = []string{"192.0.2.1"} }, want: []string{"spec.externalIPs[0]", "CVE-2020-8554"}},
+		{name: "NodePort not allowed", svc: func(s *corev1.Service) { s.Spec.Type = corev1.ServiceTypeNodePort },
+			want: []string{"spec.type", "--allowed-service-types"}},
+		{name: "LoadBalancer not allowed", types: []corev1.ServiceType{corev1.ServiceTypeNodePort}, svc: func(s *corev1.Service) { s.Spec.Type = corev1.ServiceTypeLoadBalancer },
+			want: []string{"spec.type", "--allowed-service-types"}},
+		{name: "NodePort allowed", types: []corev1.ServiceType{corev1.ServiceTypeNodePort}, svc: func(s *corev1.Service) { s.Spec.Type = corev1.ServiceTypeNodePort }},
+		{name: "a node port of the tenant's choosing", types: []corev1.ServiceType{corev1.ServiceTypeNodePort},
+			svc: func(s *corev1.Service) { s.Spec.Type, s.Spec.Ports[0].NodePort = corev1.ServiceTypeNodePort, 30000 }, want: []string{"spec.ports[0].nodePort"}},
+		{name: "the node port the host allocated", types: []corev1.ServiceType{corev1.ServiceTypeLoadBalancer}, current: allocated,
+			svc: func(s *corev1.Service) { s.Spec.Type, s.Spec.Ports[0].NodePort = corev1.ServiceTypeLoadBalancer, 31000 }},
+		{name: "a ClusterIP of the tenant's choosing", svc: func(s *corev1.Service) { s.Spec.ClusterIP, s.Spec.ClusterIPs = "10.0.0.10", []string{"10.0.0.10"} },
+			want: []string{"spec.clusterIP", "spec.clusterIPs[0]"}},
+		{name: "the ClusterIP the host allocated", current: allocated, svc: func(s *corev1.Service) { s.Spec.ClusterIP, s.Spec.ClusterIPs = "10.0.0.7", []string{"10.0.0.7"} }},
+		{name: "a health-check port of the tenant's choosing", types: []corev1.ServiceType{corev1.ServiceTypeLoadBalancer}, current: allocated,
+			svc: func(s *corev1.Service) {
+				s.Spec.Type, s.Spec.HealthCheckNodePort = corev1.ServiceTypeLoadBalancer, 32001
+			}, want: []string{"spec.healthCheckNodePort"}},
+		{name: "loadBalancerIP", types: []corev1.ServiceType{corev1.ServiceTypeLoadBalancer},
+			svc: func(s *corev1.Service) {
+				s.Spec.Type, s.Spec.LoadBalancerIP = corev1.ServiceTypeLoadBalancer, "192.0.2.9"
+			}, want: []string{"spec.loadBalancerIP"}},
+		{name: "loadBalancerClass", types: []corev1.ServiceType{corev1.ServiceTypeLoadBalancer},
+			svc: func(s *corev1.Service) {
+				s.Spec.Type, s.Spec.LoadBalancerClass = corev1.ServiceTypeLoadBalancer, ptr.To("internal.example.com/lb")
+			}, want: []string{"spec.loadBalancerClass"}},
+		{name: "loadBalancerSourceRanges carried", types: []corev1.ServiceType{corev1.ServiceTypeLoadBalancer},
+			svc: func(s *corev1.Service) {
+				s.Spec.Type, s.Spec.LoadBalancerSourceRanges = corev1.ServiceTypeLoadBalancer, []string{"192.0.2.0/24"}
+			}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := serviceTestConfig
+			cfg.ServiceTypes = tc.types
+			g := Gate{Config: cfg}
+			svc := gateService(tc.svc)
+			host, errs := translate.HostService(svc, cfg, "id")
+			if len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			errs = g.CheckService(svc, tc.current, host)
+			got := errs.ToAggregate()
+			if len(tc.want) == 0 {
+				if got != nil {
+					t.Errorf("refused: %v", got)
+				}
+				return
+			}
+			if got == nil {
+				t.Fatalf("admitted, want errors naming %v", tc.want)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(got.Error(), w) {
+					t.Errorf("errors %q do not name %q", got, w)
+				}
+			}
+		})
+	}
+}
+
+// Whatever translation produced, a host Service is refused unless its
+// selector is scoped to this virtual cluster and the Service's namespace
+// and it carries no tenant annotation.
+func TestCheckServiceHostRules(t *testing.T) {
+	g := Gate{Config: serviceTestConfig}
+	svc := gateService(nil)
+	for name, mutate := range map[string]func(*corev1.Service){
+		"unscoped selector":    func(h *corev1.Service) { delete(h.Spec.Selector, translate.LabelVCluster) },
+		"another vcluster":     func(h *corev1.Service) { h.Spec.Selector[translate.LabelVCluster] = "other" },
+		"another namespace":    func(h *corev1.Service) { h.Spec.Selector[translate.LabelNamespace] = "other" },
+		"a tenant annotation":  func(h *corev1.Service) { h.Annotations["service.beta.kubernetes.io/x"] = "y" },
+		"an external address":  func(h *corev1.Service) { h.Spec.ExternalIPs = []string{"192.0.2.1"} },
+		"selector without one": nil,
+	} {
+		t.Run(name, func(t *testing.T) {
+			v := svc
+			host, _ := translate.HostService(v, g.Config, "id")
+			if mutate == nil {
+				v = gateService(func(s *corev1.Service) { s.Spec.Selector = nil })
+			} else {
+				mutate(host)
+			}
+			if errs := g.CheckService(v, nil, host); len(errs) == 0 {
+				t.Error("admitted")
+			}
+		})
+	}
+}
+
+// The README's Services table lists every field with the code's treatment.
+func TestREADMEListsEveryServiceSpecField(t *testing.T) {
+	raw, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, rule := range serviceSpecFields {
+		row := "| `" + name + "` | " + string(rule.treatment) + " | " + rule.How + " |"
+		if !strings.Contains(string(raw), row) {
+			t.Errorf("README has no row %q", row)
+		}
+	}
+}
