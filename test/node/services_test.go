@@ -301,3 +301,38 @@ func selectorless(t *testing.T, name, ip string, port int32) *corev1.Service {
 	})
 	return svc
 }
+
+// A tenant's Service, created through the virtual apiserver (podbridge
+// creates the host Service in admission and pins its ClusterIP on the
+// virtual one), routes on the real node: another tenant pod reaches the
+// tenant's pod at the virtual Service's ClusterIP, which is the host's.
+func TestTenantServiceAnswersAtItsClusterIP(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	backend := realPod(ns, "tenant-web", "serve::8080")
+	backend.Labels["svc"] = "tenant-web"
+	create(t, backend)
+	caller := realPod(ns, "tenant-caller", "pause")
+	create(t, caller)
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"},
+		Spec: corev1.ServiceSpec{
+			Selector: map[string]string{"svc": "tenant-web"},
+			Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP}},
+		},
+	}
+	if err := virtualClient.Create(ctx, svc); err != nil {
+		t.Fatalf("creating the tenant's Service: %v", err)
+	}
+	t.Cleanup(func() { _ = virtualClient.Delete(context.Background(), svc) })
+	if ip := net.ParseIP(svc.Spec.ClusterIP); ip == nil || !env.RealNode.ServiceCIDR().Contains(ip) {
+		t.Fatalf("the tenant Service's ClusterIP %q is not in the host's range %s", svc.Spec.ClusterIP, env.RealNode.ServiceCIDR())
+	}
+	waitVirtualReady(t, backend)
+	waitVirtualReady(t, caller)
+	url := "http://" + net.JoinHostPort(svc.Spec.ClusterIP, "80") + "/"
+	eventually(t, 60*time.Second, "the tenant's Service answering at "+url, func(context.Context) (bool, string) {
+		out := strings.TrimSpace(execWorkload(t, caller, "", "get:"+url))
+		return out == "get=200", out
+	})
+}
