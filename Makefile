@@ -70,8 +70,11 @@ k8s-bins: ## Build kube-apiserver, kube-controller-manager, kube-scheduler, etcd
 NODE_DIR    := $(CURDIR)/bin/node
 NODE_IMAGES := $(NODE_DIR)/images.tar
 
+COREDNS_BIN   := $(NODE_DIR)/coredns
+COREDNS_IMAGE := $(NODE_DIR)/coredns.tar
+
 .PHONY: node-bins
-node-bins: $(NODE_IMAGES) ## Build the real node's kubelet into bin/k8s (cached) and its image tarball into bin/node.
+node-bins: $(NODE_IMAGES) $(COREDNS_IMAGE) ## Build the real node's kubelet and kube-proxy into bin/k8s (cached), its image tarball and CoreDNS's into bin/node.
 	hack/k8s-bins/build.sh $(K8S_BINS) --node
 
 # The workload binary, packed into the pause and workload images
@@ -80,6 +83,16 @@ $(NODE_IMAGES): $(wildcard cmd/podbridge-workload/*.go) $(wildcard hack/nodeimag
 	mkdir -p $(NODE_DIR)
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(NODE_DIR)/podbridge-workload ./cmd/podbridge-workload
 	cd hack/nodeimage && go run . -binary $(NODE_DIR)/podbridge-workload -out $(NODE_IMAGES)
+
+# CoreDNS from its Go module with only the plugins hack/coredns imports (no
+# forward), and its image (podbridge.local/coredns:1.15.0) by
+# hack/nodeimage/corednsimage.
+$(COREDNS_BIN): hack/coredns/main.go hack/coredns/go.mod hack/coredns/go.sum
+	mkdir -p $(NODE_DIR)
+	cd hack/coredns && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(COREDNS_BIN) .
+
+$(COREDNS_IMAGE): $(COREDNS_BIN) hack/nodeimage/corednsimage/main.go
+	cd hack/nodeimage && go run ./corednsimage -binary $(COREDNS_BIN) -out $(COREDNS_IMAGE)
 
 .PHONY: test-node
 test-node: k8s-bins node-bins ## Run the real-node end-to-end suite (root; installs containerd, runc, the CNI plugins and iptables with apt when absent).

@@ -143,7 +143,7 @@ func runDev(ctx context.Context, args []string) error {
 			return err
 		}
 		if *extraImages != "" {
-			o.RealNode.ExtraImages = strings.Split(*extraImages, ",")
+			o.RealNode.ExtraImages = append(o.RealNode.ExtraImages, strings.Split(*extraImages, ",")...)
 		}
 	}
 	removeOnExit := topmostMissing(o.StateDir)
@@ -201,10 +201,14 @@ Real node %[1]s is Ready (node IP %[2]s). A pod runs there when it asks:
 	}
 }
 
-// realNodeOptions finds the kubelet and the image tarball `make node-bins`
-// built.
+// realNodeOptions finds the kubelet, kube-proxy and the image tarballs
+// `make node-bins` built (CoreDNS's, podbridge.local/coredns, when there).
 func realNodeOptions(o devenv.Options, images string) (*realnode.Options, error) {
 	kubelet, err := o.Assets.Path("kubelet")
+	if err != nil {
+		return nil, fmt.Errorf("%w (make node-bins)", err)
+	}
+	kubeProxy, err := o.Assets.Path("kube-proxy")
 	if err != nil {
 		return nil, fmt.Errorf("%w (make node-bins)", err)
 	}
@@ -215,10 +219,19 @@ func realNodeOptions(o devenv.Options, images string) (*realnode.Options, error)
 		}
 		images = filepath.Join(root, "bin", "node", "images.tar")
 	}
+	var extra []string
+	if coredns := filepath.Join(filepath.Dir(images), "coredns.tar"); fileExists(coredns) {
+		extra = append(extra, coredns)
+	}
 	return &realnode.Options{
-		StateDir: filepath.Join(o.StateDir, "realnode"), Kubelet: kubelet, Images: images,
+		StateDir: filepath.Join(o.StateDir, "realnode"), Kubelet: kubelet, KubeProxy: kubeProxy, Images: images, ExtraImages: extra,
 		Log: ctrl.Log.WithName("realnode"),
 	}, nil
+}
+
+func fileExists(path string) bool {
+	info, err := os.Stat(path)
+	return err == nil && !info.IsDir()
 }
 
 // topmostMissing returns the highest folder of path that does not exist yet:

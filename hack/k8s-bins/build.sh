@@ -2,8 +2,8 @@
 # build.sh DIR [--node|--conformance]: builds the control-plane binaries
 # podbridge runs on into DIR (kube-apiserver, kube-controller-manager,
 # kube-scheduler, etcd, kwok), from Go modules only: no release downloads.
-# With --node it builds only the kubelet (the real node of the test bed,
-# `make node-bins`); with --conformance only the conformance suite's e2e.test,
+# With --node it builds only the kubelet and kube-proxy (the real node of the
+# test bed, `make node-bins`); with --conformance only the conformance suite's e2e.test,
 # the ginkgo v2 CLI that runs it in parallel, and agnhost and nnp (programs
 # of the suite's images), for `make conformance`. Both are kept apart so
 # the plain control plane does not pay for them. Each binary is skipped
@@ -52,6 +52,11 @@ if [[ $node == --node ]]; then
 		echo "building kubelet $kube_version (2 to 3 minutes on a warm build cache)" >&2
 		(cd "$here/kubernetes" && go build -trimpath -ldflags "$(kube_ldflags)" -o "$out/kubelet" "k8s.io/kubernetes/cmd/kubelet")
 		stamp kubelet "$kube_version"
+	fi
+	if ! stamped kube-proxy "$kube_version"; then
+		echo "building kube-proxy $kube_version (about a minute once the kubelet is built)" >&2
+		(cd "$here/kubernetes" && go build -trimpath -ldflags "$(kube_ldflags)" -o "$out/kube-proxy" "k8s.io/kubernetes/cmd/kube-proxy")
+		stamp kube-proxy "$kube_version"
 	fi
 	exit 0
 fi

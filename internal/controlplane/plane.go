@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -88,8 +89,13 @@ type Options struct {
 	// ServiceCIDR, when set, is the apiserver's Service range
 	// (--service-cluster-ip-range) instead of ServiceClusterIPRange. A
 	// virtual control plane's must contain its host's (podbridge pins
-	// host addresses on virtual Services): give both the same.
+	// host addresses on virtual Services): give both the same. A real
+	// node routes the host's (see realnode.Options.ServiceCIDR).
 	ServiceCIDR string
+	// EndpointSlices, when set, runs a kube-controller-manager on the
+	// host with only the controllers that fill EndpointSlices, which a
+	// real node's kube-proxy reads (host only).
+	EndpointSlices bool
 }
 
 // ServiceClusterIPRange is the --service-cluster-ip-range of both
@@ -100,6 +106,17 @@ type Options struct {
 // Service. (envtest's default is 10.0.0.0/24; a /16 leaves room for the
 // Services of several tenants and of conformance runs.)
 const ServiceClusterIPRange = "10.0.0.0/16"
+
+// HostControllers are the only controllers the host's
+// kube-controller-manager runs (Options.EndpointSlices): EndpointSlices
+// for Services with a selector, and the mirror of a selector-less
+// Service's Endpoints into EndpointSlices. Nothing else: the host's
+// nodes, pods and namespaces are the test bed's and podbridge's to manage
+// (no garbage collector, no node lifecycle, no service-account tokens:
+// kube-proxy authenticates with a client certificate), so the slices of a
+// deleted Service stay until their namespace goes, which kube-proxy
+// ignores.
+var HostControllers = []string{"endpointslice-controller", "endpointslice-mirroring-controller"}
 
 // StartHost starts a host control plane: etcd, kube-apiserver (with the
 // ServiceAccount admission plugin, as real clusters have), kube-scheduler
@@ -181,6 +198,23 @@ func StartHost(ctx context.Context, opts Options) (p *Plane, err error) {
 	if err := p.createNodes(ctx, opts); err != nil {
 		return p, err
 	}
+	if opts.EndpointSlices {
+		kcm, err := opts.Assets.Path("kube-controller-manager")
+		if err != nil {
+			return p, err
+		}
+		if err := p.start("kube-controller-manager", kcm, logs, nil,
+			"--kubeconfig="+p.Kubeconfig,
+			"--authentication-kubeconfig="+p.Kubeconfig,
+			"--authorization-kubeconfig="+p.Kubeconfig,
+			"--secure-port=0",
+			"--leader-elect=false",
+			"--controllers="+strings.Join(HostControllers, ","),
+			"--use-service-account-credentials=false",
+		); err != nil {
+			return p, err
+		}
+	}
 	return p, nil
 }
 
@@ -190,6 +224,7 @@ func StartHost(ctx context.Context, opts Options) (p *Plane, err error) {
 // their status). There is no scheduler: podbridge binds virtual pods.
 func StartVirtual(ctx context.Context, opts Options) (p *Plane, err error) {
 	opts.KubeletClientCertFile, opts.KubeletClientKeyFile = "", "" // its nodes' kubelet API is podbridge's.
+	opts.EndpointSlices = false                                    // its controller-manager runs every controller already.
 	var flags map[string]string
 	if k := opts.KubeletClient; k != nil {
 		flags = map[string]string{

@@ -216,6 +216,10 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 		hostOpts.KubeletClientCertFile = filepath.Join(realNodeCerts, "client", certs.CertFile)
 		hostOpts.KubeletClientKeyFile = filepath.Join(realNodeCerts, "client", certs.KeyFile)
 		hostOpts.RealNodeKubeletCAFile = filepath.Join(realNodeCerts, "serving", certs.CAFile)
+		// The node routes the host's Service range; its kube-proxy reads
+		// the EndpointSlices the host's controllers fill.
+		hostOpts.ServiceCIDR = env.RealNode.ServiceCIDR().String()
+		hostOpts.EndpointSlices = env.RealNode.RunsKubeProxy()
 	}
 	// podbridge pins the host's ClusterIPs on virtual Services: the
 	// virtual apiserver's range must contain the host's, so it is the same.
@@ -406,11 +410,19 @@ func (e *Env) joinRealNode(ctx context.Context, realNodeCerts string, apiServerP
 	if err != nil {
 		return err
 	}
+	// The user the host's default RBAC binds to system:node-proxier.
+	var kubeProxy []byte
+	if e.RealNode.RunsKubeProxy() {
+		if kubeProxy, err = e.Host.AddUser("system:kube-proxy"); err != nil {
+			return err
+		}
+	}
 	return e.RealNode.Join(ctx, realnode.Host{
 		Admin: e.Host.Config, Kubeconfig: kubeconfig,
 		ClientCAFile: filepath.Join(realNodeCerts, "client", certs.CAFile), APIServerUser: kubeletClientUser,
-		ServingCertDir: filepath.Join(realNodeCerts, "serving"),
-		APIServerPort:  apiServerPort,
+		ServingCertDir:      filepath.Join(realNodeCerts, "serving"),
+		APIServerPort:       apiServerPort,
+		KubeProxyKubeconfig: kubeProxy,
 	})
 }
 

@@ -44,6 +44,10 @@ const cniBinDir = "/usr/lib/cni"
 var sysctls = []string{
 	"kernel/panic", "kernel/panic_on_oops", "vm/overcommit_memory", "vm/panic_on_oom",
 	"kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes", "net/ipv4/ip_forward",
+	// kube-proxy's: configured to leave them alone (no localhost NodePorts,
+	// conntrack tunables 0), and restored all the same.
+	"net/ipv4/conf/all/route_localnet", "net/netfilter/nf_conntrack_max",
+	"net/netfilter/nf_conntrack_tcp_timeout_established", "net/netfilter/nf_conntrack_tcp_timeout_close_wait",
 }
 
 // fixedDirs are paths containerd, the CNI plugins and the kubelet use
@@ -101,7 +105,12 @@ type record struct {
 	StateDir string `json:"stateDir"`
 	Bridge   string `json:"bridge,omitempty"`
 	// Firewall says the node's chains were (being) added: see firewall.go.
-	Firewall          bool              `json:"firewall,omitempty"`
+	Firewall bool `json:"firewall,omitempty"`
+	// ServiceRoute is the service range whose unreachable route was
+	// (being) added; KubeProxy says kube-proxy was (being) started, so
+	// every KUBE-* chain is the node's: see services.go.
+	ServiceRoute      string            `json:"serviceRoute,omitempty"`
+	KubeProxy         bool              `json:"kubeProxy,omitempty"`
 	ContainerdAddress string            `json:"containerdAddress"`
 	Processes         []recordedProcess `json:"processes,omitempty"`
 	Sysctls           map[string]string `json:"sysctls"`
@@ -200,6 +209,14 @@ func (r *record) undo(log logr.Logger) error {
 		for _, tool := range firewallTools() {
 			errs = append(errs, removeFirewall(tool))
 		}
+	}
+	if r.KubeProxy {
+		for _, tool := range firewallTools() {
+			errs = append(errs, removeKubeProxyRules(tool))
+		}
+	}
+	if r.ServiceRoute != "" {
+		errs = append(errs, removeServiceRoute(r.ServiceRoute))
 	}
 	errs = append(errs, removeCgroups())
 	for s, v := range r.Sysctls {

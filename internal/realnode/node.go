@@ -51,6 +51,9 @@ func (n *Node) createNetwork() error {
 	if _, err := os.Stat(filepath.Join("/sys/class/net", n.opts.Bridge)); err == nil {
 		return fmt.Errorf("interface %s exists already and is not the test bed's: choose another bridge name", n.opts.Bridge)
 	}
+	if err := checkServiceCIDR(n.serviceCIDR); err != nil {
+		return err
+	}
 	// The firewall before the bridge: no pod's packet ever passes
 	// unfiltered.
 	if err := n.createFirewall(); err != nil {
@@ -80,7 +83,7 @@ func (n *Node) createNetwork() error {
 			return fmt.Errorf("creating the real node's bridge: %w", err)
 		}
 	}
-	return nil
+	return n.routeServices()
 }
 
 // bridgeMAC returns a random unicast, locally administered MAC address.
@@ -104,7 +107,8 @@ func (n *Node) startContainerd(ctx context.Context) error {
 	}
 	// Pods get the subnet only: no default route, so nothing they send
 	// leaves this machine; the bridge's address (node IP) is their gateway
-	// to the servers the test bed binds there.
+	// to the servers the test bed binds there, and to the host's Service
+	// range, which kube-proxy turns into other pods' addresses.
 	conflist := map[string]any{
 		"cniVersion": "1.0.0",
 		"name":       "podbridge-real-node",
@@ -114,6 +118,7 @@ func (n *Node) startContainerd(ctx context.Context) error {
 				"type":    "host-local",
 				"dataDir": n.dir("cni", "ipam"),
 				"ranges":  [][]map[string]string{{{"subnet": n.subnet.String(), "gateway": n.IP.String()}}},
+				"routes":  []map[string]string{{"dst": n.serviceCIDR.String(), "gw": n.IP.String()}},
 			},
 		}},
 	}
@@ -201,6 +206,10 @@ type Host struct {
 	// APIServerPort is the virtual apiserver's port on the node's IP: the
 	// one listener of this machine the node's firewall lets pods reach.
 	APIServerPort int
+	// KubeProxyKubeconfig authenticates kube-proxy (as system:kube-proxy,
+	// whom the host's default RBAC binds to system:node-proxier), when the
+	// node runs one (Options.KubeProxy).
+	KubeProxyKubeconfig []byte
 }
 
 // Join starts the kubelet, registered with the host control plane as
@@ -289,7 +298,8 @@ func (n *Node) Join(ctx context.Context, h Host) error {
 	}
 	// Without /usr/sbin in its PATH the kubelet finds no iptables and
 	// leaves the machine's firewall alone (it would add KUBE-FIREWALL and
-	// canary chains for other components; this node runs no kube-proxy).
+	// canary chains for other components); kube-proxy, started below,
+	// writes the Services' rules.
 	if err := n.start("kubelet", n.opts.Kubelet, []string{"PATH=/usr/local/bin:/usr/bin:/bin"},
 		"--config="+configPath,
 		"--kubeconfig="+kubeconfig,
@@ -314,6 +324,19 @@ func (n *Node) Join(ctx context.Context, h Host) error {
 	})
 	if err != nil {
 		return err
+	}
+	// kube-proxy once the Node names its IP, and before the not-ready
+	// taint goes: no pod is on the bridge until the node's firewall is
+	// back above kube-proxy's jumps.
+	if n.opts.KubeProxy != "" {
+		if len(h.KubeProxyKubeconfig) == 0 {
+			return errors.New("the real node runs kube-proxy but was given no kubeconfig for it")
+		}
+		tp := time.Now()
+		if err := n.startKubeProxy(ctx, h.KubeProxyKubeconfig); err != nil {
+			return err
+		}
+		n.timings.KubeProxy = time.Since(tp)
 	}
 	// The node lifecycle controller would remove the not-ready taint the
 	// apiserver put on the new node; the dev host runs none.

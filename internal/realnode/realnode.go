@@ -1,13 +1,14 @@
 // Package realnode runs one real Kubernetes node on this machine for the
 // test bed: containerd, runc and CNI plugins from apt, and a kubelet
 // registered with the host control plane beside the kwok nodes, so pods
-// podbridge makes really run. Its one concern is to change the machine only
-// in ways it records first and undoes on Stop, or on the next Start after a
-// run that was killed: processes, mounts, interfaces, firewall chains,
-// cgroups and sysctls. Pods on the node reach only the virtual apiserver
-// and each other, nothing they send leaves the bridge (firewall.go), and
-// no image is fetched from off this machine or from its loopback
-// (pulls.go).
+// podbridge makes really run, and kube-proxy, so host Services route to
+// them (services.go). Its one concern is to change the machine only in
+// ways it records first and undoes on Stop, or on the next Start after a
+// run that was killed: processes, mounts, interfaces, routes, firewall
+// chains (its own and kube-proxy's), cgroups and sysctls. Pods on the node
+// reach only the virtual apiserver and each other (directly or through a
+// ClusterIP), nothing they send leaves the bridge (firewall.go), and no
+// image is fetched from off this machine or from its loopback (pulls.go).
 //
 // Everything it starts lives under Options.StateDir, except what the
 // kubelet and containerd keep at fixed paths (recorded and removed when
@@ -49,6 +50,10 @@ const (
 	// PauseImage and WorkloadImage are the tags `make node-bins` builds.
 	PauseImage    = "podbridge.local/pause:1"
 	WorkloadImage = "podbridge.local/workload:1"
+	// CoreDNSImage is the image of bin/node/coredns.tar (make node-bins:
+	// hack/coredns, hack/nodeimage/corednsimage), imported as an extra
+	// image.
+	CoreDNSImage = "podbridge.local/coredns:1.15.0"
 )
 
 // Options configure a real node.
@@ -59,6 +64,10 @@ type Options struct {
 	// Kubelet is the kubelet binary; Images the image tarball of
 	// `make node-bins`.
 	Kubelet, Images string
+	// KubeProxy, when set, is the kube-proxy binary (`make node-bins`):
+	// the node then runs it beside the kubelet, so host Services route to
+	// pods on the bridge (see services.go).
+	KubeProxy string
 	// ExtraImages are more image tarballs to import (the conformance
 	// suite's images): pods that name them with a pull policy other than
 	// Always run without a pull.
@@ -72,7 +81,12 @@ type Options struct {
 	// Bridge and Subnet default to DefaultBridge and DefaultSubnet; the
 	// bridge takes the subnet's first address, which is the node's IP.
 	Bridge, Subnet string
-	Log            logr.Logger
+	// ServiceCIDR is the host's Service range (the host apiserver's
+	// --service-cluster-ip-range), DefaultServiceCIDR by default: pods get
+	// a route to it through the bridge address, and this machine an
+	// unreachable route, so no ClusterIP leaves it.
+	ServiceCIDR string
+	Log         logr.Logger
 }
 
 func (o *Options) defaults() {
@@ -85,6 +99,9 @@ func (o *Options) defaults() {
 	if o.Subnet == "" {
 		o.Subnet = DefaultSubnet
 	}
+	if o.ServiceCIDR == "" {
+		o.ServiceCIDR = DefaultServiceCIDR
+	}
 }
 
 // Node is a real node being prepared or running.
@@ -94,6 +111,8 @@ type Node struct {
 	// pods on the node reach this machine's servers at.
 	IP     net.IP
 	subnet *net.IPNet
+	// serviceCIDR is the host's Service range.
+	serviceCIDR *net.IPNet
 
 	lock    *os.File
 	rec     *record
@@ -107,10 +126,19 @@ type Node struct {
 // Timings say how long each step of the start took.
 type Timings struct {
 	Packages, Network, Containerd, Images, Kubelet time.Duration
+	// KubeProxy is kube-proxy's start to its first sync (part of Kubelet,
+	// the join).
+	KubeProxy time.Duration
 }
 
 // Timings returns how long the start's steps took.
 func (n *Node) Timings() Timings { return n.timings }
+
+// RunsKubeProxy says whether the node runs kube-proxy (Options.KubeProxy).
+func (n *Node) RunsKubeProxy() bool { return n.opts.KubeProxy != "" }
+
+// ServiceCIDR is the host's Service range the node routes.
+func (n *Node) ServiceCIDR() *net.IPNet { return n.serviceCIDR }
 
 // Bridge is the name of the bridge the node's pods are on.
 func (n *Node) Bridge() string { return n.opts.Bridge }
@@ -140,6 +168,18 @@ func Start(ctx context.Context, opts Options) (n *Node, err error) {
 	if err != nil || ip.To4() == nil {
 		return nil, fmt.Errorf("real node subnet %q: must be an IPv4 CIDR", opts.Subnet)
 	}
+	_, serviceCIDR, err := net.ParseCIDR(opts.ServiceCIDR)
+	if err != nil || serviceCIDR.IP.To4() == nil {
+		return nil, fmt.Errorf("real node service range %q: must be an IPv4 CIDR", opts.ServiceCIDR)
+	}
+	if serviceCIDR.Contains(subnet.IP) || subnet.Contains(serviceCIDR.IP) {
+		return nil, fmt.Errorf("real node service range %s overlaps the pods' subnet %s", serviceCIDR, subnet)
+	}
+	if opts.KubeProxy != "" {
+		if _, err := os.Stat(opts.KubeProxy); err != nil {
+			return nil, fmt.Errorf("real node kube-proxy: %w (run `make node-bins`)", err)
+		}
+	}
 	nodeIP := make(net.IP, 4)
 	copy(nodeIP, subnet.IP.To4())
 	nodeIP[3]++
@@ -148,7 +188,7 @@ func Start(ctx context.Context, opts Options) (n *Node, err error) {
 		return nil, err
 	}
 	opts.StateDir = state
-	n = &Node{opts: opts, IP: nodeIP, subnet: subnet}
+	n = &Node{opts: opts, IP: nodeIP, subnet: subnet, serviceCIDR: serviceCIDR}
 	if err := n.takeLock(); err != nil {
 		return nil, err
 	}

@@ -111,9 +111,15 @@ func startEnv() (*devenv.Env, string, error) {
 	if err != nil {
 		return nil, dir, err
 	}
+	kubeProxy, err := opts.Assets.Path("kube-proxy")
+	if err != nil {
+		return nil, dir, err
+	}
 	opts.RealNode = &realnode.Options{
-		StateDir: filepath.Join(dir, "realnode"), Kubelet: kubelet,
+		StateDir: filepath.Join(dir, "realnode"), Kubelet: kubelet, KubeProxy: kubeProxy,
 		Images: filepath.Join(root, "bin", "node", "images.tar"),
+		// podbridge.local/coredns (make node-bins).
+		ExtraImages: []string{filepath.Join(root, "bin", "node", "coredns.tar")},
 		// The node's own few messages (packages installed, leftovers
 		// undone) at info level; the controllers' at warning.
 		Log: zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.InfoLevel)).WithName("realnode"),
@@ -126,9 +132,9 @@ func startEnv() (*devenv.Env, string, error) {
 		return nil, dir, fmt.Errorf("starting control planes, podbridge and the real node: %w", err)
 	}
 	t := e.RealNode.Timings()
-	fmt.Fprintf(os.Stderr, "real node: packages %s, network %s, containerd %s, images %s, kubelet to Ready %s (node start %s); whole environment %s\n",
+	fmt.Fprintf(os.Stderr, "real node: packages %s, network %s, containerd %s, images %s, kubelet to Ready %s (of which kube-proxy %s; node start %s); whole environment %s\n",
 		t.Packages.Round(time.Millisecond), t.Network.Round(time.Millisecond), t.Containerd.Round(time.Millisecond), t.Images.Round(time.Millisecond),
-		t.Kubelet.Round(time.Millisecond), (t.Network + t.Containerd + t.Images + t.Kubelet).Round(time.Millisecond), time.Since(started).Round(time.Millisecond))
+		t.Kubelet.Round(time.Millisecond), t.KubeProxy.Round(time.Millisecond), (t.Network + t.Containerd + t.Images + t.Kubelet).Round(time.Millisecond), time.Since(started).Round(time.Millisecond))
 	return e, dir, nil
 }
 
@@ -277,7 +283,11 @@ func waitVirtualReady(t *testing.T, pod *corev1.Pod) *corev1.Pod {
 // readSysctls reads what the real node changes.
 func readSysctls() map[string]string {
 	out := map[string]string{}
-	for _, s := range []string{"kernel/panic", "kernel/panic_on_oops", "vm/overcommit_memory", "vm/panic_on_oom", "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes", "net/ipv4/ip_forward"} {
+	for _, s := range []string{
+		"kernel/panic", "kernel/panic_on_oops", "vm/overcommit_memory", "vm/panic_on_oom", "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes", "net/ipv4/ip_forward",
+		"net/ipv4/conf/all/route_localnet", "net/netfilter/nf_conntrack_max",
+		"net/netfilter/nf_conntrack_tcp_timeout_established", "net/netfilter/nf_conntrack_tcp_timeout_close_wait",
+	} {
 		if b, err := os.ReadFile(filepath.Join("/proc/sys", s)); err == nil {
 			out[s] = strings.TrimSpace(string(b))
 		}

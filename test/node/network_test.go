@@ -169,9 +169,10 @@ func TestNothingPodsSendLeavesTheMachine(t *testing.T) {
 	waitVirtualReady(t, pod)
 	netns := podNetns(t, hostPodIP(t, pod))
 
-	// The node's rule first: without it, nothing is sent.
-	if err := exec.Command("iptables", "-w", "-C", "FORWARD", "-j", realnode.ForwardChain).Run(); err != nil {
-		t.Fatalf("FORWARD does not jump to %s (%v): not sending anything", realnode.ForwardChain, err)
+	// The node's rule first (above kube-proxy's jumps): without it,
+	// nothing is sent.
+	if err := realnode.FirewallFirst(); err != nil {
+		t.Fatalf("%v: not sending anything", err)
 	}
 	before, err := realnode.DroppedOffMachine()
 	if err != nil {

@@ -182,6 +182,9 @@ func killedRealNode(t *testing.T) (bin, dir string) {
 	if err := exec.Command("iptables", "-w", "-S", realnode.ForwardChain).Run(); err != nil {
 		t.Errorf("after the kill, no firewall chain is left to undo: %v", err)
 	}
+	if chains, err := realnode.KubeProxyChains(); err != nil || len(chains) == 0 {
+		t.Errorf("after the kill, no kube-proxy chain is left to undo: %v %v", chains, err)
+	}
 	return bin, dir
 }
 
@@ -235,7 +238,14 @@ func assertMachineClean(t *testing.T, dir string) {
 	if cg, _ := filepath.Glob("/sys/fs/cgroup/*/kubepods"); len(cg) > 0 {
 		t.Errorf("pod cgroups left: %v", cg)
 	}
-	// The kubelet's chains (it must add none) and the node's firewall.
+	// kube-proxy's chains (every KUBE-* one, in filter, nat and mangle),
+	// the kubelet's (it must add none) and the node's firewall.
+	if chains, err := realnode.KubeProxyChains(); err != nil || len(chains) > 0 {
+		t.Errorf("kube-proxy chains left: %v %v", chains, err)
+	}
+	if out, err := exec.Command("ip", "route", "show", "table", "all", realnode.DefaultServiceCIDR).Output(); err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("the service range's route left: %q %v", out, err)
+	}
 	for _, save := range []string{"iptables-save", "ip6tables-save"} {
 		out, err := exec.Command(save).Output()
 		if err != nil {
