@@ -24,7 +24,7 @@ type fieldRule struct {
 
 // podSpecFields classifies every field of corev1.PodSpec by its JSON name.
 // A test fails when Kubernetes adds a field this table does not name, so
-// no new field is dropped without a decision; the README's table is
+// no new field is dropped without a decision; docs/gate.md's table is
 // checked against it.
 var podSpecFields = map[string]fieldRule{
 	"volumes":                       {Translated, "ConfigMap, Secret and token sources point at host copies; csi (allow-listed driver) and ephemeral (allow-listed storage class; no volumeName, selector, dataSource or reserved keys) pass the gate; persistentVolumeClaim refused until claims are synced; other types refused"},

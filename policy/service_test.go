@@ -167,16 +167,16 @@ func TestCheckServiceHostRules(t *testing.T) {
 	}
 }
 
-// The README's Services table lists every field with the code's treatment.
-func TestREADMEListsEveryServiceSpecField(t *testing.T) {
-	raw, err := os.ReadFile("../README.md")
+// docs/services.md's table lists every field with the code's treatment.
+func TestDocsListEveryServiceSpecField(t *testing.T) {
+	raw, err := os.ReadFile("../docs/services.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for name, rule := range serviceSpecFields {
 		row := "| `" + name + "` | " + string(rule.treatment) + " | " + rule.How + " |"
 		if !strings.Contains(string(raw), row) {
-			t.Errorf("README has no row %q", row)
+			t.Errorf("docs/services.md has no row %q", row)
 		}
 	}
 }

@@ -41,7 +41,7 @@ type Limits struct {
 	MaxHostServices int
 }
 
-// Defaults are the caps the commands start with; see README.
+// Defaults are the caps the commands start with; see docs/deploying.md.
 func Defaults() Limits {
 	return Limits{MaxCopies: 2000, MaxCopyBytes: 256 << 20, MaxTokensPerPod: 16, MaxRequestBytes: 4 << 20, MaxHostPods: 10000, MaxHostServices: 1000}
 }

@@ -26,7 +26,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
-// DefaultTag is the reference the README documents.
+// DefaultTag is the reference docs/testing.md documents.
 const DefaultTag = "podbridge.local/coredns:1.15.0"
 
 func main() {
