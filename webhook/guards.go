@@ -91,7 +91,7 @@ func (c *ephemeralContainersCheck) admit(req admission.Request) admission.Respon
 		return invalid(pod, errs...)
 	}
 	// A pod's RuntimeClass never changes: the host class was chosen, and
-	// gated, at its creation (podMutator.hostRuntimeClass), and the
+	// gated, at its creation (runtimeclass.HostClass), and the
 	// reflector's write of these containers gates the host pod as it is.
 	host.Spec.RuntimeClassName = nil
 	if errs := c.Gate.Check(pod, host); len(errs) > 0 {
