@@ -264,35 +264,10 @@ func ClaimsService(virtual, host *corev1.Service) bool {
 }
 
 // validateServiceMetadata refuses what a Service's metadata may not hold
-// on its way to the host: podbridge's own keys, as for pods (the two
-// annotations podbridge sets on virtual Services may come back; the
-// webhook checks the sync ID), and invalid names.
+// on its way to the host, as validateMetadata does for pods (a Service's
+// name is a DNS-1035 label), and an invalid selector key.
 func validateServiceMetadata(s *corev1.Service) field.ErrorList {
-	var errs field.ErrorList
-	meta := field.NewPath("metadata")
-	if s.Name == "" {
-		errs = append(errs, field.Required(meta.Child("name"), "the webhook assigns names from generateName before translation"))
-	}
-	for _, msg := range validation.IsDNS1035Label(s.Name) {
-		errs = append(errs, field.Invalid(meta.Child("name"), s.Name, msg))
-	}
-	for _, msg := range validation.IsDNS1123Label(s.Namespace) {
-		errs = append(errs, field.Invalid(meta.Child("namespace"), s.Namespace, msg))
-	}
-	labels := slices.Sorted(maps.Keys(s.Labels))
-	for _, key := range labels {
-		for _, msg := range validation.IsQualifiedName(key) {
-			errs = append(errs, field.Invalid(meta.Child("labels").Key(key), key, msg))
-		}
-	}
-	errs = append(errs, forbidReserved(meta.Child("labels"), labels, reservedPrefix)...)
-	if claimsManagedBy(s.Labels) {
-		errs = append(errs, managedByForbidden(meta))
-	}
-	annotations := slices.DeleteFunc(slices.Sorted(maps.Keys(s.Annotations)), func(key string) bool {
-		return key == AnnotationSyncID || key == AnnotationHostName
-	})
-	errs = append(errs, forbidReserved(meta.Child("annotations"), annotations, reservedPrefix)...)
+	errs := validateObjectMeta(s, validation.IsDNS1035Label)
 	selector := field.NewPath("spec", "selector")
 	for _, key := range slices.Sorted(maps.Keys(s.Spec.Selector)) {
 		for _, msg := range validation.IsQualifiedName(key) {

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
@@ -113,20 +114,28 @@ func validateSysctls(pod *corev1.Pod) field.ErrorList {
 // validateMetadata refuses a pod that claims podbridge's own labels or
 // annotations: the reflector trusts them to find and pair its pods.
 func validateMetadata(pod *corev1.Pod) field.ErrorList {
+	return validateObjectMeta(pod, validation.IsDNS1123Subdomain)
+}
+
+// validateObjectMeta refuses what the metadata of a pod or a Service may
+// not hold on its way to the host: a name validName refuses (mutating
+// admission runs before the apiserver validates the object, and the name
+// becomes a host name, which the host would otherwise check first), an
+// invalid namespace or label key, and podbridge's own labels and
+// annotations, which the reflector trusts to find and pair its objects.
+func validateObjectMeta(obj metav1.Object, validName func(string) []string) field.ErrorList {
 	var errs field.ErrorList
 	meta := field.NewPath("metadata")
-	// Mutating admission runs before the apiserver validates the pod: check
-	// the names that become host names here, or the host would see them first.
-	if pod.Name == "" {
+	if obj.GetName() == "" {
 		errs = append(errs, field.Required(meta.Child("name"), "the webhook assigns names from generateName before translation"))
 	}
-	for _, msg := range validation.IsDNS1123Subdomain(pod.Name) {
-		errs = append(errs, field.Invalid(meta.Child("name"), pod.Name, msg))
+	for _, msg := range validName(obj.GetName()) {
+		errs = append(errs, field.Invalid(meta.Child("name"), obj.GetName(), msg))
 	}
-	for _, msg := range validation.IsDNS1123Label(pod.Namespace) {
-		errs = append(errs, field.Invalid(meta.Child("namespace"), pod.Namespace, msg))
+	for _, msg := range validation.IsDNS1123Label(obj.GetNamespace()) {
+		errs = append(errs, field.Invalid(meta.Child("namespace"), obj.GetNamespace(), msg))
 	}
-	labels := slices.Sorted(maps.Keys(pod.Labels))
+	labels := slices.Sorted(maps.Keys(obj.GetLabels()))
 	// The host key of an invalid key may be valid (TenantKey).
 	for _, key := range labels {
 		for _, msg := range validation.IsQualifiedName(key) {
@@ -134,12 +143,12 @@ func validateMetadata(pod *corev1.Pod) field.ErrorList {
 		}
 	}
 	errs = append(errs, forbidReserved(meta.Child("labels"), labels, reservedPrefix)...)
-	if claimsManagedBy(pod.Labels) {
+	if claimsManagedBy(obj.GetLabels()) {
 		errs = append(errs, managedByForbidden(meta))
 	}
-	// The two annotations podbridge sets on virtual pods may come back when
-	// admission runs again; the webhook checks the sync ID.
-	annotations := slices.DeleteFunc(slices.Sorted(maps.Keys(pod.Annotations)), func(key string) bool {
+	// The two annotations podbridge sets on virtual objects may come back
+	// when admission runs again; the webhook checks the sync ID.
+	annotations := slices.DeleteFunc(slices.Sorted(maps.Keys(obj.GetAnnotations())), func(key string) bool {
 		return key == AnnotationSyncID || key == AnnotationHostName
 	})
 	return append(errs, forbidReserved(meta.Child("annotations"), annotations, reservedPrefix)...)
