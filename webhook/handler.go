@@ -146,7 +146,7 @@ func (m *podMutator) handle(ctx context.Context, req admission.Request) admissio
 				return invalid(mutated, field.Forbidden(field.NewPath("spec"), limit.Error()))
 			}
 			log.Info("Refused pod: host dependencies not created", "hostPod", host.Name, "error", err.Error())
-			return hostErrorResponse(err, mutated, host.Name)
+			return hostErrorResponse(err, "pod", mutated.Name, host.Name, "created")
 		}
 		start = observeStage(stageDependencies, start)
 	}
@@ -165,7 +165,7 @@ func (m *podMutator) handle(ctx context.Context, req admission.Request) admissio
 	}
 	if err != nil {
 		log.Info("Refused pod: host pod not created", "hostPod", host.Name, "error", err.Error())
-		return hostErrorResponse(err, mutated, host.Name)
+		return hostErrorResponse(err, "pod", mutated.Name, host.Name, "created")
 	}
 	observeStage(stageHostCreate, start)
 	caps.ObserveTokens(len(deps.Tokens))
@@ -342,8 +342,7 @@ func GenerateName(prefix, suffix string) string {
 }
 
 func invalid(pod *corev1.Pod, errs ...*field.Error) admission.Response {
-	status := apierrors.NewInvalid(schema.GroupKind{Kind: "Pod"}, pod.Name, errs).Status()
-	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: &status}}
+	return invalidObject("Pod", pod.Name, errs)
 }
 
 func deny(code int32, reason metav1.StatusReason, message string) admission.Response {

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -152,19 +152,9 @@ func (m *serviceMutator) create(ctx context.Context, req admission.Request, svc 
 	}
 	keys[translate.AnnotationHostName] = host.Name
 	if current == nil {
-		host.Annotations[annotationAdmissionUID] = string(req.UID)
-		release, limitErr := m.HostServices.Reserve(host.Name)
-		if limitErr != nil {
-			log.Info("Refused Service: the cap on host Services", "error", limitErr.Error())
-			return deny(http.StatusForbidden, metav1.StatusReasonForbidden, fmt.Sprintf("services %q is forbidden: %v", svc.Name, limitErr))
-		}
-		created, err := m.createHostService(hostCtx, host, mode)
-		if err != nil || mode == dryRun {
-			release()
-		}
-		if err != nil {
-			log.Info("Refused Service: host Service not created", "hostService", host.Name, "error", err.Error())
-			return hostServiceError(err, svc, host.Name)
+		created, refused := m.createWithinCap(hostCtx, log, req, svc, host, mode)
+		if refused != nil {
+			return *refused
 		}
 		current = created
 		keys[translate.AnnotationSyncID] = created.Annotations[translate.AnnotationSyncID]
@@ -245,17 +235,9 @@ func (m *serviceMutator) update(ctx context.Context, req admission.Request, old,
 		return patched(nil)
 	case current == nil:
 		if !translate.NeedsHostService(old) {
-			desired.Annotations[annotationAdmissionUID] = string(req.UID)
-			release, limitErr := m.HostServices.Reserve(desired.Name)
-			if limitErr != nil {
-				return deny(http.StatusForbidden, metav1.StatusReasonForbidden, fmt.Sprintf("services %q is forbidden: %v", svc.Name, limitErr))
-			}
-			created, err := m.createHostService(hostCtx, desired, mode)
-			if err != nil || mode == dryRun {
-				release()
-			}
-			if err != nil {
-				return hostServiceError(err, svc, name)
+			created, refused := m.createWithinCap(hostCtx, log, req, svc, desired, mode)
+			if refused != nil {
+				return *refused
 			}
 			return patched(allocationPatch(svc, translate.HostAllocated(created)))
 		}
@@ -292,6 +274,30 @@ func (m *serviceMutator) update(ctx context.Context, req admission.Request, old,
 	}
 	log.V(1).Info("Updated host Service", "hostService", name)
 	return patched(allocationPatch(svc, translate.HostAllocated(updated)))
+}
+
+// createWithinCap creates host, the host Service of the tenant's svc, for
+// admission request req within the cap on host Services: its name is
+// reserved first, and the reservation released when nothing was kept (an
+// error, a dry run). A refusal is the answer to give the tenant.
+func (m *serviceMutator) createWithinCap(ctx context.Context, log logr.Logger, req admission.Request, svc, host *corev1.Service, mode writeMode) (*corev1.Service, *admission.Response) {
+	host.Annotations[annotationAdmissionUID] = string(req.UID)
+	release, limitErr := m.HostServices.Reserve(host.Name)
+	if limitErr != nil {
+		log.Info("Refused Service: the cap on host Services", "error", limitErr.Error())
+		refused := deny(http.StatusForbidden, metav1.StatusReasonForbidden, fmt.Sprintf("services %q is forbidden: %v", svc.Name, limitErr))
+		return nil, &refused
+	}
+	created, err := m.createHostService(ctx, host, mode)
+	if err != nil || mode == dryRun {
+		release()
+	}
+	if err != nil {
+		log.Info("Refused Service: host Service not created", "hostService", host.Name, "error", err.Error())
+		refused := hostServiceError(err, svc, host.Name)
+		return nil, &refused
+	}
+	return created, nil
 }
 
 // hostService reads host Service name; nil when there is none.
@@ -389,21 +395,10 @@ func allocationPatch(svc *corev1.Service, a translate.ServiceAllocation) []jsonp
 }
 
 func invalidService(svc *corev1.Service, errs ...*field.Error) admission.Response {
-	status := apierrors.NewInvalid(schema.GroupKind{Kind: "Service"}, svc.Name, errs).Status()
-	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: &status}}
+	return invalidObject("Service", svc.Name, errs)
 }
 
-// hostServiceError answers a host error as hostErrorResponse does for pods.
+// hostServiceError answers a host error about a host Service.
 func hostServiceError(err error, virtual *corev1.Service, hostName string) admission.Response {
-	var apiStatus apierrors.APIStatus
-	if !errors.As(err, &apiStatus) || isUnavailable(err) {
-		return deny(http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable,
-			fmt.Sprintf("Service %q not written: the host cluster is unavailable, retry later: %v", virtual.Name, err))
-	}
-	status := apiStatus.Status()
-	code, reason := status.Code, status.Reason
-	if code == 0 {
-		code, reason = http.StatusInternalServerError, metav1.StatusReasonInternalError
-	}
-	return deny(code, reason, fmt.Sprintf("host cluster refused Service %q: %s", virtual.Name, strings.ReplaceAll(status.Message, hostName, virtual.Name)))
+	return hostErrorResponse(err, "Service", virtual.Name, hostName, "written")
 }
