@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/podbridge/podbridge/internal/hostaccount"
+	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/internal/runtimeclass"
 	"github.com/podbridge/podbridge/policy"
 	"github.com/podbridge/podbridge/translate"
@@ -592,11 +593,8 @@ func lastStatusWrite(virtual *corev1.Pod) time.Time {
 
 // getPod returns the pod at key, or nil when there is none.
 func getPod(ctx context.Context, c client.Reader, key types.NamespacedName) (*corev1.Pod, error) {
-	pod := &corev1.Pod{}
-	if err := c.Get(ctx, key, pod); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, nil
-		}
+	pod, err := kube.GetOrNil[corev1.Pod](ctx, c, key)
+	if err != nil {
 		return nil, fmt.Errorf("reading pod %s: %w", key, err)
 	}
 	return pod, nil

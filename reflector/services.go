@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
+	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/policy"
 	"github.com/podbridge/podbridge/translate"
 )
@@ -322,12 +323,8 @@ func (r *serviceReconciler) write(ctx context.Context, s serviceStepKind, d serv
 }
 
 func getService(ctx context.Context, c client.Reader, key types.NamespacedName) (*corev1.Service, error) {
-	s := &corev1.Service{}
-	err := c.Get(ctx, key, s)
-	switch {
-	case apierrors.IsNotFound(err):
-		return nil, nil
-	case err != nil:
+	s, err := kube.GetOrNil[corev1.Service](ctx, c, key)
+	if err != nil {
 		return nil, fmt.Errorf("reading Service %s: %w", key, err)
 	}
 	return s, nil

@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/podbridge/podbridge/internal/caps"
+	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/policy"
 	"github.com/podbridge/podbridge/translate"
 )
@@ -302,12 +303,8 @@ func (m *serviceMutator) createWithinCap(ctx context.Context, log logr.Logger, r
 
 // hostService reads host Service name; nil when there is none.
 func (m *serviceMutator) hostService(ctx context.Context, name string) (*corev1.Service, error) {
-	s := &corev1.Service{}
-	err := m.Host.Get(ctx, client.ObjectKey{Namespace: m.Config.HostNamespace, Name: name}, s)
-	switch {
-	case apierrors.IsNotFound(err):
-		return nil, nil
-	case err != nil:
+	s, err := kube.GetOrNil[corev1.Service](ctx, m.Host, client.ObjectKey{Namespace: m.Config.HostNamespace, Name: name})
+	if err != nil {
 		return nil, fmt.Errorf("reading host Service %s: %w", name, err)
 	}
 	return s, nil
