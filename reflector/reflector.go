@@ -243,6 +243,8 @@ func NewManager(o Options) (manager.Manager, error) {
 		}
 	}
 
+	// One gate for every host write the reflector makes.
+	gate := policy.Gate{Security: security, Config: o.Translate, MaxTokensPerPod: o.Limits.MaxTokensPerPod}
 	guard := &nodeGuard{}
 	gone := newGonePods(o.OrphanGracePeriod, clock.RealClock{})
 	pods := &podReconciler{
@@ -252,7 +254,7 @@ func NewManager(o Options) (manager.Manager, error) {
 		VirtualReader:     virtual.GetAPIReader(),
 		Recorder:          virtual.GetEventRecorder(FieldManager),
 		Config:            o.Translate,
-		Gate:              policy.Gate{Security: security, Config: o.Translate, MaxTokensPerPod: o.Limits.MaxTokensPerPod},
+		Gate:              gate,
 		OrphanGracePeriod: o.OrphanGracePeriod,
 		Clock:             clock.RealClock{},
 		Nodes:             guard,
@@ -286,7 +288,7 @@ func NewManager(o Options) (manager.Manager, error) {
 		VirtualReader: virtual.GetAPIReader(),
 		Recorder:      virtual.GetEventRecorder(FieldManager),
 		Config:        o.Translate,
-		Gate:          policy.Gate{Security: security, Config: o.Translate, MaxTokensPerPod: o.Limits.MaxTokensPerPod},
+		Gate:          gate,
 		GracePeriod:   o.OrphanGracePeriod,
 		Clock:         clock.RealClock{},
 	}

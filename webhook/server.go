@@ -200,20 +200,15 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 		}
 	}
 	hostPods := caps.NewHostPods(o.Limits.MaxHostPods)
-	podInformer, err := mgr.GetCache().GetInformer(ctx, copyMetadata("Pod"), cache.BlockUntilSynced(false))
-	if err != nil {
-		return nil, fmt.Errorf("watching host pods: %w", err)
-	}
-	if _, err := podInformer.AddEventHandler(hostPods.Handler()); err != nil {
-		return nil, fmt.Errorf("counting host pods: %w", err)
-	}
 	hostServices := caps.NewHostServices(o.Limits.MaxHostServices)
-	serviceInformer, err := mgr.GetCache().GetInformer(ctx, copyMetadata("Service"), cache.BlockUntilSynced(false))
-	if err != nil {
-		return nil, fmt.Errorf("watching host Services: %w", err)
-	}
-	if _, err := serviceInformer.AddEventHandler(hostServices.Handler()); err != nil {
-		return nil, fmt.Errorf("counting host Services: %w", err)
+	for kind, counter := range map[string]*caps.HostObjects{"Pod": hostPods, "Service": hostServices} {
+		informer, err := mgr.GetCache().GetInformer(ctx, copyMetadata(kind), cache.BlockUntilSynced(false))
+		if err != nil {
+			return nil, fmt.Errorf("watching host %ss: %w", kind, err)
+		}
+		if _, err := informer.AddEventHandler(counter.Handler()); err != nil {
+			return nil, fmt.Errorf("counting host %ss: %w", kind, err)
+		}
 	}
 	o.Limits.Publish()
 
