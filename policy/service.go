@@ -26,7 +26,7 @@ const FlagAllowedServiceTypes = "allowed-service-types"
 var serviceSpecFields = map[string]fieldRule{
 	"ports":                         {Translated, "carried without nodePort numbers: the host allocates them and the virtual Service gets the host's; a tenant nodePort other than the host's is refused"},
 	"selector":                      {Translated, "tenant keys as on host pods (translate.TenantKey) plus podbridge.io/vcluster, podbridge.io/namespace and app.kubernetes.io/managed-by: only this virtual cluster's pods of this namespace; none stays none"},
-	"clusterIP":                     {Translated, "the host allocates it and the virtual Service gets the same address; None (headless) is carried; a tenant address other than the host's is refused (it would reserve a host address of the tenant's choosing)"},
+	"clusterIP":                     {Translated, "the host allocates it and the virtual Service gets the same address; None (headless) is carried; a tenant address other than the host's is refused (it would reserve a host address of the tenant's choosing); the DNS Service (--virtual-dns-service) gets the platform's --virtual-dns-nameserver"},
 	"clusterIPs":                    {Translated, "as clusterIP"},
 	"type":                          {AllowListed, "ClusterIP and ExternalName always (ExternalName makes no host object); NodePort and LoadBalancer only with --allowed-service-types"},
 	"externalIPs":                   {Refused, "a tenant would receive host traffic for addresses it does not own (CVE-2020-8554)"},
@@ -83,11 +83,12 @@ func (g Gate) CheckService(virtual, current, host *corev1.Service) field.ErrorLi
 	if current != nil {
 		allocated = translate.HostAllocated(current)
 	}
-	if ip := v.ClusterIP; ip != "" && ip != corev1.ClusterIPNone && ip != allocated.ClusterIP {
+	pinned := translate.PinnedClusterIP(virtual, g.Config)
+	if ip := v.ClusterIP; ip != "" && ip != corev1.ClusterIPNone && ip != allocated.ClusterIP && ip != pinned {
 		errs = append(errs, field.Forbidden(spec.Child("clusterIP"), fmt.Sprintf("%s: the host allocates ClusterIPs and the Service gets the host's address; leave it empty", ip)))
 	}
 	for i, ip := range v.ClusterIPs {
-		if ip != corev1.ClusterIPNone && ip != "" && !slices.Contains(allocated.ClusterIPs, ip) {
+		if ip != corev1.ClusterIPNone && ip != "" && !slices.Contains(allocated.ClusterIPs, ip) && ip != pinned {
 			errs = append(errs, field.Forbidden(spec.Child("clusterIPs").Index(i), fmt.Sprintf("%s: the host allocates ClusterIPs and the Service gets the host's addresses; leave it empty", ip)))
 		}
 	}
@@ -127,6 +128,9 @@ func (g Gate) hostServiceRules(spec *field.Path, virtual, host *corev1.Service) 
 	var errs field.ErrorList
 	if len(host.Spec.ExternalIPs) > 0 || host.Spec.LoadBalancerIP != "" || host.Spec.LoadBalancerClass != nil {
 		errs = append(errs, field.Forbidden(spec, "the host Service would claim external addresses or a load balancer class"))
+	}
+	if ip := host.Spec.ClusterIP; ip != "" && ip != corev1.ClusterIPNone && ip != translate.PinnedClusterIP(virtual, g.Config) {
+		errs = append(errs, field.Forbidden(spec.Child("clusterIP"), fmt.Sprintf("%s: the host Service would reserve an address the host did not choose", ip)))
 	}
 	sel := host.Spec.Selector
 	if len(virtual.Spec.Selector) == 0 {

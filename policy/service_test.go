@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
 	"github.com/podbridge/podbridge/translate"
@@ -145,12 +146,13 @@ func TestCheckServiceHostRules(t *testing.T) {
 	g := Gate{Config: serviceTestConfig}
 	svc := gateService(nil)
 	for name, mutate := range map[string]func(*corev1.Service){
-		"unscoped selector":    func(h *corev1.Service) { delete(h.Spec.Selector, translate.LabelVCluster) },
-		"another vcluster":     func(h *corev1.Service) { h.Spec.Selector[translate.LabelVCluster] = "other" },
-		"another namespace":    func(h *corev1.Service) { h.Spec.Selector[translate.LabelNamespace] = "other" },
-		"a tenant annotation":  func(h *corev1.Service) { h.Annotations["service.beta.kubernetes.io/x"] = "y" },
-		"an external address":  func(h *corev1.Service) { h.Spec.ExternalIPs = []string{"192.0.2.1"} },
-		"selector without one": nil,
+		"unscoped selector":     func(h *corev1.Service) { delete(h.Spec.Selector, translate.LabelVCluster) },
+		"another vcluster":      func(h *corev1.Service) { h.Spec.Selector[translate.LabelVCluster] = "other" },
+		"another namespace":     func(h *corev1.Service) { h.Spec.Selector[translate.LabelNamespace] = "other" },
+		"a tenant annotation":   func(h *corev1.Service) { h.Annotations["service.beta.kubernetes.io/x"] = "y" },
+		"an external address":   func(h *corev1.Service) { h.Spec.ExternalIPs = []string{"192.0.2.1"} },
+		"an address of its own": func(h *corev1.Service) { h.Spec.ClusterIP, h.Spec.ClusterIPs = "10.0.0.10", []string{"10.0.0.10"} },
+		"selector without one":  nil,
 	} {
 		t.Run(name, func(t *testing.T) {
 			v := svc
@@ -162,6 +164,50 @@ func TestCheckServiceHostRules(t *testing.T) {
 			}
 			if errs := g.CheckService(v, nil, host); len(errs) == 0 {
 				t.Error("admitted")
+			}
+		})
+	}
+}
+
+// The DNS Service (Config.DNSService) gets the platform's nameserver
+// address on the host, and only it: the same address asked by another
+// Service is refused, as any address the host did not allocate.
+func TestCheckServiceDNSAddress(t *testing.T) {
+	cfg := serviceTestConfig
+	cfg.DNSNameserver, cfg.DNSService = "10.0.0.10", types.NamespacedName{Namespace: "kube-system", Name: "kube-dns"}
+	g := Gate{Config: cfg}
+	dns := func(mutate func(*corev1.Service)) *corev1.Service {
+		return gateService(func(s *corev1.Service) {
+			s.Namespace, s.Name = "kube-system", "kube-dns"
+			if mutate != nil {
+				mutate(s)
+			}
+		})
+	}
+	askFor := func(ip string) func(*corev1.Service) {
+		return func(s *corev1.Service) { s.Spec.ClusterIP, s.Spec.ClusterIPs = ip, []string{ip} }
+	}
+	for _, tc := range []struct {
+		name    string
+		virtual *corev1.Service
+		admit   bool
+	}{
+		{"the DNS Service", dns(nil), true},
+		{"the DNS Service asking the nameserver's address", dns(askFor("10.0.0.10")), true},
+		{"the DNS Service asking another address", dns(askFor("10.0.0.11")), false},
+		{"another Service asking the nameserver's address", gateService(askFor("10.0.0.10")), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			host, errs := translate.HostService(tc.virtual, cfg, "id")
+			if len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			errs = g.CheckService(tc.virtual, nil, host)
+			if (len(errs) == 0) != tc.admit {
+				t.Errorf("admitted %v, want %v: %v", len(errs) == 0, tc.admit, errs)
+			}
+			if tc.admit && host.Spec.ClusterIP != "10.0.0.10" {
+				t.Errorf("host ClusterIP %q, want the nameserver's", host.Spec.ClusterIP)
 			}
 		})
 	}

@@ -38,6 +38,11 @@ const (
 	// podbridge's changed it); the address means another Service, or
 	// none, on the host.
 	ReasonHostServiceAddressDiffers = "HostServiceAddressDiffers"
+	// ReasonKubernetesServiceAddress: default/kubernetes does not hold the
+	// platform's address for it (translate.Config.KubernetesServiceIP)
+	// and is deleted, for the virtual apiserver to make it again through
+	// podbridge's webhook.
+	ReasonKubernetesServiceAddress = "KubernetesServiceAddress"
 )
 
 // serviceStepKind is one write the Service reconciler decides.
@@ -67,10 +72,15 @@ const (
 	// svcAddressDiffers records that the virtual Service's ClusterIP is
 	// not its host Service's: nothing can change either (immutable).
 	svcAddressDiffers
+	// svcRecreateKubernetes deletes default/kubernetes, whose ClusterIP is
+	// not the platform's address for it (made before podbridge's webhook
+	// was registered, or while it was away): the virtual apiserver makes
+	// it again within seconds, through the webhook, which pins the address.
+	svcRecreateKubernetes
 )
 
 func (k serviceStepKind) String() string {
-	return [...]string{"DeleteOrphan", "DeleteHost", "DeleteVirtual", "UpdateHost", "Refused", "Status", "NotAdmitted", "AddressDiffers"}[k]
+	return [...]string{"DeleteOrphan", "DeleteHost", "DeleteVirtual", "UpdateHost", "Refused", "Status", "NotAdmitted", "AddressDiffers", "RecreateKubernetes"}[k]
 }
 
 // serviceDecision is what the Service reconciler writes for one key.
@@ -97,6 +107,9 @@ type serviceDecision struct {
 //     refused here, never written unchecked.
 //   - A virtual Service podbridge admitted whose host Service is gone is
 //     deleted: deletion carried upward.
+//   - default/kubernetes, the virtual apiserver's own, has no host Service;
+//     one whose ClusterIP is not the platform's address for it is
+//     deleted, for the apiserver to make it again through the webhook.
 //   - A virtual Service podbridge never admitted (no sync ID: stored while
 //     its registration was away) gets no host Service, only an event:
 //     its ClusterIP is the virtual apiserver's own, which the host may
@@ -117,8 +130,14 @@ func decideService(virtual, host *corev1.Service, gate policy.Gate, now time.Tim
 	if virtual == nil || virtual.DeletionTimestamp != nil {
 		return d
 	}
+	if translate.IsKubernetesService(virtual) {
+		if ip := gate.Config.KubernetesServiceIP; ip != "" && virtual.Spec.ClusterIP != ip {
+			d.steps = append(d.steps, svcRecreateKubernetes)
+		}
+		return d
+	}
 	if virtual.Annotations[translate.AnnotationSyncID] == "" {
-		if translate.NeedsHostService(virtual) && (virtual.Namespace != "default" || virtual.Name != "kubernetes") {
+		if translate.NeedsHostService(virtual) {
 			d.steps = append(d.steps, svcNotAdmitted)
 		}
 		return d
@@ -311,6 +330,14 @@ func (r *serviceReconciler) write(ctx context.Context, s serviceStepKind, d serv
 		r.Recorder.Eventf(virtual, nil, corev1.EventTypeWarning, ReasonHostServiceAddressDiffers, eventActionReflect,
 			"ClusterIP %s is not the host Service's %s (changed after podbridge's admission): on the host it means another Service or none; delete and create the Service again",
 			virtual.Spec.ClusterIP, host.Spec.ClusterIP)
+	case svcRecreateKubernetes:
+		if err := r.Virtual.Delete(ctx, virtual, client.Preconditions{UID: &virtual.UID}); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting default/kubernetes to have its address pinned: %w", err)
+		}
+		countAction(actionDeleteVirtual)
+		r.Recorder.Eventf(virtual, nil, corev1.EventTypeWarning, ReasonKubernetesServiceAddress, eventActionDeleting,
+			"ClusterIP %s is not the virtual apiserver's host Service %s: deleted for the apiserver to make it again through podbridge's webhook", virtual.Spec.ClusterIP, r.Config.KubernetesServiceIP)
+		log.Info("Deleted default/kubernetes: its ClusterIP is not the platform's", "clusterIP", virtual.Spec.ClusterIP, "want", r.Config.KubernetesServiceIP)
 	case svcStatus:
 		updated := virtual.DeepCopy()
 		updated.Status.LoadBalancer = *host.Status.LoadBalancer.DeepCopy()

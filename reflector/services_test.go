@@ -109,3 +109,45 @@ func TestDecideService(t *testing.T) {
 		})
 	}
 }
+
+// default/kubernetes follows the platform's address for it: one made with
+// another (the apiserver's first address, before podbridge's webhook was
+// registered) is deleted for the apiserver to make it again through the
+// webhook; it never gets a host Service.
+func TestDecideKubernetesService(t *testing.T) {
+	kubernetes := func(ip string) *corev1.Service {
+		return storedService(func(s *corev1.Service) {
+			s.Name, s.Namespace, s.Annotations, s.Spec.Selector = "kubernetes", "default", nil, nil
+			s.Spec.ClusterIP, s.Spec.ClusterIPs = ip, []string{ip}
+		})
+	}
+	pinned := svcGate()
+	pinned.Config.KubernetesServiceIP = "10.0.0.2"
+	cases := []struct {
+		name    string
+		virtual *corev1.Service
+		gate    policy.Gate
+		want    string
+	}{
+		{"no address configured: left alone", kubernetes("10.0.0.1"), svcGate(), ""},
+		{"the platform's address: left alone", kubernetes("10.0.0.2"), pinned, ""},
+		{"the apiserver's first address: made again", kubernetes("10.0.0.1"), pinned, "RecreateKubernetes"},
+		{"being deleted: left alone", func() *corev1.Service {
+			s := kubernetes("10.0.0.1")
+			s.DeletionTimestamp = ptr.To(metav1.NewTime(svcNow))
+			return s
+		}(), pinned, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := decideService(tc.virtual, nil, tc.gate, svcNow, time.Minute)
+			var got []string
+			for _, s := range d.steps {
+				got = append(got, s.String())
+			}
+			if g := strings.Join(got, " "); g != tc.want || d.requeue != 0 {
+				t.Errorf("steps %q requeue %v, want %q", g, d.requeue, tc.want)
+			}
+		})
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
@@ -34,9 +35,24 @@ type Config struct {
 	// the host kubelet injects (KUBERNETES_PORT_443_TCP...), which podbridge
 	// must override too.
 	HostAPIServicePort int32
+	// KubernetesServiceIP is the ClusterIP of the host Service in front of
+	// the virtual apiserver on port 443, which the platform makes. The
+	// virtual `default/kubernetes` Service gets this address, so
+	// `kubernetes.default.svc` reaches the virtual apiserver on the host's
+	// service network; left to the virtual apiserver, it would get the
+	// first address of its range, which with the host's range is the
+	// host's own `kubernetes` Service. When set, APIServerHost and
+	// APIServerPort must name the same Service (it, port 443).
+	KubernetesServiceIP string
 	// DNSNameserver is the virtual cluster's DNS service address; when set,
 	// ClusterFirst pods resolve through it with the virtual search domains.
 	DNSNameserver string
+	// DNSService is the virtual Service of the virtual cluster's DNS server
+	// (namespace and name): with DNSNameserver set, its host Service gets
+	// that address (a platform picks it from the host range's static
+	// band, as kube-dns's 10th address is), as a kubelet's --cluster-dns
+	// names a Service address fixed in advance.
+	DNSService types.NamespacedName
 	// ClusterDomain is the virtual cluster's DNS domain (default cluster.local).
 	ClusterDomain string
 
@@ -101,6 +117,18 @@ func (c Config) Validate() error {
 	}
 	if c.DNSNameserver != "" && net.ParseIP(c.DNSNameserver) == nil {
 		errs = append(errs, field.Invalid(field.NewPath("dnsNameserver"), c.DNSNameserver, "must be an IP address"))
+	}
+	if ip := c.KubernetesServiceIP; ip != "" {
+		path := field.NewPath("kubernetesServiceIP")
+		switch {
+		case net.ParseIP(ip) == nil:
+			errs = append(errs, field.Invalid(path, ip, "must be an IP address"))
+		case c.APIServerHost != ip || c.APIServerPort != 443:
+			errs = append(errs, field.Invalid(path, ip, fmt.Sprintf("host pods' kubernetes variables must name the same Service: apiServerHost %s and apiServerPort 443, not %s and %d", ip, c.APIServerHost, c.APIServerPort)))
+		}
+	}
+	if (c.DNSService.Name == "") != (c.DNSService.Namespace == "") {
+		errs = append(errs, field.Invalid(field.NewPath("dnsService"), c.DNSService.String(), "namespace/name, both or neither"))
 	}
 	if (c.APIServerHost == "") != (c.APIServerPort == 0) {
 		errs = append(errs, field.Invalid(field.NewPath("apiServerPort"), c.APIServerPort, "apiServerHost and apiServerPort go together"))

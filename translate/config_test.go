@@ -48,6 +48,32 @@ func TestConfigValidateHostAPIServicePort(t *testing.T) {
 	}
 }
 
+// The kubernetes Service's address and host pods' variables name one
+// Service, so a pod's client and kubernetes.default.svc reach the same
+// apiserver.
+func TestConfigValidateKubernetesServiceIP(t *testing.T) {
+	base := Config{VCluster: "vc", HostNamespace: "ns", HostServiceAccount: "sa"}
+	for _, tc := range []struct {
+		ip, host string
+		port     int32
+		valid    bool
+	}{
+		{"", "", 0, true},
+		{"10.0.0.2", "10.0.0.2", 443, true},
+		{"10.0.0.2", "", 0, false},
+		{"10.0.0.2", "10.0.0.3", 443, false},
+		{"10.0.0.2", "10.0.0.2", 6443, false},
+		{"apiserver", "apiserver", 443, false},
+	} {
+		cfg := base
+		cfg.KubernetesServiceIP, cfg.APIServerHost, cfg.APIServerPort = tc.ip, tc.host, tc.port
+		err := cfg.Validate()
+		if tc.valid != (err == nil) || (err != nil && !strings.Contains(err.Error(), "kubernetesServiceIP")) {
+			t.Errorf("%+v: error %v, want valid %v", tc, err, tc.valid)
+		}
+	}
+}
+
 // Toleration keys are taint keys (qualified names), and CSI attributes are
 // allowed only for drivers that are allowed themselves.
 func TestConfigValidatePlacementAndCSIAttributes(t *testing.T) {

@@ -62,7 +62,8 @@ func NeedsHostService(virtual *corev1.Service) bool {
 //     podbridge's own. A Service without a selector gets none;
 //   - the ports without nodePort numbers, no clusterIP, clusterIPs or
 //     healthCheckNodePort (the host allocates them; HostAllocated carries
-//     them back), no externalIPs, loadBalancerIP or loadBalancerClass;
+//     them back) but the DNS Service's address (PinnedClusterIP), no
+//     externalIPs, loadBalancerIP or loadBalancerClass;
 //   - the rest of the spec as written.
 func HostService(virtual *corev1.Service, cfg Config, syncID string) (*corev1.Service, field.ErrorList) {
 	errs := validateServiceMetadata(virtual)
@@ -99,6 +100,8 @@ func HostService(virtual *corev1.Service, cfg Config, syncID string) (*corev1.Se
 	}
 	if IsHeadless(virtual) {
 		spec.ClusterIP, spec.ClusterIPs = corev1.ClusterIPNone, []string{corev1.ClusterIPNone}
+	} else if ip := PinnedClusterIP(virtual, cfg); ip != "" {
+		spec.ClusterIP, spec.ClusterIPs = ip, []string{ip}
 	}
 	for _, p := range v.Ports {
 		p.NodePort = 0
@@ -139,6 +142,25 @@ func ServiceSelector(selector map[string]string, namespace string, cfg Config) m
 	host[LabelVCluster] = cfg.VCluster
 	host[LabelNamespace] = namespace
 	return host
+}
+
+// PinnedClusterIP is the address the platform fixed for virtual's host
+// Service, or "" when the host allocates one: the DNS Service
+// (Config.DNSService) gets Config.DNSNameserver, the address host pods
+// resolve through, unless it is headless or ExternalName.
+func PinnedClusterIP(virtual *corev1.Service, cfg Config) string {
+	if cfg.DNSNameserver == "" || virtual.Namespace != cfg.DNSService.Namespace || virtual.Name != cfg.DNSService.Name ||
+		IsHeadless(virtual) || !NeedsHostService(virtual) {
+		return ""
+	}
+	return cfg.DNSNameserver
+}
+
+// IsKubernetesService reports whether s is the virtual apiserver's own
+// Service, default/kubernetes, which has no host Service: its address is
+// Config.KubernetesServiceIP, a host Service the platform makes.
+func IsKubernetesService(s *corev1.Service) bool {
+	return s.Namespace == metav1.NamespaceDefault && s.Name == "kubernetes"
 }
 
 // IsHeadless reports whether a Service asks for no ClusterIP.

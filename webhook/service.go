@@ -29,10 +29,6 @@ import (
 
 var serviceResource = schema.GroupResource{Resource: "services"}
 
-// kubernetesService is the name of the apiserver's own Service in the
-// default namespace.
-const kubernetesService = "kubernetes"
-
 // serviceMutator carries a virtual Service to the host inside the tenant's
 // request: a create makes the host Service and pins the addresses and
 // ports the host allocated on the virtual Service (mutating admission runs
@@ -96,11 +92,17 @@ func (m *serviceMutator) handle(ctx context.Context, req admission.Request) admi
 }
 
 func (m *serviceMutator) create(ctx context.Context, req admission.Request, svc *corev1.Service) admission.Response {
-	if svc.Namespace == metav1.NamespaceDefault && svc.Name == kubernetesService {
+	if translate.IsKubernetesService(svc) {
 		// The virtual apiserver's own Service, which it makes (again) at
 		// start-up with the first address of its range: it has no host
-		// Service, and nothing is written for it, whoever creates it.
-		return admission.Allowed("")
+		// Service, and nothing is written for it, whoever creates it. Its
+		// address is the host Service in front of the virtual apiserver,
+		// so kubernetes.default.svc never leads to the host's apiserver.
+		ip := m.Config.KubernetesServiceIP
+		if ip == "" {
+			return admission.Allowed("")
+		}
+		return admission.Patched("", allocationPatch(svc, translate.ServiceAllocation{ClusterIP: ip, ClusterIPs: []string{ip}})...)
 	}
 	nameGenerated, hadAnnotations := svc.Name == "", len(svc.Annotations) > 0
 	if nameGenerated {

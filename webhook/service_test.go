@@ -52,18 +52,26 @@ func TestServicePathsServeTheirOwnKind(t *testing.T) {
 	}
 }
 
-// The virtual apiserver's own default/kubernetes Service is admitted as
-// it is, and nothing is written for it (the handler has no clients).
+// The virtual apiserver's own default/kubernetes Service gets no host
+// Service (the handler has no clients): it is admitted as it is, or, with
+// the platform's address for it, pinned there whatever it asked.
 func TestKubernetesServiceHasNoHostService(t *testing.T) {
 	raw, err := json.Marshal(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: "default"}, Spec: corev1.ServiceSpec{ClusterIP: "10.0.0.1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp := (&serviceMutator{}).Handle(context.Background(), admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+	req := admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
 		UID: "u", Operation: admissionv1.Create, Resource: metav1.GroupVersionResource{Version: "v1", Resource: "services"},
 		Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Service"}, Namespace: "default", Object: runtime.RawExtension{Raw: raw},
-	}})
+	}}
+	resp := (&serviceMutator{}).Handle(context.Background(), req)
 	if !resp.Allowed || len(resp.Patches) > 0 {
 		t.Errorf("answer %+v, patches %v", resp.Result, resp.Patches)
+	}
+	pinned := &serviceMutator{Config: translate.Config{KubernetesServiceIP: "10.0.0.2"}}
+	resp = pinned.Handle(context.Background(), req)
+	got, _ := json.Marshal(resp.Patches)
+	if !resp.Allowed || !strings.Contains(string(got), `"path":"/spec/clusterIP","value":"10.0.0.2"`) || !strings.Contains(string(got), `"path":"/spec/clusterIPs","value":["10.0.0.2"]`) {
+		t.Errorf("answer %+v, patches %s: want the ClusterIP pinned to 10.0.0.2", resp.Result, got)
 	}
 }

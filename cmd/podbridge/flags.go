@@ -9,7 +9,9 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -59,7 +61,17 @@ func (f *clusterFlags) bind(fs *flag.FlagSet) {
 		f.translate.HostAPIServicePort = int32(port)
 		return nil
 	})
-	fs.StringVar(&f.translate.DNSNameserver, "virtual-dns-nameserver", "", "IP of the virtual cluster's DNS service; ClusterFirst pods then resolve through it")
+	fs.StringVar(&f.translate.KubernetesServiceIP, "virtual-kubernetes-service-ip", "", "ClusterIP of the host Service in front of the virtual apiserver on port 443: the virtual default/kubernetes Service gets it, so kubernetes.default.svc reaches the virtual apiserver (--virtual-apiserver-host and -port must then name it and 443)")
+	fs.StringVar(&f.translate.DNSNameserver, "virtual-dns-nameserver", "", "IP of the virtual cluster's DNS service; ClusterFirst pods then resolve through it, and the host Service of --virtual-dns-service gets it")
+	f.translate.DNSService = types.NamespacedName{Namespace: metav1.NamespaceSystem, Name: "kube-dns"}
+	fs.Func("virtual-dns-service", "virtual Service of the virtual cluster's DNS server, as namespace/name (default kube-system/kube-dns): its host Service gets --virtual-dns-nameserver's address", func(v string) error {
+		namespace, name, ok := strings.Cut(v, "/")
+		if !ok || namespace == "" || name == "" {
+			return fmt.Errorf("must be namespace/name, not %q", v)
+		}
+		f.translate.DNSService = types.NamespacedName{Namespace: namespace, Name: name}
+		return nil
+	})
 	fs.StringVar(&f.translate.ClusterDomain, "cluster-domain", "cluster.local", "DNS domain of the virtual cluster")
 	fs.Func("enforce-node-selector", "node selector added to every host pod, as key=value,key=value", func(v string) error {
 		selector, err := labels.ConvertSelectorToLabelsMap(v)

@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/podbridge/podbridge/certs"
 	"github.com/podbridge/podbridge/internal/child"
 	"github.com/podbridge/podbridge/internal/kube"
 )
@@ -78,6 +79,10 @@ type Options struct {
 	// its serving certificate names) instead of 127.0.0.1: the real
 	// node's bridge address, so pods on that node reach it (virtual only).
 	BindAddress string
+	// ServingNames, when set, are names and addresses the apiserver's
+	// serving certificate holds besides localhost and BindAddress: those
+	// of its `kubernetes` Service, by which pods reach it (virtual only).
+	ServingNames []string
 	// KubeletClientCertFile and KubeletClientKeyFile, when set, are the
 	// client certificate the apiserver presents to kubelets (host only:
 	// a real node's kubelet accepts no anonymous caller).
@@ -350,6 +355,15 @@ func startAPIServer(name string, opts Options, flags map[string]string) (*Plane,
 	for flag, value := range flags {
 		env.ControlPlane.GetAPIServer().Configure().Set(flag, value)
 	}
+	if len(opts.ServingNames) > 0 {
+		hosts := append([]string{"localhost", "127.0.0.1"}, opts.ServingNames...)
+		if opts.BindAddress != "" {
+			hosts = append(hosts, opts.BindAddress)
+		}
+		if env.ControlPlane.APIServer.SecureServing.CA, err = issueServingCerts(certDir, hosts); err != nil {
+			return nil, err
+		}
+	}
 	if opts.WebhookClient != nil || len(opts.StaticPolicies) > 0 {
 		config, err := writeAdmissionConfig(certDir, opts.WebhookClient, opts.StaticPolicies)
 		if err != nil {
@@ -380,6 +394,30 @@ func startAPIServer(name string, opts Options, flags map[string]string) (*Plane,
 		return p, errors.Join(err, p.Stop())
 	}
 	return p, nil
+}
+
+// issueServingCerts writes into certDir, where envtest looks before making
+// its own, the apiserver's serving certificate for hosts and its service
+// account signing key, and returns the serving CA. envtest's certificate
+// names only localhost and the bind address.
+func issueServingCerts(certDir string, hosts []string) ([]byte, error) {
+	serving, err := certs.NewSelfSigned(hosts, time.Now(), 365*24*time.Hour)
+	if err != nil {
+		return nil, fmt.Errorf("issuing the apiserver's serving certificate: %w", err)
+	}
+	signer, err := certs.NewSelfSigned([]string{"localhost"}, time.Now(), 365*24*time.Hour)
+	if err != nil {
+		return nil, fmt.Errorf("issuing the service account signing key: %w", err)
+	}
+	for name, data := range map[string][]byte{
+		"apiserver.crt": serving.Cert, "apiserver.key": serving.Key,
+		"sa-signer.crt": signer.CA, "sa-signer.key": signer.CAKey,
+	} {
+		if err := os.WriteFile(filepath.Join(certDir, name), data, 0o600); err != nil {
+			return nil, fmt.Errorf("writing %s: %w", name, err)
+		}
+	}
+	return serving.CA, nil
 }
 
 func (p *Plane) start(name, path, logDir string, env []string, args ...string) error {

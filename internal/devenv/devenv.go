@@ -74,9 +74,10 @@ type Options struct {
 	KwokRules string
 	// RealNode, when set, adds a real kubelet node to the host beside the
 	// kwok nodes (root only; see package realnode). The virtual apiserver
-	// then serves on the node's bridge address, which Translate's
-	// APIServerHost/Port (and, when unset, DNSNameserver) name, so pods on
-	// the node reach it with their tokens.
+	// then serves on the node's bridge address, behind the host Service
+	// APIServerServiceName that Translate's APIServerHost/Port name, so
+	// pods on the node reach it with their tokens, and the virtual
+	// cluster's DNS server (coredns.yaml) runs there.
 	RealNode *realnode.Options
 	// TenantsOnRealNode, with RealNode, runs every tenant pod on the real
 	// node, as a platform that keeps tenants on one node pool would: the
@@ -224,6 +225,15 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 	// podbridge pins the host's ClusterIPs on virtual Services: the
 	// virtual apiserver's range must contain the host's, so it is the same.
 	virtualOpts.ServiceCIDR = hostOpts.ServiceCIDR
+	serviceRange := hostOpts.ServiceCIDR
+	if serviceRange == "" {
+		serviceRange = controlplane.ServiceClusterIPRange
+	}
+	kubernetesIP, dnsIP, err := serviceAddresses(serviceRange)
+	if err != nil {
+		return env, err
+	}
+	virtualOpts.ServingNames = kubernetesServingNames(kubernetesIP, opts.Translate.ClusterDomain)
 	hostErr := make(chan error, 1)
 	go func() {
 		var err error
@@ -241,21 +251,35 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 	if err = errors.Join(err, <-hostErr); err != nil {
 		return env, err
 	}
+	apiServerPort, err := portOf(env.Virtual.Config.Host)
+	if err != nil {
+		return env, err
+	}
+	// Host pods reach the virtual apiserver through a host Service, as
+	// `kubernetes.default.svc` and their variables name it, and resolve
+	// through the virtual cluster's DNS Service, each at an address fixed
+	// in the host's range.
+	tc := &opts.Translate
+	tc.KubernetesServiceIP, tc.APIServerHost, tc.APIServerPort = kubernetesIP, kubernetesIP, 443
+	if tc.DNSNameserver == "" {
+		tc.DNSNameserver = dnsIP
+	}
+	if tc.DNSService.Name == "" {
+		tc.DNSService = DNSService
+	}
+	env.Options.Translate = opts.Translate
 	// The real node joins while podbridge starts. Start returns only once
 	// the join has ended, on every path: a caller's Stop must not race a
 	// kubelet still being started (a failed start cuts the join short).
 	joined := make(chan error, 1)
 	if env.RealNode != nil {
-		if err := useRealNode(&opts.Translate, env.Virtual.Config.Host); err != nil {
-			return env, err
-		}
+		useRealNode(&opts.Translate)
 		if opts.TenantsOnRealNode {
 			keepTenantsOn(&opts.Translate, env.RealNode.Name())
 		}
 		env.Options.Translate = opts.Translate
 		joinCtx, cancelJoin := context.WithCancel(ctx)
-		apiServerPort := int(opts.Translate.APIServerPort)
-		go func() { joined <- env.joinRealNode(joinCtx, realNodeCerts, apiServerPort) }()
+		go func() { joined <- env.joinRealNode(joinCtx, realNodeCerts, int(apiServerPort)) }()
 		defer func() {
 			if err != nil {
 				cancelJoin()
@@ -269,6 +293,17 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 		env.Options.PodSecurityLevel = opts.PodSecurityLevel
 	}
 	if err := prepareHost(ctx, env.Host.Config, opts.Translate, opts.PodSecurityLevel, opts.RuntimeHandlers); err != nil {
+		return env, err
+	}
+	hostAdmin, err := client.New(env.Host.Config, client.Options{Scheme: kube.Scheme})
+	if err != nil {
+		return env, err
+	}
+	var apiServerEndpoint string
+	if env.RealNode != nil && env.RealNode.RunsKubeProxy() {
+		apiServerEndpoint = env.RealNode.IP.String()
+	}
+	if err := exposeVirtualAPIServer(ctx, hostAdmin, opts.Translate, apiServerPort, apiServerEndpoint); err != nil {
 		return env, err
 	}
 	if err := webhookClient.StoreInHost(ctx, env.Host.Config, opts.Translate); err != nil {
@@ -335,7 +370,20 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 	if err := env.StartReflector(); err != nil {
 		return env, err
 	}
-	return env, env.waitForWebhook(ctx)
+	if err := env.waitForWebhook(ctx); err != nil {
+		return env, err
+	}
+	virtualAdmin, err := client.New(env.Virtual.Config, client.Options{Scheme: kube.Scheme})
+	if err != nil {
+		return env, err
+	}
+	if err := pinKubernetesService(ctx, virtualAdmin, kubernetesIP, apiServerPort); err != nil {
+		return env, err
+	}
+	if apiServerEndpoint == "" {
+		return env, nil // no pod could run or reach the DNS server.
+	}
+	return env, installDNS(ctx, virtualAdmin)
 }
 
 // kubeletClientUser is the name in the certificate the host apiserver
@@ -362,27 +410,24 @@ func issueRealNodeCerts(dir, nodeIP string) (string, error) {
 	return certDir, errors.Join(client.WriteDir(filepath.Join(certDir, "client")), serving.WriteDir(filepath.Join(certDir, "serving")))
 }
 
-// useRealNode points host pods at the virtual apiserver's address on the
-// real node's bridge (and their DNS at the bridge address, where nothing
-// answers, unless a nameserver is configured: lookups stay on the machine).
-func useRealNode(tc *translate.Config, virtualServer string) error {
-	u, err := url.Parse(virtualServer)
-	if err != nil {
-		return err
-	}
-	port, err := strconv.ParseInt(u.Port(), 10, 32)
-	if err != nil {
-		return fmt.Errorf("virtual apiserver port in %s: %w", virtualServer, err)
-	}
-	tc.APIServerHost, tc.APIServerPort = u.Hostname(), int32(port)
-	// Tenant pods opt onto the real node by tolerating its taint.
+// useRealNode lets tenant pods onto the real node by tolerating its taint.
+func useRealNode(tc *translate.Config) {
 	if !slices.Contains(tc.TolerationKeys, realnode.TaintRealNode) {
 		tc.TolerationKeys = append(tc.TolerationKeys, realnode.TaintRealNode)
 	}
-	if tc.DNSNameserver == "" {
-		tc.DNSNameserver = u.Hostname()
+}
+
+// portOf is the port of an apiserver's URL.
+func portOf(server string) (int32, error) {
+	u, err := url.Parse(server)
+	if err != nil {
+		return 0, err
 	}
-	return nil
+	port, err := strconv.ParseInt(u.Port(), 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("apiserver port in %s: %w", server, err)
+	}
+	return int32(port), nil
 }
 
 // keepTenantsOn makes the platform place every host pod on the node
