@@ -4,8 +4,11 @@
 // real container what tenants rely on. It is static and uses the standard
 // library only, so the image needs no base layer.
 //
-// Each argument is a step, run in order: env, cat:PATH, whoami, get:URL
-// (status code, no certificate checked: hostile-tenant probes), sleep:DUR,
+// Each argument is a step, run in order: env, cat:PATH, whoami[:HOST:PORT],
+// get:URL (status code, no certificate checked: hostile-tenant probes),
+// lookup:NAME and fetch:URL (through the pod's resolver, waiting for the
+// name or the Service to answer), dnstime:N:NAME[@SERVER] (N lookups'
+// latency), sleep:DUR,
 // exit:CODE, crash, watch:PATH, refresh[:TIMEOUT], serve:ADDR,
 // pause[:LINGER], write:PATH (stdin into PATH, for exec), kill:PID
 // (SIGTERM, for exec: ends the container's process 1). Output lines are
@@ -82,7 +85,7 @@ func run(name, arg string, terms <-chan os.Signal) error {
 		if err != nil {
 			return err
 		}
-		user, err := selfSubjectReview(token)
+		user, err := selfSubjectReview(token, arg)
 		if err != nil {
 			return err
 		}
@@ -100,6 +103,12 @@ func run(name, arg string, terms <-chan os.Signal) error {
 		}
 		resp.Body.Close()
 		fmt.Printf("get=%d\n", resp.StatusCode)
+	case "lookup":
+		return lookup(arg)
+	case "fetch":
+		return fetch(arg)
+	case "dnstime":
+		return dnsTime(arg)
 	case "sleep":
 		d, err := time.ParseDuration(arg)
 		if err != nil {
@@ -210,7 +219,7 @@ func refresh(timeout string, terms <-chan os.Signal) error {
 			continue // mid-swap, or not refreshed yet
 		}
 		fmt.Printf("token-refreshed=%s\n", digest(token))
-		user, err := selfSubjectReview(token)
+		user, err := selfSubjectReview(token, "")
 		if err != nil {
 			return err
 		}
@@ -271,10 +280,10 @@ func serve(addr string, terms <-chan os.Signal) error {
 	return nil
 }
 
-// selfSubjectReview asks the apiserver named by KUBERNETES_SERVICE_HOST and
-// _PORT who token is, trusting only the mounted CA: what an in-cluster
-// client does.
-func selfSubjectReview(token []byte) (string, error) {
+// selfSubjectReview asks the apiserver at address (host:port), or named by
+// KUBERNETES_SERVICE_HOST and _PORT when empty, who token is, trusting
+// only the mounted CA: what an in-cluster client does.
+func selfSubjectReview(token []byte, address string) (string, error) {
 	ca, err := os.ReadFile(saDir + "/ca.crt")
 	if err != nil {
 		return "", err
@@ -284,6 +293,11 @@ func selfSubjectReview(token []byte) (string, error) {
 		return "", fmt.Errorf("no certificate in %s/ca.crt", saDir)
 	}
 	host, port := os.Getenv("KUBERNETES_SERVICE_HOST"), os.Getenv("KUBERNETES_SERVICE_PORT")
+	if address != "" {
+		if host, port, err = net.SplitHostPort(address); err != nil {
+			return "", err
+		}
+	}
 	if host == "" || port == "" {
 		return "", fmt.Errorf("KUBERNETES_SERVICE_HOST or _PORT is not set")
 	}

@@ -21,7 +21,7 @@ import (
 // every container; podbridge's translation overrides the whole family, so
 // no variable of an init or app container names the host apiserver (its
 // Service's ClusterIP or its own address), KUBERNETES_PORT and every
-// _ADDR point at the virtual apiserver on the bridge, a tenant's own value
+// _ADDR point at the virtual apiserver's host Service, a tenant's own value
 // of one of the names wins, and a tenant's $(VAR) expands to the virtual
 // value.
 func TestEnvNamesOnlyTheVirtualAPIServer(t *testing.T) {
@@ -67,7 +67,7 @@ func TestEnvNamesOnlyTheVirtualAPIServer(t *testing.T) {
 	waitVirtualReady(t, pod)
 
 	tc := env.Options.Translate
-	ip, port := env.RealNode.IP.String(), strconv.Itoa(int(tc.APIServerPort))
+	ip, port := tc.APIServerHost, strconv.Itoa(int(tc.APIServerPort))
 	virtualURL := "tcp://" + net.JoinHostPort(ip, port)
 	family := func(named int32) map[string]string {
 		p := fmt.Sprintf("KUBERNETES_PORT_%d_TCP", named)
