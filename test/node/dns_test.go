@@ -85,7 +85,8 @@ func TestKubernetesDefaultSvcIsTheVirtualAPIServer(t *testing.T) {
 
 // A tenant pod reaches another tenant pod's Service by its full name, its
 // short name (the virtual namespace's search domain) and its ClusterIP,
-// and the answers come from the Service's pod. The lookup's latency
+// and the answers come from the Service's pod; an ExternalName Service
+// naming it resolves to it. The lookup's latency
 // through the Service address against the same query sent straight to the
 // CoreDNS pod is logged: issue 22's closing figure.
 func TestServiceReachedByNameAndAddress(t *testing.T) {
@@ -119,6 +120,19 @@ func TestServiceReachedByNameAndAddress(t *testing.T) {
 		if out, want := strings.TrimSpace(execWorkload(t, caller, "", "fetch:"+url)), "fetched "+url+"=hostname=web"; out != want {
 			t.Errorf("%q, want %q", out, want)
 		}
+	}
+
+	// An ExternalName Service is a CNAME to its name, which resolves here.
+	alias := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "alias"},
+		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, ExternalName: fqdn},
+	}
+	if err := virtualClient.Create(ctx, alias); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = virtualClient.Delete(context.Background(), alias) })
+	if out, want := strings.TrimSpace(execWorkload(t, caller, "", "lookup:alias")), "lookup alias="+svc.Spec.ClusterIP; out != want {
+		t.Errorf("%q, want %q", out, want)
 	}
 
 	pods := &corev1.PodList{}
