@@ -151,7 +151,8 @@ func ready(pod *corev1.Pod) bool {
 // of their invariant, sorted: every virtual Service that has a host Service
 // (translate.NeedsHostService, and not the apiserver's own
 // default/kubernetes) has exactly one, holding the same ClusterIP, and no
-// host Service outlives its virtual Service past the orphan grace period.
+// host Service outlives its virtual Service past the orphan grace period;
+// default/kubernetes holds the platform's address for it, when set.
 func RunServices(ctx context.Context, host, virtual client.Reader, o Options) ([]Violation, error) {
 	virtualServices := &corev1.ServiceList{}
 	if err := virtual.List(ctx, virtualServices); err != nil {
@@ -179,7 +180,14 @@ func EvaluateServices(virtualServices, hostServices []corev1.Service, o Options)
 	for i := range virtualServices {
 		v := &virtualServices[i]
 		ref := v.Namespace + "/" + v.Name
-		if !translate.NeedsHostService(v) || (v.Namespace == "default" && v.Name == "kubernetes") {
+		if translate.IsKubernetesService(v) {
+			if ip := o.Config.KubernetesServiceIP; ip != "" && v.Spec.ClusterIP != ip {
+				out = append(out, Violation{Kind: ServiceAddressDiffers, Virtual: ref,
+					Detail: fmt.Sprintf("ClusterIP %q, not the virtual apiserver's host Service %q (--virtual-kubernetes-service-ip)", v.Spec.ClusterIP, ip)})
+			}
+			continue
+		}
+		if !translate.NeedsHostService(v) {
 			continue
 		}
 		syncID := v.Annotations[translate.AnnotationSyncID]
