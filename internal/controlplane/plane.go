@@ -230,13 +230,15 @@ func StartHost(ctx context.Context, opts Options) (p *Plane, err error) {
 func StartVirtual(ctx context.Context, opts Options) (p *Plane, err error) {
 	opts.KubeletClientCertFile, opts.KubeletClientKeyFile = "", "" // its nodes' kubelet API is podbridge's.
 	opts.EndpointSlices = false                                    // its controller-manager runs every controller already.
-	var flags map[string]string
+	// Pods watch the virtual apiserver (the tenant's CoreDNS, on a real
+	// node that stops after it: it serves on the node's bridge). Without a
+	// grace period an apiserver's shutdown waits for open watches to end,
+	// up to its request timeout; with one, it closes them.
+	flags := map[string]string{"shutdown-watch-termination-grace-period": "5s"}
 	if k := opts.KubeletClient; k != nil {
-		flags = map[string]string{
-			"kubelet-client-certificate":    k.CertFile,
-			"kubelet-client-key":            k.KeyFile,
-			"kubelet-certificate-authority": k.CAFile,
-		}
+		flags["kubelet-client-certificate"] = k.CertFile
+		flags["kubelet-client-key"] = k.KeyFile
+		flags["kubelet-certificate-authority"] = k.CAFile
 	}
 	p, err = startAPIServer("virtual", opts, flags)
 	if err != nil {

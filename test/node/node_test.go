@@ -68,7 +68,7 @@ func TestTokenAuthenticatesAgainstVirtualAPIServer(t *testing.T) {
 	waitVirtualReady(t, pod)
 	tc := env.Options.Translate
 	waitForLog(t, pod, 30*time.Second,
-		"KUBERNETES_SERVICE_HOST="+env.RealNode.IP.String(),
+		"KUBERNETES_SERVICE_HOST="+tc.APIServerHost,
 		"KUBERNETES_SERVICE_PORT="+strconv.Itoa(int(tc.APIServerPort)),
 		"whoami=system:serviceaccount:"+ns+":reader")
 }
