@@ -362,7 +362,7 @@ func startAPIServer(name string, opts Options, flags map[string]string) (*Plane,
 		if opts.BindAddress != "" {
 			hosts = append(hosts, opts.BindAddress)
 		}
-		if env.ControlPlane.APIServer.SecureServing.CA, err = issueServingCerts(certDir, hosts); err != nil {
+		if env.ControlPlane.APIServer.CA, err = issueServingCerts(certDir, hosts); err != nil {
 			return nil, err
 		}
 	}
