@@ -7,11 +7,13 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -105,11 +107,6 @@ type endpointSliceReconciler struct {
 	Recorder events.EventRecorder
 	Config   translate.Config
 	Gate     policy.Gate
-
-	mu sync.Mutex
-	// reported is the refusal last reported per Service: it only saves
-	// repeating the event on every reconcile.
-	reported map[types.NamespacedName]string
 }
 
 // indexEndpointSlices registers the controller's indexes; it must run
@@ -150,7 +147,6 @@ func indexEndpointSlices(ctx context.Context, mgr ctrl.Manager, virtual cluster.
 // usable addresses or node change every Service whose slices name them;
 // a full pass covers every slice of both caches.
 func (r *endpointSliceReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Cluster, concurrency int, resync time.Duration) error {
-	r.reported = map[types.NamespacedName]string{}
 	podChanged := predicate.TypedFuncs[*corev1.Pod]{
 		UpdateFunc: func(e event.TypedUpdateEvent[*corev1.Pod]) bool {
 			return r.podView(e.ObjectOld) != r.podView(e.ObjectNew)
@@ -266,7 +262,7 @@ func (r *endpointSliceReconciler) Reconcile(ctx context.Context, req reconcile.R
 		}
 	}
 	d := decideEndpointSlices(virtual, host, virtualSlices, hostSlices, pods, r.Gate)
-	return reconcile.Result{}, r.write(ctx, req.NamespacedName, virtual, d)
+	return reconcile.Result{}, r.write(ctx, virtual, d)
 }
 
 // podsNamed adds to pods this virtual cluster's host pods that hold an
@@ -293,7 +289,7 @@ func (r *endpointSliceReconciler) podsNamed(ctx context.Context, virtualSlices [
 	return nil
 }
 
-func (r *endpointSliceReconciler) write(ctx context.Context, key types.NamespacedName, virtual *corev1.Service, d sliceDecision) error {
+func (r *endpointSliceReconciler) write(ctx context.Context, virtual *corev1.Service, d sliceDecision) error {
 	log := logf.FromContext(ctx)
 	for _, s := range d.delete {
 		if err := r.Host.Delete(ctx, s, client.Preconditions{UID: &s.UID}); client.IgnoreNotFound(err) != nil {
@@ -316,13 +312,19 @@ func (r *endpointSliceReconciler) write(ctx context.Context, key types.Namespace
 		countAction(actionSliceWrite)
 		log.Info("Updated host EndpointSlice", "hostEndpointSlice", s.Name, "endpoints", len(s.Endpoints))
 	}
-	r.report(ctx, key, virtual, d.refused)
-	return nil
+	return r.reportRefused(ctx, virtual, d.refused)
 }
 
-// report sends a Warning event naming what was refused, once per
-// distinct refusal (a restarted process sends it once more).
-func (r *endpointSliceReconciler) report(ctx context.Context, key types.NamespacedName, virtual *corev1.Service, refused []string) {
+// reportRefused keeps the virtual Service's ConditionEndpointsCarried on
+// what the decision left out now, and sends a Warning event when that
+// changes: the condition is both the tenant's signal and the memory that
+// keeps the event from repeating on every reconcile. A conflict or a
+// Service gone meanwhile is not an error: the newer Service's event
+// brings the key back.
+func (r *endpointSliceReconciler) reportRefused(ctx context.Context, virtual *corev1.Service, refused []string) error {
+	if virtual == nil {
+		return nil
+	}
 	msg := ""
 	if len(refused) > 0 {
 		shown := refused[:min(len(refused), maxReported)]
@@ -332,17 +334,28 @@ func (r *endpointSliceReconciler) report(ctx context.Context, key types.Namespac
 		}
 		msg += fmt.Sprintf("; endpoints may be this virtual cluster's pod IPs and the platform's --%s %v", policy.FlagAllowedEndpointCIDRs, r.Config.EndpointCIDRs)
 	}
-	r.mu.Lock()
-	same := r.reported[key] == msg
+	existing := meta.FindStatusCondition(virtual.Status.Conditions, translate.ConditionEndpointsCarried)
+	if (msg == "" && existing == nil) || (existing != nil && msg != "" && existing.Message == msg && existing.Reason == ReasonEndpointsRefused) {
+		return nil
+	}
+	updated := virtual.DeepCopy()
 	if msg == "" {
-		delete(r.reported, key)
+		meta.RemoveStatusCondition(&updated.Status.Conditions, translate.ConditionEndpointsCarried)
 	} else {
-		r.reported[key] = msg
+		meta.SetStatusCondition(&updated.Status.Conditions, metav1.Condition{
+			Type: translate.ConditionEndpointsCarried, Status: metav1.ConditionFalse, Reason: ReasonEndpointsRefused, Message: msg, ObservedGeneration: virtual.Generation,
+		})
 	}
-	r.mu.Unlock()
-	if same || msg == "" || virtual == nil {
-		return
+	if err := r.Virtual.Status().Update(ctx, updated, client.FieldOwner(FieldManager)); err != nil {
+		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("writing the virtual Service's %s condition: %w", translate.ConditionEndpointsCarried, err)
 	}
-	r.Recorder.Eventf(virtual, nil, corev1.EventTypeWarning, ReasonEndpointsRefused, eventActionReflect, "%s", msg)
-	logf.FromContext(ctx).Info("Refused EndpointSlice addresses", "service", key.String(), "refused", refused)
+	countAction(actionStatusUpdate)
+	if msg != "" {
+		r.Recorder.Eventf(virtual, nil, corev1.EventTypeWarning, ReasonEndpointsRefused, eventActionReflect, "%s", msg)
+		logf.FromContext(ctx).Info("Refused EndpointSlice addresses", "service", virtual.Namespace+"/"+virtual.Name, "refused", refused)
+	}
+	return nil
 }

@@ -21,6 +21,10 @@ const (
 	// AnnotationService names, on a host EndpointSlice, the virtual Service
 	// (in AnnotationNamespace) its virtual slice belongs to.
 	AnnotationService = Prefix + "service"
+	// ConditionEndpointsCarried is the virtual Service's status condition,
+	// False while some of its EndpointSlices' addresses are not carried to
+	// the host, naming them; absent otherwise.
+	ConditionEndpointsCarried = Prefix + "EndpointsCarried"
 )
 
 // TenantEndpointSlice returns the Service a virtual EndpointSlice belongs
