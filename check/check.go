@@ -252,10 +252,7 @@ func EvaluateEndpointSlices(virtualServices, hostServices []corev1.Service, virt
 	gate := policy.Gate{Config: o.Config}
 	pods := map[netip.Addr]policy.EndpointPod{}
 	for i := range hostPods {
-		p := &hostPods[i]
-		for _, a := range policy.TenantPodAddresses(p, o.Config) {
-			pods[a] = policy.EndpointPod{Name: p.Name, UID: p.UID, NodeName: p.Spec.NodeName}
-		}
+		policy.AddTenantPod(pods, &hostPods[i], o.Config)
 	}
 	services := map[types.NamespacedName]*corev1.Service{}
 	for i := range virtualServices {

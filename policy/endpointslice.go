@@ -78,6 +78,13 @@ func TenantPodAddresses(pod *corev1.Pod, cfg translate.Config) []netip.Addr {
 	return out
 }
 
+// AddTenantPod adds to pods the addresses pod may lend (TenantPodAddresses).
+func AddTenantPod(pods map[netip.Addr]EndpointPod, pod *corev1.Pod, cfg translate.Config) {
+	for _, a := range TenantPodAddresses(pod, cfg) {
+		pods[a] = EndpointPod{Name: pod.Name, UID: pod.UID, NodeName: pod.Spec.NodeName}
+	}
+}
+
 // PodIPs are the IPs a pod's status names.
 func PodIPs(pod *corev1.Pod) []string {
 	var out []string

@@ -31,7 +31,7 @@ import (
 	"github.com/podbridge/podbridge/translate"
 )
 
-// ReasonEndpointsRefused: addresses (or whole slices) of a tenant's
+// ReasonEndpointsRefused says addresses (or whole slices) of a tenant's
 // EndpointSlices of a Service without a selector were not carried to the
 // host, so the host never routes there.
 const ReasonEndpointsRefused = "EndpointsRefused"
@@ -217,11 +217,7 @@ func (r *endpointSliceReconciler) allKeys(ctx context.Context) ([]reconcile.Requ
 	for i := range hosts.Items {
 		keys[reconcile.Request{NamespacedName: translate.HostEndpointSliceKey(&hosts.Items[i])}] = true
 	}
-	out := make([]reconcile.Request, 0, len(keys))
-	for k := range keys {
-		out = append(out, k)
-	}
-	return out, nil
+	return slices.Collect(maps.Keys(keys)), nil
 }
 
 // Reconcile gathers one virtual Service's slices on both sides, decides and writes.
@@ -268,20 +264,20 @@ func (r *endpointSliceReconciler) Reconcile(ctx context.Context, req reconcile.R
 // podsNamed adds to pods this virtual cluster's host pods that hold an
 // address the slices name, from the host pod cache's index.
 func (r *endpointSliceReconciler) podsNamed(ctx context.Context, virtualSlices []*discoveryv1.EndpointSlice, pods map[netip.Addr]policy.EndpointPod) error {
+	seen := map[string]bool{}
 	for _, s := range virtualSlices {
 		for _, e := range s.Endpoints {
 			for _, raw := range e.Addresses {
+				if seen[raw] {
+					continue
+				}
+				seen[raw] = true
 				list := &corev1.PodList{}
 				if err := r.Host.List(ctx, list, client.InNamespace(r.Config.HostNamespace), client.MatchingFields{indexHostPodIP: raw}); err != nil {
 					return fmt.Errorf("finding host pods by IP: %w", err)
 				}
 				for i := range list.Items {
-					p := &list.Items[i]
-					for _, a := range policy.TenantPodAddresses(p, r.Config) {
-						if a.String() == raw {
-							pods[a] = policy.EndpointPod{Name: p.Name, UID: p.UID, NodeName: p.Spec.NodeName}
-						}
-					}
+					policy.AddTenantPod(pods, &list.Items[i], r.Config)
 				}
 			}
 		}
@@ -335,7 +331,7 @@ func (r *endpointSliceReconciler) reportRefused(ctx context.Context, virtual *co
 		msg += fmt.Sprintf("; endpoints may be this virtual cluster's pod IPs and the platform's --%s %v", policy.FlagAllowedEndpointCIDRs, r.Config.EndpointCIDRs)
 	}
 	existing := meta.FindStatusCondition(virtual.Status.Conditions, translate.ConditionEndpointsCarried)
-	if (msg == "" && existing == nil) || (existing != nil && msg != "" && existing.Message == msg && existing.Reason == ReasonEndpointsRefused) {
+	if (msg == "" && existing == nil) || (existing != nil && msg != "" && existing.Status == metav1.ConditionFalse && existing.Message == msg && existing.Reason == ReasonEndpointsRefused) {
 		return nil
 	}
 	updated := virtual.DeepCopy()

@@ -18,8 +18,8 @@ import (
 )
 
 // selectorless is a stored virtual Service without a selector and its host Service.
-func selectorless(mutate ...func(*corev1.Service)) (virtual, host *corev1.Service) {
-	virtual = storedService(append([]func(*corev1.Service){func(s *corev1.Service) { s.Spec.Selector = nil }}, mutate...)...)
+func selectorless() (virtual, host *corev1.Service) {
+	virtual = storedService(func(s *corev1.Service) { s.Spec.Selector = nil })
 	host = hostServiceOf(virtual, time.Hour)
 	host.UID = "host-svc-uid"
 	return virtual, host
