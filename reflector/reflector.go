@@ -302,14 +302,14 @@ func NewManager(o Options) (manager.Manager, error) {
 	if err := services.SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles, resync); err != nil {
 		return nil, err
 	}
-	slices := &endpointSliceReconciler{
+	endpointSlices := &endpointSliceReconciler{
 		Host:     mgr.GetClient(),
 		Virtual:  virtual.GetClient(),
 		Recorder: virtual.GetEventRecorder(FieldManager),
 		Config:   o.Translate,
 		Gate:     gate,
 	}
-	if err := slices.SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles, resync); err != nil {
+	if err := endpointSlices.SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles, resync); err != nil {
 		return nil, err
 	}
 	budget := &caps.Budget{Reader: mgr.GetClient(), Namespace: o.Translate.HostNamespace, VCluster: o.Translate.VCluster, Limits: o.Limits}

@@ -111,7 +111,7 @@ func (f *clusterFlags) bind(fs *flag.FlagSet) {
 		}
 		return nil
 	})
-	fs.Func(policy.FlagAllowedEndpointCIDRs, "address ranges, comma-separated CIDRs (10.1.0.0/16), that the EndpointSlices of tenants' Services without a selector may name besides the virtual cluster's own pod IPs; other addresses are not carried to the host (reflector; default: none)", func(v string) error {
+	fs.Func(policy.FlagAllowedEndpointCIDRs, "address ranges, comma-separated CIDRs (10.1.0.0/16), that the EndpointSlices of tenants' Services without a selector may name besides the virtual cluster's own pod IPs; other addresses are not carried to the host (reflector and check; default: none)", func(v string) error {
 		f.translate.EndpointCIDRs = nil
 		for _, entry := range list(v) {
 			p, err := netip.ParsePrefix(strings.TrimSpace(entry))
