@@ -1,21 +1,27 @@
 // Package check verifies podbridge's invariant between a virtual cluster
 // and its host: every virtual pod has exactly one host pod with its sync
 // ID, no host pod outlives its virtual pod past the orphan grace period,
-// and, once things are quiet, both pods tell the same status (Run); and
-// the same of Services and their ClusterIPs (RunServices). Tests use it
+// and, once things are quiet, both pods tell the same status (Run); the
+// same of Services and their ClusterIPs (RunServices); and that the host
+// EndpointSlices of Services without a selector are what the gate decides
+// now (RunEndpointSlices). Tests use it
 // after every fault, and operators run it as `podbridge check`.
 package check
 
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/podbridge/podbridge/policy"
 	"github.com/podbridge/podbridge/translate"
 )
 
@@ -63,7 +69,18 @@ const (
 	DuplicateHostService  = "DuplicateHostService"
 	OrphanService         = "OrphanHostService"
 	ServiceAddressDiffers = "ServiceAddressDiffers"
+
+	NoHostEndpointSlice    = "NoHostEndpointSlice"
+	EndpointSliceDiffers   = "EndpointSliceDiffers"
+	ExtraHostEndpointSlice = "ExtraHostEndpointSlice"
 )
+
+// ours selects this virtual cluster's host objects.
+func ours(o Options) []client.ListOption {
+	return []client.ListOption{client.InNamespace(o.Config.HostNamespace), client.MatchingLabels{
+		translate.LabelManagedBy: translate.ManagedByValue, translate.LabelVCluster: o.Config.VCluster,
+	}}
+}
 
 // Run lists both sides and returns every violation, sorted.
 func Run(ctx context.Context, host, virtual client.Reader, o Options) ([]Violation, error) {
@@ -72,9 +89,7 @@ func Run(ctx context.Context, host, virtual client.Reader, o Options) ([]Violati
 		return nil, fmt.Errorf("listing virtual pods: %w", err)
 	}
 	hostPods := &corev1.PodList{}
-	if err := host.List(ctx, hostPods, client.InNamespace(o.Config.HostNamespace), client.MatchingLabels{
-		translate.LabelManagedBy: translate.ManagedByValue, translate.LabelVCluster: o.Config.VCluster,
-	}); err != nil {
+	if err := host.List(ctx, hostPods, ours(o)...); err != nil {
 		return nil, fmt.Errorf("listing host pods: %w", err)
 	}
 	return Evaluate(virtualPods.Items, hostPods.Items, o), nil
@@ -159,9 +174,7 @@ func RunServices(ctx context.Context, host, virtual client.Reader, o Options) ([
 		return nil, fmt.Errorf("listing virtual Services: %w", err)
 	}
 	hostServices := &corev1.ServiceList{}
-	if err := host.List(ctx, hostServices, client.InNamespace(o.Config.HostNamespace), client.MatchingLabels{
-		translate.LabelManagedBy: translate.ManagedByValue, translate.LabelVCluster: o.Config.VCluster,
-	}); err != nil {
+	if err := host.List(ctx, hostServices, ours(o)...); err != nil {
 		return nil, fmt.Errorf("listing host Services: %w", err)
 	}
 	return EvaluateServices(virtualServices.Items, hostServices.Items, o), nil
@@ -218,5 +231,94 @@ func EvaluateServices(virtualServices, hostServices []corev1.Service, o Options)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	return out
+}
+
+// RunEndpointSlices lists what the host EndpointSlices of Services without
+// a selector are decided from, and returns every host slice that is not
+// what the decision (policy.Gate.EndpointSlices, with o.Config's allowed
+// ranges) gives now: missing, different or left over. Run it when the
+// clusters are quiet: the reflector writes slices after the fact.
+func RunEndpointSlices(ctx context.Context, host, virtual client.Reader, o Options) ([]Violation, error) {
+	virtualServices, hostServices := &corev1.ServiceList{}, &corev1.ServiceList{}
+	virtualSlices, hostSlices := &discoveryv1.EndpointSliceList{}, &discoveryv1.EndpointSliceList{}
+	hostPods := &corev1.PodList{}
+	for _, l := range []struct {
+		c    client.Reader
+		list client.ObjectList
+		opts []client.ListOption
+	}{{virtual, virtualServices, nil}, {virtual, virtualSlices, nil}, {host, hostServices, ours(o)}, {host, hostSlices, ours(o)}, {host, hostPods, ours(o)}} {
+		if err := l.c.List(ctx, l.list, l.opts...); err != nil {
+			return nil, fmt.Errorf("listing for the EndpointSlice check: %w", err)
+		}
+	}
+	return EvaluateEndpointSlices(virtualServices.Items, hostServices.Items, virtualSlices.Items, hostSlices.Items, hostPods.Items, o), nil
+}
+
+// EvaluateEndpointSlices is RunEndpointSlices' pure part.
+func EvaluateEndpointSlices(virtualServices, hostServices []corev1.Service, virtualSlices, hostSlices []discoveryv1.EndpointSlice, hostPods []corev1.Pod, o Options) []Violation {
+	gate := policy.Gate{Config: o.Config}
+	pods := map[netip.Addr]policy.EndpointPod{}
+	for i := range hostPods {
+		policy.AddTenantPod(pods, &hostPods[i], o.Config)
+	}
+	services := map[types.NamespacedName]*corev1.Service{}
+	for i := range virtualServices {
+		services[client.ObjectKeyFromObject(&virtualServices[i])] = &virtualServices[i]
+	}
+	hosts := map[string]*corev1.Service{}
+	for i := range hostServices {
+		hosts[hostServices[i].Name] = &hostServices[i]
+	}
+	virtualByKey := map[types.NamespacedName][]*discoveryv1.EndpointSlice{}
+	for i := range virtualSlices {
+		s := &virtualSlices[i]
+		if service := s.Labels[discoveryv1.LabelServiceName]; service != "" {
+			key := types.NamespacedName{Namespace: s.Namespace, Name: service}
+			virtualByKey[key] = append(virtualByKey[key], s)
+		}
+	}
+	hostByKey := map[types.NamespacedName]map[string]*discoveryv1.EndpointSlice{}
+	for i := range hostSlices {
+		h := &hostSlices[i]
+		if h.DeletionTimestamp != nil {
+			continue
+		}
+		key := translate.HostEndpointSliceKey(h)
+		if hostByKey[key] == nil {
+			hostByKey[key] = map[string]*discoveryv1.EndpointSlice{}
+		}
+		if _, ok := virtualByKey[key]; !ok {
+			virtualByKey[key] = nil // a key with host slices only is checked too.
+		}
+		hostByKey[key][h.Name] = h
+	}
+	var out []Violation
+	for key, slices := range virtualByKey {
+		host := hosts[translate.HostServiceName(key.Name, key.Namespace, o.Config.VCluster)]
+		desired, _ := gate.EndpointSlices(services[key], host, slices, pods)
+		have := hostByKey[key]
+		for _, want := range desired {
+			switch h := have[want.Name]; {
+			case h == nil:
+				out = append(out, Violation{Kind: NoHostEndpointSlice, Virtual: key.String(), Host: want.Name, Detail: "no host EndpointSlice for virtual slice " + want.Annotations[translate.AnnotationName]})
+			case !translate.SameHostEndpointSlice(want, h):
+				out = append(out, Violation{Kind: EndpointSliceDiffers, Virtual: key.String(), Host: h.Name, Detail: fmt.Sprintf("holds %s, the decision gives %s", endpointAddresses(h), endpointAddresses(want))})
+			}
+			delete(have, want.Name)
+		}
+		for name, h := range have {
+			out = append(out, Violation{Kind: ExtraHostEndpointSlice, Virtual: key.String(), Host: name, Detail: fmt.Sprintf("holds %s; the decision gives no such slice", endpointAddresses(h))})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	return out
+}
+
+func endpointAddresses(s *discoveryv1.EndpointSlice) []string {
+	var out []string
+	for _, e := range s.Endpoints {
+		out = append(out, e.Addresses...)
+	}
 	return out
 }

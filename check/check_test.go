@@ -6,6 +6,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/podbridge/podbridge/translate"
@@ -118,5 +119,49 @@ func TestEvaluateKubernetesService(t *testing.T) {
 	got := EvaluateServices(at("10.0.0.1"), nil, Options{Config: cfg})
 	if len(got) != 1 || !strings.HasPrefix(got[0].String(), ServiceAddressDiffers+": virtual default/kubernetes") {
 		t.Errorf("at the range's first address: %v, want one %s", got, ServiceAddressDiffers)
+	}
+}
+
+// A host EndpointSlice is checked against what the gate decides now: one
+// still naming an address that is no tenant pod's any more differs, a
+// missing one and one of a deleted virtual slice are reported.
+func TestEvaluateEndpointSlices(t *testing.T) {
+	virtual := corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns", Annotations: map[string]string{translate.AnnotationSyncID: "s"}}}
+	host, errs := translate.HostService(&virtual, cfg, "s")
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	host.UID = "host-uid"
+	slice := func(name, address string) discoveryv1.EndpointSlice {
+		return discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Name: name, Namespace: "ns", Labels: map[string]string{discoveryv1.LabelServiceName: "db"}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{address}}},
+		}
+	}
+	pod := corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "host", Labels: map[string]string{translate.LabelManagedBy: translate.ManagedByValue, translate.LabelVCluster: "vc"}},
+		Status:     corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.244.0.5"},
+	}
+	hostOf := func(s discoveryv1.EndpointSlice, address string) discoveryv1.EndpointSlice {
+		h := translate.HostEndpointSlice(&s, "db", host.Name, host.UID, cfg, []discoveryv1.Endpoint{{Addresses: []string{address}, TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: "host", Name: "p"}}})
+		return *h
+	}
+	inSync, stale, missing, deleted := slice("in-sync", "10.244.0.5"), slice("stale", "10.244.9.9"), slice("missing", "10.244.0.5"), slice("deleted", "10.244.0.5")
+	got := EvaluateEndpointSlices([]corev1.Service{virtual}, []corev1.Service{*host},
+		[]discoveryv1.EndpointSlice{inSync, stale, missing},
+		[]discoveryv1.EndpointSlice{hostOf(inSync, "10.244.0.5"), hostOf(stale, "10.244.9.9"), hostOf(deleted, "10.244.0.5")},
+		[]corev1.Pod{pod}, Options{Config: cfg})
+	var kinds []string
+	for _, v := range got {
+		kinds = append(kinds, v.Kind+" "+v.Host)
+	}
+	want := []string{
+		EndpointSliceDiffers + " " + translate.HostEndpointSliceName("stale", "ns", "vc"),
+		ExtraHostEndpointSlice + " " + translate.HostEndpointSliceName("deleted", "ns", "vc"),
+		NoHostEndpointSlice + " " + translate.HostEndpointSliceName("missing", "ns", "vc"),
+	}
+	if strings.Join(kinds, "; ") != strings.Join(want, "; ") {
+		t.Errorf("violations %v, want %v", got, want)
 	}
 }

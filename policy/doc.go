@@ -8,7 +8,10 @@
 // what acts with the host namespace's rights (priority and runtime classes,
 // inline CSI drivers, storage classes of generic ephemeral volumes). Host
 // Services pass CheckService: every ServiceSpec field is classified
-// (serviceSpecFields), NodePort and LoadBalancer are allow-listed.
+// (serviceSpecFields), NodePort and LoadBalancer are allow-listed. A
+// tenant's EndpointSlices of a Service without a selector pass
+// EndpointSlices: only this virtual cluster's pod IPs and the platform's
+// ranges reach the host, every field classified (endpointSliceFields).
 //
 // The package is pure: no clients, no clocks. Errors name the virtual
 // pod's fields as the tenant wrote them.

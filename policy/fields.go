@@ -14,6 +14,9 @@ const (
 	// AllowListed means carried when the platform's allow-list names the value,
 	// refused otherwise.
 	AllowListed treatment = "allow-listed"
+	// Dropped means the host object gets none of it, and the rest is
+	// carried (EndpointSlice fields).
+	Dropped treatment = "dropped"
 )
 
 // fieldRule is the treatment of one PodSpec field and why.

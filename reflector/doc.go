@@ -38,6 +38,13 @@
 // whose host Service is gone and collects host Services no stored virtual
 // Service claims by sync ID (after the orphan grace period).
 //
+// The tenant's EndpointSlices of Services without a selector
+// (endpointslices.go) are carried to the host the same way, keyed by
+// virtual Service: decideEndpointSlices compares the host slices the gate
+// allows now (policy.Gate.EndpointSlices: this virtual cluster's pod IPs and
+// the platform's ranges only) with those on the host; a host pod's change
+// re-decides every Service whose slices name its address.
+//
 // Metrics (controller-runtime's registry): podbridge_reflector_actions_total
 // by action, podbridge_reflector_reflection_lag_seconds, and the workqueue
 // metrics of the "pods" and "nodes" controllers (queue depth among them).

@@ -22,6 +22,8 @@ const (
 	actionCopyDelete    = "copy_delete"
 	actionTokenWrite    = "token_write"
 	actionTokenDelete   = "token_delete"
+	actionSliceWrite    = "endpointslice_write"
+	actionSliceDelete   = "endpointslice_delete"
 )
 
 var (
@@ -47,7 +49,7 @@ func init() {
 	metrics.Registry.MustRegister(reflectionLag, actions)
 	// Every kind is exported from the start, so rates work before the first action.
 	for _, a := range []string{actionStatusUpdate, actionBind, actionDeleteHost, actionDeleteVirtual, actionOrphanDelete, actionNodeCreate, actionNodeDelete, actionEvent, actionUpdateHost, actionRecreateHost,
-		actionCopyWrite, actionCopyDelete, actionTokenWrite, actionTokenDelete} {
+		actionCopyWrite, actionCopyDelete, actionTokenWrite, actionTokenDelete, actionSliceWrite, actionSliceDelete} {
 		actions.WithLabelValues(a)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/rest"
@@ -160,6 +161,8 @@ func NewManager(o Options) (manager.Manager, error) {
 				// This virtual cluster's host Services only, with their
 				// managed fields: when the webhook last wrote one.
 				&corev1.Service{}: {Label: ours},
+				// This virtual cluster's host EndpointSlices only.
+				&discoveryv1.EndpointSlice{}: {Label: ours, Transform: cache.TransformStripManagedFields()},
 				// Events about pods, for the event copy (events.go).
 				&corev1.Event{}: {Field: hostPodEvents, Transform: cache.TransformStripManagedFields()},
 				// Only podbridge's copies and token Secrets, by metadata.
@@ -193,10 +196,11 @@ func NewManager(o Options) (manager.Manager, error) {
 		// The originals of host copies are watched by metadata only: their
 		// content is read live when their resourceVersion moves.
 		co.Cache.ByObject = map[client.Object]cache.ByObject{
-			&corev1.Pod{}:              {Transform: trimManagedFields(virtualPodFields), UnsafeDisableDeepCopy: ptr.To(true)},
-			&corev1.Service{}:          {Transform: cache.TransformStripManagedFields()},
-			configMapCopies.metadata(): {Transform: cache.TransformStripManagedFields()},
-			secretCopies.metadata():    {Transform: cache.TransformStripManagedFields()},
+			&corev1.Pod{}:                {Transform: trimManagedFields(virtualPodFields), UnsafeDisableDeepCopy: ptr.To(true)},
+			&corev1.Service{}:            {Transform: cache.TransformStripManagedFields()},
+			&discoveryv1.EndpointSlice{}: {Transform: cache.TransformStripManagedFields()},
+			configMapCopies.metadata():   {Transform: cache.TransformStripManagedFields()},
+			secretCopies.metadata():      {Transform: cache.TransformStripManagedFields()},
 		}
 	})
 	if err != nil {
@@ -215,6 +219,9 @@ func NewManager(o Options) (manager.Manager, error) {
 		return nil, err
 	}
 	if err := indexHostPodsByNode(context.Background(), mgr); err != nil {
+		return nil, err
+	}
+	if err := indexEndpointSlices(context.Background(), mgr, virtual); err != nil {
 		return nil, err
 	}
 	resync := o.ResyncPeriod
@@ -293,6 +300,16 @@ func NewManager(o Options) (manager.Manager, error) {
 		Clock:         clock.RealClock{},
 	}
 	if err := services.SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles, resync); err != nil {
+		return nil, err
+	}
+	endpointSlices := &endpointSliceReconciler{
+		Host:     mgr.GetClient(),
+		Virtual:  virtual.GetClient(),
+		Recorder: virtual.GetEventRecorder(FieldManager),
+		Config:   o.Translate,
+		Gate:     gate,
+	}
+	if err := endpointSlices.SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles, resync); err != nil {
 		return nil, err
 	}
 	budget := &caps.Budget{Reader: mgr.GetClient(), Namespace: o.Translate.HostNamespace, VCluster: o.Translate.VCluster, Limits: o.Limits}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -100,6 +101,10 @@ type Config struct {
 	// LoadBalancer open host node ports and host load balancers. Empty by
 	// default.
 	ServiceTypes []corev1.ServiceType
+	// EndpointCIDRs are the address ranges a tenant's EndpointSlices of a
+	// Service without a selector may name besides this virtual cluster's
+	// own pod IPs (policy.FlagAllowedEndpointCIDRs). Empty by default.
+	EndpointCIDRs []netip.Prefix
 }
 
 // Validate reports configuration errors by field name.
@@ -177,10 +182,31 @@ func (c Config) Validate() error {
 			errs = append(errs, field.NotSupported(field.NewPath("serviceTypes").Index(i), t, []corev1.ServiceType{corev1.ServiceTypeNodePort, corev1.ServiceTypeLoadBalancer}))
 		}
 	}
+	for i, p := range c.EndpointCIDRs {
+		if msg := EndpointCIDRProblem(p); msg != "" {
+			errs = append(errs, field.Invalid(field.NewPath("endpointCIDRs").Index(i), p.String(), msg))
+		}
+	}
 	if err := errs.ToAggregate(); err != nil {
 		return fmt.Errorf("invalid configuration: %w", err)
 	}
 	return nil
+}
+
+// EndpointCIDRProblem says why p cannot be an allowed endpoint range, or
+// "": it must be valid, written as its network address (10.1.0.0/16, not
+// 10.1.2.3/16, so what is allowed is what is read) and not an IPv4-mapped
+// IPv6 range, which no endpoint address may take (policy refuses them).
+func EndpointCIDRProblem(p netip.Prefix) string {
+	switch {
+	case !p.IsValid():
+		return "must be a CIDR such as 10.1.0.0/16"
+	case p.Addr().Zone() != "" || p.Addr().Is4In6():
+		return "must be an IPv4 or IPv6 CIDR, not an IPv4-mapped or zoned one"
+	case p != p.Masked():
+		return "must name its network address: " + p.Masked().String()
+	}
+	return ""
 }
 
 func (c Config) hostAPIServicePort() int32 {

@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -107,5 +108,24 @@ func TestConfigValidatePlacementAndCSIAttributes(t *testing.T) {
 				t.Errorf("error %v, want one naming %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// Allowed endpoint ranges are CIDRs written as their network address, and
+// never IPv4-mapped IPv6 ranges.
+func TestConfigValidateEndpointCIDRs(t *testing.T) {
+	base := Config{VCluster: "vc", HostNamespace: "ns", HostServiceAccount: "sa"}
+	for cidr, valid := range map[string]bool{"192.0.2.0/24": true, "2001:db8::/64": true, "192.0.2.1/24": false, "::ffff:192.0.2.0/120": false} {
+		cfg := base
+		cfg.EndpointCIDRs = []netip.Prefix{netip.MustParsePrefix(cidr)}
+		err := cfg.Validate()
+		if valid != (err == nil) || (err != nil && !strings.Contains(err.Error(), "endpointCIDRs[0]")) {
+			t.Errorf("%s: error %v, want valid %v", cidr, err, valid)
+		}
+	}
+	cfg := base
+	cfg.EndpointCIDRs = []netip.Prefix{{}}
+	if err := cfg.Validate(); err == nil {
+		t.Error("the zero prefix is valid")
 	}
 }

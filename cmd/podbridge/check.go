@@ -49,6 +49,11 @@ func runCheck(ctx context.Context, args []string) error {
 		return err
 	}
 	violations = append(violations, services...)
+	slices, err := check.RunEndpointSlices(ctx, host, virtual, o)
+	if err != nil {
+		return err
+	}
+	violations = append(violations, slices...)
 	for _, v := range violations {
 		fmt.Println(v)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -119,6 +120,20 @@ func (f *clusterFlags) bind(fs *flag.FlagSet) {
 		f.translate.ServiceTypes = nil
 		for _, t := range list(v) {
 			f.translate.ServiceTypes = append(f.translate.ServiceTypes, corev1.ServiceType(t))
+		}
+		return nil
+	})
+	fs.Func(policy.FlagAllowedEndpointCIDRs, "address ranges, comma-separated CIDRs (10.1.0.0/16), that the EndpointSlices of tenants' Services without a selector may name besides the virtual cluster's own pod IPs; other addresses are not carried to the host (reflector and check; default: none)", func(v string) error {
+		f.translate.EndpointCIDRs = nil
+		for _, entry := range list(v) {
+			p, err := netip.ParsePrefix(strings.TrimSpace(entry))
+			if err != nil {
+				return fmt.Errorf("entry %q: must be a CIDR such as 10.1.0.0/16", entry)
+			}
+			if msg := translate.EndpointCIDRProblem(p); msg != "" {
+				return fmt.Errorf("entry %q: %s", entry, msg)
+			}
+			f.translate.EndpointCIDRs = append(f.translate.EndpointCIDRs, p)
 		}
 		return nil
 	})

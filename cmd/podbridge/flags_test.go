@@ -2,6 +2,9 @@ package main
 
 import (
 	"flag"
+	"fmt"
+	"io"
+	"strings"
 	"testing"
 )
 
@@ -28,5 +31,30 @@ func TestHostServiceAccountDefaultsPerVirtualCluster(t *testing.T) {
 	}
 	if got := account("--vcluster-name=one", "--host-service-account=platform-given"); got != "platform-given" {
 		t.Errorf("--host-service-account=platform-given gave %q", got)
+	}
+}
+
+// --allowed-endpoint-cidrs takes CIDRs written as their network address,
+// and a bad entry stops the command with an error naming the flag.
+func TestAllowedEndpointCIDRsFlag(t *testing.T) {
+	parse := func(v string) (clusterFlags, error) {
+		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		var cf clusterFlags
+		cf.bind(fs)
+		return cf, fs.Parse([]string{"--allowed-endpoint-cidrs=" + v})
+	}
+	cf, err := parse("192.0.2.0/24,2001:db8::/64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(cf.translate.EndpointCIDRs); got != "[192.0.2.0/24 2001:db8::/64]" {
+		t.Errorf("parsed %s", got)
+	}
+	for _, bad := range []string{"192.0.2.1", "192.0.2.1/24", "::ffff:10.0.0.0/104", "ten/8"} {
+		_, err := parse(bad)
+		if err == nil || !strings.Contains(err.Error(), "allowed-endpoint-cidrs") {
+			t.Errorf("%q: error %v, want one naming the flag", bad, err)
+		}
 	}
 }

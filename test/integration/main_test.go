@@ -8,6 +8,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -67,6 +68,8 @@ func run(m *testing.M) int {
 	opts.Translate.StorageClasses = []string{allowedStorageClass}
 	opts.Translate.TolerationKeys = []string{allowedTolerationKey}
 	opts.Translate.CSIVolumeAttributes = map[string][]string{allowedCSIDriver: {allowedCSIAttribute}}
+	// The range tenants' EndpointSlices may name (endpointslices_test.go).
+	opts.Translate.EndpointCIDRs = []netip.Prefix{allowedEndpointCIDR}
 	// The one tenant annotation copied to host pods (metadata_attacks_test.go).
 	opts.Translate.HostAnnotations = []string{allowedAnnotation}
 	// kwok's answers for logs, attach and port-forward in access_test.go.
