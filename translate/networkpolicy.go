@@ -336,5 +336,5 @@ func defaultPolicySpec(s *networkingv1.NetworkPolicySpec) {
 // ClaimsNetworkPolicy reports whether host is the host NetworkPolicy of
 // the stored virtual NetworkPolicy, as Claims defines a pod pair.
 func ClaimsNetworkPolicy(virtual, host *networkingv1.NetworkPolicy) bool {
-	return virtual != nil && host != nil && claims(virtual, host)
+	return virtual != nil && host != nil && ClaimsObject(virtual, host)
 }
