@@ -67,6 +67,9 @@ func run(m *testing.M) int {
 	opts.Translate.StorageClasses = []string{allowedStorageClass}
 	opts.Translate.TolerationKeys = []string{allowedTolerationKey}
 	opts.Translate.CSIVolumeAttributes = map[string][]string{allowedCSIDriver: {allowedCSIAttribute}}
+	// The ranges no tenant NetworkPolicy may open: kwok's pod network and
+	// the service range (networkpolicy_test.go).
+	opts.Translate.ReservedCIDRs = []string{"10.244.0.0/16", controlplane.ServiceClusterIPRange}
 	// The one tenant annotation copied to host pods (metadata_attacks_test.go).
 	opts.Translate.HostAnnotations = []string{allowedAnnotation}
 	// kwok's answers for logs, attach and port-forward in access_test.go.
