@@ -47,8 +47,9 @@ func allowFrom(namespace, name string, peers ...networkingv1.NetworkPolicyPeer) 
 	}
 }
 
-func podsLabelled(app string) *metav1.LabelSelector {
-	return &metav1.LabelSelector{MatchLabels: map[string]string{"app": app}}
+// webPods selects the pods labelled app=web.
+func webPods() *metav1.LabelSelector {
+	return &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}
 }
 
 func hostPolicyKey(tc translate.Config, virtual *networkingv1.NetworkPolicy) client.ObjectKey {
@@ -120,7 +121,7 @@ func TestNetworkPolicyCreateUpdateDelete(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	np := allowFrom(ns, "db-from-web", networkingv1.NetworkPolicyPeer{PodSelector: podsLabelled("web")})
+	np := allowFrom(ns, "db-from-web", networkingv1.NetworkPolicyPeer{PodSelector: webPods()})
 	np.Labels = map[string]string{"tier": "data"}
 	np.Annotations = map[string]string{"projectcalico.org/metadata": "x"}
 	if err := virtualClient.Create(ctx, np); err != nil {
@@ -152,7 +153,7 @@ func TestNetworkPolicyCreateUpdateDelete(t *testing.T) {
 		}
 		np.Spec.Ingress[0].Ports[0].EndPort = ptr.To(int32(5440))
 		np.Spec.PolicyTypes = append(np.Spec.PolicyTypes, networkingv1.PolicyTypeEgress)
-		np.Spec.Egress = []networkingv1.NetworkPolicyEgressRule{{To: []networkingv1.NetworkPolicyPeer{{PodSelector: podsLabelled("web")}}}}
+		np.Spec.Egress = []networkingv1.NetworkPolicyEgressRule{{To: []networkingv1.NetworkPolicyPeer{{PodSelector: webPods()}}}}
 		return virtualClient.Update(ctx, np)
 	})
 	if err != nil {
@@ -173,7 +174,7 @@ func TestNetworkPolicyCreateUpdateDelete(t *testing.T) {
 	waitGone(t, hostClient, host, 30*time.Second)
 
 	// Deleted on the host: the virtual policy goes.
-	gone := allowFrom(ns, "host-deleted", networkingv1.NetworkPolicyPeer{PodSelector: podsLabelled("web")})
+	gone := allowFrom(ns, "host-deleted", networkingv1.NetworkPolicyPeer{PodSelector: webPods()})
 	if err := virtualClient.Create(ctx, gone); err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +195,7 @@ func TestNetworkPolicyCreateUpdateDelete(t *testing.T) {
 	waitGone(t, hostClient, planted, 60*time.Second)
 
 	// A dry run writes nothing.
-	dry := allowFrom(ns, "dry", networkingv1.NetworkPolicyPeer{PodSelector: podsLabelled("web")})
+	dry := allowFrom(ns, "dry", networkingv1.NetworkPolicyPeer{PodSelector: webPods()})
 	if err := virtualClient.Create(ctx, dry, client.DryRunAll); err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +265,7 @@ func TestNetworkPolicyNamespaceSelectorFollowsLabels(t *testing.T) {
 	})
 
 	// Every namespace: this tenant's pods, never the other tenant's.
-	all := allowFrom(ns, "from-all", networkingv1.NetworkPolicyPeer{NamespaceSelector: &metav1.LabelSelector{}, PodSelector: podsLabelled("web")})
+	all := allowFrom(ns, "from-all", networkingv1.NetworkPolicyPeer{NamespaceSelector: &metav1.LabelSelector{}, PodSelector: webPods()})
 	if err := virtualClient.Create(ctx, all); err != nil {
 		t.Fatal(err)
 	}
@@ -385,7 +386,7 @@ func TestNetworkPolicyWebhookRegistrationDeleted(t *testing.T) {
 	ctx := context.Background()
 	tc := env.Options.Translate
 	ns := namespace(t)
-	admitted := allowFrom(ns, "admitted", networkingv1.NetworkPolicyPeer{PodSelector: podsLabelled("web")})
+	admitted := allowFrom(ns, "admitted", networkingv1.NetworkPolicyPeer{PodSelector: webPods()})
 	if err := virtualClient.Create(ctx, admitted); err != nil {
 		t.Fatal(err)
 	}
@@ -550,7 +551,7 @@ func TestNetworkPoliciesOfTwoTenants(t *testing.T) {
 	})
 
 	// Tenant two has two host NetworkPolicies: its cap is met.
-	over := allowFrom("default", "netpol-over", networkingv1.NetworkPolicyPeer{PodSelector: podsLabelled("web")})
+	over := allowFrom("default", "netpol-over", networkingv1.NetworkPolicyPeer{PodSelector: webPods()})
 	err := two.client.Create(ctx, over)
 	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "--"+caps.FlagMaxHostNetworkPolicies) {
 		t.Errorf("a NetworkPolicy past --%s=2: %v", caps.FlagMaxHostNetworkPolicies, err)
