@@ -54,7 +54,7 @@ var networkPolicyFields = map[string]fieldRule{
 // platform flag.
 func (g Gate) CheckNetworkPolicy(virtual, host *networkingv1.NetworkPolicy) field.ErrorList {
 	var errs field.ErrorList
-	eachPeer(&virtual.Spec, func(path *field.Path, p networkingv1.NetworkPolicyPeer) {
+	translate.EachPeer(&virtual.Spec, func(path *field.Path, p networkingv1.NetworkPolicyPeer) {
 		if p.IPBlock != nil {
 			errs = append(errs, g.checkIPBlock(path.Child("ipBlock"), p.IPBlock)...)
 		}
@@ -68,7 +68,7 @@ func (g Gate) CheckNetworkPolicy(virtual, host *networkingv1.NetworkPolicy) fiel
 	}) {
 		errs = append(errs, field.Forbidden(spec.Child("podSelector"), "the host policy would select pods beyond this virtual cluster's in the policy's namespace"))
 	}
-	eachPeer(&host.Spec, func(path *field.Path, p networkingv1.NetworkPolicyPeer) {
+	translate.EachPeer(&host.Spec, func(path *field.Path, p networkingv1.NetworkPolicyPeer) {
 		switch {
 		case p.IPBlock != nil:
 			if len(g.checkIPBlock(path, p.IPBlock)) > 0 {
@@ -90,20 +90,6 @@ func (g Gate) CheckNetworkPolicy(virtual, host *networkingv1.NetworkPolicy) fiel
 // virtual cluster vcluster.
 func scopedTo(s *metav1.LabelSelector, vcluster string) bool {
 	return s.MatchLabels[translate.LabelVCluster] == vcluster && s.MatchLabels[translate.LabelManagedBy] == translate.ManagedByValue
-}
-
-// eachPeer calls f with every peer of spec and its path.
-func eachPeer(spec *networkingv1.NetworkPolicySpec, f func(*field.Path, networkingv1.NetworkPolicyPeer)) {
-	for i, r := range spec.Ingress {
-		for j, p := range r.From {
-			f(field.NewPath("spec", "ingress").Index(i).Child("from").Index(j), p)
-		}
-	}
-	for i, r := range spec.Egress {
-		for j, p := range r.To {
-			f(field.NewPath("spec", "egress").Index(i).Child("to").Index(j), p)
-		}
-	}
 }
 
 // checkIPBlock refuses a block that opens any of the platform's reserved

@@ -143,12 +143,6 @@ func IsolationPolicy(cfg Config) *networkingv1.NetworkPolicy {
 	}
 }
 
-// IsIsolationPolicy reports whether a host NetworkPolicy is the virtual
-// cluster's isolation policy (it names no virtual NetworkPolicy).
-func IsIsolationPolicy(host *networkingv1.NetworkPolicy, cfg Config) bool {
-	return host.Name == IsolationPolicyName(cfg.VCluster) && host.Annotations[AnnotationSyncID] == ""
-}
-
 // virtualClusterPods selects every host pod of the virtual cluster.
 func virtualClusterPods(cfg Config) *metav1.LabelSelector {
 	return &metav1.LabelSelector{MatchLabels: map[string]string{LabelManagedBy: ManagedByValue, LabelVCluster: cfg.VCluster}}
@@ -261,26 +255,28 @@ func copyPorts(ports []networkingv1.NetworkPolicyPort) []networkingv1.NetworkPol
 // UsesNamespaceLabels reports whether a NetworkPolicy's translation reads
 // namespace labels: it has a namespaceSelector that is not empty.
 func UsesNamespaceLabels(np *networkingv1.NetworkPolicy) bool {
-	for _, peers := range policyPeers(&np.Spec) {
-		for _, p := range peers {
-			if s := p.NamespaceSelector; s != nil && (len(s.MatchLabels) > 0 || len(s.MatchExpressions) > 0) {
-				return true
-			}
+	uses := false
+	EachPeer(&np.Spec, func(_ *field.Path, p networkingv1.NetworkPolicyPeer) {
+		if s := p.NamespaceSelector; s != nil && (len(s.MatchLabels) > 0 || len(s.MatchExpressions) > 0) {
+			uses = true
 		}
-	}
-	return false
+	})
+	return uses
 }
 
-// policyPeers lists the peers of every rule, ingress first.
-func policyPeers(spec *networkingv1.NetworkPolicySpec) [][]networkingv1.NetworkPolicyPeer {
-	var all [][]networkingv1.NetworkPolicyPeer
-	for _, r := range spec.Ingress {
-		all = append(all, r.From)
+// EachPeer calls f with every peer of spec's rules and its path, ingress
+// first.
+func EachPeer(spec *networkingv1.NetworkPolicySpec, f func(*field.Path, networkingv1.NetworkPolicyPeer)) {
+	for i, r := range spec.Ingress {
+		for j, p := range r.From {
+			f(field.NewPath("spec", "ingress").Index(i).Child("from").Index(j), p)
+		}
 	}
-	for _, r := range spec.Egress {
-		all = append(all, r.To)
+	for i, r := range spec.Egress {
+		for j, p := range r.To {
+			f(field.NewPath("spec", "egress").Index(i).Child("to").Index(j), p)
+		}
 	}
-	return all
 }
 
 // OverHostNetworkPolicy is the host NetworkPolicy to write over current

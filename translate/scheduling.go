@@ -84,8 +84,7 @@ func (t *podTranslator) scopedSelector(path *field.Path, selector *metav1.LabelS
 // tenant's host keys (TenantKey) and restricts it to host pods of virtual
 // cluster vcluster and, when namespaces is not empty, of those virtual
 // namespaces. A nil selector matches nothing and stays nil. Its keys are
-// checked here: the host key of an invalid key may be valid, and the host
-// sees the selector before the virtual apiserver validates it.
+// checked (validateLabelKey).
 func ScopedSelector(path *field.Path, selector *metav1.LabelSelector, vcluster string, namespaces []string) (*metav1.LabelSelector, field.ErrorList) {
 	if selector == nil {
 		return nil, nil
