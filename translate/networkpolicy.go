@@ -40,7 +40,9 @@ func HostNetworkPolicyName(name, namespace, vcluster string) string {
 
 // IsolationPolicyName is the name of the host NetworkPolicy that keeps
 // other tenants' pods from reaching this virtual cluster's
-// (IsolationPolicy). No host name of a tenant's object has this form.
+// (IsolationPolicy). A tenant policy whose host name were the same would
+// be refused by the webhook (the name is taken by an object that names no
+// pair of this virtual cluster).
 func IsolationPolicyName(vcluster string) string {
 	return "podbridge-isolation-" + vcluster
 }

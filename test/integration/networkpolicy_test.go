@@ -19,6 +19,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/podbridge/podbridge/check"
 	"github.com/podbridge/podbridge/internal/caps"
 	"github.com/podbridge/podbridge/internal/controlplane"
 	"github.com/podbridge/podbridge/policy"
@@ -146,8 +147,20 @@ func TestNetworkPolicyCreateUpdateDelete(t *testing.T) {
 		}
 	}
 
+	// podbridge check finds the pair whole and the isolation policy in
+	// place, against the real apiservers.
+	violations, err := check.RunNetworkPolicies(ctx, hostClient, virtualClient, check.Options{Config: tc, OrphanGracePeriod: orphanGrace, Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range violations {
+		if strings.HasPrefix(v.Virtual, ns+"/") || v.Kind == check.NoIsolationPolicy || v.Kind == check.IsolationPolicyDiffers {
+			t.Errorf("podbridge check: %v", v)
+		}
+	}
+
 	// The update is on the host when it returns: a port range, egress.
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(np), np); err != nil {
 			return err
 		}
