@@ -161,7 +161,8 @@ func ready(pod *corev1.Pod) bool {
 // of their invariant, sorted: every virtual Service that has a host Service
 // (translate.NeedsHostService, and not the apiserver's own
 // default/kubernetes) has exactly one, holding the same ClusterIP, and no
-// host Service outlives its virtual Service past the orphan grace period.
+// host Service outlives its virtual Service past the orphan grace period;
+// default/kubernetes holds the platform's address for it, when set.
 func RunServices(ctx context.Context, host, virtual client.Reader, o Options) ([]Violation, error) {
 	virtualServices := &corev1.ServiceList{}
 	if err := virtual.List(ctx, virtualServices); err != nil {
@@ -178,7 +179,15 @@ func RunServices(ctx context.Context, host, virtual client.Reader, o Options) ([
 
 // EvaluateServices is RunServices' pure part.
 func EvaluateServices(virtualServices, hostServices []corev1.Service, o Options) []Violation {
-	return evaluatePairs(virtualServices, hostServices, o, pairKinds{
+	var out []Violation
+	for i := range virtualServices {
+		v := &virtualServices[i]
+		if ip := o.Config.KubernetesServiceIP; translate.IsKubernetesService(v) && ip != "" && v.Spec.ClusterIP != ip {
+			out = append(out, Violation{Kind: ServiceAddressDiffers, Virtual: v.Namespace + "/" + v.Name,
+				Detail: fmt.Sprintf("ClusterIP %q, not the virtual apiserver's host Service %q (--virtual-kubernetes-service-ip)", v.Spec.ClusterIP, ip)})
+		}
+	}
+	out = append(out, evaluatePairs(virtualServices, hostServices, o, pairKinds{
 		object: "Service", noSyncID: ServiceNoSyncID, noHost: NoHostService, duplicate: DuplicateHostService, orphan: OrphanService,
 	}, func(v *corev1.Service) bool {
 		return translate.NeedsHostService(v) && !translate.IsKubernetesService(v)
@@ -187,7 +196,9 @@ func EvaluateServices(virtualServices, hostServices []corev1.Service, o Options)
 			return ServiceAddressDiffers, fmt.Sprintf("ClusterIP %q, host %q", v.Spec.ClusterIP, h.Spec.ClusterIP)
 		}
 		return "", ""
-	})
+	})...)
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	return out
 }
 
 // RunNetworkPolicies lists the NetworkPolicies of both sides and returns

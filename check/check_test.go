@@ -84,7 +84,7 @@ func TestEvaluateServices(t *testing.T) {
 	bare := corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "bare", Namespace: "ns"}}
 	// Neither has a host Service: no violation.
 	external := corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "external", Namespace: "ns"}, Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName}}
-	apiserver := corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: "default"}}
+	apiserver := corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: "default"}, Spec: corev1.ServiceSpec{ClusterIP: "10.0.0.1"}}
 
 	got := EvaluateServices(
 		[]corev1.Service{okV, lostV, dupV, movedV, bare, external, apiserver},
@@ -147,5 +147,21 @@ func TestEvaluateNetworkPolicies(t *testing.T) {
 		if got := EvaluateNetworkPolicies([]networkingv1.NetworkPolicy{okV}, hosts, o); len(got) != 1 || got[0].Kind != name {
 			t.Errorf("want one %s, got %v", name, got)
 		}
+	}
+}
+
+// default/kubernetes at an address other than the platform's for it is a
+// violation: kubernetes.default.svc would not reach the virtual apiserver.
+func TestEvaluateKubernetesService(t *testing.T) {
+	cfg := translate.Config{VCluster: "vc", HostNamespace: "host", KubernetesServiceIP: "10.0.0.2"}
+	at := func(ip string) []corev1.Service {
+		return []corev1.Service{{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: "default"}, Spec: corev1.ServiceSpec{ClusterIP: ip}}}
+	}
+	if got := EvaluateServices(at("10.0.0.2"), nil, Options{Config: cfg}); len(got) != 0 {
+		t.Errorf("at the platform's address: %v", got)
+	}
+	got := EvaluateServices(at("10.0.0.1"), nil, Options{Config: cfg})
+	if len(got) != 1 || !strings.HasPrefix(got[0].String(), ServiceAddressDiffers+": virtual default/kubernetes") {
+		t.Errorf("at the range's first address: %v, want one %s", got, ServiceAddressDiffers)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -40,6 +41,12 @@ func namespace(t *testing.T) string {
 		return err == nil, fmt.Sprint(err)
 	})
 	return ns.Name
+}
+
+// tenantEnv is a host container's env without the kubernetes variables
+// podbridge puts first (translate's apiServerEnv): the tenant's entries.
+func tenantEnv(env []corev1.EnvVar) []corev1.EnvVar {
+	return slices.DeleteFunc(slices.Clone(env), func(e corev1.EnvVar) bool { return strings.HasPrefix(e.Name, "KUBERNETES_") })
 }
 
 func simplePod(namespace, name string) *corev1.Pod {

@@ -34,7 +34,7 @@ func TestPlacementAndDNSReachHost(t *testing.T) {
 	tc := env.Options.Translate
 	tc.VCluster = "placement"
 	tc.DNSNameserver = "10.96.0.10"
-	tc.APIServerHost, tc.APIServerPort = "10.96.0.1", 443
+	tc.APIServerHost, tc.APIServerPort, tc.KubernetesServiceIP = "10.96.0.1", 443, "10.96.0.1"
 	tc.NodeSelector = map[string]string{"type": "kwok"}
 	tc.Tolerations = []corev1.Toleration{{Key: "tenants", Operator: corev1.TolerationOpExists}}
 	tc.PriorityClasses = []string{"tenant-high"}

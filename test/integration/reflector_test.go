@@ -653,7 +653,10 @@ func TestEphemeralContainersReachHostPod(t *testing.T) {
 		}
 		return len(host.Spec.EphemeralContainers) == 1, fmt.Sprintf("%d ephemeral containers", len(host.Spec.EphemeralContainers))
 	})
-	debugEnv := host.Spec.EphemeralContainers[0].Env
+	debugEnv := tenantEnv(host.Spec.EphemeralContainers[0].Env)
+	if len(debugEnv) != 2 || debugEnv[0].ValueFrom == nil || debugEnv[1].ValueFrom == nil {
+		t.Fatalf("ephemeral container's env ends %+v, want the tenant's two references", debugEnv)
+	}
 	if got, want := debugEnv[0].ValueFrom.ConfigMapKeyRef.Name, translate.HostName(cm.Name, ns, cfg.VCluster); got != want {
 		t.Errorf("ephemeral container reads ConfigMap %q, want the host copy %q", got, want)
 	}

@@ -46,7 +46,7 @@ func TestTranslatedPodsPassHostValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := env.Options.Translate
-	cfg.APIServerHost, cfg.APIServerPort = "10.96.0.1", 443
+	cfg.APIServerHost, cfg.APIServerPort, cfg.KubernetesServiceIP = "10.96.0.1", 443, "10.96.0.1"
 	cfg.DNSNameserver = "10.96.0.10"
 	cfg.NodeSelector = map[string]string{"type": "kwok"}
 	cfg.Tolerations = []corev1.Toleration{{Key: "tenants", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}}

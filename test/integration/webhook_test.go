@@ -71,7 +71,7 @@ func TestReferencedConfigMapAndSecretAreCopiedFirst(t *testing.T) {
 	if got := host.Spec.Volumes[0].ConfigMap.Name; got != hostCM.Name {
 		t.Errorf("host pod mounts ConfigMap %q, want the copy %q", got, hostCM.Name)
 	}
-	if got := host.Spec.Containers[0].Env[0].ValueFrom.SecretKeyRef.Name; got != hostSecret.Name {
+	if got := tenantEnv(host.Spec.Containers[0].Env)[0].ValueFrom.SecretKeyRef.Name; got != hostSecret.Name {
 		t.Errorf("host pod reads Secret %q, want the copy %q", got, hostSecret.Name)
 	}
 	waitReady(t, pod)

@@ -171,7 +171,9 @@ func TestStatefulSetPodAnswersAtItsName(t *testing.T) {
 	if err := virtualClient.Create(ctx, set); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = virtualClient.Delete(context.Background(), set, client.PropagationPolicy(metav1.DeletePropagationForeground)) })
+	t.Cleanup(func() {
+		_ = virtualClient.Delete(context.Background(), set, client.PropagationPolicy(metav1.DeletePropagationForeground))
+	})
 	caller := realPod(ns, "caller", "pause")
 	create(t, caller)
 	member := waitVirtualReady(t, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db-0"}})
