@@ -2,9 +2,10 @@
 // and its host: every virtual pod has exactly one host pod with its sync
 // ID, no host pod outlives its virtual pod past the orphan grace period,
 // and, once things are quiet, both pods tell the same status (Run); the
-// same of Services and their ClusterIPs (RunServices); and that the host
-// EndpointSlices of Services without a selector are what the gate decides
-// now (RunEndpointSlices). Tests use it
+// same of Services and their ClusterIPs (RunServices), of the host
+// EndpointSlices of Services without a selector, which must be what the
+// gate decides now (RunEndpointSlices), and of NetworkPolicies, with the
+// isolation policy (RunNetworkPolicies). Tests use it
 // after every fault, and operators run it as `podbridge check`.
 package check
 
@@ -18,6 +19,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -73,6 +76,12 @@ const (
 	NoHostEndpointSlice    = "NoHostEndpointSlice"
 	EndpointSliceDiffers   = "EndpointSliceDiffers"
 	ExtraHostEndpointSlice = "ExtraHostEndpointSlice"
+	PolicyNoSyncID         = "NetworkPolicyNoSyncID"
+	NoHostPolicy           = "NoHostNetworkPolicy"
+	DuplicateHostPolicy    = "DuplicateHostNetworkPolicy"
+	OrphanPolicy           = "OrphanHostNetworkPolicy"
+	NoIsolationPolicy      = "NoIsolationPolicy"
+	IsolationPolicyDiffers = "IsolationPolicyDiffers"
 )
 
 // ours selects this virtual cluster's host objects.
@@ -183,51 +192,127 @@ func RunServices(ctx context.Context, host, virtual client.Reader, o Options) ([
 // EvaluateServices is RunServices' pure part.
 func EvaluateServices(virtualServices, hostServices []corev1.Service, o Options) []Violation {
 	var out []Violation
-	bySyncID := map[string][]*corev1.Service{}
-	for i := range hostServices {
-		h := &hostServices[i]
-		id := h.Annotations[translate.AnnotationSyncID]
-		bySyncID[id] = append(bySyncID[id], h)
-	}
-	virtualBySyncID := map[string]*corev1.Service{}
 	for i := range virtualServices {
 		v := &virtualServices[i]
-		ref := v.Namespace + "/" + v.Name
-		if translate.IsKubernetesService(v) {
-			if ip := o.Config.KubernetesServiceIP; ip != "" && v.Spec.ClusterIP != ip {
-				out = append(out, Violation{Kind: ServiceAddressDiffers, Virtual: ref,
-					Detail: fmt.Sprintf("ClusterIP %q, not the virtual apiserver's host Service %q (--virtual-kubernetes-service-ip)", v.Spec.ClusterIP, ip)})
-			}
+		if ip := o.Config.KubernetesServiceIP; translate.IsKubernetesService(v) && ip != "" && v.Spec.ClusterIP != ip {
+			out = append(out, Violation{Kind: ServiceAddressDiffers, Virtual: v.Namespace + "/" + v.Name,
+				Detail: fmt.Sprintf("ClusterIP %q, not the virtual apiserver's host Service %q (--virtual-kubernetes-service-ip)", v.Spec.ClusterIP, ip)})
+		}
+	}
+	out = append(out, evaluatePairs(virtualServices, hostServices, o, pairKinds{
+		object: "Service", noSyncID: ServiceNoSyncID, noHost: NoHostService, duplicate: DuplicateHostService, orphan: OrphanService,
+	}, func(v *corev1.Service) bool {
+		return translate.NeedsHostService(v) && !translate.IsKubernetesService(v)
+	}, func(v, h *corev1.Service) (string, string) {
+		if v.Spec.ClusterIP != h.Spec.ClusterIP {
+			return ServiceAddressDiffers, fmt.Sprintf("ClusterIP %q, host %q", v.Spec.ClusterIP, h.Spec.ClusterIP)
+		}
+		return "", ""
+	})...)
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	return out
+}
+
+// RunNetworkPolicies lists the NetworkPolicies of both sides and returns
+// every violation of their invariant, sorted: every virtual NetworkPolicy
+// has exactly one host NetworkPolicy with its sync ID, no host
+// NetworkPolicy outlives its virtual one past the orphan grace period, and
+// the virtual cluster's isolation policy (translate.IsolationPolicy) is in
+// place as podbridge makes it.
+func RunNetworkPolicies(ctx context.Context, host, virtual client.Reader, o Options) ([]Violation, error) {
+	virtualPolicies := &networkingv1.NetworkPolicyList{}
+	if err := virtual.List(ctx, virtualPolicies); err != nil {
+		return nil, fmt.Errorf("listing virtual NetworkPolicies: %w", err)
+	}
+	hostPolicies := &networkingv1.NetworkPolicyList{}
+	if err := host.List(ctx, hostPolicies, client.InNamespace(o.Config.HostNamespace), client.MatchingLabels{
+		translate.LabelManagedBy: translate.ManagedByValue, translate.LabelVCluster: o.Config.VCluster,
+	}); err != nil {
+		return nil, fmt.Errorf("listing host NetworkPolicies: %w", err)
+	}
+	return EvaluateNetworkPolicies(virtualPolicies.Items, hostPolicies.Items, o), nil
+}
+
+// EvaluateNetworkPolicies is RunNetworkPolicies' pure part.
+func EvaluateNetworkPolicies(virtualPolicies, hostPolicies []networkingv1.NetworkPolicy, o Options) []Violation {
+	isolation := translate.IsolationPolicy(o.Config)
+	var pairs []networkingv1.NetworkPolicy
+	var out []Violation
+	found := false
+	for _, h := range hostPolicies {
+		if h.Name != isolation.Name {
+			pairs = append(pairs, h)
 			continue
 		}
-		if !translate.NeedsHostService(v) {
+		found = true
+		if !translate.SameHostNetworkPolicy(isolation, &h) {
+			out = append(out, Violation{Kind: IsolationPolicyDiffers, Host: h.Name, Detail: "not as podbridge makes it: other tenants' pods may reach this virtual cluster's"})
+		}
+	}
+	if !found {
+		out = append(out, Violation{Kind: NoIsolationPolicy, Host: isolation.Name, Detail: "missing: other tenants' pods may reach this virtual cluster's"})
+	}
+	out = append(out, evaluatePairs(virtualPolicies, pairs, o, pairKinds{
+		object: "NetworkPolicy", noSyncID: PolicyNoSyncID, noHost: NoHostPolicy, duplicate: DuplicateHostPolicy, orphan: OrphanPolicy,
+	}, nil, nil)...)
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	return out
+}
+
+// pairKinds name the violations of one kind of pair and its object.
+type pairKinds struct {
+	object, noSyncID, noHost, duplicate, orphan string
+}
+
+// evaluatePairs returns the violations, sorted, between the virtual
+// objects of a kind that pairs by sync ID and their host objects: every
+// virtual object that has a host object (has: nil for all) has exactly
+// one, and differs (nil: none) finds no difference between the two; no
+// host object outlives its virtual one past the orphan grace period.
+func evaluatePairs[T any, PT interface {
+	*T
+	metav1.Object
+}](virtuals, hosts []T, o Options, kinds pairKinds, has func(PT) bool, differs func(v, h PT) (kind, detail string)) []Violation {
+	var out []Violation
+	bySyncID := map[string][]PT{}
+	for i := range hosts {
+		h := PT(&hosts[i])
+		id := h.GetAnnotations()[translate.AnnotationSyncID]
+		bySyncID[id] = append(bySyncID[id], h)
+	}
+	virtualBySyncID := map[string]PT{}
+	for i := range virtuals {
+		v := PT(&virtuals[i])
+		ref := v.GetNamespace() + "/" + v.GetName()
+		if has != nil && !has(v) {
 			continue
 		}
-		syncID := v.Annotations[translate.AnnotationSyncID]
+		syncID := v.GetAnnotations()[translate.AnnotationSyncID]
 		if syncID == "" {
-			out = append(out, Violation{Kind: ServiceNoSyncID, Virtual: ref, Detail: "the Service was not admitted by podbridge"})
+			out = append(out, Violation{Kind: kinds.noSyncID, Virtual: ref, Detail: "the " + kinds.object + " was not admitted by podbridge"})
 			continue
 		}
 		virtualBySyncID[syncID] = v
-		hosts := bySyncID[syncID]
+		matched := bySyncID[syncID]
 		switch {
-		case len(hosts) == 0 && v.DeletionTimestamp == nil:
-			out = append(out, Violation{Kind: NoHostService, Virtual: ref, Detail: "no host Service carries sync ID " + syncID})
-		case len(hosts) > 1:
-			out = append(out, Violation{Kind: DuplicateHostService, Virtual: ref, Host: hosts[0].Name, Detail: fmt.Sprintf("%d host Services carry sync ID %s", len(hosts), syncID)})
-		case len(hosts) == 1 && v.Spec.ClusterIP != hosts[0].Spec.ClusterIP:
-			out = append(out, Violation{Kind: ServiceAddressDiffers, Virtual: ref, Host: hosts[0].Name,
-				Detail: fmt.Sprintf("ClusterIP %q, host %q", v.Spec.ClusterIP, hosts[0].Spec.ClusterIP)})
+		case len(matched) == 0 && v.GetDeletionTimestamp() == nil:
+			out = append(out, Violation{Kind: kinds.noHost, Virtual: ref, Detail: "no host " + kinds.object + " carries sync ID " + syncID})
+		case len(matched) > 1:
+			out = append(out, Violation{Kind: kinds.duplicate, Virtual: ref, Host: matched[0].GetName(), Detail: fmt.Sprintf("%d host %ss carry sync ID %s", len(matched), kinds.object, syncID)})
+		case len(matched) == 1 && differs != nil:
+			if kind, detail := differs(v, matched[0]); kind != "" {
+				out = append(out, Violation{Kind: kind, Virtual: ref, Host: matched[0].GetName(), Detail: detail})
+			}
 		}
 	}
-	for i := range hostServices {
-		h := &hostServices[i]
-		if translate.ClaimsService(virtualBySyncID[h.Annotations[translate.AnnotationSyncID]], h) {
+	for i := range hosts {
+		h := PT(&hosts[i])
+		if v, ok := virtualBySyncID[h.GetAnnotations()[translate.AnnotationSyncID]]; ok && translate.ClaimsObject(v, h) {
 			continue
 		}
 		if translate.OrphanWait(h, o.Now, o.OrphanGracePeriod) == 0 {
-			out = append(out, Violation{Kind: OrphanService, Host: h.Name, Detail: fmt.Sprintf("no virtual Service %s/%s with its sync ID after %s",
-				h.Annotations[translate.AnnotationNamespace], h.Annotations[translate.AnnotationName], o.Now.Sub(h.CreationTimestamp.Time).Round(time.Second))})
+			out = append(out, Violation{Kind: kinds.orphan, Host: h.GetName(), Detail: fmt.Sprintf("no virtual %s %s/%s with its sync ID after %s", kinds.object,
+				h.GetAnnotations()[translate.AnnotationNamespace], h.GetAnnotations()[translate.AnnotationName], o.Now.Sub(h.GetCreationTimestamp().Time).Round(time.Second))})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })

@@ -1,12 +1,14 @@
 package check
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/podbridge/podbridge/translate"
@@ -102,6 +104,49 @@ func TestEvaluateServices(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("missing violation %q in %v", w, got)
+		}
+	}
+}
+
+func policyPair(name, syncID string) (networkingv1.NetworkPolicy, networkingv1.NetworkPolicy) {
+	v := networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns", Annotations: map[string]string{translate.AnnotationSyncID: syncID}}}
+	h := networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{
+		Name: translate.HostNetworkPolicyName(name, "ns", "vc"), Namespace: "host",
+		Annotations: map[string]string{translate.AnnotationSyncID: syncID, translate.AnnotationName: name, translate.AnnotationNamespace: "ns"},
+	}}
+	return v, h
+}
+
+// Each NetworkPolicy pair's violations, and the isolation policy's.
+func TestEvaluateNetworkPolicies(t *testing.T) {
+	now := time.Now()
+	okV, okH := policyPair("ok", "1")
+	lostV, _ := policyPair("lost", "2")
+	dupV, dupH := policyPair("dup", "3")
+	_, orphanH := policyPair("gone", "4")
+	orphanH.CreationTimestamp = metav1.NewTime(now.Add(-time.Hour))
+	_, youngH := policyPair("admitting", "5")
+	youngH.CreationTimestamp = metav1.NewTime(now)
+	bare := networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "bare", Namespace: "ns"}}
+	isolation := *translate.IsolationPolicy(cfg)
+	o := Options{Config: cfg, OrphanGracePeriod: time.Minute, Now: now}
+
+	got := EvaluateNetworkPolicies([]networkingv1.NetworkPolicy{okV, lostV, dupV, bare}, []networkingv1.NetworkPolicy{okH, dupH, dupH, orphanH, youngH, isolation}, o)
+	want := []string{DuplicateHostPolicy + ": virtual ns/dup", NoHostPolicy + ": virtual ns/lost", OrphanPolicy + ": host gone-x-ns-x-vc", PolicyNoSyncID + ": virtual ns/bare"}
+	if len(got) != len(want) {
+		t.Fatalf("got %d violations, want %d: %v", len(got), len(want), got)
+	}
+	for _, w := range want {
+		if !slices.ContainsFunc(got, func(v Violation) bool { return strings.HasPrefix(v.String(), w) }) {
+			t.Errorf("missing violation %q in %v", w, got)
+		}
+	}
+
+	edited := *isolation.DeepCopy()
+	edited.Spec.Ingress = []networkingv1.NetworkPolicyIngressRule{{}}
+	for name, hosts := range map[string][]networkingv1.NetworkPolicy{NoIsolationPolicy: {okH}, IsolationPolicyDiffers: {okH, edited}} {
+		if got := EvaluateNetworkPolicies([]networkingv1.NetworkPolicy{okV}, hosts, o); len(got) != 1 || got[0].Kind != name {
+			t.Errorf("want one %s, got %v", name, got)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/rest"
@@ -163,6 +164,8 @@ func NewManager(o Options) (manager.Manager, error) {
 				&corev1.Service{}: {Label: ours},
 				// This virtual cluster's host EndpointSlices only.
 				&discoveryv1.EndpointSlice{}: {Label: ours, Transform: cache.TransformStripManagedFields()},
+				// And its host NetworkPolicies, the isolation policy included.
+				&networkingv1.NetworkPolicy{}: {Label: ours},
 				// Events about pods, for the event copy (events.go).
 				&corev1.Event{}: {Field: hostPodEvents, Transform: cache.TransformStripManagedFields()},
 				// Only podbridge's copies and token Secrets, by metadata.
@@ -196,11 +199,14 @@ func NewManager(o Options) (manager.Manager, error) {
 		// The originals of host copies are watched by metadata only: their
 		// content is read live when their resourceVersion moves.
 		co.Cache.ByObject = map[client.Object]cache.ByObject{
-			&corev1.Pod{}:                {Transform: trimManagedFields(virtualPodFields), UnsafeDisableDeepCopy: ptr.To(true)},
-			&corev1.Service{}:            {Transform: cache.TransformStripManagedFields()},
-			&discoveryv1.EndpointSlice{}: {Transform: cache.TransformStripManagedFields()},
-			configMapCopies.metadata():   {Transform: cache.TransformStripManagedFields()},
-			secretCopies.metadata():      {Transform: cache.TransformStripManagedFields()},
+			&corev1.Pod{}:                 {Transform: trimManagedFields(virtualPodFields), UnsafeDisableDeepCopy: ptr.To(true)},
+			&corev1.Service{}:             {Transform: cache.TransformStripManagedFields()},
+			&discoveryv1.EndpointSlice{}:  {Transform: cache.TransformStripManagedFields()},
+			&networkingv1.NetworkPolicy{}: {Transform: cache.TransformStripManagedFields()},
+			// Namespaces' labels, which namespaceSelectors match.
+			&corev1.Namespace{}:        {Transform: cache.TransformStripManagedFields()},
+			configMapCopies.metadata(): {Transform: cache.TransformStripManagedFields()},
+			secretCopies.metadata():    {Transform: cache.TransformStripManagedFields()},
 		}
 	})
 	if err != nil {
@@ -310,6 +316,20 @@ func NewManager(o Options) (manager.Manager, error) {
 		Gate:     gate,
 	}
 	if err := endpointSlices.SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles, resync); err != nil {
+		return nil, err
+	}
+	policies := &policyReconciler{
+		Host:          mgr.GetClient(),
+		HostReader:    mgr.GetAPIReader(),
+		Virtual:       virtual.GetClient(),
+		VirtualReader: virtual.GetAPIReader(),
+		Recorder:      virtual.GetEventRecorder(FieldManager),
+		Config:        o.Translate,
+		Gate:          gate,
+		GracePeriod:   o.OrphanGracePeriod,
+		Clock:         clock.RealClock{},
+	}
+	if err := policies.SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles, resync); err != nil {
 		return nil, err
 	}
 	budget := &caps.Budget{Reader: mgr.GetClient(), Namespace: o.Translate.HostNamespace, VCluster: o.Translate.VCluster, Limits: o.Limits}

@@ -105,6 +105,27 @@ type Config struct {
 	// Service without a selector may name besides this virtual cluster's
 	// own pod IPs (policy.FlagAllowedEndpointCIDRs). Empty by default.
 	EndpointCIDRs []netip.Prefix
+	// ReservedCIDRs are the address ranges no tenant NetworkPolicy may
+	// open (CIDRs): the host's pod network and service range, and what
+	// else the platform keeps from tenants (node addresses, the cloud's
+	// metadata address). A tenant's ipBlock must lie outside them (or
+	// except them), and "every peer" means the tenant's own pods plus the
+	// addresses outside them. Empty, ipBlock is refused and "every peer"
+	// is the tenant's own pods only. A family with no range named here
+	// gets no ipBlock.
+	ReservedCIDRs []string
+}
+
+// ReservedPrefixes are ReservedCIDRs parsed (Validate refuses a bad one),
+// masked to their network address.
+func (c Config) ReservedPrefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range c.ReservedCIDRs {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+		}
+	}
+	return out
 }
 
 // Validate reports configuration errors by field name.
@@ -185,6 +206,15 @@ func (c Config) Validate() error {
 	for i, p := range c.EndpointCIDRs {
 		if msg := EndpointCIDRProblem(p); msg != "" {
 			errs = append(errs, field.Invalid(field.NewPath("endpointCIDRs").Index(i), p.String(), msg))
+		}
+	}
+	for i, cidr := range c.ReservedCIDRs {
+		p, err := netip.ParsePrefix(cidr)
+		switch {
+		case err != nil:
+			errs = append(errs, field.Invalid(field.NewPath("reservedCIDRs").Index(i), cidr, err.Error()))
+		case p.Bits() == 0:
+			errs = append(errs, field.Invalid(field.NewPath("reservedCIDRs").Index(i), cidr, "a whole address family cannot be reserved: name the ranges"))
 		}
 	}
 	if err := errs.ToAggregate(); err != nil {

@@ -13,11 +13,12 @@ import (
 // host pod of the virtual cluster that no stored virtual pod claims is an
 // orphan, whatever its name.
 func Claims(virtual, host *corev1.Pod) bool {
-	return virtual != nil && host != nil && claims(virtual, host)
+	return virtual != nil && host != nil && ClaimsObject(virtual, host)
 }
 
-// claims is Claims of any kind of pair (ClaimsService).
-func claims(virtual, host metav1.Object) bool {
+// ClaimsObject is Claims of any kind of pair (ClaimsService,
+// ClaimsNetworkPolicy): both must be non-nil.
+func ClaimsObject(virtual, host metav1.Object) bool {
 	id := virtual.GetAnnotations()[AnnotationSyncID]
 	return id != "" && host.GetAnnotations()[AnnotationSyncID] == id &&
 		host.GetAnnotations()[AnnotationName] == virtual.GetName() && host.GetAnnotations()[AnnotationNamespace] == virtual.GetNamespace()

@@ -73,30 +73,41 @@ func (t *podTranslator) affinityTerm(path *field.Path, term *corev1.PodAffinityT
 	term.NamespaceSelector = nil
 }
 
-// scopedSelector translates selector's keys to the tenant's host keys and
-// restricts it to host pods of this virtual cluster and, when namespaces is
-// not empty, of those virtual namespaces. A nil selector matches nothing
-// and stays nil.
+// scopedSelector is ScopedSelector for the pod being translated.
 func (t *podTranslator) scopedSelector(path *field.Path, selector *metav1.LabelSelector, namespaces []string) *metav1.LabelSelector {
+	s, errs := ScopedSelector(path, selector, t.cfg.VCluster, namespaces)
+	t.errs = append(t.errs, errs...)
+	return s
+}
+
+// ScopedSelector translates a tenant's pod label selector's keys to the
+// tenant's host keys (TenantKey) and restricts it to host pods of virtual
+// cluster vcluster and, when namespaces is not empty, of those virtual
+// namespaces. A nil selector matches nothing and stays nil. Its keys are
+// checked (validateLabelKey).
+func ScopedSelector(path *field.Path, selector *metav1.LabelSelector, vcluster string, namespaces []string) (*metav1.LabelSelector, field.ErrorList) {
 	if selector == nil {
-		return nil
+		return nil, nil
 	}
-	s := &metav1.LabelSelector{MatchLabels: make(map[string]string, len(selector.MatchLabels)+1)}
+	var errs field.ErrorList
+	s := &metav1.LabelSelector{MatchLabels: make(map[string]string, len(selector.MatchLabels)+2)}
 	for k, v := range selector.MatchLabels {
-		s.MatchLabels[t.labelKey(path.Child("matchLabels").Key(k), k)] = v
+		s.MatchLabels[TenantKey(k)] = v
+		errs = append(errs, validateLabelKey(path.Child("matchLabels").Key(k), k)...)
 	}
 	for i, r := range selector.MatchExpressions {
 		r := *r.DeepCopy()
-		r.Key = t.labelKey(path.Child("matchExpressions").Index(i).Child("key"), r.Key)
+		errs = append(errs, validateLabelKey(path.Child("matchExpressions").Index(i).Child("key"), r.Key)...)
+		r.Key = TenantKey(r.Key)
 		s.MatchExpressions = append(s.MatchExpressions, r)
 	}
-	s.MatchLabels[LabelVCluster] = t.cfg.VCluster
+	s.MatchLabels[LabelVCluster] = vcluster
 	if len(namespaces) > 0 {
 		s.MatchExpressions = append(s.MatchExpressions, metav1.LabelSelectorRequirement{
 			Key: LabelNamespace, Operator: metav1.LabelSelectorOpIn, Values: namespaces,
 		})
 	}
-	return s
+	return s, errs
 }
 
 // labelKeys translates label keys (matchLabelKeys, mismatchLabelKeys),
@@ -112,14 +123,22 @@ func (t *podTranslator) labelKeys(path *field.Path, keys []string) []string {
 	return out
 }
 
-// labelKey is the host key of a tenant label key in a selector. The key
-// is checked here: the host key of an invalid key may be valid, and the
-// host sees the pod before the virtual apiserver validates it.
+// labelKey is the host key of a tenant label key in a selector, checked
+// (validateLabelKey).
 func (t *podTranslator) labelKey(path *field.Path, key string) string {
-	for _, msg := range validation.IsQualifiedName(key) {
-		t.errs = append(t.errs, field.Invalid(path, key, msg))
-	}
+	t.errs = append(t.errs, validateLabelKey(path, key)...)
 	return TenantKey(key)
+}
+
+// validateLabelKey refuses an invalid label key of a selector: the host
+// key of an invalid key may be valid, and the host sees the selector
+// before the virtual apiserver validates it.
+func validateLabelKey(path *field.Path, key string) field.ErrorList {
+	var errs field.ErrorList
+	for _, msg := range validation.IsQualifiedName(key) {
+		errs = append(errs, field.Invalid(path, key, msg))
+	}
+	return errs
 }
 
 // dns sends ClusterFirst lookups to the virtual cluster's DNS server with

@@ -282,7 +282,7 @@ func SameHostService(desired, current *corev1.Service) bool {
 // virtual Service: it carries the virtual Service's sync ID and names it,
 // as Claims defines a pod pair.
 func ClaimsService(virtual, host *corev1.Service) bool {
-	return virtual != nil && host != nil && claims(virtual, host)
+	return virtual != nil && host != nil && ClaimsObject(virtual, host)
 }
 
 // validateServiceMetadata refuses what a Service's metadata may not hold

@@ -43,10 +43,10 @@ type Registration struct {
 //     the tenant's controllers (label changes, adoption) keep working while
 //     the webhook is away.
 //
-// Service creates and updates fail closed too: each writes the host
-// Service before the virtual one is stored (see serviceMutator), and a
-// Service stored without podbridge has no host Service, or a host Service
-// that no longer matches it.
+// Service and NetworkPolicy creates and updates fail closed too: each
+// writes the host object before the virtual one is stored (see
+// serviceMutator, networkPolicyMutator), and one stored without podbridge
+// has no host object, or a host object that no longer matches it.
 //
 // The update and ephemeral-container checks change nothing and could be a
 // ValidatingWebhookConfiguration; they stay in this one object so that one
@@ -61,11 +61,13 @@ func (r Registration) Configuration() *admissionregistrationv1.MutatingWebhookCo
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},
 		ObjectMeta: metav1.ObjectMeta{Name: r.Name},
 		Webhooks: []admissionregistrationv1.MutatingWebhook{
-			r.webhook("pods", translate.WebhookPath, admissionregistrationv1.Fail, podRule(admissionregistrationv1.Create, "pods")),
-			r.webhook("pod-updates", translate.WebhookPathPodUpdate, admissionregistrationv1.Ignore, podRule(admissionregistrationv1.Update, "pods")),
-			r.webhook("pod-ephemeralcontainers", translate.WebhookPathEphemeralContainers, admissionregistrationv1.Fail, podRule(admissionregistrationv1.Update, "pods/ephemeralcontainers")),
-			r.webhook("services", translate.WebhookPathService, admissionregistrationv1.Fail, podRule(admissionregistrationv1.Create, "services")),
-			r.webhook("service-updates", translate.WebhookPathServiceUpdate, admissionregistrationv1.Fail, podRule(admissionregistrationv1.Update, "services")),
+			r.webhook("pods", translate.WebhookPath, admissionregistrationv1.Fail, rule(admissionregistrationv1.Create, "", "pods")),
+			r.webhook("pod-updates", translate.WebhookPathPodUpdate, admissionregistrationv1.Ignore, rule(admissionregistrationv1.Update, "", "pods")),
+			r.webhook("pod-ephemeralcontainers", translate.WebhookPathEphemeralContainers, admissionregistrationv1.Fail, rule(admissionregistrationv1.Update, "", "pods/ephemeralcontainers")),
+			r.webhook("services", translate.WebhookPathService, admissionregistrationv1.Fail, rule(admissionregistrationv1.Create, "", "services")),
+			r.webhook("service-updates", translate.WebhookPathServiceUpdate, admissionregistrationv1.Fail, rule(admissionregistrationv1.Update, "", "services")),
+			r.webhook("networkpolicies", translate.WebhookPathNetworkPolicy, admissionregistrationv1.Fail, rule(admissionregistrationv1.Create, "networking.k8s.io", "networkpolicies")),
+			r.webhook("networkpolicy-updates", translate.WebhookPathNetworkPolicyUpdate, admissionregistrationv1.Fail, rule(admissionregistrationv1.Update, "networking.k8s.io", "networkpolicies")),
 		},
 	}
 }
@@ -93,11 +95,11 @@ func (r Registration) webhook(name, path string, failure admissionregistrationv1
 	}
 }
 
-func podRule(operation admissionregistrationv1.OperationType, resource string) admissionregistrationv1.RuleWithOperations {
+func rule(operation admissionregistrationv1.OperationType, group, resource string) admissionregistrationv1.RuleWithOperations {
 	return admissionregistrationv1.RuleWithOperations{
 		Operations: []admissionregistrationv1.OperationType{operation},
 		Rule: admissionregistrationv1.Rule{
-			APIGroups:   []string{""},
+			APIGroups:   []string{group},
 			APIVersions: []string{"v1"},
 			Resources:   []string{resource},
 			Scope:       ptr.To(admissionregistrationv1.NamespacedScope),

@@ -136,8 +136,9 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 				// And of its host pods, by name alone: the cap on host pods
 				// counts them.
 				copyMetadata("Pod"): {Label: ours, Transform: nameOnly},
-				// And of its host Services: the cap on host Services.
-				copyMetadata("Service"): {Label: ours, Transform: nameOnly},
+				// And of its host Services and NetworkPolicies: the caps on them.
+				copyMetadata("Service"):       {Label: ours, Transform: nameOnly},
+				copyMetadata("NetworkPolicy"): {Label: ours, Transform: nameOnly},
 			},
 			ReaderFailOnMissingInformer: true,
 		},
@@ -201,7 +202,8 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 	}
 	hostPods := caps.NewHostPods(o.Limits.MaxHostPods)
 	hostServices := caps.NewHostServices(o.Limits.MaxHostServices)
-	for kind, counter := range map[string]*caps.HostObjects{"Pod": hostPods, "Service": hostServices} {
+	hostPolicies := caps.NewHostNetworkPolicies(o.Limits.MaxHostNetworkPolicies)
+	for kind, counter := range map[string]*caps.HostObjects{"Pod": hostPods, "Service": hostServices, "NetworkPolicy": hostPolicies} {
 		informer, err := mgr.GetCache().GetInformer(ctx, copyMetadata(kind), cache.BlockUntilSynced(false))
 		if err != nil {
 			return nil, fmt.Errorf("watching host %ss: %w", kind, err)
@@ -245,6 +247,13 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 			Host: host, Virtual: virtual, Config: o.Translate, Gate: hostGate, HostTimeout: o.HostTimeout,
 			NewSyncID: uuid.NewString, NameSuffix: func() string { return utilrand.String(5) },
 			HostServices: hostServices, Update: update,
+		})
+	}
+	for path, update := range map[string]bool{translate.WebhookPathNetworkPolicy: false, translate.WebhookPathNetworkPolicyUpdate: true} {
+		register(path, &networkPolicyMutator{
+			Host: host, Virtual: virtual, Config: o.Translate, Gate: hostGate, HostTimeout: o.HostTimeout,
+			NewSyncID: uuid.NewString, NameSuffix: func() string { return utilrand.String(5) },
+			HostPolicies: hostPolicies, Update: update,
 		})
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
@@ -297,7 +306,11 @@ func nameOnly(obj any) (any, error) {
 }
 
 func copyMetadata(kind string) *metav1.PartialObjectMetadata {
-	return &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: kind}}
+	apiVersion := "v1"
+	if kind == "NetworkPolicy" {
+		apiVersion = "networking.k8s.io/v1"
+	}
+	return &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: apiVersion, Kind: kind}}
 }
 
 // limitBody refuses request bodies over limit bytes (0: no cap) with a

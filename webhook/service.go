@@ -2,27 +2,21 @@ package webhook
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"time"
 
-	"github.com/go-logr/logr"
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/podbridge/podbridge/internal/caps"
-	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/policy"
 	"github.com/podbridge/podbridge/translate"
 )
@@ -63,16 +57,19 @@ func (m *serviceMutator) Handle(ctx context.Context, req admission.Request) admi
 	return counted(m.handle(ctx, req))
 }
 
+// Requests the Service paths serve.
+var (
+	serviceCreates = objectRequests{path: translate.WebhookPathService, resource: "services", kind: "Service", operation: admissionv1.Create}
+	serviceUpdates = objectRequests{path: translate.WebhookPathServiceUpdate, resource: "services", kind: "Service", operation: admissionv1.Update}
+)
+
 func (m *serviceMutator) handle(ctx context.Context, req admission.Request) admission.Response {
-	op, path := admissionv1.Create, translate.WebhookPathService
+	kind := serviceCreates
 	if m.Update {
-		op, path = admissionv1.Update, translate.WebhookPathServiceUpdate
+		kind = serviceUpdates
 	}
-	if req.UID == "" || req.Resource.Resource != "services" || req.Kind.Kind != "Service" || req.SubResource != "" {
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("not a Service admission request (uid %q, resource %q, subresource %q, kind %q)", req.UID, req.Resource.Resource, req.SubResource, req.Kind.Kind))
-	}
-	if req.Operation != op {
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("podbridge's %s serves Service %s only, not %s: the webhook configuration that sent it here is not as podbridge registers it", path, op, req.Operation))
+	if resp, ok := kind.serves(req); !ok {
+		return resp
 	}
 	svc := &corev1.Service{}
 	if err := decoder.DecodeRaw(req.Object, svc); err != nil {
@@ -89,6 +86,13 @@ func (m *serviceMutator) handle(ctx context.Context, req admission.Request) admi
 		return m.update(ctx, req, old, svc)
 	}
 	return m.create(ctx, req, svc)
+}
+
+// objects writes host Services.
+func (m *serviceMutator) objects() hostObjects[corev1.Service, *corev1.Service] {
+	return hostObjects[corev1.Service, *corev1.Service]{
+		Host: m.Host, Virtual: m.Virtual, Config: m.Config, Resource: serviceResource, Kind: "Service", Cap: m.HostServices,
+	}
 }
 
 func (m *serviceMutator) create(ctx context.Context, req admission.Request, svc *corev1.Service) admission.Response {
@@ -129,14 +133,9 @@ func (m *serviceMutator) create(ctx context.Context, req admission.Request, svc 
 		return invalidService(svc, field.Forbidden(field.NewPath("metadata", "annotations"), fmt.Sprintf("%s and %s are set by podbridge only", translate.AnnotationSyncID, translate.AnnotationHostName)))
 	}
 	if reinvoked && host != nil {
-		// Only podbridge sets sync IDs: one that names no host Service of
-		// this very Service is forged, and nothing is written for it.
-		existing, err := m.hostService(hostCtx, host.Name)
+		existing, err := m.objects().reinvoked(hostCtx, svc.Name, host.Name, syncID)
 		if err != nil {
 			return hostServiceError(err, svc, host.Name)
-		}
-		if existing == nil || existing.Annotations[translate.AnnotationSyncID] != syncID || existing.Annotations[translate.AnnotationVCluster] != m.Config.VCluster {
-			return hostServiceError(apierrors.NewForbidden(serviceResource, svc.Name, fmt.Errorf("annotation %s is set by podbridge only", translate.AnnotationSyncID)), svc, host.Name)
 		}
 		current = existing
 	}
@@ -155,7 +154,7 @@ func (m *serviceMutator) create(ctx context.Context, req admission.Request, svc 
 	}
 	keys[translate.AnnotationHostName] = host.Name
 	if current == nil {
-		created, refused := m.createWithinCap(hostCtx, log, req, svc, host, mode)
+		created, refused := m.objects().createWithinCap(hostCtx, log, req, svc.Name, host, mode)
 		if refused != nil {
 			return *refused
 		}
@@ -182,19 +181,9 @@ func (m *serviceMutator) update(ctx context.Context, req admission.Request, old,
 	log := logf.FromContext(ctx).WithValues("service", svc.Namespace+"/"+svc.Name, "dryRun", mode == dryRun)
 	// podbridge's keys stay as it set them: a different value is refused,
 	// a dropped one (kubectl replace of the tenant's manifest) put back.
-	meta := field.NewPath("metadata", "annotations")
-	restore := map[string]string{}
-	for _, key := range []string{translate.AnnotationSyncID, translate.AnnotationHostName} {
-		switch value, set := svc.Annotations[key]; {
-		case !set && old.Annotations[key] != "":
-			restore[key] = old.Annotations[key]
-		case set && value != old.Annotations[key]:
-			return invalidService(svc, field.Forbidden(meta.Key(key), "set by podbridge only"))
-		}
-	}
-	var patch []jsonpatch.JsonPatchOperation
-	if len(restore) > 0 {
-		patch = addKeys("annotations", len(svc.Annotations) > 0, restore)
+	patch, forged := keepSyncKeys(old, svc)
+	if forged != nil {
+		return invalidService(svc, forged)
 	}
 	patched := func(more []jsonpatch.JsonPatchOperation) admission.Response {
 		return admission.Patched("", append(patch, more...)...)
@@ -215,12 +204,9 @@ func (m *serviceMutator) update(ctx context.Context, req admission.Request, old,
 	hostCtx, cancel := context.WithTimeout(ctx, m.HostTimeout)
 	defer cancel()
 	name := translate.HostServiceName(svc.Name, svc.Namespace, m.Config.VCluster)
-	current, err := m.hostService(hostCtx, name)
+	current, err := m.objects().current(hostCtx, svc.Name, name, syncID)
 	if err != nil {
 		return hostServiceError(err, svc, name)
-	}
-	if current != nil && (current.Annotations[translate.AnnotationSyncID] != syncID || current.Annotations[translate.AnnotationVCluster] != m.Config.VCluster) {
-		return hostServiceError(apierrors.NewConflict(serviceResource, svc.Name, fmt.Errorf("its host Service name is taken by another Service in the host namespace")), svc, name)
 	}
 	if errs := m.Gate.CheckService(svc, current, desired); len(errs) > 0 {
 		log.Info("Refused Service update: the host-side gate", "errors", errs.ToAggregate().Error())
@@ -238,7 +224,7 @@ func (m *serviceMutator) update(ctx context.Context, req admission.Request, old,
 		return patched(nil)
 	case current == nil:
 		if !translate.NeedsHostService(old) {
-			created, refused := m.createWithinCap(hostCtx, log, req, svc, desired, mode)
+			created, refused := m.objects().createWithinCap(hostCtx, log, req, svc.Name, desired, mode)
 			if refused != nil {
 				return *refused
 			}
@@ -248,124 +234,13 @@ func (m *serviceMutator) update(ctx context.Context, req admission.Request, old,
 		// the virtual Service; an update cannot bring it back.
 		return hostServiceError(apierrors.NewNotFound(serviceResource, svc.Name), svc, name)
 	}
-	opts := []client.UpdateOption{client.FieldOwner(FieldManager)}
-	if mode == dryRun {
-		opts = append(opts, client.DryRunAll)
-	}
-	var updated *corev1.Service
-	// The reflector may write the host Service meanwhile (a change of the
-	// host's, load-balancer finalizers): read again and write once more.
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		if updated != nil {
-			if current, err = m.hostService(hostCtx, name); err != nil {
-				return err
-			}
-			if current == nil {
-				return apierrors.NewNotFound(serviceResource, svc.Name)
-			}
-		}
-		if translate.SameHostService(desired, current) {
-			updated = current
-			return nil
-		}
-		updated = translate.OverHostService(desired.DeepCopy(), current)
-		return m.Host.Update(hostCtx, updated, opts...)
-	})
+	updated, err := m.objects().update(hostCtx, svc.Name, current, desired, mode, translate.SameHostService, translate.OverHostService)
 	if err != nil {
 		log.Info("Refused Service update: host Service not updated", "hostService", name, "error", err.Error())
 		return hostServiceError(err, svc, name)
 	}
 	log.V(1).Info("Updated host Service", "hostService", name)
 	return patched(allocationPatch(svc, translate.HostAllocated(updated)))
-}
-
-// createWithinCap creates host, the host Service of the tenant's svc, for
-// admission request req within the cap on host Services: its name is
-// reserved first, and the reservation released when nothing was kept (an
-// error, a dry run). A refusal is the answer to give the tenant.
-func (m *serviceMutator) createWithinCap(ctx context.Context, log logr.Logger, req admission.Request, svc, host *corev1.Service, mode writeMode) (*corev1.Service, *admission.Response) {
-	host.Annotations[annotationAdmissionUID] = string(req.UID)
-	release, limitErr := m.HostServices.Reserve(host.Name)
-	if limitErr != nil {
-		log.Info("Refused Service: the cap on host Services", "error", limitErr.Error())
-		refused := deny(http.StatusForbidden, metav1.StatusReasonForbidden, fmt.Sprintf("services %q is forbidden: %v", svc.Name, limitErr))
-		return nil, &refused
-	}
-	created, err := m.createHostService(ctx, host, mode)
-	if err != nil || mode == dryRun {
-		release()
-	}
-	if err != nil {
-		log.Info("Refused Service: host Service not created", "hostService", host.Name, "error", err.Error())
-		refused := hostServiceError(err, svc, host.Name)
-		return nil, &refused
-	}
-	return created, nil
-}
-
-// hostService reads host Service name; nil when there is none.
-func (m *serviceMutator) hostService(ctx context.Context, name string) (*corev1.Service, error) {
-	s, err := kube.GetOrNil[corev1.Service](ctx, m.Host, client.ObjectKey{Namespace: m.Config.HostNamespace, Name: name})
-	if err != nil {
-		return nil, fmt.Errorf("reading host Service %s: %w", name, err)
-	}
-	return s, nil
-}
-
-// createHostService creates host (mode dryRun: asks the host to validate
-// it and allocate, without keeping anything) and returns the host Service
-// in place, or finds it made already by the same admission request (a
-// retry). A host Service of the same name whose virtual Service is gone is
-// stale (its admission failed after podbridge said yes) and is replaced.
-func (m *serviceMutator) createHostService(ctx context.Context, host *corev1.Service, mode writeMode) (*corev1.Service, error) {
-	created := host.DeepCopy()
-	err := m.Host.Create(ctx, created, mode.createOptions()...)
-	if !apierrors.IsAlreadyExists(err) {
-		return created, err
-	}
-	existing, err := m.hostService(ctx, host.Name)
-	switch {
-	case err != nil:
-		return nil, err
-	case existing == nil:
-		created = host.DeepCopy()
-		return created, m.Host.Create(ctx, created, mode.createOptions()...)
-	case existing.Annotations[translate.AnnotationVCluster] != m.Config.VCluster:
-		return nil, apierrors.NewConflict(serviceResource, host.Annotations[translate.AnnotationName], errors.New("its host Service name is taken in the host namespace"))
-	case existing.Annotations[translate.AnnotationSyncID] == host.Annotations[translate.AnnotationSyncID],
-		existing.Annotations[annotationAdmissionUID] == host.Annotations[annotationAdmissionUID]:
-		return existing, nil
-	}
-	live, err := m.virtualServiceExists(ctx, existing)
-	if err != nil {
-		return nil, err
-	}
-	if live {
-		return nil, apierrors.NewAlreadyExists(serviceResource, host.Annotations[translate.AnnotationName])
-	}
-	if mode == dryRun {
-		return host.DeepCopy(), nil // a real create would replace the stale Service.
-	}
-	if err := m.Host.Delete(ctx, existing, client.Preconditions{UID: &existing.UID}); client.IgnoreNotFound(err) != nil {
-		return nil, fmt.Errorf("deleting stale host Service: %w", err)
-	}
-	created = host.DeepCopy()
-	return created, m.Host.Create(ctx, created, mode.createOptions()...)
-}
-
-// virtualServiceExists reports whether the virtual Service host belongs to
-// is stored with host's sync ID.
-func (m *serviceMutator) virtualServiceExists(ctx context.Context, host *corev1.Service) (bool, error) {
-	key := types.NamespacedName{Namespace: host.Annotations[translate.AnnotationNamespace], Name: host.Annotations[translate.AnnotationName]}
-	virtual := &corev1.Service{}
-	err := m.Virtual.Get(ctx, key, virtual)
-	switch {
-	case apierrors.IsNotFound(err):
-		return false, nil
-	case err != nil:
-		return false, fmt.Errorf("reading virtual Service %s: %w", key, err)
-	}
-	return translate.ClaimsService(virtual, host), nil
 }
 
 // allocationPatch pins on the virtual Service what the host allocated.

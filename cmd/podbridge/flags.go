@@ -137,6 +137,10 @@ func (f *clusterFlags) bind(fs *flag.FlagSet) {
 		}
 		return nil
 	})
+	fs.Func(policy.FlagReservedCIDRs, "address ranges no tenant NetworkPolicy may open, comma-separated CIDRs: the host's pod network and service range, node addresses, the metadata address; an ipBlock must lie outside them (or except them), and a rule with no peers reaches this virtual cluster's pods and the addresses outside them (default: none, so ipBlock is refused and such a rule reaches this virtual cluster's pods only)", func(v string) error {
+		f.translate.ReservedCIDRs = list(v)
+		return nil
+	})
 	fs.BoolVar(&f.translate.AllowNodePinning, "allow-node-pinning", false, "let tenants name nodes in node affinity (matchFields on metadata.name)")
 	fs.BoolVar(&f.translate.AllowDefaultStorageClass, "allow-default-storage-class", false, "let generic ephemeral volumes name no storage class, so the host's default class provisions them")
 	f.limits = caps.Defaults()
@@ -145,6 +149,7 @@ func (f *clusterFlags) bind(fs *flag.FlagSet) {
 	fs.IntVar(&f.limits.MaxTokensPerPod, caps.FlagMaxTokensPerPod, f.limits.MaxTokensPerPod, "projected service-account tokens (host token Secrets) one pod may mount (0: no cap)")
 	fs.IntVar(&f.limits.MaxHostPods, caps.FlagMaxHostPods, f.limits.MaxHostPods, "host pods the virtual cluster may have, those of creates refused after podbridge's admission included until collected; creates past it are refused (webhook; 0: no cap)")
 	fs.IntVar(&f.limits.MaxHostServices, caps.FlagMaxHostServices, f.limits.MaxHostServices, "host Services the virtual cluster may have, those of creates refused after podbridge's admission included until collected; creates past it are refused (webhook; 0: no cap)")
+	fs.IntVar(&f.limits.MaxHostNetworkPolicies, caps.FlagMaxHostNetworkPolicies, f.limits.MaxHostNetworkPolicies, "host NetworkPolicies the virtual cluster may have, those of creates refused after podbridge's admission included until collected; creates past it are refused (webhook; 0: no cap)")
 	fs.Int64Var(&f.limits.MaxRequestBytes, caps.FlagMaxRequestBytes, f.limits.MaxRequestBytes, "largest admission request body the webhook reads (0: controller-runtime's 7 MiB)")
 	fs.Func("host-annotations", "tenant annotation keys copied to host pods, comma-separated (default none: other tenant annotations never reach the host)", func(v string) error {
 		f.translate.HostAnnotations = nil

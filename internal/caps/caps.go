@@ -39,11 +39,14 @@ type Limits struct {
 	// MaxHostServices is how many host Services one virtual cluster may
 	// have (each takes an address of the host's shared service range).
 	MaxHostServices int
+	// MaxHostNetworkPolicies is how many host NetworkPolicies one virtual
+	// cluster may have (each is compiled into every node's dataplane).
+	MaxHostNetworkPolicies int
 }
 
 // Defaults are the caps the commands start with; see docs/deploying.md.
 func Defaults() Limits {
-	return Limits{MaxCopies: 2000, MaxCopyBytes: 256 << 20, MaxTokensPerPod: 16, MaxRequestBytes: 4 << 20, MaxHostPods: 10000, MaxHostServices: 1000}
+	return Limits{MaxCopies: 2000, MaxCopyBytes: 256 << 20, MaxTokensPerPod: 16, MaxRequestBytes: 4 << 20, MaxHostPods: 10000, MaxHostServices: 1000, MaxHostNetworkPolicies: 200}
 }
 
 // Flag names, which refusals quote so the tenant and the operator know
@@ -55,6 +58,8 @@ const (
 	FlagMaxRequestBytes = "max-request-bytes"
 	FlagMaxHostPods     = "max-host-pods"
 	FlagMaxHostServices = "max-host-services"
+	// FlagMaxHostNetworkPolicies caps host NetworkPolicies.
+	FlagMaxHostNetworkPolicies = "max-host-network-policies"
 )
 
 // LimitError says a write would exceed a cap.
@@ -77,6 +82,8 @@ func (e *LimitError) Error() string {
 		what, unit = "creating it", "host pods (including those of recently refused creates, until collected)"
 	case FlagMaxHostServices:
 		what, unit = "creating it", "host Services (including those of recently refused creates, until collected)"
+	case FlagMaxHostNetworkPolicies:
+		what, unit = "creating it", "host NetworkPolicies (including those of recently refused creates, until collected)"
 	}
 	return fmt.Sprintf("%s: %s would exceed this virtual cluster's limit of %d %s (--%s; %d in use, %d more needed)",
 		e.Object, what, e.Limit, unit, e.Flag, e.Use, e.Adding)

@@ -9,3 +9,9 @@ import "time"
 func NewHostServices(limit int) *HostObjects {
 	return &HostObjects{Max: limit, flag: FlagMaxHostServices, kind: "host Service", seen: map[string]bool{}, reserved: map[string]time.Time{}, now: time.Now}
 }
+
+// NewHostNetworkPolicies returns a counter for a cap of limit host
+// NetworkPolicies (0: no cap), kept as host Services are.
+func NewHostNetworkPolicies(limit int) *HostObjects {
+	return &HostObjects{Max: limit, flag: FlagMaxHostNetworkPolicies, kind: "host NetworkPolicy", seen: map[string]bool{}, reserved: map[string]time.Time{}, now: time.Now}
+}

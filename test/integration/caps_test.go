@@ -12,6 +12,7 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -168,7 +169,7 @@ func getHostPodIn(ctx context.Context, tc translate.Config, virtual *corev1.Pod)
 func removeHostObjectsOf(t *testing.T, tc translate.Config) {
 	ctx := context.Background()
 	ours := client.MatchingLabels{translate.LabelVCluster: tc.VCluster}
-	for _, obj := range []client.Object{&corev1.Pod{}, &corev1.ConfigMap{}, &corev1.Secret{}} {
+	for _, obj := range []client.Object{&corev1.Pod{}, &corev1.ConfigMap{}, &corev1.Secret{}, &networkingv1.NetworkPolicy{}} {
 		if err := hostClient.DeleteAllOf(ctx, obj, client.InNamespace(tc.HostNamespace), ours, client.GracePeriodSeconds(0)); err != nil {
 			t.Errorf("removing %T of %s: %v", obj, tc.VCluster, err)
 		}

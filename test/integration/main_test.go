@@ -70,6 +70,9 @@ func run(m *testing.M) int {
 	opts.Translate.CSIVolumeAttributes = map[string][]string{allowedCSIDriver: {allowedCSIAttribute}}
 	// The range tenants' EndpointSlices may name (endpointslices_test.go).
 	opts.Translate.EndpointCIDRs = []netip.Prefix{allowedEndpointCIDR}
+	// The ranges no tenant NetworkPolicy may open: kwok's pod network and
+	// the service range (networkpolicy_test.go).
+	opts.Translate.ReservedCIDRs = []string{"10.244.0.0/16", controlplane.ServiceClusterIPRange}
 	// The one tenant annotation copied to host pods (metadata_attacks_test.go).
 	opts.Translate.HostAnnotations = []string{allowedAnnotation}
 	// kwok's answers for logs, attach and port-forward in access_test.go.

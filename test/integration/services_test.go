@@ -531,7 +531,7 @@ func TestServiceWebhookRegistrationDeleted(t *testing.T) {
 	eventually(t, 30*time.Second, "the registration restored", func(ctx context.Context) (bool, string) {
 		reg := &admissionregistrationv1.MutatingWebhookConfiguration{}
 		err := virtualClient.Get(ctx, key, reg)
-		return err == nil && len(reg.Webhooks) == 5, fmt.Sprint(err)
+		return err == nil && len(reg.Webhooks) == 7, fmt.Sprint(err)
 	})
 
 	waitForServiceEvent(t, slipped, reflector.ReasonHostServiceMissing)
