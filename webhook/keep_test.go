@@ -60,8 +60,11 @@ func TestRegistrationDrift(t *testing.T) {
 			c.Webhooks = append(c.Webhooks[:2], c.Webhooks[3:]...)
 		}, "webhook pod-ephemeralcontainers.podbridge.podbridge.io removed"},
 		{"Service entry removed", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
-			c.Webhooks = c.Webhooks[:3]
+			c.Webhooks = append(c.Webhooks[:3], c.Webhooks[5:]...)
 		}, "webhook services.podbridge.podbridge.io removed, webhook service-updates.podbridge.podbridge.io removed"},
+		{"claim entries removed", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
+			c.Webhooks = c.Webhooks[:5]
+		}, "webhook persistentvolumeclaims.podbridge.podbridge.io removed, webhook persistentvolumeclaim-updates.podbridge.podbridge.io removed"},
 		{"entry added", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
 			c.Webhooks = append(c.Webhooks, admissionregistrationv1.MutatingWebhook{Name: "x.example"})
 		}, "webhook x.example added"},

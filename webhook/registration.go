@@ -43,10 +43,11 @@ type Registration struct {
 //     the tenant's controllers (label changes, adoption) keep working while
 //     the webhook is away.
 //
-// Service creates and updates fail closed too: each writes the host
-// Service before the virtual one is stored (see serviceMutator), and a
-// Service stored without podbridge has no host Service, or a host Service
-// that no longer matches it.
+// Service and PersistentVolumeClaim creates and updates fail closed too:
+// each writes the host object before the virtual one is stored (see
+// serviceMutator, claimMutator), and one stored without podbridge has no
+// host object, or a host object that no longer matches it (a resize the
+// host never saw).
 //
 // The update and ephemeral-container checks change nothing and could be a
 // ValidatingWebhookConfiguration; they stay in this one object so that one
@@ -66,6 +67,8 @@ func (r Registration) Configuration() *admissionregistrationv1.MutatingWebhookCo
 			r.webhook("pod-ephemeralcontainers", translate.WebhookPathEphemeralContainers, admissionregistrationv1.Fail, podRule(admissionregistrationv1.Update, "pods/ephemeralcontainers")),
 			r.webhook("services", translate.WebhookPathService, admissionregistrationv1.Fail, podRule(admissionregistrationv1.Create, "services")),
 			r.webhook("service-updates", translate.WebhookPathServiceUpdate, admissionregistrationv1.Fail, podRule(admissionregistrationv1.Update, "services")),
+			r.webhook("persistentvolumeclaims", translate.WebhookPathClaim, admissionregistrationv1.Fail, podRule(admissionregistrationv1.Create, "persistentvolumeclaims")),
+			r.webhook("persistentvolumeclaim-updates", translate.WebhookPathClaimUpdate, admissionregistrationv1.Fail, podRule(admissionregistrationv1.Update, "persistentvolumeclaims")),
 		},
 	}
 }

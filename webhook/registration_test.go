@@ -21,6 +21,8 @@ func TestRegistrationOneWebhookPerPath(t *testing.T) {
 		{"pod-ephemeralcontainers.podbridge.podbridge.io", "https://h.example:8443/base" + translate.WebhookPathEphemeralContainers, "Fail", "UPDATE", "pods/ephemeralcontainers"},
 		{"services.podbridge.podbridge.io", "https://h.example:8443/base" + translate.WebhookPathService, "Fail", "CREATE", "services"},
 		{"service-updates.podbridge.podbridge.io", "https://h.example:8443/base" + translate.WebhookPathServiceUpdate, "Fail", "UPDATE", "services"},
+		{"persistentvolumeclaims.podbridge.podbridge.io", "https://h.example:8443/base" + translate.WebhookPathClaim, "Fail", "CREATE", "persistentvolumeclaims"},
+		{"persistentvolumeclaim-updates.podbridge.podbridge.io", "https://h.example:8443/base" + translate.WebhookPathClaimUpdate, "Fail", "UPDATE", "persistentvolumeclaims"},
 	}
 	for _, url := range []string{"https://h.example:8443/base", "https://h.example:8443/base/", "https://h.example:8443/base" + translate.WebhookPath} {
 		t.Run(url, func(t *testing.T) {

@@ -36,7 +36,7 @@ var (
 
 func init() {
 	metrics.Registry.MustRegister(hostCopies, hostCopyBytes, limits, refusals, tokensPerPod, requestBytes)
-	for _, flag := range []string{FlagMaxCopies, FlagMaxCopyBytes, FlagMaxTokensPerPod, FlagMaxRequestBytes, FlagMaxHostPods, FlagMaxHostServices} {
+	for _, flag := range []string{FlagMaxCopies, FlagMaxCopyBytes, FlagMaxTokensPerPod, FlagMaxRequestBytes, FlagMaxHostPods, FlagMaxHostServices, FlagMaxClaimStorage} {
 		refusals.WithLabelValues(flag)
 	}
 }
@@ -49,6 +49,7 @@ func (l Limits) Publish() {
 	limits.WithLabelValues(FlagMaxRequestBytes).Set(float64(l.MaxRequestBytes))
 	limits.WithLabelValues(FlagMaxHostPods).Set(float64(l.MaxHostPods))
 	limits.WithLabelValues(FlagMaxHostServices).Set(float64(l.MaxHostServices))
+	limits.WithLabelValues(FlagMaxClaimStorage).Set(float64(l.MaxClaimStorage))
 }
 
 func publish(count, bytes int64) {
