@@ -187,7 +187,9 @@ func TestCheckClaimHostRules(t *testing.T) {
 	claim := gateClaim(nil)
 	current, _ := translate.HostClaim(claim, g.Config, "id")
 	current.Spec.VolumeName = "pvc-123" // the host bound it
-	grown := gateClaim(func(c *corev1.PersistentVolumeClaim) { c.Spec.Resources.Requests[corev1.ResourceStorage] = resource.MustParse("2Gi") })
+	grown := gateClaim(func(c *corev1.PersistentVolumeClaim) {
+		c.Spec.Resources.Requests[corev1.ResourceStorage] = resource.MustParse("2Gi")
+	})
 	desired, _ := translate.HostClaim(grown, g.Config, "id")
 	if errs := g.CheckClaim(grown, current, desired); len(errs) > 0 {
 		t.Errorf("resize refused: %v", errs)

@@ -160,6 +160,8 @@ func NewManager(o Options) (manager.Manager, error) {
 				// This virtual cluster's host Services only, with their
 				// managed fields: when the webhook last wrote one.
 				&corev1.Service{}: {Label: ours},
+				// And its host claims, likewise.
+				&corev1.PersistentVolumeClaim{}: {Label: ours},
 				// Events about pods, for the event copy (events.go).
 				&corev1.Event{}: {Field: hostPodEvents, Transform: cache.TransformStripManagedFields()},
 				// Only podbridge's copies and token Secrets, by metadata.
@@ -193,10 +195,11 @@ func NewManager(o Options) (manager.Manager, error) {
 		// The originals of host copies are watched by metadata only: their
 		// content is read live when their resourceVersion moves.
 		co.Cache.ByObject = map[client.Object]cache.ByObject{
-			&corev1.Pod{}:              {Transform: trimManagedFields(virtualPodFields), UnsafeDisableDeepCopy: ptr.To(true)},
-			&corev1.Service{}:          {Transform: cache.TransformStripManagedFields()},
-			configMapCopies.metadata(): {Transform: cache.TransformStripManagedFields()},
-			secretCopies.metadata():    {Transform: cache.TransformStripManagedFields()},
+			&corev1.Pod{}:                   {Transform: trimManagedFields(virtualPodFields), UnsafeDisableDeepCopy: ptr.To(true)},
+			&corev1.Service{}:               {Transform: cache.TransformStripManagedFields()},
+			&corev1.PersistentVolumeClaim{}: {Transform: cache.TransformStripManagedFields()},
+			configMapCopies.metadata():      {Transform: cache.TransformStripManagedFields()},
+			secretCopies.metadata():         {Transform: cache.TransformStripManagedFields()},
 		}
 	})
 	if err != nil {
@@ -293,6 +296,20 @@ func NewManager(o Options) (manager.Manager, error) {
 		Clock:         clock.RealClock{},
 	}
 	if err := services.SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles, resync); err != nil {
+		return nil, err
+	}
+	claims := &claimReconciler{
+		Host:          mgr.GetClient(),
+		HostReader:    mgr.GetAPIReader(),
+		Virtual:       virtual.GetClient(),
+		VirtualReader: virtual.GetAPIReader(),
+		Recorder:      virtual.GetEventRecorder(FieldManager),
+		Config:        o.Translate,
+		Gate:          gate,
+		GracePeriod:   o.OrphanGracePeriod,
+		Clock:         clock.RealClock{},
+	}
+	if err := claims.SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles, resync); err != nil {
 		return nil, err
 	}
 	budget := &caps.Budget{Reader: mgr.GetClient(), Namespace: o.Translate.HostNamespace, VCluster: o.Translate.VCluster, Limits: o.Limits}

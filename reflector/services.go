@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/tools/events"
@@ -167,11 +168,12 @@ func decideService(virtual, host *corev1.Service, gate policy.Gate, now time.Tim
 	return d
 }
 
-// webhookWrote reports whether podbridge's webhook wrote host within the
-// grace period, by the host apiserver's clock (its managed fields; second
-// resolution, so the age counts from the latest instant it may stand for).
-func webhookWrote(host *corev1.Service, now time.Time, grace time.Duration) bool {
-	for _, m := range host.ManagedFields {
+// webhookWrote reports whether podbridge's webhook wrote host (a Service,
+// a claim) within the grace period, by the host apiserver's clock (its
+// managed fields; second resolution, so the age counts from the latest
+// instant it may stand for).
+func webhookWrote(host metav1.Object, now time.Time, grace time.Duration) bool {
+	for _, m := range host.GetManagedFields() {
 		if m.Manager == translate.FieldManagerWebhook && m.Time != nil && now.Sub(m.Time.Time)-time.Second < grace {
 			return true
 		}
