@@ -121,6 +121,7 @@ func decideClaim(virtual, host *corev1.PersistentVolumeClaim, gate policy.Gate, 
 		desired, errs := translate.HostClaim(virtual, gate.Config, virtual.Annotations[translate.AnnotationSyncID])
 		if len(errs) == 0 {
 			errs = gate.CheckClaim(virtual, host, desired)
+			keepLarger(desired, host)
 		}
 		switch {
 		case len(errs) > 0:
@@ -138,6 +139,20 @@ func decideClaim(virtual, host *corev1.PersistentVolumeClaim, gate policy.Gate, 
 		d.steps = append(d.steps, clmStatus)
 	}
 	return d
+}
+
+// keepLarger keeps on desired the host claim's storage request when it is
+// larger: the host never shrinks a claim, and a resize the webhook wrote
+// to the host that the virtual apiserver then refused (its own resize
+// admission, which runs after podbridge's) leaves the host claim larger
+// than the stored virtual one. The storage is the tenant's either way.
+func keepLarger(desired, host *corev1.PersistentVolumeClaim) {
+	if translate.RequestedStorage(host) > translate.RequestedStorage(desired) {
+		if desired.Spec.Resources.Requests == nil {
+			desired.Spec.Resources.Requests = corev1.ResourceList{}
+		}
+		desired.Spec.Resources.Requests[corev1.ResourceStorage] = host.Spec.Resources.Requests[corev1.ResourceStorage]
+	}
 }
 
 // claimReconciler keeps each virtual claim and its host claim one

@@ -84,6 +84,9 @@ func TestDecideClaim(t *testing.T) {
 		{"a resize the webhook did not see is carried", storedClaim(func(c *corev1.PersistentVolumeClaim) {
 			c.Spec.Resources.Requests[corev1.ResourceStorage] = resource.MustParse("2Gi")
 		}), hostClaimOf(stored, time.Hour), "UpdateHost"},
+		{"a host claim larger than the stored one is never shrunk", stored, hostClaimOf(stored, time.Hour, func(h *corev1.PersistentVolumeClaim) {
+			h.Spec.Resources.Requests[corev1.ResourceStorage] = resource.MustParse("2Gi")
+		}), ""},
 		{"a resize just after the webhook wrote: wait", storedClaim(func(c *corev1.PersistentVolumeClaim) {
 			c.Spec.Resources.Requests[corev1.ResourceStorage] = resource.MustParse("2Gi")
 		}), hostClaimOf(stored, time.Hour, func(h *corev1.PersistentVolumeClaim) {

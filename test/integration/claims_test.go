@@ -1,0 +1,455 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/podbridge/podbridge/internal/caps"
+	"github.com/podbridge/podbridge/reflector"
+	"github.com/podbridge/podbridge/translate"
+)
+
+func simpleClaim(namespace, name, size string) *corev1.PersistentVolumeClaim {
+	return &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			StorageClassName: ptr.To(allowedStorageClass),
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(size)}},
+		},
+	}
+}
+
+func hostClaimKey(virtual *corev1.PersistentVolumeClaim) client.ObjectKey {
+	tc := env.Options.Translate
+	return client.ObjectKey{Namespace: tc.HostNamespace, Name: translate.HostClaimName(virtual.Name, virtual.Namespace, tc.VCluster)}
+}
+
+func getHostClaim(t *testing.T, virtual *corev1.PersistentVolumeClaim) *corev1.PersistentVolumeClaim {
+	t.Helper()
+	host := &corev1.PersistentVolumeClaim{}
+	if err := hostClient.Get(context.Background(), hostClaimKey(virtual), host); err != nil {
+		t.Fatalf("host claim of %s/%s: %v", virtual.Namespace, virtual.Name, err)
+	}
+	return host
+}
+
+// releaseHostClaim removes the finalizers of a host claim once it is
+// being deleted, as the host's claim-protection controller does when no
+// pod uses it (the test bed's host runs no controller-manager).
+func releaseHostClaim(t *testing.T, key client.ObjectKey) {
+	t.Helper()
+	eventually(t, 30*time.Second, "host claim "+key.Name+" released", func(ctx context.Context) (bool, string) {
+		c := &corev1.PersistentVolumeClaim{}
+		if err := hostClient.Get(ctx, key, c); apierrors.IsNotFound(err) {
+			return true, ""
+		} else if err != nil {
+			return false, err.Error()
+		}
+		if c.DeletionTimestamp == nil {
+			return false, "not being deleted"
+		}
+		c.Finalizers = nil
+		if err := hostClient.Update(ctx, c); err != nil {
+			return false, err.Error()
+		}
+		return true, ""
+	})
+}
+
+// bindHostClaim binds a host claim to a host volume made for it, as the
+// host's provisioner and binder would (the test bed's host has neither).
+func bindHostClaim(t *testing.T, key client.ObjectKey, size string) {
+	t.Helper()
+	ctx := context.Background()
+	pv := &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: "pv-" + key.Name},
+		Spec: corev1.PersistentVolumeSpec{
+			Capacity:               corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(size)},
+			AccessModes:            []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			StorageClassName:       allowedStorageClass,
+			PersistentVolumeSource: corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/tmp/" + key.Name}},
+			ClaimRef:               &corev1.ObjectReference{Kind: "PersistentVolumeClaim", Namespace: key.Namespace, Name: key.Name},
+		},
+	}
+	if err := hostClient.Create(ctx, pv); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = hostClient.Delete(context.Background(), pv) })
+	pv.Status.Phase = corev1.VolumeBound
+	if err := hostClient.Status().Update(ctx, pv); err != nil {
+		t.Fatal(err)
+	}
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		c := &corev1.PersistentVolumeClaim{}
+		if err := hostClient.Get(ctx, key, c); err != nil {
+			return err
+		}
+		c.Spec.VolumeName = pv.Name
+		if c.Annotations == nil {
+			c.Annotations = map[string]string{}
+		}
+		// What the binder records, and the scheduler reads.
+		c.Annotations["pv.kubernetes.io/bind-completed"] = "yes"
+		c.Annotations["pv.kubernetes.io/bound-by-controller"] = "yes"
+		if err := hostClient.Update(ctx, c); err != nil {
+			return err
+		}
+		c.Status = corev1.PersistentVolumeClaimStatus{
+			Phase:       corev1.ClaimBound,
+			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			Capacity:    corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(size)},
+		}
+		return hostClient.Status().Update(ctx, c)
+	})
+	if err != nil {
+		t.Fatalf("binding host claim %s: %v", key.Name, err)
+	}
+}
+
+// waitVirtualClaim waits until the stored virtual claim passes ok.
+func waitVirtualClaim(t *testing.T, claim *corev1.PersistentVolumeClaim, what string, ok func(*corev1.PersistentVolumeClaim) bool) *corev1.PersistentVolumeClaim {
+	t.Helper()
+	got := &corev1.PersistentVolumeClaim{}
+	eventually(t, 30*time.Second, what, func(ctx context.Context) (bool, string) {
+		if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(claim), got); err != nil {
+			return false, err.Error()
+		}
+		return ok(got), fmt.Sprintf("status %+v", got.Status)
+	})
+	return got
+}
+
+// allowExpansion makes the allowed class, with volume expansion, in both
+// clusters: the host's and the virtual apiserver's resize admission each
+// read the class of a claim that grows.
+func allowExpansion(t *testing.T) {
+	t.Helper()
+	for _, c := range []client.Client{hostClient, virtualClient} {
+		class := &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: allowedStorageClass}, Provisioner: "example.com/test", AllowVolumeExpansion: ptr.To(true)}
+		if err := c.Create(context.Background(), class); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Delete(context.Background(), class) })
+	}
+}
+
+// A claim create makes its host claim inside the request (translated name,
+// podbridge's labels and sync ID, tenant labels under tenant keys, no
+// tenant annotation); the host's binding is mirrored on the virtual claim;
+// a resize is on the host claim when the update returns; deleting the
+// virtual claim deletes the host claim.
+func TestClaimCreateStatusResizeDelete(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	allowExpansion(t)
+	claim := simpleClaim(ns, "data", "1Gi")
+	claim.Labels = map[string]string{"app": "db"}
+	claim.Annotations = map[string]string{"team": "storage"}
+	start := time.Now()
+	if err := virtualClient.Create(ctx, claim); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	t.Logf("claim create through podbridge took %s", time.Since(start))
+	host := getHostClaim(t, claim)
+	tc := env.Options.Translate
+	if host.Labels[translate.TenantKey("app")] != "db" || host.Labels[translate.LabelVCluster] != tc.VCluster || host.Labels[translate.LabelNamespace] != ns {
+		t.Errorf("host labels %v", host.Labels)
+	}
+	for k := range host.Annotations {
+		if !translate.IsReserved(k) {
+			t.Errorf("tenant annotation %q on the host claim", k)
+		}
+	}
+	if id := claim.Annotations[translate.AnnotationSyncID]; id == "" || id != host.Annotations[translate.AnnotationSyncID] {
+		t.Errorf("sync IDs: virtual %q, host %q", id, host.Annotations[translate.AnnotationSyncID])
+	}
+	if *host.Spec.StorageClassName != allowedStorageClass || host.Spec.VolumeName != "" {
+		t.Errorf("host spec %+v", host.Spec)
+	}
+
+	// The host binds; the virtual claim says so.
+	bindHostClaim(t, hostClaimKey(claim), "1Gi")
+	waitVirtualClaim(t, claim, "virtual claim Bound", func(c *corev1.PersistentVolumeClaim) bool {
+		q := c.Status.Capacity[corev1.ResourceStorage]
+		return c.Status.Phase == corev1.ClaimBound && q.String() == "1Gi"
+	})
+
+	// A resize reaches the host claim before the update returns.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(claim), claim); err != nil {
+			return err
+		}
+		claim.Spec.Resources.Requests[corev1.ResourceStorage] = resource.MustParse("2Gi")
+		return virtualClient.Update(ctx, claim)
+	})
+	if err != nil {
+		t.Fatalf("resize: %v", err)
+	}
+	if q := getHostClaim(t, claim).Spec.Resources.Requests[corev1.ResourceStorage]; q.String() != "2Gi" {
+		t.Errorf("host claim requests %s after the resize", q.String())
+	}
+	// The host's resize status is mirrored.
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		h := getHostClaim(t, claim)
+		h.Status.AllocatedResources = corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("2Gi")}
+		h.Status.AllocatedResourceStatuses = map[corev1.ResourceName]corev1.ClaimResourceStatus{corev1.ResourceStorage: corev1.PersistentVolumeClaimControllerResizeInProgress}
+		return hostClient.Status().Update(ctx, h)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitVirtualClaim(t, claim, "resize status mirrored", func(c *corev1.PersistentVolumeClaim) bool {
+		return c.Status.AllocatedResourceStatuses[corev1.ResourceStorage] == corev1.PersistentVolumeClaimControllerResizeInProgress
+	})
+
+	// Deleting the virtual claim (no pod uses it) deletes the host claim.
+	if err := virtualClient.Delete(ctx, claim); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, virtualClient, claim, 30*time.Second)
+	eventually(t, 30*time.Second, "host claim deleted", func(ctx context.Context) (bool, string) {
+		return goneOrGoing(ctx, hostClient, host)
+	})
+	releaseHostClaim(t, hostClaimKey(claim))
+}
+
+// A host claim deleted on the host takes its virtual claim with it, and a
+// host claim whose virtual claim was never stored (an orphan of a refused
+// create) is collected by sync ID.
+func TestClaimDeletionUpwardAndOrphans(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	claim := simpleClaim(ns, "scratch", "1Gi")
+	if err := virtualClient.Create(ctx, claim); err != nil {
+		t.Fatal(err)
+	}
+	host := getHostClaim(t, claim)
+	if err := hostClient.Delete(ctx, host); err != nil {
+		t.Fatal(err)
+	}
+	releaseHostClaim(t, hostClaimKey(claim))
+	waitGone(t, virtualClient, claim, 30*time.Second)
+	waitClaimEvent(t, claim, reflector.ReasonHostClaimGone)
+
+	tc := env.Options.Translate
+	orphan, errs := translate.HostClaim(simpleClaim(ns, "never-stored", "1Gi"), tc, "orphan-sync-id")
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if err := hostClient.Create(ctx, orphan); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "orphan host claim collected", func(ctx context.Context) (bool, string) {
+		return goneOrGoing(ctx, hostClient, orphan)
+	})
+	releaseHostClaim(t, client.ObjectKeyFromObject(orphan))
+}
+
+// waitClaimEvent waits for an event of reason about claim.
+func waitClaimEvent(t *testing.T, claim *corev1.PersistentVolumeClaim, reason string) {
+	t.Helper()
+	eventually(t, 30*time.Second, reason+" event", func(ctx context.Context) (bool, string) {
+		list := &corev1.EventList{}
+		if err := virtualClient.List(ctx, list, client.InNamespace(claim.Namespace)); err != nil {
+			return false, err.Error()
+		}
+		for _, e := range list.Items {
+			if e.Reason == reason && e.InvolvedObject.Name == claim.Name {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d events", len(list.Items))
+	})
+}
+
+// A claim the host refuses is refused at the tenant's create with the
+// host's reason, and nothing is stored.
+func TestClaimHostRefusalReachesTheTenant(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	tc := env.Options.Translate
+	quota := &corev1.ResourceQuota{
+		ObjectMeta: metav1.ObjectMeta{Namespace: tc.HostNamespace, Name: "claim-storage"},
+		Spec:       corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourceName(allowedStorageClass + ".storageclass.storage.k8s.io/requests.storage"): resource.MustParse("5Gi")}},
+	}
+	if err := hostClient.Create(ctx, quota); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = hostClient.Delete(context.Background(), quota) })
+	// The host's quota controller would fill its status; the test bed's
+	// host runs none.
+	quota.Status = corev1.ResourceQuotaStatus{Hard: quota.Spec.Hard, Used: corev1.ResourceList{corev1.ResourceName(allowedStorageClass + ".storageclass.storage.k8s.io/requests.storage"): resource.MustParse("0")}}
+	if err := hostClient.Status().Update(ctx, quota); err != nil {
+		t.Fatal(err)
+	}
+	claim := simpleClaim(ns, "big", "10Gi")
+	err := virtualClient.Create(ctx, claim)
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "exceeded quota") || !strings.Contains(err.Error(), `"big"`) {
+		t.Fatalf("create over the host's quota: %v", err)
+	}
+	if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(claim), &corev1.PersistentVolumeClaim{}); !apierrors.IsNotFound(err) {
+		t.Errorf("virtual claim after the host's refusal: %v", err)
+	}
+	if err := hostClient.Get(ctx, hostClaimKey(claim), &corev1.PersistentVolumeClaim{}); !apierrors.IsNotFound(err) {
+		t.Errorf("host claim after the host's refusal: %v", err)
+	}
+}
+
+// The attacks on a claim, through the real virtual apiserver: each is
+// refused 422 naming the field (the storage class: the allowed values and
+// the flag), and nothing reaches the host. A clone names the tenant's own
+// host claim whatever it names.
+func TestClaimAttacks(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	tc := env.Options.Translate
+	for _, a := range []struct {
+		name   string
+		mutate func(*corev1.PersistentVolumeClaim)
+		want   []string
+	}{
+		{"volumeName naming a host PV", func(c *corev1.PersistentVolumeClaim) { c.Spec.VolumeName = "pvc-of-another-tenant" }, []string{"spec.volumeName"}},
+		{"selector", func(c *corev1.PersistentVolumeClaim) { c.Spec.Selector = metav1LabelSelectorFor("tenant", "b") }, []string{"spec.selector"}},
+		{"a class not allowed", func(c *corev1.PersistentVolumeClaim) { c.Spec.StorageClassName = ptr.To("premium") },
+			[]string{"spec.storageClassName", "--allowed-storage-classes", allowedStorageClass}},
+		{"the host's default class", func(c *corev1.PersistentVolumeClaim) { c.Spec.StorageClassName = nil },
+			[]string{"spec.storageClassName", "--allow-default-storage-class"}},
+		{"dataSourceRef naming another namespace's claim", func(c *corev1.PersistentVolumeClaim) {
+			c.Spec.DataSourceRef = &corev1.TypedObjectReference{Kind: "PersistentVolumeClaim", Name: "db", Namespace: ptr.To("victim")}
+		}, []string{"spec.dataSourceRef.namespace"}},
+		{"a snapshot", func(c *corev1.PersistentVolumeClaim) {
+			c.Spec.DataSource = &corev1.TypedLocalObjectReference{APIGroup: ptr.To("snapshot.storage.k8s.io"), Kind: "VolumeSnapshot", Name: "snap"}
+			c.Spec.DataSourceRef = &corev1.TypedObjectReference{APIGroup: ptr.To("snapshot.storage.k8s.io"), Kind: "VolumeSnapshot", Name: "snap"}
+		}, []string{"spec.dataSource.kind", "VolumeSnapshot"}},
+		{"provisioner annotations", func(c *corev1.PersistentVolumeClaim) {
+			c.Annotations = map[string]string{"volume.beta.kubernetes.io/storage-provisioner": "evil.example.com", "volume.kubernetes.io/selected-node": "control-plane-1"}
+		}, []string{"volume.beta.kubernetes.io/storage-provisioner", "volume.kubernetes.io/selected-node"}},
+		{"podbridge's keys", func(c *corev1.PersistentVolumeClaim) {
+			c.Labels = map[string]string{translate.LabelVCluster: "other"}
+		}, []string{"metadata.labels[podbridge.io/vcluster]"}},
+		{"a size over the cap", func(c *corev1.PersistentVolumeClaim) {
+			c.Spec.Resources.Requests[corev1.ResourceStorage] = *resource.NewQuantity(caps.Defaults().MaxClaimStorage+1, resource.BinarySI)
+		}, []string{"spec.resources.requests[storage]", "--" + caps.FlagMaxClaimStorage}},
+	} {
+		t.Run(a.name, func(t *testing.T) {
+			claim := simpleClaim(ns, "attack-"+podName(a.name), "1Gi")
+			a.mutate(claim)
+			err := virtualClient.Create(ctx, claim)
+			if !apierrors.IsInvalid(err) {
+				t.Fatalf("create: %v, want 422 Invalid", err)
+			}
+			for _, w := range a.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not name %q: %v", w, err)
+				}
+			}
+			if err := hostClient.Get(ctx, hostClaimKey(claim), &corev1.PersistentVolumeClaim{}); !apierrors.IsNotFound(err) {
+				t.Errorf("host claim after refusal: %v", err)
+			}
+		})
+	}
+
+	t.Run("a clone naming another tenant's host claim gets its own", func(t *testing.T) {
+		victim := translate.HostClaimName("db", "victim", "other-vcluster")
+		claim := simpleClaim(ns, "clone", "1Gi")
+		claim.Spec.DataSource = &corev1.TypedLocalObjectReference{Kind: "PersistentVolumeClaim", Name: victim}
+		if err := virtualClient.Create(ctx, claim); err != nil {
+			t.Fatal(err)
+		}
+		host := getHostClaim(t, claim)
+		if want := translate.HostClaimName(victim, ns, tc.VCluster); host.Spec.DataSource == nil || host.Spec.DataSource.Name != want {
+			t.Errorf("host claim clones %+v, want the tenant's own %s", host.Spec.DataSource, want)
+		}
+	})
+
+	t.Run("an update that sneaks in another class", func(t *testing.T) {
+		claim := simpleClaim(ns, "sneaky", "1Gi")
+		if err := virtualClient.Create(ctx, claim); err != nil {
+			t.Fatal(err)
+		}
+		claim.Spec.StorageClassName = ptr.To("premium")
+		err := virtualClient.Update(ctx, claim)
+		if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "spec.storageClassName") || !strings.Contains(err.Error(), "--allowed-storage-classes") {
+			t.Fatalf("class changed by an update: %v", err)
+		}
+		if h := getHostClaim(t, claim); *h.Spec.StorageClassName != allowedStorageClass {
+			t.Errorf("host claim's class %q", *h.Spec.StorageClassName)
+		}
+	})
+}
+
+// A pod naming a claim gets the host claim of that claim in its own
+// namespace. A pod whose claim does not exist yet is admitted and waits
+// (the host scheduler finds no claim: the virtual pod shows it
+// unschedulable); once the claim exists and the host binds it, it runs.
+func TestPodWithClaim(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	pod := simplePod(ns, "db")
+	pod.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data"}}}}
+	if err := virtualClient.Create(ctx, pod); err != nil {
+		t.Fatalf("pod before its claim: %v", err)
+	}
+	claim := simpleClaim(ns, "data", "1Gi")
+	hostPod, err := getHostPod(ctx, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := hostPod.Spec.Volumes[0].PersistentVolumeClaim.ClaimName, hostClaimKey(claim).Name; got != want {
+		t.Errorf("host pod names claim %q, want %q", got, want)
+	}
+	eventually(t, 30*time.Second, "virtual pod unschedulable for want of its claim", func(ctx context.Context) (bool, string) {
+		current := &corev1.Pod{}
+		if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(pod), current); err != nil {
+			return false, err.Error()
+		}
+		for _, c := range current.Status.Conditions {
+			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && strings.Contains(c.Message, "persistentvolumeclaim") {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("conditions %+v", current.Status.Conditions)
+	})
+
+	if err := virtualClient.Create(ctx, claim); err != nil {
+		t.Fatal(err)
+	}
+	bindHostClaim(t, hostClaimKey(claim), "1Gi")
+	waitRunningBound(t, pod)
+
+	// The claim in use stays Terminating until its pod is gone, and its
+	// host claim stays until then.
+	host := getHostClaim(t, claim)
+	if err := virtualClient.Delete(ctx, claim); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * orphanGrace)
+	current := &corev1.PersistentVolumeClaim{}
+	if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(claim), current); err != nil || current.DeletionTimestamp == nil {
+		t.Errorf("claim in use after its deletion: %v, deletionTimestamp %v", err, current.DeletionTimestamp)
+	}
+	if h := getHostClaim(t, claim); h.DeletionTimestamp != nil {
+		t.Error("host claim of a claim in use deleted")
+	}
+	if err := virtualClient.Delete(ctx, pod, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, virtualClient, claim, 60*time.Second)
+	eventually(t, 30*time.Second, "host claim deleted once its pod is gone", func(ctx context.Context) (bool, string) {
+		return goneOrGoing(ctx, hostClient, host)
+	})
+	releaseHostClaim(t, hostClaimKey(claim))
+}
