@@ -116,6 +116,18 @@ func TestClaimMutator(t *testing.T) {
 	if !patched {
 		t.Errorf("no sync ID patched: %v", resp.Patches)
 	}
+	// A retry of the same request finds its host claim; a reinvocation
+	// carrying the sync ID podbridge gave writes nothing.
+	if resp := create.Handle(ctx, claimRequest(t, admissionv1.Create, "u1", false, testClaim(nil), nil)); !resp.Allowed {
+		t.Errorf("retried create refused: %+v", resp.Result)
+	}
+	reinvoked := testClaim(func(c *corev1.PersistentVolumeClaim) { c.Annotations[translate.AnnotationSyncID] = "id-1" })
+	if resp := create.Handle(ctx, claimRequest(t, admissionv1.Create, "u1b", false, reinvoked, nil)); !resp.Allowed {
+		t.Errorf("reinvoked create refused: %+v", resp.Result)
+	}
+	if h2 := get(); h2.ResourceVersion != h.ResourceVersion {
+		t.Errorf("host claim written again: %s, was %s", h2.ResourceVersion, h.ResourceVersion)
+	}
 
 	refused := func(resp admission.Response, code int32, want ...string) {
 		t.Helper()
