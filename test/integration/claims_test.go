@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -452,4 +453,67 @@ func TestPodWithClaim(t *testing.T) {
 		return goneOrGoing(ctx, hostClient, host)
 	})
 	releaseHostClaim(t, hostClaimKey(claim))
+}
+
+// The tenant deletes podbridge's registration (the keeper restores it
+// within moments) and writes claims meanwhile: a claim stored without
+// podbridge gets no host claim, then or later (a HostClaimMissing event);
+// an admitted claim given a provisioning annotation while the
+// registration is away is refused by the reflector's gate (a
+// HostClaimRefused event) and its host claim keeps what it had.
+func TestClaimWebhookRegistrationDeleted(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	admitted := simpleClaim(ns, "admitted", "1Gi")
+	if err := virtualClient.Create(ctx, admitted); err != nil {
+		t.Fatal(err)
+	}
+	deleteRegistration := func(ctx context.Context) error {
+		reg := &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "podbridge"}}
+		return client.IgnoreNotFound(virtualClient.Delete(ctx, reg))
+	}
+	var slipped *corev1.PersistentVolumeClaim
+	eventually(t, 60*time.Second, "a claim stored while the registration is away", func(ctx context.Context) (bool, string) {
+		if err := deleteRegistration(ctx); err != nil {
+			return false, err.Error()
+		}
+		c := simpleClaim(ns, "", "1Gi")
+		c.GenerateName = "slipped-"
+		c.Spec.VolumeName = "pv-of-another-tenant"
+		if err := virtualClient.Create(ctx, c); err != nil {
+			return false, err.Error()
+		}
+		slipped = c
+		return true, ""
+	})
+	eventually(t, 60*time.Second, "a provisioning annotation stored while the registration is away", func(ctx context.Context) (bool, string) {
+		if err := deleteRegistration(ctx); err != nil {
+			return false, err.Error()
+		}
+		current := &corev1.PersistentVolumeClaim{}
+		if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(admitted), current); err != nil {
+			return false, err.Error()
+		}
+		current.Annotations["volume.kubernetes.io/selected-node"] = "control-plane-1"
+		if err := virtualClient.Update(ctx, current); err != nil {
+			return false, err.Error()
+		}
+		return true, ""
+	})
+	waitClaimEvent(t, slipped, reflector.ReasonHostClaimMissing)
+	waitClaimEvent(t, admitted, reflector.ReasonHostClaimRefused)
+	if err := hostClient.Get(ctx, hostClaimKey(slipped), &corev1.PersistentVolumeClaim{}); !apierrors.IsNotFound(err) {
+		t.Errorf("host claim of a claim podbridge never admitted: %v", err)
+	}
+	for k := range getHostClaim(t, admitted).Annotations {
+		if !translate.IsReserved(k) {
+			t.Errorf("tenant annotation %q on the host claim after an unchecked update", k)
+		}
+	}
+	// Claims go through podbridge again before the next test.
+	eventually(t, 30*time.Second, "claims admitted by podbridge again", func(ctx context.Context) (bool, string) {
+		probe := simpleClaim(ns, "probe", "1Gi")
+		err := virtualClient.Create(ctx, probe, client.DryRunAll)
+		return err == nil && probe.Annotations[translate.AnnotationSyncID] != "", fmt.Sprint(err)
+	})
 }
