@@ -2,7 +2,8 @@
 // and its host: every virtual pod has exactly one host pod with its sync
 // ID, no host pod outlives its virtual pod past the orphan grace period,
 // and, once things are quiet, both pods tell the same status (Run); and
-// the same of Services and their ClusterIPs (RunServices). Tests use it
+// the same of Services and their ClusterIPs (RunServices) and of
+// PersistentVolumeClaims (RunClaims). Tests use it
 // after every fault, and operators run it as `podbridge check`.
 package check
 
@@ -63,6 +64,12 @@ const (
 	DuplicateHostService  = "DuplicateHostService"
 	OrphanService         = "OrphanHostService"
 	ServiceAddressDiffers = "ServiceAddressDiffers"
+
+	ClaimNoSyncID        = "ClaimNoSyncID"
+	NoHostClaim          = "NoHostClaim"
+	DuplicateHostClaim   = "DuplicateHostClaim"
+	OrphanClaim          = "OrphanHostClaim"
+	ClaimStatusDisagrees = "ClaimStatusDisagrees"
 )
 
 // Run lists both sides and returns every violation, sorted.
@@ -168,47 +175,115 @@ func RunServices(ctx context.Context, host, virtual client.Reader, o Options) ([
 
 // EvaluateServices is RunServices' pure part.
 func EvaluateServices(virtualServices, hostServices []corev1.Service, o Options) []Violation {
+	return evaluatePairs(virtualServices, hostServices, o, pairKinds{
+		noun: "Service", noSyncID: ServiceNoSyncID, noHost: NoHostService, duplicate: DuplicateHostService, orphan: OrphanService,
+	}, func(v *corev1.Service) bool {
+		return translate.NeedsHostService(v) && (v.Namespace != "default" || v.Name != "kubernetes")
+	}, translate.ClaimsService, func(v, h *corev1.Service) (string, string) {
+		if v.Spec.ClusterIP != h.Spec.ClusterIP {
+			return ServiceAddressDiffers, fmt.Sprintf("ClusterIP %q, host %q", v.Spec.ClusterIP, h.Spec.ClusterIP)
+		}
+		return "", ""
+	})
+}
+
+// pairKinds name the violations of one kind of pair.
+type pairKinds struct {
+	noun                                string
+	noSyncID, noHost, duplicate, orphan string
+	// goingIsGone: a host object being deleted is no orphan (a host claim
+	// the host's protection keeps while a host pod uses it).
+	goingIsGone bool
+}
+
+// evaluatePairs is the invariant of one kind of pair (Services, claims):
+// every virtual object that needs a host object and was admitted has
+// exactly one host object with its sync ID, and no host object outlives
+// its virtual object past the orphan grace period; claims is the one
+// definition of a pair the reflector uses too. differs names a difference
+// within a pair by violation kind and detail (an empty kind for none).
+func evaluatePairs[T any, P interface {
+	*T
+	client.Object
+}](virtuals, hosts []T, o Options, kinds pairKinds, needsHost func(P) bool, claims func(v, h P) bool, differs func(v, h P) (kind, detail string)) []Violation {
 	var out []Violation
-	bySyncID := map[string][]*corev1.Service{}
-	for i := range hostServices {
-		h := &hostServices[i]
-		id := h.Annotations[translate.AnnotationSyncID]
+	bySyncID := map[string][]P{}
+	for i := range hosts {
+		h := P(&hosts[i])
+		id := h.GetAnnotations()[translate.AnnotationSyncID]
 		bySyncID[id] = append(bySyncID[id], h)
 	}
-	virtualBySyncID := map[string]*corev1.Service{}
-	for i := range virtualServices {
-		v := &virtualServices[i]
-		ref := v.Namespace + "/" + v.Name
-		if !translate.NeedsHostService(v) || (v.Namespace == "default" && v.Name == "kubernetes") {
+	virtualBySyncID := map[string]P{}
+	for i := range virtuals {
+		v := P(&virtuals[i])
+		ref := v.GetNamespace() + "/" + v.GetName()
+		if !needsHost(v) {
 			continue
 		}
-		syncID := v.Annotations[translate.AnnotationSyncID]
+		syncID := v.GetAnnotations()[translate.AnnotationSyncID]
 		if syncID == "" {
-			out = append(out, Violation{Kind: ServiceNoSyncID, Virtual: ref, Detail: "the Service was not admitted by podbridge"})
+			out = append(out, Violation{Kind: kinds.noSyncID, Virtual: ref, Detail: "the " + kinds.noun + " was not admitted by podbridge"})
 			continue
 		}
 		virtualBySyncID[syncID] = v
-		hosts := bySyncID[syncID]
+		found := bySyncID[syncID]
 		switch {
-		case len(hosts) == 0 && v.DeletionTimestamp == nil:
-			out = append(out, Violation{Kind: NoHostService, Virtual: ref, Detail: "no host Service carries sync ID " + syncID})
-		case len(hosts) > 1:
-			out = append(out, Violation{Kind: DuplicateHostService, Virtual: ref, Host: hosts[0].Name, Detail: fmt.Sprintf("%d host Services carry sync ID %s", len(hosts), syncID)})
-		case len(hosts) == 1 && v.Spec.ClusterIP != hosts[0].Spec.ClusterIP:
-			out = append(out, Violation{Kind: ServiceAddressDiffers, Virtual: ref, Host: hosts[0].Name,
-				Detail: fmt.Sprintf("ClusterIP %q, host %q", v.Spec.ClusterIP, hosts[0].Spec.ClusterIP)})
+		case len(found) == 0 && v.GetDeletionTimestamp() == nil:
+			out = append(out, Violation{Kind: kinds.noHost, Virtual: ref, Detail: "no host " + kinds.noun + " carries sync ID " + syncID})
+		case len(found) > 1:
+			out = append(out, Violation{Kind: kinds.duplicate, Virtual: ref, Host: found[0].GetName(), Detail: fmt.Sprintf("%d host %ss carry sync ID %s", len(found), kinds.noun, syncID)})
+		case len(found) == 1:
+			if kind, detail := differs(v, found[0]); kind != "" {
+				out = append(out, Violation{Kind: kind, Virtual: ref, Host: found[0].GetName(), Detail: detail})
+			}
 		}
 	}
-	for i := range hostServices {
-		h := &hostServices[i]
-		if translate.ClaimsService(virtualBySyncID[h.Annotations[translate.AnnotationSyncID]], h) {
+	for i := range hosts {
+		h := P(&hosts[i])
+		if claims(virtualBySyncID[h.GetAnnotations()[translate.AnnotationSyncID]], h) || (kinds.goingIsGone && h.GetDeletionTimestamp() != nil) {
 			continue
 		}
 		if translate.OrphanWait(h, o.Now, o.OrphanGracePeriod) == 0 {
-			out = append(out, Violation{Kind: OrphanService, Host: h.Name, Detail: fmt.Sprintf("no virtual Service %s/%s with its sync ID after %s",
-				h.Annotations[translate.AnnotationNamespace], h.Annotations[translate.AnnotationName], o.Now.Sub(h.CreationTimestamp.Time).Round(time.Second))})
+			out = append(out, Violation{Kind: kinds.orphan, Host: h.GetName(), Detail: fmt.Sprintf("no virtual %s %s/%s with its sync ID after %s", kinds.noun,
+				h.GetAnnotations()[translate.AnnotationNamespace], h.GetAnnotations()[translate.AnnotationName], o.Now.Sub(h.GetCreationTimestamp().Time).Round(time.Second))})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
 	return out
+}
+
+// RunClaims lists the PersistentVolumeClaims of both sides and returns
+// every violation of their invariant, sorted: every admitted virtual claim
+// has exactly one host claim, no host claim outlives its virtual claim past
+// the orphan grace period (one being deleted, which the host keeps while a
+// host pod uses it, is going), and, with Statuses, each pair's phase and
+// capacity agree.
+func RunClaims(ctx context.Context, host, virtual client.Reader, o Options) ([]Violation, error) {
+	virtualClaims := &corev1.PersistentVolumeClaimList{}
+	if err := virtual.List(ctx, virtualClaims); err != nil {
+		return nil, fmt.Errorf("listing virtual PersistentVolumeClaims: %w", err)
+	}
+	hostClaims := &corev1.PersistentVolumeClaimList{}
+	if err := host.List(ctx, hostClaims, client.InNamespace(o.Config.HostNamespace), client.MatchingLabels{
+		translate.LabelManagedBy: translate.ManagedByValue, translate.LabelVCluster: o.Config.VCluster,
+	}); err != nil {
+		return nil, fmt.Errorf("listing host PersistentVolumeClaims: %w", err)
+	}
+	return EvaluateClaims(virtualClaims.Items, hostClaims.Items, o), nil
+}
+
+// EvaluateClaims is RunClaims' pure part.
+func EvaluateClaims(virtualClaims, hostClaims []corev1.PersistentVolumeClaim, o Options) []Violation {
+	return evaluatePairs(virtualClaims, hostClaims, o, pairKinds{
+		noun: "PersistentVolumeClaim", noSyncID: ClaimNoSyncID, noHost: NoHostClaim, duplicate: DuplicateHostClaim, orphan: OrphanClaim, goingIsGone: true,
+	}, func(*corev1.PersistentVolumeClaim) bool { return true }, translate.ClaimsClaim, func(v, h *corev1.PersistentVolumeClaim) (string, string) {
+		if !o.Statuses || v.DeletionTimestamp != nil {
+			return "", ""
+		}
+		vc, hc := v.Status.Capacity[corev1.ResourceStorage], h.Status.Capacity[corev1.ResourceStorage]
+		if v.Status.Phase != h.Status.Phase || vc.Cmp(hc) != 0 {
+			return ClaimStatusDisagrees, fmt.Sprintf("phase %s capacity %s, host %s %s", v.Status.Phase, vc.String(), h.Status.Phase, hc.String())
+		}
+		return "", ""
+	})
 }

@@ -17,6 +17,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/podbridge/podbridge/check"
 	"github.com/podbridge/podbridge/internal/caps"
 	"github.com/podbridge/podbridge/reflector"
 	"github.com/podbridge/podbridge/translate"
@@ -188,8 +189,19 @@ func TestClaimCreateStatusResizeDelete(t *testing.T) {
 		return c.Status.Phase == corev1.ClaimBound && q.String() == "1Gi"
 	})
 
+	// podbridge check finds the pair whole, statuses included.
+	violations, err := check.RunClaims(ctx, hostClient, virtualClient, check.Options{Config: tc, OrphanGracePeriod: orphanGrace, Now: time.Now(), Statuses: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range violations {
+		if strings.HasPrefix(v.Virtual, ns+"/") {
+			t.Errorf("podbridge check: %v", v)
+		}
+	}
+
 	// A resize reaches the host claim before the update returns.
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(claim), claim); err != nil {
 			return err
 		}
