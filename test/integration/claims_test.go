@@ -122,7 +122,7 @@ func bindHostClaim(t *testing.T, key client.ObjectKey, size string) {
 }
 
 // waitVirtualClaim waits until the stored virtual claim passes ok.
-func waitVirtualClaim(t *testing.T, claim *corev1.PersistentVolumeClaim, what string, ok func(*corev1.PersistentVolumeClaim) bool) *corev1.PersistentVolumeClaim {
+func waitVirtualClaim(t *testing.T, claim *corev1.PersistentVolumeClaim, what string, ok func(*corev1.PersistentVolumeClaim) bool) {
 	t.Helper()
 	got := &corev1.PersistentVolumeClaim{}
 	eventually(t, 30*time.Second, what, func(ctx context.Context) (bool, string) {
@@ -131,7 +131,6 @@ func waitVirtualClaim(t *testing.T, claim *corev1.PersistentVolumeClaim, what st
 		}
 		return ok(got), fmt.Sprintf("status %+v", got.Status)
 	})
-	return got
 }
 
 // allowExpansion makes the allowed class, with volume expansion, in both
