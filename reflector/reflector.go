@@ -6,6 +6,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/rest"
@@ -162,6 +163,8 @@ func NewManager(o Options) (manager.Manager, error) {
 				&corev1.Service{}: {Label: ours},
 				// And its host claims, likewise.
 				&corev1.PersistentVolumeClaim{}: {Label: ours},
+				// Host StorageClasses (cluster-scoped, few), for their mirrors.
+				&storagev1.StorageClass{}: {Transform: cache.TransformStripManagedFields()},
 				// Events about pods, for the event copy (events.go).
 				&corev1.Event{}: {Field: hostPodEvents, Transform: cache.TransformStripManagedFields()},
 				// Only podbridge's copies and token Secrets, by metadata.
@@ -198,6 +201,7 @@ func NewManager(o Options) (manager.Manager, error) {
 			&corev1.Pod{}:                   {Transform: trimManagedFields(virtualPodFields), UnsafeDisableDeepCopy: ptr.To(true)},
 			&corev1.Service{}:               {Transform: cache.TransformStripManagedFields()},
 			&corev1.PersistentVolumeClaim{}: {Transform: cache.TransformStripManagedFields()},
+			&storagev1.StorageClass{}:       {Transform: cache.TransformStripManagedFields()},
 			configMapCopies.metadata():      {Transform: cache.TransformStripManagedFields()},
 			secretCopies.metadata():         {Transform: cache.TransformStripManagedFields()},
 		}
@@ -310,6 +314,10 @@ func NewManager(o Options) (manager.Manager, error) {
 		Clock:         clock.RealClock{},
 	}
 	if err := claims.SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles, resync); err != nil {
+		return nil, err
+	}
+	classes := &storageClassReconciler{Host: mgr.GetClient(), Virtual: virtual.GetClient(), Config: o.Translate}
+	if err := classes.SetupWithManager(mgr, virtual, resync); err != nil {
 		return nil, err
 	}
 	budget := &caps.Budget{Reader: mgr.GetClient(), Namespace: o.Translate.HostNamespace, VCluster: o.Translate.VCluster, Limits: o.Limits}

@@ -133,17 +133,99 @@ func waitVirtualClaim(t *testing.T, claim *corev1.PersistentVolumeClaim, what st
 	})
 }
 
-// allowExpansion makes the allowed class, with volume expansion, in both
-// clusters: the host's and the virtual apiserver's resize admission each
-// read the class of a claim that grows.
+// allowExpansion makes the allowed class on the host, with volume
+// expansion, and waits for its mirror in the virtual cluster: the host's
+// and the virtual apiserver's resize admission each read the class of a
+// claim that grows.
 func allowExpansion(t *testing.T) {
 	t.Helper()
-	for _, c := range []client.Client{hostClient, virtualClient} {
-		class := &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: allowedStorageClass}, Provisioner: "example.com/test", AllowVolumeExpansion: ptr.To(true)}
-		if err := c.Create(context.Background(), class); err != nil && !apierrors.IsAlreadyExists(err) {
-			t.Fatal(err)
+	class := &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: allowedStorageClass}, Provisioner: "example.com/test", AllowVolumeExpansion: ptr.To(true)}
+	createHostClass(t, class)
+	waitMirror(t, func(m *storagev1.StorageClass) bool { return m.AllowVolumeExpansion != nil && *m.AllowVolumeExpansion })
+}
+
+// createHostClass creates a host StorageClass for the test; at its end the
+// class goes and so does its mirror.
+func createHostClass(t *testing.T, class *storagev1.StorageClass) {
+	t.Helper()
+	if err := hostClient.Create(context.Background(), class); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = hostClient.Delete(context.Background(), class)
+		waitGone(t, virtualClient, &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: class.Name}}, 30*time.Second)
+	})
+}
+
+// waitMirror waits for the virtual mirror of the allowed class to pass ok.
+func waitMirror(t *testing.T, ok func(*storagev1.StorageClass) bool) {
+	t.Helper()
+	name := allowedStorageClass
+	eventually(t, 30*time.Second, "virtual StorageClass "+name+" mirrored", func(ctx context.Context) (bool, string) {
+		m := &storagev1.StorageClass{}
+		if err := virtualClient.Get(ctx, client.ObjectKey{Name: name}, m); err != nil {
+			return false, err.Error()
 		}
-		t.Cleanup(func() { _ = c.Delete(context.Background(), class) })
+		return ok(m), fmt.Sprintf("%+v", m)
+	})
+}
+
+// The allowed host classes appear in the virtual cluster as read-only
+// mirrors (the host's default marked, no parameters), the tenant's edit
+// or deletion is undone, a class the platform does not allow does not
+// appear, and a mirror goes with its host class.
+func TestStorageClassMirrors(t *testing.T) {
+	ctx := context.Background()
+	allowed := &storagev1.StorageClass{
+		ObjectMeta:        metav1.ObjectMeta{Name: allowedStorageClass, Annotations: map[string]string{translate.AnnotationDefaultStorageClass: "true"}},
+		Provisioner:       "csi.example.com",
+		Parameters:        map[string]string{"csi.storage.k8s.io/provisioner-secret-name": "platform-credentials"},
+		VolumeBindingMode: ptr.To(storagev1.VolumeBindingWaitForFirstConsumer),
+	}
+	createHostClass(t, allowed)
+	other := &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "premium"}, Provisioner: "csi.example.com"}
+	if err := hostClient.Create(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = hostClient.Delete(context.Background(), other) })
+	isMirror := func(m *storagev1.StorageClass) bool {
+		return translate.IsDefaultStorageClass(m) && len(m.Parameters) == 0 && m.Provisioner == allowed.Provisioner &&
+			m.VolumeBindingMode != nil && *m.VolumeBindingMode == storagev1.VolumeBindingWaitForFirstConsumer
+	}
+	waitMirror(t, isMirror)
+	if err := virtualClient.Get(ctx, client.ObjectKey{Name: "premium"}, &storagev1.StorageClass{}); !apierrors.IsNotFound(err) {
+		t.Errorf("a class the platform does not allow in the virtual cluster: %v", err)
+	}
+
+	// The tenant unmarks the default: put back.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		m := &storagev1.StorageClass{}
+		if err := virtualClient.Get(ctx, client.ObjectKey{Name: allowedStorageClass}, m); err != nil {
+			return err
+		}
+		m.Annotations[translate.AnnotationDefaultStorageClass] = "false"
+		return virtualClient.Update(ctx, m)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitMirror(t, isMirror)
+	// The tenant deletes it: made again.
+	if err := virtualClient.Delete(ctx, &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: allowedStorageClass}}); err != nil {
+		t.Fatal(err)
+	}
+	waitMirror(t, isMirror)
+
+	// With the host's default mirrored, a claim that names no class gets
+	// the allowed default's name from the virtual apiserver and is admitted.
+	ns := namespace(t)
+	claim := simpleClaim(ns, "defaulted", "1Gi")
+	claim.Spec.StorageClassName = nil
+	if err := virtualClient.Create(ctx, claim); err != nil {
+		t.Fatalf("claim of the default class: %v", err)
+	}
+	if h := getHostClaim(t, claim); h.Spec.StorageClassName == nil || *h.Spec.StorageClassName != allowedStorageClass {
+		t.Errorf("host claim's class %v", h.Spec.StorageClassName)
 	}
 }
 
