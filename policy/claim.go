@@ -23,7 +23,7 @@ var claimSpecFields = map[string]fieldRule{
 	"accessModes":               {Carried, "immutable once the host claim exists"},
 	"selector":                  {Refused, "selects pre-provisioned host volumes, which may be another tenant's"},
 	"resources":                 {Carried, "requests within --max-claim-storage; growth is carried to the host claim (resize where the class allows it)"},
-	"volumeName":                {Refused, "names a host PersistentVolume, which may be another tenant's; the host binds"},
+	"volumeName":                {Refused, "names a host PersistentVolume, which may be another tenant's; the host binds, and only its binding comes back on the virtual claim"},
 	"storageClassName":          {AllowListed, "--allowed-storage-classes, or none with --allow-default-storage-class (the policy of generic ephemeral volumes); an empty class is refused"},
 	"volumeMode":                {Carried, ""},
 	"dataSource":                {Translated, "a PersistentVolumeClaim of the same virtual namespace only, pointed at its host claim; snapshots and other kinds refused"},
@@ -51,7 +51,9 @@ func (g Gate) claimSpec(spec *field.Path, s *corev1.PersistentVolumeClaimSpec) f
 // CheckClaim returns why the claim virtual (the object admitted or stored
 // in the virtual cluster) may not be carried to the host; nil when it may.
 // current is its host claim as the host holds it now (nil when there is
-// none): once it exists, only the resource requests may change. host is
+// none): once it exists, only the resource requests may change, and the
+// binding the host decided (its volume name and the binder's annotations)
+// may come back on the virtual claim, no other. host is
 // the host claim a write would leave: it must be in the host namespace
 // with podbridge's labels, carry no tenant annotation, and a data source
 // must be the host claim of a claim of the same virtual namespace,
@@ -60,6 +62,24 @@ func (g Gate) claimSpec(spec *field.Path, s *corev1.PersistentVolumeClaimSpec) f
 func (g Gate) CheckClaim(virtual, current, host *corev1.PersistentVolumeClaim) field.ErrorList {
 	spec := field.NewPath("spec")
 	v := &virtual.Spec
+	annotations := maps.Clone(virtual.Annotations)
+	// The two keys podbridge sets on the virtual claim; the webhook checks them.
+	delete(annotations, translate.AnnotationSyncID)
+	delete(annotations, translate.AnnotationHostName)
+	if current != nil {
+		// The binding the host decided comes back on the virtual claim
+		// (the reflector mirrors it), and only that binding.
+		bound, bindAnnotations := translate.ClaimBinding(current)
+		if bound != "" && v.VolumeName == bound {
+			v = v.DeepCopy()
+			v.VolumeName = ""
+		}
+		for k, value := range bindAnnotations {
+			if annotations[k] == value {
+				delete(annotations, k)
+			}
+		}
+	}
 	errs := g.claimSpec(spec, v)
 	if src := v.DataSource; src != nil {
 		errs = append(errs, claimSource(spec.Child("dataSource"), src.APIGroup, src.Kind, nil)...)
@@ -67,10 +87,6 @@ func (g Gate) CheckClaim(virtual, current, host *corev1.PersistentVolumeClaim) f
 	if src := v.DataSourceRef; src != nil {
 		errs = append(errs, claimSource(spec.Child("dataSourceRef"), src.APIGroup, src.Kind, src.Namespace)...)
 	}
-	annotations := maps.Clone(virtual.Annotations)
-	// The two keys podbridge sets on the virtual claim; the webhook checks them.
-	delete(annotations, translate.AnnotationSyncID)
-	delete(annotations, translate.AnnotationHostName)
 	errs = append(errs, reservedClaimKeys(field.NewPath("metadata"), virtual.Labels, annotations)...)
 	if current != nil && host != nil {
 		if !equality.Semantic.DeepEqual(translate.ImmutableClaimSpec(&host.Spec), translate.ImmutableClaimSpec(&current.Spec)) {

@@ -194,6 +194,19 @@ func TestCheckClaimHostRules(t *testing.T) {
 	if errs := g.CheckClaim(grown, current, desired); len(errs) > 0 {
 		t.Errorf("resize refused: %v", errs)
 	}
+	// The binding the host decided comes back on the virtual claim; no other.
+	bound := gateClaim(func(c *corev1.PersistentVolumeClaim) {
+		c.Spec.VolumeName = "pvc-123"
+		c.Annotations = map[string]string{"pv.kubernetes.io/bind-completed": "yes"}
+	})
+	current.Annotations["pv.kubernetes.io/bind-completed"] = "yes"
+	if errs := g.CheckClaim(bound, current, desired); len(errs) > 0 {
+		t.Errorf("the host's binding mirrored refused: %v", errs)
+	}
+	bound.Spec.VolumeName = "pv-of-another"
+	if errs := g.CheckClaim(bound, current, desired).ToAggregate(); errs == nil || !strings.Contains(errs.Error(), "spec.volumeName") {
+		t.Errorf("another volume name: %v", errs)
+	}
 	g.Config.StorageClasses = append(g.Config.StorageClasses, "premium")
 	reclassed := gateClaim(func(c *corev1.PersistentVolumeClaim) { c.Spec.StorageClassName = ptr.To("premium") })
 	desired, _ = translate.HostClaim(reclassed, g.Config, "id")

@@ -52,13 +52,16 @@ const (
 	clmRefused
 	// clmStatus copies the host claim's status to the virtual claim.
 	clmStatus
+	// clmBind mirrors the host claim's binding (its volume's name, the
+	// binder's annotations) on the virtual claim.
+	clmBind
 	// clmNotAdmitted records that a virtual claim podbridge never admitted
 	// has no host claim: nothing is written to the host.
 	clmNotAdmitted
 )
 
 func (k claimStepKind) String() string {
-	return [...]string{"DeleteOrphan", "DeleteVirtual", "UpdateHost", "Refused", "Status", "NotAdmitted"}[k]
+	return [...]string{"DeleteOrphan", "DeleteVirtual", "UpdateHost", "Refused", "Status", "Bind", "NotAdmitted"}[k]
 }
 
 // claimDecision is what the claim reconciler writes for one key.
@@ -81,7 +84,8 @@ type claimDecision struct {
 //     in use stays Terminating (the virtual cluster's protection
 //     controller) and keeps its host claim until it is gone.
 //   - The host binds and provisions: the virtual claim's status mirrors
-//     the host claim's, whatever it is.
+//     the host claim's, whatever it is, and its binding (volume name, the
+//     binder's annotations) the host claim's.
 //   - A claimed host claim follows the stored virtual claim's requests and
 //     labels through the gate: what the webhook did not see is carried or
 //     refused here, never written unchecked.
@@ -137,6 +141,9 @@ func decideClaim(virtual, host *corev1.PersistentVolumeClaim, gate policy.Gate, 
 	}
 	if status := translate.ClaimStatus(&host.Status); !apiequality.Semantic.DeepEqual(virtual.Status, status) {
 		d.steps = append(d.steps, clmStatus)
+	}
+	if virtual.DeletionTimestamp == nil && host.DeletionTimestamp == nil && translate.NeedsBinding(virtual, host) {
+		d.steps = append(d.steps, clmBind)
 	}
 	return d
 }
@@ -221,29 +228,35 @@ func (r *claimReconciler) Reconcile(ctx context.Context, req reconcile.Request) 
 	d := decideClaim(virtual, host, r.Gate, r.Clock.Now(), r.GracePeriod)
 	log := logf.FromContext(ctx)
 	for _, s := range d.steps {
-		if err := r.write(ctx, s, d, virtual, host); err != nil {
+		written, err := r.write(ctx, s, d, virtual, host)
+		if err != nil {
 			return reconcile.Result{}, err
+		}
+		if written != nil {
+			virtual = written // the next write of the virtual claim starts from it.
 		}
 		log.V(1).Info("Reconciled PersistentVolumeClaim", "step", s.String())
 	}
 	return reconcile.Result{RequeueAfter: d.requeue}, nil
 }
 
-func (r *claimReconciler) write(ctx context.Context, s claimStepKind, d claimDecision, virtual, host *corev1.PersistentVolumeClaim) error {
+// write makes step s; it returns the virtual claim as a write of it left
+// it (nil when it wrote none).
+func (r *claimReconciler) write(ctx context.Context, s claimStepKind, d claimDecision, virtual, host *corev1.PersistentVolumeClaim) (*corev1.PersistentVolumeClaim, error) {
 	log := logf.FromContext(ctx)
 	switch s {
 	case clmDeleteOrphan:
 		if host.Annotations[translate.AnnotationNamespace] != "" {
 			live, err := getClaim(ctx, r.VirtualReader, virtualKeyOf(host))
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if translate.ClaimsClaim(live, host) {
-				return nil // the cache lags; the virtual claim's event is on its way.
+				return nil, nil // the cache lags; the virtual claim's event is on its way.
 			}
 		}
 		if err := r.Host.Delete(ctx, host, client.Preconditions{UID: &host.UID}); client.IgnoreNotFound(err) != nil {
-			return fmt.Errorf("deleting orphan host PersistentVolumeClaim %s: %w", host.Name, err)
+			return nil, fmt.Errorf("deleting orphan host PersistentVolumeClaim %s: %w", host.Name, err)
 		}
 		countAction(actionOrphanDelete)
 		log.Info("Deleted orphan host PersistentVolumeClaim", "hostClaim", host.Name, "syncID", host.Annotations[translate.AnnotationSyncID])
@@ -251,20 +264,20 @@ func (r *claimReconciler) write(ctx context.Context, s claimStepKind, d claimDec
 		name := translate.HostClaimName(virtual.Name, virtual.Namespace, r.Config.VCluster)
 		live, err := getClaim(ctx, r.HostReader, client.ObjectKey{Namespace: r.Config.HostNamespace, Name: name})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if translate.ClaimsClaim(virtual, live) {
-			return nil // the host cache lags.
+			return nil, nil // the host cache lags.
 		}
 		if err := r.Virtual.Delete(ctx, virtual, client.Preconditions{UID: &virtual.UID}); client.IgnoreNotFound(err) != nil {
-			return fmt.Errorf("deleting virtual PersistentVolumeClaim %s/%s: %w", virtual.Namespace, virtual.Name, err)
+			return nil, fmt.Errorf("deleting virtual PersistentVolumeClaim %s/%s: %w", virtual.Namespace, virtual.Name, err)
 		}
 		countAction(actionDeleteVirtual)
 		r.Recorder.Eventf(virtual, nil, corev1.EventTypeWarning, ReasonHostClaimGone, eventActionDeleting, "host PersistentVolumeClaim %s is gone", name)
 		log.Info("Deleted virtual PersistentVolumeClaim: its host claim is gone", "claim", virtual.Namespace+"/"+virtual.Name, "hostClaim", name)
 	case clmUpdateHost:
 		if err := r.Host.Update(ctx, d.desired, client.FieldOwner(FieldManager)); err != nil {
-			return fmt.Errorf("updating host PersistentVolumeClaim %s: %w", host.Name, err)
+			return nil, fmt.Errorf("updating host PersistentVolumeClaim %s: %w", host.Name, err)
 		}
 		countAction(actionUpdateHost)
 		log.Info("Updated host PersistentVolumeClaim from its stored virtual claim", "hostClaim", host.Name)
@@ -278,11 +291,19 @@ func (r *claimReconciler) write(ctx context.Context, s claimStepKind, d claimDec
 		updated := virtual.DeepCopy()
 		updated.Status = translate.ClaimStatus(&host.Status)
 		if err := r.Virtual.Status().Update(ctx, updated, client.FieldOwner(FieldManager)); err != nil {
-			return fmt.Errorf("copying host status to virtual PersistentVolumeClaim %s/%s: %w", virtual.Namespace, virtual.Name, err)
+			return nil, fmt.Errorf("copying host status to virtual PersistentVolumeClaim %s/%s: %w", virtual.Namespace, virtual.Name, err)
 		}
 		countAction(actionStatusUpdate)
+		return updated, nil
+	case clmBind:
+		bound := translate.BoundVirtualClaim(virtual, host)
+		if err := r.Virtual.Update(ctx, bound, client.FieldOwner(FieldManager)); err != nil {
+			return nil, fmt.Errorf("binding virtual PersistentVolumeClaim %s/%s to %s: %w", virtual.Namespace, virtual.Name, host.Spec.VolumeName, err)
+		}
+		log.Info("Mirrored the host's binding on a virtual PersistentVolumeClaim", "claim", virtual.Namespace+"/"+virtual.Name, "volume", host.Spec.VolumeName)
+		return bound, nil
 	}
-	return nil
+	return nil, nil
 }
 
 func getClaim(ctx context.Context, c client.Reader, key types.NamespacedName) (*corev1.PersistentVolumeClaim, error) {

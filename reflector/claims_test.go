@@ -66,6 +66,17 @@ func TestDecideClaim(t *testing.T) {
 		{"in sync", stored, hostClaimOf(stored, time.Hour), ""},
 		{"the host bound it: status mirrored", stored, hostClaimOf(stored, time.Hour, withStatus), "Status"},
 		{"mirrored already", storedClaim(withStatus), hostClaimOf(stored, time.Hour, withStatus), ""},
+		{"the host bound it to a volume: binding mirrored", storedClaim(withStatus), hostClaimOf(stored, time.Hour, withStatus, func(h *corev1.PersistentVolumeClaim) {
+			h.Spec.VolumeName = "pvc-123"
+			h.Annotations["pv.kubernetes.io/bind-completed"] = "yes"
+		}), "Bind"},
+		{"binding mirrored already", storedClaim(withStatus, func(c *corev1.PersistentVolumeClaim) {
+			c.Spec.VolumeName = "pvc-123"
+			c.Annotations["pv.kubernetes.io/bind-completed"] = "yes"
+		}), hostClaimOf(stored, time.Hour, withStatus, func(h *corev1.PersistentVolumeClaim) {
+			h.Spec.VolumeName = "pvc-123"
+			h.Annotations["pv.kubernetes.io/bind-completed"] = "yes"
+		}), ""},
 		{"resize status mirrored", storedClaim(withStatus), hostClaimOf(stored, time.Hour, withStatus, func(h *corev1.PersistentVolumeClaim) {
 			h.Status.AllocatedResources = corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("2Gi")}
 			h.Status.AllocatedResourceStatuses = map[corev1.ResourceName]corev1.ClaimResourceStatus{corev1.ResourceStorage: corev1.PersistentVolumeClaimControllerResizeInProgress}

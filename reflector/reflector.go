@@ -202,6 +202,7 @@ func NewManager(o Options) (manager.Manager, error) {
 			&corev1.Service{}:               {Transform: cache.TransformStripManagedFields()},
 			&corev1.PersistentVolumeClaim{}: {Transform: cache.TransformStripManagedFields()},
 			&storagev1.StorageClass{}:       {Transform: cache.TransformStripManagedFields()},
+			&corev1.PersistentVolume{}:      {Transform: cache.TransformStripManagedFields()},
 			configMapCopies.metadata():      {Transform: cache.TransformStripManagedFields()},
 			secretCopies.metadata():         {Transform: cache.TransformStripManagedFields()},
 		}
@@ -314,6 +315,13 @@ func NewManager(o Options) (manager.Manager, error) {
 		Clock:         clock.RealClock{},
 	}
 	if err := claims.SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles, resync); err != nil {
+		return nil, err
+	}
+	if err := indexHostClaimsByVolume(context.Background(), mgr); err != nil {
+		return nil, err
+	}
+	volumes := &volumeReconciler{Host: mgr.GetClient(), Virtual: virtual.GetClient(), Config: o.Translate}
+	if err := volumes.SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles, resync); err != nil {
 		return nil, err
 	}
 	classes := &storageClassReconciler{Host: mgr.GetClient(), Virtual: virtual.GetClient(), Config: o.Translate}

@@ -270,6 +270,37 @@ func TestClaimCreateStatusResizeDelete(t *testing.T) {
 		return c.Status.Phase == corev1.ClaimBound && q.String() == "1Gi"
 	})
 
+	// The binding is mirrored too: the virtual claim names the volume, and
+	// a read-only virtual volume of that name is bound to it.
+	pvName := "pv-" + hostClaimKey(claim).Name
+	waitVirtualClaim(t, claim, "virtual claim bound to "+pvName, func(c *corev1.PersistentVolumeClaim) bool {
+		return c.Spec.VolumeName == pvName && c.Annotations["pv.kubernetes.io/bind-completed"] == "yes"
+	})
+	pv := waitVirtualVolume(t, pvName, func(pv *corev1.PersistentVolume) bool { return pv.Status.Phase == corev1.VolumeBound })
+	current := &corev1.PersistentVolumeClaim{}
+	if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(claim), current); err != nil {
+		t.Fatal(err)
+	}
+	if ref := pv.Spec.ClaimRef; ref == nil || ref.Name != claim.Name || ref.Namespace != ns || ref.UID != current.UID ||
+		pv.Spec.CSI == nil || pv.Spec.CSI.Driver != translate.VirtualVolumeDriver || pv.Spec.HostPath != nil || pv.Spec.StorageClassName != allowedStorageClass {
+		t.Errorf("virtual volume %+v", pv.Spec)
+	}
+	// The tenant edits it: put back.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		edited := &corev1.PersistentVolume{}
+		if err := virtualClient.Get(ctx, client.ObjectKey{Name: pvName}, edited); err != nil {
+			return err
+		}
+		edited.Spec.PersistentVolumeReclaimPolicy = corev1.PersistentVolumeReclaimRecycle
+		return virtualClient.Update(ctx, edited)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitVirtualVolume(t, pvName, func(pv *corev1.PersistentVolume) bool {
+		return pv.Spec.PersistentVolumeReclaimPolicy == corev1.PersistentVolumeReclaimDelete
+	})
+
 	// podbridge check finds the pair whole, statuses included.
 	violations, err := check.RunClaims(ctx, hostClient, virtualClient, check.Options{Config: tc, OrphanGracePeriod: orphanGrace, Now: time.Now(), Statuses: true})
 	if err != nil {
@@ -318,6 +349,22 @@ func TestClaimCreateStatusResizeDelete(t *testing.T) {
 		return goneOrGoing(ctx, hostClient, host)
 	})
 	releaseHostClaim(t, hostClaimKey(claim))
+	// The virtual volume goes with its claim.
+	waitGone(t, virtualClient, pv, 30*time.Second)
+}
+
+// waitVirtualVolume waits until the virtual volume name exists and passes
+// ok, and returns it.
+func waitVirtualVolume(t *testing.T, name string, ok func(*corev1.PersistentVolume) bool) *corev1.PersistentVolume {
+	t.Helper()
+	pv := &corev1.PersistentVolume{}
+	eventually(t, 30*time.Second, "virtual PersistentVolume "+name, func(ctx context.Context) (bool, string) {
+		if err := virtualClient.Get(ctx, client.ObjectKey{Name: name}, pv); err != nil {
+			return false, err.Error()
+		}
+		return ok(pv), fmt.Sprintf("%+v %+v", pv.Spec, pv.Status)
+	})
+	return pv
 }
 
 // A host claim deleted on the host takes its virtual claim with it, and a
