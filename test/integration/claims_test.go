@@ -8,6 +8,7 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -656,4 +657,100 @@ func TestClaimWebhookRegistrationDeleted(t *testing.T) {
 		err := virtualClient.Create(ctx, probe, client.DryRunAll)
 		return err == nil && probe.Annotations[translate.AnnotationSyncID] != "", fmt.Sprint(err)
 	})
+}
+
+// A StatefulSet of 2 with volumeClaimTemplates reaches 2/2 with Bound
+// claims: its controller's claims pass podbridge's webhook like any
+// tenant's, the host binds them (here the test, as the host's binder
+// would), and each pod mounts its own host claim. Scaled down and up, the
+// pod comes back on the same claim.
+func TestStatefulSetClaims(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	labels := map[string]string{"app": "db"}
+	template := simplePod(ns, "")
+	template.Labels = labels
+	template.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}
+	sts := &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: ns},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas:             ptr.To[int32](2),
+			Selector:             &metav1.LabelSelector{MatchLabels: labels},
+			ServiceName:          "db",
+			Template:             corev1.PodTemplateSpec{ObjectMeta: template.ObjectMeta, Spec: template.Spec},
+			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{*simpleClaim("", "data", "1Gi")},
+		},
+	}
+	if err := virtualClient.Create(ctx, sts); err != nil {
+		t.Fatal(err)
+	}
+	bindWhenMade := func(ordinal int) {
+		claim := simpleClaim(ns, fmt.Sprintf("data-db-%d", ordinal), "1Gi")
+		eventually(t, 60*time.Second, "host claim of "+claim.Name, func(ctx context.Context) (bool, string) {
+			err := hostClient.Get(ctx, hostClaimKey(claim), &corev1.PersistentVolumeClaim{})
+			return err == nil, fmt.Sprint(err)
+		})
+		bindHostClaim(t, hostClaimKey(claim), "1Gi")
+	}
+	bindWhenMade(0)
+	bindWhenMade(1)
+	ready := func(want int32) {
+		eventually(t, 90*time.Second, fmt.Sprintf("StatefulSet %d/%d ready", want, want), func(ctx context.Context) (bool, string) {
+			current := &appsv1.StatefulSet{}
+			if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(sts), current); err != nil {
+				return false, err.Error()
+			}
+			return current.Status.ReadyReplicas == want && current.Status.Replicas == want, fmt.Sprintf("%+v", current.Status)
+		})
+	}
+	ready(2)
+	for i := range 2 {
+		claim := simpleClaim(ns, fmt.Sprintf("data-db-%d", i), "1Gi")
+		waitVirtualClaim(t, claim, claim.Name+" Bound", func(c *corev1.PersistentVolumeClaim) bool { return c.Status.Phase == corev1.ClaimBound })
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("db-%d", i)}}
+		host, err := getHostPod(ctx, pod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := hostClaimVolume(host); got != hostClaimKey(claim).Name {
+			t.Errorf("host pod of db-%d mounts claim %q, want %q", i, got, hostClaimKey(claim).Name)
+		}
+	}
+
+	// Down to 1 and up again: db-1 comes back on its claim.
+	scale := func(n int32) {
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			current := &appsv1.StatefulSet{}
+			if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(sts), current); err != nil {
+				return err
+			}
+			current.Spec.Replicas = ptr.To(n)
+			return virtualClient.Update(ctx, current)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	firstHost := getHostClaim(t, simpleClaim(ns, "data-db-1", "1Gi"))
+	scale(1)
+	ready(1)
+	scale(2)
+	ready(2)
+	host, err := getHostPod(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again := getHostClaim(t, simpleClaim(ns, "data-db-1", "1Gi")); again.UID != firstHost.UID || hostClaimVolume(host) != firstHost.Name {
+		t.Errorf("db-1 came back on host claim %s (%s), was %s (%s)", hostClaimVolume(host), again.UID, firstHost.Name, firstHost.UID)
+	}
+}
+
+// hostClaimVolume is the host claim a host pod's first claim volume names.
+func hostClaimVolume(pod *corev1.Pod) string {
+	for _, v := range pod.Spec.Volumes {
+		if v.PersistentVolumeClaim != nil {
+			return v.PersistentVolumeClaim.ClaimName
+		}
+	}
+	return ""
 }
