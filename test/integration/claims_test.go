@@ -536,7 +536,8 @@ func TestClaimAttacks(t *testing.T) {
 // A pod naming a claim gets the host claim of that claim in its own
 // namespace. A pod whose claim does not exist yet is admitted and waits
 // (the host scheduler finds no claim: the virtual pod shows it
-// unschedulable); once the claim exists and the host binds it, it runs.
+// unschedulable, naming its own claim); once the claim exists and the
+// host binds it, it runs.
 func TestPodWithClaim(t *testing.T) {
 	ctx := context.Background()
 	ns := namespace(t)
@@ -559,7 +560,7 @@ func TestPodWithClaim(t *testing.T) {
 			return false, err.Error()
 		}
 		for _, c := range current.Status.Conditions {
-			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && strings.Contains(c.Message, "persistentvolumeclaim") {
+			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && strings.Contains(c.Message, `persistentvolumeclaim "data"`) {
 				return true, ""
 			}
 		}
