@@ -3,7 +3,11 @@ package integration
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -754,4 +758,128 @@ func hostClaimVolume(pod *corev1.Pod) string {
 		}
 	}
 	return ""
+}
+
+// The reflector is stopped and started again at seeded points of a churn
+// of claims (creates, bindings on the host, virtual deletions, host
+// deletions): the pairs converge all the same. check finds nothing, every
+// deletion is carried out both ways, every bound survivor shows Bound and
+// has its virtual volume, and no virtual volume is left of a deleted one.
+func TestReflectorRestartedAtManyPointsConvergesClaims(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	const claims, restarts, seed = 16, 6, 23
+	rng := rand.New(rand.NewPCG(seed, seed))
+	name := func(i int) string { return fmt.Sprintf("churn-%02d", i) }
+	pauses := make([]time.Duration, restarts)
+	for i := range pauses {
+		pauses[i] = time.Duration(50+rng.IntN(400)) * time.Millisecond
+	}
+	var restartErr error
+	restarted := make(chan struct{})
+	go func() {
+		defer close(restarted)
+		for _, pause := range pauses {
+			time.Sleep(pause) // a fault schedule, not a wait for a condition.
+			if err := env.RestartReflector(); err != nil {
+				restartErr = err
+				return
+			}
+		}
+	}()
+
+	var wg sync.WaitGroup
+	errs := make(chan error, claims)
+	for i := range claims {
+		wg.Go(func() {
+			claim := simpleClaim(ns, name(i), "1Gi")
+			if err := virtualClient.Create(ctx, claim); err != nil {
+				errs <- fmt.Errorf("creating %s: %w", claim.Name, err)
+				return
+			}
+			var err error
+			switch i % 4 {
+			case 1: // deleted by the tenant
+				err = virtualClient.Delete(ctx, claim)
+			case 2: // lost on the host
+				err = hostClient.Delete(ctx, &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: hostClaimKey(claim).Namespace, Name: hostClaimKey(claim).Name}})
+			}
+			if client.IgnoreNotFound(err) != nil {
+				errs <- fmt.Errorf("deleting %s: %w", claim.Name, err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for i := 0; i < claims; i += 4 { // bound by the host
+		bindHostClaim(t, hostClaimKey(simpleClaim(ns, name(i), "1Gi")), "1Gi")
+	}
+	<-restarted
+	if restartErr != nil {
+		t.Fatalf("restarting the reflector: %v", restartErr)
+	}
+
+	eventually(t, 90*time.Second, "claim pairs converged after the restarts", func(ctx context.Context) (bool, string) {
+		virtuals, hosts := &corev1.PersistentVolumeClaimList{}, &corev1.PersistentVolumeClaimList{}
+		if err := virtualClient.List(ctx, virtuals, client.InNamespace(ns)); err != nil {
+			return false, err.Error()
+		}
+		if err := hostClient.List(ctx, hosts, client.InNamespace(env.Options.Translate.HostNamespace)); err != nil {
+			return false, err.Error()
+		}
+		var ours []corev1.PersistentVolumeClaim
+		for _, h := range hosts.Items {
+			if h.Annotations[translate.AnnotationNamespace] != ns {
+				continue
+			}
+			if h.DeletionTimestamp != nil && len(h.Finalizers) > 0 {
+				// The host's claim protection would let it go: no pod uses it.
+				h.Finalizers = nil
+				if err := hostClient.Update(ctx, &h); err != nil {
+					return false, err.Error()
+				}
+				return false, "released a host claim being deleted"
+			}
+			ours = append(ours, h)
+		}
+		if v := check.EvaluateClaims(virtuals.Items, ours, check.Options{Config: env.Options.Translate, OrphanGracePeriod: orphanGrace, Statuses: true, Now: time.Now()}); len(v) > 0 {
+			return false, fmt.Sprintf("%d violations, first: %s", len(v), v[0])
+		}
+		var want []string
+		for i := 0; i < claims; i++ {
+			if i%4 == 0 || i%4 == 3 {
+				want = append(want, name(i))
+			}
+		}
+		var got []string
+		for _, v := range virtuals.Items {
+			got = append(got, v.Name)
+			if i, _ := strconv.Atoi(strings.TrimPrefix(v.Name, "churn-")); i%4 == 0 && (v.Status.Phase != corev1.ClaimBound || v.Spec.VolumeName == "") {
+				return false, fmt.Sprintf("%s not Bound: %+v", v.Name, v.Status)
+			}
+		}
+		if !slices.Equal(got, want) || len(ours) != len(want) {
+			return false, fmt.Sprintf("virtual claims %v and %d host claims, want %v", got, len(ours), want)
+		}
+		return true, ""
+	})
+	// Each bound survivor has its virtual volume; none is left of the others.
+	pvs := &corev1.PersistentVolumeList{}
+	eventually(t, 30*time.Second, "virtual volumes of the bound claims only", func(ctx context.Context) (bool, string) {
+		if err := virtualClient.List(ctx, pvs); err != nil {
+			return false, err.Error()
+		}
+		var got []string
+		for _, pv := range pvs.Items {
+			if pv.Spec.ClaimRef != nil && pv.Spec.ClaimRef.Namespace == ns {
+				got = append(got, pv.Spec.ClaimRef.Name)
+			}
+		}
+		slices.Sort(got)
+		want := []string{name(0), name(4), name(8), name(12)}
+		return slices.Equal(got, want), fmt.Sprintf("volumes of %v, want %v", got, want)
+	})
 }
