@@ -76,10 +76,12 @@ func releaseHostClaim(t *testing.T, key client.ObjectKey) {
 	})
 }
 
-// bindHostClaim binds a host claim to a host volume made for it, as the
-// host's provisioner and binder would (the test bed's host has neither).
-func bindHostClaim(t *testing.T, key client.ObjectKey, size string) {
+// bindHostClaim binds a host claim to a 1Gi host volume made for it, as
+// the host's provisioner and binder would (the test bed's host has
+// neither).
+func bindHostClaim(t *testing.T, key client.ObjectKey) {
 	t.Helper()
+	const size = "1Gi"
 	ctx := context.Background()
 	pv := &corev1.PersistentVolume{
 		ObjectMeta: metav1.ObjectMeta{Name: "pv-" + key.Name},
@@ -269,7 +271,7 @@ func TestClaimCreateStatusResizeDelete(t *testing.T) {
 	}
 
 	// The host binds; the virtual claim says so.
-	bindHostClaim(t, hostClaimKey(claim), "1Gi")
+	bindHostClaim(t, hostClaimKey(claim))
 	waitVirtualClaim(t, claim, "virtual claim Bound", func(c *corev1.PersistentVolumeClaim) bool {
 		q := c.Status.Capacity[corev1.ResourceStorage]
 		return c.Status.Phase == corev1.ClaimBound && q.String() == "1Gi"
@@ -574,7 +576,7 @@ func TestPodWithClaim(t *testing.T) {
 	if err := virtualClient.Create(ctx, claim); err != nil {
 		t.Fatal(err)
 	}
-	bindHostClaim(t, hostClaimKey(claim), "1Gi")
+	bindHostClaim(t, hostClaimKey(claim))
 	waitRunningBound(t, pod)
 
 	// The claim in use stays Terminating until its pod is gone, and its
@@ -695,7 +697,7 @@ func TestStatefulSetClaims(t *testing.T) {
 			err := hostClient.Get(ctx, hostClaimKey(claim), &corev1.PersistentVolumeClaim{})
 			return err == nil, fmt.Sprint(err)
 		})
-		bindHostClaim(t, hostClaimKey(claim), "1Gi")
+		bindHostClaim(t, hostClaimKey(claim))
 	}
 	bindWhenMade(0)
 	bindWhenMade(1)
@@ -815,7 +817,7 @@ func TestReflectorRestartedAtManyPointsConvergesClaims(t *testing.T) {
 		t.Error(err)
 	}
 	for i := 0; i < claims; i += 4 { // bound by the host
-		bindHostClaim(t, hostClaimKey(simpleClaim(ns, name(i), "1Gi")), "1Gi")
+		bindHostClaim(t, hostClaimKey(simpleClaim(ns, name(i), "1Gi")))
 	}
 	<-restarted
 	if restartErr != nil {
