@@ -47,13 +47,11 @@ func (s volumeStep) String() string {
 }
 
 // decideVolume is the volume reconciler's decision for one volume name, a
-// pure function of what was gathered: the virtual volume (nil: none), the
-// host claim bound to a host volume of that name (nil: none) and the
-// virtual claim it belongs to (nil: not stored, or not the host claim's:
-// translate.ClaimsClaim). desired is the virtual volume the pair needs
-// (nil when host or claim is nil). A virtual volume exists exactly while
-// its claim pair is bound to it: it goes when its claim goes, the virtual
-// cluster's volume protection released first.
+// pure function of the virtual volume of that name (nil: none) and the one
+// its claim pair needs (desired; nil when no bound pair of this virtual
+// cluster names it: see volumeReconciler.desired). A virtual volume exists
+// exactly while its claim pair is bound to it: it goes when its claim
+// goes, released first for the virtual cluster's volume protection.
 func decideVolume(virtual, desired *corev1.PersistentVolume) volumeStep {
 	switch {
 	case desired == nil && virtual == nil:
