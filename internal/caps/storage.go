@@ -30,6 +30,8 @@ type HostStorage struct {
 
 	mu   sync.Mutex
 	seen map[string]int64
+	// total is the sum of seen.
+	total int64
 	// reserved are writes admitted and not yet seen, by host claim name.
 	reserved map[string]storageReservation
 	now      func() time.Time
@@ -67,12 +69,16 @@ func (h *HostStorage) observe(obj any, present bool) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.total -= h.seen[c.Name]
 	if !present {
 		delete(h.seen, c.Name)
+		claimStorage.Set(float64(h.total))
 		return
 	}
 	bytes := translate.RequestedStorage(c)
 	h.seen[c.Name] = bytes
+	h.total += bytes
+	claimStorage.Set(float64(h.total))
 	if r, ok := h.reserved[c.Name]; ok && r.bytes <= bytes {
 		delete(h.reserved, c.Name)
 	}
@@ -90,21 +96,13 @@ func (h *HostStorage) Reserve(name string, bytes int64) (release func(), err err
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	now := h.now()
-	use := int64(0)
+	use := h.total
 	for n, r := range h.reserved {
-		if now.Sub(r.at) > reservationLifetime {
+		switch seen := h.seen[n]; {
+		case now.Sub(r.at) > reservationLifetime:
 			delete(h.reserved, n)
-		}
-	}
-	for n, b := range h.seen {
-		if r, ok := h.reserved[n]; ok && r.bytes > b {
-			b = r.bytes
-		}
-		use += b
-	}
-	for n, r := range h.reserved {
-		if _, ok := h.seen[n]; !ok {
-			use += r.bytes
+		case r.bytes > seen:
+			use += r.bytes - seen
 		}
 	}
 	current := h.seen[name]
