@@ -314,6 +314,35 @@ func (m *claimMutator) virtualClaimExists(ctx context.Context, host *corev1.Pers
 	return translate.ClaimsClaim(virtual, host), nil
 }
 
+// podClaimsOwned refuses a pod whose persistentVolumeClaim volume would
+// mount a host claim that exists and is not the host claim of the pod's
+// own claim (another object of the host namespace that happens to carry
+// the name, a platform's claim): translation names only this namespace's
+// host claims, but the name alone does not prove who made the object. A
+// host claim that does not exist yet is no refusal: the pod waits for it.
+func podClaimsOwned(ctx context.Context, host client.Reader, cfg translate.Config, virtual *corev1.Pod) (field.ErrorList, error) {
+	var errs field.ErrorList
+	for i, v := range virtual.Spec.Volumes {
+		if v.PersistentVolumeClaim == nil {
+			continue
+		}
+		name := translate.HostClaimName(v.PersistentVolumeClaim.ClaimName, virtual.Namespace, cfg.VCluster)
+		existing, err := kube.GetOrNil[corev1.PersistentVolumeClaim](ctx, host, client.ObjectKey{Namespace: cfg.HostNamespace, Name: name})
+		if err != nil {
+			return nil, fmt.Errorf("reading host PersistentVolumeClaim %s: %w", name, err)
+		}
+		if existing == nil {
+			continue
+		}
+		a := existing.Annotations
+		if a[translate.AnnotationVCluster] != cfg.VCluster || a[translate.AnnotationNamespace] != virtual.Namespace || a[translate.AnnotationName] != v.PersistentVolumeClaim.ClaimName {
+			errs = append(errs, field.Forbidden(field.NewPath("spec", "volumes").Index(i).Child("persistentVolumeClaim", "claimName"),
+				"its host claim's name is taken in the host namespace by an object that is not this claim's"))
+		}
+	}
+	return errs, nil
+}
+
 func invalidClaim(claim *corev1.PersistentVolumeClaim, errs ...*field.Error) admission.Response {
 	return invalidObject("PersistentVolumeClaim", claim.Name, errs)
 }

@@ -188,3 +188,39 @@ func TestClaimPathsServeTheirOwnKind(t *testing.T) {
 		t.Errorf("pod sent to the claim path: %+v", resp.Result)
 	}
 }
+
+// A pod's claim volume mounts the host claim of its namespace's claim: a
+// claim not made yet is no refusal (the pod waits), the tenant's own host
+// claim is mounted, and an object of the host namespace that only carries
+// the name (a platform's claim) is refused naming the field.
+func TestPodClaimsOwned(t *testing.T) {
+	ctx := context.Background()
+	m := newMutator(t, nil)
+	withClaim := func(name, claim string) *corev1.Pod {
+		p := pod(name, "")
+		p.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim}}}}
+		return p
+	}
+	if resp := m.Handle(ctx, request(t, withClaim("waits", "later"), false)); !resp.Allowed {
+		t.Fatalf("pod of a claim not made yet: %+v", resp.Result)
+	}
+	own, errs := translate.HostClaim(&corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "mine", Namespace: "team"}}, m.Config, "id")
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	taken := own.DeepCopy()
+	taken.Name = translate.HostClaimName("taken", "team", "vc")
+	taken.Annotations = map[string]string{"platform": "database"}
+	for _, c := range []client.Object{own, taken} {
+		if err := m.Host.Create(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if resp := m.Handle(ctx, request(t, withClaim("mounts", "mine"), false)); !resp.Allowed {
+		t.Fatalf("pod of the tenant's own claim: %+v", resp.Result)
+	}
+	resp := m.Handle(ctx, request(t, withClaim("steals", "taken"), false))
+	if resp.Allowed || resp.Result.Code != http.StatusUnprocessableEntity || !strings.Contains(resp.Result.Message, "spec.volumes[0].persistentVolumeClaim.claimName") {
+		t.Errorf("pod of a host claim not its own: %+v", resp.Result)
+	}
+}
