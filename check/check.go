@@ -4,8 +4,9 @@
 // and, once things are quiet, both pods tell the same status (Run); the
 // same of Services and their ClusterIPs (RunServices), of the host
 // EndpointSlices of Services without a selector, which must be what the
-// gate decides now (RunEndpointSlices), and of NetworkPolicies, with the
-// isolation policy (RunNetworkPolicies). Tests use it
+// gate decides now (RunEndpointSlices), of NetworkPolicies, with the
+// isolation policy (RunNetworkPolicies), and of PersistentVolumeClaims
+// (RunClaims). Tests use it
 // after every fault, and operators run it as `podbridge check`.
 package check
 
@@ -82,6 +83,11 @@ const (
 	OrphanPolicy           = "OrphanHostNetworkPolicy"
 	NoIsolationPolicy      = "NoIsolationPolicy"
 	IsolationPolicyDiffers = "IsolationPolicyDiffers"
+	ClaimNoSyncID          = "ClaimNoSyncID"
+	NoHostClaim            = "NoHostClaim"
+	DuplicateHostClaim     = "DuplicateHostClaim"
+	OrphanClaim            = "OrphanHostClaim"
+	ClaimStatusDisagrees   = "ClaimStatusDisagrees"
 )
 
 // ours selects this virtual cluster's host objects.
@@ -262,6 +268,9 @@ func EvaluateNetworkPolicies(virtualPolicies, hostPolicies []networkingv1.Networ
 // pairKinds name the violations of one kind of pair and its object.
 type pairKinds struct {
 	object, noSyncID, noHost, duplicate, orphan string
+	// goingIsGone: a host object being deleted is no orphan (a host claim
+	// the host's protection keeps while a host pod uses it).
+	goingIsGone bool
 }
 
 // evaluatePairs returns the violations, sorted, between the virtual
@@ -308,6 +317,9 @@ func evaluatePairs[T any, PT interface {
 	for i := range hosts {
 		h := PT(&hosts[i])
 		if v, ok := virtualBySyncID[h.GetAnnotations()[translate.AnnotationSyncID]]; ok && translate.ClaimsObject(v, h) {
+			continue
+		}
+		if kinds.goingIsGone && h.GetDeletionTimestamp() != nil {
 			continue
 		}
 		if translate.OrphanWait(h, o.Now, o.OrphanGracePeriod) == 0 {
@@ -406,4 +418,40 @@ func endpointAddresses(s *discoveryv1.EndpointSlice) []string {
 		out = append(out, e.Addresses...)
 	}
 	return out
+}
+
+// RunClaims lists the PersistentVolumeClaims of both sides and returns
+// every violation of their invariant, sorted: every admitted virtual claim
+// has exactly one host claim, no host claim outlives its virtual claim past
+// the orphan grace period (one being deleted, which the host keeps while a
+// host pod uses it, is going), and, with Statuses, each pair's phase and
+// capacity agree.
+func RunClaims(ctx context.Context, host, virtual client.Reader, o Options) ([]Violation, error) {
+	virtualClaims := &corev1.PersistentVolumeClaimList{}
+	if err := virtual.List(ctx, virtualClaims); err != nil {
+		return nil, fmt.Errorf("listing virtual PersistentVolumeClaims: %w", err)
+	}
+	hostClaims := &corev1.PersistentVolumeClaimList{}
+	if err := host.List(ctx, hostClaims, client.InNamespace(o.Config.HostNamespace), client.MatchingLabels{
+		translate.LabelManagedBy: translate.ManagedByValue, translate.LabelVCluster: o.Config.VCluster,
+	}); err != nil {
+		return nil, fmt.Errorf("listing host PersistentVolumeClaims: %w", err)
+	}
+	return EvaluateClaims(virtualClaims.Items, hostClaims.Items, o), nil
+}
+
+// EvaluateClaims is RunClaims' pure part.
+func EvaluateClaims(virtualClaims, hostClaims []corev1.PersistentVolumeClaim, o Options) []Violation {
+	return evaluatePairs(virtualClaims, hostClaims, o, pairKinds{
+		object: "PersistentVolumeClaim", noSyncID: ClaimNoSyncID, noHost: NoHostClaim, duplicate: DuplicateHostClaim, orphan: OrphanClaim, goingIsGone: true,
+	}, nil, func(v, h *corev1.PersistentVolumeClaim) (string, string) {
+		if !o.Statuses || v.DeletionTimestamp != nil {
+			return "", ""
+		}
+		vc, hc := v.Status.Capacity[corev1.ResourceStorage], h.Status.Capacity[corev1.ResourceStorage]
+		if v.Status.Phase != h.Status.Phase || vc.Cmp(hc) != 0 {
+			return ClaimStatusDisagrees, fmt.Sprintf("phase %s capacity %s, host %s %s", v.Status.Phase, vc.String(), h.Status.Phase, hc.String())
+		}
+		return "", ""
+	})
 }

@@ -210,3 +210,50 @@ func TestEvaluateEndpointSlices(t *testing.T) {
 		t.Errorf("violations %v, want %v", got, want)
 	}
 }
+
+func claimPair(name, syncID string) (corev1.PersistentVolumeClaim, corev1.PersistentVolumeClaim) {
+	v := corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns", Annotations: map[string]string{translate.AnnotationSyncID: syncID}}}
+	h := corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{
+		Name: translate.HostClaimName(name, "ns", "vc"), Namespace: "host",
+		Annotations: map[string]string{translate.AnnotationSyncID: syncID, translate.AnnotationName: name, translate.AnnotationNamespace: "ns"},
+	}}
+	return v, h
+}
+
+// The claim invariant: one host claim per admitted virtual claim, no
+// orphan past the grace period (one the host is deleting is going), and,
+// with Statuses, the same phase and capacity.
+func TestEvaluateClaims(t *testing.T) {
+	now := time.Now()
+	okV, okH := claimPair("ok", "1")
+	lostV, _ := claimPair("lost", "2")
+	dupV, dupH := claimPair("dup", "3")
+	_, orphanH := claimPair("gone", "4")
+	orphanH.CreationTimestamp = metav1.NewTime(now.Add(-time.Hour))
+	_, goingH := claimPair("going", "5")
+	goingH.CreationTimestamp = metav1.NewTime(now.Add(-time.Hour))
+	goingH.DeletionTimestamp = &metav1.Time{Time: now}
+	pendingV, boundH := claimPair("pending", "6")
+	boundH.Status.Phase = corev1.ClaimBound
+	bare := corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "bare", Namespace: "ns"}}
+
+	got := EvaluateClaims(
+		[]corev1.PersistentVolumeClaim{okV, lostV, dupV, pendingV, bare},
+		[]corev1.PersistentVolumeClaim{okH, dupH, dupH, orphanH, goingH, boundH},
+		Options{Config: cfg, OrphanGracePeriod: time.Minute, Now: now, Statuses: true},
+	)
+	want := []string{ClaimNoSyncID + ": virtual ns/bare", ClaimStatusDisagrees + ": virtual ns/pending", DuplicateHostClaim + ": virtual ns/dup",
+		NoHostClaim + ": virtual ns/lost", OrphanClaim + ": host gone-x-ns-x-vc"}
+	var names []string
+	for _, v := range got {
+		names = append(names, v.String())
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d violations, want %d: %v", len(got), len(want), names)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(names[i], w) {
+			t.Errorf("violation %d: %q, want %q", i, names[i], w)
+		}
+	}
+}

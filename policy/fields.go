@@ -30,7 +30,7 @@ type fieldRule struct {
 // no new field is dropped without a decision; docs/gate.md's table is
 // checked against it.
 var podSpecFields = map[string]fieldRule{
-	"volumes":                       {Translated, "ConfigMap, Secret and token sources point at host copies; csi (allow-listed driver) and ephemeral (allow-listed storage class; no volumeName, selector, dataSource or reserved keys) pass the gate; persistentVolumeClaim refused until claims are synced; other types refused"},
+	"volumes":                       {Translated, "ConfigMap, Secret and token sources point at host copies; csi (allow-listed driver) and ephemeral (allow-listed storage class; no volumeName, selector, dataSource or reserved keys) pass the gate; persistentVolumeClaim points at the host claim of the claim of the same name in the pod's namespace; other types refused"},
 	"initContainers":                {Translated, "ConfigMap and Secret references point at host copies; downward-API paths read the virtual values"},
 	"containers":                    {Translated, "as initContainers; the kubelet's variables for the kubernetes Service (KUBERNETES_SERVICE_HOST, KUBERNETES_PORT_443_TCP_ADDR, ...) point at the virtual apiserver"},
 	"ephemeralContainers":           {Translated, "as containers, added through pods/ephemeralcontainers after the gate"},

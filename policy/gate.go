@@ -158,13 +158,16 @@ func (g Gate) volumes(path *field.Path, virtual, host *corev1.Pod) field.ErrorLi
 		v, p := &host.Spec.Volumes[i], path.Index(i)
 		switch {
 		case v.PersistentVolumeClaim != nil:
-			// Named from the virtual pod: the host pod holds the mapped name.
-			claim := v.PersistentVolumeClaim.ClaimName
+			// Only the host claim of a claim in the pod's own virtual
+			// namespace: the host pod must name what translation names.
+			var claim string
 			if i < len(virtual.Spec.Volumes) && virtual.Spec.Volumes[i].PersistentVolumeClaim != nil {
 				claim = virtual.Spec.Volumes[i].PersistentVolumeClaim.ClaimName
 			}
-			errs = append(errs, field.Invalid(p.Child("persistentVolumeClaim", "claimName"), claim,
-				"no host claim backs PersistentVolumeClaim "+claim+": podbridge does not sync claims yet"))
+			if want := translate.HostClaimName(claim, virtual.Namespace, g.Config.VCluster); claim == "" || v.PersistentVolumeClaim.ClaimName != want {
+				errs = append(errs, field.Invalid(p.Child("persistentVolumeClaim", "claimName"), claim,
+					"the host pod must name the host claim of PersistentVolumeClaim "+claim+" of namespace "+virtual.Namespace))
+			}
 		case v.CSI != nil:
 			if !slices.Contains(g.Config.CSIDrivers, v.CSI.Driver) {
 				errs = append(errs, notAllowed(p.Child("csi", "driver"), v.CSI.Driver, g.Config.CSIDrivers, "--allowed-csi-drivers"))
@@ -183,7 +186,7 @@ func (g Gate) volumes(path *field.Path, virtual, host *corev1.Pod) field.ErrorLi
 			errs = append(errs, g.claimTemplate(p.Child("ephemeral", "volumeClaimTemplate"), v.Ephemeral.VolumeClaimTemplate)...)
 		case v.EmptyDir != nil, v.ConfigMap != nil, v.Secret != nil, v.DownwardAPI != nil, v.Projected != nil:
 		default:
-			errs = append(errs, field.NotSupported(p, v.Name, []string{"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "projected", "secret"}))
+			errs = append(errs, field.NotSupported(p, v.Name, []string{"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"}))
 		}
 	}
 	return errs
@@ -197,41 +200,46 @@ func (g Gate) claimTemplate(path *field.Path, t *corev1.PersistentVolumeClaimTem
 	if t == nil {
 		return field.ErrorList{field.Required(path, "a generic ephemeral volume needs a claim template")}
 	}
-	var errs field.ErrorList
 	spec := path.Child("spec")
-	switch class := t.Spec.StorageClassName; {
-	case class == nil && !g.Config.AllowDefaultStorageClass:
-		errs = append(errs, field.Required(spec.Child("storageClassName"),
-			"no storage class means the host's default class, which the platform has not allowed (--allow-default-storage-class); allowed: "+allowedList(g.Config.StorageClasses)))
-	case class != nil && *class == "":
-		errs = append(errs, field.Invalid(spec.Child("storageClassName"), "", "an empty storage class binds pre-provisioned volumes of any owner; allowed: "+allowedList(g.Config.StorageClasses)))
-	case class != nil && !slices.Contains(g.Config.StorageClasses, *class):
-		errs = append(errs, notAllowed(spec.Child("storageClassName"), *class, g.Config.StorageClasses, "--allowed-storage-classes"))
-	}
-	if t.Spec.VolumeName != "" {
-		errs = append(errs, field.Forbidden(spec.Child("volumeName"), "a claim template may not bind a named persistent volume: it may be another tenant's"))
-	}
-	if t.Spec.Selector != nil {
-		errs = append(errs, field.Forbidden(spec.Child("selector"), "a claim template may not select pre-provisioned volumes: they may be another tenant's"))
-	}
-	// Claims and snapshots are not synced: there is no host object of the
-	// tenant's to point at, and any other is not the tenant's.
+	errs := g.claimSpec(spec, &t.Spec)
+	// The host's ephemeral-volume controller copies the template as it is:
+	// nothing translates a source's name to the tenant's host claim.
 	if t.Spec.DataSource != nil {
-		errs = append(errs, field.Forbidden(spec.Child("dataSource"), "podbridge does not sync claims or snapshots, so no data source is the tenant's on the host"))
+		errs = append(errs, field.Forbidden(spec.Child("dataSource"), "a claim template's data source is not translated to the host; clone from a PersistentVolumeClaim instead"))
 	}
 	if t.Spec.DataSourceRef != nil {
-		errs = append(errs, field.Forbidden(spec.Child("dataSourceRef"), "podbridge does not sync claims or snapshots, so no data source is the tenant's on the host"))
+		errs = append(errs, field.Forbidden(spec.Child("dataSourceRef"), "a claim template's data source is not translated to the host; clone from a PersistentVolumeClaim instead"))
 	}
-	if t.Spec.VolumeAttributesClassName != nil {
-		errs = append(errs, field.Forbidden(spec.Child("volumeAttributesClassName"), "podbridge has no allow-list of volume attributes classes yet"))
+	return append(errs, reservedClaimKeys(path.Child("metadata"), t.Labels, t.Annotations)...)
+}
+
+// storageClass checks the storage class a claim names (a generic
+// ephemeral volume's or a PersistentVolumeClaim's: one policy for both)
+// against --allowed-storage-classes and --allow-default-storage-class.
+func (g Gate) storageClass(path *field.Path, class *string) field.ErrorList {
+	switch {
+	case class == nil && !g.Config.AllowDefaultStorageClass:
+		return field.ErrorList{field.Required(path,
+			"no storage class means the host's default class, which the platform has not allowed (--allow-default-storage-class); allowed: "+allowedList(g.Config.StorageClasses))}
+	case class != nil && *class == "":
+		return field.ErrorList{field.Invalid(path, "", "an empty storage class binds pre-provisioned volumes of any owner; allowed: "+allowedList(g.Config.StorageClasses))}
+	case class != nil && !slices.Contains(g.Config.StorageClasses, *class):
+		return field.ErrorList{notAllowed(path, *class, g.Config.StorageClasses, "--allowed-storage-classes")}
 	}
-	meta := path.Child("metadata")
-	for _, key := range slices.Sorted(maps.Keys(t.Labels)) {
+	return nil
+}
+
+// reservedClaimKeys refuses podbridge's reserved labels and annotations
+// and the annotations the host's volume controllers act on, in a claim's
+// (or a claim template's) metadata at meta.
+func reservedClaimKeys(meta *field.Path, labels, annotations map[string]string) field.ErrorList {
+	var errs field.ErrorList
+	for _, key := range slices.Sorted(maps.Keys(labels)) {
 		if translate.IsReserved(key) || key == translate.LabelManagedBy {
 			errs = append(errs, field.Forbidden(meta.Child("labels").Key(key), "podbridge's keys are reserved: host objects carrying them are taken for podbridge's"))
 		}
 	}
-	for _, key := range slices.Sorted(maps.Keys(t.Annotations)) {
+	for _, key := range slices.Sorted(maps.Keys(annotations)) {
 		if translate.IsReserved(key) || steersProvisioning(key) {
 			errs = append(errs, field.Forbidden(meta.Child("annotations").Key(key), "this annotation steers the host's provisioning or podbridge"))
 		}

@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/rest"
@@ -166,6 +167,10 @@ func NewManager(o Options) (manager.Manager, error) {
 				&discoveryv1.EndpointSlice{}: {Label: ours, Transform: cache.TransformStripManagedFields()},
 				// And its host NetworkPolicies, the isolation policy included.
 				&networkingv1.NetworkPolicy{}: {Label: ours},
+				// And its host claims, likewise.
+				&corev1.PersistentVolumeClaim{}: {Label: ours},
+				// Host StorageClasses (cluster-scoped, few), for their mirrors.
+				&storagev1.StorageClass{}: {Transform: cache.TransformStripManagedFields()},
 				// Events about pods, for the event copy (events.go).
 				&corev1.Event{}: {Field: hostPodEvents, Transform: cache.TransformStripManagedFields()},
 				// Only podbridge's copies and token Secrets, by metadata.
@@ -199,10 +204,13 @@ func NewManager(o Options) (manager.Manager, error) {
 		// The originals of host copies are watched by metadata only: their
 		// content is read live when their resourceVersion moves.
 		co.Cache.ByObject = map[client.Object]cache.ByObject{
-			&corev1.Pod{}:                 {Transform: trimManagedFields(virtualPodFields), UnsafeDisableDeepCopy: ptr.To(true)},
-			&corev1.Service{}:             {Transform: cache.TransformStripManagedFields()},
-			&discoveryv1.EndpointSlice{}:  {Transform: cache.TransformStripManagedFields()},
-			&networkingv1.NetworkPolicy{}: {Transform: cache.TransformStripManagedFields()},
+			&corev1.Pod{}:                   {Transform: trimManagedFields(virtualPodFields), UnsafeDisableDeepCopy: ptr.To(true)},
+			&corev1.Service{}:               {Transform: cache.TransformStripManagedFields()},
+			&discoveryv1.EndpointSlice{}:    {Transform: cache.TransformStripManagedFields()},
+			&networkingv1.NetworkPolicy{}:   {Transform: cache.TransformStripManagedFields()},
+			&corev1.PersistentVolumeClaim{}: {Transform: cache.TransformStripManagedFields()},
+			&storagev1.StorageClass{}:       {Transform: cache.TransformStripManagedFields()},
+			&corev1.PersistentVolume{}:      {Transform: cache.TransformStripManagedFields()},
 			// Namespaces' labels, which namespaceSelectors match.
 			&corev1.Namespace{}:        {Transform: cache.TransformStripManagedFields()},
 			configMapCopies.metadata(): {Transform: cache.TransformStripManagedFields()},
@@ -330,6 +338,31 @@ func NewManager(o Options) (manager.Manager, error) {
 		Clock:         clock.RealClock{},
 	}
 	if err := policies.SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles, resync); err != nil {
+		return nil, err
+	}
+	claims := &claimReconciler{
+		Host:          mgr.GetClient(),
+		HostReader:    mgr.GetAPIReader(),
+		Virtual:       virtual.GetClient(),
+		VirtualReader: virtual.GetAPIReader(),
+		Recorder:      virtual.GetEventRecorder(FieldManager),
+		Config:        o.Translate,
+		Gate:          gate,
+		GracePeriod:   o.OrphanGracePeriod,
+		Clock:         clock.RealClock{},
+	}
+	if err := claims.SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles, resync); err != nil {
+		return nil, err
+	}
+	if err := indexHostClaimsByVolume(context.Background(), mgr); err != nil {
+		return nil, err
+	}
+	volumes := &volumeReconciler{Host: mgr.GetClient(), Virtual: virtual.GetClient(), Config: o.Translate}
+	if err := volumes.SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles, resync); err != nil {
+		return nil, err
+	}
+	classes := &storageClassReconciler{Host: mgr.GetClient(), Virtual: virtual.GetClient(), Config: o.Translate}
+	if err := classes.SetupWithManager(mgr, virtual, resync); err != nil {
 		return nil, err
 	}
 	budget := &caps.Budget{Reader: mgr.GetClient(), Namespace: o.Translate.HostNamespace, VCluster: o.Translate.VCluster, Limits: o.Limits}

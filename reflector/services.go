@@ -187,9 +187,10 @@ func decideService(virtual, host *corev1.Service, gate policy.Gate, now time.Tim
 	return d
 }
 
-// webhookWrote reports whether podbridge's webhook wrote host within the
-// grace period, by the host apiserver's clock (its managed fields; second
-// resolution, so the age counts from the latest instant it may stand for).
+// webhookWrote reports whether podbridge's webhook wrote host (a Service,
+// a claim, a NetworkPolicy) within the grace period, by the host
+// apiserver's clock (its managed fields; second resolution, so the age
+// counts from the latest instant it may stand for).
 func webhookWrote(host metav1.Object, now time.Time, grace time.Duration) bool {
 	for _, m := range host.GetManagedFields() {
 		if m.Manager == translate.FieldManagerWebhook && m.Time != nil && now.Sub(m.Time.Time)-time.Second < grace {

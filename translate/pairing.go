@@ -16,7 +16,7 @@ func Claims(virtual, host *corev1.Pod) bool {
 	return virtual != nil && host != nil && ClaimsObject(virtual, host)
 }
 
-// ClaimsObject is Claims of any kind of pair (ClaimsService,
+// ClaimsObject is Claims of any kind of pair (ClaimsService, ClaimsClaim,
 // ClaimsNetworkPolicy): both must be non-nil.
 func ClaimsObject(virtual, host metav1.Object) bool {
 	id := virtual.GetAnnotations()[AnnotationSyncID]

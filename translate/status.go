@@ -2,6 +2,8 @@ package translate
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -99,8 +101,29 @@ func scheduledCondition(virtual, host *corev1.Pod, c corev1.PodCondition) (corev
 	if c.Reason == corev1.PodReasonSchedulingGated && len(virtual.Spec.SchedulingGates) == 0 {
 		return c, false
 	}
+	c.Message = virtualClaimNames(virtual, host, c.Message)
 	c.ObservedGeneration = observedGeneration(c.ObservedGeneration, virtual, host)
 	return c, true
+}
+
+// virtualClaimNames rewrites the host claim names a host scheduler's
+// message quotes (`persistentvolumeclaim "data-x-shop-x-vc" not found`)
+// as the virtual pod's claims, so the tenant reads its own names.
+func virtualClaimNames(virtual, host *corev1.Pod, message string) string {
+	if message == "" {
+		return message
+	}
+	for _, v := range virtual.Spec.Volumes {
+		if v.PersistentVolumeClaim == nil {
+			continue
+		}
+		for _, h := range host.Spec.Volumes {
+			if h.Name == v.Name && h.PersistentVolumeClaim != nil {
+				message = strings.ReplaceAll(message, strconv.Quote(h.PersistentVolumeClaim.ClaimName), strconv.Quote(v.PersistentVolumeClaim.ClaimName))
+			}
+		}
+	}
+	return message
 }
 
 // observedGeneration maps a generation the host reports as observed (by

@@ -118,3 +118,23 @@ func TestVirtualStatusObservedGeneration(t *testing.T) {
 		})
 	}
 }
+
+// A host scheduler's message about a missing or unbound claim names the
+// virtual pod's claim, not its host claim.
+func TestVirtualStatusNamesVirtualClaims(t *testing.T) {
+	claim := func(name string) []corev1.Volume {
+		return []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: name}}}}
+	}
+	virtual := &corev1.Pod{Spec: corev1.PodSpec{Volumes: claim("data")}}
+	host := &corev1.Pod{
+		Spec: corev1.PodSpec{Volumes: claim("data-x-shop-x-vc")},
+		Status: corev1.PodStatus{Phase: corev1.PodPending, Conditions: []corev1.PodCondition{{
+			Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable,
+			Message: `0/3 nodes are available: persistentvolumeclaim "data-x-shop-x-vc" not found. preemption: 0/3 nodes are available.`,
+		}}},
+	}
+	got := VirtualStatus(virtual, host).Conditions
+	if len(got) != 1 || got[0].Message != `0/3 nodes are available: persistentvolumeclaim "data" not found. preemption: 0/3 nodes are available.` {
+		t.Errorf("conditions %+v", got)
+	}
+}

@@ -135,6 +135,13 @@ func (m *podMutator) handle(ctx context.Context, req admission.Request) admissio
 		}
 		return refuse(fmt.Sprintf("pod %q", mutated.Name), mutated, errs)
 	}
+	switch errs, err := podClaimsOwned(hostCtx, m.Host, m.Config, mutated); {
+	case err != nil:
+		log.Info("Refused pod: its host claims not read", "error", err.Error())
+		return hostErrorResponse(err, "pod", mutated.Name, host.Name, "created")
+	case len(errs) > 0:
+		return invalid(mutated, errs...)
+	}
 	host.Annotations[annotationAdmissionUID] = string(req.UID)
 	start = observeStage(stageTranslate, start)
 

@@ -63,8 +63,11 @@ func TestRegistrationDrift(t *testing.T) {
 			c.Webhooks = append(c.Webhooks[:3], c.Webhooks[5:]...)
 		}, "webhook services.podbridge.podbridge.io removed, webhook service-updates.podbridge.podbridge.io removed"},
 		{"NetworkPolicy entries removed", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
-			c.Webhooks = c.Webhooks[:5]
+			c.Webhooks = append(c.Webhooks[:5], c.Webhooks[7:]...)
 		}, "webhook networkpolicies.podbridge.podbridge.io removed, webhook networkpolicy-updates.podbridge.podbridge.io removed"},
+		{"claim entries removed", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
+			c.Webhooks = c.Webhooks[:7]
+		}, "webhook persistentvolumeclaims.podbridge.podbridge.io removed, webhook persistentvolumeclaim-updates.podbridge.podbridge.io removed"},
 		{"entry added", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
 			c.Webhooks = append(c.Webhooks, admissionregistrationv1.MutatingWebhook{Name: "x.example"})
 		}, "webhook x.example added"},

@@ -43,10 +43,11 @@ type Registration struct {
 //     the tenant's controllers (label changes, adoption) keep working while
 //     the webhook is away.
 //
-// Service and NetworkPolicy creates and updates fail closed too: each
-// writes the host object before the virtual one is stored (see
-// serviceMutator, networkPolicyMutator), and one stored without podbridge
-// has no host object, or a host object that no longer matches it.
+// Service, NetworkPolicy and PersistentVolumeClaim creates and updates
+// fail closed too: each writes the host object before the virtual one is
+// stored (see serviceMutator, networkPolicyMutator, claimMutator), and one
+// stored without podbridge has no host object, or a host object that no
+// longer matches it (a resize the host never saw).
 //
 // The update and ephemeral-container checks change nothing and could be a
 // ValidatingWebhookConfiguration; they stay in this one object so that one
@@ -68,6 +69,8 @@ func (r Registration) Configuration() *admissionregistrationv1.MutatingWebhookCo
 			r.webhook("service-updates", translate.WebhookPathServiceUpdate, admissionregistrationv1.Fail, rule(admissionregistrationv1.Update, "", "services")),
 			r.webhook("networkpolicies", translate.WebhookPathNetworkPolicy, admissionregistrationv1.Fail, rule(admissionregistrationv1.Create, "networking.k8s.io", "networkpolicies")),
 			r.webhook("networkpolicy-updates", translate.WebhookPathNetworkPolicyUpdate, admissionregistrationv1.Fail, rule(admissionregistrationv1.Update, "networking.k8s.io", "networkpolicies")),
+			r.webhook("persistentvolumeclaims", translate.WebhookPathClaim, admissionregistrationv1.Fail, rule(admissionregistrationv1.Create, "", "persistentvolumeclaims")),
+			r.webhook("persistentvolumeclaim-updates", translate.WebhookPathClaimUpdate, admissionregistrationv1.Fail, rule(admissionregistrationv1.Update, "", "persistentvolumeclaims")),
 		},
 	}
 }

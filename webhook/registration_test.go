@@ -23,6 +23,8 @@ func TestRegistrationOneWebhookPerPath(t *testing.T) {
 		{"service-updates.podbridge.podbridge.io", "https://h.example:8443/base" + translate.WebhookPathServiceUpdate, "Fail", "UPDATE", "services"},
 		{"networkpolicies.podbridge.podbridge.io", "https://h.example:8443/base" + translate.WebhookPathNetworkPolicy, "Fail", "CREATE", "networkpolicies"},
 		{"networkpolicy-updates.podbridge.podbridge.io", "https://h.example:8443/base" + translate.WebhookPathNetworkPolicyUpdate, "Fail", "UPDATE", "networkpolicies"},
+		{"persistentvolumeclaims.podbridge.podbridge.io", "https://h.example:8443/base" + translate.WebhookPathClaim, "Fail", "CREATE", "persistentvolumeclaims"},
+		{"persistentvolumeclaim-updates.podbridge.podbridge.io", "https://h.example:8443/base" + translate.WebhookPathClaimUpdate, "Fail", "UPDATE", "persistentvolumeclaims"},
 	}
 	for _, url := range []string{"https://h.example:8443/base", "https://h.example:8443/base/", "https://h.example:8443/base" + translate.WebhookPath} {
 		t.Run(url, func(t *testing.T) {

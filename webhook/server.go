@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	utilrand "k8s.io/apimachinery/pkg/util/rand"
@@ -139,6 +140,8 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 				// And of its host Services and NetworkPolicies: the caps on them.
 				copyMetadata("Service"):       {Label: ours, Transform: nameOnly},
 				copyMetadata("NetworkPolicy"): {Label: ours, Transform: nameOnly},
+				// And of its host claims' requests: the cap on their storage.
+				&corev1.PersistentVolumeClaim{}: {Label: ours, Transform: requestsOnly},
 			},
 			ReaderFailOnMissingInformer: true,
 		},
@@ -212,6 +215,14 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 			return nil, fmt.Errorf("counting host %ss: %w", kind, err)
 		}
 	}
+	hostStorage := caps.NewHostStorage(o.Limits.MaxClaimStorage)
+	claims, err := mgr.GetCache().GetInformer(ctx, &corev1.PersistentVolumeClaim{}, cache.BlockUntilSynced(false))
+	if err != nil {
+		return nil, fmt.Errorf("watching host PersistentVolumeClaims: %w", err)
+	}
+	if _, err := claims.AddEventHandler(hostStorage.Handler()); err != nil {
+		return nil, fmt.Errorf("counting host PersistentVolumeClaims: %w", err)
+	}
 	o.Limits.Publish()
 
 	// GetWebhookServer adds the server to the manager's runnables.
@@ -254,6 +265,13 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 			Host: host, Virtual: virtual, Config: o.Translate, Gate: hostGate, HostTimeout: o.HostTimeout,
 			NewSyncID: uuid.NewString, NameSuffix: func() string { return utilrand.String(5) },
 			HostPolicies: hostPolicies, Update: update,
+		})
+	}
+	for path, update := range map[string]bool{translate.WebhookPathClaim: false, translate.WebhookPathClaimUpdate: true} {
+		register(path, &claimMutator{
+			Host: host, Virtual: virtual, Config: o.Translate, Gate: hostGate, HostTimeout: o.HostTimeout,
+			NewSyncID: uuid.NewString, NameSuffix: func() string { return utilrand.String(5) },
+			Storage: hostStorage, Update: update,
 		})
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
@@ -303,6 +321,19 @@ func nameOnly(obj any) (any, error) {
 	return &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: metav1.ObjectMeta{
 		Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
 	}}, nil
+}
+
+// requestsOnly keeps of a cached host claim its name and resource
+// requests: the cap on requested storage reads nothing else.
+func requestsOnly(obj any) (any, error) {
+	c, ok := obj.(*corev1.PersistentVolumeClaim)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: c.Name, Namespace: c.Namespace, UID: c.UID, ResourceVersion: c.ResourceVersion},
+		Spec:       corev1.PersistentVolumeClaimSpec{Resources: corev1.VolumeResourceRequirements{Requests: c.Spec.Resources.Requests}},
+	}, nil
 }
 
 func copyMetadata(kind string) *metav1.PartialObjectMetadata {

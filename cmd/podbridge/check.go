@@ -19,8 +19,8 @@ func runCheck(ctx context.Context, args []string) error {
 	cf.bind(fs)
 	o := check.Options{}
 	requestTimeout := fs.Duration("virtual-request-timeout", translate.DefaultVirtualRequestTimeout, "the virtual apiserver's --request-timeout, as given to the reflector")
-	fs.DurationVar(&o.OrphanGracePeriod, "orphan-grace-period", 0, "host pods, Services and NetworkPolicies younger than this without a virtual one are admissions under way, not violations (default: --virtual-request-timeout plus 10s)")
-	fs.BoolVar(&o.Statuses, "statuses", true, "also compare phase, readiness, pod IP and node of each pair (run when the clusters are quiet)")
+	fs.DurationVar(&o.OrphanGracePeriod, "orphan-grace-period", 0, "host pods, Services, NetworkPolicies and claims younger than this without a virtual one are admissions under way, not violations (default: --virtual-request-timeout plus 10s)")
+	fs.BoolVar(&o.Statuses, "statuses", true, "also compare phase, readiness, pod IP and node of each pod pair, and phase and capacity of each claim pair (run when the clusters are quiet)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -59,6 +59,11 @@ func runCheck(ctx context.Context, args []string) error {
 		return err
 	}
 	violations = append(violations, policies...)
+	claims, err := check.RunClaims(ctx, host, virtual, o)
+	if err != nil {
+		return err
+	}
+	violations = append(violations, claims...)
 	for _, v := range violations {
 		fmt.Println(v)
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
@@ -97,7 +98,7 @@ func (f *clusterFlags) bind(fs *flag.FlagSet) {
 		f.translate.CSIDrivers = list(v)
 		return nil
 	})
-	fs.Func("allowed-storage-classes", "storage classes generic ephemeral volumes may use, comma-separated; a pod naming another is refused (default: none)", func(v string) error {
+	fs.Func("allowed-storage-classes", "storage classes PersistentVolumeClaims and generic ephemeral volumes may use, comma-separated; a claim or pod naming another is refused (default: none)", func(v string) error {
 		f.translate.StorageClasses = list(v)
 		return nil
 	})
@@ -142,7 +143,7 @@ func (f *clusterFlags) bind(fs *flag.FlagSet) {
 		return nil
 	})
 	fs.BoolVar(&f.translate.AllowNodePinning, "allow-node-pinning", false, "let tenants name nodes in node affinity (matchFields on metadata.name)")
-	fs.BoolVar(&f.translate.AllowDefaultStorageClass, "allow-default-storage-class", false, "let generic ephemeral volumes name no storage class, so the host's default class provisions them")
+	fs.BoolVar(&f.translate.AllowDefaultStorageClass, "allow-default-storage-class", false, "let PersistentVolumeClaims and generic ephemeral volumes name no storage class, so the host's default class provisions them")
 	f.limits = caps.Defaults()
 	fs.IntVar(&f.limits.MaxCopies, caps.FlagMaxCopies, f.limits.MaxCopies, "ConfigMap and Secret copies the virtual cluster may have on the host; pods and copy updates past it are refused (0: no cap)")
 	fs.Int64Var(&f.limits.MaxCopyBytes, caps.FlagMaxCopyBytes, f.limits.MaxCopyBytes, "total data bytes of the virtual cluster's ConfigMap and Secret copies on the host (0: no cap)")
@@ -150,6 +151,14 @@ func (f *clusterFlags) bind(fs *flag.FlagSet) {
 	fs.IntVar(&f.limits.MaxHostPods, caps.FlagMaxHostPods, f.limits.MaxHostPods, "host pods the virtual cluster may have, those of creates refused after podbridge's admission included until collected; creates past it are refused (webhook; 0: no cap)")
 	fs.IntVar(&f.limits.MaxHostServices, caps.FlagMaxHostServices, f.limits.MaxHostServices, "host Services the virtual cluster may have, those of creates refused after podbridge's admission included until collected; creates past it are refused (webhook; 0: no cap)")
 	fs.IntVar(&f.limits.MaxHostNetworkPolicies, caps.FlagMaxHostNetworkPolicies, f.limits.MaxHostNetworkPolicies, "host NetworkPolicies the virtual cluster may have, those of creates refused after podbridge's admission included until collected; creates past it are refused (webhook; 0: no cap)")
+	fs.Func(caps.FlagMaxClaimStorage, "storage the virtual cluster's host PersistentVolumeClaims may request together, as a quantity (default 1Ti); creates and resizes past it are refused (webhook; 0: no cap)", func(v string) error {
+		q, err := resource.ParseQuantity(v)
+		if err != nil {
+			return err
+		}
+		f.limits.MaxClaimStorage = q.Value()
+		return nil
+	})
 	fs.Int64Var(&f.limits.MaxRequestBytes, caps.FlagMaxRequestBytes, f.limits.MaxRequestBytes, "largest admission request body the webhook reads (0: controller-runtime's 7 MiB)")
 	fs.Func("host-annotations", "tenant annotation keys copied to host pods, comma-separated (default none: other tenant annotations never reach the host)", func(v string) error {
 		f.translate.HostAnnotations = nil

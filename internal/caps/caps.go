@@ -42,11 +42,14 @@ type Limits struct {
 	// MaxHostNetworkPolicies is how many host NetworkPolicies one virtual
 	// cluster may have (each is compiled into every node's dataplane).
 	MaxHostNetworkPolicies int
+	// MaxClaimStorage is how many bytes of storage the host claims of one
+	// virtual cluster may request together.
+	MaxClaimStorage int64
 }
 
 // Defaults are the caps the commands start with; see docs/deploying.md.
 func Defaults() Limits {
-	return Limits{MaxCopies: 2000, MaxCopyBytes: 256 << 20, MaxTokensPerPod: 16, MaxRequestBytes: 4 << 20, MaxHostPods: 10000, MaxHostServices: 1000, MaxHostNetworkPolicies: 200}
+	return Limits{MaxCopies: 2000, MaxCopyBytes: 256 << 20, MaxTokensPerPod: 16, MaxRequestBytes: 4 << 20, MaxHostPods: 10000, MaxHostServices: 1000, MaxHostNetworkPolicies: 200, MaxClaimStorage: 1 << 40}
 }
 
 // Flag names, which refusals quote so the tenant and the operator know
@@ -72,6 +75,9 @@ type LimitError struct {
 }
 
 func (e *LimitError) Error() string {
+	if e.Flag == FlagMaxClaimStorage {
+		return storageLimitMessage(e)
+	}
 	what, unit := "copying to the host", "host copies"
 	switch e.Flag {
 	case FlagMaxCopyBytes:

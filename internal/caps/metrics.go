@@ -14,6 +14,10 @@ var (
 		Name: "podbridge_host_copy_bytes",
 		Help: "Total data bytes of this virtual cluster's ConfigMap and Secret copies on the host, as last counted.",
 	})
+	claimStorage = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "podbridge_host_claim_storage_bytes",
+		Help: "Storage this virtual cluster's host PersistentVolumeClaims request together, as the webhook last counted, against podbridge_limit{limit=\"max-claim-storage\"}.",
+	})
 	limits = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "podbridge_limit",
 		Help: "Each cap on what one virtual cluster makes on the host, by flag name (0: no cap).",
@@ -35,8 +39,8 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(hostCopies, hostCopyBytes, limits, refusals, tokensPerPod, requestBytes)
-	for _, flag := range []string{FlagMaxCopies, FlagMaxCopyBytes, FlagMaxTokensPerPod, FlagMaxRequestBytes, FlagMaxHostPods, FlagMaxHostServices, FlagMaxHostNetworkPolicies} {
+	metrics.Registry.MustRegister(hostCopies, hostCopyBytes, claimStorage, limits, refusals, tokensPerPod, requestBytes)
+	for _, flag := range []string{FlagMaxCopies, FlagMaxCopyBytes, FlagMaxTokensPerPod, FlagMaxRequestBytes, FlagMaxHostPods, FlagMaxHostServices, FlagMaxHostNetworkPolicies, FlagMaxClaimStorage} {
 		refusals.WithLabelValues(flag)
 	}
 }
@@ -50,6 +54,7 @@ func (l Limits) Publish() {
 	limits.WithLabelValues(FlagMaxHostPods).Set(float64(l.MaxHostPods))
 	limits.WithLabelValues(FlagMaxHostServices).Set(float64(l.MaxHostServices))
 	limits.WithLabelValues(FlagMaxHostNetworkPolicies).Set(float64(l.MaxHostNetworkPolicies))
+	limits.WithLabelValues(FlagMaxClaimStorage).Set(float64(l.MaxClaimStorage))
 }
 
 func publish(count, bytes int64) {

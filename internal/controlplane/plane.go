@@ -223,10 +223,24 @@ func StartHost(ctx context.Context, opts Options) (p *Plane, err error) {
 	return p, nil
 }
 
+// VirtualControllers are the virtual kube-controller-manager's
+// controllers: every default one but those that act for nodes and volumes
+// the host owns. No node lifecycle or IPAM (virtual nodes have no kubelet;
+// podbridge keeps their status). No persistentvolume-binder, attach-detach
+// or expander: the host binds, attaches and expands claims and podbridge
+// mirrors the host's answer (the binder would set a mirrored Bound claim
+// back to Pending, finding no virtual volume). No ephemeral-volume
+// controller: a pod's generic ephemeral volume is the host's to make, from
+// the host pod's template; a virtual claim for it would make a second host
+// claim. The claim-protection controller stays: a claim in use stays
+// Terminating until its pods are gone, and only then goes on the host.
+var VirtualControllers = []string{"*", "-node-lifecycle-controller", "-node-ipam-controller",
+	"-persistentvolume-binder-controller", "-persistentvolume-attach-detach-controller", "-persistentvolume-expander-controller",
+	"-ephemeral-volume-controller"}
+
 // StartVirtual starts a virtual control plane: etcd, kube-apiserver (with
-// ServiceAccount admission) and kube-controller-manager without a node
-// lifecycle controller (virtual nodes have no kubelet; podbridge keeps
-// their status). There is no scheduler: podbridge binds virtual pods.
+// ServiceAccount admission) and kube-controller-manager running
+// VirtualControllers. There is no scheduler: podbridge binds virtual pods.
 func StartVirtual(ctx context.Context, opts Options) (p *Plane, err error) {
 	opts.KubeletClientCertFile, opts.KubeletClientKeyFile = "", "" // its nodes' kubelet API is podbridge's.
 	opts.EndpointSlices = false                                    // its controller-manager runs every controller already.
@@ -260,7 +274,7 @@ func StartVirtual(ctx context.Context, opts Options) (p *Plane, err error) {
 		"--authorization-kubeconfig="+p.Kubeconfig,
 		"--secure-port=0",
 		"--leader-elect=false",
-		"--controllers=*,-node-lifecycle-controller,-node-ipam-controller",
+		"--controllers="+strings.Join(VirtualControllers, ","),
 		"--service-account-private-key-file="+filepath.Join(certDir, "sa-signer.key"),
 		"--root-ca-file="+p.CAFile,
 		"--use-service-account-credentials=false",

@@ -64,7 +64,8 @@ func withClaim(mutate func(*corev1.PersistentVolumeClaimTemplate)) func(*corev1.
 
 // An adversarial corpus against the host-side gate, through the real
 // virtual apiserver: what acts with the shared host namespace's rights
-// (runtime classes, inline CSI drivers, generic ephemeral volumes, claims)
+// (runtime classes, inline CSI drivers, generic ephemeral volumes; claims
+// have their own in claims_test.go)
 // and the Pod Security level. Each refused case names the field and leaves
 // nothing on the host; each admitted case's host pod holds nothing the
 // policy forbids.
@@ -110,7 +111,6 @@ func TestGateAttacksAtCreate(t *testing.T) {
 		{"ephemeral beta storage class annotation", withClaim(func(c *corev1.PersistentVolumeClaimTemplate) {
 			c.Annotations = map[string]string{"volume.beta.kubernetes.io/storage-class": "premium"}
 		}), "volume.beta.kubernetes.io/storage-class"},
-		{"persistent volume claim", withVolume(corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data"}}), "spec.volumes[0].persistentVolumeClaim.claimName"},
 		{"scheduler name", func(p *corev1.Pod) { p.Spec.SchedulerName = "tenant-scheduler" }, "spec.schedulerName"},
 		{"CSI attribute naming another tenant's object", withVolume(corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{
 			Driver: allowedCSIDriver, VolumeAttributes: map[string]string{"secretProviderClass": "other-tenant-db"}}}), "spec.volumes[0].csi.volumeAttributes[secretProviderClass]"},
@@ -155,6 +155,7 @@ func TestGateAttacksAtCreate(t *testing.T) {
 		{"allowed runtime class", func(p *corev1.Pod) { p.Spec.RuntimeClassName = ptr.To(allowedRuntimeClass) }},
 		{"allowed CSI driver", withVolume(corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: allowedCSIDriver}})},
 		{"allowed storage class", withClaim(func(c *corev1.PersistentVolumeClaimTemplate) { c.Labels = map[string]string{"tier": "cache"} })},
+		{"a claim of the pod's namespace", withVolume(corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data"}})},
 		{"priority class outside the list", func(p *corev1.Pod) { p.Spec.PriorityClassName = "system-node-critical" }},
 		{"allowed CSI attribute", withVolume(corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: allowedCSIDriver, VolumeAttributes: map[string]string{allowedCSIAttribute: "ro"}}})},
 		{"allowed toleration", withTolerations(corev1.Toleration{Key: allowedTolerationKey, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule})},
@@ -168,7 +169,7 @@ func TestGateAttacksAtCreate(t *testing.T) {
 		t.Run("admitted/"+tc.name, func(t *testing.T) {
 			pod := simplePod(ns, "gate-ok-"+podName(tc.name))
 			tc.mutate(pod)
-			assertWithinAllowLists(t, createContained(t, pod))
+			assertWithinAllowLists(t, pod, createContained(t, pod))
 		})
 	}
 
@@ -220,7 +221,7 @@ func createRuntimeClass(t *testing.T, c client.Client, name, handler string, ove
 
 // assertWithinAllowLists checks a host pod against the integration
 // environment's allow-lists, independently of the gate's code.
-func assertWithinAllowLists(t *testing.T, host *corev1.Pod) {
+func assertWithinAllowLists(t *testing.T, virtual, host *corev1.Pod) {
 	t.Helper()
 	s := &host.Spec
 	if s.RuntimeClassName != nil && *s.RuntimeClassName != allowedRuntimeClass {
@@ -244,8 +245,10 @@ func assertWithinAllowLists(t *testing.T, host *corev1.Pod) {
 	}
 	for _, v := range s.Volumes {
 		switch {
-		case v.PersistentVolumeClaim != nil:
-			t.Errorf("host pod mounts claim %q", v.PersistentVolumeClaim.ClaimName)
+		case v.PersistentVolumeClaim != nil && !slices.ContainsFunc(virtual.Spec.Volumes, func(vv corev1.Volume) bool {
+			return vv.PersistentVolumeClaim != nil && translate.HostClaimName(vv.PersistentVolumeClaim.ClaimName, virtual.Namespace, env.Options.Translate.VCluster) == v.PersistentVolumeClaim.ClaimName
+		}):
+			t.Errorf("host pod mounts claim %q, no host claim of its virtual pod's namespace", v.PersistentVolumeClaim.ClaimName)
 		case v.CSI != nil && v.CSI.Driver != allowedCSIDriver:
 			t.Errorf("host pod uses CSI driver %q", v.CSI.Driver)
 		case v.CSI != nil && len(v.CSI.VolumeAttributes) > 0 && (len(v.CSI.VolumeAttributes) > 1 || v.CSI.VolumeAttributes[allowedCSIAttribute] == ""):

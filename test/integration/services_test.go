@@ -26,6 +26,7 @@ import (
 	"github.com/podbridge/podbridge/internal/controlplane"
 	"github.com/podbridge/podbridge/reflector"
 	"github.com/podbridge/podbridge/translate"
+	"github.com/podbridge/podbridge/webhook"
 )
 
 func simpleService(namespace, name string, selector map[string]string) *corev1.Service {
@@ -531,7 +532,7 @@ func TestServiceWebhookRegistrationDeleted(t *testing.T) {
 	eventually(t, 30*time.Second, "the registration restored", func(ctx context.Context) (bool, string) {
 		reg := &admissionregistrationv1.MutatingWebhookConfiguration{}
 		err := virtualClient.Get(ctx, key, reg)
-		return err == nil && len(reg.Webhooks) == 7, fmt.Sprint(err)
+		return err == nil && len(reg.Webhooks) == len(webhook.Registration{}.Configuration().Webhooks), fmt.Sprint(err)
 	})
 
 	waitForServiceEvent(t, slipped, reflector.ReasonHostServiceMissing)
