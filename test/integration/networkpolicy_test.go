@@ -25,6 +25,7 @@ import (
 	"github.com/podbridge/podbridge/policy"
 	"github.com/podbridge/podbridge/reflector"
 	"github.com/podbridge/podbridge/translate"
+	"github.com/podbridge/podbridge/webhook"
 )
 
 // These tests prove host objects and their selectors, by the host
@@ -456,7 +457,7 @@ func TestNetworkPolicyWebhookRegistrationDeleted(t *testing.T) {
 	eventually(t, 30*time.Second, "the registration restored", func(ctx context.Context) (bool, string) {
 		reg := &admissionregistrationv1.MutatingWebhookConfiguration{}
 		err := virtualClient.Get(ctx, client.ObjectKey{Name: "podbridge"}, reg)
-		return err == nil && len(reg.Webhooks) == 7, fmt.Sprint(err)
+		return err == nil && len(reg.Webhooks) == len(webhook.Registration{}.Configuration().Webhooks), fmt.Sprint(err)
 	})
 	waitForPolicyEvent(t, admitted, reflector.ReasonHostNetworkPolicyRefused)
 	waitForPolicyEvent(t, slipped, reflector.ReasonHostNetworkPolicyMissing)
