@@ -344,7 +344,7 @@ func RunEndpointSlices(ctx context.Context, host, virtual client.Reader, o Optio
 		c    client.Reader
 		list client.ObjectList
 		opts []client.ListOption
-	}{{virtual, virtualServices, nil}, {virtual, virtualSlices, nil}, {host, hostServices, ours(o)}, {host, hostSlices, ours(o)}, {host, hostPods, ours(o)}} {
+	}{{virtual, virtualServices, nil}, {virtual, virtualSlices, nil}, {host, hostServices, ours(o)}, {host, hostSlices, []client.ListOption{client.InNamespace(o.Config.HostNamespace), client.MatchingLabels(translate.OwnEndpointSliceLabels(o.Config.VCluster))}}, {host, hostPods, ours(o)}} {
 		if err := l.c.List(ctx, l.list, l.opts...); err != nil {
 			return nil, fmt.Errorf("listing for the EndpointSlice check: %w", err)
 		}

@@ -253,7 +253,7 @@ func (r *endpointSliceReconciler) Reconcile(ctx context.Context, req reconcile.R
 	}
 	var hostSlices []*discoveryv1.EndpointSlice
 	for i := range hostList.Items {
-		if h := &hostList.Items[i]; h.Labels[translate.LabelVCluster] == r.Config.VCluster {
+		if h := &hostList.Items[i]; translate.IsOwnEndpointSlice(h, r.Config.VCluster) {
 			hostSlices = append(hostSlices, h)
 		}
 	}

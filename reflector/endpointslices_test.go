@@ -212,6 +212,14 @@ func TestHostEndpointSliceFields(t *testing.T) {
 	if fmt.Sprint(s.Labels) != fmt.Sprint(wantLabels) {
 		t.Errorf("labels %v, want %v", s.Labels, wantLabels)
 	}
+	// The slices the host's endpointslice controller makes for a host
+	// Service with a selector carry the Service's labels, podbridge's
+	// included, and are never podbridge's to delete.
+	hostControllers := s.DeepCopy()
+	hostControllers.Labels[discoveryv1.LabelManagedBy] = "endpointslice-controller.k8s.io"
+	if !translate.IsOwnEndpointSlice(s, "vc") || translate.IsOwnEndpointSlice(hostControllers, "vc") || translate.IsOwnEndpointSlice(s, "other") {
+		t.Error("IsOwnEndpointSlice does not tell podbridge's host slices from the host controller's and another virtual cluster's")
+	}
 	if s.Namespace != "host" || s.Name != translate.HostEndpointSliceName("web-1", "shop", "vc") || translate.HostEndpointSliceKey(s).String() != "shop/web" {
 		t.Errorf("host slice %s/%s, key %s", s.Namespace, s.Name, translate.HostEndpointSliceKey(s))
 	}

@@ -163,8 +163,11 @@ func NewManager(o Options) (manager.Manager, error) {
 				// This virtual cluster's host Services only, with their
 				// managed fields: when the webhook last wrote one.
 				&corev1.Service{}: {Label: ours},
-				// This virtual cluster's host EndpointSlices only.
-				&discoveryv1.EndpointSlice{}: {Label: ours, Transform: cache.TransformStripManagedFields()},
+				// This virtual cluster's own host EndpointSlices only: the
+				// host's endpointslice controller copies a host Service's
+				// labels, podbridge's included, onto the slices it makes
+				// for a Service with a selector, which are the host's.
+				&discoveryv1.EndpointSlice{}: {Label: labels.SelectorFromSet(translate.OwnEndpointSliceLabels(o.Translate.VCluster)), Transform: cache.TransformStripManagedFields()},
 				// And its host NetworkPolicies, the isolation policy included.
 				&networkingv1.NetworkPolicy{}: {Label: ours},
 				// And its host claims, likewise.

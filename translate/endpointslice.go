@@ -54,6 +54,26 @@ func HostEndpointSliceKey(host *discoveryv1.EndpointSlice) types.NamespacedName 
 	return types.NamespacedName{Namespace: namespace, Name: service}
 }
 
+// OwnEndpointSliceLabels select the host EndpointSlices podbridge made
+// for virtual cluster vcluster. The host's endpointslice controller copies
+// a host Service's labels (podbridge's managed-by and vcluster keys too)
+// onto the slices it makes for a Service with a selector: only
+// discoveryv1.LabelManagedBy tells podbridge's apart.
+func OwnEndpointSliceLabels(vcluster string) map[string]string {
+	return map[string]string{LabelManagedBy: ManagedByValue, LabelVCluster: vcluster, discoveryv1.LabelManagedBy: EndpointSliceManagedBy}
+}
+
+// IsOwnEndpointSlice reports whether host is a host EndpointSlice
+// podbridge made for virtual cluster vcluster (OwnEndpointSliceLabels).
+func IsOwnEndpointSlice(host *discoveryv1.EndpointSlice, vcluster string) bool {
+	for k, v := range OwnEndpointSliceLabels(vcluster) {
+		if host.Labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
 // HostEndpointSlice is the host EndpointSlice of virtual, a tenant slice of
 // virtual Service service, whose host Service is hostService: podbridge's
 // name, labels (kubernetes.io/service-name is the host Service's) and
