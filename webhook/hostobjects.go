@@ -23,7 +23,8 @@ import (
 )
 
 // objectRequests is the one kind of admission request a handler of a
-// namespaced kind other than pods serves (Services, NetworkPolicies): an
+// namespaced kind other than pods serves (Services, NetworkPolicies,
+// PersistentVolumeClaims): an
 // operation on the object itself, at one path. As for pods
 // (podRequests), every other request is refused with a 400 naming the
 // path and what it serves.
@@ -47,10 +48,12 @@ func (k objectRequests) serves(req admission.Request) (_ admission.Response, ok 
 
 // hostObjects writes one kind of host object that a tenant's namespaced
 // object has (a Service's host Service, a NetworkPolicy's host
-// NetworkPolicy) inside the tenant's request: created within the cap on
-// them, found again by a retried or reinvoked admission, a stale one of
-// the same name (its admission failed after podbridge said yes) replaced,
-// and updated over what the host holds.
+// NetworkPolicy, a claim's host claim) inside the tenant's request:
+// created within the cap on them, found again by a retried or reinvoked
+// admission, a stale one of the same name (its admission failed after
+// podbridge said yes) replaced, and updated over what the host holds.
+// Claims use only its reads, checks and update: their cap is on requested
+// storage, and their create differs (claimMutator.createHostClaim).
 type hostObjects[T any, PT interface {
 	*T
 	client.Object
@@ -60,7 +63,8 @@ type hostObjects[T any, PT interface {
 	Resource      schema.GroupResource
 	// Kind names the tenant's kind in answers ("Service").
 	Kind string
-	// Cap admits each new host object within the cap on them.
+	// Cap admits each new host object within the cap on them
+	// (createWithinCap); nil for claims.
 	Cap *caps.HostObjects
 }
 
