@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -70,21 +69,11 @@ func (m *claimMutator) handle(ctx context.Context, req admission.Request) admiss
 	if m.Update {
 		kind = claimUpdates
 	}
-	if resp, ok := kind.serves(req); !ok {
-		return resp
-	}
-	claim := &corev1.PersistentVolumeClaim{}
-	if err := decoder.DecodeRaw(req.Object, claim); err != nil {
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding PersistentVolumeClaim: %w", err))
-	}
-	if claim.Namespace == "" {
-		claim.Namespace = req.Namespace
+	claim, old, refused := decodeObjects[corev1.PersistentVolumeClaim](kind, req)
+	if refused != nil {
+		return *refused
 	}
 	if m.Update {
-		old := &corev1.PersistentVolumeClaim{}
-		if err := decoder.DecodeRaw(req.OldObject, old); err != nil {
-			return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding old PersistentVolumeClaim: %w", err))
-		}
 		return m.update(ctx, req, old, claim)
 	}
 	return m.create(ctx, req, claim)

@@ -46,6 +46,35 @@ func (k objectRequests) serves(req admission.Request) (_ admission.Response, ok 
 	return admission.Response{}, true
 }
 
+// decodeObjects answers a request to a handler of kind k: the object it
+// carries (in the request's namespace when it names none) and, for an
+// update, the object as stored before; or the refusal to give, when the
+// request is not of kind k or does not decode.
+func decodeObjects[T any, PT interface {
+	*T
+	client.Object
+}](k objectRequests, req admission.Request) (obj, old PT, refused *admission.Response) {
+	if resp, ok := k.serves(req); !ok {
+		return nil, nil, &resp
+	}
+	obj = PT(new(T))
+	if err := decoder.DecodeRaw(req.Object, obj); err != nil {
+		resp := admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding %s: %w", k.kind, err))
+		return nil, nil, &resp
+	}
+	if obj.GetNamespace() == "" {
+		obj.SetNamespace(req.Namespace)
+	}
+	if k.operation == admissionv1.Update {
+		old = PT(new(T))
+		if err := decoder.DecodeRaw(req.OldObject, old); err != nil {
+			resp := admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding old %s: %w", k.kind, err))
+			return nil, nil, &resp
+		}
+	}
+	return obj, old, nil
+}
+
 // hostObjects writes one kind of host object that a tenant's namespaced
 // object has (a Service's host Service, a NetworkPolicy's host
 // NetworkPolicy, a claim's host claim) inside the tenant's request:
