@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -18,41 +17,12 @@ import (
 // Kubernetes version adds fails this test rather than reaching the host
 // unexamined.
 func TestEveryClaimSpecFieldIsClassified(t *testing.T) {
-	var names []string
-	ty := reflect.TypeFor[corev1.PersistentVolumeClaimSpec]()
-	for i := range ty.NumField() {
-		name, _, _ := strings.Cut(ty.Field(i).Tag.Get("json"), ",")
-		names = append(names, name)
-		rule, ok := claimSpecFields[name]
-		if !ok {
-			t.Errorf("PersistentVolumeClaimSpec field %q is not classified in claimSpecFields", name)
-			continue
-		}
-		switch rule.treatment {
-		case Carried, Translated, Refused, AllowListed:
-		default:
-			t.Errorf("field %q: unknown treatment %q", name, rule.treatment)
-		}
-	}
-	for name := range claimSpecFields {
-		if !contains(names, name) {
-			t.Errorf("claimSpecFields names %q, which PersistentVolumeClaimSpec does not have", name)
-		}
-	}
+	checkEveryFieldClassified(t, "claimSpecFields", claimSpecFields, jsonFieldNames("", reflect.TypeFor[corev1.PersistentVolumeClaimSpec]()))
 }
 
 // docs/storage.md's table lists every field with the code's treatment.
 func TestDocsListEveryClaimSpecField(t *testing.T) {
-	raw, err := os.ReadFile("../docs/storage.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, rule := range claimSpecFields {
-		row := "| `" + name + "` | " + string(rule.treatment) + " | " + rule.How + " |"
-		if !strings.Contains(string(raw), row) {
-			t.Errorf("docs/storage.md has no row %q", row)
-		}
-	}
+	checkDocsListEveryField(t, "../docs/storage.md", claimSpecFields)
 }
 
 func gateClaim(mutate func(*corev1.PersistentVolumeClaim)) *corev1.PersistentVolumeClaim {
@@ -134,20 +104,7 @@ func TestCheckClaim(t *testing.T) {
 				t.Fatal(errs)
 			}
 			got := g.CheckClaim(c, nil, host).ToAggregate()
-			if len(tc.want) == 0 {
-				if got != nil {
-					t.Errorf("refused: %v", got)
-				}
-				return
-			}
-			if got == nil {
-				t.Fatalf("admitted, want errors naming %v", tc.want)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(got.Error(), w) {
-					t.Errorf("errors %q do not name %q", got, w)
-				}
-			}
+			checkRefusal(t, got, tc.want)
 		})
 	}
 }

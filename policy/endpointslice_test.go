@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -61,14 +60,5 @@ func TestEveryEndpointSliceFieldIsClassified(t *testing.T) {
 
 // docs/services.md's EndpointSlice table lists every field with the code's treatment.
 func TestDocsListEveryEndpointSliceField(t *testing.T) {
-	raw, err := os.ReadFile("../docs/services.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, rule := range endpointSliceFields {
-		row := "| `" + name + "` | " + string(rule.treatment) + " | " + rule.How + " |"
-		if !strings.Contains(string(raw), row) {
-			t.Errorf("docs/services.md has no row %q", row)
-		}
-	}
+	checkDocsListEveryField(t, "../docs/services.md", endpointSliceFields)
 }

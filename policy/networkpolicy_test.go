@@ -1,9 +1,7 @@
 package policy
 
 import (
-	"os"
 	"reflect"
-	"strings"
 	"testing"
 
 	networkingv1 "k8s.io/api/networking/v1"
@@ -30,41 +28,14 @@ var networkPolicyTypes = map[string]reflect.Type{
 func TestEveryNetworkPolicyFieldIsClassified(t *testing.T) {
 	var names []string
 	for prefix, ty := range networkPolicyTypes {
-		for i := range ty.NumField() {
-			json, _, _ := strings.Cut(ty.Field(i).Tag.Get("json"), ",")
-			name := prefix + json
-			names = append(names, name)
-			rule, ok := networkPolicyFields[name]
-			if !ok {
-				t.Errorf("%s field %q is not classified in networkPolicyFields (as %q)", ty.Name(), json, name)
-				continue
-			}
-			switch rule.treatment {
-			case Carried, Translated, Refused, AllowListed:
-			default:
-				t.Errorf("field %q: unknown treatment %q", name, rule.treatment)
-			}
-		}
+		names = append(names, jsonFieldNames(prefix, ty)...)
 	}
-	for name := range networkPolicyFields {
-		if !contains(names, name) {
-			t.Errorf("networkPolicyFields names %q, which no NetworkPolicy type has", name)
-		}
-	}
+	checkEveryFieldClassified(t, "networkPolicyFields", networkPolicyFields, names)
 }
 
 // docs/networkpolicy.md's table lists every field with the code's treatment.
 func TestDocsListEveryNetworkPolicyField(t *testing.T) {
-	raw, err := os.ReadFile("../docs/networkpolicy.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, rule := range networkPolicyFields {
-		row := "| `" + name + "` | " + string(rule.treatment) + " | " + rule.How + " |"
-		if !strings.Contains(string(raw), row) {
-			t.Errorf("docs/networkpolicy.md has no row %q", row)
-		}
-	}
+	checkDocsListEveryField(t, "../docs/networkpolicy.md", networkPolicyFields)
 }
 
 func gatePolicy(peers ...networkingv1.NetworkPolicyPeer) *networkingv1.NetworkPolicy {
@@ -113,20 +84,7 @@ func TestCheckNetworkPolicyIPBlock(t *testing.T) {
 				t.Fatal(errs)
 			}
 			got := g.CheckNetworkPolicy(np, host).ToAggregate()
-			if len(tc.want) == 0 {
-				if got != nil {
-					t.Errorf("refused: %v", got)
-				}
-				return
-			}
-			if got == nil {
-				t.Fatalf("admitted, want errors naming %v", tc.want)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(got.Error(), w) {
-					t.Errorf("errors %q do not name %q", got, w)
-				}
-			}
+			checkRefusal(t, got, tc.want)
 		})
 	}
 }

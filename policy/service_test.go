@@ -1,9 +1,7 @@
 package policy
 
 import (
-	"os"
 	"reflect"
-	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -17,27 +15,7 @@ import (
 // Every ServiceSpec field has a decision, so a field a new Kubernetes
 // version adds fails this test rather than reaching the host unexamined.
 func TestEveryServiceSpecFieldIsClassified(t *testing.T) {
-	var names []string
-	ty := reflect.TypeFor[corev1.ServiceSpec]()
-	for i := range ty.NumField() {
-		name, _, _ := strings.Cut(ty.Field(i).Tag.Get("json"), ",")
-		names = append(names, name)
-		rule, ok := serviceSpecFields[name]
-		if !ok {
-			t.Errorf("ServiceSpec field %q is not classified in serviceSpecFields", name)
-			continue
-		}
-		switch rule.treatment {
-		case Carried, Translated, Refused, AllowListed:
-		default:
-			t.Errorf("field %q: unknown treatment %q", name, rule.treatment)
-		}
-	}
-	for name := range serviceSpecFields {
-		if !contains(names, name) {
-			t.Errorf("serviceSpecFields names %q, which ServiceSpec does not have", name)
-		}
-	}
+	checkEveryFieldClassified(t, "serviceSpecFields", serviceSpecFields, jsonFieldNames("", reflect.TypeFor[corev1.ServiceSpec]()))
 }
 
 var serviceTestConfig = translate.Config{VCluster: "vc", HostNamespace: "host", HostServiceAccount: "sa"}
@@ -121,20 +99,7 @@ func TestCheckService(t *testing.T) {
 			}
 			errs = g.CheckService(svc, tc.current, host)
 			got := errs.ToAggregate()
-			if len(tc.want) == 0 {
-				if got != nil {
-					t.Errorf("refused: %v", got)
-				}
-				return
-			}
-			if got == nil {
-				t.Fatalf("admitted, want errors naming %v", tc.want)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(got.Error(), w) {
-					t.Errorf("errors %q do not name %q", got, w)
-				}
-			}
+			checkRefusal(t, got, tc.want)
 		})
 	}
 }
@@ -215,14 +180,5 @@ func TestCheckServiceDNSAddress(t *testing.T) {
 
 // docs/services.md's table lists every field with the code's treatment.
 func TestDocsListEveryServiceSpecField(t *testing.T) {
-	raw, err := os.ReadFile("../docs/services.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, rule := range serviceSpecFields {
-		row := "| `" + name + "` | " + string(rule.treatment) + " | " + rule.How + " |"
-		if !strings.Contains(string(raw), row) {
-			t.Errorf("docs/services.md has no row %q", row)
-		}
-	}
+	checkDocsListEveryField(t, "../docs/services.md", serviceSpecFields)
 }

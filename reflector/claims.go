@@ -9,16 +9,11 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	"k8s.io/client-go/tools/events"
-	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/cluster"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
-	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/policy"
@@ -163,67 +158,26 @@ func keepLarger(desired, host *corev1.PersistentVolumeClaim) {
 }
 
 // claimReconciler keeps each virtual claim and its host claim one
-// (decideClaim). Host claims are read from a cache of this virtual
-// cluster's host claims, virtual ones from the virtual cluster's cache.
+// (decideClaim).
 type claimReconciler struct {
-	Host          client.Client
-	HostReader    client.Reader
-	Virtual       client.Client
-	VirtualReader client.Reader
-	Recorder      events.EventRecorder
-	Config        translate.Config
-	Gate          policy.Gate
-	GracePeriod   time.Duration
-	Clock         clock.PassiveClock
+	objectPairs[corev1.PersistentVolumeClaim, *corev1.PersistentVolumeClaim]
+}
+
+func newClaimReconciler(deps pairDeps) *claimReconciler {
+	return &claimReconciler{newObjectPairs(deps, "PersistentVolumeClaims", func() client.ObjectList { return &corev1.PersistentVolumeClaimList{} }, translate.HostClaimName, getClaim)}
 }
 
 // SetupWithManager registers the controller: events of either claim
 // enqueue the virtual key, and a full pass covers both caches.
 func (r *claimReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Cluster, concurrency int, resync time.Duration) error {
-	return ctrl.NewControllerManagedBy(mgr).
-		Named("persistentvolumeclaims").
-		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
-		WatchesRawSource(source.Kind(virtual.GetCache(), &corev1.PersistentVolumeClaim{}, &handler.TypedEnqueueRequestForObject[*corev1.PersistentVolumeClaim]{})).
-		WatchesRawSource(source.Kind(mgr.GetCache(), &corev1.PersistentVolumeClaim{}, handler.TypedEnqueueRequestsFromMapFunc(virtualKeyOfHost[*corev1.PersistentVolumeClaim]))).
-		WatchesRawSource(fullPass("persistentvolumeclaims", resync, synced(watched{mgr.GetCache(), &corev1.PersistentVolumeClaim{}}, watched{virtual.GetCache(), &corev1.PersistentVolumeClaim{}}), r.allKeys)).
-		Complete(r)
-}
-
-func (r *claimReconciler) allKeys(ctx context.Context) ([]reconcile.Request, error) {
-	hosts := &corev1.PersistentVolumeClaimList{}
-	if err := r.Host.List(ctx, hosts, client.InNamespace(r.Config.HostNamespace)); err != nil {
-		return nil, fmt.Errorf("listing host PersistentVolumeClaims: %w", err)
-	}
-	virtuals := &corev1.PersistentVolumeClaimList{}
-	if err := r.Virtual.List(ctx, virtuals); err != nil {
-		return nil, fmt.Errorf("listing virtual PersistentVolumeClaims: %w", err)
-	}
-	keys := make([]reconcile.Request, 0, len(hosts.Items)+len(virtuals.Items))
-	for i := range hosts.Items {
-		keys = append(keys, reconcile.Request{NamespacedName: virtualKeyOf(&hosts.Items[i])})
-	}
-	for i := range virtuals.Items {
-		keys = append(keys, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&virtuals.Items[i])})
-	}
-	return keys, nil
+	return r.controller(mgr, virtual, concurrency, resync, r.pairKeys).Complete(r)
 }
 
 // Reconcile gathers the claim pair of one key, decides, and writes.
 func (r *claimReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
-	virtual, err := getClaim(ctx, r.Virtual, req.NamespacedName)
+	virtual, host, err := r.gather(ctx, req.NamespacedName)
 	if err != nil {
 		return reconcile.Result{}, err
-	}
-	hostKey := client.ObjectKey{Namespace: r.Config.HostNamespace, Name: req.Name}
-	if req.Namespace != "" {
-		hostKey.Name = translate.HostClaimName(req.Name, req.Namespace, r.Config.VCluster)
-	}
-	host, err := getClaim(ctx, r.Host, hostKey)
-	if err != nil {
-		return reconcile.Result{}, err
-	}
-	if host != nil && host.Labels[translate.LabelVCluster] != r.Config.VCluster {
-		host = nil // not this virtual cluster's (the cache holds only ours).
 	}
 	d := decideClaim(virtual, host, r.Gate, r.Clock.Now(), r.GracePeriod)
 	log := logf.FromContext(ctx)

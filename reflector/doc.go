@@ -36,7 +36,10 @@
 // stored virtual Service's changes to its host Service through the gate,
 // copies the host's load-balancer status back, deletes a virtual Service
 // whose host Service is gone and collects host Services no stored virtual
-// Service claims by sync ID (after the orphan grace period).
+// Service claims by sync ID (after the orphan grace period). NetworkPolicies
+// (networkpolicies.go) and PersistentVolumeClaims (claims.go) are kept the
+// same way; the three share their watches, full pass and gather step
+// (objectpairs.go: objectPairs) and keep their own decision and writes.
 //
 // The tenant's EndpointSlices of Services without a selector
 // (endpointslices.go) are carried to the host the same way, keyed by

@@ -9,12 +9,9 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	"k8s.io/client-go/tools/events"
-	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/cluster"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -127,15 +124,11 @@ func decideNetworkPolicy(virtual, host *networkingv1.NetworkPolicy, namespaces t
 // (translate.IsolationPolicy) in place: the key with no namespace and its
 // name.
 type policyReconciler struct {
-	Host          client.Client
-	HostReader    client.Reader
-	Virtual       client.Client
-	VirtualReader client.Reader
-	Recorder      events.EventRecorder
-	Config        translate.Config
-	Gate          policy.Gate
-	GracePeriod   time.Duration
-	Clock         clock.PassiveClock
+	objectPairs[networkingv1.NetworkPolicy, *networkingv1.NetworkPolicy]
+}
+
+func newPolicyReconciler(deps pairDeps) *policyReconciler {
+	return &policyReconciler{newObjectPairs(deps, "NetworkPolicies", func() client.ObjectList { return &networkingv1.NetworkPolicyList{} }, translate.HostNetworkPolicyName, getPolicy)}
 }
 
 // SetupWithManager registers the controller: events of either
@@ -143,13 +136,8 @@ type policyReconciler struct {
 // whose namespaceSelector reads namespace labels, and a full pass covers
 // both caches and the isolation policy.
 func (r *policyReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Cluster, concurrency int, resync time.Duration) error {
-	return ctrl.NewControllerManagedBy(mgr).
-		Named("networkpolicies").
-		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
-		WatchesRawSource(source.Kind(virtual.GetCache(), &networkingv1.NetworkPolicy{}, &handler.TypedEnqueueRequestForObject[*networkingv1.NetworkPolicy]{})).
-		WatchesRawSource(source.Kind(mgr.GetCache(), &networkingv1.NetworkPolicy{}, handler.TypedEnqueueRequestsFromMapFunc(virtualKeyOfHost[*networkingv1.NetworkPolicy]))).
+	return r.controller(mgr, virtual, concurrency, resync, r.allKeys, watched{virtual.GetCache(), &corev1.Namespace{}}).
 		WatchesRawSource(source.Kind(virtual.GetCache(), &corev1.Namespace{}, handler.TypedEnqueueRequestsFromMapFunc(r.policiesReadingLabels))).
-		WatchesRawSource(fullPass("networkpolicies", resync, synced(watched{mgr.GetCache(), &networkingv1.NetworkPolicy{}}, watched{virtual.GetCache(), &networkingv1.NetworkPolicy{}}, watched{virtual.GetCache(), &corev1.Namespace{}}), r.allKeys)).
 		Complete(r)
 }
 
@@ -175,23 +163,13 @@ func (r *policyReconciler) policiesReadingLabels(ctx context.Context, _ *corev1.
 	return keys
 }
 
+// allKeys is the isolation policy's key and every pair's.
 func (r *policyReconciler) allKeys(ctx context.Context) ([]reconcile.Request, error) {
-	hosts := &networkingv1.NetworkPolicyList{}
-	if err := r.Host.List(ctx, hosts, client.InNamespace(r.Config.HostNamespace)); err != nil {
-		return nil, fmt.Errorf("listing host NetworkPolicies: %w", err)
+	keys, err := r.pairKeys(ctx)
+	if err != nil {
+		return nil, err
 	}
-	virtuals := &networkingv1.NetworkPolicyList{}
-	if err := r.Virtual.List(ctx, virtuals); err != nil {
-		return nil, fmt.Errorf("listing virtual NetworkPolicies: %w", err)
-	}
-	keys := []reconcile.Request{r.isolationKey()}
-	for i := range hosts.Items {
-		keys = append(keys, reconcile.Request{NamespacedName: virtualKeyOf(&hosts.Items[i])})
-	}
-	for i := range virtuals.Items {
-		keys = append(keys, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&virtuals.Items[i])})
-	}
-	return keys, nil
+	return append([]reconcile.Request{r.isolationKey()}, keys...), nil
 }
 
 // Reconcile gathers the NetworkPolicy pair of one key, decides, and writes.
@@ -199,15 +177,7 @@ func (r *policyReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 	if req == r.isolationKey() {
 		return reconcile.Result{}, r.keepIsolation(ctx)
 	}
-	virtual, err := getPolicy(ctx, r.Virtual, req.NamespacedName)
-	if err != nil {
-		return reconcile.Result{}, err
-	}
-	hostKey := client.ObjectKey{Namespace: r.Config.HostNamespace, Name: req.Name}
-	if req.Namespace != "" {
-		hostKey.Name = translate.HostNetworkPolicyName(req.Name, req.Namespace, r.Config.VCluster)
-	}
-	host, err := getPolicy(ctx, r.Host, hostKey)
+	virtual, host, err := r.gather(ctx, req.NamespacedName)
 	if err != nil {
 		return reconcile.Result{}, err
 	}

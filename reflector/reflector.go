@@ -305,7 +305,8 @@ func NewManager(o Options) (manager.Manager, error) {
 	if err := nodes.SetupWithManager(mgr, virtual, resync); err != nil {
 		return nil, err
 	}
-	services := &serviceReconciler{
+	// The Service, NetworkPolicy and claim reconcilers share these.
+	pairs := pairDeps{
 		Host:          mgr.GetClient(),
 		HostReader:    mgr.GetAPIReader(),
 		Virtual:       virtual.GetClient(),
@@ -316,7 +317,7 @@ func NewManager(o Options) (manager.Manager, error) {
 		GracePeriod:   o.OrphanGracePeriod,
 		Clock:         clock.RealClock{},
 	}
-	if err := services.SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles, resync); err != nil {
+	if err := newServiceReconciler(pairs).SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles, resync); err != nil {
 		return nil, err
 	}
 	endpointSlices := &endpointSliceReconciler{
@@ -329,32 +330,10 @@ func NewManager(o Options) (manager.Manager, error) {
 	if err := endpointSlices.SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles, resync); err != nil {
 		return nil, err
 	}
-	policies := &policyReconciler{
-		Host:          mgr.GetClient(),
-		HostReader:    mgr.GetAPIReader(),
-		Virtual:       virtual.GetClient(),
-		VirtualReader: virtual.GetAPIReader(),
-		Recorder:      virtual.GetEventRecorder(FieldManager),
-		Config:        o.Translate,
-		Gate:          gate,
-		GracePeriod:   o.OrphanGracePeriod,
-		Clock:         clock.RealClock{},
-	}
-	if err := policies.SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles, resync); err != nil {
+	if err := newPolicyReconciler(pairs).SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles, resync); err != nil {
 		return nil, err
 	}
-	claims := &claimReconciler{
-		Host:          mgr.GetClient(),
-		HostReader:    mgr.GetAPIReader(),
-		Virtual:       virtual.GetClient(),
-		VirtualReader: virtual.GetAPIReader(),
-		Recorder:      virtual.GetEventRecorder(FieldManager),
-		Config:        o.Translate,
-		Gate:          gate,
-		GracePeriod:   o.OrphanGracePeriod,
-		Clock:         clock.RealClock{},
-	}
-	if err := claims.SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles, resync); err != nil {
+	if err := newClaimReconciler(pairs).SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles, resync); err != nil {
 		return nil, err
 	}
 	if err := indexHostClaimsByVolume(context.Background(), mgr); err != nil {

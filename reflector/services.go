@@ -11,16 +11,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	"k8s.io/client-go/tools/events"
-	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/cluster"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
-	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/policy"
@@ -201,67 +196,26 @@ func webhookWrote(host metav1.Object, now time.Time, grace time.Duration) bool {
 }
 
 // serviceReconciler keeps each virtual Service and its host Service one
-// (decideService). Host Services are read from a cache of this virtual
-// cluster's host Services, virtual ones from the virtual cluster's cache.
+// (decideService).
 type serviceReconciler struct {
-	Host          client.Client
-	HostReader    client.Reader
-	Virtual       client.Client
-	VirtualReader client.Reader
-	Recorder      events.EventRecorder
-	Config        translate.Config
-	Gate          policy.Gate
-	GracePeriod   time.Duration
-	Clock         clock.PassiveClock
+	objectPairs[corev1.Service, *corev1.Service]
+}
+
+func newServiceReconciler(deps pairDeps) *serviceReconciler {
+	return &serviceReconciler{newObjectPairs(deps, "Services", func() client.ObjectList { return &corev1.ServiceList{} }, translate.HostServiceName, getService)}
 }
 
 // SetupWithManager registers the controller: events of either Service
 // enqueue the virtual key, and a full pass covers both caches.
 func (r *serviceReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Cluster, concurrency int, resync time.Duration) error {
-	return ctrl.NewControllerManagedBy(mgr).
-		Named("services").
-		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
-		WatchesRawSource(source.Kind(virtual.GetCache(), &corev1.Service{}, &handler.TypedEnqueueRequestForObject[*corev1.Service]{})).
-		WatchesRawSource(source.Kind(mgr.GetCache(), &corev1.Service{}, handler.TypedEnqueueRequestsFromMapFunc(virtualKeyOfHost[*corev1.Service]))).
-		WatchesRawSource(fullPass("services", resync, synced(watched{mgr.GetCache(), &corev1.Service{}}, watched{virtual.GetCache(), &corev1.Service{}}), r.allKeys)).
-		Complete(r)
-}
-
-func (r *serviceReconciler) allKeys(ctx context.Context) ([]reconcile.Request, error) {
-	hosts := &corev1.ServiceList{}
-	if err := r.Host.List(ctx, hosts, client.InNamespace(r.Config.HostNamespace)); err != nil {
-		return nil, fmt.Errorf("listing host Services: %w", err)
-	}
-	virtuals := &corev1.ServiceList{}
-	if err := r.Virtual.List(ctx, virtuals); err != nil {
-		return nil, fmt.Errorf("listing virtual Services: %w", err)
-	}
-	keys := make([]reconcile.Request, 0, len(hosts.Items)+len(virtuals.Items))
-	for i := range hosts.Items {
-		keys = append(keys, reconcile.Request{NamespacedName: virtualKeyOf(&hosts.Items[i])})
-	}
-	for i := range virtuals.Items {
-		keys = append(keys, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&virtuals.Items[i])})
-	}
-	return keys, nil
+	return r.controller(mgr, virtual, concurrency, resync, r.pairKeys).Complete(r)
 }
 
 // Reconcile gathers the Service pair of one key, decides, and writes.
 func (r *serviceReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
-	virtual, err := getService(ctx, r.Virtual, req.NamespacedName)
+	virtual, host, err := r.gather(ctx, req.NamespacedName)
 	if err != nil {
 		return reconcile.Result{}, err
-	}
-	hostKey := client.ObjectKey{Namespace: r.Config.HostNamespace, Name: req.Name}
-	if req.Namespace != "" {
-		hostKey.Name = translate.HostServiceName(req.Name, req.Namespace, r.Config.VCluster)
-	}
-	host, err := getService(ctx, r.Host, hostKey)
-	if err != nil {
-		return reconcile.Result{}, err
-	}
-	if host != nil && host.Labels[translate.LabelVCluster] != r.Config.VCluster {
-		host = nil // not this virtual cluster's (the cache holds only ours).
 	}
 	d := decideService(virtual, host, r.Gate, r.Clock.Now(), r.GracePeriod)
 	log := logf.FromContext(ctx)

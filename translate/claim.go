@@ -67,24 +67,10 @@ func HostClaim(virtual *corev1.PersistentVolumeClaim, cfg Config, syncID string)
 			spec.DataSourceRef.Name = HostClaimName(src.Name, virtual.Namespace, cfg.VCluster)
 		}
 	}
-	labels := tenantLabels(virtual.Labels)
-	labels[LabelManagedBy] = ManagedByValue
-	labels[LabelVCluster] = cfg.VCluster
-	labels[LabelNamespace] = virtual.Namespace
 	return &corev1.PersistentVolumeClaim{
-		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"},
-		ObjectMeta: metav1.ObjectMeta{
-			Name:      HostClaimName(virtual.Name, virtual.Namespace, cfg.VCluster),
-			Namespace: cfg.HostNamespace,
-			Labels:    labels,
-			Annotations: map[string]string{
-				AnnotationSyncID:    syncID,
-				AnnotationName:      virtual.Name,
-				AnnotationNamespace: virtual.Namespace,
-				AnnotationVCluster:  cfg.VCluster,
-			},
-		},
-		Spec: spec,
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"},
+		ObjectMeta: pairedHostMeta(virtual, HostClaimName(virtual.Name, virtual.Namespace, cfg.VCluster), cfg, syncID),
+		Spec:       spec,
 	}, nil
 }
 

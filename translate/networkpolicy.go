@@ -99,25 +99,12 @@ func HostNetworkPolicy(virtual *networkingv1.NetworkPolicy, cfg Config, syncID s
 	if errs = append(errs, t.errs...); len(errs) > 0 {
 		return nil, errs
 	}
-	labels := tenantLabels(virtual.Labels)
-	labels[LabelManagedBy] = ManagedByValue
-	labels[LabelVCluster] = cfg.VCluster
-	labels[LabelNamespace] = virtual.Namespace
+	meta := pairedHostMeta(virtual, HostNetworkPolicyName(virtual.Name, virtual.Namespace, cfg.VCluster), cfg, syncID)
+	meta.Annotations[AnnotationSelectorScheme] = SelectorScheme
 	return &networkingv1.NetworkPolicy{
-		TypeMeta: metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "NetworkPolicy"},
-		ObjectMeta: metav1.ObjectMeta{
-			Name:      HostNetworkPolicyName(virtual.Name, virtual.Namespace, cfg.VCluster),
-			Namespace: cfg.HostNamespace,
-			Labels:    labels,
-			Annotations: map[string]string{
-				AnnotationSyncID:         syncID,
-				AnnotationName:           virtual.Name,
-				AnnotationNamespace:      virtual.Namespace,
-				AnnotationVCluster:       cfg.VCluster,
-				AnnotationSelectorScheme: SelectorScheme,
-			},
-		},
-		Spec: host,
+		TypeMeta:   metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "NetworkPolicy"},
+		ObjectMeta: meta,
+		Spec:       host,
 	}, nil
 }
 

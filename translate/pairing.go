@@ -24,6 +24,24 @@ func ClaimsObject(virtual, host metav1.Object) bool {
 		host.GetAnnotations()[AnnotationName] == virtual.GetName() && host.GetAnnotations()[AnnotationNamespace] == virtual.GetNamespace()
 }
 
+// pairedHostMeta is the metadata of host object name, the one a tenant's
+// namespaced object virtual has (a Service, a NetworkPolicy, a claim): in
+// the host namespace, with hostLabels and the annotations that pair it
+// with virtual (ClaimsObject).
+func pairedHostMeta(virtual metav1.Object, name string, cfg Config, syncID string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{
+		Name:      name,
+		Namespace: cfg.HostNamespace,
+		Labels:    hostLabels(virtual.GetLabels(), virtual.GetNamespace(), cfg),
+		Annotations: map[string]string{
+			AnnotationSyncID:    syncID,
+			AnnotationName:      virtual.GetName(),
+			AnnotationNamespace: virtual.GetNamespace(),
+			AnnotationVCluster:  cfg.VCluster,
+		},
+	}
+}
+
 // DefaultVirtualRequestTimeout is kube-apiserver's default
 // --request-timeout, the longest any create on the virtual apiserver runs.
 const DefaultVirtualRequestTimeout = time.Minute

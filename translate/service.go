@@ -107,25 +107,12 @@ func HostService(virtual *corev1.Service, cfg Config, syncID string) (*corev1.Se
 		p.NodePort = 0
 		spec.Ports = append(spec.Ports, p)
 	}
-	labels := tenantLabels(virtual.Labels)
-	labels[LabelManagedBy] = ManagedByValue
-	labels[LabelVCluster] = cfg.VCluster
-	labels[LabelNamespace] = virtual.Namespace
+	meta := pairedHostMeta(virtual, HostServiceName(virtual.Name, virtual.Namespace, cfg.VCluster), cfg, syncID)
+	meta.Annotations[AnnotationSelectorScheme] = SelectorScheme
 	return &corev1.Service{
-		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
-		ObjectMeta: metav1.ObjectMeta{
-			Name:      HostServiceName(virtual.Name, virtual.Namespace, cfg.VCluster),
-			Namespace: cfg.HostNamespace,
-			Labels:    labels,
-			Annotations: map[string]string{
-				AnnotationSyncID:         syncID,
-				AnnotationName:           virtual.Name,
-				AnnotationNamespace:      virtual.Namespace,
-				AnnotationVCluster:       cfg.VCluster,
-				AnnotationSelectorScheme: SelectorScheme,
-			},
-		},
-		Spec: spec,
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+		ObjectMeta: meta,
+		Spec:       spec,
 	}, nil
 }
 

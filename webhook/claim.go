@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -13,9 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -27,6 +24,12 @@ import (
 )
 
 var claimResource = schema.GroupResource{Resource: "persistentvolumeclaims"}
+
+// Requests the claim paths serve.
+var (
+	claimCreates = objectRequests{path: translate.WebhookPathClaim, resource: "persistentvolumeclaims", kind: "PersistentVolumeClaim", operation: admissionv1.Create}
+	claimUpdates = objectRequests{path: translate.WebhookPathClaimUpdate, resource: "persistentvolumeclaims", kind: "PersistentVolumeClaim", operation: admissionv1.Update}
+)
 
 // claimMutator carries a virtual PersistentVolumeClaim to the host inside
 // the tenant's request: a create makes the host claim, so a claim the host
@@ -62,31 +65,27 @@ func (m *claimMutator) Handle(ctx context.Context, req admission.Request) admiss
 }
 
 func (m *claimMutator) handle(ctx context.Context, req admission.Request) admission.Response {
-	op, path := admissionv1.Create, translate.WebhookPathClaim
+	kind := claimCreates
 	if m.Update {
-		op, path = admissionv1.Update, translate.WebhookPathClaimUpdate
+		kind = claimUpdates
 	}
-	if req.UID == "" || req.Resource.Resource != "persistentvolumeclaims" || req.Kind.Kind != "PersistentVolumeClaim" || req.SubResource != "" {
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("not a PersistentVolumeClaim admission request (uid %q, resource %q, subresource %q, kind %q)", req.UID, req.Resource.Resource, req.SubResource, req.Kind.Kind))
-	}
-	if req.Operation != op {
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("podbridge's %s serves PersistentVolumeClaim %s only, not %s: the webhook configuration that sent it here is not as podbridge registers it", path, op, req.Operation))
-	}
-	claim := &corev1.PersistentVolumeClaim{}
-	if err := decoder.DecodeRaw(req.Object, claim); err != nil {
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding PersistentVolumeClaim: %w", err))
-	}
-	if claim.Namespace == "" {
-		claim.Namespace = req.Namespace
+	claim, old, refused := decodeObjects[corev1.PersistentVolumeClaim](kind, req)
+	if refused != nil {
+		return *refused
 	}
 	if m.Update {
-		old := &corev1.PersistentVolumeClaim{}
-		if err := decoder.DecodeRaw(req.OldObject, old); err != nil {
-			return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding old PersistentVolumeClaim: %w", err))
-		}
 		return m.update(ctx, req, old, claim)
 	}
 	return m.create(ctx, req, claim)
+}
+
+// objects reads, checks and updates host claims. It has no cap: the one on
+// claims is on the storage they request together, which a resize changes
+// too (writeWithinCap), not on their number (hostObjects.createWithinCap).
+func (m *claimMutator) objects() hostObjects[corev1.PersistentVolumeClaim, *corev1.PersistentVolumeClaim] {
+	return hostObjects[corev1.PersistentVolumeClaim, *corev1.PersistentVolumeClaim]{
+		Host: m.Host, Virtual: m.Virtual, Config: m.Config, Resource: claimResource, Kind: "PersistentVolumeClaim",
+	}
 }
 
 func (m *claimMutator) create(ctx context.Context, req admission.Request, claim *corev1.PersistentVolumeClaim) admission.Response {
@@ -111,14 +110,9 @@ func (m *claimMutator) create(ctx context.Context, req admission.Request, claim 
 	defer cancel()
 	var current *corev1.PersistentVolumeClaim
 	if reinvoked {
-		// Only podbridge sets sync IDs: one that names no host claim of
-		// this very claim is forged, and nothing is written for it.
-		existing, err := m.hostClaim(hostCtx, host.Name)
+		existing, err := m.objects().reinvoked(hostCtx, claim.Name, host.Name, syncID)
 		if err != nil {
-			return hostClaimError(err, claim, host.Name)
-		}
-		if existing == nil || existing.Annotations[translate.AnnotationSyncID] != syncID || existing.Annotations[translate.AnnotationVCluster] != m.Config.VCluster {
-			return hostClaimError(apierrors.NewForbidden(claimResource, claim.Name, fmt.Errorf("annotation %s is set by podbridge only", translate.AnnotationSyncID)), claim, host.Name)
+			return m.objects().hostError(err, claim.Name, host.Name)
 		}
 		current = existing
 	}
@@ -149,21 +143,9 @@ func (m *claimMutator) create(ctx context.Context, req admission.Request, claim 
 func (m *claimMutator) update(ctx context.Context, req admission.Request, old, claim *corev1.PersistentVolumeClaim) admission.Response {
 	mode := writeModeOf(req)
 	log := logf.FromContext(ctx).WithValues("claim", claim.Namespace+"/"+claim.Name, "dryRun", mode == dryRun)
-	// podbridge's keys stay as it set them: a different value is refused,
-	// a dropped one (kubectl replace of the tenant's manifest) put back.
-	meta := field.NewPath("metadata", "annotations")
-	restore := map[string]string{}
-	for _, key := range []string{translate.AnnotationSyncID, translate.AnnotationHostName} {
-		switch value, set := claim.Annotations[key]; {
-		case !set && old.Annotations[key] != "":
-			restore[key] = old.Annotations[key]
-		case set && value != old.Annotations[key]:
-			return invalidClaim(claim, field.Forbidden(meta.Key(key), "set by podbridge only"))
-		}
-	}
-	var patch []jsonpatch.JsonPatchOperation
-	if len(restore) > 0 {
-		patch = addKeys("annotations", len(claim.Annotations) > 0, restore)
+	patch, forged := keepSyncKeys(old, claim)
+	if forged != nil {
+		return invalidClaim(claim, forged)
 	}
 	syncID := old.Annotations[translate.AnnotationSyncID]
 	if syncID == "" || claim.DeletionTimestamp != nil {
@@ -179,17 +161,17 @@ func (m *claimMutator) update(ctx context.Context, req admission.Request, old, c
 	hostCtx, cancel := context.WithTimeout(ctx, m.HostTimeout)
 	defer cancel()
 	name := desired.Name
-	current, err := m.hostClaim(hostCtx, name)
+	current, err := m.objects().get(hostCtx, name)
 	if err != nil {
-		return hostClaimError(err, claim, name)
+		return m.objects().hostError(err, claim.Name, name)
 	}
 	if current == nil {
 		// Its host claim is gone: the reflector carries that deletion to
 		// the virtual claim; an update cannot bring it back.
-		return hostClaimError(apierrors.NewNotFound(claimResource, claim.Name), claim, name)
+		return m.objects().hostError(apierrors.NewNotFound(claimResource, claim.Name), claim.Name, name)
 	}
-	if current.Annotations[translate.AnnotationSyncID] != syncID || current.Annotations[translate.AnnotationVCluster] != m.Config.VCluster {
-		return hostClaimError(apierrors.NewConflict(claimResource, claim.Name, errors.New("its host claim name is taken by another claim in the host namespace")), claim, name)
+	if !m.objects().ours(current, syncID) {
+		return m.objects().hostError(apierrors.NewConflict(claimResource, claim.Name, errors.New("its host claim name is taken by another claim in the host namespace")), claim.Name, name)
 	}
 	if errs := m.Gate.CheckClaim(claim, current, desired); len(errs) > 0 {
 		log.Info("Refused PersistentVolumeClaim update: the host-side gate", "errors", errs.ToAggregate().Error())
@@ -198,26 +180,11 @@ func (m *claimMutator) update(ctx context.Context, req admission.Request, old, c
 	if translate.SameHostClaim(desired, current) {
 		return admission.Patched("", patch...)
 	}
-	opts := []client.UpdateOption{client.FieldOwner(FieldManager)}
-	if mode == dryRun {
-		opts = append(opts, client.DryRunAll)
-	}
 	write := func() error {
 		// The host's controllers write the claim too (binding, resize
-		// status): read again and write once more on a conflict.
-		first := true
-		return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			if !first {
-				if current, err = m.hostClaim(hostCtx, name); err != nil {
-					return err
-				}
-				if current == nil {
-					return apierrors.NewNotFound(claimResource, claim.Name)
-				}
-			}
-			first = false
-			return m.Host.Update(hostCtx, translate.OverHostClaim(desired, current), opts...)
-		})
+		// status): update reads again and writes once more on a conflict.
+		_, err := m.objects().update(hostCtx, claim.Name, current, desired, mode, translate.SameHostClaim, translate.OverHostClaim)
+		return err
 	}
 	if refused := m.writeWithinCap(log, claim, desired, mode, write); refused != nil {
 		return *refused
@@ -244,19 +211,10 @@ func (m *claimMutator) writeWithinCap(log logr.Logger, claim, host *corev1.Persi
 	}
 	if err != nil {
 		log.Info("Refused PersistentVolumeClaim: host claim not written", "hostClaim", host.Name, "error", err.Error())
-		refused := hostClaimError(err, claim, host.Name)
+		refused := m.objects().hostError(err, claim.Name, host.Name)
 		return &refused
 	}
 	return nil
-}
-
-// hostClaim reads host claim name; nil when there is none.
-func (m *claimMutator) hostClaim(ctx context.Context, name string) (*corev1.PersistentVolumeClaim, error) {
-	c, err := kube.GetOrNil[corev1.PersistentVolumeClaim](ctx, m.Host, client.ObjectKey{Namespace: m.Config.HostNamespace, Name: name})
-	if err != nil {
-		return nil, fmt.Errorf("reading host PersistentVolumeClaim %s: %w", name, err)
-	}
-	return c, nil
 }
 
 // createHostClaim creates host (mode dryRun: asks the host to validate
@@ -271,7 +229,7 @@ func (m *claimMutator) createHostClaim(ctx context.Context, host *corev1.Persist
 	if !apierrors.IsAlreadyExists(err) {
 		return err
 	}
-	existing, err := m.hostClaim(ctx, host.Name)
+	existing, err := m.objects().get(ctx, host.Name)
 	switch {
 	case err != nil:
 		return err
@@ -282,7 +240,7 @@ func (m *claimMutator) createHostClaim(ctx context.Context, host *corev1.Persist
 	case existing.Annotations[annotationAdmissionUID] == host.Annotations[annotationAdmissionUID]:
 		return nil
 	}
-	live, err := m.virtualClaimExists(ctx, existing)
+	live, err := m.objects().virtualExists(ctx, existing)
 	if err != nil {
 		return err
 	}
@@ -301,17 +259,6 @@ func (m *claimMutator) createHostClaim(ctx context.Context, host *corev1.Persist
 			errors.New("the host claim of an earlier claim of this name is still being deleted (a host pod may use it); retry later"))
 	}
 	return err
-}
-
-// virtualClaimExists reports whether the virtual claim host belongs to is
-// stored with host's sync ID.
-func (m *claimMutator) virtualClaimExists(ctx context.Context, host *corev1.PersistentVolumeClaim) (bool, error) {
-	key := types.NamespacedName{Namespace: host.Annotations[translate.AnnotationNamespace], Name: host.Annotations[translate.AnnotationName]}
-	virtual, err := kube.GetOrNil[corev1.PersistentVolumeClaim](ctx, m.Virtual, key)
-	if err != nil {
-		return false, fmt.Errorf("reading virtual PersistentVolumeClaim %s: %w", key, err)
-	}
-	return translate.ClaimsClaim(virtual, host), nil
 }
 
 // podClaimsOwned refuses a pod whose persistentVolumeClaim volume would
@@ -345,9 +292,4 @@ func podClaimsOwned(ctx context.Context, host client.Reader, cfg translate.Confi
 
 func invalidClaim(claim *corev1.PersistentVolumeClaim, errs ...*field.Error) admission.Response {
 	return invalidObject("PersistentVolumeClaim", claim.Name, errs)
-}
-
-// hostClaimError answers a host error about a host claim.
-func hostClaimError(err error, virtual *corev1.PersistentVolumeClaim, hostName string) admission.Response {
-	return hostErrorResponse(err, "PersistentVolumeClaim", virtual.Name, hostName, "written")
 }

@@ -10,6 +10,7 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -17,6 +18,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/podbridge/podbridge/internal/caps"
@@ -173,6 +175,43 @@ func TestClaimMutator(t *testing.T) {
 	huge := grown.DeepCopy()
 	huge.Spec.Resources.Requests[corev1.ResourceStorage] = resource.MustParse("4Gi")
 	refused(update.Handle(ctx, claimRequest(t, admissionv1.Update, "u8", false, huge, grown)), http.StatusUnprocessableEntity, "--max-claim-storage")
+}
+
+// A resize whose host write conflicts (the host's controllers write the
+// claim too) is read again and written once more.
+func TestClaimResizeRetriedOnConflict(t *testing.T) {
+	ctx := context.Background()
+	conflicts := 1
+	host := fake.NewClientBuilder().WithScheme(kube.Scheme).WithInterceptorFuncs(interceptor.Funcs{
+		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			if conflicts > 0 {
+				conflicts--
+				return apierrors.NewConflict(claimResource, obj.GetName(), nil)
+			}
+			return c.Update(ctx, obj, opts...)
+		},
+	}).Build()
+	create, update := claimMutators(host, 3<<30)
+	if resp := create.Handle(ctx, claimRequest(t, admissionv1.Create, "u1", false, testClaim(nil), nil)); !resp.Allowed {
+		t.Fatalf("create refused: %+v", resp.Result)
+	}
+	hostKey := client.ObjectKey{Namespace: "host", Name: translate.HostClaimName("data", "shop", "vc")}
+	stored := testClaim(func(c *corev1.PersistentVolumeClaim) {
+		c.Annotations[translate.AnnotationSyncID] = "id-1"
+		c.Annotations[translate.AnnotationHostName] = hostKey.Name
+	})
+	grown := stored.DeepCopy()
+	grown.Spec.Resources.Requests[corev1.ResourceStorage] = resource.MustParse("2Gi")
+	if resp := update.Handle(ctx, claimRequest(t, admissionv1.Update, "u2", false, grown, stored)); !resp.Allowed {
+		t.Fatalf("resize refused: %+v", resp.Result)
+	}
+	got := &corev1.PersistentVolumeClaim{}
+	if err := host.Get(ctx, hostKey, got); err != nil {
+		t.Fatal(err)
+	}
+	if q := got.Spec.Resources.Requests[corev1.ResourceStorage]; q.String() != "2Gi" || conflicts != 0 {
+		t.Errorf("host claim requests %s after a conflicted resize (conflicts left %d)", q.String(), conflicts)
+	}
 }
 
 // Each claim path serves its own kind of request only.

@@ -23,7 +23,8 @@ import (
 )
 
 // objectRequests is the one kind of admission request a handler of a
-// namespaced kind other than pods serves (Services, NetworkPolicies): an
+// namespaced kind other than pods serves (Services, NetworkPolicies,
+// PersistentVolumeClaims): an
 // operation on the object itself, at one path. As for pods
 // (podRequests), every other request is refused with a 400 naming the
 // path and what it serves.
@@ -45,12 +46,43 @@ func (k objectRequests) serves(req admission.Request) (_ admission.Response, ok 
 	return admission.Response{}, true
 }
 
+// decodeObjects answers a request to a handler of kind k: the object it
+// carries (in the request's namespace when it names none) and, for an
+// update, the object as stored before; or the refusal to give, when the
+// request is not of kind k or does not decode.
+func decodeObjects[T any, PT interface {
+	*T
+	client.Object
+}](k objectRequests, req admission.Request) (obj, old PT, refused *admission.Response) {
+	if resp, ok := k.serves(req); !ok {
+		return nil, nil, &resp
+	}
+	obj = PT(new(T))
+	if err := decoder.DecodeRaw(req.Object, obj); err != nil {
+		resp := admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding %s: %w", k.kind, err))
+		return nil, nil, &resp
+	}
+	if obj.GetNamespace() == "" {
+		obj.SetNamespace(req.Namespace)
+	}
+	if k.operation == admissionv1.Update {
+		old = PT(new(T))
+		if err := decoder.DecodeRaw(req.OldObject, old); err != nil {
+			resp := admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding old %s: %w", k.kind, err))
+			return nil, nil, &resp
+		}
+	}
+	return obj, old, nil
+}
+
 // hostObjects writes one kind of host object that a tenant's namespaced
 // object has (a Service's host Service, a NetworkPolicy's host
-// NetworkPolicy) inside the tenant's request: created within the cap on
-// them, found again by a retried or reinvoked admission, a stale one of
-// the same name (its admission failed after podbridge said yes) replaced,
-// and updated over what the host holds.
+// NetworkPolicy, a claim's host claim) inside the tenant's request:
+// created within the cap on them, found again by a retried or reinvoked
+// admission, a stale one of the same name (its admission failed after
+// podbridge said yes) replaced, and updated over what the host holds.
+// Claims use only its reads, checks and update: their cap is on requested
+// storage, and their create differs (claimMutator.createHostClaim).
 type hostObjects[T any, PT interface {
 	*T
 	client.Object
@@ -60,7 +92,8 @@ type hostObjects[T any, PT interface {
 	Resource      schema.GroupResource
 	// Kind names the tenant's kind in answers ("Service").
 	Kind string
-	// Cap admits each new host object within the cap on them.
+	// Cap admits each new host object within the cap on them
+	// (createWithinCap); nil for claims.
 	Cap *caps.HostObjects
 }
 

@@ -66,21 +66,11 @@ func (m *networkPolicyMutator) handle(ctx context.Context, req admission.Request
 	if m.Update {
 		kind = networkPolicyUpdates
 	}
-	if resp, ok := kind.serves(req); !ok {
-		return resp
-	}
-	np := &networkingv1.NetworkPolicy{}
-	if err := decoder.DecodeRaw(req.Object, np); err != nil {
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding NetworkPolicy: %w", err))
-	}
-	if np.Namespace == "" {
-		np.Namespace = req.Namespace
+	np, old, refused := decodeObjects[networkingv1.NetworkPolicy](kind, req)
+	if refused != nil {
+		return *refused
 	}
 	if m.Update {
-		old := &networkingv1.NetworkPolicy{}
-		if err := decoder.DecodeRaw(req.OldObject, old); err != nil {
-			return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding old NetworkPolicy: %w", err))
-		}
 		return m.update(ctx, req, old, np)
 	}
 	return m.create(ctx, req, np)

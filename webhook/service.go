@@ -3,7 +3,6 @@ package webhook
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"time"
 
 	"gomodules.xyz/jsonpatch/v2"
@@ -68,21 +67,11 @@ func (m *serviceMutator) handle(ctx context.Context, req admission.Request) admi
 	if m.Update {
 		kind = serviceUpdates
 	}
-	if resp, ok := kind.serves(req); !ok {
-		return resp
-	}
-	svc := &corev1.Service{}
-	if err := decoder.DecodeRaw(req.Object, svc); err != nil {
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding Service: %w", err))
-	}
-	if svc.Namespace == "" {
-		svc.Namespace = req.Namespace
+	svc, old, refused := decodeObjects[corev1.Service](kind, req)
+	if refused != nil {
+		return *refused
 	}
 	if m.Update {
-		old := &corev1.Service{}
-		if err := decoder.DecodeRaw(req.OldObject, old); err != nil {
-			return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding old Service: %w", err))
-		}
 		return m.update(ctx, req, old, svc)
 	}
 	return m.create(ctx, req, svc)
