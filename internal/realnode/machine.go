@@ -74,8 +74,12 @@ func (n *Node) provisionedDir() string { return n.dir("hostpath_pv") }
 // refuses when HostPathProvisionerDir exists already (a leftover of a
 // killed run is undone before): volumes there would be another's.
 func (n *Node) linkProvisionerDir() error {
-	if _, err := os.Lstat(HostPathProvisionerDir); !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%s exists (%v): kube-controller-manager's host-path provisioner puts the real node's volumes there, so it must be the node's alone: remove it", HostPathProvisionerDir, err)
+	_, err := os.Lstat(HostPathProvisionerDir)
+	if err == nil {
+		return fmt.Errorf("%s exists: kube-controller-manager's host-path provisioner puts the real node's volumes there, so it must be the node's alone: remove it", HostPathProvisionerDir)
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("checking the host-path provisioner's folder: %w", err)
 	}
 	n.rec.CreatedDirs = append(n.rec.CreatedDirs, HostPathProvisionerDir, n.provisionedDir())
 	if err := n.rec.save(); err != nil {
