@@ -46,7 +46,10 @@ type Plane struct {
 
 	env   *envtest.Environment
 	procs []*child.Process
-	kwok  *kwokServer
+	// controllerManager is the host's kube-controller-manager, when
+	// Options.RealNodeControllers runs one.
+	controllerManager *child.Process
+	kwok              *kwokServer
 	// apiserverLog receives the kube-apiserver's output, across restarts.
 	apiserverLog *os.File
 }
@@ -97,10 +100,11 @@ type Options struct {
 	// host addresses on virtual Services): give both the same. A real
 	// node routes the host's (see realnode.Options.ServiceCIDR).
 	ServiceCIDR string
-	// EndpointSlices, when set, runs a kube-controller-manager on the
-	// host with only the controllers that fill EndpointSlices, which a
-	// real node's kube-proxy reads (host only).
-	EndpointSlices bool
+	// RealNodeControllers, when set, runs a kube-controller-manager on
+	// the host with HostControllers only: the EndpointSlices a real node's
+	// kube-proxy reads, and claims provisioned as folders of this machine,
+	// which a real node mounts (host only).
+	RealNodeControllers bool
 }
 
 // ServiceClusterIPRange is the --service-cluster-ip-range of both
@@ -113,15 +117,36 @@ type Options struct {
 const ServiceClusterIPRange = "10.0.0.0/16"
 
 // HostControllers are the only controllers the host's
-// kube-controller-manager runs (Options.EndpointSlices): EndpointSlices
-// for Services with a selector, and the mirror of a selector-less
-// Service's Endpoints into EndpointSlices. Nothing else: the host's
+// kube-controller-manager runs (Options.RealNodeControllers), all for what
+// a real node needs of its host. EndpointSlices for Services with a
+// selector, and the mirror of a selector-less Service's Endpoints into
+// EndpointSlices, which the node's kube-proxy reads. The persistent volume
+// binder, with the host-path provisioner on (HostPathProvisionerFlag):
+// it provisions a volume for a claim of a class naming
+// kubernetes.io/host-path, binds the two, and on the claim's deletion
+// removes the volume's folder (reclaim policy Delete) and the volume.
+// Claim and volume protection: the host apiserver's
+// StorageObjectInUseProtection admission puts their finalizers on every
+// claim and volume, and only these controllers take them off (a claim once
+// no host pod uses it, a volume once no claim is bound to it), so without
+// them no claim or volume could be deleted. Nothing else: no
+// attach-detach controller (a host-path volume is not attachable: the
+// kubelet mounts it alone), no expander (host-path volumes do not grow), no
+// ephemeral-volume controller (no test needs one yet), and the host's
 // nodes, pods and namespaces are the test bed's and podbridge's to manage
 // (no garbage collector, no node lifecycle, no service-account tokens:
 // kube-proxy authenticates with a client certificate), so the slices of a
 // deleted Service stay until their namespace goes, which kube-proxy
 // ignores.
-var HostControllers = []string{"endpointslice-controller", "endpointslice-mirroring-controller"}
+var HostControllers = []string{"endpointslice-controller", "endpointslice-mirroring-controller",
+	"persistentvolume-binder-controller", "persistentvolumeclaim-protection-controller", "persistentvolume-protection-controller"}
+
+// HostPathProvisionerFlag turns on kube-controller-manager's host-path
+// provisioner, meant for single-node test clusters: it makes each volume a
+// folder /tmp/hostpath_pv/<uid> of the machine it runs on (a fixed path:
+// no flag moves it; see realnode.HostPathProvisionerDir), and its deleter
+// removes only folders under /tmp.
+const HostPathProvisionerFlag = "--enable-hostpath-provisioner"
 
 // StartHost starts a host control plane: etcd, kube-apiserver (with the
 // ServiceAccount admission plugin, as real clusters have), kube-scheduler
@@ -203,7 +228,7 @@ func StartHost(ctx context.Context, opts Options) (p *Plane, err error) {
 	if err := p.createNodes(ctx, opts); err != nil {
 		return p, err
 	}
-	if opts.EndpointSlices {
+	if opts.RealNodeControllers {
 		kcm, err := opts.Assets.Path("kube-controller-manager")
 		if err != nil {
 			return p, err
@@ -215,10 +240,12 @@ func StartHost(ctx context.Context, opts Options) (p *Plane, err error) {
 			"--secure-port=0",
 			"--leader-elect=false",
 			"--controllers="+strings.Join(HostControllers, ","),
+			HostPathProvisionerFlag,
 			"--use-service-account-credentials=false",
 		); err != nil {
 			return p, err
 		}
+		p.controllerManager = p.procs[len(p.procs)-1]
 	}
 	return p, nil
 }
@@ -243,7 +270,7 @@ var VirtualControllers = []string{"*", "-node-lifecycle-controller", "-node-ipam
 // VirtualControllers. There is no scheduler: podbridge binds virtual pods.
 func StartVirtual(ctx context.Context, opts Options) (p *Plane, err error) {
 	opts.KubeletClientCertFile, opts.KubeletClientKeyFile = "", "" // its nodes' kubelet API is podbridge's.
-	opts.EndpointSlices = false                                    // its controller-manager runs every controller already.
+	opts.RealNodeControllers = false                               // its controller-manager runs every controller already.
 	// Pods watch the virtual apiserver (the tenant's CoreDNS, on a real
 	// node that stops after it: it serves on the node's bridge). Without a
 	// grace period an apiserver's shutdown waits for open watches to end,
@@ -478,6 +505,21 @@ func (p *Plane) Stop() error {
 	p.kwok.stop()
 	p.kwok = nil
 	return errors.Join(errs...)
+}
+
+// StopControllerManager stops the host's kube-controller-manager, if it
+// runs, ahead of the rest: a real node stops first, and no volume may be
+// provisioned into the provisioner's folder once the node has removed it.
+func (p *Plane) StopControllerManager() error {
+	if p == nil || p.controllerManager == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	err := p.controllerManager.Stop(ctx)
+	p.procs = slices.DeleteFunc(p.procs, func(c *child.Process) bool { return c == p.controllerManager })
+	p.controllerManager = nil
+	return err
 }
 
 // StopAPIServer stops the plane's kube-apiserver and leaves etcd and every

@@ -77,7 +77,10 @@ type Options struct {
 	// then serves on the node's bridge address, behind the host Service
 	// APIServerServiceName that Translate's APIServerHost/Port name, so
 	// pods on the node reach it with their tokens, and the virtual
-	// cluster's DNS server (coredns.yaml) runs there.
+	// cluster's DNS server (coredns.yaml) runs there. The host gets a
+	// dynamic provisioner whose volumes the node mounts, and a default
+	// StorageClass naming it, which Translate then allows (see
+	// StorageClassName).
 	RealNode *realnode.Options
 	// TenantsOnRealNode, with RealNode, runs every tenant pod on the real
 	// node, as a platform that keeps tenants on one node pool would: the
@@ -218,9 +221,10 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 		hostOpts.KubeletClientKeyFile = filepath.Join(realNodeCerts, "client", certs.KeyFile)
 		hostOpts.RealNodeKubeletCAFile = filepath.Join(realNodeCerts, "serving", certs.CAFile)
 		// The node routes the host's Service range; its kube-proxy reads
-		// the EndpointSlices the host's controllers fill.
+		// the EndpointSlices the host's controllers fill, and its kubelet
+		// mounts the volumes they provision.
 		hostOpts.ServiceCIDR = env.RealNode.ServiceCIDR().String()
-		hostOpts.EndpointSlices = env.RealNode.RunsKubeProxy()
+		hostOpts.RealNodeControllers = true
 	}
 	// podbridge pins the host's ClusterIPs on virtual Services: the
 	// virtual apiserver's range must contain the host's, so it is the same.
@@ -274,6 +278,7 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 	joined := make(chan error, 1)
 	if env.RealNode != nil {
 		useRealNode(&opts.Translate)
+		allowStorageClass(&opts.Translate)
 		if opts.TenantsOnRealNode {
 			keepTenantsOn(&opts.Translate, env.RealNode.Name())
 		}
@@ -298,6 +303,11 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 	hostAdmin, err := client.New(env.Host.Config, client.Options{Scheme: kube.Scheme})
 	if err != nil {
 		return env, err
+	}
+	if env.RealNode != nil {
+		if err := createStorageClass(ctx, hostAdmin); err != nil {
+			return env, err
+		}
 	}
 	var apiServerEndpoint string
 	if env.RealNode != nil && env.RealNode.RunsKubeProxy() {
@@ -597,8 +607,9 @@ func (e *Env) Stop() error {
 	e.webhook, e.reflector = nil, nil
 	e.mu.Unlock()
 	// The virtual apiserver serves on the real node's bridge: it stops
-	// before the bridge goes, and the node before the host it is part of.
-	errs = append(errs, e.Virtual.Stop(), e.RealNode.Stop(), e.Host.Stop())
+	// before the bridge goes, and the node before the host it is part of,
+	// but after the host's controllers, which provision into its folder.
+	errs = append(errs, e.Virtual.Stop(), e.Host.StopControllerManager(), e.RealNode.Stop(), e.Host.Stop())
 	return errors.Join(errs...)
 }
 

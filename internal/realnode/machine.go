@@ -55,6 +55,42 @@ var sysctls = []string{
 // not exist before.
 var fixedDirs = []string{"/run/containerd", "/var/run/netns", "/var/lib/cni", "/var/log/containers", "/var/log/pods", "/var/lib/kubelet"}
 
+// HostPathProvisionerDir is where kube-controller-manager's host-path
+// provisioner (controlplane.HostControllers) makes each volume's folder,
+// /tmp/hostpath_pv/<uid>: a path fixed in its code
+// (k8s.io/kubernetes/pkg/volume/hostpath), which no flag moves, and whose
+// deleter removes only folders under /tmp. While a node runs it is a
+// symbolic link to the node's own folder (provisionedDir), so the volumes
+// live in the run's state folder, and both go on Stop, or on the next
+// Start after a killed run. The provisioner, the kubelet and runc all
+// follow the link: the folder a volume names is the one they see.
+const HostPathProvisionerDir = "/tmp/hostpath_pv"
+
+// provisionedDir is the folder HostPathProvisionerDir links to.
+func (n *Node) provisionedDir() string { return n.dir("hostpath_pv") }
+
+// linkProvisionerDir records, then creates, the provisioner's folder in
+// the node's state folder and HostPathProvisionerDir linking to it. It
+// refuses when HostPathProvisionerDir exists already (a leftover of a
+// killed run is undone before): volumes there would be another's.
+func (n *Node) linkProvisionerDir() error {
+	_, err := os.Lstat(HostPathProvisionerDir)
+	if err == nil {
+		return fmt.Errorf("%s exists: kube-controller-manager's host-path provisioner puts the real node's volumes there, so it must be the node's alone: remove it", HostPathProvisionerDir)
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("checking the host-path provisioner's folder: %w", err)
+	}
+	n.rec.CreatedDirs = append(n.rec.CreatedDirs, HostPathProvisionerDir, n.provisionedDir())
+	if err := n.rec.save(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(n.provisionedDir(), 0o755); err != nil {
+		return err
+	}
+	return os.Symlink(n.provisionedDir(), HostPathProvisionerDir)
+}
+
 // takeLock makes sure this is the machine's only real node: the kubelet's
 // ports and fixed paths cannot be shared. The lock goes with the process,
 // so a killed run does not hold it.
@@ -183,8 +219,9 @@ func readRecord() (*record, error) {
 // undo kills what is left of the node's processes (its own, containerd's
 // shims and every container), unmounts what they mounted, deletes the
 // bridge, the firewall's chains and the pods' cgroups, restores the
-// sysctls and removes the fixed directories that were created; then the
-// record.
+// sysctls and removes the fixed directories that were created (the
+// provisioner's link and folder among them: os.RemoveAll removes a link,
+// not what it names); then the record.
 func (r *record) undo(log logr.Logger) error {
 	var errs []error
 	var pids []int

@@ -12,7 +12,8 @@
 //
 // Everything it starts lives under Options.StateDir, except what the
 // kubelet and containerd keep at fixed paths (recorded and removed when
-// they did not exist before). Only one real node can run per machine (the
+// they did not exist before) and the host-path provisioner's folder, a
+// link into it (HostPathProvisionerDir). Only one real node can run per machine (the
 // kubelet's ports and fixed paths); a lock file says so clearly.
 package realnode
 
@@ -203,6 +204,9 @@ func Start(ctx context.Context, opts Options) (n *Node, err error) {
 	}
 	n.rec = newRecord(n)
 	if err := n.rec.save(); err != nil {
+		return n, err
+	}
+	if err := n.linkProvisionerDir(); err != nil {
 		return n, err
 	}
 	t := time.Now()

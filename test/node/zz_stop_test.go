@@ -26,7 +26,8 @@ import (
 )
 
 // Named to run last (go test runs a package's tests in file order): Stop,
-// with a pod running, leaves no process, mount, interface, cgroup,
+// with a pod running and a provisioned claim Bound, leaves no process,
+// mount, interface, cgroup, provisioned volume,
 // firewall chain or changed sysctl behind; so does a `podbridge dev` run
 // killed with SIGKILL, undone by `podbridge dev` started again in its
 // folder; and a second start on the same machine works and is undone the
@@ -38,6 +39,12 @@ func TestZZStopLeavesNothingAndStartingAgainWorks(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitVirtualReady(t, running)
+	// A claim the host provisioned, Bound when Stop comes: its folder goes.
+	kept := claim("default", "kept-at-stop")
+	if err := virtualClient.Create(context.Background(), kept); err != nil {
+		t.Fatal(err)
+	}
+	provisionedFolder(t, waitClaimBound(t, kept))
 	first, firstDir := env, stateDir
 	env = nil // TestMain must not stop it again.
 	if err := first.Stop(); err != nil {
@@ -231,6 +238,13 @@ func assertMachineClean(t *testing.T, dir string) {
 	}
 	if left := processesLeft(dir); len(left) > 0 {
 		t.Errorf("processes left: %v", left)
+	}
+	// The host-path provisioner's link and the folder it names, with
+	// the volumes in it.
+	for _, path := range []string{realnode.HostPathProvisionerDir, filepath.Join(dir, "realnode", "hostpath_pv")} {
+		if _, err := os.Lstat(path); !os.IsNotExist(err) {
+			t.Errorf("the host-path provisioner's %s left: %v", path, err)
+		}
 	}
 	if _, err := os.Stat("/run/podbridge-realnode/record.json"); err == nil {
 		t.Error("the real node's record is left: something was not undone")
