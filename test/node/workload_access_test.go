@@ -275,7 +275,9 @@ func kubectlCp(t *testing.T, ns, src, dst string) (string, error) {
 	flags.Namespace = ptr.To(ns)
 	// As kubectl's root command builds its factory.
 	f := cmdutil.NewFactory(cmdutil.NewMatchVersionFlags(flags))
-	var out, errOut bytes.Buffer
+	// kubectl's tar pipe may still write from its own goroutine when Run
+	// returns: the buffers are read under the lock they are written under.
+	var out, errOut lockedBuffer
 	streams := genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}
 	o := cp.NewCopyOptions(streams)
 	o.Container = "w"
@@ -292,6 +294,25 @@ func kubectlCp(t *testing.T, ns, src, dst string) (string, error) {
 		err = errors.Join(err, fmt.Errorf("kubectl's fatal handler: %s", strings.Join(fatal, "; ")))
 	}
 	return out.String() + errOut.String(), err
+}
+
+// lockedBuffer is a bytes.Buffer safe for a writer and a reader in
+// different goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // writeTree writes files (relative name → content) under dir.
