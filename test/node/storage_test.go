@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -283,4 +284,52 @@ func TestStatefulSetKeepsItsDataOnRealNode(t *testing.T) {
 	if err := hostClient.Get(ctx, hostClaimKey(claim(ns, "data-db-1")), again); err != nil || again.UID != firstHost.UID {
 		t.Errorf("db-1's host claim after scaling: %v (UID %s, was %s)", err, again.UID, firstHost.UID)
 	}
+}
+
+// A claim made through podbridge is Bound in the virtual cluster once the
+// host binds its host claim and the reflector mirrors it: the time from
+// create to Bound is logged against a claim made directly on the host, in
+// the same run (issue 23's closing figure; no timing is asserted).
+func TestClaimBindLatencyThroughPodbridge(t *testing.T) {
+	ctx := context.Background()
+	waitDefaultClassMirrored(t)
+	ns := namespace(t)
+	tc := env.Options.Translate
+	const rounds = 5
+	var through, direct []time.Duration
+	for i := range rounds {
+		virtual := claim(ns, fmt.Sprintf("timed-%d", i))
+		through = append(through, timeToBound(t, virtualClient, virtual))
+		t.Cleanup(func() { _ = virtualClient.Delete(context.Background(), virtual) })
+
+		host := claim(tc.HostNamespace, fmt.Sprintf("direct-timed-%d", i))
+		host.Spec.StorageClassName = ptr.To(devenv.StorageClassName)
+		direct = append(direct, timeToBound(t, hostClient, host))
+		if err := hostClient.Delete(ctx, host); err != nil {
+			t.Errorf("deleting host claim %s: %v", host.Name, err)
+		}
+	}
+	slices.Sort(through)
+	slices.Sort(direct)
+	t.Logf("claim create to Bound, median of %d: through podbridge %s, directly on the host %s (ratio %.1f); through %v, direct %v",
+		rounds, through[rounds/2], direct[rounds/2], float64(through[rounds/2])/float64(direct[rounds/2]), through, direct)
+}
+
+// timeToBound creates c with cl and returns how long it took to read it
+// Bound, polling every 10 ms for at most a minute.
+func timeToBound(t *testing.T, cl client.Client, c *corev1.PersistentVolumeClaim) time.Duration {
+	t.Helper()
+	start := time.Now()
+	if err := cl.Create(context.Background(), c); err != nil {
+		t.Fatalf("creating claim %s/%s: %v", c.Namespace, c.Name, err)
+	}
+	for time.Since(start) < time.Minute {
+		got := &corev1.PersistentVolumeClaim{}
+		if err := cl.Get(context.Background(), client.ObjectKeyFromObject(c), got); err == nil && got.Status.Phase == corev1.ClaimBound {
+			return time.Since(start)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("claim %s/%s not Bound within a minute", c.Namespace, c.Name)
+	return 0
 }
