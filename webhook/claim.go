@@ -89,12 +89,10 @@ func (m *claimMutator) objects() hostObjects[corev1.PersistentVolumeClaim, *core
 }
 
 func (m *claimMutator) create(ctx context.Context, req admission.Request, claim *corev1.PersistentVolumeClaim) admission.Response {
-	nameGenerated, hadAnnotations := claim.Name == "", len(claim.Annotations) > 0
-	if nameGenerated {
-		if claim.GenerateName == "" {
-			return invalidClaim(claim, field.Required(field.NewPath("metadata", "name"), "name or generateName is required"))
-		}
-		claim.Name = GenerateName(claim.GenerateName, m.NameSuffix())
+	hadAnnotations := len(claim.Annotations) > 0
+	nameGenerated, nameErr := nameFromGenerateName(claim, m.NameSuffix)
+	if nameErr != nil {
+		return invalidClaim(claim, nameErr)
 	}
 	mode := writeModeOf(req)
 	log := logf.FromContext(ctx).WithValues("claim", claim.Namespace+"/"+claim.Name, "dryRun", mode == dryRun)

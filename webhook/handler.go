@@ -96,15 +96,13 @@ func (m *podMutator) handle(ctx context.Context, req admission.Request) admissio
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding pod: %w", err))
 	}
 	// What the patch must add depends on the pod as the tenant sent it.
-	nameGenerated, hadAnnotations := mutated.Name == "", len(mutated.Annotations) > 0
+	hadAnnotations := len(mutated.Annotations) > 0
 	if mutated.Namespace == "" {
 		mutated.Namespace = req.Namespace
 	}
-	if nameGenerated {
-		if mutated.GenerateName == "" {
-			return invalid(mutated, field.Required(field.NewPath("metadata", "name"), "name or generateName is required"))
-		}
-		mutated.Name = GenerateName(mutated.GenerateName, m.NameSuffix())
+	nameGenerated, nameErr := nameFromGenerateName(mutated, m.NameSuffix)
+	if nameErr != nil {
+		return invalid(mutated, nameErr)
 	}
 	mode := writeModeOf(req)
 	log := logf.FromContext(ctx).WithValues("pod", mutated.Namespace+"/"+mutated.Name, "dryRun", mode == dryRun)
@@ -336,6 +334,21 @@ func (m *podMutator) virtualPodExists(ctx context.Context, host *corev1.Pod) (bo
 		return false, fmt.Errorf("reading virtual pod %s: %w", key, err)
 	}
 	return virtual.Annotations[translate.AnnotationSyncID] == host.Annotations[translate.AnnotationSyncID], nil
+}
+
+// nameFromGenerateName names obj, sent with generateName only, now, as the
+// apiserver would after admission: its host object is named after it. It
+// reports whether it did (the patch must add the name); an object with
+// neither is refused.
+func nameFromGenerateName(obj metav1.Object, suffix func() string) (bool, *field.Error) {
+	if obj.GetName() != "" {
+		return false, nil
+	}
+	if obj.GetGenerateName() == "" {
+		return false, field.Required(field.NewPath("metadata", "name"), "name or generateName is required")
+	}
+	obj.SetName(GenerateName(obj.GetGenerateName(), suffix()))
+	return true, nil
 }
 
 // GenerateName turns generateName into a name the way the apiserver does:

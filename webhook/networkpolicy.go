@@ -84,12 +84,10 @@ func (m *networkPolicyMutator) objects() hostObjects[networkingv1.NetworkPolicy,
 }
 
 func (m *networkPolicyMutator) create(ctx context.Context, req admission.Request, np *networkingv1.NetworkPolicy) admission.Response {
-	nameGenerated, hadAnnotations := np.Name == "", len(np.Annotations) > 0
-	if nameGenerated {
-		if np.GenerateName == "" {
-			return invalidPolicy(np, field.Required(field.NewPath("metadata", "name"), "name or generateName is required"))
-		}
-		np.Name = GenerateName(np.GenerateName, m.NameSuffix())
+	hadAnnotations := len(np.Annotations) > 0
+	nameGenerated, nameErr := nameFromGenerateName(np, m.NameSuffix)
+	if nameErr != nil {
+		return invalidPolicy(np, nameErr)
 	}
 	mode := writeModeOf(req)
 	log := logf.FromContext(ctx).WithValues("networkPolicy", np.Namespace+"/"+np.Name, "dryRun", mode == dryRun)

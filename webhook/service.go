@@ -97,12 +97,10 @@ func (m *serviceMutator) create(ctx context.Context, req admission.Request, svc 
 		}
 		return admission.Patched("", allocationPatch(svc, translate.ServiceAllocation{ClusterIP: ip, ClusterIPs: []string{ip}})...)
 	}
-	nameGenerated, hadAnnotations := svc.Name == "", len(svc.Annotations) > 0
-	if nameGenerated {
-		if svc.GenerateName == "" {
-			return invalidService(svc, field.Required(field.NewPath("metadata", "name"), "name or generateName is required"))
-		}
-		svc.Name = GenerateName(svc.GenerateName, m.NameSuffix())
+	hadAnnotations := len(svc.Annotations) > 0
+	nameGenerated, nameErr := nameFromGenerateName(svc, m.NameSuffix)
+	if nameErr != nil {
+		return invalidService(svc, nameErr)
 	}
 	mode := writeModeOf(req)
 	log := logf.FromContext(ctx).WithValues("service", svc.Namespace+"/"+svc.Name, "dryRun", mode == dryRun)
