@@ -8,8 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
+	"net/netip"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -53,20 +52,19 @@ const (
 // Service and of the virtual cluster's DNS Service in the host Service
 // range cidr.
 func serviceAddresses(cidr string) (apiServer, dns string, err error) {
-	_, network, err := net.ParseCIDR(cidr)
+	network, err := netip.ParsePrefix(cidr)
 	if err != nil {
 		return "", "", fmt.Errorf("service range %q: %w", cidr, err)
 	}
-	nth := func(n int64) (string, error) {
-		base := network.IP.To4()
-		if base == nil {
-			base = network.IP
+	nth := func(n int) (string, error) {
+		addr := network.Masked().Addr()
+		for range n {
+			addr = addr.Next()
 		}
-		ip := net.IP(new(big.Int).Add(new(big.Int).SetBytes(base), big.NewInt(n)).FillBytes(make([]byte, len(base))))
-		if !network.Contains(ip) {
+		if !network.Contains(addr) {
 			return "", fmt.Errorf("service range %s has no address %d", cidr, n)
 		}
-		return ip.String(), nil
+		return addr.String(), nil
 	}
 	if apiServer, err = nth(apiServerServiceOffset); err != nil {
 		return "", "", err
