@@ -15,7 +15,7 @@ import (
 	"github.com/go-logr/logr/testr"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/podbridge/podbridge/internal/controlplane"
+	"github.com/podbridge/podbridge/testbed/controlplane"
 )
 
 // TestBenchTiny runs the whole benchmark at tiny sizes so the harness

@@ -6,7 +6,7 @@ import (
 
 	"github.com/go-logr/logr"
 
-	"github.com/podbridge/podbridge/internal/controlplane"
+	"github.com/podbridge/podbridge/testbed/controlplane"
 )
 
 // Sizes state how big each scenario is. They are recorded in the results,

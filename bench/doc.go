@@ -3,7 +3,7 @@
 //
 // It starts a host (etcd, kube-apiserver, kube-scheduler, kwok) and a
 // virtual control plane (etcd, kube-apiserver, kube-controller-manager)
-// with internal/controlplane, runs `podbridge webhook` and `podbridge
+// with testbed/controlplane, runs `podbridge webhook` and `podbridge
 // reflector` as separate processes (so their CPU time and peak RSS can be
 // read from /proc and the reflector can be restarted), and drives load with
 // client-go over loopback only. Every scenario has a fixed seed, a stated
@@ -21,9 +21,9 @@
 // The results are a Markdown report, the raw figures as JSON and a PNG of
 // the create-latency distributions. The concerns live in one file each:
 // config.go (sizes), env.go (control planes and clients), podbridge.go
-// (podbridge's processes, run with internal/child), load.go (load
+// (podbridge's processes, run with testbed/child), load.go (load
 // generator), watch.go (pod watcher), stats.go (statistics), metrics.go
-// (request accounting; scrapes are internal/promscrape's), proc.go
+// (request accounting; scrapes are testbed/promscrape's), proc.go
 // (process cost sampling), scenario_*.go, results.go (the figures),
 // targets.go (issue 6's targets), report.go (Markdown) and plot.go (PNG).
 package bench

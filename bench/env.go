@@ -19,9 +19,9 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/podbridge/podbridge/certs"
-	"github.com/podbridge/podbridge/internal/controlplane"
 	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/internal/ownership"
+	"github.com/podbridge/podbridge/testbed/controlplane"
 )
 
 // Namespaces of the scenarios. Each series has its own, so counting and

@@ -9,7 +9,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/podbridge/podbridge/internal/promscrape"
+	"github.com/podbridge/podbridge/testbed/promscrape"
 )
 
 // requestKey names apiserver requests the way apiserver_request_total

@@ -20,9 +20,9 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/podbridge/podbridge/certs"
-	"github.com/podbridge/podbridge/internal/child"
-	"github.com/podbridge/podbridge/internal/controlplane"
-	"github.com/podbridge/podbridge/internal/promscrape"
+	"github.com/podbridge/podbridge/testbed/child"
+	"github.com/podbridge/podbridge/testbed/controlplane"
+	"github.com/podbridge/podbridge/testbed/promscrape"
 	"github.com/podbridge/podbridge/translate"
 )
 

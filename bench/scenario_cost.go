@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/podbridge/podbridge/internal/child"
-	"github.com/podbridge/podbridge/internal/promscrape"
+	"github.com/podbridge/podbridge/testbed/child"
+	"github.com/podbridge/podbridge/testbed/promscrape"
 )
 
 // minimumRequests is what the design needs per pod through its life, by

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/podbridge/podbridge/internal/promscrape"
+	"github.com/podbridge/podbridge/testbed/promscrape"
 	"github.com/podbridge/podbridge/translate"
 )
 

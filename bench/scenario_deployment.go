@@ -13,7 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 
-	"github.com/podbridge/podbridge/internal/child"
+	"github.com/podbridge/podbridge/testbed/child"
 )
 
 const hostDeploymentMethod = "the same Deployment created on the host, rolled out by a host kube-controller-manager " +

@@ -13,7 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 
-	"github.com/podbridge/podbridge/internal/child"
+	"github.com/podbridge/podbridge/testbed/child"
 	"github.com/podbridge/podbridge/translate"
 )
 

@@ -18,7 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/podbridge/podbridge/bench"
-	"github.com/podbridge/podbridge/internal/controlplane"
+	"github.com/podbridge/podbridge/testbed/controlplane"
 )
 
 // sizeFlags are the size flags: each overrides one field of the default

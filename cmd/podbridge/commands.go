@@ -14,11 +14,11 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/podbridge/podbridge/certs"
-	"github.com/podbridge/podbridge/internal/controlplane"
-	"github.com/podbridge/podbridge/internal/devenv"
-	"github.com/podbridge/podbridge/internal/realnode"
 	"github.com/podbridge/podbridge/kubeletproxy"
 	"github.com/podbridge/podbridge/reflector"
+	"github.com/podbridge/podbridge/testbed/controlplane"
+	"github.com/podbridge/podbridge/testbed/devenv"
+	"github.com/podbridge/podbridge/testbed/realnode"
 	"github.com/podbridge/podbridge/translate"
 	"github.com/podbridge/podbridge/webhook"
 )

@@ -15,7 +15,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/podbridge/podbridge/internal/podstream"
+	"github.com/podbridge/podbridge/testbed/podstream"
 	"github.com/podbridge/podbridge/translate"
 )
 

@@ -23,7 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podbridge/podbridge/certs"
-	"github.com/podbridge/podbridge/internal/podstream"
+	"github.com/podbridge/podbridge/testbed/podstream"
 )
 
 // Logs through the virtual apiserver read the host container's log, with

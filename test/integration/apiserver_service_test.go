@@ -14,7 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/podbridge/podbridge/internal/devenv"
+	"github.com/podbridge/podbridge/testbed/devenv"
 	"github.com/podbridge/podbridge/translate"
 )
 

@@ -14,8 +14,8 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/podbridge/podbridge/internal/promscrape"
 	"github.com/podbridge/podbridge/reflector"
+	"github.com/podbridge/podbridge/testbed/promscrape"
 	"github.com/podbridge/podbridge/translate"
 )
 

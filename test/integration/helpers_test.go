@@ -20,7 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
-	"github.com/podbridge/podbridge/internal/testwait"
+	"github.com/podbridge/podbridge/testbed/testwait"
 	"github.com/podbridge/podbridge/translate"
 )
 

@@ -26,9 +26,9 @@ import (
 	"k8s.io/client-go/transport/spdy"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/podbridge/podbridge/internal/devenv"
-	"github.com/podbridge/podbridge/internal/podstream"
 	"github.com/podbridge/podbridge/kubeletproxy"
+	"github.com/podbridge/podbridge/testbed/devenv"
+	"github.com/podbridge/podbridge/testbed/podstream"
 )
 
 // Adversarial requests to podbridge's kubelet API, as the tenant sends

@@ -26,11 +26,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/podbridge/podbridge/certs"
-	"github.com/podbridge/podbridge/internal/controlplane"
-	"github.com/podbridge/podbridge/internal/devenv"
 	"github.com/podbridge/podbridge/internal/hostaccount"
 	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/internal/ownership"
+	"github.com/podbridge/podbridge/testbed/controlplane"
+	"github.com/podbridge/podbridge/testbed/devenv"
 	"github.com/podbridge/podbridge/translate"
 )
 

@@ -25,8 +25,8 @@ import (
 
 	"github.com/podbridge/podbridge/certs"
 	"github.com/podbridge/podbridge/internal/caps"
-	"github.com/podbridge/podbridge/internal/promscrape"
 	"github.com/podbridge/podbridge/reflector"
+	"github.com/podbridge/podbridge/testbed/promscrape"
 	"github.com/podbridge/podbridge/webhook"
 )
 

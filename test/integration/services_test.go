@@ -23,8 +23,8 @@ import (
 
 	"github.com/podbridge/podbridge/check"
 	"github.com/podbridge/podbridge/internal/caps"
-	"github.com/podbridge/podbridge/internal/controlplane"
 	"github.com/podbridge/podbridge/reflector"
+	"github.com/podbridge/podbridge/testbed/controlplane"
 	"github.com/podbridge/podbridge/translate"
 	"github.com/podbridge/podbridge/webhook"
 )

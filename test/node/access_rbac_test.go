@@ -16,7 +16,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/podbridge/podbridge/internal/podstream"
+	"github.com/podbridge/podbridge/testbed/podstream"
 )
 
 // A tenant's service account allowed pods/log but not pods/exec, attach

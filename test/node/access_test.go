@@ -17,7 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	utilexec "k8s.io/client-go/util/exec"
 
-	"github.com/podbridge/podbridge/internal/podstream"
+	"github.com/podbridge/podbridge/testbed/podstream"
 )
 
 // A tenant's logs, exec and port-forward reach the real container through

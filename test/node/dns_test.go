@@ -19,7 +19,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/podbridge/podbridge/internal/controlplane"
+	"github.com/podbridge/podbridge/testbed/controlplane"
 	"github.com/podbridge/podbridge/translate"
 )
 

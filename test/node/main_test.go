@@ -25,11 +25,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	"github.com/podbridge/podbridge/internal/controlplane"
-	"github.com/podbridge/podbridge/internal/devenv"
 	"github.com/podbridge/podbridge/internal/kube"
-	"github.com/podbridge/podbridge/internal/realnode"
-	"github.com/podbridge/podbridge/internal/testwait"
+	"github.com/podbridge/podbridge/testbed/controlplane"
+	"github.com/podbridge/podbridge/testbed/devenv"
+	"github.com/podbridge/podbridge/testbed/realnode"
+	"github.com/podbridge/podbridge/testbed/testwait"
 	"github.com/podbridge/podbridge/translate"
 )
 

@@ -17,7 +17,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/podbridge/podbridge/internal/realnode"
+	"github.com/podbridge/podbridge/testbed/realnode"
 )
 
 // A pod on the real node reaches, on this machine, only the virtual

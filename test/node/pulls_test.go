@@ -16,7 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/podbridge/podbridge/internal/realnode"
+	"github.com/podbridge/podbridge/testbed/realnode"
 )
 
 // An image named on this machine's loopback would make containerd call

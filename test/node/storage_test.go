@@ -22,8 +22,8 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/podbridge/podbridge/internal/devenv"
-	"github.com/podbridge/podbridge/internal/realnode"
+	"github.com/podbridge/podbridge/testbed/devenv"
+	"github.com/podbridge/podbridge/testbed/realnode"
 	"github.com/podbridge/podbridge/translate"
 )
 

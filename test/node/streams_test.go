@@ -22,7 +22,7 @@ import (
 	"k8s.io/client-go/tools/remotecommand"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
-	"github.com/podbridge/podbridge/internal/podstream"
+	"github.com/podbridge/podbridge/testbed/podstream"
 )
 
 // Exec with a terminal through the virtual apiserver, over SPDY and

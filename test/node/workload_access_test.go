@@ -31,8 +31,8 @@ import (
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 	"k8s.io/utils/ptr"
 
-	"github.com/podbridge/podbridge/internal/podstream"
-	"github.com/podbridge/podbridge/internal/realnode"
+	"github.com/podbridge/podbridge/testbed/podstream"
+	"github.com/podbridge/podbridge/testbed/realnode"
 )
 
 // The verbs kwok cannot play (it never closes a command's stdin and never

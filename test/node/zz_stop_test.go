@@ -19,10 +19,10 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/podbridge/podbridge/internal/child"
-	"github.com/podbridge/podbridge/internal/controlplane"
 	"github.com/podbridge/podbridge/internal/kube"
-	"github.com/podbridge/podbridge/internal/realnode"
+	"github.com/podbridge/podbridge/testbed/child"
+	"github.com/podbridge/podbridge/testbed/controlplane"
+	"github.com/podbridge/podbridge/testbed/realnode"
 )
 
 // Named to run last (go test runs a package's tests in file order): Stop,

@@ -5,7 +5,7 @@
 // replicas of both components killed under load.
 //
 // Everything is real and on loopback: the control planes of
-// internal/controlplane, podbridge built from cmd/podbridge and run as
+// testbed/controlplane, podbridge built from cmd/podbridge and run as
 // separate processes (so they can be killed), and toxiproxy, in process, for
 // latency. Each test starts its own host and virtual clusters, counts what
 // it did (faults injected, creates attempted and their outcomes, violations

@@ -25,12 +25,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podbridge/podbridge/certs"
-	"github.com/podbridge/podbridge/internal/child"
-	"github.com/podbridge/podbridge/internal/controlplane"
-	"github.com/podbridge/podbridge/internal/devenv"
 	"github.com/podbridge/podbridge/internal/hostaccount"
 	"github.com/podbridge/podbridge/internal/kube"
-	"github.com/podbridge/podbridge/internal/promscrape"
+	"github.com/podbridge/podbridge/testbed/child"
+	"github.com/podbridge/podbridge/testbed/controlplane"
+	"github.com/podbridge/podbridge/testbed/devenv"
+	"github.com/podbridge/podbridge/testbed/promscrape"
 	"github.com/podbridge/podbridge/translate"
 )
 

@@ -20,7 +20,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	"github.com/podbridge/podbridge/internal/controlplane"
+	"github.com/podbridge/podbridge/testbed/controlplane"
 )
 
 var (

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/podbridge/podbridge/internal/testwait"
+	"github.com/podbridge/podbridge/testbed/testwait"
 )
 
 // behaviourEnv makes the test binary, started again as a child, act as one

@@ -18,7 +18,7 @@ import (
 
 	"github.com/go-logr/logr"
 
-	"github.com/podbridge/podbridge/internal/child"
+	"github.com/podbridge/podbridge/testbed/child"
 )
 
 // machineDir holds the lock and the record of what the running (or a

@@ -24,8 +24,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/podbridge/podbridge/certs"
-	"github.com/podbridge/podbridge/internal/child"
 	"github.com/podbridge/podbridge/internal/kube"
+	"github.com/podbridge/podbridge/testbed/child"
 )
 
 //go:embed kwok-stages.yaml

@@ -6,7 +6,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 
-	"github.com/podbridge/podbridge/internal/realnode"
+	"github.com/podbridge/podbridge/testbed/realnode"
 	"github.com/podbridge/podbridge/translate"
 )
 

@@ -12,7 +12,7 @@ import (
 
 	"github.com/go-logr/logr"
 
-	"github.com/podbridge/podbridge/internal/realnode"
+	"github.com/podbridge/podbridge/testbed/realnode"
 )
 
 // stateLockName is the file in a state folder that its `podbridge dev`

@@ -16,8 +16,8 @@ import (
 
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/podbridge/podbridge/internal/child"
-	"github.com/podbridge/podbridge/internal/testwait"
+	"github.com/podbridge/podbridge/testbed/child"
+	"github.com/podbridge/podbridge/testbed/testwait"
 )
 
 // parentDirEnv makes the test binary, started again, start etcd and a

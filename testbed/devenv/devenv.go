@@ -35,13 +35,13 @@ import (
 
 	"github.com/podbridge/podbridge/certs"
 	"github.com/podbridge/podbridge/internal/caps"
-	"github.com/podbridge/podbridge/internal/controlplane"
 	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/internal/ownership"
-	"github.com/podbridge/podbridge/internal/realnode"
 	"github.com/podbridge/podbridge/kubeletproxy"
 	"github.com/podbridge/podbridge/reflector"
 	"github.com/podbridge/podbridge/staticpolicy"
+	"github.com/podbridge/podbridge/testbed/controlplane"
+	"github.com/podbridge/podbridge/testbed/realnode"
 	"github.com/podbridge/podbridge/translate"
 	"github.com/podbridge/podbridge/webhook"
 )
