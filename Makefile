@@ -20,12 +20,16 @@ help: ## Show the targets.
 	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z0-9_-]+:.*##/ {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2} /^##@/ {printf "\n%s\n", substr($$0, 5)}' $(MAKEFILE_LIST)
 
 .PHONY: build
-build: ## Build bin/podbridge.
+build: ## Build bin/podbridge, the production binary (webhook, reflector, check).
 	CGO_ENABLED=0 go build -trimpath -o bin/podbridge ./cmd/podbridge
 
+.PHONY: build-dev
+build-dev: ## Build bin/podbridge-dev, the test bed's command behind make run.
+	CGO_ENABLED=0 go build -trimpath -o bin/podbridge-dev ./cmd/podbridge-dev
+
 .PHONY: run
-run: build k8s-bins $(if $(REAL_NODE),node-bins) ## Run podbridge end to end on local host and virtual control planes (Ctrl-C stops all); REAL_NODE=1 adds a real kubelet node (root).
-	bin/podbridge dev $(if $(REAL_NODE),--real-node)
+run: build-dev k8s-bins $(if $(REAL_NODE),node-bins) ## Run podbridge end to end on local host and virtual control planes (Ctrl-C stops all); REAL_NODE=1 adds a real kubelet node (root).
+	bin/podbridge-dev $(if $(REAL_NODE),--real-node)
 
 .PHONY: test
 test: k8s-bins ## Run unit and integration tests (real apiservers, kwok) with the race detector.
@@ -105,7 +109,7 @@ conformance-bins: ## Build the conformance suite's e2e.test, the ginkgo CLI, agn
 	hack/k8s-bins/build.sh $(K8S_BINS) --conformance
 
 .PHONY: conformance
-conformance: build k8s-bins node-bins conformance-bins ## Run the Kubernetes conformance suite (hack/conformance/focus.txt; CONFORMANCE_FOCUS=all for every spec; CONFORMANCE_SET=ci for the minutes-long subset .ci/run runs) on a podbridge dev virtual cluster whose pods all run on the real node (root); JUnit and a summary in conformance-results/.
+conformance: build-dev k8s-bins node-bins conformance-bins ## Run the Kubernetes conformance suite (hack/conformance/focus.txt; CONFORMANCE_FOCUS=all for every spec; CONFORMANCE_SET=ci for the minutes-long subset .ci/run runs) on a podbridge-dev virtual cluster whose pods all run on the real node (root); JUnit and a summary in conformance-results/.
 	K8S_BINS=$(K8S_BINS) hack/conformance/run.sh
 
 ##@ Deployment
@@ -128,4 +132,4 @@ docker-build: ## Build the container image $(IMG) (needs a Docker engine).
 
 .PHONY: clean
 clean: ## Remove built binaries (keeps the Kubernetes binaries cache).
-	rm -f bin/podbridge
+	rm -f bin/podbridge bin/podbridge-dev

@@ -39,7 +39,7 @@ type Options struct {
 	Port        int
 	// Advertise is what virtual nodes carry as their address and kubelet
 	// port: where the virtual apiserver reaches this server (a Service in
-	// a cluster, loopback in podbridge dev and tests).
+	// a cluster, loopback in podbridge-dev and tests).
 	Advertise translate.KubeletEndpoint
 	// MaxStreams caps the log reads and streams carried at once
 	// (DefaultMaxStreams if not positive); more are answered 429.

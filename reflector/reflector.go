@@ -104,7 +104,7 @@ type Options struct {
 }
 
 // Validate reports what NewManager cannot run with, by field: whoever
-// builds the Options (the command, podbridge dev, tests) gets the same checks.
+// builds the Options (the command, podbridge-dev, tests) gets the same checks.
 func (o Options) Validate() error {
 	var errs field.ErrorList
 	if err := o.Translate.Validate(); err != nil {

@@ -2,7 +2,6 @@
 //
 //	podbridge webhook    serve the mutating admission webhook
 //	podbridge reflector  reflect host pods back into the virtual cluster
-//	podbridge dev        run both against local host and virtual control planes
 //	podbridge check      verify the invariant between the two clusters
 package main
 
@@ -21,7 +20,6 @@ var commands = map[string]struct {
 }{
 	"webhook":   {"serve the mutating admission webhook for virtual pods", runWebhook},
 	"reflector": {"reflect host pod status, nodes and deletion into the virtual cluster", runReflector},
-	"dev":       {"run podbridge end to end on local host and virtual control planes", runDev},
 	"check":     {"verify that every virtual pod has exactly one host pod, and no host pod is orphaned", runCheck},
 }
 
@@ -45,7 +43,7 @@ func run(command string, args []string) error {
 
 func usage() {
 	fmt.Fprintln(os.Stderr, "usage: podbridge COMMAND [flags]\n\ncommands:")
-	for _, name := range []string{"webhook", "reflector", "dev", "check"} {
+	for _, name := range []string{"webhook", "reflector", "check"} {
 		fmt.Fprintf(os.Stderr, "  %-10s %s\n", name, commands[name].summary)
 	}
 	fmt.Fprintln(os.Stderr, "\nRun 'podbridge COMMAND -h' for a command's flags.")

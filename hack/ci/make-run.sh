@@ -17,7 +17,7 @@ fail() {
 	echo "make-run: $*" >&2
 	exit 1
 }
-# make builds podbridge first: 5 minutes bound the build and the start.
+# make builds podbridge-dev first: 5 minutes bound the build and the start.
 for ((i = 0; i < 300; i++)); do
 	[[ -e $state/ready ]] && break
 	kill -0 "$pid" 2>/dev/null || fail "make run stopped before it was ready"
@@ -33,10 +33,10 @@ done
 kill -0 "$pid" 2>/dev/null && fail "make run still running 60s after Ctrl-C"
 rc=0
 wait "$pid" || rc=$?
-# make reports the interrupt it passed on (exit 2 on SIGINT); podbridge
-# dev itself logs how it stopped.
-grep -q "Stopping podbridge and both control planes" "$log" || fail "podbridge dev did not stop on Ctrl-C (make exit $rc)"
-grep -q "Stopped with errors" "$log" && fail "podbridge dev stopped with errors"
+# make reports the interrupt it passed on (exit 2 on SIGINT); podbridge-dev
+# itself logs how it stopped.
+grep -q "Stopping podbridge and both control planes" "$log" || fail "podbridge-dev did not stop on Ctrl-C (make exit $rc)"
+grep -q "Stopped with errors" "$log" && fail "podbridge-dev stopped with errors"
 [[ ! -e $state ]] || fail "$state left behind"
 if pgrep -f "$PWD/$state" >/dev/null; then
 	fail "processes of $state left running: $(pgrep -af "$PWD/$state")"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # run.sh: `make conformance`. Runs the Kubernetes conformance suite (e2e.test
 # of bin/k8s, built by `hack/k8s-bins/build.sh DIR --conformance`) against a
-# `podbridge dev --real-node --tenants-on-real-node` virtual cluster, so every
+# `podbridge-dev --real-node --tenants-on-real-node` virtual cluster, so every
 # pod the suite makes goes through podbridge's webhook and reflector and runs
 # in real containers on the real node. Root only (the real node).
 #
@@ -33,7 +33,7 @@ procs=${CONFORMANCE_PROCS:-4}
 
 say() { echo "conformance: $*" >&2; }
 
-[[ $(id -u) == 0 ]] || { say "needs root: the suite runs on podbridge dev's real node"; exit 1; }
+[[ $(id -u) == 0 ]] || { say "needs root: the suite runs on podbridge-dev's real node"; exit 1; }
 for bin in e2e.test ginkgo agnhost nnp kubelet; do
 	[[ -x $bins/$bin ]] || { say "$bins/$bin is missing (make conformance builds it)"; exit 1; }
 done
@@ -47,7 +47,7 @@ dev_pid=
 cleanup() {
 	local rc=$?
 	if [[ -n $dev_pid ]]; then
-		# podbridge dev removes its folder on exit: keep its logs first.
+		# podbridge-dev removes its folder on exit: keep its logs first.
 		rm -rf "$results/podbridge-logs"
 		cp -r "$state/logs" "$results/podbridge-logs" 2>/dev/null || true
 		kill -INT "$dev_pid" 2>/dev/null || true
@@ -133,17 +133,17 @@ esac
 # metadata.name), and on a pool of one node that names the node every tenant
 # pod runs on anyway. It offers the runtime handler the RuntimeClass specs'
 # own classes name (--runtime-handlers), as the node e2e suite's nodes do.
-say "starting podbridge dev with a real node (log: $results/podbridge-dev.log)"
+say "starting podbridge-dev with a real node (log: $results/podbridge-dev.log)"
 rm -f "$results/junit.xml" "$results/summary.txt"
-"$root/bin/podbridge" dev --real-node --tenants-on-real-node --node-extra-images "$images" \
+"$root/bin/podbridge-dev" --real-node --tenants-on-real-node --node-extra-images "$images" \
 	--allow-node-pinning --runtime-handlers test-handler --state-dir "$state" >"$results/podbridge-dev.log" 2>&1 &
 dev_pid=$!
 for ((i = 0; i < 600; i++)); do
 	[[ -e $state/ready ]] && break
-	kill -0 "$dev_pid" 2>/dev/null || { tail -20 "$results/podbridge-dev.log" >&2; say "podbridge dev stopped before it was ready"; exit 1; }
+	kill -0 "$dev_pid" 2>/dev/null || { tail -20 "$results/podbridge-dev.log" >&2; say "podbridge-dev stopped before it was ready"; exit 1; }
 	sleep 1
 done
-[[ -e $state/ready ]] || { say "podbridge dev not ready after 10 minutes"; exit 1; }
+[[ -e $state/ready ]] || { say "podbridge-dev not ready after 10 minutes"; exit 1; }
 
 # --- The suite ------------------------------------------------------------
 

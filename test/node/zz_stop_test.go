@@ -28,8 +28,8 @@ import (
 // Named to run last (go test runs a package's tests in file order): Stop,
 // with a pod running and a provisioned claim Bound, leaves no process,
 // mount, interface, cgroup, provisioned volume,
-// firewall chain or changed sysctl behind; so does a `podbridge dev` run
-// killed with SIGKILL, undone by `podbridge dev` started again in its
+// firewall chain or changed sysctl behind; so does a `podbridge-dev` run
+// killed with SIGKILL, undone by `podbridge-dev` started again in its
 // folder; and a second start on the same machine works and is undone the
 // same way.
 func TestZZStopLeavesNothingAndStartingAgainWorks(t *testing.T) {
@@ -53,7 +53,7 @@ func TestZZStopLeavesNothingAndStartingAgainWorks(t *testing.T) {
 	assertMachineClean(t, firstDir)
 	os.RemoveAll(firstDir)
 
-	// A `podbridge dev --real-node` killed with a pod running leaves its
+	// A `podbridge-dev --real-node` killed with a pod running leaves its
 	// shim, container, mounts and bridge: started again in the same
 	// folder, it undoes them.
 	bin, killedDir := killedRealNode(t)
@@ -98,7 +98,7 @@ func TestZZStopLeavesNothingAndStartingAgainWorks(t *testing.T) {
 	assertMachineClean(t, killedDir)
 }
 
-// devWithPod runs `podbridge dev --real-node` in dir and starts a pod on
+// devWithPod runs `podbridge-dev --real-node` in dir and starts a pod on
 // its real node; the process ends with the test at the latest.
 func devWithPod(t *testing.T, bin, dir string) *exec.Cmd {
 	t.Helper()
@@ -112,7 +112,7 @@ func devWithPod(t *testing.T, bin, dir string) *exec.Cmd {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { logFile.Close() })
-	cmd := exec.Command(bin, "dev", "--real-node", "--state-dir", dir)
+	cmd := exec.Command(bin, "--real-node", "--state-dir", dir)
 	cmd.Dir = root
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	started := time.Now()
@@ -126,7 +126,7 @@ func devWithPod(t *testing.T, bin, dir string) *exec.Cmd {
 		}
 	})
 	// Not the ready file of a killed run that used the folder before.
-	eventually(t, 3*time.Minute, "podbridge dev --real-node ready (log "+logFile.Name()+")", func(context.Context) (bool, string) {
+	eventually(t, 3*time.Minute, "podbridge-dev --real-node ready (log "+logFile.Name()+")", func(context.Context) (bool, string) {
 		info, err := os.Stat(filepath.Join(dir, "ready"))
 		return err == nil && info.ModTime().After(started), fmt.Sprint(err)
 	})
@@ -142,7 +142,7 @@ func devWithPod(t *testing.T, bin, dir string) *exec.Cmd {
 	if err := virtual.Create(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 90*time.Second, "the pod Ready on the real node of podbridge dev", func(ctx context.Context) (bool, string) {
+	eventually(t, 90*time.Second, "the pod Ready on the real node of podbridge-dev", func(ctx context.Context) (bool, string) {
 		p := &corev1.Pod{}
 		if err := virtual.Get(ctx, client.ObjectKeyFromObject(pod), p); err != nil {
 			return false, err.Error()
@@ -152,15 +152,15 @@ func devWithPod(t *testing.T, bin, dir string) *exec.Cmd {
 	return cmd
 }
 
-// killedRealNode runs `podbridge dev --real-node` with a pod on the real
+// killedRealNode runs `podbridge-dev --real-node` with a pod on the real
 // node, kills podbridge with SIGKILL and checks that every process it
 // started died with it (etcd, the apiservers, kwok, the kubelet,
 // containerd...) while the real node's container, shim, bridge and
-// firewall are left, as after a crash. It returns the podbridge binary and the folder.
+// firewall are left, as after a crash. It returns the podbridge-dev binary and the folder.
 func killedRealNode(t *testing.T) (bin, dir string) {
 	t.Helper()
-	bin = filepath.Join(t.TempDir(), "podbridge")
-	if err := controlplane.BuildPodbridge(context.Background(), bin); err != nil {
+	bin = filepath.Join(t.TempDir(), "podbridge-dev")
+	if err := controlplane.Build(context.Background(), "./cmd/podbridge-dev", bin); err != nil {
 		t.Fatal(err)
 	}
 	dir = filepath.Join(os.TempDir(), fmt.Sprintf("podbridge-node-killed-%d", time.Now().UnixNano()))
@@ -170,7 +170,7 @@ func killedRealNode(t *testing.T) (bin, dir string) {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
-	eventually(t, 30*time.Second, "every process podbridge dev started gone with it", func(context.Context) (bool, string) {
+	eventually(t, 30*time.Second, "every process podbridge-dev started gone with it", func(context.Context) (bool, string) {
 		var left []string
 		for _, pid := range children {
 			if child.Running(pid) {
@@ -195,7 +195,7 @@ func killedRealNode(t *testing.T) (bin, dir string) {
 	return bin, dir
 }
 
-// devAgainAfterKill starts `podbridge dev --real-node` again in the killed
+// devAgainAfterKill starts `podbridge-dev --real-node` again in the killed
 // run's folder, as a user would: it undoes what the killed node left,
 // clears the folder and runs a pod; Ctrl-C (SIGINT) then leaves nothing,
 // the folder included.
@@ -210,11 +210,11 @@ func devAgainAfterKill(t *testing.T, bin, dir string) {
 	select {
 	case err := <-exited:
 		if err != nil {
-			t.Errorf("podbridge dev after Ctrl-C: %v", err)
+			t.Errorf("podbridge-dev after Ctrl-C: %v", err)
 		}
 	case <-time.After(2 * time.Minute):
 		_ = cmd.Process.Kill()
-		t.Fatalf("podbridge dev still ran 2 minutes after Ctrl-C (then killed: %v)", <-exited)
+		t.Fatalf("podbridge-dev still ran 2 minutes after Ctrl-C (then killed: %v)", <-exited)
 	}
 	assertMachineClean(t, dir)
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {

@@ -278,7 +278,7 @@ func tail(path string, size int64) string {
 // starts children itself (envtest starts etcd and the apiserver, with no
 // way to set their SysProcAttr) can start it in place of binary, and the
 // child then dies with its parent as Start's children do, instead of
-// keeping its ports, memory and CPU after a SIGKILLed `podbridge dev` or a
+// keeping its ports, memory and CPU after a SIGKILLed `podbridge-dev` or a
 // timed-out test binary. Without setpriv (util-linux), binary is returned
 // as it is and the child outlives a killed parent, as before.
 func Launcher(dir, binary string) (string, error) {

@@ -72,6 +72,12 @@ func ModuleRoot() (string, error) {
 // does, for the bench and the fault tests, which run the webhook and the
 // reflector as processes of their own.
 func BuildPodbridge(ctx context.Context, binary string) error {
+	return Build(ctx, "./cmd/podbridge", binary)
+}
+
+// Build builds the command pkg (a path in the checkout, as ./cmd/podbridge-dev)
+// into binary the way the Makefile does.
+func Build(ctx context.Context, pkg, binary string) error {
 	root, err := ModuleRoot()
 	if err != nil {
 		return err
@@ -79,11 +85,11 @@ func BuildPodbridge(ctx context.Context, binary string) error {
 	if err := os.MkdirAll(filepath.Dir(binary), 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", filepath.Dir(binary), err)
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", binary, "./cmd/podbridge")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", binary, pkg)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("building podbridge: %w\n%s", err, out)
+		return fmt.Errorf("building %s: %w\n%s", pkg, err, out)
 	}
 	return nil
 }

@@ -194,7 +194,7 @@ func (r *relay) stop() {
 }
 
 // defaultKwokRules let kwok answer logs, attach and port-forward for every
-// host pod, so each verb has something to show in podbridge dev: every
+// host pod, so each verb has something to show in podbridge-dev: every
 // container's log (and what attach follows) is dir/logs/pod.log in the
 // CRI log format, and a forwarded port echoes what it is sent (a fixed
 // `cat`, which runs no command a tenant chose).

@@ -44,7 +44,7 @@ func TestMain(m *testing.M) {
 }
 
 // etcd and the kube-apiserver, which envtest starts, die with the process
-// that started them (a SIGKILLed `podbridge dev`, a timed-out test binary)
+// that started them (a SIGKILLed `podbridge-dev`, a timed-out test binary)
 // instead of keeping their ports, memory and CPU.
 func TestEtcdAndAPIServerDieWithTheirParent(t *testing.T) {
 	parent := exec.Command(os.Args[0], "-test.run=^$")

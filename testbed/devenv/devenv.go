@@ -1,7 +1,7 @@
 // Package devenv runs podbridge end to end on this machine: a host and a
 // virtual control plane, podbridge's webhook registered in the virtual one
 // with a self-managed certificate, and the reflector, each component on the
-// same code path as against real clusters. `podbridge dev` and the
+// same code path as against real clusters. `podbridge-dev` and the
 // integration tests use it.
 package devenv
 
@@ -97,7 +97,7 @@ type Options struct {
 	RuntimeHandlers []string
 }
 
-// Defaults returns the options `podbridge dev` uses.
+// Defaults returns the options `podbridge-dev` uses.
 func Defaults() Options {
 	return Options{
 		StateDir:    ".podbridge/dev",
@@ -752,7 +752,7 @@ func (c *WebhookClientCredentials) StoreInHost(ctx context.Context, cfg *rest.Co
 }
 
 // KubeletSecretName is the host Secret of the kubelet API's self-managed
-// serving certificate in podbridge dev.
+// serving certificate in podbridge-dev.
 const KubeletSecretName = "podbridge-kubelet-tls"
 
 // storeTLSSecret stores b in the host Secret name of tc's host namespace,

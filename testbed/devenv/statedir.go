@@ -15,7 +15,7 @@ import (
 	"github.com/podbridge/podbridge/testbed/realnode"
 )
 
-// stateLockName is the file in a state folder that its `podbridge dev`
+// stateLockName is the file in a state folder that its `podbridge-dev`
 // holds locked while it runs, and that marks the folder as one podbridge
 // may remove.
 const stateLockName = "dev.lock"
@@ -48,7 +48,7 @@ func ClaimStateDir(dir string, log logr.Logger) (release func(), err error) {
 	return func() { lock.Close() }, nil
 }
 
-// clearLeftover removes dir when it is the state folder of a podbridge dev
+// clearLeftover removes dir when it is the state folder of a podbridge-dev
 // that no longer runs.
 func clearLeftover(dir string, log logr.Logger) error {
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
@@ -56,7 +56,7 @@ func clearLeftover(dir string, log logr.Logger) error {
 	}
 	lock, err := os.Open(filepath.Join(dir, stateLockName))
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("--state-dir %s exists and is not a podbridge dev state folder (no %s): choose another, or remove it", dir, stateLockName)
+		return fmt.Errorf("--state-dir %s exists and is not a podbridge-dev state folder (no %s): choose another, or remove it", dir, stateLockName)
 	}
 	if err != nil {
 		return fmt.Errorf("opening the lock of --state-dir %s: %w", dir, err)
@@ -65,12 +65,12 @@ func clearLeftover(dir string, log logr.Logger) error {
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		return fmt.Errorf("--state-dir %s: %w", dir, heldBy(lock.Name()))
 	}
-	log.Info("Clearing the state folder of a podbridge dev that was killed", "stateDir", dir)
+	log.Info("Clearing the state folder of a podbridge-dev that was killed", "stateDir", dir)
 	if err := realnode.SweepLeftovers(log.WithName("realnode"), dir); err != nil {
 		return fmt.Errorf("undoing what the killed run's real node left: %w", err)
 	}
 	if err := os.RemoveAll(dir); err != nil {
-		return fmt.Errorf("clearing --state-dir %s, left by a podbridge dev that was killed: %w", dir, err)
+		return fmt.Errorf("clearing --state-dir %s, left by a podbridge-dev that was killed: %w", dir, err)
 	}
 	return nil
 }
@@ -80,7 +80,7 @@ func heldBy(lock string) error {
 	b, _ := os.ReadFile(lock)
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil {
-		return errors.New("another podbridge dev is using it")
+		return errors.New("another podbridge-dev is using it")
 	}
-	return fmt.Errorf("another podbridge dev (pid %d) is using it", pid)
+	return fmt.Errorf("another podbridge-dev (pid %d) is using it", pid)
 }

@@ -29,7 +29,7 @@ func claim(t *testing.T, dir string) func() {
 	return release
 }
 
-// `podbridge dev` after one that was killed starts in the same folder: the
+// `podbridge-dev` after one that was killed starts in the same folder: the
 // killed run's files are cleared, and the folder is held again.
 func TestClaimStateDirClearsAKilledRunsFolder(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state", "dev")
@@ -47,7 +47,7 @@ func TestClaimStateDirClearsAKilledRunsFolder(t *testing.T) {
 	}
 }
 
-// A folder a running `podbridge dev` holds, or one podbridge did not make,
+// A folder a running `podbridge-dev` holds, or one podbridge did not make,
 // is refused with the reason, and left as it is.
 func TestClaimStateDirRefusesFoldersItMustNotClear(t *testing.T) {
 	held := filepath.Join(t.TempDir(), "held")
@@ -60,8 +60,8 @@ func TestClaimStateDirRefusesFoldersItMustNotClear(t *testing.T) {
 	for _, tc := range []struct {
 		dir, kept, want string
 	}{
-		{held, "virtual.kubeconfig", fmt.Sprintf("another podbridge dev (pid %d) is using it", os.Getpid())},
-		{foreign, "notes.txt", "is not a podbridge dev state folder (no dev.lock)"},
+		{held, "virtual.kubeconfig", fmt.Sprintf("another podbridge-dev (pid %d) is using it", os.Getpid())},
+		{foreign, "notes.txt", "is not a podbridge-dev state folder (no dev.lock)"},
 	} {
 		release, err := ClaimStateDir(tc.dir, logr.Discard())
 		if err == nil {
