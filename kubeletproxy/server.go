@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/podbridge/podbridge/certs"
 	"github.com/podbridge/podbridge/internal/kube"
@@ -103,6 +104,26 @@ func New(o Options, host *rest.Config, hostReader, virtualReader client.Reader, 
 		return nil, fmt.Errorf("kubelet API certificates: %w", err)
 	}
 	return &Server{o: o, handler: handler, keeper: keeper}, nil
+}
+
+// AddToManager builds a Server and adds it to mgr, a manager on the host
+// cluster (the reflector's, which the command runs it beside): it carries
+// requests with mgr's host identity, reads host pods through mgr's
+// uncached reader and the virtual cluster's through an uncached client of
+// virtual, and records its certificates' events as component.
+func AddToManager(mgr manager.Manager, o Options, virtual *rest.Config, cfg translate.Config, component string) error {
+	virtualReader, err := client.New(virtual, client.Options{Scheme: kube.Scheme})
+	if err != nil {
+		return fmt.Errorf("creating virtual cluster client: %w", err)
+	}
+	server, err := New(o, mgr.GetConfig(), mgr.GetAPIReader(), virtualReader, cfg, mgr.GetEventRecorder(component))
+	if err != nil {
+		return err
+	}
+	if err := mgr.Add(server); err != nil {
+		return fmt.Errorf("adding the kubelet API: %w", err)
+	}
+	return nil
 }
 
 // NeedLeaderElection is false: every replica answers the virtual apiserver.

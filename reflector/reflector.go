@@ -29,7 +29,6 @@ import (
 	"github.com/podbridge/podbridge/internal/hostcopy"
 	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/internal/metricsauth"
-	"github.com/podbridge/podbridge/kubeletproxy"
 	"github.com/podbridge/podbridge/policy"
 	"github.com/podbridge/podbridge/translate"
 )
@@ -81,9 +80,12 @@ type Options struct {
 	// DisableEvents turns off copying host pod events to virtual pods
 	// (which needs list and watch of host events).
 	DisableEvents bool
-	// Kubelet, when set, serves the kubelet API of the virtual nodes
-	// (logs, exec, attach, port-forward), which advertise its endpoint.
-	Kubelet *kubeletproxy.Options
+	// Kubelet is the endpoint virtual nodes advertise as their address
+	// and kubelet port: where the virtual apiserver reaches podbridge's
+	// kubelet API (package kubeletproxy), which the command runs beside
+	// the reflector. Empty: virtual nodes advertise none (no logs, exec,
+	// attach or port-forward).
+	Kubelet translate.KubeletEndpoint
 
 	// Limits cap the host copies the reflector makes (copies and their
 	// bytes) and the tokens of a pod it makes again or requests tokens for
@@ -117,8 +119,8 @@ func (o Options) Validate() error {
 	if o.OrphanGracePeriod < 0 {
 		errs = append(errs, field.Invalid(field.NewPath("orphanGracePeriod"), o.OrphanGracePeriod.String(), "must not be negative (0: the virtual request timeout plus a margin)"))
 	}
-	if o.Kubelet != nil {
-		errs = append(errs, o.Kubelet.Validate(field.NewPath("kubelet"))...)
+	if o.Kubelet.Address != "" && (o.Kubelet.Port < 1 || o.Kubelet.Port > 65535) {
+		errs = append(errs, field.Invalid(field.NewPath("kubelet", "port"), o.Kubelet.Port, "must be a port number"))
 	}
 	if o.TokenRefreshAfter != 0 && o.TokenRefreshAfter < time.Second {
 		errs = append(errs, field.Invalid(field.NewPath("tokenRefreshAfter"), o.TokenRefreshAfter.String(), "must be 0 (80% of the token's lifetime) or at least 1s"))
@@ -255,18 +257,6 @@ func NewManager(o Options) (manager.Manager, error) {
 		return nil, fmt.Errorf("reflector configuration: %w", err)
 	}
 
-	var kubelet translate.KubeletEndpoint
-	if o.Kubelet != nil {
-		kubelet = o.Kubelet.Advertise
-		server, err := kubeletproxy.New(*o.Kubelet, o.Host, mgr.GetAPIReader(), virtual.GetAPIReader(), o.Translate, mgr.GetEventRecorder(FieldManager))
-		if err != nil {
-			return nil, err
-		}
-		if err := mgr.Add(server); err != nil {
-			return nil, err
-		}
-	}
-
 	// One gate for every host write the reflector makes.
 	gate := policy.Gate{Security: security, Config: o.Translate, MaxTokensPerPod: o.Limits.MaxTokensPerPod}
 	guard := &nodeGuard{}
@@ -282,7 +272,7 @@ func NewManager(o Options) (manager.Manager, error) {
 		OrphanGracePeriod: o.OrphanGracePeriod,
 		Clock:             clock.RealClock{},
 		Nodes:             guard,
-		Kubelet:           kubelet,
+		Kubelet:           o.Kubelet,
 		Gone:              gone,
 	}
 	if err := pods.SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles, resync); err != nil {
@@ -300,7 +290,7 @@ func NewManager(o Options) (manager.Manager, error) {
 		Config:           o.Translate,
 		EmptyGracePeriod: nodeGrace,
 		Clock:            clock.RealClock{},
-		Kubelet:          kubelet,
+		Kubelet:          o.Kubelet,
 	}
 	if err := nodes.SetupWithManager(mgr, virtual, resync); err != nil {
 		return nil, err

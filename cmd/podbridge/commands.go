@@ -81,9 +81,12 @@ func runReflector(ctx context.Context, args []string) error {
 		return err
 	}
 	setLogger()
-	var err error
-	if o.Kubelet, err = kubelet.options(fs); err != nil {
+	kubeletAPI, err := kubelet.options(fs)
+	if err != nil {
 		return err
+	}
+	if kubeletAPI != nil {
+		o.Kubelet = kubeletAPI.Advertise
 	}
 	o.DisableEvents = !*copyEvents
 	if o.Host, o.Virtual, err = cf.configs("reflector"); err != nil {
@@ -95,7 +98,18 @@ func runReflector(ctx context.Context, args []string) error {
 	if o.LeaderElectionID == "" {
 		o.LeaderElectionID = "podbridge-reflector-" + o.Translate.VCluster
 	}
-	return reflector.Run(ctx, o)
+	// The reflector and the virtual nodes' kubelet API, side by side in
+	// one manager: the nodes the reflector makes advertise the API.
+	mgr, err := reflector.NewManager(o)
+	if err != nil {
+		return err
+	}
+	if kubeletAPI != nil {
+		if err := kubeletproxy.AddToManager(mgr, *kubeletAPI, o.Virtual, o.Translate, reflector.FieldManager); err != nil {
+			return err
+		}
+	}
+	return mgr.Start(ctx)
 }
 
 // checkClientFlags checks the flags that say which callers the webhook

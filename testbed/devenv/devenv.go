@@ -133,6 +133,7 @@ type Env struct {
 	reflector        *component
 	webhookOptions   webhook.Options
 	reflectorOptions reflector.Options
+	kubeletOptions   kubeletproxy.Options
 }
 
 // component is one running podbridge manager.
@@ -360,18 +361,21 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 		MetricsBindAddress:      "0", HealthProbeBindAddress: "0",
 		// StartReflector builds the reflector again in this process.
 		SkipControllerNameValidation: true,
-		Kubelet: &kubeletproxy.Options{
-			BindAddress: "127.0.0.1", Port: kubeletPort,
-			Advertise: env.Kubelet,
-			Certs: certs.Options{
-				Mode:       certs.ModeSelfManaged,
-				SecretName: KubeletSecretName,
-				CertDir:    filepath.Join(opts.StateDir, "kubelet-certs"),
-				Hosts:      []string{env.Kubelet.Address},
-				// The virtual apiserver's client certificate, stored by
-				// StoreInHost above.
-				ClientSecretName: certs.DefaultClientSecretName,
-			},
+		Kubelet:                      env.Kubelet,
+	}
+	// The virtual nodes' kubelet API, beside the reflector as the command
+	// runs it.
+	env.kubeletOptions = kubeletproxy.Options{
+		BindAddress: "127.0.0.1", Port: kubeletPort,
+		Advertise: env.Kubelet,
+		Certs: certs.Options{
+			Mode:       certs.ModeSelfManaged,
+			SecretName: KubeletSecretName,
+			CertDir:    filepath.Join(opts.StateDir, "kubelet-certs"),
+			Hosts:      []string{env.Kubelet.Address},
+			// The virtual apiserver's client certificate, stored by
+			// StoreInHost above.
+			ClientSecretName: certs.DefaultClientSecretName,
 		},
 	}
 	if err := env.startWebhook(ctx); err != nil {
@@ -566,6 +570,9 @@ func (e *Env) StartReflector() error {
 	}
 	mgr, err := reflector.NewManager(e.reflectorOptions)
 	if err != nil {
+		return err
+	}
+	if err := kubeletproxy.AddToManager(mgr, e.kubeletOptions, e.reflectorOptions.Virtual, e.reflectorOptions.Translate, reflector.FieldManager); err != nil {
 		return err
 	}
 	e.reflector = e.run("reflector", mgr)
