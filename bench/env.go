@@ -80,32 +80,12 @@ func startEnv(ctx context.Context, cfg Config) (e *env, err error) {
 	opts := controlplane.Options{Assets: cfg.Assets, Dir: e.dir, Nodes: cfg.Nodes, PodsPerNode: cfg.PodsPerNode}
 	// The webhook accepts only callers with a client certificate: the
 	// virtual apiserver presents this one (the webhook trusts its CA file).
-	clientCertDir := filepath.Join(e.dir, "webhook-client")
-	clientBundle, err := certs.NewClient(clientCommonName, time.Now(), 24*time.Hour)
+	planes, err := controlplane.StartPair(ctx, controlplane.PairOptions{Host: opts, Virtual: opts, ClientCommonName: clientCommonName})
 	if err != nil {
 		return e, err
 	}
-	if err := clientBundle.WriteDir(clientCertDir); err != nil {
-		return e, err
-	}
-	virtualOpts := opts
-	virtualOpts.WebhookClient = &controlplane.WebhookClient{
-		Names:    []string{"*"},
-		CertFile: filepath.Join(clientCertDir, certs.CertFile), KeyFile: filepath.Join(clientCertDir, certs.KeyFile),
-	}
-	var host, virtual *controlplane.Plane
-	hostErr := make(chan error, 1)
-	go func() {
-		var err error
-		host, err = controlplane.StartHost(ctx, opts)
-		hostErr <- err
-	}()
-	virtual, err = controlplane.StartVirtual(ctx, virtualOpts)
-	err = errors.Join(err, <-hostErr)
+	host, virtual := planes.Host, planes.Virtual
 	e.host, e.virtual = &cluster{name: "host", plane: host}, &cluster{name: "virtual", plane: virtual}
-	if err != nil {
-		return e, err
-	}
 	for _, c := range []*cluster{e.host, e.virtual} {
 		if c.client, c.counter, err = countedClient(c.plane.Config); err != nil {
 			return e, err
@@ -129,7 +109,7 @@ func startEnv(ctx context.Context, cfg Config) (e *env, err error) {
 		hostKubeconfig:    host.Kubeconfig,
 		virtualKubeconfig: virtual.Kubeconfig,
 		certDir:           certDir,
-		clientCertDir:     clientCertDir,
+		clientCertDir:     planes.Client.Dir,
 		host:              host.Config,
 		metricsCA:         bundle.CA,
 		logDir:            filepath.Join(e.dir, "logs"),

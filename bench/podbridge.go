@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -20,8 +19,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/podbridge/podbridge/certs"
-	"github.com/podbridge/podbridge/testbed/child"
-	"github.com/podbridge/podbridge/testbed/controlplane"
+	"github.com/podbridge/podbridge/testbed/podbridgeproc"
 	"github.com/podbridge/podbridge/testbed/promscrape"
 	"github.com/podbridge/podbridge/translate"
 )
@@ -43,18 +41,11 @@ var clientCommonName = certs.ClientCommonNameFor(hostNamespace, vclusterName)
 // podbridge is the webhook and the reflector, each its own process, on
 // the same command line a user would run against real clusters.
 type podbridge struct {
-	webhookCommand   child.Command
-	reflectorCommand child.Command
-	webhook          *child.Process
-	reflector        *child.Process
+	webhook   *podbridgeproc.Process
+	reflector *podbridgeproc.Process
 	// webhookStopped is true while suspendRegistration has the webhook
 	// stopped on purpose: its exit is then no failure.
-	webhookStopped   bool
-	webhookMetrics   string
-	reflectorMetrics string
-	// metricsClient scrapes both, as a host identity allowed GET
-	// /metrics (nil: an older binary's plain-HTTP metrics).
-	metricsClient *http.Client
+	webhookStopped bool
 	// pprof are the pprof base URLs by process name, when profiling.
 	pprof   map[string]string
 	virtual kubernetes.Interface
@@ -82,75 +73,38 @@ type podbridgeOptions struct {
 
 // startPodbridge starts the webhook, which registers itself in the virtual
 // cluster, and the reflector, and returns once a dry-run pod create passes
-// through the webhook and the reflector serves its metrics.
+// through the webhook and both serve their metrics.
 func startPodbridge(ctx context.Context, o podbridgeOptions) (*podbridge, error) {
-	ports := make([]int, 7)
-	for i := range ports {
-		p, err := controlplane.FreePort()
-		if err != nil {
-			return nil, err
-		}
-		ports[i] = p
-	}
-	webhookPort, webhookMetrics, webhookHealth, reflectorMetrics, reflectorHealth := ports[0], ports[1], ports[2], ports[3], ports[4]
-	cluster := []string{
-		"--host-kubeconfig=" + o.hostKubeconfig,
-		"--virtual-kubeconfig=" + o.virtualKubeconfig,
-		"--host-namespace=" + hostNamespace,
-		"--host-service-account=" + hostServiceAccount,
-		"--vcluster-name=" + vclusterName,
-	}
-	loopback := func(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
 	certArgs, err := versionedWebhookArgs(ctx, o.binary, o.certDir, o.clientCertDir)
 	if err != nil {
 		return nil, err
 	}
-	metricsArgs, metricsClient, scheme, err := metricsAccess(ctx, o)
+	metricsCertDir, metricsClient, err := metricsAccess(ctx, o)
 	if err != nil {
 		return nil, err
 	}
-	webhookArgs := append([]string{"webhook"}, cluster...)
-	webhookArgs = append(webhookArgs,
-		"--bind-address=127.0.0.1",
-		"--port="+strconv.Itoa(webhookPort),
-		"--register-url=https://"+loopback(webhookPort)+translate.WebhookPath,
-		"--metrics-bind-address="+loopback(webhookMetrics),
-		"--health-probe-bind-address="+loopback(webhookHealth),
-	)
-	webhookArgs = append(webhookArgs, metricsArgs...)
-	reflectorArgs := append([]string{"reflector"}, cluster...)
-	reflectorArgs = append(reflectorArgs,
-		"--leader-elect=false",
-		"--orphan-grace-period="+o.orphanGrace.String(),
-		"--metrics-bind-address="+loopback(reflectorMetrics),
-		"--health-probe-bind-address="+loopback(reflectorHealth),
-	)
-	reflectorArgs = append(reflectorArgs, metricsArgs...)
-	var pprof map[string]string
-	if o.profile {
-		pprof = map[string]string{"webhook": "http://" + loopback(ports[5]), "reflector": "http://" + loopback(ports[6])}
-		webhookArgs = append(webhookArgs, "--pprof-bind-address="+loopback(ports[5]))
-		reflectorArgs = append(reflectorArgs, "--pprof-bind-address="+loopback(ports[6]))
+	cluster := podbridgeproc.Cluster{
+		Binary:         o.binary,
+		HostKubeconfig: o.hostKubeconfig, VirtualKubeconfig: o.virtualKubeconfig,
+		HostNamespace: hostNamespace, VCluster: vclusterName, HostServiceAccount: hostServiceAccount,
+		MetricsCertDir: metricsCertDir, MetricsClient: metricsClient,
+		LogDir: o.logDir,
+		Pprof:  o.profile,
 	}
-	pb := &podbridge{
-		virtual: o.virtual, log: o.log,
-		webhookCommand: child.Command{
-			Name: "podbridge-webhook", Path: o.binary, Args: append(webhookArgs, certArgs...),
-			LogFile: filepath.Join(o.logDir, "podbridge-webhook.log"),
-		},
-		reflectorCommand: child.Command{
-			Name: "podbridge-reflector", Path: o.binary, Args: reflectorArgs,
-			LogFile: filepath.Join(o.logDir, "podbridge-reflector.log"),
-		},
-		webhookMetrics:   scheme + "://" + loopback(webhookMetrics) + "/metrics",
-		reflectorMetrics: scheme + "://" + loopback(reflectorMetrics) + "/metrics",
-		metricsClient:    metricsClient,
-		pprof:            pprof,
-	}
-	if pb.webhook, err = child.Start(pb.webhookCommand); err != nil {
+	pb := &podbridge{virtual: o.virtual, log: o.log}
+	if pb.webhook, err = cluster.Webhook(podbridgeproc.WebhookOptions{Name: "podbridge-webhook", Args: certArgs}); err != nil {
 		return nil, err
 	}
-	if err := pb.startReflector(ctx); err != nil {
+	if pb.reflector, err = cluster.Reflector("podbridge-reflector", "--leader-elect=false", "--orphan-grace-period="+o.orphanGrace.String()); err != nil {
+		return nil, err
+	}
+	if o.profile {
+		pb.pprof = map[string]string{"webhook": pb.webhook.PprofURL, "reflector": pb.reflector.PprofURL}
+	}
+	if err := pb.webhook.Start(ctx); err != nil {
+		return pb, err
+	}
+	if err := pb.reflector.Start(ctx); err != nil {
 		return pb, err
 	}
 	return pb, pb.waitAdmission(ctx, true)
@@ -188,17 +142,8 @@ func versionedWebhookArgs(ctx context.Context, binary, certDir, clientCertDir st
 	return args, nil
 }
 
-// startReflector starts a reflector process and waits until it serves metrics.
-func (pb *podbridge) startReflector(ctx context.Context) error {
-	var err error
-	if pb.reflector, err = child.Start(pb.reflectorCommand); err != nil {
-		return err
-	}
-	return pb.waitMetrics(ctx, pb.reflector, pb.reflectorMetrics)
-}
-
 // restartReflector stops the reflector, calls whileDown, and starts a new
-// one; it returns when the new process was started.
+// one; it returns when the new process is ready.
 func (pb *podbridge) restartReflector(ctx context.Context, whileDown func(context.Context) error) error {
 	if err := pb.reflector.Stop(context.Background()); err != nil {
 		return err
@@ -208,52 +153,29 @@ func (pb *podbridge) restartReflector(ctx context.Context, whileDown func(contex
 			return err
 		}
 	}
-	return pb.startReflector(ctx)
+	return pb.reflector.Start(ctx)
 }
 
-// waitMetrics waits up to a minute until p serves its metrics endpoint to
-// the bench's scraper, and fails fast if p exits first.
-func (pb *podbridge) waitMetrics(ctx context.Context, p *child.Process, endpoint string) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	var last error
-	err := wait.PollUntilContextCancel(ctx, 50*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		if err := p.Exited(); err != nil {
-			return false, err
-		}
-		_, last = pb.scrape(ctx, endpoint)
-		return last == nil, nil
-	})
-	if err != nil {
-		return fmt.Errorf("waiting for %s: %w (last: %w)", endpoint, err, last)
-	}
-	return nil
-}
-
-// scrape reads one of podbridge's metrics endpoints as the bench's scraper.
-func (pb *podbridge) scrape(ctx context.Context, endpoint string) (promscrape.Families, error) {
-	return promscrape.Scrape(ctx, pb.metricsClient, endpoint)
-}
-
-// metricsAccess returns the metrics flags of both processes, the client
-// that scrapes them and the scheme of their URL. podbridge serves metrics
-// only to host identities allowed GET /metrics: the bench scrapes as a
-// host ServiceAccount bound to that permission, over TLS verified with
-// the bench's CA (the webhook's serving certificate names 127.0.0.1).
-// An older binary, without --metrics-cert-dir, serves plain HTTP to anyone.
-func metricsAccess(ctx context.Context, o podbridgeOptions) (args []string, c *http.Client, scheme string, err error) {
+// metricsAccess returns the folder of the certificate both processes
+// serve their metrics with and the client that scrapes them. podbridge
+// serves metrics only to host identities allowed GET /metrics: the bench
+// scrapes as a host ServiceAccount bound to that permission, over TLS
+// verified with the bench's CA (the webhook's serving certificate names
+// 127.0.0.1). An older binary, without --metrics-cert-dir, serves plain
+// HTTP to anyone: no folder, no client.
+func metricsAccess(ctx context.Context, o podbridgeOptions) (certDir string, c *http.Client, err error) {
 	help, err := exec.CommandContext(ctx, o.binary, "reflector", "-h").CombinedOutput()
 	if !strings.Contains(string(help), "-metrics-bind-address") {
-		return nil, nil, "", fmt.Errorf("reading podbridge reflector's flags (exit: %v):\n%s", err, help) //nolint:errorlint // err is often nil: the output is the message.
+		return "", nil, fmt.Errorf("reading podbridge reflector's flags (exit: %v):\n%s", err, help) //nolint:errorlint // err is often nil: the output is the message.
 	}
 	if !hasFlag(help, "metrics-cert-dir") {
-		return nil, nil, "http", nil
+		return "", nil, nil
 	}
 	c, err = promscrape.ScraperClient(ctx, o.host, hostNamespace, o.metricsCA)
 	if err != nil {
-		return nil, nil, "", err
+		return "", nil, err
 	}
-	return []string{"--metrics-cert-dir=" + o.certDir}, c, "https", nil
+	return o.certDir, c, nil
 }
 
 // stop stops both processes.
@@ -262,8 +184,8 @@ func (pb *podbridge) stop() error {
 		return nil
 	}
 	var errs []error
-	for _, p := range []*child.Process{pb.reflector, pb.webhook} {
-		if p != nil { // not started, or failed to start again.
+	for _, p := range []*podbridgeproc.Process{pb.reflector, pb.webhook} {
+		if p != nil { // not made yet.
 			errs = append(errs, p.Stop(context.Background()))
 		}
 	}
@@ -309,12 +231,8 @@ func (pb *podbridge) suspendRegistration(ctx context.Context) (restore func(cont
 	}
 	pb.webhookStopped = true
 	restore = func(ctx context.Context) error {
-		var err error
 		pb.webhookStopped = false
-		if pb.webhook, err = child.Start(pb.webhookCommand); err != nil {
-			return err
-		}
-		if err := pb.waitMetrics(ctx, pb.webhook, pb.webhookMetrics); err != nil {
+		if err := pb.webhook.Start(ctx); err != nil {
 			return err
 		}
 		pb.log.Info("Started the webhook again; it registered itself", "name", registrationName)

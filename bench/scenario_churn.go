@@ -94,7 +94,7 @@ func (e *env) runChurn(ctx context.Context) (ChurnResults, error) {
 
 // orphanDeletes reads how many orphan host pods the reflector has deleted.
 func (e *env) orphanDeletes(ctx context.Context) (float64, error) {
-	f, err := e.pb.scrape(ctx, e.pb.reflectorMetrics)
+	f, err := e.pb.reflector.Scrape(ctx)
 	if err != nil {
 		return 0, err
 	}

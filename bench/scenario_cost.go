@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/podbridge/podbridge/testbed/child"
+	"github.com/podbridge/podbridge/testbed/podbridgeproc"
 	"github.com/podbridge/podbridge/testbed/promscrape"
 )
 
@@ -79,7 +79,7 @@ func (e *env) runCost(ctx context.Context) (CostResults, error) {
 	baseHost, baseVirtual := others(baseBefore, baseAfter)
 
 	e.log.Info("Running the pod lifecycle through podbridge", "pods", n)
-	procs := map[string]*child.Process{"webhook": e.pb.webhook, "reflector": e.pb.reflector}
+	procs := map[string]*podbridgeproc.Process{"webhook": e.pb.webhook, "reflector": e.pb.reflector}
 	startCost := map[string]procSample{}
 	for name, p := range procs {
 		if err := resetPeakRSS(p.PID()); err != nil {
@@ -91,11 +91,11 @@ func (e *env) runCost(ctx context.Context) (CostResults, error) {
 		}
 		startCost[name] = s
 	}
-	webhookBefore, err := e.pb.scrape(ctx, e.pb.webhookMetrics)
+	webhookBefore, err := e.pb.webhook.Scrape(ctx)
 	if err != nil {
 		return res, err
 	}
-	reflectorBefore, err := e.pb.scrape(ctx, e.pb.reflectorMetrics)
+	reflectorBefore, err := e.pb.reflector.Scrape(ctx)
 	if err != nil {
 		return res, err
 	}
@@ -120,11 +120,11 @@ func (e *env) runCost(ctx context.Context) (CostResults, error) {
 		}
 	}
 	res.WebhookPeakRSSMiBAtCost = res.Webhook.PeakRSSMiB
-	webhookAfter, err := e.pb.scrape(ctx, e.pb.webhookMetrics)
+	webhookAfter, err := e.pb.webhook.Scrape(ctx)
 	if err != nil {
 		return res, err
 	}
-	reflectorAfter, err := e.pb.scrape(ctx, e.pb.reflectorMetrics)
+	reflectorAfter, err := e.pb.reflector.Scrape(ctx)
 	if err != nil {
 		return res, err
 	}

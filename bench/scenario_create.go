@@ -146,7 +146,7 @@ func seriesOf(way string, concurrency, requested int, run loadResult) CreateSeri
 type admissionMetrics struct{ webhook, apiserver promscrape.Families }
 
 func (e *env) scrapeAdmission(ctx context.Context) (admissionMetrics, error) {
-	webhook, err := e.pb.scrape(ctx, e.pb.webhookMetrics)
+	webhook, err := e.pb.webhook.Scrape(ctx)
 	if err != nil {
 		return admissionMetrics{}, err
 	}

@@ -13,7 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 
-	"github.com/podbridge/podbridge/testbed/child"
+	"github.com/podbridge/podbridge/testbed/podbridgeproc"
 	"github.com/podbridge/podbridge/translate"
 )
 
@@ -106,7 +106,7 @@ func (e *env) runScale(ctx context.Context) (ReflectionResults, ColdStartResults
 	refl := ReflectionResults{Pods: n, Method: reflectionMethod, TargetRate: e.cfg.LagRate}
 	cold := ColdStartResults{Pods: n}
 	var mem scaleMemory
-	for _, p := range []*child.Process{e.pb.webhook, e.pb.reflector} {
+	for _, p := range []*podbridgeproc.Process{e.pb.webhook, e.pb.reflector} {
 		if err := resetPeakRSS(p.PID()); err != nil {
 			return refl, cold, mem, err
 		}
@@ -140,7 +140,7 @@ func (e *env) runScale(ctx context.Context) (ReflectionResults, ColdStartResults
 		return refl, cold, mem, err
 	}
 	e.prof.heap(ctx, fmt.Sprintf("at-%d-pods", n))
-	for _, p := range []*child.Process{e.pb.webhook, e.pb.reflector} {
+	for _, p := range []*podbridgeproc.Process{e.pb.webhook, e.pb.reflector} {
 		s, err := sampleProc(p.PID())
 		if err != nil {
 			return refl, cold, mem, err
@@ -229,7 +229,7 @@ func (e *env) coldStart(ctx context.Context, w *podWatcher, names []string, cold
 		if err := e.pb.reflector.Exited(); err != nil {
 			return false, err
 		}
-		f, err := e.pb.scrape(ctx, e.pb.reflectorMetrics)
+		f, err := e.pb.reflector.Scrape(ctx)
 		if err != nil {
 			return false, err
 		}

@@ -122,7 +122,7 @@ var (
 	secondClient client.Client
 	// secondClientCreds is what the second virtual apiserver presents to
 	// webhooks (secondClientCerts gives them to a podbridge).
-	secondClientCreds *devenv.WebhookClientCredentials
+	secondClientCreds *controlplane.ClientCredentials
 )
 
 // secondClientCommonName is the subject of the second virtual apiserver's
@@ -183,7 +183,7 @@ func secondVirtual(t *testing.T) client.Client {
 		// Its webhooks listen on ports chosen later: it presents a client
 		// certificate of its own (its own CA, its own common name) to
 		// every webhook, never the dev virtual apiserver's.
-		if secondClientCreds, secondErr = devenv.IssueWebhookClient(dir, secondClientCommonName); secondErr != nil {
+		if secondClientCreds, secondErr = controlplane.IssueClient(dir, secondClientCommonName); secondErr != nil {
 			return
 		}
 		second, secondErr = controlplane.StartVirtual(ctx, controlplane.Options{Assets: env.Options.Assets, Dir: dir, WebhookClient: secondClientCreds.ForAPIServer("*")})

@@ -27,9 +27,9 @@ import (
 	"github.com/podbridge/podbridge/certs"
 	"github.com/podbridge/podbridge/internal/hostaccount"
 	"github.com/podbridge/podbridge/internal/kube"
-	"github.com/podbridge/podbridge/testbed/child"
 	"github.com/podbridge/podbridge/testbed/controlplane"
 	"github.com/podbridge/podbridge/testbed/devenv"
+	"github.com/podbridge/podbridge/testbed/podbridgeproc"
 	"github.com/podbridge/podbridge/testbed/promscrape"
 	"github.com/podbridge/podbridge/translate"
 )
@@ -51,6 +51,7 @@ const (
 type cluster struct {
 	t             *testing.T
 	dir           string
+	planes        *controlplane.Pair
 	host, virtual *controlplane.Plane
 	hostClient    client.Client
 	virtualClient client.Client
@@ -61,8 +62,11 @@ type cluster struct {
 	metricsCertDir string
 	metricsClient  *http.Client
 
+	// podbridge runs `podbridge webhook` and `podbridge reflector`.
+	podbridge podbridgeproc.Cluster
+
 	mu    sync.Mutex
-	procs []*proc
+	procs []*podbridgeproc.Process
 }
 
 // startCluster starts a host (3 kwok nodes) and a virtual control plane in
@@ -78,9 +82,9 @@ func startCluster(t *testing.T) *cluster {
 		c.mu.Unlock()
 		var errs []error
 		for _, p := range procs {
-			errs = append(errs, p.stop())
+			errs = append(errs, stop(p))
 		}
-		errs = append(errs, c.virtual.Stop(), c.host.Stop())
+		errs = append(errs, c.planes.Stop())
 		if err := errors.Join(errs...); err != nil {
 			t.Logf("stopping the cluster: %v", err)
 		}
@@ -94,28 +98,21 @@ func startCluster(t *testing.T) *cluster {
 	defer cancel()
 	// The virtual apiserver presents a client certificate to the webhook,
 	// as devenv's does; replicas and the load balancer listen on ports
-	// chosen later, so it presents it to every webhook ("*").
-	webhookClient, err := devenv.IssueWebhookClient(dir, certs.ClientCommonNameFor(c.config.HostNamespace, c.config.VCluster))
+	// chosen later, so it presents it to every webhook (the default).
+	opts := controlplane.Options{Assets: assets, Dir: dir, Nodes: 3, PodsPerNode: 1000}
+	var err error
+	c.planes, err = controlplane.StartPair(ctx, controlplane.PairOptions{
+		Host: opts, Virtual: opts,
+		ClientCommonName: certs.ClientCommonNameFor(c.config.HostNamespace, c.config.VCluster),
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := controlplane.Options{Assets: assets, Dir: dir, Nodes: 3, PodsPerNode: 1000}
-	hostErr := make(chan error, 1)
-	go func() {
-		var err error
-		c.host, err = controlplane.StartHost(ctx, opts)
-		hostErr <- err
-	}()
-	virtualOpts := opts
-	virtualOpts.WebhookClient = webhookClient.ForAPIServer("*")
-	c.virtual, err = controlplane.StartVirtual(ctx, virtualOpts)
-	if err = errors.Join(err, <-hostErr); err != nil {
-		t.Fatalf("starting control planes: %v", err)
-	}
+	c.host, c.virtual = c.planes.Host, c.planes.Virtual
 	if err := devenv.PrepareHostNamespace(ctx, c.host.Config, c.config); err != nil {
 		t.Fatal(err)
 	}
-	if err := webhookClient.StoreInHost(ctx, c.host.Config, c.config); err != nil {
+	if err := c.planes.Client.StoreInHost(ctx, c.host.Config, c.config); err != nil {
 		t.Fatal(err)
 	}
 	c.hostClient = newClient(t, c.host.Config)
@@ -131,6 +128,13 @@ func startCluster(t *testing.T) *cluster {
 	if c.metricsClient, err = promscrape.ScraperClient(ctx, c.host.Config, c.config.HostNamespace, metricsCerts.CA); err != nil {
 		t.Fatal(err)
 	}
+	c.podbridge = podbridgeproc.Cluster{
+		Binary:         podbridgeBinary,
+		HostKubeconfig: c.host.Kubeconfig, VirtualKubeconfig: c.virtual.Kubeconfig,
+		HostNamespace: c.config.HostNamespace, VCluster: c.config.VCluster,
+		MetricsCertDir: c.metricsCertDir, MetricsClient: c.metricsClient,
+		LogDir: filepath.Join(dir, "logs"),
+	}
 	return c
 }
 
@@ -145,89 +149,49 @@ func newClient(t *testing.T, cfg *rest.Config) client.Client {
 	return c
 }
 
-// webhookOptions say how one webhook replica runs.
-type webhookOptions struct {
-	name string
-	// port is where it serves admission.
-	port int
-	// registerURL is where the virtual apiserver calls it: its own port,
-	// or a load balancer in front of several replicas.
-	registerURL string
-	// hostKubeconfig overrides the host's, to go through a proxy.
-	hostKubeconfig string
-}
-
 // startWebhook runs `podbridge webhook` with a self-managed certificate
-// (replicas share its Secret) and waits until it is ready.
-func (c *cluster) startWebhook(o webhookOptions) *proc {
+// (replicas share its Secret) and waits until it is ready and admits pods.
+func (c *cluster) startWebhook(o podbridgeproc.WebhookOptions) *podbridgeproc.Process {
 	c.t.Helper()
-	if o.port == 0 {
-		o.port = freePort(c.t)
-	}
-	if o.registerURL == "" {
-		o.registerURL = "https://" + loopback(o.port) + translate.WebhookPath
-	}
-	if o.hostKubeconfig == "" {
-		o.hostKubeconfig = c.host.Kubeconfig
-	}
-	metrics, health := freePort(c.t), freePort(c.t)
-	args := []string{"webhook",
-		"--host-kubeconfig=" + o.hostKubeconfig,
-		"--virtual-kubeconfig=" + c.virtual.Kubeconfig,
-		"--host-namespace=" + c.config.HostNamespace,
-		"--vcluster-name=" + c.config.VCluster,
-		"--bind-address=127.0.0.1",
-		"--port=" + strconv.Itoa(o.port),
+	o.Args = append(o.Args,
 		"--cert-mode=self-managed",
 		"--cert-hosts=127.0.0.1,localhost",
-		"--cert-dir=" + filepath.Join(c.dir, o.name+"-certs"),
-		"--register-url=" + o.registerURL,
-		"--webhook-timeout=" + webhookTimeout.String(),
-		"--host-timeout=" + hostTimeout.String(),
-		"--metrics-bind-address=" + loopback(metrics),
-		"--metrics-cert-dir=" + c.metricsCertDir,
-		"--health-probe-bind-address=" + loopback(health),
+		"--cert-dir="+filepath.Join(c.dir, o.Name+"-certs"),
+		"--webhook-timeout="+webhookTimeout.String(),
+		"--host-timeout="+hostTimeout.String(),
+	)
+	p, err := c.podbridge.Webhook(o)
+	if err != nil {
+		c.t.Fatal(err)
 	}
-	p := c.startProc(o.name, args, "https://"+loopback(metrics)+"/metrics", "http://"+loopback(health)+"/readyz")
+	c.start(p)
 	c.waitWebhookAdmits()
 	return p
 }
 
-// startReflector runs `podbridge reflector` and waits until it serves metrics.
-func (c *cluster) startReflector(name string, leaderElect bool) *proc {
+// startReflector runs `podbridge reflector` and waits until it is ready.
+func (c *cluster) startReflector(name string, leaderElect bool) *podbridgeproc.Process {
 	c.t.Helper()
-	metrics, health := freePort(c.t), freePort(c.t)
-	args := []string{"reflector",
-		"--host-kubeconfig=" + c.host.Kubeconfig,
-		"--virtual-kubeconfig=" + c.virtual.Kubeconfig,
-		"--host-namespace=" + c.config.HostNamespace,
-		"--vcluster-name=" + c.config.VCluster,
-		"--orphan-grace-period=" + orphanGrace.String(),
-		"--leader-elect=" + strconv.FormatBool(leaderElect),
-		"--metrics-bind-address=" + loopback(metrics),
-		"--metrics-cert-dir=" + c.metricsCertDir,
-		"--health-probe-bind-address=" + loopback(health),
-	}
-	return c.startProc(name, args, "https://"+loopback(metrics)+"/metrics", "http://"+loopback(health)+"/healthz")
-}
-
-func (c *cluster) startProc(name string, args []string, metricsURL, readyURL string) *proc {
-	c.t.Helper()
-	p := &proc{
-		command:    child.Command{Name: name, Path: podbridgeBinary, Args: args, LogFile: filepath.Join(c.dir, "logs", name+".log")},
-		name:       name,
-		metricsURL: metricsURL, readyURL: readyURL, metricsClient: c.metricsClient,
-	}
-	if err := p.start(); err != nil {
+	p, err := c.podbridge.Reflector(name,
+		"--orphan-grace-period="+orphanGrace.String(),
+		"--leader-elect="+strconv.FormatBool(leaderElect),
+	)
+	if err != nil {
 		c.t.Fatal(err)
 	}
+	c.start(p)
+	return p
+}
+
+// start starts p, stopped when the test ends, and waits until it is ready.
+func (c *cluster) start(p *podbridgeproc.Process) {
+	c.t.Helper()
 	c.mu.Lock()
 	c.procs = append(c.procs, p)
 	c.mu.Unlock()
-	if err := p.waitReady(); err != nil {
+	if err := p.Start(context.Background()); err != nil {
 		c.t.Fatal(err)
 	}
-	return p
 }
 
 // waitWebhookAdmits waits until a dry-run create in the virtual cluster
@@ -256,74 +220,11 @@ func (c *cluster) waitWebhookAdmits() {
 	}
 }
 
-// proc is one podbridge process, which a test may kill and start again
-// with the same command line.
-type proc struct {
-	name                 string
-	command              child.Command
-	metricsURL, readyURL string
-	metricsClient        *http.Client
-
-	mu      sync.Mutex
-	current *child.Process
-}
-
-func (p *proc) start() error {
-	current, err := child.Start(p.command)
-	if err != nil {
-		return err
-	}
-	p.mu.Lock()
-	p.current = current
-	p.mu.Unlock()
-	return nil
-}
-
-// process is the process of the latest start.
-func (p *proc) process() *child.Process {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.current
-}
-
-// exited reports an error once the process has ended.
-func (p *proc) exited() error { return p.process().Exited() }
-
-// waitReady polls the process's readiness endpoint, failing fast if it exits.
-func (p *proc) waitReady() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	return p.process().WaitReady(ctx, p.readyURL)
-}
-
-// kill sends SIGKILL, as the OOM killer or a node failure would, and waits
-// until the process is gone.
-func (p *proc) kill() error { return p.process().Kill() }
-
-// restart starts the process again with the same command line (same
-// ports) and waits until it is ready.
-func (p *proc) restart() error {
-	if err := p.start(); err != nil {
-		return err
-	}
-	return p.waitReady()
-}
-
-// stop asks the process to end and kills it after processStop.
-func (p *proc) stop() error {
+// stop asks p to end and kills it after processStop.
+func stop(p *podbridgeproc.Process) error {
 	ctx, cancel := context.WithTimeout(context.Background(), processStop)
 	defer cancel()
-	return p.process().Stop(ctx)
-}
-
-// metric returns the sum of a counter or gauge the process exports, over
-// the series whose labels include labels.
-func (p *proc) metric(ctx context.Context, name string, labels map[string]string) (float64, error) {
-	f, err := promscrape.Scrape(ctx, p.metricsClient, p.metricsURL)
-	if err != nil {
-		return 0, err
-	}
-	return f.Sum(name, labels), nil
+	return p.Stop(ctx)
 }
 
 // apiserverMetric returns the sum of an apiserver metric over the series

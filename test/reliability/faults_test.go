@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/podbridge/podbridge/testbed/podbridgeproc"
 	"github.com/podbridge/podbridge/translate"
 )
 
@@ -72,7 +73,7 @@ func (b *burst) assertOutcomes(t *testing.T, allowed ...outcomeKind) {
 func TestHostAPIServerStoppedDuringBurst(t *testing.T) {
 	tl := newTally(t)
 	c := startCluster(t)
-	c.startWebhook(webhookOptions{name: "webhook"})
+	c.startWebhook(podbridgeproc.WebhookOptions{Name: "webhook"})
 	c.startReflector("reflector", false)
 
 	b := newBurst(c, tl, "host-down", burstSize, burstConcurrency, burstRate).start(context.Background())
@@ -108,18 +109,18 @@ func TestHostAPIServerStoppedDuringBurst(t *testing.T) {
 func TestWebhookKilledMidBurst(t *testing.T) {
 	tl := newTally(t)
 	c := startCluster(t)
-	webhook := c.startWebhook(webhookOptions{name: "webhook"})
+	webhook := c.startWebhook(podbridgeproc.WebhookOptions{Name: "webhook"})
 	c.startReflector("reflector", false)
 
 	b := newBurst(c, tl, "webhook-kill", burstSize, burstConcurrency, burstRate).start(context.Background())
 	b.waitProgress(t, "a quarter of the creates", func(total int, _ map[outcomeKind]int) bool { return total >= burstSize/4 })
-	if err := webhook.kill(); err != nil {
+	if err := webhook.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	total, _ := b.completed()
 	tl.fault("webhook SIGKILL after %d creates", total)
 	b.waitProgress(t, "20 failed creates", func(_ int, k map[outcomeKind]int) bool { return k[refused503]+k[other] >= 20 })
-	if err := webhook.restart(); err != nil {
+	if err := webhook.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	b.wait()
@@ -143,7 +144,7 @@ func TestWebhookKilledMidBurst(t *testing.T) {
 func TestReflectorKilledDuringChurn(t *testing.T) {
 	tl := newTally(t)
 	c := startCluster(t)
-	c.startWebhook(webhookOptions{name: "webhook"})
+	c.startWebhook(podbridgeproc.WebhookOptions{Name: "webhook"})
 	reflector := c.startReflector("reflector", false)
 	ctx := context.Background()
 
@@ -174,7 +175,7 @@ func TestReflectorKilledDuringChurn(t *testing.T) {
 		}
 	}()
 	churn.waitProgress(t, "a quarter of the churn", func(total int, _ map[outcomeKind]int) bool { return total >= 20 })
-	if err := reflector.kill(); err != nil {
+	if err := reflector.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	total, _ := churn.completed()
@@ -201,7 +202,7 @@ func TestReflectorKilledDuringChurn(t *testing.T) {
 	churn.wait()
 	<-churnDeletes
 	churn.assertOutcomes(t, admitted)
-	if err := reflector.restart(); err != nil {
+	if err := reflector.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 
@@ -256,7 +257,7 @@ const relistBound = 15
 func TestVirtualAPIServerRestartWithoutRelistStorm(t *testing.T) {
 	tl := newTally(t)
 	c := startCluster(t)
-	c.startWebhook(webhookOptions{name: "webhook"})
+	c.startWebhook(podbridgeproc.WebhookOptions{Name: "webhook"})
 	reflector := c.startReflector("reflector", false)
 	ctx := context.Background()
 	podLists := map[string]string{"verb": "LIST", "resource": "pods"}
@@ -302,7 +303,7 @@ func TestVirtualAPIServerRestartWithoutRelistStorm(t *testing.T) {
 	}
 	c.waitRunning(t, created, settleTimeout)
 	c.waitDeletionsCarried(t, deleted, settleTimeout)
-	if err := reflector.exited(); err != nil {
+	if err := reflector.Exited(); err != nil {
 		t.Fatalf("the reflector did not survive the restart: %v", err)
 	}
 
@@ -368,7 +369,7 @@ func TestSlowHostAnswersWithinTimeout(t *testing.T) {
 	}
 	proxy := startToxiproxy(t, "host-apiserver", hostURL.Host)
 	hostViaProxy := kubeconfigVia(t, c.host.Kubeconfig, proxy.Listen, filepath.Join(c.dir, "host-via-toxiproxy.kubeconfig"))
-	c.startWebhook(webhookOptions{name: "webhook", hostKubeconfig: hostViaProxy})
+	c.startWebhook(podbridgeproc.WebhookOptions{Name: "webhook", HostKubeconfig: hostViaProxy})
 	c.startReflector("reflector", false)
 	ctx := context.Background()
 
@@ -441,11 +442,11 @@ func TestReplicasKilledUnderLoad(t *testing.T) {
 	ports := []int{freePort(t), freePort(t)}
 	lb := startRoundRobin(t, []string{loopback(ports[0]), loopback(ports[1])})
 	url := "https://" + lb.address() + translate.WebhookPath
-	webhooks := []*proc{
-		c.startWebhook(webhookOptions{name: "webhook-0", port: ports[0], registerURL: url}),
-		c.startWebhook(webhookOptions{name: "webhook-1", port: ports[1], registerURL: url}),
+	webhooks := []*podbridgeproc.Process{
+		c.startWebhook(podbridgeproc.WebhookOptions{Name: "webhook-0", Port: ports[0], RegisterURL: url}),
+		c.startWebhook(podbridgeproc.WebhookOptions{Name: "webhook-1", Port: ports[1], RegisterURL: url}),
 	}
-	reflectors := []*proc{c.startReflector("reflector-0", true), c.startReflector("reflector-1", true)}
+	reflectors := []*podbridgeproc.Process{c.startReflector("reflector-0", true), c.startReflector("reflector-1", true)}
 	leaseName := "podbridge-reflector-" + c.config.VCluster
 	leader := c.waitLeader(t, reflectors, leaseName)
 	ctx := context.Background()
@@ -456,7 +457,7 @@ func TestReplicasKilledUnderLoad(t *testing.T) {
 	// that has been answering, or the fault would miss the load.
 	busiest, most := webhooks[0], -1.0
 	for _, w := range webhooks {
-		n, err := w.metric(ctx, "podbridge_webhook_admissions_total", nil)
+		n, err := w.Metric(ctx, "podbridge_webhook_admissions_total", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -464,24 +465,24 @@ func TestReplicasKilledUnderLoad(t *testing.T) {
 			busiest, most = w, n
 		}
 	}
-	if err := busiest.kill(); err != nil {
+	if err := busiest.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	tl.fault("SIGKILL %s after %.0f admissions", busiest.name, most)
-	if err := leader.kill(); err != nil {
+	tl.fault("SIGKILL %s after %.0f admissions", busiest.Name, most)
+	if err := leader.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	tl.fault("SIGKILL %s (leader)", leader.name)
+	tl.fault("SIGKILL %s (leader)", leader.Name)
 	b.wait()
 
-	var survivor *proc
+	var survivor *podbridgeproc.Process
 	for _, r := range reflectors {
 		if r != leader {
 			survivor = r
 		}
 	}
-	if got := c.waitLeader(t, []*proc{survivor}, leaseName); got != survivor {
-		t.Fatalf("%s did not take over", survivor.name)
+	if got := c.waitLeader(t, []*podbridgeproc.Process{survivor}, leaseName); got != survivor {
+		t.Fatalf("%s did not take over", survivor.Name)
 	}
 	b.assertNothingLost(t, nil)
 	c.waitWebhookAdmits()
@@ -491,17 +492,17 @@ func TestReplicasKilledUnderLoad(t *testing.T) {
 
 // waitLeader waits until one of the reflectors reports itself leader
 // (controller-runtime's leader_election_master_status) and returns it.
-func (c *cluster) waitLeader(t *testing.T, reflectors []*proc, lease string) *proc {
+func (c *cluster) waitLeader(t *testing.T, reflectors []*podbridgeproc.Process, lease string) *podbridgeproc.Process {
 	t.Helper()
-	var leader *proc
+	var leader *podbridgeproc.Process
 	// A lease outlives a killed leader by its duration (15 s), then the
 	// next candidate's retry period (2 s) passes before it takes over.
 	err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		for _, r := range reflectors {
-			if err := r.exited(); err != nil {
+			if err := r.Exited(); err != nil {
 				return false, err
 			}
-			v, err := r.metric(ctx, "leader_election_master_status", map[string]string{"name": lease})
+			v, err := r.Metric(ctx, "leader_election_master_status", map[string]string{"name": lease})
 			if err == nil && v == 1 {
 				leader = r
 				return true, nil

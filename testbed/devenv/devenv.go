@@ -119,7 +119,7 @@ type Env struct {
 	Options  Options
 	// WebhookClient is what the virtual apiserver presents to the webhook,
 	// and to podbridge's kubelet API.
-	WebhookClient *WebhookClientCredentials
+	WebhookClient *controlplane.ClientCredentials
 	// Kubelet is where podbridge serves the virtual nodes' kubelet API.
 	Kubelet translate.KubeletEndpoint
 	// KubeletCAFile is the CA of the kubelet API's serving certificate.
@@ -201,11 +201,6 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 	if err := os.WriteFile(env.KubeletCAFile, kubeletServing.CA, 0o600); err != nil {
 		return env, err
 	}
-	webhookClient, err := IssueWebhookClient(opts.StateDir, certs.ClientCommonNameFor(opts.Translate.HostNamespace, opts.Translate.VCluster))
-	if err != nil {
-		return env, err
-	}
-	env.WebhookClient = webhookClient
 	planeOpts := controlplane.Options{Assets: opts.Assets, Dir: opts.StateDir, Nodes: opts.Nodes, PodsPerNode: opts.PodsPerNode, KwokRules: opts.KwokRules}
 	hostOpts, virtualOpts := planeOpts, planeOpts
 	var realNodeCerts string
@@ -239,23 +234,23 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 		return env, err
 	}
 	virtualOpts.ServingNames = kubernetesServingNames(kubernetesIP, opts.Translate.ClusterDomain)
-	hostErr := make(chan error, 1)
-	go func() {
-		var err error
-		env.Host, err = controlplane.StartHost(ctx, hostOpts)
-		hostErr <- err
-	}()
-	virtualOpts.WebhookClient = webhookClient.ForAPIServer("127.0.0.1:" + strconv.Itoa(port))
-	// The same client certificate for podbridge's kubelet API.
-	virtualOpts.KubeletClient = &controlplane.KubeletClient{CertFile: webhookClient.CertFile, KeyFile: webhookClient.KeyFile, CAFile: env.KubeletCAFile}
 	// Nodes may name no address but the kubelet API's, and nothing proxies.
 	if virtualOpts.StaticPolicies, err = staticpolicy.YAML(env.Kubelet); err != nil {
 		return env, err
 	}
-	env.Virtual, err = controlplane.StartVirtual(ctx, virtualOpts)
-	if err = errors.Join(err, <-hostErr); err != nil {
+	// The virtual apiserver presents podbridge's client certificate to the
+	// webhook, and the same to podbridge's kubelet API.
+	planes, err := controlplane.StartPair(ctx, controlplane.PairOptions{
+		Host: hostOpts, Virtual: virtualOpts,
+		ClientCommonName: certs.ClientCommonNameFor(opts.Translate.HostNamespace, opts.Translate.VCluster),
+		WebhookNames:     []string{"127.0.0.1:" + strconv.Itoa(port)},
+		KubeletCAFile:    env.KubeletCAFile,
+	})
+	if err != nil {
 		return env, err
 	}
+	env.Host, env.Virtual, env.WebhookClient = planes.Host, planes.Virtual, planes.Client
+	webhookClient := planes.Client
 	apiServerPort, err := portOf(env.Virtual.Config.Host)
 	if err != nil {
 		return env, err
@@ -699,61 +694,6 @@ func (e *Env) waitForWebhook(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("waiting for the webhook: %w (last attempt: %w)", err, lastErr)
-	}
-	return nil
-}
-
-// WebhookClientCredentials are the client CA and certificate the virtual
-// apiserver presents to podbridge's webhook, as the self-managed mode
-// issues them.
-type WebhookClientCredentials struct {
-	Bundle            *certs.Bundle
-	CertFile, KeyFile string
-}
-
-// IssueWebhookClient issues a client CA and a certificate for commonName
-// (certs.ClientCommonNameFor the virtual cluster, which its podbridge
-// accepts) and writes them into dir/webhook-client for the virtual
-// apiserver to read.
-func IssueWebhookClient(dir, commonName string) (*WebhookClientCredentials, error) {
-	b, err := certs.NewClient(commonName, time.Now(), 365*24*time.Hour)
-	if err != nil {
-		return nil, fmt.Errorf("issuing the virtual apiserver's client certificate: %w", err)
-	}
-	certDir := filepath.Join(dir, "webhook-client")
-	if err := b.WriteDir(certDir); err != nil {
-		return nil, err
-	}
-	return &WebhookClientCredentials{Bundle: b, CertFile: filepath.Join(certDir, certs.CertFile), KeyFile: filepath.Join(certDir, certs.KeyFile)}, nil
-}
-
-// ForAPIServer configures a virtual apiserver to present the certificate
-// to webhooks at names (kube-apiserver's kubeconfig user names:
-// "host:port", or "*" for every webhook).
-func (c *WebhookClientCredentials) ForAPIServer(names ...string) *controlplane.WebhookClient {
-	return &controlplane.WebhookClient{Names: names, CertFile: c.CertFile, KeyFile: c.KeyFile}
-}
-
-// StoreInHost stores the credentials in the host Secret a self-managed
-// webhook of virtual cluster tc keeps them in (certs.DefaultClientSecretName,
-// in tc's host namespace, marked as tc's), where it finds and trusts them
-// instead of issuing its own.
-func (c *WebhookClientCredentials) StoreInHost(ctx context.Context, cfg *rest.Config, tc translate.Config) error {
-	cl, err := client.New(cfg, client.Options{Scheme: kube.Scheme})
-	if err != nil {
-		return err
-	}
-	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: certs.DefaultClientSecretName, Namespace: tc.HostNamespace, Labels: map[string]string{translate.LabelManagedBy: translate.ManagedByValue}},
-		Type:       corev1.SecretTypeTLS,
-		Data: map[string][]byte{
-			certs.CertFile: c.Bundle.Cert, certs.KeyFile: c.Bundle.Key,
-			certs.CAFile: c.Bundle.CA, certs.CAKeyFile: c.Bundle.CAKey,
-		},
-	}
-	ownership.Mark(&secret.ObjectMeta, tc.VCluster)
-	if err := cl.Create(ctx, secret); err != nil {
-		return fmt.Errorf("storing the webhook client certificate in the host: %w", err)
 	}
 	return nil
 }
