@@ -262,14 +262,19 @@ func TestLogsFollowAndPreviousOnRealNode(t *testing.T) {
 // they are caught and returned too.
 func kubectlCp(t *testing.T, ns, src, dst string) (string, error) {
 	t.Helper()
-	var mu sync.Mutex
-	var fatal []string
-	cmdutil.BehaviorOnFatal(func(msg string, code int) {
-		mu.Lock()
-		defer mu.Unlock()
-		fatal = append(fatal, fmt.Sprintf("%s (exit %d)", strings.TrimSpace(msg), code))
+	// kubectl's fatal handler is a global its tar pipe's goroutine reads,
+	// maybe after Run returns: set once, never reset, it collects under a
+	// lock, and this copy reads what came after its start.
+	catchKubectlFatal.Do(func() {
+		cmdutil.BehaviorOnFatal(func(msg string, code int) {
+			kubectlFatal.mu.Lock()
+			defer kubectlFatal.mu.Unlock()
+			kubectlFatal.msgs = append(kubectlFatal.msgs, fmt.Sprintf("%s (exit %d)", strings.TrimSpace(msg), code))
+		})
 	})
-	defer cmdutil.DefaultBehaviorOnFatal()
+	kubectlFatal.mu.Lock()
+	seen := len(kubectlFatal.msgs)
+	kubectlFatal.mu.Unlock()
 	flags := genericclioptions.NewConfigFlags(false)
 	flags.KubeConfig = ptr.To(env.Virtual.Kubeconfig)
 	flags.Namespace = ptr.To(ns)
@@ -288,13 +293,23 @@ func kubectlCp(t *testing.T, ns, src, dst string) (string, error) {
 	if err == nil {
 		err = o.Run()
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(fatal) > 0 {
+	kubectlFatal.mu.Lock()
+	defer kubectlFatal.mu.Unlock()
+	if fatal := kubectlFatal.msgs[seen:]; len(fatal) > 0 {
 		err = errors.Join(err, fmt.Errorf("kubectl's fatal handler: %s", strings.Join(fatal, "; ")))
 	}
 	return out.String() + errOut.String(), err
 }
+
+// kubectlFatal collects what kubectl reports through its fatal handler
+// (see kubectlCp); the suite runs serially.
+var (
+	catchKubectlFatal sync.Once
+	kubectlFatal      struct {
+		mu   sync.Mutex
+		msgs []string
+	}
+)
 
 // lockedBuffer is a bytes.Buffer safe for a writer and a reader in
 // different goroutines.
