@@ -510,7 +510,7 @@ func waitVirtualClaimEvent(t *testing.T, c *corev1.PersistentVolumeClaim, reason
 func fieldManagers(obj client.Object, field string) []string {
 	var managers []string
 	for _, entry := range obj.GetManagedFields() {
-		if entry.FieldsV1 != nil && strings.Contains(string(entry.FieldsV1.Raw), field) {
+		if entry.FieldsV1 != nil && strings.Contains(entry.FieldsV1.GetRawString(), field) {
 			managers = append(managers, entry.Manager)
 		}
 	}

@@ -45,13 +45,13 @@ func newClaim(name string) *corev1.PersistentVolumeClaim {
 	}
 }
 
-// newClaimBurst is a burst of PersistentVolumeClaims. A retried create
+// newClaimBurst is a burst of PersistentVolumeClaims, burstRate a second. A retried create
 // that the webhook refuses because the host claim a failed attempt left
 // is still being deleted (409, "retry later": it deleted it, the host's
 // claim protection has yet to let it go) is made once more when that host
 // claim is gone, as the refusal tells the tenant.
-func newClaimBurst(c *cluster, tl *tally, prefix string, count, concurrency int, rate float32) *burst {
-	b := newBurst(c, tl, prefix, count, concurrency, rate)
+func newClaimBurst(c *cluster, tl *tally, prefix string, count, concurrency int) *burst {
+	b := newBurst(c, tl, prefix, count, concurrency, burstRate)
 	b.object = func(name string) client.Object { return newClaim(name) }
 	b.stored = func(ctx context.Context) (map[string]bool, error) {
 		claims := &corev1.PersistentVolumeClaimList{}
@@ -322,7 +322,7 @@ func TestClaimsCarriedAcrossPodbridgeDowntime(t *testing.T) {
 	reflector := c.startReflector("reflector", false)
 	ctx := context.Background()
 
-	base := newClaimBurst(c, tl, "claim", 20, 4, burstRate).start(ctx)
+	base := newClaimBurst(c, tl, "claim", 20, 4).start(ctx)
 	base.wait()
 	base.assertOutcomes(t, admitted)
 	c.bindHostClaims(t, base.admittedNames())
@@ -332,7 +332,7 @@ func TestClaimsCarriedAcrossPodbridgeDowntime(t *testing.T) {
 		t.Fatal(err)
 	}
 	tl.fault("reflector SIGKILL")
-	down := newClaimBurst(c, tl, "while-down", 10, 4, burstRate).start(ctx)
+	down := newClaimBurst(c, tl, "while-down", 10, 4).start(ctx)
 	down.wait()
 	down.assertOutcomes(t, admitted)
 	c.bindHostClaims(t, down.admittedNames())
@@ -431,7 +431,7 @@ func TestHostAPIServerStoppedDuringClaimBurst(t *testing.T) {
 	c.startWebhook(webhookOptions{name: "webhook"})
 	c.startReflector("reflector", false)
 
-	b := newClaimBurst(c, tl, "claim-host-down", 160, burstConcurrency, burstRate).start(context.Background())
+	b := newClaimBurst(c, tl, "claim-host-down", 160, burstConcurrency).start(context.Background())
 	b.waitProgress(t, "a quarter of the creates", func(total int, _ map[outcomeKind]int) bool { return total >= 40 })
 	stopped := time.Now()
 	if err := c.host.StopAPIServer(); err != nil {
@@ -471,7 +471,7 @@ func TestWebhookKilledMidClaimBurst(t *testing.T) {
 	webhook := c.startWebhook(webhookOptions{name: "webhook"})
 	c.startReflector("reflector", false)
 
-	b := newClaimBurst(c, tl, "claim-webhook-kill", 160, burstConcurrency, burstRate).start(context.Background())
+	b := newClaimBurst(c, tl, "claim-webhook-kill", 160, burstConcurrency).start(context.Background())
 	b.waitProgress(t, "a quarter of the creates", func(total int, _ map[outcomeKind]int) bool { return total >= 40 })
 	if err := webhook.kill(); err != nil {
 		t.Fatal(err)
