@@ -5,6 +5,8 @@ package reliability
 import (
 	"context"
 	"fmt"
+	"net/url"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -68,11 +70,22 @@ func newClaimBurst(c *cluster, tl *tally, prefix string, count, concurrency int)
 		if o.reason != "409 Conflict" || !strings.Contains(o.message, "retry later") {
 			return false
 		}
-		tl.note("retry of %s refused 409 while the stale host claim went; made again once it was gone", name)
 		c.waitHostClaimGone(t, name)
+		b.mu.Lock()
+		b.againAfter409++
+		b.mu.Unlock()
 		return true
 	}
 	return b
+}
+
+// noteAgainAfter409 notes how many retried creates were refused 409 while
+// the stale host claim a failed attempt left went, and made again.
+func (b *burst) noteAgainAfter409() {
+	b.mu.Lock()
+	n := b.againAfter409
+	b.mu.Unlock()
+	b.tl.note("%s: %d retried creates refused 409 \"retry later\" while a stale host claim went, admitted once it was gone", b.prefix, n)
 }
 
 // hostClaimKey is the key of the host claim of virtual claim default/name.
@@ -451,6 +464,7 @@ func TestHostAPIServerStoppedDuringClaimBurst(t *testing.T) {
 	b.assertNothingLost(t, nil)
 	c.waitWebhookAdmits()
 	b.retryFailed(t, everyOther)
+	b.noteAgainAfter409()
 	c.waitClaimInvariant(t, tl, false)
 	b.assertOneHostClaimEach(t)
 	c.bindHostClaims(t, b.admittedNames())
@@ -490,8 +504,65 @@ func TestWebhookKilledMidClaimBurst(t *testing.T) {
 	b.assertNothingLost(t, nil)
 	c.waitWebhookAdmits()
 	b.retryFailed(t, everyOther)
+	b.noteAgainAfter409()
 	c.waitClaimInvariant(t, tl, false)
 	b.assertOneHostClaimEach(t)
 	c.bindHostClaims(t, b.admittedNames())
+	c.waitClaimInvariant(t, tl, true)
+}
+
+// TestSlowHostClaimCreatesLeaveNoOrphan delays the host's answers on the
+// webhook's host connection past its host timeout while claims are
+// created: the host claims are made, podbridge never hears so in time,
+// and every create is refused 503 with nothing stored. Each refused create
+// left a host claim. Half are retried: the webhook deletes the stale host
+// claim first (a new admission, a new sync ID), and the create is admitted
+// once the host's claim protection lets the stale one go (a 409 "retry
+// later" meanwhile, noted). The other half are orphans the reflector
+// removes after the grace period. Exactly one host claim per stored claim
+// and none for the rest; bound on the host, every claim shows it.
+func TestSlowHostClaimCreatesLeaveNoOrphan(t *testing.T) {
+	tl := newTally(t)
+	c := startCluster(t)
+	c.prepareClaims(t)
+	hostURL, err := url.Parse(c.host.Config.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := startToxiproxy(t, "host-apiserver", hostURL.Host)
+	hostViaProxy := kubeconfigVia(t, c.host.Kubeconfig, proxy.Listen, filepath.Join(c.dir, "host-via-toxiproxy.kubeconfig"))
+	c.startWebhook(webhookOptions{name: "webhook", hostKubeconfig: hostViaProxy})
+	c.startReflector("reflector", false)
+	ctx := context.Background()
+
+	warm := newClaimBurst(c, tl, "claim-warm", 10, 4).start(ctx)
+	warm.wait()
+	warm.assertOutcomes(t, admitted)
+
+	addLatency(t, proxy, slowHostLatency)
+	tl.fault("latency %s on the webhook's host connection", slowHostLatency)
+	slow := newClaimBurst(c, tl, "claim-slow", 24, 12).start(ctx)
+	slow.wait()
+	removeLatency(t, proxy)
+	slow.assertOutcomes(t, refused503)
+	slow.assertNothingLost(t, nil)
+	left := 0
+	for i := range 24 {
+		if err := c.hostClient.Get(ctx, c.hostClaimKey(podName("claim-slow", i)), &corev1.PersistentVolumeClaim{}); err == nil {
+			left++
+		}
+	}
+	tl.note("%d of 24 refused creates left a host claim", left)
+	if left == 0 {
+		t.Errorf("no refused create left a host claim: the latency did not let the host create and hide it")
+	}
+
+	c.waitWebhookAdmits()
+	slow.retryFailed(t, everyOther)
+	slow.noteAgainAfter409()
+	c.waitClaimInvariant(t, tl, false)
+	slow.assertOneHostClaimEach(t)
+	warm.assertOneHostClaimEach(t)
+	c.bindHostClaims(t, slices.Concat(warm.admittedNames(), slow.admittedNames()))
 	c.waitClaimInvariant(t, tl, true)
 }

@@ -94,6 +94,8 @@ type burst struct {
 	// whether to make it once more (it may wait first for what the refusal
 	// said to wait for).
 	retryAgain func(t *testing.T, name string, o outcome) bool
+	// againAfter409 counts the creates retryAgain made once more.
+	againAfter409 int
 
 	mu       sync.Mutex
 	outcomes map[string]outcome
