@@ -8,7 +8,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	"k8s.io/client-go/util/flowcontrol"
@@ -24,11 +23,6 @@ import (
 	"github.com/podbridge/podbridge/translate"
 )
 
-// hostPodEvents selects the host events the reflector caches: those about
-// pods (of any owner; which are this virtual cluster's is decided per
-// event from the host pod cache, which holds only its pods).
-var hostPodEvents = fields.OneTermEqualSelector("involvedObject.kind", "Pod")
-
 // Defaults of the event copy's write budget: a burst of a pod's start-up
 // events goes at once, a storm of them is paced.
 const (
@@ -41,12 +35,18 @@ const (
 )
 
 // eventReconciler shows on each virtual pod the events the host records
-// about its host pod (scheduler, kubelet and others), translated to the
-// virtual pod. Each host event becomes one virtual event whose count and
-// last time follow the host's aggregation; a write happens only when that
-// changed, and all writes share a rate limit. Events about pods that are
-// not this virtual cluster's (other tenants', the host's own, orphans, a
-// former incarnation of a host pod) are never copied.
+// about its host pod (scheduler, kubelet and others), and on each virtual
+// claim those about its host claim (the host's binder and provisioner:
+// WaitForFirstConsumer, ProvisioningFailed...), translated to the virtual
+// object. Each host event becomes one virtual event whose count and last
+// time follow the host's aggregation; a write happens only when that
+// changed, and all writes share a rate limit. Events about objects that
+// are not this virtual cluster's (other tenants', the host's own, orphans,
+// a former incarnation of a host pod or claim) are never copied. It
+// caches every event of the host namespace (the host's own objects there
+// are podbridge's) and drops those about other kinds at once: which pods
+// and claims are this virtual cluster's is decided per event from the host
+// caches, which hold only its own.
 type eventReconciler struct {
 	Host    client.Reader // host events and this virtual cluster's host pods (caches)
 	Virtual client.Client // virtual pods (cache); writes virtual events
@@ -58,7 +58,7 @@ type eventReconciler struct {
 	written map[types.NamespacedName]string // host event → what was last written
 }
 
-// SetupWithManager watches host pod events (cached with hostPodEvents).
+// SetupWithManager watches host events.
 func (r *eventReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
 	r.written = map[types.NamespacedName]string{}
 	return ctrl.NewControllerManagedBy(mgr).
@@ -77,37 +77,29 @@ func (r *eventReconciler) Reconcile(ctx context.Context, req reconcile.Request) 
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	ref := host.InvolvedObject
-	if !translate.CopiesHostEvent(host) || ref.Kind != "Pod" || ref.Namespace != r.Config.HostNamespace || host.Namespace != r.Config.HostNamespace {
+	if !translate.CopiesHostEvent(host) || ref.Namespace != r.Config.HostNamespace || host.Namespace != r.Config.HostNamespace {
 		return reconcile.Result{}, nil
 	}
-	hostPod := &corev1.Pod{}
-	err := r.Host.Get(ctx, types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}, hostPod)
-	if apierrors.IsNotFound(err) {
-		return r.retryWhileRecent(host), nil // not (yet, in the cache) a pod of this virtual cluster.
+	var ev *corev1.Event
+	var wait bool
+	var err error
+	switch ref.Kind {
+	case "Pod":
+		ev, wait, err = r.podEvent(ctx, host)
+	case "PersistentVolumeClaim":
+		ev, wait, err = r.claimEvent(ctx, host)
+	default:
+		return reconcile.Result{}, nil
 	}
-	if err != nil {
-		return reconcile.Result{}, fmt.Errorf("reading host pod: %w", err)
-	}
-	if hostPod.Labels[translate.LabelManagedBy] != translate.ManagedByValue || hostPod.Labels[translate.LabelVCluster] != r.Config.VCluster ||
-		(ref.UID != "" && ref.UID != hostPod.UID) {
-		return reconcile.Result{}, nil // another owner's pod, or an earlier pod of this name.
-	}
-	virtual := &corev1.Pod{}
-	key := types.NamespacedName{Namespace: hostPod.Annotations[translate.AnnotationNamespace], Name: hostPod.Annotations[translate.AnnotationName]}
-	if err := r.Virtual.Get(ctx, key, virtual); err != nil {
-		if apierrors.IsNotFound(err) {
-			return r.retryWhileRecent(host), nil // an orphan, or a pod not stored yet.
-		}
-		return reconcile.Result{}, fmt.Errorf("reading virtual pod: %w", err)
-	}
-	if !translate.Claims(virtual, hostPod) || virtual.UID == "" {
+	switch {
+	case err != nil:
+		return reconcile.Result{}, err
+	case wait:
 		return r.retryWhileRecent(host), nil
+	case ev == nil:
+		return reconcile.Result{}, nil
 	}
-	if !translate.EventConcernsVirtualPod(host, virtual, hostPod) {
-		return r.retryWhileRecent(host), nil // about a container only the host pod has, or not carried yet as far as the caches know.
-	}
-	ev := translate.VirtualEvent(host, virtual, hostPod)
-	fingerprint := fmt.Sprintf("%s|%s|%d|%s|%s", host.UID, virtual.UID, ev.Count, ev.LastTimestamp.UTC().Format(time.RFC3339), ev.Message)
+	fingerprint := fmt.Sprintf("%s|%s|%d|%s|%s", host.UID, ev.InvolvedObject.UID, ev.Count, ev.LastTimestamp.UTC().Format(time.RFC3339), ev.Message)
 	if r.lastWritten(req.NamespacedName) == fingerprint {
 		return reconcile.Result{}, nil
 	}
@@ -119,8 +111,80 @@ func (r *eventReconciler) Reconcile(ctx context.Context, req reconcile.Request) 
 	}
 	r.remember(req.NamespacedName, fingerprint)
 	countAction(actionEvent)
-	logf.FromContext(ctx).V(1).Info("Copied host event to virtual pod", "pod", key, "reason", ev.Reason, "count", ev.Count)
+	logf.FromContext(ctx).V(1).Info("Copied host event", "kind", ev.InvolvedObject.Kind, "object", ev.Namespace+"/"+ev.InvolvedObject.Name, "reason", ev.Reason, "count", ev.Count)
 	return reconcile.Result{}, nil
+}
+
+// podEvent is the virtual pod's copy of host, an event about a host pod;
+// nil when it is not about a pod pair of this virtual cluster's, and then
+// wait when it may be once the caches catch up.
+func (r *eventReconciler) podEvent(ctx context.Context, host *corev1.Event) (ev *corev1.Event, wait bool, err error) {
+	ref := host.InvolvedObject
+	hostPod := &corev1.Pod{}
+	err = r.Host.Get(ctx, types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}, hostPod)
+	if apierrors.IsNotFound(err) {
+		return nil, true, nil // not (yet, in the cache) a pod of this virtual cluster.
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("reading host pod: %w", err)
+	}
+	if !r.ours(hostPod, ref) {
+		return nil, false, nil // another owner's pod, or an earlier pod of this name.
+	}
+	virtual := &corev1.Pod{}
+	key := types.NamespacedName{Namespace: hostPod.Annotations[translate.AnnotationNamespace], Name: hostPod.Annotations[translate.AnnotationName]}
+	if err := r.Virtual.Get(ctx, key, virtual); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, true, nil // an orphan, or a pod not stored yet.
+		}
+		return nil, false, fmt.Errorf("reading virtual pod: %w", err)
+	}
+	if !translate.Claims(virtual, hostPod) || virtual.UID == "" {
+		return nil, true, nil
+	}
+	if !translate.EventConcernsVirtualPod(host, virtual, hostPod) {
+		return nil, true, nil // about a container only the host pod has, or not carried yet as far as the caches know.
+	}
+	return translate.VirtualEvent(host, virtual, hostPod), false, nil
+}
+
+// claimEvent is the virtual claim's copy of host, an event about a host
+// claim; nil when it is not about a claim pair of this virtual cluster's,
+// and then wait when it may be once the caches catch up.
+func (r *eventReconciler) claimEvent(ctx context.Context, host *corev1.Event) (ev *corev1.Event, wait bool, err error) {
+	ref := host.InvolvedObject
+	hostClaim := &corev1.PersistentVolumeClaim{}
+	err = r.Host.Get(ctx, types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}, hostClaim)
+	if apierrors.IsNotFound(err) {
+		return nil, true, nil // not (yet, in the cache) a claim of this virtual cluster.
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("reading host PersistentVolumeClaim: %w", err)
+	}
+	if !r.ours(hostClaim, ref) {
+		return nil, false, nil // another owner's claim, or an earlier claim of this name.
+	}
+	virtual := &corev1.PersistentVolumeClaim{}
+	key := types.NamespacedName{Namespace: hostClaim.Annotations[translate.AnnotationNamespace], Name: hostClaim.Annotations[translate.AnnotationName]}
+	if err := r.Virtual.Get(ctx, key, virtual); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, true, nil // an orphan, or a claim not stored yet.
+		}
+		return nil, false, fmt.Errorf("reading virtual PersistentVolumeClaim: %w", err)
+	}
+	if !translate.ClaimsClaim(virtual, hostClaim) || virtual.UID == "" {
+		return nil, true, nil
+	}
+	return translate.VirtualClaimEvent(host, virtual, hostClaim), false, nil
+}
+
+// ours reports whether the host object an event is about is this virtual
+// cluster's, and the one the event is about (not an earlier object of its
+// name).
+func (r *eventReconciler) ours(obj client.Object, ref corev1.ObjectReference) bool {
+	labels := obj.GetLabels()
+	return labels[translate.LabelManagedBy] == translate.ManagedByValue && labels[translate.LabelVCluster] == r.Config.VCluster &&
+		(ref.UID == "" || ref.UID == obj.GetUID())
 }
 
 // retryWhileRecent looks again a little later for the pair of a recent

@@ -176,8 +176,9 @@ func NewManager(o Options) (manager.Manager, error) {
 				&corev1.PersistentVolumeClaim{}: {Label: ours},
 				// Host StorageClasses (cluster-scoped, few), for their mirrors.
 				&storagev1.StorageClass{}: {Transform: cache.TransformStripManagedFields()},
-				// Events about pods, for the event copy (events.go).
-				&corev1.Event{}: {Field: hostPodEvents, Transform: cache.TransformStripManagedFields()},
+				// Events of the host namespace, for the event copy
+				// (events.go): those about its pods and claims.
+				&corev1.Event{}: {Transform: cache.TransformStripManagedFields()},
 				// Only podbridge's copies and token Secrets, by metadata.
 				configMapCopies.metadata(): {Label: ours, Transform: cache.TransformStripManagedFields()},
 				secretCopies.metadata():    {Label: ours, Transform: cache.TransformStripManagedFields()},

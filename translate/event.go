@@ -19,8 +19,8 @@ func ScheduledMessage(virtual *corev1.Pod, node string) string {
 	return "Successfully assigned " + virtual.Namespace + "/" + virtual.Name + " to " + node
 }
 
-// CopiesHostEvent reports whether a host event about a host pod is copied
-// to its virtual pod. The host scheduler's Scheduled is not: the virtual
+// CopiesHostEvent reports whether a host event about a host pod (or host
+// claim) is copied to its virtual pod (claim). The host scheduler's Scheduled is not: the virtual
 // pod has podbridge's own, recorded when it binds the virtual pod to the
 // virtual node. That one says what the tenant's pod shows (spec.nodeName,
 // PodScheduled, at the binding's time), and is there when event copying
@@ -37,10 +37,36 @@ func CopiesHostEvent(host *corev1.Event) bool {
 // is derived from the host event's, so the host's repeats (its count and
 // series) update one virtual event instead of adding new ones.
 func VirtualEvent(host *corev1.Event, virtual *corev1.Pod, hostPod *corev1.Pod) *corev1.Event {
+	return virtualEvent(host, corev1.ObjectReference{
+		APIVersion: "v1", Kind: "Pod",
+		Namespace: virtual.Namespace, Name: virtual.Name, UID: virtual.UID,
+		FieldPath: host.InvolvedObject.FieldPath,
+	}, hostPod.Namespace, hostPod.Name)
+}
+
+// VirtualClaimEvent is the event the virtual claim shows for an event the
+// host recorded about its host claim (the host's binder and provisioner:
+// WaitForFirstConsumer, WaitForPodScheduled, Provisioning,
+// ProvisioningSucceeded, ProvisioningFailed, ExternalProvisioning...), as
+// VirtualEvent makes a pod's: about the virtual claim, with the host
+// claim's name and namespace in the message replaced by the virtual ones.
+// Other host names in a message (the host pods a WaitForPodScheduled
+// names) stay as the host wrote them: they are this tenant's host pods,
+// whose names its virtual pods carry (AnnotationHostName).
+func VirtualClaimEvent(host *corev1.Event, virtual, hostClaim *corev1.PersistentVolumeClaim) *corev1.Event {
+	return virtualEvent(host, corev1.ObjectReference{
+		APIVersion: "v1", Kind: "PersistentVolumeClaim",
+		Namespace: virtual.Namespace, Name: virtual.Name, UID: virtual.UID,
+	}, hostClaim.Namespace, hostClaim.Name)
+}
+
+// virtualEvent is host's event about the host object hostNamespace/hostName
+// as the virtual object about shows it.
+func virtualEvent(host *corev1.Event, about corev1.ObjectReference, hostNamespace, hostName string) *corev1.Event {
 	first, last, count := EventTimes(host)
 	message := strings.NewReplacer(
-		hostPod.Namespace+"/"+hostPod.Name, virtual.Namespace+"/"+virtual.Name,
-		hostPod.Name, virtual.Name,
+		hostNamespace+"/"+hostName, about.Namespace+"/"+about.Name,
+		hostName, about.Name,
 	).Replace(host.Message)
 	component := host.Source.Component
 	if component == "" {
@@ -49,15 +75,11 @@ func VirtualEvent(host *corev1.Event, virtual *corev1.Pod, hostPod *corev1.Pod) 
 	return &corev1.Event{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Event"},
 		ObjectMeta: metav1.ObjectMeta{
-			Name:      VirtualEventName(virtual.Name, host.Namespace, host.Name),
-			Namespace: virtual.Namespace,
+			Name:      VirtualEventName(about.Name, host.Namespace, host.Name),
+			Namespace: about.Namespace,
 			Labels:    map[string]string{LabelManagedBy: ManagedByValue},
 		},
-		InvolvedObject: corev1.ObjectReference{
-			APIVersion: "v1", Kind: "Pod",
-			Namespace: virtual.Namespace, Name: virtual.Name, UID: virtual.UID,
-			FieldPath: host.InvolvedObject.FieldPath,
-		},
+		InvolvedObject: about,
 		Reason:         host.Reason,
 		Message:        message,
 		Type:           host.Type,
@@ -69,7 +91,8 @@ func VirtualEvent(host *corev1.Event, virtual *corev1.Pod, hostPod *corev1.Pod) 
 }
 
 // VirtualEventName names the virtual event of host event namespace/name
-// about virtual pod pod: the pod's name (cut to leave room) and a hash.
+// about the virtual object (pod, claim) named pod: its name (cut to leave
+// room) and a hash.
 func VirtualEventName(pod, namespace, name string) string {
 	sum := sha256.Sum256([]byte(namespace + "/" + name))
 	hash := hashEncoding.EncodeToString(sum[:])[:16]

@@ -69,6 +69,46 @@ func TestVirtualEvent(t *testing.T) {
 	}
 }
 
+// A host claim's events (the host binder's and provisioner's) show on the
+// virtual claim, about it by name, namespace and UID, with the host
+// claim's name and namespace in the message replaced.
+func TestVirtualClaimEvent(t *testing.T) {
+	virtual := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "data", Namespace: "apps", UID: "vuid"}}
+	hostClaim := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "data-x-apps-x-t", Namespace: "hostns", UID: "huid"}}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name    string
+		host    corev1.Event
+		wantMsg string
+	}{
+		{"WaitForFirstConsumer", corev1.Event{
+			Reason: "WaitForFirstConsumer", Type: corev1.EventTypeNormal, Message: "waiting for first consumer to be created before binding",
+			Source: corev1.EventSource{Component: "persistentvolume-controller"}, FirstTimestamp: metav1.Time{Time: t0}, LastTimestamp: metav1.Time{Time: t0.Add(time.Minute)}, Count: 5,
+		}, "waiting for first consumer to be created before binding"},
+		{"a message naming the host claim", corev1.Event{
+			Reason: "ExternalProvisioning", Type: corev1.EventTypeNormal,
+			Message: `Waiting for a volume to be created either by the external provisioner 'x' for claim "hostns/data-x-apps-x-t" or manually`,
+			Source:  corev1.EventSource{Component: "persistentvolume-controller"}, FirstTimestamp: metav1.Time{Time: t0}, Count: 1,
+		}, `Waiting for a volume to be created either by the external provisioner 'x' for claim "apps/data" or manually`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.host.ObjectMeta = metav1.ObjectMeta{Name: hostClaim.Name + ".1", Namespace: "hostns"}
+			tc.host.InvolvedObject = corev1.ObjectReference{APIVersion: "v1", Kind: "PersistentVolumeClaim", Name: hostClaim.Name, Namespace: "hostns", UID: "huid"}
+			got := VirtualClaimEvent(&tc.host, virtual, hostClaim)
+			want := corev1.ObjectReference{APIVersion: "v1", Kind: "PersistentVolumeClaim", Namespace: "apps", Name: "data", UID: "vuid"}
+			if got.InvolvedObject != want || got.Namespace != "apps" {
+				t.Errorf("event %s/%s about %+v, want about %+v", got.Namespace, got.Name, got.InvolvedObject, want)
+			}
+			if got.Message != tc.wantMsg || got.Reason != tc.host.Reason || got.Type != tc.host.Type || got.Count != max(tc.host.Count, 1) || got.Source.Component != tc.host.Source.Component {
+				t.Errorf("got %q %s %s count %d from %s; want %q and the host's reason, type, count and source", got.Message, got.Reason, got.Type, got.Count, got.Source.Component, tc.wantMsg)
+			}
+			if got.Name != VirtualEventName("data", "hostns", tc.host.Name) {
+				t.Errorf("name %s", got.Name)
+			}
+		})
+	}
+}
+
 // The virtual pod shows one Scheduled event, podbridge's (naming the
 // virtual pod and node); the host scheduler's is not copied, every other
 // host event is, the scheduler's failures included.

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -439,5 +440,107 @@ func hostPodEvent(host *corev1.Pod, suffix, fieldPath, reason, message string) *
 		InvolvedObject: corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Name: host.Name, Namespace: host.Namespace, UID: host.UID, FieldPath: fieldPath},
 		Reason:         reason, Type: corev1.EventTypeNormal, Message: message, Source: corev1.EventSource{Component: "test"},
 		FirstTimestamp: now, LastTimestamp: now, Count: 1,
+	}
+}
+
+// hostClaimEvent is an event about a host claim as the host's binder
+// records it.
+func hostClaimEvent(claim *corev1.PersistentVolumeClaim, uid types.UID, suffix, reason, message string) *corev1.Event {
+	now := metav1.NewTime(time.Now())
+	return &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{Name: claim.Name + "." + suffix, Namespace: claim.Namespace},
+		InvolvedObject: corev1.ObjectReference{Kind: "PersistentVolumeClaim", APIVersion: "v1", Name: claim.Name, Namespace: claim.Namespace, UID: uid},
+		Reason:         reason, Type: corev1.EventTypeNormal, Message: message, Source: corev1.EventSource{Component: "persistentvolume-controller"},
+		FirstTimestamp: now, LastTimestamp: now, Count: 1,
+	}
+}
+
+// The host binder's events about a host claim (the test bed's host runs
+// no binder: the test records them as it would) appear on the virtual
+// claim, about its name, namespace and UID, the host claim's name in the
+// message replaced; events about another virtual cluster's host claim of
+// the same virtual name and namespace, and about an earlier host claim of
+// this name (another UID), do not.
+func TestHostClaimEventsOnVirtualClaim(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ns := namespace(t)
+	cfg := env.Options.Translate
+	claim := simpleClaim(ns, "data", "1Gi")
+	if err := virtualClient.Create(ctx, claim); err != nil {
+		t.Fatal(err)
+	}
+	host := getHostClaim(t, claim)
+	stranger := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: translate.HostClaimName("data", ns, "other"), Namespace: cfg.HostNamespace,
+			Labels:      map[string]string{translate.LabelManagedBy: translate.ManagedByValue, translate.LabelVCluster: "other", translate.LabelNamespace: ns},
+			Annotations: map[string]string{translate.AnnotationName: "data", translate.AnnotationNamespace: ns, translate.AnnotationVCluster: "other", translate.AnnotationSyncID: claim.Annotations[translate.AnnotationSyncID]}},
+		Spec: *claim.Spec.DeepCopy(),
+	}
+	if err := hostClient.Create(ctx, stranger); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = hostClient.Delete(context.Background(), stranger)
+		releaseHostClaim(t, client.ObjectKeyFromObject(stranger))
+	})
+	for _, e := range []*corev1.Event{
+		hostClaimEvent(stranger, stranger.UID, "stranger", "WaitForFirstConsumer", "waiting for first consumer to be created before binding"),
+		hostClaimEvent(host, "uid-of-an-earlier-claim", "earlier", "ProvisioningFailed", "an earlier claim of this name"),
+		hostClaimEvent(host, host.UID, "wait", "WaitForFirstConsumer", "waiting for first consumer to be created before binding"),
+		hostClaimEvent(host, host.UID, "named", "ExternalProvisioning", `waiting for a volume to be created for claim "`+host.Namespace+"/"+host.Name+`"`),
+	} {
+		if err := hostClient.Create(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(claim), claim); err != nil {
+		t.Fatal(err)
+	}
+	claimEvents := func(ctx context.Context) (map[string]corev1.Event, error) {
+		list := &corev1.EventList{}
+		err := virtualClient.List(ctx, list, client.InNamespace(ns), client.MatchingFieldsSelector{Selector: fields.SelectorFromSet(fields.Set{
+			"involvedObject.kind": "PersistentVolumeClaim", "involvedObject.name": claim.Name, "involvedObject.uid": string(claim.UID),
+		})})
+		byReason := map[string]corev1.Event{}
+		for _, e := range list.Items {
+			byReason[e.Reason] = e
+		}
+		return byReason, err
+	}
+	var got map[string]corev1.Event
+	eventually(t, time.Minute, "the binder's events on the virtual claim", func(ctx context.Context) (bool, string) {
+		var err error
+		got, err = claimEvents(ctx)
+		_, wait := got["WaitForFirstConsumer"]
+		_, named := got["ExternalProvisioning"]
+		return err == nil && wait && named, fmt.Sprint(len(got), err)
+	})
+	if e := got["WaitForFirstConsumer"]; e.Type != corev1.EventTypeNormal || e.Message != "waiting for first consumer to be created before binding" || e.Source.Component != "persistentvolume-controller" {
+		t.Errorf("WaitForFirstConsumer on the virtual claim: %+v", e)
+	}
+	if e := got["ExternalProvisioning"]; e.Message != `waiting for a volume to be created for claim "`+ns+`/data"` {
+		t.Errorf("message %q names the host side", e.Message)
+	}
+	// A marker recorded after the others: once it is copied, the
+	// reflector has had the stranger's and the earlier claim's events in
+	// its queue too.
+	if err := hostClient.Create(ctx, hostClaimEvent(host, host.UID, "marker", "Marker", "marker")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the marker on the virtual claim", func(ctx context.Context) (bool, string) {
+		var err error
+		got, err = claimEvents(ctx)
+		_, ok := got["Marker"]
+		return err == nil && ok, fmt.Sprint(len(got), err)
+	})
+	all := &corev1.EventList{}
+	if err := virtualClient.List(ctx, all, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range all.Items {
+		if e.InvolvedObject.UID != claim.UID || e.Reason == "ProvisioningFailed" {
+			t.Errorf("event %s (%s: %s) about %+v reached the namespace", e.Name, e.Reason, e.Message, e.InvolvedObject)
+		}
 	}
 }

@@ -68,7 +68,8 @@ func waitDefaultClassMirrored(t *testing.T) {
 }
 
 // waitClaimBound waits until the virtual claim is Bound to a virtual
-// volume of the host volume's name, and returns the host volume.
+// volume of the host volume's name, of the class c names (the default
+// when none), and returns the host volume.
 func waitClaimBound(t *testing.T, c *corev1.PersistentVolumeClaim) *corev1.PersistentVolume {
 	t.Helper()
 	hostVolume := &corev1.PersistentVolume{}
@@ -80,8 +81,8 @@ func waitClaimBound(t *testing.T, c *corev1.PersistentVolumeClaim) *corev1.Persi
 		if virtual.Status.Phase != corev1.ClaimBound || virtual.Spec.VolumeName == "" {
 			return false, fmt.Sprintf("virtual claim %s, volume %q", virtual.Status.Phase, virtual.Spec.VolumeName)
 		}
-		if got := ptr.Deref(virtual.Spec.StorageClassName, ""); got != devenv.StorageClassName {
-			return false, fmt.Sprintf("virtual claim's class %q", got)
+		if got, want := ptr.Deref(virtual.Spec.StorageClassName, ""), ptr.Deref(c.Spec.StorageClassName, devenv.StorageClassName); got != want {
+			return false, fmt.Sprintf("virtual claim's class %q, want %q", got, want)
 		}
 		if err := virtualClient.Get(ctx, client.ObjectKey{Name: virtual.Spec.VolumeName}, &corev1.PersistentVolume{}); err != nil {
 			return false, "virtual volume: " + err.Error()
@@ -332,4 +333,186 @@ func timeToBound(t *testing.T, cl client.Client, c *corev1.PersistentVolumeClaim
 	}
 	t.Fatalf("claim %s/%s not Bound within a minute", c.Namespace, c.Name)
 	return 0
+}
+
+// selectedNode is the annotation through which the host scheduler tells
+// the host's provisioner which node a WaitForFirstConsumer claim's first
+// pod goes to.
+const selectedNode = "volume.kubernetes.io/selected-node"
+
+// A claim of the test bed's WaitForFirstConsumer class stays Pending on
+// both sides, the virtual claim showing the host binder's
+// WaitForFirstConsumer event, until a pod uses it. The tenant cannot steer
+// the host's provisioning meanwhile: the node annotation, the provisioner
+// and binder annotations, at create or by an update, are refused naming
+// the annotation, and the host claim stays as podbridge made it. Once a
+// pod uses the claim, the host scheduler places the host pod and records
+// the node on the host claim (the field's manager is the scheduler), the
+// host provisions and binds, the pod runs and writes to the claim's
+// folder, and the virtual claim mirrors Bound, with its virtual volume and
+// the provisioner's event, but not the node annotation.
+func TestWaitForFirstConsumerClaimOnRealNode(t *testing.T) {
+	ctx := context.Background()
+	class := devenv.WaitForFirstConsumerClassName
+	eventually(t, 30*time.Second, "virtual StorageClass "+class+" mirrored", func(ctx context.Context) (bool, string) {
+		mirror := &storagev1.StorageClass{}
+		if err := virtualClient.Get(ctx, client.ObjectKey{Name: class}, mirror); err != nil {
+			return false, err.Error()
+		}
+		return ptr.Deref(mirror.VolumeBindingMode, "") == storagev1.VolumeBindingWaitForFirstConsumer && mirror.Provisioner == "kubernetes.io/host-path",
+			fmt.Sprintf("binding %v, provisioner %s", mirror.VolumeBindingMode, mirror.Provisioner)
+	})
+	ns := namespace(t)
+	node := env.RealNode.Name()
+	data := claim(ns, "data")
+	data.Spec.StorageClassName = ptr.To(class)
+
+	steered := data.DeepCopy()
+	steered.Annotations = map[string]string{selectedNode: node}
+	if err := virtualClient.Create(ctx, steered); !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), selectedNode) {
+		t.Fatalf("a claim created with %s: %v, want 422 naming the annotation", selectedNode, err)
+	}
+	if err := hostClient.Get(ctx, hostClaimKey(data), &corev1.PersistentVolumeClaim{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("host claim after the refused create: %v", err)
+	}
+
+	if err := virtualClient.Create(ctx, data); err != nil {
+		t.Fatalf("creating virtual claim: %v", err)
+	}
+	t.Cleanup(func() { _ = virtualClient.Delete(context.Background(), data) })
+	waitVirtualClaimEvent(t, data, "WaitForFirstConsumer", "waiting for first consumer")
+	assertPending := func(when string) {
+		t.Helper()
+		virtual, host := &corev1.PersistentVolumeClaim{}, &corev1.PersistentVolumeClaim{}
+		if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(data), virtual); err != nil {
+			t.Fatal(err)
+		}
+		if err := hostClient.Get(ctx, hostClaimKey(data), host); err != nil {
+			t.Fatal(err)
+		}
+		if virtual.Status.Phase != corev1.ClaimPending || host.Status.Phase != corev1.ClaimPending || host.Spec.VolumeName != "" || virtual.Spec.VolumeName != "" {
+			t.Fatalf("%s: virtual claim %s (volume %q), host claim %s (volume %q); want both Pending, unbound",
+				when, virtual.Status.Phase, virtual.Spec.VolumeName, host.Status.Phase, host.Spec.VolumeName)
+		}
+		if n, ok := host.Annotations[selectedNode]; ok {
+			t.Fatalf("%s: host claim has %s=%q without a pod", when, selectedNode, n)
+		}
+	}
+	assertPending("no pod yet")
+
+	// The tenant (cluster-admin of its virtual cluster) tries to steer
+	// the host: each annotation is refused on update, naming it.
+	for _, key := range []string{selectedNode, "volume.kubernetes.io/storage-provisioner", "volume.beta.kubernetes.io/storage-provisioner", "pv.kubernetes.io/bind-completed"} {
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			current := &corev1.PersistentVolumeClaim{}
+			if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(data), current); err != nil {
+				return err
+			}
+			current.Annotations[key] = node
+			return virtualClient.Update(ctx, current)
+		})
+		if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), key) {
+			t.Errorf("adding %s to the pending claim: %v, want 422 naming it", key, err)
+		}
+	}
+	assertPending("after the refused updates")
+
+	writer := onClaim(realPod(ns, "writer", "pause"), data.Name)
+	create(t, writer)
+	waitVirtualReady(t, writer)
+	hostVolume := waitClaimBound(t, data)
+	folder := provisionedFolder(t, hostVolume)
+	host := &corev1.PersistentVolumeClaim{}
+	if err := hostClient.Get(ctx, hostClaimKey(data), host); err != nil {
+		t.Fatal(err)
+	}
+	if got := host.Annotations[selectedNode]; got != node {
+		t.Errorf("host claim's %s %q, want the real node %s", selectedNode, got, node)
+	}
+	setBy := fieldManagers(host, `"f:`+selectedNode+`"`)
+	if len(setBy) != 1 || !strings.HasPrefix(setBy[0], "kube-scheduler") {
+		t.Errorf("%s on the host claim set by %v, want the host scheduler alone", selectedNode, setBy)
+	}
+	t.Logf("host claim %s: %s=%s set by %v; bound to %s at %s", host.Name, selectedNode, node, setBy, hostVolume.Name, folder)
+	hostPod := &corev1.Pod{}
+	if err := hostClient.Get(ctx, hostKey(writer), hostPod); err != nil || hostPod.Spec.NodeName != node {
+		t.Errorf("host pod on %q (%v), want %s", hostPod.Spec.NodeName, err, node)
+	}
+	if out := execWorkload(t, writer, "waited for its consumer", "write:/data/note"); !strings.Contains(out, "wrote=23") {
+		t.Fatalf("writing /data/note: %q", out)
+	}
+	if b, err := os.ReadFile(filepath.Join(folder, "note")); err != nil || string(b) != "waited for its consumer" {
+		t.Errorf("the provisioned folder's note: %q %v", b, err)
+	}
+	virtual := &corev1.PersistentVolumeClaim{}
+	if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(data), virtual); err != nil {
+		t.Fatal(err)
+	}
+	if n, ok := virtual.Annotations[selectedNode]; ok {
+		t.Errorf("the host's %s=%q mirrored on the virtual claim", selectedNode, n)
+	}
+	waitVirtualClaimEvent(t, data, "ProvisioningSucceeded", hostVolume.Name)
+
+	if err := virtualClient.Delete(ctx, writer, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := virtualClient.Delete(ctx, data); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 90*time.Second, "claim, host claim, volumes and folder gone", func(ctx context.Context) (bool, string) {
+		for what, err := range map[string]error{
+			"virtual claim":  virtualClient.Get(ctx, client.ObjectKeyFromObject(data), &corev1.PersistentVolumeClaim{}),
+			"host claim":     hostClient.Get(ctx, hostClaimKey(data), &corev1.PersistentVolumeClaim{}),
+			"host volume":    hostClient.Get(ctx, client.ObjectKey{Name: hostVolume.Name}, &corev1.PersistentVolume{}),
+			"virtual volume": virtualClient.Get(ctx, client.ObjectKey{Name: hostVolume.Name}, &corev1.PersistentVolume{}),
+		} {
+			if !apierrors.IsNotFound(err) {
+				return false, fmt.Sprintf("%s: %v", what, err)
+			}
+		}
+		if _, err := os.Lstat(folder); !os.IsNotExist(err) {
+			return false, fmt.Sprintf("folder %s: %v", folder, err)
+		}
+		return true, ""
+	})
+}
+
+// waitVirtualClaimEvent waits for an event of reason whose message
+// contains want about the virtual claim c (by name and UID), as kubectl
+// describe shows it: the host's, copied by the reflector.
+func waitVirtualClaimEvent(t *testing.T, c *corev1.PersistentVolumeClaim, reason, want string) {
+	t.Helper()
+	eventually(t, 60*time.Second, reason+" on virtual claim "+c.Name, func(ctx context.Context) (bool, string) {
+		current := &corev1.PersistentVolumeClaim{}
+		if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(c), current); err != nil {
+			return false, err.Error()
+		}
+		list := &corev1.EventList{}
+		if err := virtualClient.List(ctx, list, client.InNamespace(c.Namespace)); err != nil {
+			return false, err.Error()
+		}
+		var seen []string
+		for _, e := range list.Items {
+			if e.InvolvedObject.Kind != "PersistentVolumeClaim" || e.InvolvedObject.Name != c.Name || e.InvolvedObject.UID != current.UID {
+				continue
+			}
+			if e.Reason == reason && strings.Contains(e.Message, want) {
+				return true, ""
+			}
+			seen = append(seen, e.Reason+": "+e.Message)
+		}
+		return false, fmt.Sprintf("events %q", seen)
+	})
+}
+
+// fieldManagers are the managers of obj's managed fields entries whose
+// fields contain field (a "f:<key>" of the field set's JSON).
+func fieldManagers(obj client.Object, field string) []string {
+	var managers []string
+	for _, entry := range obj.GetManagedFields() {
+		if entry.FieldsV1 != nil && strings.Contains(entry.FieldsV1.GetRawString(), field) {
+			managers = append(managers, entry.Manager)
+		}
+	}
+	return managers
 }

@@ -157,6 +157,7 @@ func (c *cluster) startWebhook(o podbridgeproc.WebhookOptions) *podbridgeproc.Pr
 		"--cert-mode=self-managed",
 		"--cert-hosts=127.0.0.1,localhost",
 		"--cert-dir="+filepath.Join(c.dir, o.Name+"-certs"),
+		"--allowed-storage-classes="+claimClass,
 		"--webhook-timeout="+webhookTimeout.String(),
 		"--host-timeout="+hostTimeout.String(),
 	)
@@ -174,6 +175,7 @@ func (c *cluster) startReflector(name string, leaderElect bool) *podbridgeproc.P
 	c.t.Helper()
 	p, err := c.podbridge.Reflector(name,
 		"--orphan-grace-period="+orphanGrace.String(),
+		"--allowed-storage-classes="+claimClass,
 		"--leader-elect="+strconv.FormatBool(leaderElect),
 	)
 	if err != nil {

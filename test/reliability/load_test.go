@@ -75,10 +75,10 @@ func transportReason(err error) string {
 	return msg
 }
 
-// burst creates pods named prefix-NNN in the default namespace of the
-// virtual cluster, concurrency at a time and at most rate per second, and
-// records each outcome. Faults are injected while it runs: tests wait on
-// its progress.
+// burst creates pods (or claims: newClaimBurst) named prefix-NNN in the
+// default namespace of the virtual cluster, concurrency at a time and at
+// most rate per second, and records each outcome. Faults are injected
+// while it runs: tests wait on its progress.
 type burst struct {
 	c           *cluster
 	tl          *tally
@@ -86,6 +86,16 @@ type burst struct {
 	count       int
 	concurrency int
 	rate        float32
+	// object is the object of a name to create; stored lists the names
+	// of those the virtual cluster holds.
+	object func(name string) client.Object
+	stored func(ctx context.Context) (map[string]bool, error)
+	// retryAgain, when set, says after a retried create failed with o
+	// whether to make it once more (it may wait first for what the refusal
+	// said to wait for).
+	retryAgain func(t *testing.T, name string, o outcome) bool
+	// againAfter409 counts the creates retryAgain made once more.
+	againAfter409 int
 
 	mu       sync.Mutex
 	outcomes map[string]outcome
@@ -94,6 +104,18 @@ type burst struct {
 
 func newBurst(c *cluster, tl *tally, prefix string, count, concurrency int, rate float32) *burst {
 	return &burst{c: c, tl: tl, prefix: prefix, count: count, concurrency: concurrency, rate: rate,
+		object: func(name string) client.Object { return newPod(name) },
+		stored: func(ctx context.Context) (map[string]bool, error) {
+			pods := &corev1.PodList{}
+			if err := c.virtualClient.List(ctx, pods, client.InNamespace("default")); err != nil {
+				return nil, fmt.Errorf("listing virtual pods: %w", err)
+			}
+			names := map[string]bool{}
+			for _, p := range pods.Items {
+				names[p.Name] = true
+			}
+			return names, nil
+		},
 		outcomes: map[string]outcome{}, done: make(chan struct{})}
 }
 
@@ -138,7 +160,7 @@ func (b *burst) create(ctx context.Context, name string, retry bool) outcome {
 	ctx, cancel := context.WithTimeout(ctx, 3*webhookTimeout)
 	defer cancel()
 	started := time.Now()
-	err := b.c.virtualClient.Create(ctx, newPod(name))
+	err := b.c.virtualClient.Create(ctx, b.object(name))
 	if retry && apierrors.IsAlreadyExists(err) {
 		err = nil // the first attempt was stored after all; nothing lost.
 	}
@@ -217,7 +239,11 @@ func (b *burst) retryFailed(t *testing.T, pick func(name string) bool) {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			if o := b.create(context.Background(), name, true); o.kind != admitted {
+			o := b.create(context.Background(), name, true)
+			if o.kind != admitted && b.retryAgain != nil && b.retryAgain(t, name, o) {
+				o = b.create(context.Background(), name, true)
+			}
+			if o.kind != admitted {
 				mu.Lock()
 				refused = append(refused, fmt.Sprintf("%s: %s %s: %s", name, o.kind, o.reason, o.message))
 				mu.Unlock()
@@ -231,19 +257,15 @@ func (b *burst) retryFailed(t *testing.T, pick func(name string) bool) {
 }
 
 // assertNothingLost compares the outcomes with the virtual cluster: an
-// admitted create must have its pod, a refused (503) one must not. Creates
+// admitted create must have its object, a refused (503) one must not. Creates
 // that failed otherwise (say, the apiserver timed out after storing) may
 // or may not; the invariant covers them. deleted are pods the test
 // removed itself.
 func (b *burst) assertNothingLost(t *testing.T, deleted map[string]bool) {
 	t.Helper()
-	pods := &corev1.PodList{}
-	if err := b.c.virtualClient.List(context.Background(), pods, client.InNamespace("default")); err != nil {
-		t.Fatalf("listing virtual pods: %v", err)
-	}
-	present := map[string]bool{}
-	for _, p := range pods.Items {
-		present[p.Name] = true
+	present, err := b.stored(context.Background())
+	if err != nil {
+		t.Fatal(err)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -257,10 +279,10 @@ func (b *burst) assertNothingLost(t *testing.T, deleted map[string]bool) {
 		}
 	}
 	if len(lost) > 0 {
-		t.Errorf("%d admitted creates have no virtual pod (lost silently): %v", len(lost), lost)
+		t.Errorf("%d admitted creates have no virtual object (lost silently): %v", len(lost), lost)
 	}
 	if len(ghosts) > 0 {
-		t.Errorf("%d creates refused with 503 have a virtual pod anyway: %v", len(ghosts), ghosts)
+		t.Errorf("%d creates refused with 503 have a virtual object anyway: %v", len(ghosts), ghosts)
 	}
 }
 

@@ -78,9 +78,10 @@ type Options struct {
 	// APIServerServiceName that Translate's APIServerHost/Port name, so
 	// pods on the node reach it with their tokens, and the virtual
 	// cluster's DNS server (coredns.yaml) runs there. The host gets a
-	// dynamic provisioner whose volumes the node mounts, and a default
-	// StorageClass naming it, which Translate then allows (see
-	// StorageClassName).
+	// dynamic provisioner whose volumes the node mounts, a default
+	// StorageClass naming it and a WaitForFirstConsumer one, which
+	// Translate then allows (see StorageClassName and
+	// WaitForFirstConsumerClassName).
 	RealNode *realnode.Options
 	// TenantsOnRealNode, with RealNode, runs every tenant pod on the real
 	// node, as a platform that keeps tenants on one node pool would: the
@@ -274,7 +275,7 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 	joined := make(chan error, 1)
 	if env.RealNode != nil {
 		useRealNode(&opts.Translate)
-		allowStorageClass(&opts.Translate)
+		allowStorageClasses(&opts.Translate)
 		if opts.TenantsOnRealNode {
 			keepTenantsOn(&opts.Translate, env.RealNode.Name())
 		}
@@ -301,7 +302,7 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 		return env, err
 	}
 	if env.RealNode != nil {
-		if err := createStorageClass(ctx, hostAdmin); err != nil {
+		if err := createStorageClasses(ctx, hostAdmin); err != nil {
 			return env, err
 		}
 	}
