@@ -36,7 +36,7 @@ test: k8s-bins ## Run unit and integration tests (real apiservers, kwok) with th
 	go test -race -count=1 -timeout 15m ./...
 
 .PHONY: test-reliability
-test-reliability: k8s-bins ## Run issue 7's fault tests (podbridge processes killed, apiservers restarted, a slow host; 4 to 7 minutes on 2 cores) and print what each did.
+test-reliability: k8s-bins ## Run issue 7's fault tests (podbridge processes killed, apiservers restarted, a slow host; about 8 minutes on 2 cores) and print what each did.
 	go test -count=1 -v -tags reliability -timeout 30m ./test/reliability/...
 
 .PHONY: test-unit
