@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	ctrl "sigs.k8s.io/controller-runtime"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/podbridge/podbridge/internal/devenv"
 	"github.com/podbridge/podbridge/internal/realnode"
 	"github.com/podbridge/podbridge/kubeletproxy"
+	"github.com/podbridge/podbridge/policy"
 	"github.com/podbridge/podbridge/reflector"
 	"github.com/podbridge/podbridge/translate"
 	"github.com/podbridge/podbridge/webhook"
@@ -116,6 +118,13 @@ func runDev(ctx context.Context, args []string) error {
 	extraImages := fs.String("node-extra-images", "", "more image tarballs (comma-separated) the real node imports, for pods that name their images (the conformance harness's)")
 	fs.BoolVar(&o.Translate.AllowNodePinning, "allow-node-pinning", false, "let tenants name nodes in node affinity (matchFields on metadata.name), as the webhook's and the reflector's flag of that name does")
 	fs.BoolVar(&o.TenantsOnRealNode, "tenants-on-real-node", false, "with --real-node, run every tenant pod on the real node: the platform's enforced node selector names it and its enforced tolerations tolerate its taint")
+	fs.Func(policy.FlagAllowedServiceTypes, "Service types tenants may create besides ClusterIP and ExternalName, comma-separated (NodePort, LoadBalancer), as the webhook's and the reflector's flag of that name does; a real node's NodePorts listen on its bridge address only", func(v string) error {
+		o.Translate.ServiceTypes = nil
+		for _, t := range list(v) {
+			o.Translate.ServiceTypes = append(o.Translate.ServiceTypes, corev1.ServiceType(t))
+		}
+		return nil
+	})
 	runtimeHandlers := fs.String("runtime-handlers", "", "with --real-node, runtime handlers (comma-separated) the real node offers, each runc under that name; the host gets a RuntimeClass of each name and tenants may use it (the conformance suite's RuntimeClass specs name test-handler)")
 	setLogger := bindLogging(fs)
 	if err := parse(fs, args); err != nil {
