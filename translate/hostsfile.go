@@ -32,8 +32,10 @@ const (
 	// "nonroot" user of distroless images): never root.
 	HostsUID int64 = 65532
 
-	etcHosts      = "/etc/hosts"
-	hostsDir      = "/podbridge-hosts"
+	etcHosts = "/etc/hosts"
+	// hostsDir is where the init container writes (not /podbridge-hosts:
+	// the image's binary is there).
+	hostsDir      = "/out"
 	hostsFileName = "hosts"
 	// hostsPodIPsEnv carries status.podIPs (comma-separated) to the init
 	// container.

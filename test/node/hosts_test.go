@@ -12,6 +12,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	"github.com/podbridge/podbridge/translate"
 )
 
@@ -65,6 +67,11 @@ func TestHostnameFQDNIsTheVirtualOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	create(t, pod)
+	t.Cleanup(func() {
+		if t.Failed() {
+			logHostPod(t, pod)
+		}
+	})
 
 	fqdn := fmt.Sprintf("web-0.db.%s.svc.cluster.local", ns)
 	waitForContainerLog(t, pod, "fqdn-init", 90*time.Second, fqdn)
@@ -138,5 +145,31 @@ func TestHostnameWithoutSubdomainKeepsKubeletFile(t *testing.T) {
 	}
 	if len(host.Spec.InitContainers) != 0 {
 		t.Errorf("host pod's init containers: %+v", host.Spec.InitContainers)
+	}
+}
+
+// logHostPod logs the host pod's containers' states and its events: what a
+// failed wait on one of its containers needs.
+func logHostPod(t *testing.T, pod *corev1.Pod) {
+	ctx := context.Background()
+	host := &corev1.Pod{}
+	if err := hostClient.Get(ctx, hostKey(pod), host); err != nil {
+		t.Logf("host pod: %v", err)
+		return
+	}
+	t.Logf("host pod %s: phase %s, gates %v, init %+v, containers %+v", host.Name, host.Status.Phase, host.Spec.SchedulingGates, host.Status.InitContainerStatuses, host.Status.ContainerStatuses)
+	events := &corev1.EventList{}
+	if err := hostClient.List(ctx, events, client.InNamespace(host.Namespace)); err == nil {
+		for _, e := range events.Items {
+			if e.InvolvedObject.Name == host.Name {
+				t.Logf("host event: %s %s: %s", e.Reason, e.InvolvedObject.FieldPath, e.Message)
+			}
+		}
+	}
+	virtualEvents := &corev1.EventList{}
+	if err := virtualClient.List(ctx, virtualEvents, client.InNamespace(pod.Namespace)); err == nil {
+		for _, e := range virtualEvents.Items {
+			t.Logf("virtual event: %s %s %s: %s", e.InvolvedObject.Name, e.Reason, e.InvolvedObject.FieldPath, e.Message)
+		}
 	}
 }
