@@ -91,7 +91,7 @@ func run(in, out, hostname, fqdn, podIPs string) error {
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
+	defer func() { _ = os.Remove(tmp.Name()) }() // gone after the rename
 	if _, err := tmp.Write(rewrite(kubelet, ips, hostname, fqdn)); err != nil {
 		tmp.Close()
 		return err
