@@ -374,7 +374,7 @@ func (l *layer) program(name, binary string) error {
 		case len(f) >= 1 && strings.HasPrefix(f[0], "/"):
 			lib = f[0]
 		}
-		if f[len(f)-1] == "found" { // "libx.so => not found"
+		if len(f) > 0 && f[len(f)-1] == "found" { // "libx.so => not found"
 			return fmt.Errorf("ldd %s: %s", binary, strings.TrimSpace(line))
 		}
 		if lib == "" || l.libs[lib] {
