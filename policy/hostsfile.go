@@ -70,17 +70,22 @@ func (g Gate) hostsFile(spec *field.Path, virtual, host *corev1.Pod) field.Error
 
 // sameInjected reports whether host, the host pod's hosts-file container
 // (as translated, or as the host stored it: the gate checks every write of
-// the reflector's too), is want. Resource names the host's admission added
-// (a LimitRange's defaults for what the container does not set) can only
-// narrow it and are not compared; every other field must be want's.
+// the reflector's too), is want. Resources are compared against the most
+// translation ever gives (translate.HostsResources): it lowers them to the
+// tenant's pod-level resources, which a resize may change after the host
+// pod was made, and the host's admission may add resource names (a
+// LimitRange's defaults). Neither widens anything; every other field must
+// be want's.
 func sameInjected(host, want *corev1.Container) bool {
-	h := host.DeepCopy()
-	for _, l := range []struct{ host, want corev1.ResourceList }{{h.Resources.Requests, want.Resources.Requests}, {h.Resources.Limits, want.Resources.Limits}} {
-		for name := range l.host {
-			if _, ok := l.want[name]; !ok {
-				delete(l.host, name)
+	h, w := host.DeepCopy(), want.DeepCopy()
+	most := translate.HostsResources()
+	for _, l := range []struct{ host, most corev1.ResourceList }{{h.Resources.Requests, most.Requests}, {h.Resources.Limits, most.Limits}} {
+		for name, q := range l.most {
+			if got, ok := l.host[name]; !ok || got.Sign() <= 0 || got.Cmp(q) > 0 {
+				return false
 			}
 		}
 	}
-	return apiequality.Semantic.DeepEqual(h, want)
+	h.Resources, w.Resources = corev1.ResourceRequirements{}, corev1.ResourceRequirements{}
+	return apiequality.Semantic.DeepEqual(h, w)
 }

@@ -48,6 +48,13 @@ func TestGateHostsFile(t *testing.T) {
 	if errs := gate.Check(virtual, stored); len(errs) > 0 {
 		t.Errorf("the gate refused the stored pod with a LimitRange's default: %v", errs)
 	}
+	// A pod-level resize after creation: the stored container keeps what
+	// translation gave it then.
+	resized := virtual.DeepCopy()
+	resized.Spec.Resources = &corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("8Mi")}}
+	if errs := gate.Check(resized, host); len(errs) > 0 {
+		t.Errorf("the gate refused the pod after a pod-level resize: %v", errs)
+	}
 	for _, tc := range []struct {
 		name  string
 		edit  func(v, h *corev1.Pod)
@@ -83,8 +90,11 @@ func TestGateHostsFile(t *testing.T) {
 		{"a tenant container of the reserved name", func(v, _ *corev1.Pod) {
 			v.Spec.Containers = append(v.Spec.Containers, corev1.Container{Name: translate.HostsContainerName, Image: "x"})
 		}, "spec.containers[1].name"},
-		{"a changed limit", func(_, h *corev1.Pod) {
+		{"a raised limit", func(_, h *corev1.Pod) {
 			h.Spec.InitContainers[0].Resources.Limits[corev1.ResourceMemory] = resource.MustParse("4Gi")
+		}, "spec.initContainers[0]"},
+		{"a dropped limit", func(_, h *corev1.Pod) {
+			delete(h.Spec.InitContainers[0].Resources.Limits, corev1.ResourceCPU)
 		}, "spec.initContainers[0]"},
 		{"a tenant volume of the reserved name", func(v, _ *corev1.Pod) {
 			v.Spec.Volumes = []corev1.Volume{{Name: translate.HostsVolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}

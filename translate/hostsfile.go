@@ -52,6 +52,32 @@ var hostsResources = corev1.ResourceRequirements{
 	Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("32Mi")},
 }
 
+// HostsResources are the hosts-file container's requests and limits
+// without pod-level resources: the most it ever has.
+func HostsResources() corev1.ResourceRequirements { return *hostsResources.DeepCopy() }
+
+// hostsResourcesWithin is hostsResources lowered, per resource, to the
+// pod-level requests and limits the tenant set (spec.resources): the host
+// refuses a container limit above the pod's, and containers' requests
+// above the pod's.
+func hostsResourcesWithin(pod *corev1.ResourceRequirements) corev1.ResourceRequirements {
+	out := *hostsResources.DeepCopy()
+	if pod == nil {
+		return out
+	}
+	lower := func(list corev1.ResourceList, name corev1.ResourceName, bound corev1.ResourceList) {
+		if b, ok := bound[name]; ok && b.Cmp(list[name]) < 0 {
+			list[name] = b.DeepCopy()
+		}
+	}
+	for name := range out.Limits {
+		lower(out.Limits, name, pod.Limits)
+		lower(out.Requests, name, pod.Requests)
+		lower(out.Requests, name, out.Limits)
+	}
+	return out
+}
+
 // hostsSizeLimit bounds the emptyDir: the file plus what a tenant's
 // container appends to its /etc/hosts.
 var hostsSizeLimit = resource.MustParse("1Mi")
@@ -92,7 +118,7 @@ func HostsFile(virtual *corev1.Pod, cfg Config) *HostsFileInjection {
 			Env: []corev1.EnvVar{{Name: hostsPodIPsEnv, ValueFrom: &corev1.EnvVarSource{
 				FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "status.podIPs"},
 			}}},
-			Resources:    *hostsResources.DeepCopy(),
+			Resources:    hostsResourcesWithin(s.Resources),
 			VolumeMounts: []corev1.VolumeMount{{Name: HostsVolumeName, MountPath: hostsDir}},
 			// Set as the apiserver defaults them, so the host pod as stored
 			// equals this (the gate compares it on every reflector write).

@@ -224,3 +224,31 @@ func apiEqual(a, b corev1.ResourceRequirements) bool {
 	return a.Requests.Cpu().Cmp(*b.Requests.Cpu()) == 0 && a.Limits.Cpu().Cmp(*b.Limits.Cpu()) == 0 &&
 		a.Requests.Memory().Cmp(*b.Requests.Memory()) == 0 && a.Limits.Memory().Cmp(*b.Limits.Memory()) == 0
 }
+
+// A tenant's pod-level resources bound the injected container's, which
+// the host would refuse above them.
+func TestHostsFileResourcesWithinPodLevel(t *testing.T) {
+	pod := subdomainPod(func(p *corev1.Pod) {
+		p.Spec.Resources = &corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("5m")},
+			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("8Mi")},
+		}
+	})
+	c := HostsFile(pod, hostsConfig).Container
+	for _, tc := range []struct {
+		got  resource.Quantity
+		want string
+	}{
+		{c.Resources.Requests[corev1.ResourceCPU], "5m"},
+		{c.Resources.Limits[corev1.ResourceCPU], "100m"},
+		{c.Resources.Requests[corev1.ResourceMemory], "8Mi"},
+		{c.Resources.Limits[corev1.ResourceMemory], "8Mi"},
+	} {
+		if tc.got.Cmp(resource.MustParse(tc.want)) != 0 {
+			t.Errorf("resources %+v, want %s where %s is", c.Resources, tc.want, tc.got.String())
+		}
+	}
+	if plain := HostsFile(subdomainPod(), hostsConfig).Container.Resources; plain.Requests.Memory().Cmp(resource.MustParse("16Mi")) != 0 {
+		t.Errorf("without pod-level resources: %+v", plain)
+	}
+}
