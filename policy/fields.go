@@ -31,7 +31,7 @@ type fieldRule struct {
 // checked against it.
 var podSpecFields = map[string]fieldRule{
 	"volumes":                       {Translated, "ConfigMap, Secret and token sources point at host copies; csi (allow-listed driver) and ephemeral (allow-listed storage class; no volumeName, selector, dataSource or reserved keys) pass the gate; persistentVolumeClaim points at the host claim of the claim of the same name in the pod's namespace; other types refused"},
-	"initContainers":                {Translated, "ConfigMap and Secret references point at host copies; downward-API paths read the virtual values"},
+	"initContainers":                {Translated, "ConfigMap and Secret references point at host copies; downward-API paths read the virtual values; with a subdomain and --hosts-image, podbridge-hosts comes first (the name is reserved)"},
 	"containers":                    {Translated, "as initContainers; the kubelet's variables for the kubernetes Service (KUBERNETES_SERVICE_HOST, KUBERNETES_PORT_443_TCP_ADDR, ...) point at the virtual apiserver"},
 	"ephemeralContainers":           {Translated, "as containers, added through pods/ephemeralcontainers after the gate"},
 	"restartPolicy":                 {Carried, ""},
@@ -50,7 +50,7 @@ var podSpecFields = map[string]fieldRule{
 	"securityContext":               {Carried, "checked against the Pod Security level"},
 	"imagePullSecrets":              {Translated, "point at host copies"},
 	"hostname":                      {Translated, "defaults to the virtual pod's name"},
-	"subdomain":                     {Carried, ""},
+	"subdomain":                     {Carried, "must be a DNS label; with --hosts-image, /etc/hosts names the virtual namespace"},
 	"affinity":                      {Translated, "pod (anti-)affinity scoped to this virtual cluster; non-empty namespaceSelector refused"},
 	"schedulerName":                 {Refused, "anything but default-scheduler: the host's scheduler places pods"},
 	"tolerations":                   {Translated, "the platform's enforced tolerations are added"},

@@ -46,6 +46,7 @@ func (g Gate) Check(virtual, host *corev1.Pod) field.ErrorList {
 	errs = append(errs, g.classes(spec, &host.Spec)...)
 	errs = append(errs, g.volumes(spec.Child("volumes"), virtual, host)...)
 	errs = append(errs, g.placement(spec, virtual, host)...)
+	errs = append(errs, g.hostsFile(spec, virtual, host)...)
 	if err := g.tokens(spec, virtual); err != nil {
 		errs = append(errs, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"unicode"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -56,6 +57,12 @@ type Config struct {
 	DNSService types.NamespacedName
 	// ClusterDomain is the virtual cluster's DNS domain (default cluster.local).
 	ClusterDomain string
+	// HostsImage is the image of the init container that writes the hosts
+	// file of pods with a subdomain, so `hostname -f` names the virtual
+	// namespace (see HostsFile); it runs /podbridge-hosts
+	// (cmd/podbridge-hosts). Empty, such pods keep the host kubelet's
+	// file, which names the host namespace.
+	HostsImage string
 
 	// NodeSelector and Tolerations are enforced on every host pod, on top
 	// of what the tenant asked for.
@@ -140,6 +147,9 @@ func (c Config) Validate() error {
 		for _, msg := range validation.IsDNS1123Label(c.VCluster) {
 			errs = append(errs, field.Invalid(field.NewPath("vcluster"), c.VCluster, msg))
 		}
+	}
+	if strings.ContainsFunc(c.HostsImage, unicode.IsSpace) {
+		errs = append(errs, field.Invalid(field.NewPath("hostsImage"), c.HostsImage, "must be an image reference"))
 	}
 	if c.DNSNameserver != "" && net.ParseIP(c.DNSNameserver) == nil {
 		errs = append(errs, field.Invalid(field.NewPath("dnsNameserver"), c.DNSNameserver, "must be an IP address"))

@@ -73,8 +73,9 @@ func (t *podTranslator) ephemeralContainers(path *field.Path, ephemeral []corev1
 // PodDependencies'.
 func HostEphemeralContainers(virtual *corev1.Pod, cfg Config) ([]corev1.EphemeralContainer, field.ErrorList) {
 	t := &podTranslator{cfg: cfg, pod: virtual, deps: &Dependencies{}}
-	out := t.ephemeralContainers(field.NewPath("spec", "ephemeralContainers"), virtual.Spec.EphemeralContainers)
-	return out, t.errs
+	path := field.NewPath("spec", "ephemeralContainers")
+	out := t.ephemeralContainers(path, virtual.Spec.EphemeralContainers)
+	return out, append(t.errs, reservedEphemeral(path, virtual.Spec.EphemeralContainers)...)
 }
 
 // serviceEnv points in-cluster clients at the virtual apiserver. The host

@@ -26,6 +26,7 @@ var goldenConfig = Config{
 	Tolerations:        []corev1.Toleration{{Key: "tenants", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},
 	PriorityClasses:    []string{"tenant-high"},
 	HostAnnotations:    []string{"example.com/allowed"},
+	HostsImage:         "registry.example/podbridge-hosts:1",
 }
 
 // TestHostPodGolden translates each testdata/NAME.input.yaml (a virtual pod

@@ -121,6 +121,9 @@ func (t *podTranslator) spec(path *field.Path) corev1.PodSpec {
 	spec.SchedulingGates = append(spec.SchedulingGates, corev1.PodSchedulingGate{Name: GateVirtualPod})
 	t.scheduling(path, &spec)
 	t.dns(&spec)
+	t.errs = append(t.errs, ReservedHostsNames(path, v)...)
+	t.errs = append(t.errs, validateHostnames(path, v)...)
+	t.hostsFile(&spec)
 	return spec
 }
 

@@ -20,9 +20,11 @@ import (
 	"syscall"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/podbridge/podbridge/policy"
 	"github.com/podbridge/podbridge/testbed/controlplane"
 	"github.com/podbridge/podbridge/testbed/devenv"
 	"github.com/podbridge/podbridge/testbed/realnode"
@@ -53,6 +55,15 @@ func runDev(ctx context.Context, args []string) error {
 	extraImages := fs.String("node-extra-images", "", "more image tarballs (comma-separated) the real node imports, for pods that name their images (the conformance harness's)")
 	fs.BoolVar(&o.Translate.AllowNodePinning, "allow-node-pinning", false, "let tenants name nodes in node affinity (matchFields on metadata.name), as the webhook's and the reflector's flag of that name does")
 	fs.BoolVar(&o.TenantsOnRealNode, "tenants-on-real-node", false, "with --real-node, run every tenant pod on the real node: the platform's enforced node selector names it and its enforced tolerations tolerate its taint")
+	fs.Func(policy.FlagAllowedServiceTypes, "Service types tenants may create besides ClusterIP and ExternalName, comma-separated (NodePort, LoadBalancer), as the webhook's and the reflector's flag of that name does; a real node's NodePorts listen on its bridge address only", func(v string) error {
+		o.Translate.ServiceTypes = nil
+		for _, t := range strings.Split(v, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				o.Translate.ServiceTypes = append(o.Translate.ServiceTypes, corev1.ServiceType(t))
+			}
+		}
+		return nil
+	})
 	runtimeHandlers := fs.String("runtime-handlers", "", "with --real-node, runtime handlers (comma-separated) the real node offers, each runc under that name; the host gets a RuntimeClass of each name and tenants may use it (the conformance suite's RuntimeClass specs name test-handler)")
 	setLogger := bindLogging(fs)
 	if err := parse(fs, args); err != nil {

@@ -75,6 +75,7 @@ func (f *clusterFlags) bind(fs *flag.FlagSet) {
 		return nil
 	})
 	fs.StringVar(&f.translate.ClusterDomain, "cluster-domain", "cluster.local", "DNS domain of the virtual cluster")
+	fs.StringVar(&f.translate.HostsImage, "hosts-image", "", "image of the init container (cmd/podbridge-hosts) that writes /etc/hosts for pods with a subdomain, so hostname -f names the virtual namespace; empty: such pods keep the host kubelet's file, which names the host namespace")
 	fs.Func("enforce-node-selector", "node selector added to every host pod, as key=value,key=value", func(v string) error {
 		selector, err := labels.ConvertSelectorToLabelsMap(v)
 		if err != nil {

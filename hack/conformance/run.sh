@@ -20,13 +20,16 @@
 #                        pods, so 4 beat 2 on 2 cores, 17 minutes to 24).
 #   CONFORMANCE_RESULTS  results folder (default conformance-results).
 #   K8S_BINS             the Kubernetes binaries (default bin/k8s/v1.37.2).
+#   CONFORMANCE_WORK     where the images and the Debian files they take are
+#                        built (default bin/conformance): a worktree whose
+#                        bin/conformance is another's cache names its own.
 # hack/conformance/skip.txt is never run, whatever the focus.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 here=$root/hack/conformance
 bins=${K8S_BINS:-$root/bin/k8s/v1.37.2}
-work=$root/bin/conformance
+work=${CONFORMANCE_WORK:-$root/bin/conformance}
 results=${CONFORMANCE_RESULTS:-$root/conformance-results}
 state=$root/.podbridge/conformance
 procs=${CONFORMANCE_PROCS:-4}
@@ -77,6 +80,8 @@ deb() {
 }
 busybox=$(deb busybox-static bin/busybox)
 sh=$(deb bash-static bin/bash-static)
+# The suite's agnhost has netcat-openbsd: its Services specs run nc -v -t/-u.
+nc=$(deb netcat-openbsd bin/nc.openbsd)
 
 if [[ ! -x $work/pause || $kube_src/build/pause/linux/pause.c -nt $work/pause ]]; then
 	say "compiling pause from $kube_src/build/pause/linux/pause.c"
@@ -94,14 +99,14 @@ fi
 curl=$(command -v curl) || { say "needs curl (apt-get install curl): the agnhost image carries it"; exit 1; }
 images=$work/images.tar
 stale=0
-for input in "$work/images.txt" "$busybox" "$sh" "$bins/agnhost" "$bins/nnp" "$work/pause" "$curl" "$root/hack/nodeimage/e2eimages/main.go"; do
+for input in "$work/images.txt" "$busybox" "$sh" "$bins/agnhost" "$bins/nnp" "$work/pause" "$curl" "$nc" "$root/hack/nodeimage/e2eimages/main.go"; do
 	[[ -e $images && ! $input -nt $images ]] || stale=1
 done
 if ((stale)); then
 	say "building the suite's images into $images"
 	(cd "$root/hack/nodeimage" && go run ./e2eimages -list "$work/images.txt" -out "$images" \
 		-busybox "$busybox" -sh "$sh" -agnhost "$bins/agnhost" -nnp "$bins/nnp" -pause "$work/pause" \
-		-curl "$curl" -kubernetes "$kube_src") 2>"$work/images.log" || { cat "$work/images.log" >&2; exit 1; }
+		-curl "$curl" -nc "$nc" -kubernetes "$kube_src") 2>"$work/images.log" || { cat "$work/images.log" >&2; exit 1; }
 	say "$(grep -c '^built:' "$work/images.log") images built, $(grep -c '^not built:' "$work/images.log") references the suite names not built (listed in $work/images.log)"
 fi
 
@@ -133,10 +138,14 @@ esac
 # metadata.name), and on a pool of one node that names the node every tenant
 # pod runs on anyway. It offers the runtime handler the RuntimeClass specs'
 # own classes name (--runtime-handlers), as the node e2e suite's nodes do.
+# It allows NodePort Services (--allowed-service-types), as a platform whose
+# nodes' ports are its tenants' to use would: the real node's NodePorts
+# listen on its bridge address only. LoadBalancer stays refused: the bed has
+# no load balancer to give one an address.
 say "starting podbridge-dev with a real node (log: $results/podbridge-dev.log)"
 rm -f "$results/junit.xml" "$results/summary.txt"
 "$root/bin/podbridge-dev" --real-node --tenants-on-real-node --node-extra-images "$images" \
-	--allow-node-pinning --runtime-handlers test-handler --state-dir "$state" >"$results/podbridge-dev.log" 2>&1 &
+	--allow-node-pinning --allowed-service-types NodePort --runtime-handlers test-handler --state-dir "$state" >"$results/podbridge-dev.log" 2>&1 &
 dev_pid=$!
 for ((i = 0; i < 600; i++)); do
 	[[ -e $state/ready ]] && break

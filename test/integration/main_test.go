@@ -75,6 +75,7 @@ func run(m *testing.M) int {
 	opts.Translate.ReservedCIDRs = []string{"10.244.0.0/16", controlplane.ServiceClusterIPRange}
 	// The one tenant annotation copied to host pods (metadata_attacks_test.go).
 	opts.Translate.HostAnnotations = []string{allowedAnnotation}
+	opts.Translate.HostsImage = hostsImage
 	// kwok's answers for logs, attach and port-forward in access_test.go.
 	if opts.KwokRules, err = accessKwokRules(filepath.Join(stateDir, "access")); err != nil {
 		fmt.Fprintln(os.Stderr, err)

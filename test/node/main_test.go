@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -115,11 +116,16 @@ func startEnv() (*devenv.Env, string, error) {
 	if err != nil {
 		return nil, dir, err
 	}
+	hostsImage, err := buildHostsImage(root, dir)
+	if err != nil {
+		return nil, dir, err
+	}
+	opts.Translate.HostsImage = hostsImageTag
 	opts.RealNode = &realnode.Options{
 		StateDir: filepath.Join(dir, "realnode"), Kubelet: kubelet, KubeProxy: kubeProxy,
 		Images: filepath.Join(root, "bin", "node", "images.tar"),
-		// podbridge.local/coredns (make node-bins).
-		ExtraImages: []string{filepath.Join(root, "bin", "node", "coredns.tar")},
+		// podbridge.local/coredns (make node-bins) and the hosts image.
+		ExtraImages: []string{filepath.Join(root, "bin", "node", "coredns.tar"), hostsImage},
 		// The node's own few messages (packages installed, leftovers
 		// undone) at info level; the controllers' at warning.
 		Log: zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.InfoLevel)).WithName("realnode"),
@@ -136,6 +142,30 @@ func startEnv() (*devenv.Env, string, error) {
 		t.Packages.Round(time.Millisecond), t.Network.Round(time.Millisecond), t.Containerd.Round(time.Millisecond), t.Images.Round(time.Millisecond),
 		t.Kubelet.Round(time.Millisecond), t.KubeProxy.Round(time.Millisecond), (t.Network + t.Containerd + t.Images + t.Kubelet).Round(time.Millisecond), time.Since(started).Round(time.Millisecond))
 	return e, dir, nil
+}
+
+// hostsImageTag is the image podbridge's hosts-file init container runs
+// (--hosts-image), built by buildHostsImage.
+const hostsImageTag = "podbridge.local/hosts:1"
+
+// buildHostsImage builds cmd/podbridge-hosts (static) and packs it with
+// hack/nodeimage/hostsimage into dir/hosts.tar, offline as make node-bins
+// builds the other images (Go's build cache makes it seconds after the
+// first run). Built here rather than by node-bins so the suite runs the
+// source it tests.
+func buildHostsImage(root, dir string) (string, error) {
+	bin, tarball := filepath.Join(dir, "podbridge-hosts"), filepath.Join(dir, "hosts.tar")
+	build := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/podbridge-hosts")
+	build.Dir, build.Env = root, append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building podbridge-hosts: %w: %s", err, out)
+	}
+	pack := exec.Command("go", "run", "./hostsimage", "-binary", bin, "-out", tarball, "-tag", hostsImageTag)
+	pack.Dir = filepath.Join(root, "hack", "nodeimage")
+	if out, err := pack.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("packing the hosts image: %w: %s", err, out)
+	}
+	return tarball, nil
 }
 
 // eventually waits for condition (see testwait.Until).

@@ -6,7 +6,7 @@
 // built from Go source or taken from Debian packages.
 //
 // Usage: e2eimages -list images.txt -out images.tar -busybox FILE -sh FILE
-// -agnhost FILE -nnp FILE -pause FILE -curl FILE -kubernetes DIR
+// -agnhost FILE -nnp FILE -pause FILE -curl FILE -nc FILE -kubernetes DIR
 //
 // The images, each a stand-in for the suite's own:
 //
@@ -22,7 +22,10 @@
 //     porter's localhost certificate, /uploads and the image's user and
 //     group; /bin/bash is the same bash, and /usr/bin/curl this machine's
 //     curl (Debian's) with the libraries it loads, as the suite's alpine
-//     base has curl (its exec hooks run it).
+//     base has curl (its exec hooks run it), and /usr/bin/nc Debian's
+//     netcat-openbsd with its libraries, as the suite's image installs
+//     netcat-openbsd: the Services specs' exec pods run
+//     `nc -v -t -w 2 HOST PORT` (and -u), options busybox's nc lacks.
 //   - nonewprivs: busybox plus the suite's nnp program, setuid root.
 //   - nonroot: busybox running as user 1234.
 //   - kitten, nautilus: agnhost plus their picture and data.json, serving
@@ -60,7 +63,7 @@ import (
 )
 
 type inputs struct {
-	busybox, sh, agnhost, nnp, pause, curl, kubernetes string
+	busybox, sh, agnhost, nnp, pause, curl, nc, kubernetes string
 }
 
 func main() {
@@ -73,10 +76,11 @@ func main() {
 	flag.StringVar(&in.nnp, "nnp", "", "the static nnp binary (test/images/nonewprivs)")
 	flag.StringVar(&in.pause, "pause", "", "the static pause binary (build/pause/linux/pause.c)")
 	flag.StringVar(&in.curl, "curl", "", "this machine's curl (Debian's), copied into agnhost with the libraries it loads")
+	flag.StringVar(&in.nc, "nc", "", "Debian's netcat-openbsd nc, copied into agnhost as /usr/bin/nc with the libraries it loads")
 	flag.StringVar(&in.kubernetes, "kubernetes", "", "the k8s.io/kubernetes module's folder (pictures, certificates)")
 	flag.Parse()
-	if *list == "" || *out == "" || in.busybox == "" || in.sh == "" || in.agnhost == "" || in.nnp == "" || in.pause == "" || in.curl == "" || in.kubernetes == "" {
-		log.Fatal("usage: e2eimages -list FILE -out FILE -busybox FILE -sh FILE -agnhost FILE -nnp FILE -pause FILE -curl FILE -kubernetes DIR")
+	if *list == "" || *out == "" || in.busybox == "" || in.sh == "" || in.agnhost == "" || in.nnp == "" || in.pause == "" || in.curl == "" || in.nc == "" || in.kubernetes == "" {
+		log.Fatal("usage: e2eimages -list FILE -out FILE -busybox FILE -sh FILE -agnhost FILE -nnp FILE -pause FILE -curl FILE -nc FILE -kubernetes DIR")
 	}
 	refs, err := readList(*list)
 	if err != nil {
@@ -279,6 +283,9 @@ func (m *imager) agnhostLayers() (v1.Image, error) {
 	if err := l.program("usr/bin/curl", m.in.curl); err != nil {
 		return nil, err
 	}
+	if err := l.program("usr/bin/nc", m.in.nc); err != nil {
+		return nil, err
+	}
 	l.symlink("bin/bash", "sh")
 	l.dir("uploads", 0o755)
 	porter := filepath.Join(m.in.kubernetes, "test/images/agnhost/porter")
@@ -341,10 +348,12 @@ type layer struct {
 	tw   *tar.Writer
 	err  error
 	dirs map[string]bool
+	// libs are the libraries program added.
+	libs map[string]bool
 }
 
 func newLayer() *layer {
-	l := &layer{dirs: map[string]bool{}}
+	l := &layer{dirs: map[string]bool{}, libs: map[string]bool{}}
 	l.tw = tar.NewWriter(&l.buf)
 	return l
 }
@@ -365,9 +374,13 @@ func (l *layer) program(name, binary string) error {
 		case len(f) >= 1 && strings.HasPrefix(f[0], "/"):
 			lib = f[0]
 		}
-		if lib == "" {
-			continue // the vDSO
+		if len(f) > 0 && f[len(f)-1] == "found" { // "libx.so => not found"
+			return fmt.Errorf("ldd %s: %s", binary, strings.TrimSpace(line))
 		}
+		if lib == "" || l.libs[lib] {
+			continue // the vDSO, or a library another program loads too
+		}
+		l.libs[lib] = true
 		l.parents(lib[1:])
 		if err := l.file(lib[1:], lib, 0o755); err != nil {
 			return err
