@@ -54,6 +54,8 @@ func TestRequestKind(t *testing.T) {
 		{[]string{"k8s.io/kubernetes/pkg/registry/core/pod/storage.(*StatusREST).Update", "k8s.io/apiserver/pkg/endpoints/handlers.PatchResource.func1"}, "pods/status"},
 		{[]string{"k8s.io/apiserver/pkg/storage/cacher.(*CacheDelegator).GuaranteedUpdate", "k8s.io/apiserver/pkg/endpoints/handlers.UpdateResource.func1"}, "update"},
 		{[]string{"k8s.io/apiserver/pkg/storage/cacher.(*Cacher).dispatchEvent"}, "watch cache"},
+		// A patch of the pod itself runs in the patcher's closures.
+		{[]string{"k8s.io/apiserver/pkg/storage/cacher.(*CacheDelegator).GuaranteedUpdate", "k8s.io/apiserver/pkg/endpoints/handlers.(*patcher).patchResource.func2"}, "patch"},
 		{[]string{"k8s.io/apiserver/pkg/endpoints/handlers.(*WatchServer).HandleHTTP", "k8s.io/apiserver/pkg/endpoints/handlers.ListResource.func1"}, "serving watches"},
 		{[]string{"runtime.futex"}, "other"},
 	} {
