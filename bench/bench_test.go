@@ -43,6 +43,7 @@ func TestBenchTiny(t *testing.T) {
 		Timeout:         8 * time.Minute,
 		Log:             testr.New(t),
 		Report:          &report,
+		ProfileDir:      t.TempDir(),
 	}
 	res, err := Run(context.Background(), cfg)
 	if err != nil {
@@ -80,6 +81,47 @@ func TestBenchTiny(t *testing.T) {
 			}
 			if len(means) != 3 || means[0] > means[1] || means[1] > means[2] {
 				t.Errorf("at concurrency %d, host create ≤ webhook request ≤ apiserver call does not hold: %v", c, means)
+			}
+		}
+	})
+
+	t.Run("apiserver requests and profiles per series", func(t *testing.T) {
+		for _, ser := range res.Create.Series {
+			if len(ser.Requests) != 2 {
+				t.Fatalf("%s at %d: requests of %d apiservers, want 2", ser.Way, ser.Concurrency, len(ser.Requests))
+			}
+			for _, r := range ser.Requests {
+				// The webhook makes one host pod per created pod; the bench's
+				// own creates are taken out everywhere.
+				want := 0.0
+				if ser.Way == WayPodbridge && r.Cluster == "host" {
+					want = 1
+				}
+				if got := r.PerPod["POST pods"]; math.Abs(got-want) > 0.05 {
+					t.Errorf("%s at %d, %s: POST pods per pod %.2f, want %.0f (%v)", ser.Way, ser.Concurrency, r.Cluster, got, want, r.PerPod)
+				}
+			}
+			profiled := ser.Concurrency == s.Concurrency[0]
+			if got := len(ser.APIServerProfiles); profiled != (got == 2) || !profiled && got != 0 {
+				t.Fatalf("%s at %d: %d apiserver profiles", ser.Way, ser.Concurrency, got)
+			}
+			for _, pr := range ser.APIServerProfiles {
+				if pr.Windows == 0 || len(pr.Files) != pr.Windows {
+					t.Errorf("%s at %d, %s: %d windows, files %v", ser.Way, ser.Concurrency, pr.Cluster, pr.Windows, pr.Files)
+				}
+				for _, f := range pr.Files {
+					if _, err := os.Stat(filepath.Join(cfg.ProfileDir, f)); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		}
+		// The apiserver podbridge's series loads most: the host one, which
+		// receives the webhook's creates, must have sampled CPU.
+		pb := findSeries(res.Create.Series, WayPodbridge, s.Concurrency[0])
+		for _, pr := range pb.APIServerProfiles {
+			if pr.CPUMsPerPod <= 0 || len(pr.Top) == 0 || len(pr.Categories) == 0 {
+				t.Errorf("podbridge series, %s apiserver: no CPU sampled: %+v", pr.Cluster, pr)
 			}
 		}
 	})

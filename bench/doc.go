@@ -23,7 +23,8 @@
 // config.go (sizes), env.go (control planes and clients), podbridge.go
 // (podbridge's processes, run with testbed/child), load.go (load
 // generator), watch.go (pod watcher), stats.go (statistics), metrics.go
-// (request accounting; scrapes are testbed/promscrape's), proc.go
+// (request accounting; scrapes are testbed/promscrape's), apiprofile.go
+// (both apiservers' CPU profiles over a series, per pod), proc.go
 // (process cost sampling), scenario_*.go, results.go (the figures),
 // targets.go (issue 6's targets), report.go (Markdown) and plot.go (PNG).
 package bench

@@ -53,6 +53,40 @@ func Markdown(res *Results) string {
 		p("| %s | %d | %.0f%% | %.1f | %s |\n", ser.Way, ser.Concurrency, ser.CPU.Busy*100, ratio(ser.CPU.Total()*1000, float64(ser.Created)), topCPU(ser.CPU, 5))
 	}
 
+	p("\nRequests per created pod during each series that the bench did not make (apiserver_request_total deltas minus the bench's own; WATCH left out): " +
+		"what the way makes each apiserver do per pod while the creates run.\n\n")
+	p("| way | concurrency | apiserver | per pod | by verb and resource |\n|---|---|---|---|---|\n")
+	for _, ser := range res.Create.Series {
+		for _, r := range ser.Requests {
+			p("| %s | %d | %s | %.2f | %s |\n", ser.Way, ser.Concurrency, r.Cluster, r.Total, formatMap(r.PerPod))
+		}
+	}
+	profiled := false
+	for _, ser := range res.Create.Series {
+		profiled = profiled || len(ser.APIServerProfiles) > 0
+	}
+	if profiled {
+		p("\nWhere each apiserver's CPU went per created pod, from its own CPU profiles (/debug/pprof/profile, %s windows back to back over the series; raw files in the profile folder). "+
+			"By category each sample counts once, by the leaf-most frame that names one; inclusive counts it in every category on its stack.\n\n", apiserverWindow)
+		p("| way | concurrency | apiserver | windows | CPU ms per pod | by request served (ms per pod) | by category (ms per pod) | inclusive (ms per pod) |\n|---|---|---|---|---|---|---|---|\n")
+		for _, ser := range res.Create.Series {
+			for _, pr := range ser.APIServerProfiles {
+				p("| %s | %d | %s | %d | %.2f | %s | %s | %s |\n", pr.Way, pr.Concurrency, pr.Cluster, pr.Windows, pr.CPUMsPerPod,
+					formatMap(pr.ByRequest), formatMap(pr.Categories), formatMap(pr.Inclusive))
+			}
+		}
+		p("\nTop functions by their own CPU (flat; cumulative in brackets), ms per pod:\n\n| way | concurrency | apiserver | functions |\n|---|---|---|---|\n")
+		for _, ser := range res.Create.Series {
+			for _, pr := range ser.APIServerProfiles {
+				var fns []string
+				for _, f := range pr.Top {
+					fns = append(fns, fmt.Sprintf("`%s` %.2f (%.2f)", f.Function, f.FlatMs, f.CumMs))
+				}
+				p("| %s | %d | %s | %s |\n", pr.Way, pr.Concurrency, pr.Cluster, strings.Join(fns, ", "))
+			}
+		}
+	}
+
 	p("\n## 2. Admission stages inside the webhook\n\nSource: %s.\n\n", res.Admission.Source)
 	p("| concurrency | stage | count | mean ms | p50 ms | p99 ms |\n|---|---|---|---|---|---|\n")
 	for _, st := range res.Admission.Series {

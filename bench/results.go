@@ -76,6 +76,12 @@ type CreateSeries struct {
 	SamplesMs     []float64 `json:"samplesMs"`
 	// CPU is every process' CPU time during the measured creates.
 	CPU CPUUse `json:"cpu"`
+	// Requests are each apiserver's requests the bench did not make,
+	// during the measured creates, per created pod.
+	Requests []SeriesRequests `json:"requests"`
+	// APIServerProfiles are both apiservers' CPU profiles over the
+	// measured creates (with -profile, first concurrency only).
+	APIServerProfiles []APIServerProfile `json:"apiserverProfiles,omitempty"`
 }
 
 // CreateRatio compares podbridge with the other ways at one concurrency.

@@ -105,11 +105,31 @@ func (e *env) createSeries(ctx context.Context, way createWay, concurrency int) 
 			return CreateSeries{}, nil, err
 		}
 	}
+	requestsBefore, err := e.snapshot(sctx)
+	if err != nil {
+		return CreateSeries{Way: way.name, Concurrency: concurrency}, nil, err
+	}
+	// With -profile, both apiservers' CPU profiles cover the series at the
+	// first concurrency (1 by default: the admission overhead's figure).
+	stopProfiles := func(int) []APIServerProfile { return nil }
+	if e.prof != nil && concurrency == e.cfg.Concurrency[0] {
+		if stopProfiles, err = e.profileAPIServers(sctx, way.name, concurrency); err != nil {
+			return CreateSeries{Way: way.name, Concurrency: concurrency}, nil, err
+		}
+	}
 	log.Info("Creating pods", "pods", n)
 	cpuBefore := takeCPUSnapshot()
 	run := createPods(sctx, pods, podNames(prefix, n), way.name, concurrency)
 	series := seriesOf(way.name, concurrency, n, run)
 	series.CPU = takeCPUSnapshot().since(cpuBefore)
+	// The profile window under way ends at most apiserverWindow later; the
+	// request counts are read after it, so both cover the same stretch.
+	series.APIServerProfiles = stopProfiles(series.Created)
+	requestsAfter, err := e.snapshot(sctx)
+	if err != nil {
+		return series, nil, err
+	}
+	series.Requests = seriesRequests(way.name, concurrency, series.Created, requestsBefore, requestsAfter)
 	log.Info("Created pods", "created", series.Created, "errors", series.Errors, "p50Ms", series.Latency.P50, "p99Ms", series.Latency.P99, "podsPerSecond", series.PodsPerSecond)
 
 	var stages []AdmissionStage

@@ -63,7 +63,7 @@ func TestOverlaysBuild(t *testing.T) {
 }
 
 // The GitOps registration registers what podbridge registers itself:
-// the same webhooks, rules, failure policies and side effects.
+// the same webhooks, rules, match conditions, failure policies and side effects.
 func TestVirtualRegistrationMatchesPodbridge(t *testing.T) {
 	objects, err := render.Kustomization("overlays/example-virtual")
 	if err != nil {
@@ -88,9 +88,10 @@ func TestVirtualRegistrationMatchesPodbridge(t *testing.T) {
 	for i, w := range want.Webhooks {
 		g := got.Webhooks[i]
 		if g.Name != w.Name || *g.FailurePolicy != *w.FailurePolicy || *g.SideEffects != *w.SideEffects ||
-			*g.TimeoutSeconds != *w.TimeoutSeconds || !apiequality.Semantic.DeepEqual(g.Rules, w.Rules) {
-			t.Errorf("webhook %d: %s failurePolicy %s sideEffects %s timeout %d rules %+v; podbridge registers %s %s %s %d %+v",
-				i, g.Name, *g.FailurePolicy, *g.SideEffects, *g.TimeoutSeconds, g.Rules, w.Name, *w.FailurePolicy, *w.SideEffects, *w.TimeoutSeconds, w.Rules)
+			*g.TimeoutSeconds != *w.TimeoutSeconds || !apiequality.Semantic.DeepEqual(g.Rules, w.Rules) ||
+			!apiequality.Semantic.DeepEqual(g.MatchConditions, w.MatchConditions) {
+			t.Errorf("webhook %d: %s failurePolicy %s sideEffects %s timeout %d rules %+v matchConditions %+v; podbridge registers %s %s %s %d %+v %+v",
+				i, g.Name, *g.FailurePolicy, *g.SideEffects, *g.TimeoutSeconds, g.Rules, g.MatchConditions, w.Name, *w.FailurePolicy, *w.SideEffects, *w.TimeoutSeconds, w.Rules, w.MatchConditions)
 		}
 		if g.ClientConfig.URL == nil || strings.Contains(*g.ClientConfig.URL, "NAMESPACE") {
 			t.Errorf("webhook %s keeps the placeholder URL %v", g.Name, g.ClientConfig.URL)

@@ -2,11 +2,13 @@ package reflector
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/client-go/tools/events"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
@@ -127,4 +129,84 @@ func updatePod(ctx context.Context, c client.Client, pod *corev1.Pod, change fun
 	}
 	change(current)
 	return c.Update(ctx, current)
+}
+
+// The release of a host pod is guarded by the resourceVersion it was read
+// at: written over the host pod as read, it removes the gate and names
+// the virtual pod, and leaves the rest; over a host pod that changed since
+// it was read, it is a conflict and writes nothing (the newer host pod's
+// event brings the pair back). It stays an update of the whole pod: a
+// merge patch of the gates cost the host apiserver more CPU per pod (its
+// JSON round trip of the pod; issue 25's bench pair), not less.
+func TestHostReleaseGuarded(t *testing.T) {
+	ctx := context.Background()
+	cfg := translate.Config{VCluster: "vc", HostNamespace: "host", HostServiceAccount: "default"}
+	security, err := policy.NewSecurityPolicy("baseline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	virtual := virtualPod("a")
+	virtual.Spec.Containers = []corev1.Container{{Name: "app", Image: "nginx"}}
+	stored, _, errs := translate.HostPod(virtual, cfg, "a")
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	stored.UID = "host-a"
+	if !translate.HeldForVirtualPod(stored) {
+		t.Fatal("a new host pod is not held by podbridge's gate")
+	}
+	for _, tc := range []struct {
+		name  string
+		stale bool
+	}{{"over the host pod as read", false}, {"over a host pod changed since it was read", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			log := &writeLog{}
+			hostClient, virtualClient := log.client("host", stored.DeepCopy()), log.client("virtual", virtual)
+			r := &podReconciler{
+				Host: hostClient, HostReader: hostClient, Virtual: virtualClient, VirtualReader: virtualClient,
+				Recorder: events.NewFakeRecorder(10), Config: cfg, Gate: policy.Gate{Security: security, Config: cfg},
+				Clock: clocktesting.NewFakePassiveClock(testNow), Nodes: &nodeGuard{},
+			}
+			read := &corev1.Pod{}
+			if err := hostClient.Get(ctx, client.ObjectKeyFromObject(stored), read); err != nil {
+				t.Fatal(err)
+			}
+			if tc.stale {
+				// Another writer (the platform, a hostile host user) changes
+				// the host pod after the reflector read it.
+				if err := updatePod(ctx, hostClient, stored, func(p *corev1.Pod) { p.Labels["changed"] = "meanwhile" }); err != nil {
+					t.Fatal(err)
+				}
+			}
+			released, ok := translate.ReleaseHostPod(virtual, read)
+			if !ok {
+				t.Fatal("ReleaseHostPod did not release")
+			}
+			written, err := r.writeHost(ctx, virtual, read, released, hostUpdate)
+			if err != nil {
+				t.Fatal(err)
+			}
+			after := &corev1.Pod{}
+			if err := hostClient.Get(ctx, client.ObjectKeyFromObject(stored), after); err != nil {
+				t.Fatal(err)
+			}
+			if tc.stale {
+				if written || !translate.HeldForVirtualPod(after) || after.Annotations[translate.AnnotationUID] != "" || after.Labels["changed"] != "meanwhile" {
+					t.Errorf("a release over a changed host pod was written (%v): gates %v, annotations %v, labels %v", written, after.Spec.SchedulingGates, after.Annotations, after.Labels)
+				}
+				return
+			}
+			if !written || translate.HeldForVirtualPod(after) || after.Annotations[translate.AnnotationUID] != string(virtual.UID) {
+				t.Errorf("release not written (%v): gates %v, annotations %v", written, after.Spec.SchedulingGates, after.Annotations)
+			}
+			want := stored.DeepCopy()
+			want.Spec.SchedulingGates, want.Annotations[translate.AnnotationUID] = nil, string(virtual.UID)
+			if !equality.Semantic.DeepEqual(after.Spec, want.Spec) || !maps.Equal(after.Annotations, want.Annotations) || !maps.Equal(after.Labels, want.Labels) {
+				t.Errorf("the release changed more than the gate and the UID annotation:\n got %+v\nwant %+v", after, want)
+			}
+			if !slices.Equal(log.writes, []string{"host update " + stored.Name}) {
+				t.Errorf("writes %q, want one update of the host pod", log.writes)
+			}
+		})
+	}
 }

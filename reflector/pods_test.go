@@ -46,6 +46,10 @@ func (l *writeLog) client(side string, objs ...client.Object) client.WithWatch {
 				l.writes = append(l.writes, fmt.Sprintf("%s update %s", side, obj.GetName()))
 				return c.Update(ctx, obj, opts...)
 			},
+			Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+				l.writes = append(l.writes, fmt.Sprintf("%s patch %s", side, obj.GetName()))
+				return c.Patch(ctx, obj, patch, opts...)
+			},
 			SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
 				w := fmt.Sprintf("%s update %s/%s", side, obj.GetName(), sub)
 				if pod, ok := obj.(*corev1.Pod); ok && sub == "status" {

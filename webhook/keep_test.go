@@ -68,6 +68,12 @@ func TestRegistrationDrift(t *testing.T) {
 		{"claim entries removed", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
 			c.Webhooks = c.Webhooks[:7]
 		}, "webhook persistentvolumeclaims.podbridge.podbridge.io removed, webhook persistentvolumeclaim-updates.podbridge.podbridge.io removed"},
+		{"update guard's condition widened to skip it", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
+			c.Webhooks[1].MatchConditions[0].Expression = "false"
+		}, "pod-updates.podbridge.podbridge.io matchConditions"},
+		{"update guard's condition removed", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
+			c.Webhooks[1].MatchConditions = nil
+		}, "pod-updates.podbridge.podbridge.io matchConditions"},
 		{"entry added", func(c *admissionregistrationv1.MutatingWebhookConfiguration) {
 			c.Webhooks = append(c.Webhooks, admissionregistrationv1.MutatingWebhook{Name: "x.example"})
 		}, "webhook x.example added"},

@@ -63,7 +63,7 @@ func (r Registration) Configuration() *admissionregistrationv1.MutatingWebhookCo
 		ObjectMeta: metav1.ObjectMeta{Name: r.Name},
 		Webhooks: []admissionregistrationv1.MutatingWebhook{
 			r.webhook("pods", translate.WebhookPath, admissionregistrationv1.Fail, rule(admissionregistrationv1.Create, "", "pods")),
-			r.webhook("pod-updates", translate.WebhookPathPodUpdate, admissionregistrationv1.Ignore, rule(admissionregistrationv1.Update, "", "pods")),
+			when(podUpdateMatchConditions(), r.webhook("pod-updates", translate.WebhookPathPodUpdate, admissionregistrationv1.Ignore, rule(admissionregistrationv1.Update, "", "pods"))),
 			r.webhook("pod-ephemeralcontainers", translate.WebhookPathEphemeralContainers, admissionregistrationv1.Fail, rule(admissionregistrationv1.Update, "", "pods/ephemeralcontainers")),
 			r.webhook("services", translate.WebhookPathService, admissionregistrationv1.Fail, rule(admissionregistrationv1.Create, "", "services")),
 			r.webhook("service-updates", translate.WebhookPathServiceUpdate, admissionregistrationv1.Fail, rule(admissionregistrationv1.Update, "", "services")),
@@ -96,6 +96,41 @@ func (r Registration) webhook(name, path string, failure admissionregistrationv1
 		ObjectSelector:          &metav1.LabelSelector{},
 		Rules:                   rules,
 	}
+}
+
+// podUpdateMatchConditions spare the update guard the pod updates it has
+// nothing to check in (issue 25): it looks only at labels and annotations
+// with podbridge's prefix, and at the managed-by label. The condition is
+// true, and the virtual apiserver calls the guard, when an update sets,
+// changes or drops such a key, or gives the managed-by label podbridge's
+// value: exactly the updates translate.ValidateMetadataUpdate and
+// translate.DroppedReserved act on. Every term is guarded by has(), so no
+// content of the tenant's makes it fail (a failing condition would apply
+// the guard's failure policy, Ignore). The keeper restores a condition the
+// tenant edits, as any other field of podbridge's webhooks.
+func podUpdateMatchConditions() []admissionregistrationv1.MatchCondition {
+	reserved := func(field string) string {
+		m, o := "object.metadata."+field, "oldObject.metadata."+field
+		return fmt.Sprintf("(has(%[1]s) && %[1]s.exists(k, k.startsWith(%[3]q) && !(has(%[2]s) && k in %[2]s && %[2]s[k] == %[1]s[k])))"+
+			" || (has(%[2]s) && %[2]s.exists(k, k.startsWith(%[3]q) && !(has(%[1]s) && k in %[1]s)))", m, o, translate.Prefix)
+	}
+	claims := func(obj string) string {
+		labels := obj + ".metadata.labels"
+		return fmt.Sprintf("(has(%[1]s) && %[2]q in %[1]s && %[1]s[%[2]q] == %[3]q)", labels, translate.LabelManagedBy, translate.ManagedByValue)
+	}
+	return []admissionregistrationv1.MatchCondition{{
+		Name: "podbridge-keys",
+		Expression: strings.Join([]string{
+			reserved("labels"), reserved("annotations"),
+			claims("object") + " && !" + claims("oldObject"),
+		}, " || "),
+	}}
+}
+
+// when returns w called only when conditions hold.
+func when(conditions []admissionregistrationv1.MatchCondition, w admissionregistrationv1.MutatingWebhook) admissionregistrationv1.MutatingWebhook {
+	w.MatchConditions = conditions
+	return w
 }
 
 func rule(operation admissionregistrationv1.OperationType, group, resource string) admissionregistrationv1.RuleWithOperations {

@@ -40,6 +40,11 @@ func TestRegistrationOneWebhookPerPath(t *testing.T) {
 				if got != want[i] {
 					t.Errorf("webhook %d: %+v, want %+v", i, got, want[i])
 				}
+				// Only the update guard is spared calls (issue 25): every
+				// other webhook writes to the host or checks what reaches it.
+				if conditioned := len(w.MatchConditions) > 0; conditioned != (w.Name == "pod-updates.podbridge.podbridge.io") {
+					t.Errorf("webhook %s: matchConditions %+v", w.Name, w.MatchConditions)
+				}
 				if *w.SideEffects != admissionregistrationv1.SideEffectClassNoneOnDryRun {
 					t.Errorf("webhook %s: sideEffects %s", w.Name, *w.SideEffects)
 				}

@@ -50,7 +50,7 @@ func run() error {
 	flag.StringVar(&cfg.PodbridgeBinary, "podbridge-bin", "bin/podbridge", "where to build podbridge (relative paths from the module root)")
 	flag.DurationVar(&cfg.Timeout, "timeout", 90*time.Minute, "bound on the whole run")
 	assetsDir := flag.String("assets-dir", "", "folder with the control-plane binaries (default: KUBEBUILDER_ASSETS, then bin/k8s/"+controlplane.KubernetesVersion+")")
-	flag.StringVar(&cfg.ProfileDir, "profile", "", "folder for pprof profiles of the webhook and the reflector: 10 s CPU profiles through every scenario, heap profiles at scale (off when empty)")
+	flag.StringVar(&cfg.ProfileDir, "profile", "", "folder for pprof profiles: the webhook's and the reflector's (10 s CPU profiles through every scenario, heap at scale) and both kube-apiservers' over each create series at the first concurrency, summarized per pod in the report (off when empty)")
 	quick := flag.Bool("quick", false, "run every scenario at about a tenth of the default sizes (minutes; not the figures of record)")
 	tiny := flag.Bool("tiny", false, "run every scenario with a few dozen pods, to check the harness (a minute or two; the figures mean nothing)")
 
