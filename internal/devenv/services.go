@@ -3,7 +3,6 @@ package devenv
 import (
 	"bytes"
 	"context"
-	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podbridge/podbridge/internal/kube"
+	"github.com/podbridge/podbridge/manifests/virtualcluster"
 	"github.com/podbridge/podbridge/internal/realnode"
 	"github.com/podbridge/podbridge/translate"
 )
@@ -211,5 +211,6 @@ func dnsObjects() ([]client.Object, error) {
 	}
 }
 
-//go:embed coredns.yaml
-var corednsYAML []byte
+// corednsYAML is the tenant DNS server `podbridge create` installs too
+// (manifests/virtualcluster/dns): one copy for both.
+var corednsYAML = virtualcluster.CoreDNS
