@@ -144,10 +144,11 @@ func Delete(ctx context.Context, c client.Client, name, namespace string, log io
 		return fmt.Errorf("no virtual cluster %s in host namespace %s: nothing of it is on the host", name, namespace)
 	}
 	// The control plane, and its pod without waiting for a garbage
-	// collector.
+	// collector (background propagation: orphaning would wait for one to
+	// take its finalizer off).
 	for _, obj := range objects {
 		if obj.GetKind() == "StatefulSet" {
-			if err := deleteObject(ctx, c, obj, client.PropagationPolicy(metav1.DeletePropagationOrphan)); err != nil {
+			if err := deleteObject(ctx, c, obj, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {
 				return err
 			}
 		}

@@ -266,7 +266,7 @@ func Render(o Options) ([]*unstructured.Unstructured, error) {
 
 // podbridgeContainers are the indexes of the webhook and the reflector in
 // the StatefulSet's containers (checked by the package's tests).
-var podbridgeContainers = [2]int{3, 4}
+var podbridgeContainers = [2]int{1, 2}
 
 func jsonPatch(kind, name string, ops []map[string]any) map[string]any {
 	data, err := yaml.Marshal(ops)

@@ -155,7 +155,7 @@ func TestControlPlanePod(t *testing.T) {
 	for _, c := range spec.Containers {
 		names = append(names, c.Name)
 	}
-	if want := []string{"kine", "kube-apiserver", "kube-controller-manager", "webhook", "reflector"}; !slices.Equal(names, want) {
+	if want := []string{"kube-controller-manager", "webhook", "reflector"}; !slices.Equal(names, want) {
 		t.Fatalf("containers %v, want %v (Render's podbridgeContainers indexes them)", names, want)
 	}
 	images := map[string]string{}
@@ -199,7 +199,19 @@ func TestControlPlanePod(t *testing.T) {
 	if !ptr.Deref(spec.SecurityContext.RunAsNonRoot, false) {
 		t.Error("the pod does not run as non-root")
 	}
-	for _, c := range spec.Containers {
+	var sidecars []string
+	for _, c := range spec.InitContainers[1:] {
+		if ptr.Deref(c.RestartPolicy, "") == corev1.ContainerRestartPolicyAlways {
+			sidecars = append(sidecars, c.Name)
+		}
+	}
+	if want := []string{"kine", "kube-apiserver"}; !slices.Equal(sidecars, want) {
+		t.Errorf("sidecars %v, want %v, after the init container: the others start once the apiserver is ready", sidecars, want)
+	}
+	if spec.InitContainers[2].StartupProbe == nil {
+		t.Error("the apiserver sidecar has no startup probe: the containers after it would start at once")
+	}
+	for _, c := range append(slices.Clone(spec.InitContainers[1:]), spec.Containers...) {
 		if c.SecurityContext.RunAsUser != nil || c.SecurityContext.RunAsNonRoot != nil {
 			t.Errorf("container %s overrides the pod's non-root user", c.Name)
 		}
@@ -211,7 +223,7 @@ func TestControlPlanePod(t *testing.T) {
 		}
 	}
 	args := func(name string) []string {
-		for _, c := range spec.Containers {
+		for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
 			if c.Name == name {
 				return c.Args
 			}

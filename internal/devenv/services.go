@@ -24,8 +24,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podbridge/podbridge/internal/kube"
-	"github.com/podbridge/podbridge/manifests/virtualcluster"
 	"github.com/podbridge/podbridge/internal/realnode"
+	"github.com/podbridge/podbridge/manifests/virtualcluster"
 	"github.com/podbridge/podbridge/translate"
 )
 
@@ -214,3 +214,13 @@ func dnsObjects() ([]client.Object, error) {
 // corednsYAML is the tenant DNS server `podbridge create` installs too
 // (manifests/virtualcluster/dns): one copy for both.
 var corednsYAML = virtualcluster.CoreDNS
+
+// firstAddress is the first address of the Service range cidr: its
+// kubernetes Service's.
+func firstAddress(cidr string) (string, error) {
+	network, err := netip.ParsePrefix(cidr)
+	if err != nil {
+		return "", fmt.Errorf("service range %q: %w", cidr, err)
+	}
+	return network.Masked().Addr().Next().String(), nil
+}
