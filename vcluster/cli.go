@@ -119,7 +119,7 @@ func Create(ctx context.Context, host *rest.Config, o CreateOptions, log io.Writ
 			return nil, err
 		}
 	}
-	fmt.Fprintf(log, "applied %d objects of virtual cluster %s in host namespace %s; waiting for it to answer\n", len(objects), o.Name, o.Namespace)
+	say(log, "applied %d objects of virtual cluster %s in host namespace %s; waiting for it to answer\n", len(objects), o.Name, o.Namespace)
 	if o.Timeout == 0 {
 		o.Timeout = 5 * time.Minute
 	}
@@ -135,7 +135,7 @@ func Create(ctx context.Context, host *rest.Config, o CreateOptions, log io.Writ
 			return err
 		}
 		res.Ready = time.Since(start)
-		fmt.Fprintf(log, "virtual cluster %s answers after %s\n", o.Name, res.Ready.Round(time.Millisecond))
+		say(log, "virtual cluster %s answers after %s\n", o.Name, res.Ready.Round(time.Millisecond))
 		if o.SkipDNS {
 			return nil
 		}
@@ -143,7 +143,7 @@ func Create(ctx context.Context, host *rest.Config, o CreateOptions, log io.Writ
 			return err
 		}
 		res.DNSReady = time.Since(start)
-		fmt.Fprintf(log, "its DNS server is available after %s\n", res.DNSReady.Round(time.Millisecond))
+		say(log, "its DNS server is available after %s\n", res.DNSReady.Round(time.Millisecond))
 		return nil
 	})
 	if err != nil {
@@ -293,12 +293,11 @@ func withForward(ctx context.Context, host *rest.Config, c client.Reader, name, 
 	if err != nil {
 		return err
 	}
-	defer fwd.Close()
 	virtual, err := restConfig(kubeconfig, fwd.Server())
-	if err != nil {
-		return err
+	if err == nil {
+		err = fn(virtual)
 	}
-	return fn(virtual)
+	return errors.Join(err, fwd.Close())
 }
 
 func restConfig(kubeconfig []byte, server string) (*rest.Config, error) {
@@ -325,11 +324,13 @@ func (f *Forwarder) Server() string { return "https://127.0.0.1:" + strconv.Itoa
 // Done yields the forward's end.
 func (f *Forwarder) Done() <-chan error { return f.done }
 
-// Close stops the forward and waits until it has.
-func (f *Forwarder) Close() {
+// Close stops the forward and waits until it has; it returns the
+// forward's error, if it ended with one.
+func (f *Forwarder) Close() error {
 	close(f.stop)
-	<-f.done
+	err := <-f.done
 	f.cancel()
+	return err
 }
 
 // Forward forwards localPort (0: a free one) on 127.0.0.1 to port 6443 of
@@ -376,15 +377,11 @@ func Forward(ctx context.Context, host *rest.Config, c client.Reader, name, name
 		cancel()
 		return nil, fmt.Errorf("forwarding to %s/%s: %w", namespace, podName, err)
 	case <-ctx.Done():
-		close(f.stop)
-		<-f.done
-		cancel()
-		return nil, ctx.Err()
+		return nil, errors.Join(ctx.Err(), f.Close())
 	}
 	ports, err := pf.GetPorts()
 	if err != nil || len(ports) != 1 {
-		f.Close()
-		return nil, fmt.Errorf("forwarding to %s/%s: no local port (%w)", namespace, podName, err)
+		return nil, fmt.Errorf("forwarding to %s/%s: no local port (%w)", namespace, podName, errors.Join(err, f.Close()))
 	}
 	f.port = ports[0].Local
 	return f, nil
@@ -441,4 +438,10 @@ func List(ctx context.Context, c client.Reader, namespace string) ([]Cluster, er
 		})
 	}
 	return out, nil
+}
+
+// say writes a line of progress; a progress line that cannot be written
+// changes nothing.
+func say(w io.Writer, format string, args ...any) {
+	_, _ = fmt.Fprintf(w, format, args...)
 }

@@ -25,8 +25,8 @@ type kind struct {
 	namespaced bool
 }
 
-func listKind(group, version, k string, namespaced bool) kind {
-	return kind{gvk: schema.GroupVersionKind{Group: group, Version: version, Kind: k + "List"}, namespaced: namespaced}
+func listKind(group, k string, namespaced bool) kind {
+	return kind{gvk: schema.GroupVersionKind{Group: group, Version: "v1", Kind: k + "List"}, namespaced: namespaced}
 }
 
 // tenantKinds are what podbridge makes on the host for a virtual
@@ -35,21 +35,21 @@ func listKind(group, version, k string, namespaced bool) kind {
 // isolation policy too), claims, ConfigMap and Secret copies and token
 // Secrets.
 var tenantKinds = []kind{
-	listKind("", "v1", "Pod", true), listKind("", "v1", "Service", true),
-	listKind("discovery.k8s.io", "v1", "EndpointSlice", true), listKind("networking.k8s.io", "v1", "NetworkPolicy", true),
-	listKind("", "v1", "PersistentVolumeClaim", true), listKind("", "v1", "ConfigMap", true), listKind("", "v1", "Secret", true),
+	listKind("", "Pod", true), listKind("", "Service", true),
+	listKind("discovery.k8s.io", "EndpointSlice", true), listKind("networking.k8s.io", "NetworkPolicy", true),
+	listKind("", "PersistentVolumeClaim", true), listKind("", "ConfigMap", true), listKind("", "Secret", true),
 }
 
 // packageKinds are the package's kinds (labelled with the instance), and
 // the claim its StatefulSet made.
 var packageKinds = []kind{
-	listKind("apps", "v1", "StatefulSet", true), listKind("", "v1", "Pod", true),
-	listKind("policy", "v1", "PodDisruptionBudget", true), listKind("", "v1", "Service", true),
-	listKind("networking.k8s.io", "v1", "NetworkPolicy", true), listKind("", "v1", "ConfigMap", true),
-	listKind("", "v1", "Secret", true), listKind("", "v1", "ServiceAccount", true),
-	listKind("rbac.authorization.k8s.io", "v1", "Role", true), listKind("rbac.authorization.k8s.io", "v1", "RoleBinding", true),
-	listKind("", "v1", "PersistentVolumeClaim", true),
-	listKind("rbac.authorization.k8s.io", "v1", "ClusterRole", false), listKind("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", false),
+	listKind("apps", "StatefulSet", true), listKind("", "Pod", true),
+	listKind("policy", "PodDisruptionBudget", true), listKind("", "Service", true),
+	listKind("networking.k8s.io", "NetworkPolicy", true), listKind("", "ConfigMap", true),
+	listKind("", "Secret", true), listKind("", "ServiceAccount", true),
+	listKind("rbac.authorization.k8s.io", "Role", true), listKind("rbac.authorization.k8s.io", "RoleBinding", true),
+	listKind("", "PersistentVolumeClaim", true),
+	listKind("rbac.authorization.k8s.io", "ClusterRole", false), listKind("rbac.authorization.k8s.io", "ClusterRoleBinding", false),
 }
 
 // Remains lists what of virtual cluster name is on the host: the package's
@@ -122,7 +122,7 @@ func remains(ctx context.Context, c client.Reader, name, namespace string) ([]*u
 		add(items, nil)
 	}
 	// podbridge's self-managed certificate Secrets carry its mark only.
-	secrets, err := list(listKind("", "v1", "Secret", true))
+	secrets, err := list(listKind("", "Secret", true))
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +171,7 @@ func Delete(ctx context.Context, c client.Client, name, namespace string, log io
 	if err != nil {
 		return fmt.Errorf("waiting for control-plane pod %s/%s to go: %w", namespace, pod.GetName(), err)
 	}
-	fmt.Fprintf(log, "control plane of %s stopped\n", name)
+	say(log, "control plane of %s stopped\n", name)
 	var last []*unstructured.Unstructured
 	err = wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
 		if last, err = remains(ctx, c, name, namespace); err != nil {
@@ -194,7 +194,7 @@ func Delete(ctx context.Context, c client.Client, name, namespace string, log io
 		}
 		return fmt.Errorf("deleting virtual cluster %s: %w; left: %s", name, err, strings.Join(left, ", "))
 	}
-	fmt.Fprintf(log, "virtual cluster %s deleted from host namespace %s\n", name, namespace)
+	say(log, "virtual cluster %s deleted from host namespace %s\n", name, namespace)
 	return nil
 }
 

@@ -37,8 +37,8 @@ const (
 	LabelNamespace = "podbridge.io/vcluster-namespace"
 )
 
-// Names of the package's objects for virtual cluster name (its namePrefix
-// is name-).
+// APIServerService is the Service in front of virtual cluster name's
+// apiserver (the package's namePrefix is name-, as for the names below).
 func APIServerService(name string) string { return name + "-apiserver" }
 
 // KubeconfigSecret is the host Secret holding the virtual cluster's admin

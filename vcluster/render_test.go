@@ -387,3 +387,25 @@ func TestValidateNamesTheField(t *testing.T) {
 		t.Errorf("valid options refused: %v", err)
 	}
 }
+
+func TestStaticBand(t *testing.T) {
+	for cidr, want := range map[string]int{"10.0.0.0/24": 16, "10.0.0.0/20": 256, "10.0.0.0/16": 256, "10.0.0.0/28": 16, "fd00::/108": 256, "10.96.0.0/22": 64} {
+		if got := staticBand(netip.MustParsePrefix(cidr)); got != want {
+			t.Errorf("staticBand(%s) = %d, want %d", cidr, got, want)
+		}
+	}
+}
+
+func TestSplitReference(t *testing.T) {
+	for ref, want := range map[string][3]string{
+		"podbridge.local/kine:v0.17.5":   {"podbridge.local/kine", "v0.17.5", ""},
+		"localhost:5000/kine":            {"localhost:5000/kine", "", ""},
+		"localhost:5000/kine:v1":         {"localhost:5000/kine", "v1", ""},
+		"registry.example/kine@sha256:0": {"registry.example/kine", "", "sha256:0"},
+	} {
+		name, tag, digest := splitReference(ref)
+		if [3]string{name, tag, digest} != want {
+			t.Errorf("splitReference(%q) = %q %q %q, want %q", ref, name, tag, digest, want)
+		}
+	}
+}

@@ -201,18 +201,17 @@ func runConnect(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer fwd.Close()
 	data, err := vcluster.ConnectKubeconfig(ctx, c, name, h.namespace, fwd.Server())
-	if err != nil {
-		return err
+	if err == nil {
+		err = writeKubeconfig(*out, data)
 	}
-	if err := writeKubeconfig(*out, data); err != nil {
-		return err
+	if err != nil {
+		return errors.Join(err, fwd.Close())
 	}
 	fmt.Fprintf(os.Stderr, "forwarding %s to virtual cluster %s; Ctrl-C stops\n", fwd.Server(), name)
 	select {
 	case <-ctx.Done():
-		return nil
+		return fwd.Close()
 	case err := <-fwd.Done():
 		return fmt.Errorf("the port-forward ended: %w", err)
 	}
@@ -236,9 +235,12 @@ func runList(ctx context.Context, args []string) error {
 		return err
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NAME\tNAMESPACE\tREADY\tAGE")
+	lines := []string{"NAME\tNAMESPACE\tREADY\tAGE"}
 	for _, cl := range clusters {
-		fmt.Fprintf(w, "%s\t%s\t%t\t%s\n", cl.Name, cl.Namespace, cl.Ready, time.Since(cl.Created).Round(time.Second))
+		lines = append(lines, fmt.Sprintf("%s\t%s\t%t\t%s", cl.Name, cl.Namespace, cl.Ready, time.Since(cl.Created).Round(time.Second)))
+	}
+	if _, err := fmt.Fprintln(w, strings.Join(lines, "\n")); err != nil {
+		return err
 	}
 	return w.Flush()
 }

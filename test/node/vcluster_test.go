@@ -83,7 +83,11 @@ func connected(t *testing.T, name, namespace string, fn func(cfg *rest.Config, c
 	if err != nil {
 		t.Fatalf("connecting to %s: %v", name, err)
 	}
-	defer fwd.Close()
+	defer func() {
+		if err := fwd.Close(); err != nil {
+			t.Errorf("the port-forward to %s ended with %v", name, err)
+		}
+	}()
 	kubeconfig, err := vcluster.ConnectKubeconfig(ctx, hostClient, name, namespace, fwd.Server())
 	if err != nil {
 		t.Fatal(err)
