@@ -191,6 +191,15 @@ func TestControlPlanePod(t *testing.T) {
 			t.Errorf("container %s: image %q, want %q", name, images[name], want)
 		}
 	}
+	// A read-only root: whatever writes has a volume there.
+	for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
+		if c.Image != "podbridge.local/podbridge:dev" && c.Name != "kine" && c.Name != "kube-controller-manager" {
+			continue
+		}
+		if !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == "/tmp" }) {
+			t.Errorf("container %s has no /tmp volume: its read-only root refuses what it writes there", c.Name)
+		}
+	}
 	// Only the init container is root, with CAP_CHOWN alone.
 	init := spec.InitContainers[0].SecurityContext
 	if !slices.Equal(init.Capabilities.Add, []corev1.Capability{"CHOWN"}) {

@@ -157,6 +157,21 @@ func hostUIDs(t *testing.T, vc, namespace string) map[string]types.UID {
 func TestVirtualClusterCreateRestartDelete(t *testing.T) {
 	const alpha, beta, nsA, nsB = "alpha", "beta", "vc-alpha", "vc-beta"
 	ctx := context.Background()
+	t.Cleanup(func() {
+		for name, ns := range map[string]string{alpha: nsA, beta: nsB} {
+			if t.Failed() {
+				controlPlaneLogs(t, name, ns)
+			}
+			// What a failed run left (a passed one deleted both).
+			if left, err := vcluster.Remains(ctx, hostClient, name, ns); err == nil && len(left) > 0 {
+				delCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+				if err := vcluster.Delete(delCtx, hostClient, name, ns, testWriter{t}); err != nil {
+					t.Logf("cleaning up %s: %v", name, err)
+				}
+				cancel()
+			}
+		}
+	})
 	res, err := vcluster.Create(ctx, env.Host.Config, createOptions(t, alpha, nsA), testWriter{t})
 	if err != nil {
 		t.Fatalf("podbridge create %s: %v", alpha, err)
@@ -374,6 +389,16 @@ func logControlPlaneUsage(t *testing.T, namespace, pod string) {
 		for _, c := range p.Containers {
 			t.Logf("FIGURE   %s: CPU %dm, memory %d MiB", c.Name, c.CPU.UsageNanoCores/1e6, c.Memory.WorkingSetBytes>>20)
 		}
+	}
+}
+
+// controlPlaneLogs logs the last lines of each container of a virtual
+// cluster's control-plane pod: what a failed test needs to find its cause.
+func controlPlaneLogs(t *testing.T, name, namespace string) {
+	pod := vcluster.ControlPlane(name) + "-0"
+	for _, c := range []string{"init", "kine", "kube-apiserver", "kube-controller-manager", "webhook", "reflector"} {
+		b, err := hostSet.CoreV1().Pods(namespace).GetLogs(pod, &corev1.PodLogOptions{Container: c, TailLines: ptr.To[int64](15)}).DoRaw(context.Background())
+		t.Logf("last lines of %s/%s %s (%v):\n%s", namespace, pod, c, err, b)
 	}
 }
 
