@@ -105,7 +105,7 @@ vc-images: ## Build the static binaries and the offline image tarball of a virtu
 	hack/nodeimage/vcimages/build.sh $(VC_DIR)
 
 .PHONY: test-node
-test-node: k8s-bins node-bins ## Run the real-node end-to-end suite (root; installs containerd, runc, the CNI plugins and iptables with apt when absent).
+test-node: k8s-bins node-bins vc-images ## Run the real-node end-to-end suite (root; installs containerd, runc, the CNI plugins and iptables with apt when absent).
 	go test -count=1 -v -tags node -timeout 20m ./test/node/
 
 ##@ Conformance
