@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -31,9 +32,6 @@ type InitOptions struct {
 	// Dir is the claim's mount: Dir/pki receives the certificates and
 	// kubeconfigs, Dir/db is kine's.
 	Dir string
-	// DataOwner is the user (and group) the other containers run as; Dir's
-	// folders are handed to it. Negative leaves ownership alone.
-	DataOwner int
 	// VCluster and Namespace name the virtual cluster.
 	VCluster, Namespace string
 	// APIServerService and APIServerIP are the Service in front of the
@@ -155,10 +153,23 @@ func Init(ctx context.Context, o InitOptions) error {
 	if err := ensureKubeconfigSecret(ctx, o, servingCA, clientCA, now); err != nil {
 		return err
 	}
-	if o.DataOwner >= 0 {
-		if err := chownTree(o.Dir, o.DataOwner); err != nil {
-			return fmt.Errorf("handing %s to user %d: %w", o.Dir, o.DataOwner, err)
-		}
+	return nil
+}
+
+// OwnDir hands dir itself (not what is in it) to uid and its group, unless
+// it is theirs already: the control-plane pod's first init container,
+// root with CAP_CHOWN only, for volumes that ignore fsGroup. Everything
+// in it is made afterwards by the containers running as uid.
+func OwnDir(dir string, uid int) error {
+	info, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if st, ok := info.Sys().(*syscall.Stat_t); ok && int(st.Uid) == uid && int(st.Gid) == uid {
+		return nil
+	}
+	if err := os.Chown(dir, uid, uid); err != nil {
+		return fmt.Errorf("handing %s to user %d: %w", dir, uid, err)
 	}
 	return nil
 }
@@ -196,18 +207,6 @@ func writeFile(path string, data []byte) error {
 		return err
 	}
 	return os.Rename(tmp, path)
-}
-
-func chownTree(dir string, uid int) error {
-	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.Type()&fs.ModeSymlink != 0 {
-			return nil
-		}
-		return os.Lchown(path, uid, uid)
-	})
 }
 
 // ensureTLSSecret reads the host Secret name, marked as this virtual

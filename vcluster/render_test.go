@@ -183,7 +183,7 @@ func TestControlPlanePod(t *testing.T) {
 		}
 	}
 	for name, want := range map[string]string{
-		"init": "podbridge.local/podbridge:dev", "webhook": "podbridge.local/podbridge:dev", "reflector": "podbridge.local/podbridge:dev",
+		"init": "podbridge.local/podbridge:dev", "data-owner": "podbridge.local/podbridge:dev", "webhook": "podbridge.local/podbridge:dev", "reflector": "podbridge.local/podbridge:dev",
 		"kine":           "registry.example/kine@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
 		"kube-apiserver": "ghcr.io/podbridge/kube-apiserver:v1.37.2",
 	} {
@@ -200,27 +200,29 @@ func TestControlPlanePod(t *testing.T) {
 			t.Errorf("container %s has no /tmp volume: its read-only root refuses what it writes there", c.Name)
 		}
 	}
-	// Only the init container is root, with CAP_CHOWN alone.
-	init := spec.InitContainers[0].SecurityContext
-	if !slices.Equal(init.Capabilities.Add, []corev1.Capability{"CHOWN"}) {
-		t.Errorf("init container adds %v, want CHOWN only", init.Capabilities.Add)
+	// Only the first init container is root, with CAP_CHOWN alone.
+	if first := spec.InitContainers[0]; first.Name != "data-owner" || !slices.Equal(first.SecurityContext.Capabilities.Add, []corev1.Capability{"CHOWN"}) {
+		t.Errorf("the first init container %s adds %v, want data-owner with CHOWN only", first.Name, first.SecurityContext.Capabilities.Add)
 	}
 	if !ptr.Deref(spec.SecurityContext.RunAsNonRoot, false) {
 		t.Error("the pod does not run as non-root")
 	}
 	var sidecars []string
-	for _, c := range spec.InitContainers[1:] {
+	for _, c := range spec.InitContainers[2:] {
 		if ptr.Deref(c.RestartPolicy, "") == corev1.ContainerRestartPolicyAlways {
 			sidecars = append(sidecars, c.Name)
 		}
 	}
 	if want := []string{"kine", "kube-apiserver"}; !slices.Equal(sidecars, want) {
-		t.Errorf("sidecars %v, want %v, after the init container: the others start once the apiserver is ready", sidecars, want)
+		t.Errorf("sidecars %v, want %v, after the init containers: the others start once the apiserver is ready", sidecars, want)
 	}
-	if spec.InitContainers[2].StartupProbe == nil {
+	if spec.InitContainers[3].StartupProbe == nil {
 		t.Error("the apiserver sidecar has no startup probe: the containers after it would start at once")
 	}
 	for _, c := range append(slices.Clone(spec.InitContainers[1:]), spec.Containers...) {
+		if len(c.SecurityContext.Capabilities.Add) > 0 {
+			t.Errorf("container %s adds capabilities %v", c.Name, c.SecurityContext.Capabilities.Add)
+		}
 		if c.SecurityContext.RunAsUser != nil || c.SecurityContext.RunAsNonRoot != nil {
 			t.Errorf("container %s overrides the pod's non-root user", c.Name)
 		}

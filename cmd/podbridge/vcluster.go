@@ -274,7 +274,7 @@ func runVClusterInit(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("podbridge vcluster-init", flag.ContinueOnError)
 	var o vcluster.InitOptions
 	fs.StringVar(&o.Dir, "dir", "/data", "the claim's mount: pki/ and db/ are made there")
-	fs.IntVar(&o.DataOwner, "data-owner", -1, "user and group the other containers run as, given the folders (-1: leave ownership alone)")
+	dataOwner := fs.Int("data-owner", -1, "only hand --dir itself to this user and group, and exit (the control-plane pod's first init container, root with CAP_CHOWN)")
 	fs.StringVar(&o.VCluster, "vcluster-name", "", "name of the virtual cluster (required)")
 	fs.StringVar(&o.Namespace, "host-namespace", "", "host namespace of the virtual cluster (required)")
 	fs.StringVar(&o.APIServerService, "apiserver-service", "", "host Service in front of the virtual apiserver (required)")
@@ -289,6 +289,9 @@ func runVClusterInit(ctx context.Context, args []string) error {
 		return err
 	}
 	setLogger()
+	if *dataOwner >= 0 {
+		return vcluster.OwnDir(o.Dir, *dataOwner)
+	}
 	var missing []string
 	for flag, v := range map[string]string{"--vcluster-name": o.VCluster, "--host-namespace": o.Namespace, "--apiserver-service": o.APIServerService,
 		"--apiserver-service-ip": o.APIServerIP, "--kubeconfig-secret": o.KubeconfigSecret, "--client-ca-secret": o.ClientCASecret, "--kubelet-cert-secret": o.KubeletCertSecret} {

@@ -174,7 +174,7 @@ func TestInitKeepsTheClustersIdentity(t *testing.T) {
 	}
 	dir := t.TempDir()
 	o := vcluster.InitOptions{
-		Host: hostClient, Dir: dir, DataOwner: -1, VCluster: "init-a", Namespace: ns,
+		Host: hostClient, Dir: dir, VCluster: "init-a", Namespace: ns,
 		APIServerService: "init-a-apiserver", APIServerIP: "10.0.3.9", ClusterDomain: "cluster.local",
 		KubeconfigSecret: "init-a-kubeconfig", ClientCASecret: "init-a-webhook-client-tls", KubeletCertSecret: "init-a-kubelet-tls",
 	}
