@@ -342,7 +342,9 @@ func Forward(ctx context.Context, host *rest.Config, c client.Reader, name, name
 		if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: podName}, &pod); err != nil {
 			return false, nil //nolint:nilerr // not there yet.
 		}
-		for _, cs := range pod.Status.ContainerStatuses {
+		// The apiserver is a sidecar: its status is among the init
+		// containers'.
+		for _, cs := range append(pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses...) {
 			if cs.Name == "kube-apiserver" && cs.Ready {
 				return true, nil
 			}
