@@ -303,6 +303,13 @@ func TestVirtualClusterCreateRestartDelete(t *testing.T) {
 			t.Fatal(err)
 		}
 		lines := waitTenantOutput(t, alpha, nsA, prober, 2)
+		var alphaSvc corev1.Service
+		if err := hostClient.Get(ctx, client.ObjectKey{Namespace: nsA, Name: vcluster.APIServerService(alpha)}, &alphaSvc); err != nil {
+			t.Fatal(err)
+		}
+		if want := "lookup kubernetes.default.svc.cluster.local=" + alphaSvc.Spec.ClusterIP; lines[0] != want {
+			t.Errorf("alpha's DNS: %q, want %q (its own apiserver's Service, not beta's)", lines[0], want)
+		}
 		if !strings.HasPrefix(lines[1], "error=whoami:") || !strings.Contains(lines[1], "certificate") {
 			t.Errorf("alpha's tenant at beta's apiserver: %q, want a certificate refusal", lines[1])
 		}
