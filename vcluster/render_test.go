@@ -243,7 +243,7 @@ func TestControlPlanePod(t *testing.T) {
 	}
 	// What listens only on loopback: kine, the webhook, the kubelet API.
 	for name, want := range map[string][]string{
-		"kine":                    {"--listen-address=127.0.0.1:2379"},
+		"kine":                    {"--listen-address=127.0.0.1:2379", "--endpoint=sqlite:///data/db/state.db?_journal_mode=WAL&_busy_timeout=30000&_synchronous=NORMAL&_txlock=immediate&_stmt_cache_size=20&cache=shared"},
 		"webhook":                 {"--bind-address=127.0.0.1", "--register-url=https://127.0.0.1:9443", "--enforce-node-selector=pool=tenants"},
 		"reflector":               {"--kubelet-bind-address=127.0.0.1", "--kubelet-advertise-address=127.0.0.1", "--kubelet-port=10350", "--enforce-node-selector=pool=tenants"},
 		"kube-controller-manager": {"--controllers=" + strings.Join(controlplane.VirtualControllers, ",")},
