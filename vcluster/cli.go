@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"strconv"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/portforward"
@@ -358,11 +358,11 @@ func Forward(ctx context.Context, host *rest.Config, c client.Reader, name, name
 	if err != nil {
 		return nil, err
 	}
-	u, err := url.Parse(host.Host)
+	set, err := kubernetes.NewForConfig(host)
 	if err != nil {
 		return nil, err
 	}
-	u.Path = fmt.Sprintf("%s/api/v1/namespaces/%s/pods/%s/portforward", u.Path, namespace, podName)
+	u := set.CoreV1().RESTClient().Post().Resource("pods").Namespace(namespace).Name(podName).SubResource("portforward").URL()
 	dialer := spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, u)
 	ctx, cancel := context.WithCancel(ctx)
 	f := &Forwarder{stop: make(chan struct{}), done: make(chan error, 1), cancel: cancel}
