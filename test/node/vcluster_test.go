@@ -129,7 +129,7 @@ func waitTenantOutput(t *testing.T, vc, hostNamespace string, pod *corev1.Pod, l
 		if out, err = tenantLogs(ctx, vc, hostNamespace, pod); err != nil {
 			return false, err.Error()
 		}
-		return len(strings.Split(strings.TrimSpace(out), "\n")) >= lines, out
+		return strings.TrimSpace(out) != "" && len(strings.Split(strings.TrimSpace(out), "\n")) >= lines, out
 	})
 	return strings.Split(strings.TrimSpace(out), "\n")
 }
