@@ -20,7 +20,7 @@ help: ## Show the targets.
 	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z0-9_-]+:.*##/ {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2} /^##@/ {printf "\n%s\n", substr($$0, 5)}' $(MAKEFILE_LIST)
 
 .PHONY: build
-build: ## Build bin/podbridge, the production binary (webhook, reflector, check).
+build: ## Build bin/podbridge, the production binary (webhook, reflector, check, create, connect, list, delete).
 	CGO_ENABLED=0 go build -trimpath -o bin/podbridge ./cmd/podbridge
 
 .PHONY: build-dev
@@ -98,8 +98,18 @@ $(COREDNS_BIN): hack/coredns/main.go hack/coredns/go.mod hack/coredns/go.sum
 $(COREDNS_IMAGE): $(COREDNS_BIN) hack/nodeimage/corednsimage/main.go
 	cd hack/nodeimage && go run ./corednsimage -binary $(COREDNS_BIN) -out $(COREDNS_IMAGE)
 
+# The images of a virtual cluster's control-plane pod (manifests/virtualcluster):
+# static podbridge, kube-apiserver, kube-controller-manager and kine, packed
+# offline by hack/nodeimage/vcimages into bin/vc/images.tar, which the
+# real-node suite imports beside CoreDNS's.
+VC_DIR := $(CURDIR)/bin/vc
+
+.PHONY: vc-images
+vc-images: ## Build the static binaries and the offline image tarball of a virtual cluster's control-plane pod into bin/vc (cached; podbridge always rebuilt).
+	hack/nodeimage/vcimages/build.sh $(VC_DIR)
+
 .PHONY: test-node
-test-node: k8s-bins node-bins ## Run the real-node end-to-end suite (root; installs containerd, runc, the CNI plugins and iptables with apt when absent).
+test-node: k8s-bins node-bins vc-images ## Run the real-node end-to-end suite (root; installs containerd, runc, the CNI plugins and iptables with apt when absent).
 	go test -count=1 -v -tags node -timeout 20m ./test/node/
 
 ##@ Conformance

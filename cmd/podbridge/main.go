@@ -3,6 +3,7 @@
 //	podbridge webhook    serve the mutating admission webhook
 //	podbridge reflector  reflect host pods back into the virtual cluster
 //	podbridge check      verify the invariant between the two clusters
+//	podbridge create     put a virtual cluster on a host (also connect, list, delete)
 package main
 
 import (
@@ -21,6 +22,12 @@ var commands = map[string]struct {
 	"webhook":   {"serve the mutating admission webhook for virtual pods", runWebhook},
 	"reflector": {"reflect host pod status, nodes and deletion into the virtual cluster", runReflector},
 	"check":     {"verify that every virtual pod has exactly one host pod, and no host pod is orphaned", runCheck},
+	"create":    {"create a virtual cluster NAME in host namespace -n and print its kubeconfig", runCreate},
+	"connect":   {"print a virtual cluster's kubeconfig, through a port-forward unless --server", runConnect},
+	"list":      {"list the virtual clusters on the host", runList},
+	"delete":    {"delete a virtual cluster and everything of it on the host", runDelete},
+	// The control-plane pod's init container (manifests/virtualcluster).
+	"vcluster-init": {"prepare a virtual cluster's certificates and kubeconfigs (its control-plane pod's init container)", runVClusterInit},
 }
 
 func main() {
@@ -43,8 +50,8 @@ func run(command string, args []string) error {
 
 func usage() {
 	fmt.Fprintln(os.Stderr, "usage: podbridge COMMAND [flags]\n\ncommands:")
-	for _, name := range []string{"webhook", "reflector", "check"} {
-		fmt.Fprintf(os.Stderr, "  %-10s %s\n", name, commands[name].summary)
+	for _, name := range []string{"create", "connect", "list", "delete", "webhook", "reflector", "check", "vcluster-init"} {
+		fmt.Fprintf(os.Stderr, "  %-14s %s\n", name, commands[name].summary)
 	}
 	fmt.Fprintln(os.Stderr, "\nRun 'podbridge COMMAND -h' for a command's flags.")
 }

@@ -124,12 +124,15 @@ func startEnv() (*devenv.Env, string, error) {
 	opts.RealNode = &realnode.Options{
 		StateDir: filepath.Join(dir, "realnode"), Kubelet: kubelet, KubeProxy: kubeProxy,
 		Images: filepath.Join(root, "bin", "node", "images.tar"),
-		// podbridge.local/coredns (make node-bins) and the hosts image.
-		ExtraImages: []string{filepath.Join(root, "bin", "node", "coredns.tar"), hostsImage},
+		// podbridge.local/coredns (make node-bins), the hosts image, and the
+		// control-plane images of `podbridge create` (make vc-images).
+		ExtraImages: []string{filepath.Join(root, "bin", "node", "coredns.tar"), hostsImage, filepath.Join(root, "bin", "vc", "images.tar")},
 		// The node's own few messages (packages installed, leftovers
 		// undone) at info level; the controllers' at warning.
 		Log: zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.InfoLevel)).WithName("realnode"),
 	}
+	// Virtual clusters' control planes run on the node (vcluster_test.go).
+	opts.ControlPlanePods = true
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	started := time.Now()

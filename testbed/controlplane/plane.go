@@ -100,6 +100,14 @@ type Options struct {
 	// host addresses on virtual Services): give both the same. A real
 	// node routes the host's (see realnode.Options.ServiceCIDR).
 	ServiceCIDR string
+	// HostForPods, when set, is an address of the real node's bridge the
+	// host apiserver serves on instead of loopback, with ServingNames in
+	// its certificate (its kubernetes Service's), and the host's
+	// controller-manager (RealNodeControllers) runs PodControllers too: a
+	// virtual cluster's control-plane pod (`podbridge create`) then runs on
+	// the real node and reaches the host apiserver with its service account
+	// (host only).
+	HostForPods string
 	// RealNodeControllers, when set, runs a kube-controller-manager on
 	// the host with HostControllers only: the EndpointSlices a real node's
 	// kube-proxy reads, and claims provisioned as folders of this machine,
@@ -141,6 +149,19 @@ const ServiceClusterIPRange = "10.0.0.0/16"
 var HostControllers = []string{"endpointslice-controller", "endpointslice-mirroring-controller",
 	"persistentvolume-binder-controller", "persistentvolumeclaim-protection-controller", "persistentvolume-protection-controller"}
 
+// PodControllers are what a host whose pods run control planes
+// (Options.HostForPods) adds to HostControllers: the StatefulSet of a
+// virtual cluster's control plane, and the kube-root-ca.crt ConfigMap its
+// service-account token volume needs.
+var PodControllers = []string{"statefulset-controller", "root-ca-certificate-publisher-controller"}
+
+func hostControllers(opts Options) []string {
+	if opts.HostForPods == "" {
+		return HostControllers
+	}
+	return append(slices.Clone(HostControllers), PodControllers...)
+}
+
 // HostPathProvisionerFlag turns on kube-controller-manager's host-path
 // provisioner, meant for single-node test clusters: it makes each volume a
 // folder /tmp/hostpath_pv/<uid> of the machine it runs on (a fixed path:
@@ -160,7 +181,11 @@ func StartHost(ctx context.Context, opts Options) (p *Plane, err error) {
 	opts.WebhookClient = nil // the host runs no webhook of podbridge's.
 	opts.StaticPolicies = nil
 	opts.KubeletClient = nil
-	opts.BindAddress = "" // kubelets and podbridge reach the host on loopback.
+	// Kubelets and podbridge reach the host on loopback, unless pods must.
+	opts.BindAddress = opts.HostForPods
+	if opts.HostForPods == "" {
+		opts.ServingNames = nil
+	}
 	kwokDir := filepath.Join(opts.Dir, "kwok")
 	if err := os.MkdirAll(kwokDir, 0o755); err != nil {
 		return nil, err
@@ -239,7 +264,7 @@ func StartHost(ctx context.Context, opts Options) (p *Plane, err error) {
 			"--authorization-kubeconfig="+p.Kubeconfig,
 			"--secure-port=0",
 			"--leader-elect=false",
-			"--controllers="+strings.Join(HostControllers, ","),
+			"--controllers="+strings.Join(hostControllers(opts), ","),
 			HostPathProvisionerFlag,
 			"--use-service-account-credentials=false",
 		); err != nil {

@@ -83,6 +83,14 @@ type Options struct {
 	// Translate then allows (see StorageClassName and
 	// WaitForFirstConsumerClassName).
 	RealNode *realnode.Options
+	// ControlPlanePods, with RealNode, lets virtual clusters' control-plane
+	// pods (`podbridge create`, manifests/virtualcluster) run on the real
+	// node: the host apiserver serves on the node's bridge address, named
+	// by its certificate as its kubernetes Service, the host runs
+	// controlplane.PodControllers, and the node's firewall lets each
+	// control-plane pod, by its address, reach the host apiserver's port
+	// (realnode.ControlPlaneChain), no other pod.
+	ControlPlanePods bool
 	// TenantsOnRealNode, with RealNode, runs every tenant pod on the real
 	// node, as a platform that keeps tenants on one node pool would: the
 	// platform's enforced node selector (Translate.NodeSelector) names the
@@ -125,6 +133,11 @@ type Env struct {
 	Kubelet translate.KubeletEndpoint
 	// KubeletCAFile is the CA of the kubelet API's serving certificate.
 	KubeletCAFile string
+
+	// stopControlPlanes ends the real node's control-plane exception
+	// (Options.ControlPlanePods); controlPlanesDone says it has.
+	stopControlPlanes context.CancelFunc
+	controlPlanesDone chan error
 
 	// failed receives an error when a podbridge component stops on its own.
 	failed chan error
@@ -222,6 +235,16 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 		// mounts the volumes they provision.
 		hostOpts.ServiceCIDR = env.RealNode.ServiceCIDR().String()
 		hostOpts.RealNodeControllers = true
+		if opts.ControlPlanePods {
+			hostKubernetesIP, err := firstAddress(env.RealNode.ServiceCIDR().String())
+			if err != nil {
+				return env, err
+			}
+			hostOpts.HostForPods = env.RealNode.IP.String()
+			hostOpts.ServingNames = kubernetesServingNames(hostKubernetesIP, "")
+		}
+	} else if opts.ControlPlanePods {
+		return env, errors.New("control-plane pods (ControlPlanePods) need a real node")
 	}
 	// podbridge pins the host's ClusterIPs on virtual Services: the
 	// virtual apiserver's range must contain the host's, so it is the same.
@@ -309,6 +332,17 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 	var apiServerEndpoint string
 	if env.RealNode != nil && env.RealNode.RunsKubeProxy() {
 		apiServerEndpoint = env.RealNode.IP.String()
+	}
+	if env.RealNode != nil && opts.ControlPlanePods {
+		hostPort, err := portOf(env.Host.Config.Host)
+		if err != nil {
+			return env, err
+		}
+		cpCtx, cancel := context.WithCancel(context.Background())
+		env.stopControlPlanes, env.controlPlanesDone = cancel, make(chan error, 1)
+		go func() {
+			env.controlPlanesDone <- env.RealNode.AllowControlPlanes(cpCtx, hostAdmin, int(hostPort), 500*time.Millisecond)
+		}()
 	}
 	if err := exposeVirtualAPIServer(ctx, hostAdmin, opts.Translate, apiServerPort, apiServerEndpoint); err != nil {
 		return env, err
@@ -609,6 +643,11 @@ func (e *Env) Stop() error {
 	errs := []error{e.webhook.stop(), e.reflector.stop()}
 	e.webhook, e.reflector = nil, nil
 	e.mu.Unlock()
+	if e.stopControlPlanes != nil {
+		e.stopControlPlanes()
+		errs = append(errs, <-e.controlPlanesDone)
+		e.stopControlPlanes = nil
+	}
 	// The virtual apiserver serves on the real node's bridge: it stops
 	// before the bridge goes, and the node before the host it is part of,
 	// but after the host's controllers, which provision into its folder.

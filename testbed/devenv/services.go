@@ -3,7 +3,6 @@ package devenv
 import (
 	"bytes"
 	"context"
-	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podbridge/podbridge/internal/kube"
+	"github.com/podbridge/podbridge/manifests/virtualcluster"
 	"github.com/podbridge/podbridge/testbed/realnode"
 	"github.com/podbridge/podbridge/translate"
 )
@@ -211,5 +211,16 @@ func dnsObjects() ([]client.Object, error) {
 	}
 }
 
-//go:embed coredns.yaml
-var corednsYAML []byte
+// corednsYAML is the tenant DNS server `podbridge create` installs too
+// (manifests/virtualcluster/dns): one copy for both.
+var corednsYAML = virtualcluster.CoreDNS
+
+// firstAddress is the first address of the Service range cidr: its
+// kubernetes Service's.
+func firstAddress(cidr string) (string, error) {
+	network, err := netip.ParsePrefix(cidr)
+	if err != nil {
+		return "", fmt.Errorf("service range %q: %w", cidr, err)
+	}
+	return network.Masked().Addr().Next().String(), nil
+}

@@ -60,9 +60,13 @@ func (n *Node) createFirewall() error {
 		}
 		for _, rule := range [][]string{
 			{"-N", InputChain},
+			// Control-plane pods' narrow exception (controlplanes.go),
+			// empty until AllowControlPlanes fills it.
+			{"-N", ControlPlaneChain},
 			// Replies to what this machine opened to pods (the kubelet's
 			// probes).
 			{"-A", InputChain, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"},
+			{"-A", InputChain, "-j", ControlPlaneChain},
 			{"-A", InputChain, "-m", "comment", "--comment", inputComment, "-j", "REJECT"},
 			{"-N", ForwardChain},
 			// Pod to pod: bridged frames pass FORWARD when
@@ -116,11 +120,17 @@ func removeFirewall(tool string) error {
 			errs = append(errs, run(tool, append([]string{"-w", "-D"}, fields[1:]...)...))
 		}
 	}
-	for _, chain := range []string{InputChain, ForwardChain} {
+	// Flushed first, all of them: InputChain jumps to ControlPlaneChain.
+	var present []string
+	for _, chain := range []string{InputChain, ForwardChain, ControlPlaneChain} {
 		if exec.Command(tool, "-w", "-S", chain).Run() != nil {
 			continue // no such chain
 		}
-		errs = append(errs, run(tool, "-w", "-F", chain), run(tool, "-w", "-X", chain))
+		present = append(present, chain)
+		errs = append(errs, run(tool, "-w", "-F", chain))
+	}
+	for _, chain := range present {
+		errs = append(errs, run(tool, "-w", "-X", chain))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("removing the real node's firewall: %w", err)
