@@ -387,6 +387,11 @@ func NewManager(o Options) (manager.Manager, error) {
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, err
 	}
+	// The reflector serves nothing but probes and metrics: ready once it
+	// answers, so a rollout of the manifests' Deployment can complete.
+	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
+		return nil, err
+	}
 	return mgr, nil
 }
 

@@ -96,7 +96,7 @@ func (c Cluster) Webhook(o WebhookOptions) (*Process, error) {
 // Reflector returns `podbridge reflector` with more flags args (leader
 // election, the orphan grace period), not started yet.
 func (c Cluster) Reflector(name string, args ...string) (*Process, error) {
-	return c.process(name, "/healthz", append(c.clusterArgs("reflector", c.HostKubeconfig), args...))
+	return c.process(name, "/readyz", append(c.clusterArgs("reflector", c.HostKubeconfig), args...))
 }
 
 // clusterArgs are the command and the flags every podbridge process of

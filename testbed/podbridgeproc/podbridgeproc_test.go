@@ -62,7 +62,7 @@ func TestCommandLines(t *testing.T) {
 			name: "reflector", p: reflector(tls, "--leader-elect=false"),
 			command: "reflector",
 			want:    append(slices.Clone(shared), "--leader-elect=false", "--metrics-cert-dir=metrics-certs"),
-			metrics: "https://", ready: "/healthz", pprof: true, wantMissing: []string{"--port=", "--register-url="},
+			metrics: "https://", ready: "/readyz", pprof: true, wantMissing: []string{"--port=", "--register-url="},
 		},
 	}
 	for _, tt := range tests {
