@@ -152,7 +152,7 @@ func startEnv() (*devenv.Env, string, error) {
 const hostsImageTag = "podbridge.local/hosts:1"
 
 // buildHostsImage builds cmd/podbridge-hosts (static) and packs it with
-// hack/nodeimage/hostsimage into dir/hosts.tar, offline as make node-bins
+// hack/nodeimage/vcimages into dir/hosts.tar, offline as make vc-images
 // builds the other images (Go's build cache makes it seconds after the
 // first run). Built here rather than by node-bins so the suite runs the
 // source it tests.
@@ -163,7 +163,7 @@ func buildHostsImage(root, dir string) (string, error) {
 	if out, err := build.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("building podbridge-hosts: %w: %s", err, out)
 	}
-	pack := exec.Command("go", "run", "./hostsimage", "-binary", bin, "-out", tarball, "-tag", hostsImageTag)
+	pack := exec.Command("go", "run", "./vcimages", "-out", tarball, "-image", hostsImageTag+"="+bin)
 	pack.Dir = filepath.Join(root, "hack", "nodeimage")
 	if out, err := pack.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("packing the hosts image: %w: %s", err, out)
