@@ -77,8 +77,8 @@ NODE_IMAGES := $(NODE_DIR)/images.tar
 COREDNS_BIN   := $(NODE_DIR)/coredns
 COREDNS_IMAGE := $(NODE_DIR)/coredns.tar
 
-.PHONY: node-bins
-node-bins: $(NODE_IMAGES) $(COREDNS_IMAGE) ## Build the real node's kubelet and kube-proxy into bin/k8s (cached), its image tarball and CoreDNS's into bin/node.
+.PHONY: node-bins hosts-image
+node-bins: $(NODE_IMAGES) $(COREDNS_IMAGE) hosts-image ## Build the real node's kubelet and kube-proxy into bin/k8s (cached), its image tarball, CoreDNS's and the hosts file's into bin/node.
 	hack/k8s-bins/build.sh $(K8S_BINS) --node
 
 # The workload binary, packed into the pause and workload images
@@ -97,6 +97,14 @@ $(COREDNS_BIN): hack/coredns/main.go hack/coredns/go.mod hack/coredns/go.sum
 
 $(COREDNS_IMAGE): $(COREDNS_BIN) hack/nodeimage/corednsimage/main.go
 	cd hack/nodeimage && go run ./corednsimage -binary $(COREDNS_BIN) -out $(COREDNS_IMAGE)
+
+# The hosts-file init container (podbridge.local/hosts:1, podbridge-dev's
+# --hosts-image on the real node), always rebuilt: seconds from Go's cache,
+# and it follows translate's source.
+hosts-image:
+	mkdir -p $(NODE_DIR)
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(NODE_DIR)/podbridge-hosts ./cmd/podbridge-hosts
+	cd hack/nodeimage && go run ./vcimages -out $(NODE_DIR)/hosts.tar -image podbridge.local/hosts:1=$(NODE_DIR)/podbridge-hosts
 
 # The images of a virtual cluster's control-plane pod (manifests/virtualcluster):
 # static podbridge, kube-apiserver, kube-controller-manager and kine, packed

@@ -93,6 +93,12 @@ func runDev(ctx context.Context, args []string) error {
 		if *extraImages != "" {
 			o.RealNode.ExtraImages = append(o.RealNode.ExtraImages, strings.Split(*extraImages, ",")...)
 		}
+		// With the hosts image there, pods with a subdomain get the hosts
+		// file that names their virtual namespace, as a platform's would.
+		if hosts := filepath.Join(filepath.Dir(o.RealNode.Images), "hosts.tar"); fileExists(hosts) {
+			o.RealNode.ExtraImages = append(o.RealNode.ExtraImages, hosts)
+			o.Translate.HostsImage = realnode.HostsImage
+		}
 	}
 	removeOnExit := topmostMissing(o.StateDir)
 	release, err := devenv.ClaimStateDir(o.StateDir, log)
@@ -150,7 +156,8 @@ Real node %[1]s is Ready (node IP %[2]s). A pod runs there when it asks:
 }
 
 // realNodeOptions finds the kubelet, kube-proxy and the image tarballs
-// `make node-bins` built (CoreDNS's, podbridge.local/coredns, when there).
+// `make node-bins` built (CoreDNS's, podbridge.local/coredns, when there;
+// the hosts image's is the caller's).
 func realNodeOptions(o devenv.Options, images string) (*realnode.Options, error) {
 	kubelet, err := o.Assets.Path("kubelet")
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/podbridge/podbridge/testbed/realnode"
 	"github.com/podbridge/podbridge/translate"
 )
 
@@ -43,7 +44,7 @@ func TestHostnameFQDNIsTheVirtualOne(t *testing.T) {
 	t.Cleanup(func() { _ = virtualClient.Delete(context.Background(), headless) })
 
 	printFQDN := func(name string) corev1.Container {
-		return corev1.Container{Name: name, Image: hostsImageTag, ImagePullPolicy: corev1.PullIfNotPresent, Command: []string{"/podbridge-hosts", "--print-fqdn"}}
+		return corev1.Container{Name: name, Image: realnode.HostsImage, ImagePullPolicy: corev1.PullIfNotPresent, Command: []string{"/podbridge-hosts", "--print-fqdn"}}
 	}
 	pod := realPod(ns, "web", "cat:/etc/hosts", "serve::8080")
 	pod.Labels = map[string]string{"app": "web"}
@@ -135,7 +136,7 @@ func TestHostnameWithoutSubdomainKeepsKubeletFile(t *testing.T) {
 	pod := realPod(ns, "plain", "pause")
 	pod.Spec.RestartPolicy = corev1.RestartPolicyNever
 	pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{
-		Name: "fqdn", Image: hostsImageTag, ImagePullPolicy: corev1.PullIfNotPresent, Command: []string{"/podbridge-hosts", "--print-fqdn"},
+		Name: "fqdn", Image: realnode.HostsImage, ImagePullPolicy: corev1.PullIfNotPresent, Command: []string{"/podbridge-hosts", "--print-fqdn"},
 	})
 	create(t, pod)
 	waitForContainerLog(t, pod, "fqdn", 90*time.Second, "plain")

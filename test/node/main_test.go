@@ -120,7 +120,7 @@ func startEnv() (*devenv.Env, string, error) {
 	if err != nil {
 		return nil, dir, err
 	}
-	opts.Translate.HostsImage = hostsImageTag
+	opts.Translate.HostsImage = realnode.HostsImage
 	opts.RealNode = &realnode.Options{
 		StateDir: filepath.Join(dir, "realnode"), Kubelet: kubelet, KubeProxy: kubeProxy,
 		Images: filepath.Join(root, "bin", "node", "images.tar"),
@@ -147,10 +147,6 @@ func startEnv() (*devenv.Env, string, error) {
 	return e, dir, nil
 }
 
-// hostsImageTag is the image podbridge's hosts-file init container runs
-// (--hosts-image), built by buildHostsImage.
-const hostsImageTag = "podbridge.local/hosts:1"
-
 // buildHostsImage builds cmd/podbridge-hosts (static) and packs it with
 // hack/nodeimage/vcimages into dir/hosts.tar, offline as make vc-images
 // builds the other images (Go's build cache makes it seconds after the
@@ -163,7 +159,7 @@ func buildHostsImage(root, dir string) (string, error) {
 	if out, err := build.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("building podbridge-hosts: %w: %s", err, out)
 	}
-	pack := exec.Command("go", "run", "./vcimages", "-out", tarball, "-image", hostsImageTag+"="+bin)
+	pack := exec.Command("go", "run", "./vcimages", "-out", tarball, "-image", realnode.HostsImage+"="+bin)
 	pack.Dir = filepath.Join(root, "hack", "nodeimage")
 	if out, err := pack.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("packing the hosts image: %w: %s", err, out)

@@ -51,6 +51,10 @@ const (
 	// PauseImage and WorkloadImage are the tags `make node-bins` builds.
 	PauseImage    = "podbridge.local/pause:1"
 	WorkloadImage = "podbridge.local/workload:1"
+	// HostsImage is the image of bin/node/hosts.tar (make node-bins:
+	// cmd/podbridge-hosts packed by hack/nodeimage/vcimages), podbridge's
+	// --hosts-image on the real node.
+	HostsImage = "podbridge.local/hosts:1"
 	// CoreDNSImage is the image of bin/node/coredns.tar (make node-bins:
 	// hack/coredns, hack/nodeimage/corednsimage), imported as an extra
 	// image.
