@@ -138,6 +138,9 @@ type Env struct {
 	// (Options.ControlPlanePods); controlPlanesDone says it has.
 	stopControlPlanes context.CancelFunc
 	controlPlanesDone chan error
+	// hostOnBridge says the host apiserver serves on the real node's bridge
+	// (Options.ControlPlanePods), so it stops before the bridge goes.
+	hostOnBridge bool
 
 	// failed receives an error when a podbridge component stops on its own.
 	failed chan error
@@ -241,6 +244,7 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 				return env, err
 			}
 			hostOpts.HostForPods = env.RealNode.IP.String()
+			env.hostOnBridge = true
 			hostOpts.ServingNames = kubernetesServingNames(hostKubernetesIP, "")
 		}
 	} else if opts.ControlPlanePods {
@@ -651,8 +655,24 @@ func (e *Env) Stop() error {
 	// The virtual apiserver serves on the real node's bridge: it stops
 	// before the bridge goes, and the node before the host it is part of,
 	// but after the host's controllers, which provision into its folder.
-	errs = append(errs, e.Virtual.Stop(), e.Host.StopControllerManager(), e.RealNode.Stop(), e.Host.Stop())
+	errs = append(errs, named("virtual control plane", e.Virtual.Stop()), named("host controller-manager", e.Host.StopControllerManager()))
+	if e.hostOnBridge {
+		// An apiserver whose serving address has gone hangs in its own
+		// shutdown: the node leaves the host, the host stops, then the
+		// node (and its bridge) goes.
+		errs = append(errs, named("real node", e.RealNode.Leave()), named("host control plane", e.Host.Stop()), named("real node", e.RealNode.Stop()))
+	} else {
+		errs = append(errs, named("real node", e.RealNode.Stop()), named("host control plane", e.Host.Stop()))
+	}
 	return errors.Join(errs...)
+}
+
+// named says which part an error of Stop comes from.
+func named(part string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("stopping the %s: %w", part, err)
 }
 
 // DefaultPodSecurityLevel is podbridge's default Pod Security level.

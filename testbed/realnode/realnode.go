@@ -242,23 +242,29 @@ func Start(ctx context.Context, opts Options) (n *Node, err error) {
 	return n, nil
 }
 
+// Leave deletes the node from the host (once; Stop does it when it has not
+// been done): its pods go with the kubelet when Stop stops it.
+func (n *Node) Leave() error {
+	if n == nil || n.host == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := n.host.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.opts.NodeName}})
+	n.host = nil
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting the real node from the host: %w", err)
+	}
+	return nil
+}
+
 // Stop stops the kubelet, the containers and containerd, and undoes every
 // change Start and Join recorded; it then releases the machine's lock.
 func (n *Node) Stop() error {
 	if n == nil {
 		return nil
 	}
-	var errs []error
-	if n.host != nil {
-		// The node leaves the host; its pods go with the kubelet below.
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := n.host.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.opts.NodeName}})
-		cancel()
-		if err != nil && !apierrors.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("deleting the real node from the host: %w", err))
-		}
-		n.host = nil
-	}
+	errs := []error{n.Leave()}
 	// The kubelet first, so it does not restart what is being stopped.
 	for i := len(n.procs) - 1; i >= 0; i-- {
 		errs = append(errs, n.procs[i].stop(15*time.Second))
