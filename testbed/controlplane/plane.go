@@ -196,7 +196,14 @@ func StartHost(ctx context.Context, opts Options) (p *Plane, err error) {
 	}
 	kubeletCA, err := kubeletCABundle(kwokDir, kwokServer.caFile(), opts.RealNodeKubeletCAFile)
 	if err == nil {
-		p, err = startAPIServer("host", opts, map[string]string{"kubelet-certificate-authority": kubeletCA})
+		flags := map[string]string{"kubelet-certificate-authority": kubeletCA}
+		if opts.HostForPods != "" {
+			// Serving on the real node's bridge, it stops while the node's
+			// kubelet, kube-proxy and pods still watch it: as StartVirtual,
+			// it closes their watches rather than wait for them.
+			flags["shutdown-watch-termination-grace-period"] = "5s"
+		}
+		p, err = startAPIServer("host", opts, flags)
 	}
 	if err != nil {
 		kwokServer.stop()
