@@ -175,22 +175,7 @@ func TestClaimDataOutlivesItsPodOnRealNode(t *testing.T) {
 	if err := virtualClient.Delete(ctx, reader, client.GracePeriodSeconds(0)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 90*time.Second, "claim, host claim, host and virtual volume and the folder gone", func(ctx context.Context) (bool, string) {
-		for what, err := range map[string]error{
-			"virtual claim":  virtualClient.Get(ctx, client.ObjectKeyFromObject(data), &corev1.PersistentVolumeClaim{}),
-			"host claim":     hostClient.Get(ctx, hostClaimKey(data), &corev1.PersistentVolumeClaim{}),
-			"host volume":    hostClient.Get(ctx, client.ObjectKey{Name: hostVolume.Name}, &corev1.PersistentVolume{}),
-			"virtual volume": virtualClient.Get(ctx, client.ObjectKey{Name: hostVolume.Name}, &corev1.PersistentVolume{}),
-		} {
-			if !apierrors.IsNotFound(err) {
-				return false, fmt.Sprintf("%s: %v", what, err)
-			}
-		}
-		if _, err := os.Lstat(folder); !os.IsNotExist(err) {
-			return false, fmt.Sprintf("folder %s: %v", folder, err)
-		}
-		return true, ""
-	})
+	waitClaimGoneWithItsVolume(t, data, hostVolume.Name, folder)
 }
 
 // waitPodGone waits until the virtual pod and its host pod are gone.
@@ -459,22 +444,7 @@ func TestWaitForFirstConsumerClaimOnRealNode(t *testing.T) {
 	if err := virtualClient.Delete(ctx, data); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 90*time.Second, "claim, host claim, volumes and folder gone", func(ctx context.Context) (bool, string) {
-		for what, err := range map[string]error{
-			"virtual claim":  virtualClient.Get(ctx, client.ObjectKeyFromObject(data), &corev1.PersistentVolumeClaim{}),
-			"host claim":     hostClient.Get(ctx, hostClaimKey(data), &corev1.PersistentVolumeClaim{}),
-			"host volume":    hostClient.Get(ctx, client.ObjectKey{Name: hostVolume.Name}, &corev1.PersistentVolume{}),
-			"virtual volume": virtualClient.Get(ctx, client.ObjectKey{Name: hostVolume.Name}, &corev1.PersistentVolume{}),
-		} {
-			if !apierrors.IsNotFound(err) {
-				return false, fmt.Sprintf("%s: %v", what, err)
-			}
-		}
-		if _, err := os.Lstat(folder); !os.IsNotExist(err) {
-			return false, fmt.Sprintf("folder %s: %v", folder, err)
-		}
-		return true, ""
-	})
+	waitClaimGoneWithItsVolume(t, data, hostVolume.Name, folder)
 }
 
 // waitVirtualClaimEvent waits for an event of reason whose message
@@ -515,4 +485,26 @@ func fieldManagers(obj client.Object, field string) []string {
 		}
 	}
 	return managers
+}
+
+// waitClaimGoneWithItsVolume waits until the virtual claim, its host claim,
+// the host volume, its virtual mirror and the provisioned folder are gone.
+func waitClaimGoneWithItsVolume(t *testing.T, data *corev1.PersistentVolumeClaim, volume, folder string) {
+	t.Helper()
+	eventually(t, 90*time.Second, "claim, host claim, host and virtual volume and the folder gone", func(ctx context.Context) (bool, string) {
+		for what, err := range map[string]error{
+			"virtual claim":  virtualClient.Get(ctx, client.ObjectKeyFromObject(data), &corev1.PersistentVolumeClaim{}),
+			"host claim":     hostClient.Get(ctx, hostClaimKey(data), &corev1.PersistentVolumeClaim{}),
+			"host volume":    hostClient.Get(ctx, client.ObjectKey{Name: volume}, &corev1.PersistentVolume{}),
+			"virtual volume": virtualClient.Get(ctx, client.ObjectKey{Name: volume}, &corev1.PersistentVolume{}),
+		} {
+			if !apierrors.IsNotFound(err) {
+				return false, fmt.Sprintf("%s: %v", what, err)
+			}
+		}
+		if _, err := os.Lstat(folder); !os.IsNotExist(err) {
+			return false, fmt.Sprintf("folder %s: %v", folder, err)
+		}
+		return true, ""
+	})
 }
