@@ -205,44 +205,11 @@ func (b *burst) admittedNames() []string {
 // grace period.
 func (c *cluster) waitClaimInvariant(t *testing.T, tl *tally, bound bool) {
 	t.Helper()
-	orphans := map[string]bool{}
-	var last []check.Violation
-	var unbound []string
-	var lastErr error
-	err := wait.PollUntilContextTimeout(context.Background(), 500*time.Millisecond, settleTimeout, true, func(ctx context.Context) (bool, error) {
-		last, lastErr = check.RunClaims(ctx, c.hostClient, c.virtualClient, check.Options{Config: c.config, Statuses: true, Now: time.Now()})
-		if lastErr != nil {
-			return false, nil //nolint:nilerr // an apiserver may be starting: retry, report the last error at the end.
-		}
-		for _, v := range last {
-			if v.Kind == check.OrphanClaim {
-				orphans[v.Host] = true
-			}
-		}
-		unbound = unbound[:0]
-		if bound {
-			if unbound, lastErr = c.unboundClaims(ctx); lastErr != nil {
-				return false, nil //nolint:nilerr // as above.
-			}
-		}
-		return len(last) == 0 && len(unbound) == 0, nil
-	})
-	tl.mu.Lock()
-	tl.OrphansCleaned += len(orphans)
-	tl.Violations = len(last)
-	tl.mu.Unlock()
-	if err != nil {
-		var lines []string
-		for i, v := range last {
-			if i == 20 {
-				lines = append(lines, fmt.Sprintf("... and %d more", len(last)-i))
-				break
-			}
-			lines = append(lines, v.String())
-		}
-		t.Fatalf("the claims' invariant did not hold within %s: %d violations, %d virtual claims not Bound with their virtual volume %.300v (last error: %v):\n%s",
-			settleTimeout, len(last), len(unbound), unbound, lastErr, strings.Join(lines, "\n"))
+	inv := invariant{what: "the claims' invariant", run: check.RunClaims, orphan: check.OrphanClaim}
+	if bound {
+		inv.pending, inv.waiting = c.unboundClaims, "virtual claims not Bound with their virtual volume"
 	}
+	c.settle(t, tl, inv)
 }
 
 // unboundClaims lists the virtual claims that are not Bound to a volume

@@ -296,26 +296,52 @@ func (b *burst) assertNothingLost(t *testing.T, deleted map[string]bool) {
 // older than its grace period.
 func (c *cluster) waitInvariant(t *testing.T, tl *tally) {
 	t.Helper()
+	c.settle(t, tl, invariant{
+		what:    "the invariant",
+		run:     check.Run,
+		orphan:  check.Orphan,
+		pending: c.notRunning,
+		waiting: "virtual pods not bound and Running",
+	})
+}
+
+// invariant is what settle polls: a check, the kind of its violations
+// that are orphans the reflector collects, and what must also be empty
+// (nil: nothing).
+type invariant struct {
+	what    string
+	run     func(context.Context, client.Reader, client.Reader, check.Options) ([]check.Violation, error)
+	orphan  string
+	pending func(context.Context) ([]string, error)
+	waiting string
+}
+
+// settle polls inv until it reports no violation and nothing pending,
+// counts the orphans it saw collected and the violations left in tl, and
+// fails the test with the last of them after settleTimeout.
+func (c *cluster) settle(t *testing.T, tl *tally, inv invariant) {
+	t.Helper()
 	orphans := map[string]bool{}
 	var last []check.Violation
-	var notRunning []string
+	var pending []string
 	var lastErr error
 	err := wait.PollUntilContextTimeout(context.Background(), 500*time.Millisecond, settleTimeout, true, func(ctx context.Context) (bool, error) {
-		last, lastErr = check.Run(ctx, c.hostClient, c.virtualClient, check.Options{
-			Config: c.config, Statuses: true, Now: time.Now(),
-		})
+		last, lastErr = inv.run(ctx, c.hostClient, c.virtualClient, check.Options{Config: c.config, Statuses: true, Now: time.Now()})
 		if lastErr != nil {
 			return false, nil //nolint:nilerr // an apiserver may be starting: retry, report the last error at the end.
 		}
 		for _, v := range last {
-			if v.Kind == check.Orphan {
+			if v.Kind == inv.orphan {
 				orphans[v.Host] = true
 			}
 		}
-		if notRunning, lastErr = c.notRunning(ctx); lastErr != nil {
-			return false, nil //nolint:nilerr // as above.
+		pending = nil
+		if inv.pending != nil {
+			if pending, lastErr = inv.pending(ctx); lastErr != nil {
+				return false, nil //nolint:nilerr // as above.
+			}
 		}
-		return len(last) == 0 && len(notRunning) == 0, nil
+		return len(last) == 0 && len(pending) == 0, nil
 	})
 	tl.mu.Lock()
 	tl.OrphansCleaned += len(orphans)
@@ -330,8 +356,8 @@ func (c *cluster) waitInvariant(t *testing.T, tl *tally) {
 			}
 			lines = append(lines, v.String())
 		}
-		t.Fatalf("the invariant did not hold within %s: %d violations, %d virtual pods not bound and Running %.300v (last error: %v):\n%s",
-			settleTimeout, len(last), len(notRunning), notRunning, lastErr, strings.Join(lines, "\n"))
+		t.Fatalf("%s did not hold within %s: %d violations, %d %s %.300v (last error: %v):\n%s",
+			inv.what, settleTimeout, len(last), len(pending), inv.waiting, pending, lastErr, strings.Join(lines, "\n"))
 	}
 }
 
