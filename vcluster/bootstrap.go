@@ -136,50 +136,84 @@ func Bootstrap(ctx context.Context, cfg *rest.Config) error {
 	return nil
 }
 
-// EnsureGrants applies each of grants that is missing or differs in what
+// EnsureGrants writes each of grants that is missing or differs in what
 // it grants (a ClusterRole's rules and aggregation, a binding's role and
-// subjects) with server-side apply, forcing its fields; one as wanted is
-// not written (a write would pass the tenant's admission webhooks for
-// nothing). It then reads each written one back: what a tenant's webhook
+// subjects): created, or updated with exactly those fields (a binding to
+// another role is deleted and made again: roleRef cannot change); one as
+// wanted is not written (a write would pass the tenant's admission
+// webhooks for nothing). Labels and annotations are left: they grant
+// nothing. It then reads each written one back: what a tenant's webhook
 // changed on the way is an error, not a grant. It returns what it wrote.
 func EnsureGrants(ctx context.Context, c client.Client, grants []*unstructured.Unstructured) ([]string, error) {
 	var written []string
 	for _, want := range grants {
 		name := want.GetKind() + " " + want.GetName()
-		same, err := grantsAsWanted(ctx, c, want)
+		same, err := ensureGrant(ctx, c, want, true)
 		if err != nil {
 			return written, err
 		}
 		if same {
 			continue
 		}
-		if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(want.DeepCopy()), client.FieldOwner(BootstrapFieldManager), client.ForceOwnership); err != nil {
-			return written, fmt.Errorf("applying %s: %w", name, err)
-		}
 		written = append(written, name)
-		if same, err := grantsAsWanted(ctx, c, want); err != nil {
+		if same, err := ensureGrant(ctx, c, want, false); err != nil {
 			return written, err
 		} else if !same {
-			return written, fmt.Errorf("%s differs from what was applied: something in the virtual cluster's admission changed it", name)
+			return written, fmt.Errorf("%s differs from what was written: something in the virtual cluster's admission changed it", name)
 		}
 	}
 	return written, nil
 }
 
-// grantsAsWanted reads want's object and says whether it grants what want
-// does. Labels and annotations are not compared: they grant nothing.
-func grantsAsWanted(ctx context.Context, c client.Client, want *unstructured.Unstructured) (bool, error) {
+// ensureGrant reads want's object and says whether it grants what want
+// does; when it does not and write is set, it writes it.
+func ensureGrant(ctx context.Context, c client.Client, want *unstructured.Unstructured, write bool) (bool, error) {
 	name := want.GetKind() + " " + want.GetName()
-	var wantObj, live client.Object
+	owner := client.FieldOwner(BootstrapFieldManager)
 	switch want.GetKind() {
 	case "ClusterRole":
-		wantObj, live = &rbacv1.ClusterRole{}, &rbacv1.ClusterRole{}
+		w, live := &rbacv1.ClusterRole{}, &rbacv1.ClusterRole{}
+		found, err := readGrant(ctx, c, want, w, live)
+		if err != nil || (found && apiequality.Semantic.DeepEqual(w.Rules, live.Rules) && apiequality.Semantic.DeepEqual(w.AggregationRule, live.AggregationRule)) {
+			return err == nil, err
+		}
+		if !write {
+			return false, nil
+		}
+		if !found {
+			return false, wrapWrite(name, c.Create(ctx, w, owner))
+		}
+		live.Rules, live.AggregationRule = w.Rules, w.AggregationRule
+		return false, wrapWrite(name, c.Update(ctx, live, owner))
 	case "ClusterRoleBinding":
-		wantObj, live = &rbacv1.ClusterRoleBinding{}, &rbacv1.ClusterRoleBinding{}
-	default:
-		return false, fmt.Errorf("%s is not a grant the bootstrap step applies", name)
+		w, live := &rbacv1.ClusterRoleBinding{}, &rbacv1.ClusterRoleBinding{}
+		found, err := readGrant(ctx, c, want, w, live)
+		if err != nil || (found && w.RoleRef == live.RoleRef && apiequality.Semantic.DeepEqual(w.Subjects, live.Subjects)) {
+			return err == nil, err
+		}
+		if !write {
+			return false, nil
+		}
+		if found && w.RoleRef != live.RoleRef {
+			if err := c.Delete(ctx, live, client.Preconditions{UID: &live.UID}); client.IgnoreNotFound(err) != nil {
+				return false, wrapWrite(name, err)
+			}
+			found = false
+		}
+		if !found {
+			return false, wrapWrite(name, c.Create(ctx, w, owner))
+		}
+		live.Subjects = w.Subjects
+		return false, wrapWrite(name, c.Update(ctx, live, owner))
 	}
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(want.Object, wantObj); err != nil {
+	return false, fmt.Errorf("%s is not a grant the bootstrap step applies", name)
+}
+
+// readGrant decodes want into w and reads its object into live, saying
+// whether it exists.
+func readGrant(ctx context.Context, c client.Client, want *unstructured.Unstructured, w, live client.Object) (bool, error) {
+	name := want.GetKind() + " " + want.GetName()
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(want.Object, w); err != nil {
 		return false, fmt.Errorf("%s: %w", name, err)
 	}
 	err := c.Get(ctx, client.ObjectKey{Name: want.GetName()}, live)
@@ -189,13 +223,12 @@ func grantsAsWanted(ctx context.Context, c client.Client, want *unstructured.Uns
 	if err != nil {
 		return false, fmt.Errorf("reading %s: %w", name, err)
 	}
-	switch w := wantObj.(type) {
-	case *rbacv1.ClusterRole:
-		l := live.(*rbacv1.ClusterRole)
-		return apiequality.Semantic.DeepEqual(w.Rules, l.Rules) && apiequality.Semantic.DeepEqual(w.AggregationRule, l.AggregationRule), nil
-	case *rbacv1.ClusterRoleBinding:
-		l := live.(*rbacv1.ClusterRoleBinding)
-		return w.RoleRef == l.RoleRef && apiequality.Semantic.DeepEqual(w.Subjects, l.Subjects), nil
+	return true, nil
+}
+
+func wrapWrite(name string, err error) error {
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", name, err)
 	}
-	return false, nil
+	return nil
 }

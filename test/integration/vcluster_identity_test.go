@@ -40,8 +40,17 @@ func TestTenantCannotKeepPodbridgesGrantsAway(t *testing.T) {
 		t.Fatalf("bootstrap over the grants as applied: wrote %v (%v), want nothing", written, err)
 	}
 
-	// The tenant deletes the binding and strips the role of ConfigMaps.
+	// The tenant deletes the binding, makes another of that name to a role
+	// that grants nearly nothing, and strips podbridge's role of ConfigMaps.
 	if err := two.client.Delete(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "podbridge"}}); err != nil {
+		t.Fatal(err)
+	}
+	rebound := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "podbridge"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:basic-user"},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: vcluster.PodbridgeUser}},
+	}
+	if err := two.client.Create(ctx, rebound); err != nil {
 		t.Fatal(err)
 	}
 	role := &rbacv1.ClusterRole{}
@@ -92,6 +101,10 @@ func TestTenantCannotKeepPodbridgesGrantsAway(t *testing.T) {
 	}
 	if want := []string{"ClusterRole podbridge", "ClusterRoleBinding podbridge"}; !slices.Equal(written, want) {
 		t.Errorf("the bootstrap step wrote %v, want %v", written, want)
+	}
+	restored := &rbacv1.ClusterRoleBinding{}
+	if err := two.client.Get(ctx, client.ObjectKey{Name: "podbridge"}, restored); err != nil || restored.RoleRef.Name != "podbridge" || restored.UID == rebound.UID {
+		t.Errorf("the binding after the bootstrap step: role %q, uid %s (the tenant's %s), %v; want podbridge's, made again", restored.RoleRef.Name, restored.UID, rebound.UID, err)
 	}
 	eventually(t, 30*time.Second, "the refused pod admitted once the grants are back", func(ctx context.Context) (bool, string) {
 		pod := refused.DeepCopy()
