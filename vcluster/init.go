@@ -46,14 +46,31 @@ type InitOptions struct {
 	Now func() time.Time
 }
 
-// Paths under Dir/pki the package's containers read.
+// Paths under Dir the package's containers read, and the identities Init
+// issues.
 const (
 	pkiDir = "pki"
+	// PodbridgeDir, under pki, holds only podbridge.kubeconfig: the webhook
+	// and the reflector mount this folder alone (a subPath of the claim),
+	// never the CAs' keys or any other identity's credentials.
+	PodbridgeDir = "podbridge"
+	// CertCopiesDir, under pki, holds the apiserver's copies of
+	// podbridge's certificates: WebhookClientFile and KubeletCAFile, which
+	// Init writes and the certs container keeps current (KeepCopies).
+	CertCopiesDir = "podbridge-certs"
+	// WebhookClientFile holds the webhook and kubelet API client
+	// certificate and its key in one PEM file, so that one rename replaces
+	// both (the apiserver reads the file once for the certificate and once
+	// for the key).
+	WebhookClientFile = "webhook-client.pem"
+	// KubeletCAFile is the kubelet API's CA bundle: its current CA and the
+	// previous one while valid.
+	KubeletCAFile = "kubelet-ca.crt"
 	// AdminUser is the admin kubeconfig's user, in system:masters.
 	AdminUser = "podbridge:vcluster-admin"
-	// PodbridgeUser is podbridge's identity in the virtual cluster, in
-	// system:masters too: the virtual cluster is the tenant's, who is its
-	// cluster-admin already, and its credentials never leave the pod.
+	// PodbridgeUser is podbridge's identity in the virtual cluster, in no
+	// group: the user manifests/virtual/base/rbac.yaml grants what
+	// podbridge does there, which the bootstrap step applies (Bootstrap).
 	PodbridgeUser = "podbridge"
 )
 
@@ -67,7 +84,7 @@ func Init(ctx context.Context, o InitOptions) error {
 	now := o.Now()
 	log := logf.FromContext(ctx)
 	pki := filepath.Join(o.Dir, pkiDir)
-	for _, dir := range []string{pki, filepath.Join(pki, "webhook-client"), filepath.Join(o.Dir, "db")} {
+	for _, dir := range []string{pki, filepath.Join(pki, PodbridgeDir), filepath.Join(pki, CertCopiesDir), filepath.Join(o.Dir, "db")} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return fmt.Errorf("creating %s: %w", dir, err)
 		}
@@ -107,30 +124,20 @@ func Init(ctx context.Context, o InitOptions) error {
 	} else if err != nil {
 		return err
 	}
-	local := "https://127.0.0.1:6443"
-	for file, user := range map[string]struct {
-		name   string
-		groups []string
-	}{
-		"podbridge.kubeconfig":          {PodbridgeUser, []string{"system:masters"}},
-		"controller-manager.kubeconfig": {"system:kube-controller-manager", nil},
-	} {
-		pair, err := clientCA.client(user.name, user.groups, now)
-		if err != nil {
-			return fmt.Errorf("issuing %s's client certificate: %w", user.name, err)
-		}
-		kubeconfig, err := kubeconfig(local, servingCA.Cert, user.name, pair)
-		if err != nil {
-			return err
-		}
-		if err := writeFile(filepath.Join(pki, file), kubeconfig); err != nil {
-			return err
+	if err := issueKubeconfigs(pki, servingCA, clientCA, now); err != nil {
+		return err
+	}
+	// What earlier versions left on the claim: podbridge's kubeconfig in
+	// system:masters, and the copies under their old names.
+	for _, old := range []string{filepath.Join(pki, "podbridge.kubeconfig"), filepath.Join(pki, "webhook-client"), filepath.Join(pki, "kubelet-ca.crt")} {
+		if err := os.RemoveAll(old); err != nil {
+			return fmt.Errorf("removing %s of an earlier version: %w", old, err)
 		}
 	}
 	// podbridge's self-managed Secrets, issued here when absent so the
 	// apiserver has their files at start; the webhook and the reflector
-	// then keep and renew them. The apiserver's copies are refreshed at
-	// each start of the pod.
+	// then keep and renew them, and the certs container keeps the
+	// apiserver's copies current (KeepCopies).
 	webhookClient, err := ensureTLSSecret(ctx, o, o.ClientCASecret, func() (*certs.Bundle, error) {
 		return certs.NewClient(certs.ClientCommonNameFor(o.Namespace, o.VCluster), now, certValidity)
 	})
@@ -143,11 +150,7 @@ func Init(ctx context.Context, o InitOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := errors.Join(
-		writeFile(filepath.Join(pki, "webhook-client", certs.CertFile), webhookClient.Cert),
-		writeFile(filepath.Join(pki, "webhook-client", certs.KeyFile), webhookClient.Key),
-		writeFile(filepath.Join(pki, "kubelet-ca.crt"), kubeletServing.CA),
-	); err != nil {
+	if _, err := writeCopies(filepath.Join(pki, CertCopiesDir), webhookClient, kubeletServing, now); err != nil {
 		return err
 	}
 	if err := ensureKubeconfigSecret(ctx, o, servingCA, clientCA, now); err != nil {
@@ -155,6 +158,40 @@ func Init(ctx context.Context, o InitOptions) error {
 	}
 	return nil
 }
+
+// Identities Init issues kubeconfigs for, on the apiserver's loopback:
+// file under pki, user and groups. podbridge's is in no group: RBAC
+// grants what it does (manifests/virtual/base/rbac.yaml, applied by
+// Bootstrap).
+var identities = []struct {
+	file, user string
+	groups     []string
+}{
+	{filepath.Join(PodbridgeDir, "podbridge.kubeconfig"), PodbridgeUser, nil},
+	{"controller-manager.kubeconfig", "system:kube-controller-manager", nil},
+}
+
+// issueKubeconfigs writes a kubeconfig of each of identities into pki,
+// freshly issued (they never leave the pod; a restart issues new ones).
+func issueKubeconfigs(pki string, servingCA, clientCA keyPair, now time.Time) error {
+	for _, id := range identities {
+		pair, err := clientCA.client(id.user, id.groups, now, certValidity)
+		if err != nil {
+			return fmt.Errorf("issuing %s's client certificate: %w", id.user, err)
+		}
+		kubeconfig, err := kubeconfig(LocalAPIServer, servingCA.Cert, id.user, pair)
+		if err != nil {
+			return err
+		}
+		if err := writeFile(filepath.Join(pki, id.file), kubeconfig); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// LocalAPIServer is the virtual apiserver on the pod's loopback.
+const LocalAPIServer = "https://127.0.0.1:6443"
 
 // OwnDir hands dir itself (not what is in it) to uid and its group, unless
 // it is theirs already: the control-plane pod's first init container,
@@ -213,26 +250,15 @@ func writeFile(path string, data []byte) error {
 // cluster's, or creates it from fresh; a Secret of that name without the
 // mark is refused, as podbridge's self-managed mode refuses it.
 func ensureTLSSecret(ctx context.Context, o InitOptions, name string, fresh func() (*certs.Bundle, error)) (*certs.Bundle, error) {
-	secret := &corev1.Secret{}
-	err := o.Host.Get(ctx, types.NamespacedName{Namespace: o.Namespace, Name: name}, secret)
-	if err == nil {
-		if err := ownership.Check(secret, "Secret", o.VCluster); err != nil {
-			return nil, err
-		}
-		b := &certs.Bundle{CA: secret.Data[certs.CAFile], CAKey: secret.Data[certs.CAKeyFile], Cert: secret.Data[certs.CertFile], Key: secret.Data[certs.KeyFile]}
-		if len(b.CA) == 0 || len(b.Cert) == 0 || len(b.Key) == 0 {
-			return nil, fmt.Errorf("host Secret %s/%s lacks %s, %s or %s", o.Namespace, name, certs.CAFile, certs.CertFile, certs.KeyFile)
-		}
-		return b, nil
+	b, err := readTLSSecret(ctx, o, name)
+	if err == nil || !apierrors.IsNotFound(err) {
+		return b, err
 	}
-	if !apierrors.IsNotFound(err) {
-		return nil, fmt.Errorf("reading host Secret %s/%s: %w", o.Namespace, name, err)
-	}
-	b, err := fresh()
+	b, err = fresh()
 	if err != nil {
 		return nil, fmt.Errorf("issuing %s: %w", name, err)
 	}
-	secret = &corev1.Secret{
+	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: o.Namespace, Labels: instanceLabels(o.VCluster)},
 		Type:       corev1.SecretTypeTLS,
 		Data:       map[string][]byte{certs.CAFile: b.CA, certs.CAKeyFile: b.CAKey, certs.CertFile: b.Cert, certs.KeyFile: b.Key},
@@ -269,7 +295,7 @@ func ensureKubeconfigSecret(ctx context.Context, o InitOptions, servingCA, clien
 			return nil
 		}
 	}
-	admin, err := clientCA.client(AdminUser, []string{"system:masters"}, now)
+	admin, err := clientCA.client(AdminUser, []string{"system:masters"}, now, certValidity)
 	if err != nil {
 		return fmt.Errorf("issuing the admin client certificate: %w", err)
 	}

@@ -64,8 +64,9 @@ func newCA(commonName string, now time.Time) (keyPair, error) {
 	return keyPair{Cert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), Key: keyPEM}, nil
 }
 
-// issue signs a certificate from tmpl with ca.
-func (ca keyPair) issue(tmpl *x509.Certificate, now time.Time) (keyPair, error) {
+// issue signs a certificate from tmpl with ca, valid from an hour before
+// now for validity.
+func (ca keyPair) issue(tmpl *x509.Certificate, now time.Time, validity time.Duration) (keyPair, error) {
 	caCert, caKey, err := ca.parse()
 	if err != nil {
 		return keyPair{}, err
@@ -77,7 +78,7 @@ func (ca keyPair) issue(tmpl *x509.Certificate, now time.Time) (keyPair, error) 
 	if tmpl.SerialNumber, err = serial(); err != nil {
 		return keyPair{}, err
 	}
-	tmpl.NotBefore, tmpl.NotAfter = now.Add(-time.Hour), now.Add(certValidity)
+	tmpl.NotBefore, tmpl.NotAfter = now.Add(-time.Hour), now.Add(validity)
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
 	if err != nil {
@@ -113,12 +114,12 @@ func (ca keyPair) serving(hosts []string, now time.Time) (keyPair, error) {
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
 	}
-	return ca.issue(tmpl, now)
+	return ca.issue(tmpl, now, certValidity)
 }
 
-// client is a client certificate of user in groups.
-func (ca keyPair) client(user string, groups []string, now time.Time) (keyPair, error) {
-	return ca.issue(&x509.Certificate{Subject: pkix.Name{CommonName: user, Organization: groups}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, now)
+// client is a client certificate of user in groups, valid for validity.
+func (ca keyPair) client(user string, groups []string, now time.Time, validity time.Duration) (keyPair, error) {
+	return ca.issue(&x509.Certificate{Subject: pkix.Name{CommonName: user, Organization: groups}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, now, validity)
 }
 
 // validFor says whether the PEM certificate cert is valid at now for at

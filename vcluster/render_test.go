@@ -12,6 +12,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
 	"github.com/podbridge/podbridge/internal/render"
@@ -155,7 +156,7 @@ func TestControlPlanePod(t *testing.T) {
 	for _, c := range spec.Containers {
 		names = append(names, c.Name)
 	}
-	if want := []string{"kube-controller-manager", "webhook", "reflector"}; !slices.Equal(names, want) {
+	if want := []string{"kube-controller-manager", "webhook", "reflector", "certs"}; !slices.Equal(names, want) {
 		t.Fatalf("containers %v, want %v (Render's podbridgeContainers indexes them)", names, want)
 	}
 	images := map[string]string{}
@@ -253,6 +254,50 @@ func TestControlPlanePod(t *testing.T) {
 				t.Errorf("container %s: arguments %v lack %s", name, args(name), arg)
 			}
 		}
+	}
+	// podbridge's webhook and reflector mount their own kubeconfig's
+	// folder of the claim alone, the certs container the apiserver's
+	// copies alone: neither reaches the CAs' keys or another identity.
+	for name, want := range map[string]string{"webhook": "pki/" + PodbridgeDir, "reflector": "pki/" + PodbridgeDir, "certs": "pki/" + CertCopiesDir} {
+		for _, c := range spec.Containers {
+			if c.Name != name {
+				continue
+			}
+			for _, m := range c.VolumeMounts {
+				if m.Name == "data" && (m.SubPath != want || m.MountPath != "/data/"+want) {
+					t.Errorf("container %s mounts the claim's %q at %s, want only %s at /data/%s", name, m.SubPath, m.MountPath, want, want)
+				}
+			}
+		}
+	}
+	if !slices.Contains(args("webhook"), "--virtual-kubeconfig=/data/pki/"+PodbridgeDir+"/podbridge.kubeconfig") ||
+		!slices.Contains(args("reflector"), "--virtual-kubeconfig=/data/pki/"+PodbridgeDir+"/podbridge.kubeconfig") {
+		t.Errorf("the webhook's and the reflector's kubeconfig: %v, %v", args("webhook"), args("reflector"))
+	}
+	// The grants are applied after the apiserver is ready and before
+	// podbridge starts: a regular init container after the apiserver.
+	last := spec.InitContainers[len(spec.InitContainers)-1]
+	if last.Name != "rbac" || last.RestartPolicy != nil || !slices.Contains(last.Args, "--bootstrap-rbac") || spec.InitContainers[len(spec.InitContainers)-2].Name != "kube-apiserver" {
+		t.Errorf("the last init container is %s %v (restart policy %v), want rbac with --bootstrap-rbac right after kube-apiserver", last.Name, last.Args, last.RestartPolicy)
+	}
+	if !slices.Contains(args("certs"), "--keep-copies=1m") {
+		t.Errorf("the certs container's arguments %v: want --keep-copies=1m", args("certs"))
+	}
+	// The apiserver reads the copies the certs container writes: the
+	// client certificate and key from one file.
+	pair := "/data/pki/" + CertCopiesDir + "/" + WebhookClientFile
+	for _, arg := range []string{"--kubelet-client-certificate=" + pair, "--kubelet-client-key=" + pair, "--kubelet-certificate-authority=/data/pki/" + CertCopiesDir + "/" + KubeletCAFile} {
+		if !slices.Contains(args("kube-apiserver"), arg) {
+			t.Errorf("kube-apiserver's arguments lack %s", arg)
+		}
+	}
+	admission := objs["ConfigMap/alpha-admission"].(*corev1.ConfigMap)
+	webhookClient, err := clientcmd.Load([]byte(admission.Data["webhook-client.kubeconfig"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if user := webhookClient.AuthInfos["127.0.0.1:9443"]; user == nil || user.ClientCertificate != pair || user.ClientKey != pair {
+		t.Errorf("the webhook client kubeconfig's user %+v, want certificate and key from %s", user, pair)
 	}
 	if len(sts.Spec.VolumeClaimTemplates) != 1 || sts.Spec.VolumeClaimTemplates[0].Labels[LabelInstance] != "alpha" {
 		t.Errorf("claim templates %+v: want one, labelled with the instance (delete finds its claim by it)", sts.Spec.VolumeClaimTemplates)

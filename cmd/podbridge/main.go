@@ -27,7 +27,7 @@ var commands = map[string]struct {
 	"list":      {"list the virtual clusters on the host", runList},
 	"delete":    {"delete a virtual cluster and everything of it on the host", runDelete},
 	// The control-plane pod's init container (manifests/virtualcluster).
-	"vcluster-init": {"prepare a virtual cluster's certificates and kubeconfigs (its control-plane pod's init container)", runVClusterInit},
+	"vcluster-init": {"prepare a virtual cluster's certificates and kubeconfigs, apply podbridge's grants in it, keep the apiserver's certificate copies current (its control-plane pod's init, rbac and certs containers)", runVClusterInit},
 }
 
 func main() {

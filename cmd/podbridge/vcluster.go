@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -284,6 +285,10 @@ func runVClusterInit(ctx context.Context, args []string) error {
 	fs.StringVar(&o.ClientCASecret, "client-ca-secret", "", "podbridge's self-managed Secret of the webhook client certificate (required)")
 	fs.StringVar(&o.KubeletCertSecret, "kubelet-cert-secret", "", "podbridge's self-managed Secret of the kubelet API's serving certificate (required)")
 	host := fs.String("host-kubeconfig", "", "kubeconfig of the host cluster (empty: in-cluster configuration)")
+	bootstrap := fs.Bool("bootstrap-rbac", false, "only apply podbridge's grants in the virtual cluster (manifests/virtual/base/rbac.yaml) through --apiserver, as an administrator whose certificate it issues in memory from --dir's client CA, and exit (the control-plane pod's rbac init container)")
+	apiserver := fs.String("apiserver", vcluster.LocalAPIServer, "the virtual apiserver, for --bootstrap-rbac")
+	bootstrapTimeout := fs.Duration("bootstrap-timeout", 2*time.Minute, "how long --bootstrap-rbac tries before it fails")
+	keepCopies := fs.Duration("keep-copies", 0, "only keep the apiserver's copies of podbridge's certificates under --dir current from their host Secrets, checking at this interval, until stopped (the control-plane pod's certs container)")
 	setLogger := bindLogging(fs)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -292,18 +297,36 @@ func runVClusterInit(ctx context.Context, args []string) error {
 	if *dataOwner >= 0 {
 		return vcluster.OwnDir(o.Dir, *dataOwner)
 	}
+	if *bootstrap {
+		cfg, err := vcluster.BootstrapConfig(o.Dir, *apiserver, time.Now())
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(ctx, *bootstrapTimeout)
+		defer cancel()
+		return vcluster.Bootstrap(logf.IntoContext(ctx, logf.Log.WithName("vcluster-bootstrap")), cfg)
+	}
+	required := map[string]string{"--vcluster-name": o.VCluster, "--host-namespace": o.Namespace, "--client-ca-secret": o.ClientCASecret, "--kubelet-cert-secret": o.KubeletCertSecret}
+	if *keepCopies == 0 {
+		required["--apiserver-service"], required["--apiserver-service-ip"], required["--kubeconfig-secret"] = o.APIServerService, o.APIServerIP, o.KubeconfigSecret
+	}
 	var missing []string
-	for flag, v := range map[string]string{"--vcluster-name": o.VCluster, "--host-namespace": o.Namespace, "--apiserver-service": o.APIServerService,
-		"--apiserver-service-ip": o.APIServerIP, "--kubeconfig-secret": o.KubeconfigSecret, "--client-ca-secret": o.ClientCASecret, "--kubelet-cert-secret": o.KubeletCertSecret} {
+	for flag, v := range required {
 		if v == "" {
 			missing = append(missing, flag)
 		}
 	}
 	if len(missing) > 0 {
+		slices.Sort(missing)
 		return fmt.Errorf("required: %s", strings.Join(missing, ", "))
 	}
-	if _, err := netip.ParseAddr(o.APIServerIP); err != nil {
-		return fmt.Errorf("--apiserver-service-ip: %w", err)
+	if *keepCopies < 0 {
+		return fmt.Errorf("--keep-copies: %s is not an interval", *keepCopies)
+	}
+	if *keepCopies == 0 {
+		if _, err := netip.ParseAddr(o.APIServerIP); err != nil {
+			return fmt.Errorf("--apiserver-service-ip: %w", err)
+		}
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", *host)
 	if err != nil {
@@ -311,6 +334,9 @@ func runVClusterInit(ctx context.Context, args []string) error {
 	}
 	if o.Host, err = client.New(cfg, client.Options{Scheme: kube.Scheme}); err != nil {
 		return err
+	}
+	if *keepCopies > 0 {
+		return vcluster.KeepCopies(logf.IntoContext(ctx, logf.Log.WithName("vcluster-certs")), o, *keepCopies)
 	}
 	return vcluster.Init(logf.IntoContext(ctx, logf.Log.WithName("vcluster-init")), o)
 }

@@ -189,8 +189,18 @@ func TestInitKeepsTheClustersIdentity(t *testing.T) {
 		return b
 	}
 	ca, saKey := read("ca.crt"), read("sa.key")
-	for _, file := range []string{"apiserver.crt", "client-ca.crt", "sa.pub", "podbridge.kubeconfig", "controller-manager.kubeconfig", "webhook-client/tls.crt", "kubelet-ca.crt"} {
+	for _, file := range []string{"apiserver.crt", "client-ca.crt", "sa.pub", "podbridge/podbridge.kubeconfig", "controller-manager.kubeconfig", "podbridge-certs/webhook-client.pem", "podbridge-certs/kubelet-ca.crt"} {
 		read(file)
+	}
+	// podbridge's identity in the virtual cluster is in no group.
+	podbridge, err := clientcmd.Load(read("podbridge/podbridge.kubeconfig"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, user := range podbridge.AuthInfos {
+		if c := parseCert(t, user.ClientCertificateData); c.Subject.CommonName != vcluster.PodbridgeUser || len(c.Subject.Organization) > 0 {
+			t.Errorf("podbridge's certificate: %q in %v, want %q in no group", c.Subject.CommonName, c.Subject.Organization, vcluster.PodbridgeUser)
+		}
 	}
 	serving := parseCert(t, read("apiserver.crt"))
 	for _, name := range []string{"kubernetes.default.svc", "init-a-apiserver." + ns + ".svc"} {
