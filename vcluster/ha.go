@@ -41,6 +41,10 @@ const (
 // cert-manager "-apiserver".
 func PKISecret(name string) string { return name + "-pki" }
 
+// certManagerKinds are the cert-manager component's kinds, which delete
+// looks through too; a host without cert-manager has no such kind.
+var certManagerKinds = []kind{listKind("cert-manager.io", "Certificate", true), listKind("cert-manager.io", "Issuer", true)}
+
 // EtcdOptions name the platform's etcd (Store etcd).
 type EtcdOptions struct {
 	// Servers are its client URLs, https://ADDRESS:PORT.

@@ -47,6 +47,9 @@ type InitOptions struct {
 	// PKIIssuer says who makes them: IssuerSelfManaged (init, when
 	// absent) or IssuerCertManager (also the serving certificate).
 	PKISecret, PKIIssuer string
+	// PKIWait bounds the wait for cert-manager's Secrets (0:
+	// DefaultPKIWait).
+	PKIWait time.Duration
 	// Now defaults to time.Now.
 	Now func() time.Time
 }

@@ -31,9 +31,10 @@ import (
 // a Secret it writes: the name of its Certificate.
 const CertManagerCertificateAnnotation = "cert-manager.io/certificate-name"
 
-// sharedPKIWait bounds init's wait for cert-manager's Secrets; the
-// container then fails and the kubelet starts it again.
-var sharedPKIWait = 2 * time.Minute
+// DefaultPKIWait bounds init's wait for cert-manager's Secrets
+// (InitOptions.PKIWait); the container then fails and the kubelet starts
+// it again.
+const DefaultPKIWait = 2 * time.Minute
 
 // sharedPKIFiles are the shared Secrets (after the prefix) and the files
 // under Dir/pki they become.
@@ -130,7 +131,11 @@ func sharedKeyPair(ctx context.Context, o InitOptions, name, commonName string, 
 	var secret corev1.Secret
 	var err error
 	if certManager {
-		waitCtx, cancel := context.WithTimeout(ctx, sharedPKIWait)
+		bound := o.PKIWait
+		if bound <= 0 {
+			bound = DefaultPKIWait
+		}
+		waitCtx, cancel := context.WithTimeout(ctx, bound)
 		defer cancel()
 		err = wait.PollUntilContextCancel(waitCtx, time.Second, true, func(ctx context.Context) (bool, error) {
 			err := o.Host.Get(ctx, key, &secret)

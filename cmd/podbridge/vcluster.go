@@ -305,6 +305,7 @@ func runVClusterInit(ctx context.Context, args []string) error {
 	fs.StringVar(&o.KubeletCertSecret, "kubelet-cert-secret", "", "podbridge's self-managed Secret of the kubelet API's serving certificate (required)")
 	fs.StringVar(&o.PKISecret, "pki-secret", "", "prefix of the host Secrets (PREFIX-ca, -client-ca, -service-account) holding the CAs and service-account key every replica shares (empty: kept on --dir)")
 	fs.StringVar(&o.PKIIssuer, "pki-issuer", vcluster.IssuerSelfManaged, "who makes the --pki-secret Secrets: self-managed (this command, when absent) or cert-manager (also PREFIX-apiserver, the serving certificate; this command only reads them)")
+	fs.DurationVar(&o.PKIWait, "pki-wait", vcluster.DefaultPKIWait, "with --pki-issuer=cert-manager: how long to wait for cert-manager's Secrets before failing")
 	host := fs.String("host-kubeconfig", "", "kubeconfig of the host cluster (empty: in-cluster configuration)")
 	setLogger := bindLogging(fs)
 	if err := parse(fs, args); err != nil {
