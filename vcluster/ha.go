@@ -1,17 +1,22 @@
 package vcluster
 
 import (
+	"cmp"
+	"context"
 	"fmt"
 	"io/fs"
 	"net"
 	"net/netip"
 	"net/url"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	"github.com/podbridge/podbridge/manifests/virtualcluster"
@@ -303,4 +308,46 @@ func (o *Options) etcdEgress() []any {
 		})
 	}
 	return rules
+}
+
+// ReadyControlPlanePod names a control-plane pod of virtual cluster name
+// whose apiserver is ready and that is not being deleted, the lowest
+// ordinal first; "" when there is none. Tenant host pods never carry the
+// package's labels (podbridge puts tenants' labels under its own keys).
+func ReadyControlPlanePod(ctx context.Context, c client.Reader, name, namespace string) (string, error) {
+	var pods corev1.PodList
+	if err := c.List(ctx, &pods, client.InNamespace(namespace), client.MatchingLabels{
+		LabelInstance: name, "app.kubernetes.io/name": "podbridge-vcluster", "app.kubernetes.io/component": "control-plane",
+	}); err != nil {
+		return "", fmt.Errorf("listing the control-plane pods of %s: %w", name, err)
+	}
+	var ready []string
+	for _, pod := range pods.Items {
+		if pod.DeletionTimestamp != nil || !strings.HasPrefix(pod.Name, ControlPlane(name)+"-") {
+			continue
+		}
+		// The apiserver is a sidecar: its status is among the init
+		// containers'.
+		for _, cs := range append(pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses...) {
+			if cs.Name == "kube-apiserver" && cs.Ready {
+				ready = append(ready, pod.Name)
+			}
+		}
+	}
+	slices.SortFunc(ready, func(a, b string) int {
+		return cmp.Compare(ordinal(a), ordinal(b))
+	})
+	if len(ready) == 0 {
+		return "", nil
+	}
+	return ready[0], nil
+}
+
+// ordinal is a StatefulSet pod's ordinal (-1 for another name).
+func ordinal(pod string) int {
+	n, err := strconv.Atoi(pod[strings.LastIndex(pod, "-")+1:])
+	if err != nil {
+		return -1
+	}
+	return n
 }

@@ -889,3 +889,70 @@ func TestCertManagerSecretsServeTheCluster(t *testing.T) {
 		}
 	}
 }
+
+// connect and create forward to a replica whose apiserver is ready, the
+// lowest ordinal first, and never to one being deleted or to a pod that
+// only carries the labels.
+func TestForwardPicksAReadyReplica(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const ns, name = "vc-pick", "pick"
+	ensureNamespace(t, hostClient, ns)
+	if err := hostClient.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	labels := map[string]string{vcluster.LabelInstance: name, "app.kubernetes.io/name": "podbridge-vcluster", "app.kubernetes.io/component": "control-plane"}
+	pods := map[string]*corev1.Pod{}
+	for _, podName := range []string{vcluster.ControlPlane(name) + "-0", vcluster.ControlPlane(name) + "-1", vcluster.ControlPlane(name) + "-10", "lookalike"} {
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: podName, Namespace: ns, Labels: labels, Finalizers: []string{"podbridge.io/test-keep"}},
+			// A node nothing runs: the test writes the status.
+			Spec: corev1.PodSpec{NodeName: "no-such-node", Containers: []corev1.Container{{Name: "c", Image: "i"}}},
+		}
+		if err := hostClient.Create(ctx, pod); err != nil {
+			t.Fatal(err)
+		}
+		pods[podName] = pod
+		t.Cleanup(func() {
+			var p corev1.Pod
+			if err := hostClient.Get(context.Background(), client.ObjectKeyFromObject(pod), &p); err == nil {
+				p.Finalizers = nil
+				_ = hostClient.Update(context.Background(), &p)
+				_ = hostClient.Delete(context.Background(), &p)
+			}
+		})
+	}
+	setReady := func(podName string, ready bool) {
+		t.Helper()
+		pod := pods[podName]
+		if err := hostClient.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
+			t.Fatal(err)
+		}
+		pod.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: "kube-apiserver", Ready: ready, Image: "i", ImageID: "i"}}
+		if err := hostClient.Status().Update(ctx, pod); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pick := func(want string) {
+		t.Helper()
+		got, err := vcluster.ReadyControlPlanePod(ctx, hostClient, name, ns)
+		if err != nil || got != want {
+			t.Errorf("picked %q (%v), want %q", got, err, want)
+		}
+	}
+	pick("")
+	setReady("lookalike", true)
+	pick("")
+	setReady(vcluster.ControlPlane(name)+"-10", true)
+	setReady(vcluster.ControlPlane(name)+"-1", true)
+	pick(vcluster.ControlPlane(name) + "-1")
+	setReady(vcluster.ControlPlane(name)+"-0", true)
+	pick(vcluster.ControlPlane(name) + "-0")
+	// -0 deleted (held by the finalizer while it terminates): -1 answers.
+	if err := hostClient.Delete(ctx, pods[vcluster.ControlPlane(name)+"-0"]); err != nil {
+		t.Fatal(err)
+	}
+	pick(vcluster.ControlPlane(name) + "-1")
+	setReady(vcluster.ControlPlane(name)+"-1", false)
+	pick(vcluster.ControlPlane(name) + "-10")
+}
