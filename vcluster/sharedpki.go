@@ -163,15 +163,15 @@ func sharedKeyPair(ctx context.Context, o InitOptions, name, commonName string, 
 			Data:       map[string][]byte{corev1.TLSCertKey: ca.Cert, corev1.TLSPrivateKeyKey: ca.Key, "ca.crt": ca.Cert},
 		}
 		ownership.Mark(&secret.ObjectMeta, o.VCluster)
-		err = o.Host.Create(ctx, &secret)
-		if apierrors.IsAlreadyExists(err) {
+		switch err := o.Host.Create(ctx, &secret); {
+		case apierrors.IsAlreadyExists(err):
 			// Another replica made it first: use that one.
 			if err := o.Host.Get(ctx, key, &secret); err != nil {
 				return keyPair{}, fmt.Errorf("reading host Secret %s: %w", key, err)
 			}
-		} else if err != nil {
+		case err != nil:
 			return keyPair{}, fmt.Errorf("creating host Secret %s: %w", key, err)
-		} else {
+		default:
 			logf.FromContext(ctx).Info("Created a shared PKI Secret", "secret", key)
 		}
 	default:

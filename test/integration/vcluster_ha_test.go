@@ -132,7 +132,7 @@ func caTemplate(cn string) *x509.Certificate {
 // startTLSEtcd starts a real etcd that serves its clients over TLS and
 // requires a client certificate: the platform's etcd. It returns its URL
 // and the client's ca.crt, tls.crt and tls.key.
-func startTLSEtcd(t *testing.T, ctx context.Context) (string, map[string][]byte) {
+func startTLSEtcd(ctx context.Context, t *testing.T) (string, map[string][]byte) {
 	t.Helper()
 	path, err := env.Options.Assets.Path("etcd")
 	if err != nil {
@@ -175,7 +175,7 @@ func startTLSEtcd(t *testing.T, ctx context.Context) (string, map[string][]byte)
 }
 
 // applyPackage applies the rendered objects.
-func applyPackage(t *testing.T, ctx context.Context, objects []*unstructured.Unstructured) {
+func applyPackage(ctx context.Context, t *testing.T, objects []*unstructured.Unstructured) {
 	t.Helper()
 	for _, obj := range objects {
 		if err := hostClient.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj), client.FieldOwner(vcluster.FieldManager), client.ForceOwnership); err != nil {
@@ -186,7 +186,7 @@ func applyPackage(t *testing.T, ctx context.Context, objects []*unstructured.Uns
 
 // controlPlaneKubeconfig is a host kubeconfig with a token of the
 // package's service account: init runs with the package's RBAC only.
-func controlPlaneKubeconfig(t *testing.T, ctx context.Context, namespace, account string) string {
+func controlPlaneKubeconfig(ctx context.Context, t *testing.T, namespace, account string) string {
 	t.Helper()
 	set, err := kubernetes.NewForConfig(env.Host.Config)
 	if err != nil {
@@ -260,7 +260,7 @@ type replica struct {
 var replicas int
 
 // newReplica makes the pod's volumes as folders, as the kubelet would.
-func (p *haPod) newReplica(t *testing.T, ctx context.Context, name string) *replica {
+func (p *haPod) newReplica(ctx context.Context, t *testing.T, name string) *replica {
 	t.Helper()
 	replicas++
 	r := &replica{name: name, podIP: fmt.Sprintf("192.0.2.%d", replicas), volumes: map[string]string{}}
@@ -395,7 +395,7 @@ func (p *haPod) command(t *testing.T, r *replica, c corev1.Container) []string {
 }
 
 // runInit runs the init container with the real podbridge binary.
-func (p *haPod) runInit(t *testing.T, ctx context.Context, r *replica, hostKubeconfig string, extra ...string) error {
+func (p *haPod) runInit(ctx context.Context, t *testing.T, r *replica, hostKubeconfig string, extra ...string) error {
 	t.Helper()
 	args := append(append(p.command(t, r, p.container(t, "init")), "--host-kubeconfig="+hostKubeconfig), extra...)
 	log := filepath.Join(t.TempDir(), "init.log")
@@ -413,7 +413,7 @@ func (p *haPod) runInit(t *testing.T, ctx context.Context, r *replica, hostKubec
 // startAPIServer starts the replica's kube-apiserver as rendered, on a
 // free loopback port, and waits until it is ready through the admin
 // kubeconfig init wrote (so with init's CAs and serving certificate).
-func (p *haPod) startAPIServer(t *testing.T, ctx context.Context, r *replica, kubeconfig []byte) (*child.Process, *rest.Config) {
+func (p *haPod) startAPIServer(ctx context.Context, t *testing.T, r *replica, kubeconfig []byte) (*child.Process, *rest.Config) {
 	t.Helper()
 	path, err := env.Options.Assets.Path("kube-apiserver")
 	if err != nil {
@@ -461,7 +461,7 @@ func (p *haPod) startAPIServer(t *testing.T, ctx context.Context, r *replica, ku
 	return proc, cfg
 }
 
-func kubeconfigOf(t *testing.T, ctx context.Context, name, namespace string) *corev1.Secret {
+func kubeconfigOf(ctx context.Context, t *testing.T, name, namespace string) *corev1.Secret {
 	t.Helper()
 	var s corev1.Secret
 	if err := hostClient.Get(ctx, client.ObjectKey{Namespace: namespace, Name: vcluster.KubeconfigSecret(name)}, &s); err != nil {
@@ -480,7 +480,7 @@ func TestEtcdReplicasServeOneCluster(t *testing.T) {
 	defer cancel()
 	const ns, name = "vc-ha", "ha-etcd"
 	ensureNamespace(t, hostClient, ns)
-	etcdURL, clientFiles := startTLSEtcd(t, ctx)
+	etcdURL, clientFiles := startTLSEtcd(ctx, t)
 	if err := hostClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "platform-etcd", Namespace: ns}, Type: corev1.SecretTypeTLS, Data: clientFiles}); err != nil {
 		t.Fatal(err)
 	}
@@ -494,14 +494,14 @@ func TestEtcdReplicasServeOneCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	applyPackage(t, ctx, objects)
-	hostKubeconfig := controlPlaneKubeconfig(t, ctx, ns, vcluster.ControlPlane(name))
+	applyPackage(ctx, t, objects)
+	hostKubeconfig := controlPlaneKubeconfig(ctx, t, ns, vcluster.ControlPlane(name))
 	pod := podOf(t, objects, ns)
-	a, b := pod.newReplica(t, ctx, "replica-0"), pod.newReplica(t, ctx, "replica-1")
-	if err := pod.runInit(t, ctx, a, hostKubeconfig); err != nil {
+	a, b := pod.newReplica(ctx, t, "replica-0"), pod.newReplica(ctx, t, "replica-1")
+	if err := pod.runInit(ctx, t, a, hostKubeconfig); err != nil {
 		t.Fatal(err)
 	}
-	kubeconfig := kubeconfigOf(t, ctx, name, ns)
+	kubeconfig := kubeconfigOf(ctx, t, name, ns)
 	shared := map[string]string{}
 	for _, suffix := range []string{"-ca", "-client-ca", "-service-account"} {
 		var s corev1.Secret
@@ -513,7 +513,7 @@ func TestEtcdReplicasServeOneCluster(t *testing.T) {
 		}
 		shared[s.Name] = s.ResourceVersion
 	}
-	if err := pod.runInit(t, ctx, b, hostKubeconfig); err != nil {
+	if err := pod.runInit(ctx, t, b, hostKubeconfig); err != nil {
 		t.Fatal(err)
 	}
 	for _, file := range []string{"ca.crt", "client-ca.crt", "sa.key", "sa.pub"} {
@@ -529,11 +529,11 @@ func TestEtcdReplicasServeOneCluster(t *testing.T) {
 			t.Errorf("the second replica's init rewrote Secret %s (%v)", s, err)
 		}
 	}
-	if again := kubeconfigOf(t, ctx, name, ns); again.ResourceVersion != kubeconfig.ResourceVersion {
+	if again := kubeconfigOf(ctx, t, name, ns); again.ResourceVersion != kubeconfig.ResourceVersion {
 		t.Error("the second replica's init rewrote the admin kubeconfig: the first one's would stop being the cluster's")
 	}
-	procA, cfgA := pod.startAPIServer(t, ctx, a, kubeconfig.Data[vcluster.KubeconfigKey])
-	_, cfgB := pod.startAPIServer(t, ctx, b, kubeconfig.Data[vcluster.KubeconfigKey])
+	procA, cfgA := pod.startAPIServer(ctx, t, a, kubeconfig.Data[vcluster.KubeconfigKey])
+	_, cfgB := pod.startAPIServer(ctx, t, b, kubeconfig.Data[vcluster.KubeconfigKey])
 	setA, err := kubernetes.NewForConfig(cfgA)
 	if err != nil {
 		t.Fatal(err)
@@ -600,7 +600,7 @@ func TestEtcdReplicasServeOneCluster(t *testing.T) {
 // on the host as shells that validate nothing and do nothing (no
 // cert-manager runs here): the package's objects apply, and delete is
 // shown to remove them.
-func certManagerKindShells(t *testing.T, ctx context.Context) {
+func certManagerKindShells(ctx context.Context, t *testing.T) {
 	t.Helper()
 	for _, kind := range []string{"Issuer", "Certificate"} {
 		plural := strings.ToLower(kind) + "s"
@@ -635,7 +635,7 @@ func certManagerKindShells(t *testing.T, ctx context.Context) {
 // annotated with the Certificate's name, labelled by its secretTemplate,
 // each certificate with the Certificate's names and usages, signed as its
 // Issuer says (selfSigned, or ca with the CA Secret).
-func certManagerSecrets(t *testing.T, ctx context.Context, objects []*unstructured.Unstructured, pkcs8 string) map[string]*corev1.Secret {
+func certManagerSecrets(ctx context.Context, t *testing.T, objects []*unstructured.Unstructured, pkcs8 string) map[string]*corev1.Secret {
 	t.Helper()
 	issuers := map[string]*unstructured.Unstructured{}
 	var certificates []*unstructured.Unstructured
@@ -723,8 +723,8 @@ func TestCertManagerSecretsServeTheCluster(t *testing.T) {
 	defer cancel()
 	const ns, name = "vc-cm", "cm-etcd"
 	ensureNamespace(t, hostClient, ns)
-	certManagerKindShells(t, ctx)
-	etcdURL, clientFiles := startTLSEtcd(t, ctx)
+	certManagerKindShells(ctx, t)
+	etcdURL, clientFiles := startTLSEtcd(ctx, t)
 	if err := hostClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: vcluster.DefaultEtcdClientSecret, Namespace: ns}, Type: corev1.SecretTypeTLS, Data: clientFiles}); err != nil {
 		t.Fatal(err)
 	}
@@ -738,14 +738,14 @@ func TestCertManagerSecretsServeTheCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	applyPackage(t, ctx, objects)
-	hostKubeconfig := controlPlaneKubeconfig(t, ctx, ns, vcluster.ControlPlane(name))
+	applyPackage(ctx, t, objects)
+	hostKubeconfig := controlPlaneKubeconfig(ctx, t, ns, vcluster.ControlPlane(name))
 	pod := podOf(t, objects, ns)
 	prefix := vcluster.PKISecret(name)
 
 	// Nothing written yet: init waits for cert-manager (3 s here) and
 	// makes nothing itself.
-	err = pod.runInit(t, ctx, pod.newReplica(t, ctx, "early"), hostKubeconfig, "--pki-wait=3s")
+	err = pod.runInit(ctx, t, pod.newReplica(ctx, t, "early"), hostKubeconfig, "--pki-wait=3s")
 	if err == nil || !strings.Contains(err.Error(), "waiting for cert-manager to write host Secret "+ns+"/"+prefix+"-ca") {
 		t.Fatalf("init with no cert-manager Secret: %v, want it to say it waited for %s-ca", err, prefix)
 	}
@@ -778,8 +778,8 @@ func TestCertManagerSecretsServeTheCluster(t *testing.T) {
 					t.Fatal(err)
 				}
 			}()
-			r := pod.newReplica(t, ctx, "forged")
-			err := pod.runInit(t, ctx, r, hostKubeconfig)
+			r := pod.newReplica(ctx, t, "forged")
+			err := pod.runInit(ctx, t, r, hostKubeconfig)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("init with %s as its CA: %v, want a refusal naming %q", tc.what, err, tc.want)
 			}
@@ -797,7 +797,7 @@ func TestCertManagerSecretsServeTheCluster(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	secrets := certManagerSecrets(t, ctx, objects, prefix+"-service-account")
+	secrets := certManagerSecrets(ctx, t, objects, prefix+"-service-account")
 	before := map[string]string{}
 	for n := range secrets {
 		if err := hostClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: n}, &s); err != nil {
@@ -805,8 +805,8 @@ func TestCertManagerSecretsServeTheCluster(t *testing.T) {
 		}
 		before[n] = s.ResourceVersion
 	}
-	r := pod.newReplica(t, ctx, "replica-0")
-	if err := pod.runInit(t, ctx, r, hostKubeconfig); err != nil {
+	r := pod.newReplica(ctx, t, "replica-0")
+	if err := pod.runInit(ctx, t, r, hostKubeconfig); err != nil {
 		t.Fatal(err)
 	}
 	for n, rv := range before {
@@ -830,8 +830,8 @@ func TestCertManagerSecretsServeTheCluster(t *testing.T) {
 			t.Errorf("pki/%s is not cert-manager's", file)
 		}
 	}
-	kubeconfig := kubeconfigOf(t, ctx, name, ns)
-	_, cfg := pod.startAPIServer(t, ctx, r, kubeconfig.Data[vcluster.KubeconfigKey])
+	kubeconfig := kubeconfigOf(ctx, t, name, ns)
+	_, cfg := pod.startAPIServer(ctx, t, r, kubeconfig.Data[vcluster.KubeconfigKey])
 	// The apiserver presents cert-manager's serving certificate, which the
 	// kubeconfig's CA (cert-manager's CA) verifies.
 	conn, err := tls.Dial("tcp", strings.TrimPrefix(cfg.Host, "https://"), &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // the certificate is compared below.
