@@ -334,22 +334,15 @@ func (f *Forwarder) Close() error {
 }
 
 // Forward forwards localPort (0: a free one) on 127.0.0.1 to port 6443 of
-// the virtual cluster's control-plane pod, once the pod is running.
+// a control-plane pod of the virtual cluster whose apiserver is ready.
 func Forward(ctx context.Context, host *rest.Config, c client.Reader, name, namespace string, localPort uint16) (*Forwarder, error) {
-	podName := ControlPlane(name) + "-0"
+	// Any replica whose apiserver is ready, the lowest ordinal first (with
+	// kine there is one).
+	var podName string
 	err := wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		var pod corev1.Pod
-		if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: podName}, &pod); err != nil {
-			return false, nil //nolint:nilerr // not there yet.
-		}
-		// The apiserver is a sidecar: its status is among the init
-		// containers'.
-		for _, cs := range append(pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses...) {
-			if cs.Name == "kube-apiserver" && cs.Ready {
-				return true, nil
-			}
-		}
-		return false, nil
+		var err error
+		podName, err = ReadyControlPlanePod(ctx, c, name, namespace)
+		return podName != "", err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("waiting for the virtual apiserver to be ready (%s): %w", podState(context.Background(), c, name, namespace), err)

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -103,8 +105,11 @@ func remains(ctx context.Context, c client.Reader, name, namespace string) ([]*u
 		}
 		return l.Items, nil
 	}
-	for _, k := range packageKinds {
+	for _, k := range append(slices.Clone(packageKinds), certManagerKinds...) {
 		items, err := list(k, client.MatchingLabels{LabelPartOf: PartOfValue, LabelInstance: name})
+		if meta.IsNoMatchError(err) {
+			continue // a kind the host does not serve (cert-manager's) has no object.
+		}
 		if err != nil {
 			return nil, err
 		}

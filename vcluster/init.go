@@ -42,6 +42,14 @@ type InitOptions struct {
 	// KubeletCertSecret are podbridge's self-managed Secrets of the webhook
 	// client certificate and the kubelet API's serving certificate.
 	KubeconfigSecret, ClientCASecret, KubeletCertSecret string
+	// PKISecret, when set, is the prefix of the host Secrets holding the
+	// CAs and the service-account key all replicas share (sharedpki.go);
+	// PKIIssuer says who makes them: IssuerSelfManaged (init, when
+	// absent) or IssuerCertManager (also the serving certificate).
+	PKISecret, PKIIssuer string
+	// PKIWait bounds the wait for cert-manager's Secrets (0:
+	// DefaultPKIWait).
+	PKIWait time.Duration
 	// Now defaults to time.Now.
 	Now func() time.Time
 }
@@ -89,6 +97,9 @@ func Init(ctx context.Context, o InitOptions) error {
 			return fmt.Errorf("creating %s: %w", dir, err)
 		}
 	}
+	if err := syncSharedPKI(ctx, o, pki, now); err != nil {
+		return err
+	}
 	servingCA, err := loadOrMakeCA(pki, "ca", "podbridge-vcluster-ca", now)
 	if err != nil {
 		return err
@@ -103,7 +114,8 @@ func Init(ctx context.Context, o InitOptions) error {
 	hosts := []string{"127.0.0.1", "localhost", o.APIServerIP,
 		o.APIServerService, o.APIServerService + "." + o.Namespace, o.APIServerService + "." + o.Namespace + ".svc",
 		"kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc." + o.ClusterDomain}
-	if current, err := os.ReadFile(filepath.Join(pki, "apiserver.crt")); err != nil || !validFor(current, hosts, now) {
+	// cert-manager's serving certificate is cert-manager's to renew.
+	if current, err := os.ReadFile(filepath.Join(pki, "apiserver.crt")); o.PKIIssuer != IssuerCertManager && (err != nil || !validFor(current, hosts, now)) {
 		serving, err := servingCA.serving(hosts, now)
 		if err != nil {
 			return fmt.Errorf("issuing the apiserver's serving certificate: %w", err)

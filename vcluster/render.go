@@ -79,6 +79,14 @@ type Options struct {
 	// PodbridgeFlags are appended to the webhook's and the reflector's
 	// arguments (the placement and allow-list flags a platform sets).
 	PodbridgeFlags []string
+	// Store is StoreKine (empty: one replica, SQLite on a claim) or
+	// StoreEtcd (the platform's etcd, Etcd; then several replicas).
+	Store string
+	Etcd  EtcdOptions
+	// Replicas of the control plane (0: 1 with kine, 3 with etcd).
+	Replicas int
+	// Certificates is IssuerSelfManaged (empty) or IssuerCertManager.
+	Certificates string
 }
 
 // imageNames are the package's images, by the names the base gives them.
@@ -145,6 +153,7 @@ func (o *Options) Validate() error {
 			errs = append(errs, field.Invalid(field.NewPath("--podbridge-flag").Index(i), flag, "must be one --flag=value"))
 		}
 	}
+	errs = append(errs, o.validateOptions()...)
 	return errs.ToAggregate()
 }
 
@@ -178,6 +187,9 @@ func Render(o Options) ([]*unstructured.Unstructured, error) {
 		}
 		return fSys.WriteFile(path.Join("/pkg", p), data)
 	})
+	if err == nil {
+		err = writeComponents(fSys)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading the embedded package: %w", err)
 	}
@@ -198,6 +210,13 @@ func Render(o Options) ([]*unstructured.Unstructured, error) {
 			map[string]any{"pairs": map[string]any{LabelPartOf: PartOfValue}, "includeSelectors": false},
 		},
 		"resources": []any{"../base", "control-plane-tenants.yaml"},
+	}
+	var components []any
+	for _, c := range o.components() {
+		components = append(components, "../components/"+c)
+	}
+	if components != nil {
+		k["components"] = components
 	}
 	patches := []any{
 		jsonPatch("ConfigMap", "config", []map[string]any{
@@ -223,6 +242,7 @@ func Render(o Options) ([]*unstructured.Unstructured, error) {
 		}
 		patches = append(patches, jsonPatch("StatefulSet", "control-plane", ops))
 	}
+	patches = append(patches, o.optionPatches()...)
 	for _, p := range o.Patches {
 		patches = append(patches, map[string]any{"patch": p})
 	}
@@ -306,7 +326,7 @@ func tenantsPolicy(o Options) ([]byte, error) {
 				"from":  []any{tenants},
 				"ports": []any{map[string]any{"port": "apiserver", "protocol": "TCP"}},
 			}},
-			"egress": append(apiserver, map[string]any{"to": []any{tenants}}),
+			"egress": append(append(apiserver, o.etcdEgress()...), map[string]any{"to": []any{tenants}}),
 		},
 	}
 	return yaml.Marshal(policy)

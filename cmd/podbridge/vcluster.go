@@ -99,6 +99,13 @@ func runCreate(ctx context.Context, args []string) error {
 	fs.StringVar(&o.DNSImage, "dns-image", "", "image of the tenant DNS server (default: the manifest's)")
 	fs.Var(&patches, "patch", "FILE, repeated: a strategic-merge patch of the package's objects, by their names before the prefix (e.g. StatefulSet control-plane's nodeSelector)")
 	fs.Var(&flags, "podbridge-flag", "--FLAG=VALUE, repeated: added to podbridge's webhook and reflector (placement and allow-lists: docs/deploying.md)")
+	fs.StringVar(&o.Store, "store", vcluster.StoreKine, "the virtual cluster's store: kine (SQLite on a claim, one replica) or etcd (the platform's etcd, --etcd-servers; several replicas)")
+	etcdServers := fs.String("etcd-servers", "", "with --store=etcd: the etcd's client URLs, comma-separated, https://ADDRESS:PORT")
+	fs.StringVar(&o.Etcd.ClientSecret, "etcd-client-secret", vcluster.DefaultEtcdClientSecret, "with --store=etcd: host Secret in the namespace with the etcd client certificate (ca.crt, tls.crt, tls.key)")
+	var etcdEgress repeated
+	fs.Var(&etcdEgress, "etcd-egress", "CIDR, repeated: with --store=etcd, where the etcd servers' addresses are when --etcd-servers names them by DNS name (the control plane's egress policy allows addresses)")
+	fs.IntVar(&o.Replicas, "replicas", 0, "control-plane replicas (default 1 with kine, 3 with etcd; more than 1 needs --store=etcd)")
+	fs.StringVar(&o.Certificates, "certificates", vcluster.IssuerSelfManaged, "who makes the control plane's CAs, service-account key and serving certificate: self-managed (podbridge's init) or cert-manager (Issuers and Certificates in the namespace)")
 	fs.BoolVar(&o.SkipDNS, "skip-dns", false, "do not install the tenant DNS server")
 	fs.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "how long to wait for the virtual cluster to answer")
 	out := fs.String("kubeconfig-out", "", "write the admin kubeconfig there (default: print it); its server is the apiserver Service's DNS name: use `podbridge connect` from outside the host")
@@ -133,6 +140,19 @@ func runCreate(ctx context.Context, args []string) error {
 		o.Patches = append(o.Patches, string(data))
 	}
 	o.PodbridgeFlags = flags
+	if *etcdServers != "" {
+		o.Etcd.Servers = strings.Split(*etcdServers, ",")
+	}
+	if o.Store == vcluster.StoreKine && o.Etcd.ClientSecret == vcluster.DefaultEtcdClientSecret {
+		o.Etcd.ClientSecret = ""
+	}
+	for _, cidr := range etcdEgress {
+		p, err := netip.ParsePrefix(cidr)
+		if err != nil {
+			return fmt.Errorf("--etcd-egress: %w", err)
+		}
+		o.Etcd.Egress = append(o.Etcd.Egress, p)
+	}
 	cfg, err := h.config()
 	if err != nil {
 		return err
@@ -284,6 +304,9 @@ func runVClusterInit(ctx context.Context, args []string) error {
 	fs.StringVar(&o.KubeconfigSecret, "kubeconfig-secret", "", "host Secret receiving the admin kubeconfig (required)")
 	fs.StringVar(&o.ClientCASecret, "client-ca-secret", "", "podbridge's self-managed Secret of the webhook client certificate (required)")
 	fs.StringVar(&o.KubeletCertSecret, "kubelet-cert-secret", "", "podbridge's self-managed Secret of the kubelet API's serving certificate (required)")
+	fs.StringVar(&o.PKISecret, "pki-secret", "", "prefix of the host Secrets (PREFIX-ca, -client-ca, -service-account) holding the CAs and service-account key every replica shares (empty: kept on --dir)")
+	fs.StringVar(&o.PKIIssuer, "pki-issuer", vcluster.IssuerSelfManaged, "who makes the --pki-secret Secrets: self-managed (this command, when absent) or cert-manager (also PREFIX-apiserver, the serving certificate; this command only reads them)")
+	fs.DurationVar(&o.PKIWait, "pki-wait", vcluster.DefaultPKIWait, "with --pki-issuer=cert-manager: how long to wait for cert-manager's Secrets before failing")
 	host := fs.String("host-kubeconfig", "", "kubeconfig of the host cluster (empty: in-cluster configuration)")
 	bootstrap := fs.Bool("bootstrap-rbac", false, "only apply podbridge's grants in the virtual cluster (manifests/virtual/base/rbac.yaml) through --apiserver, as an administrator whose certificate it issues in memory from --dir's client CA, and exit (the control-plane pod's rbac init container)")
 	apiserver := fs.String("apiserver", vcluster.LocalAPIServer, "the virtual apiserver, for --bootstrap-rbac")
