@@ -103,16 +103,22 @@ func remains(ctx context.Context, c client.Reader, name, namespace string) ([]*u
 		}
 		return l.Items, nil
 	}
-	for _, k := range packageKinds {
-		items, err := list(k, client.MatchingLabels{LabelPartOf: PartOfValue, LabelInstance: name})
-		if err != nil {
-			return nil, err
+	// The package's objects carry part-of; the pod and the claim the
+	// StatefulSet makes carry its templates' labels, the instance label
+	// among them but not part-of (kustomize puts labels without selectors
+	// on no template).
+	for _, labels := range []client.MatchingLabels{{LabelPartOf: PartOfValue, LabelInstance: name}, {LabelName: NameValue, LabelInstance: name}} {
+		for _, k := range packageKinds {
+			items, err := list(k, labels)
+			if err != nil {
+				return nil, err
+			}
+			add(items, func(obj *unstructured.Unstructured) bool {
+				// Cluster-scoped objects of a virtual cluster of the same name
+				// elsewhere are not this one's.
+				return obj.GetNamespace() != "" || obj.GetLabels()[LabelNamespace] == namespace
+			})
 		}
-		add(items, func(obj *unstructured.Unstructured) bool {
-			// Cluster-scoped objects of a virtual cluster of the same name
-			// elsewhere are not this one's.
-			return obj.GetNamespace() != "" || obj.GetLabels()[LabelNamespace] == namespace
-		})
 	}
 	for _, k := range tenantKinds {
 		items, err := list(k, client.MatchingLabels{translate.LabelVCluster: name, translate.LabelManagedBy: translate.ManagedByValue})
@@ -153,23 +159,29 @@ func Delete(ctx context.Context, c client.Client, name, namespace string, log io
 			}
 		}
 	}
-	var pod unstructured.Unstructured
-	pod.SetAPIVersion("v1")
-	pod.SetKind("Pod")
-	pod.SetNamespace(namespace)
-	pod.SetName(ControlPlane(name) + "-0")
-	if err := deleteObject(ctx, c, &pod); err != nil {
-		return err
-	}
-	err = wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		err := c.Get(ctx, client.ObjectKeyFromObject(&pod), &pod)
-		if apierrors.IsNotFound(err) {
-			return true, nil
+	// Its pod, when it is labelled as this cluster's (an object of that
+	// name that is not stays), by UID: a pod of the same name made since
+	// is not waited for.
+	for _, pod := range objects {
+		if pod.GetKind() != "Pod" || pod.GetName() != ControlPlane(name)+"-0" {
+			continue
 		}
-		return false, err
-	})
-	if err != nil {
-		return fmt.Errorf("waiting for control-plane pod %s/%s to go: %w", namespace, pod.GetName(), err)
+		uid := pod.GetUID()
+		if err := deleteObject(ctx, c, pod, client.Preconditions{UID: &uid}); err != nil && !apierrors.IsConflict(err) {
+			return err
+		}
+		err = wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+			var now metav1.PartialObjectMetadata
+			now.SetGroupVersionKind(pod.GroupVersionKind())
+			err := c.Get(ctx, client.ObjectKeyFromObject(pod), &now)
+			if apierrors.IsNotFound(err) {
+				return true, nil
+			}
+			return err == nil && now.UID != uid, err
+		})
+		if err != nil {
+			return fmt.Errorf("waiting for control-plane pod %s/%s to go: %w", namespace, pod.GetName(), err)
+		}
 	}
 	say(log, "control plane of %s stopped\n", name)
 	var last []*unstructured.Unstructured
