@@ -41,7 +41,9 @@ var tenantKinds = []kind{
 }
 
 // packageKinds are the package's kinds (labelled with the instance), and
-// the claim its StatefulSet made.
+// what the host's controllers make for them with their labels: the
+// control-plane pod, its claim, the StatefulSet's revisions, the
+// Service's EndpointSlices.
 var packageKinds = []kind{
 	listKind("apps", "StatefulSet", true), listKind("", "Pod", true),
 	listKind("policy", "PodDisruptionBudget", true), listKind("", "Service", true),
@@ -49,6 +51,10 @@ var packageKinds = []kind{
 	listKind("", "Secret", true), listKind("", "ServiceAccount", true),
 	listKind("rbac.authorization.k8s.io", "Role", true), listKind("rbac.authorization.k8s.io", "RoleBinding", true),
 	listKind("", "PersistentVolumeClaim", true),
+	// The StatefulSet's revisions and the Service's EndpointSlices, which
+	// a host's garbage collector would take after them, but not before
+	// delete looks at the namespace (and a test bed's host runs none).
+	listKind("apps", "ControllerRevision", true), listKind("discovery.k8s.io", "EndpointSlice", true),
 	listKind("rbac.authorization.k8s.io", "ClusterRole", false), listKind("rbac.authorization.k8s.io", "ClusterRoleBinding", false),
 }
 
