@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
@@ -562,13 +563,18 @@ func logIdleUsage(t *testing.T, namespace, pod string, window time.Duration) {
 	if err != nil {
 		t.Fatalf("reading the kubelet's summary: %v", err)
 	}
+	// Every 2 s, not eventually's tenth of a second: the kubelet's
+	// readings change every few seconds, and the reads themselves must
+	// not be what is measured.
 	var second podUsage
-	eventually(t, window+time.Minute, fmt.Sprintf("a kubelet reading of %s %s after the first", pod, window), func(ctx context.Context) (bool, string) {
-		if second, err = readUsage(ctx, namespace, pod); err != nil {
-			return false, err.Error()
-		}
-		return second.CPU.Time.Sub(first.CPU.Time.Time) >= window, fmt.Sprintf("reading of %s", second.CPU.Time)
+	err = wait.PollUntilContextTimeout(context.Background(), 2*time.Second, window+time.Minute, false, func(ctx context.Context) (bool, error) {
+		var err error
+		second, err = readUsage(ctx, namespace, pod)
+		return err == nil && second.CPU.Time.Sub(first.CPU.Time.Time) >= window, nil
 	})
+	if err != nil {
+		t.Fatalf("no kubelet reading of %s %s after the first (%s; last %s): %v", pod, window, first.CPU.Time, second.CPU.Time, err)
+	}
 	rate := func(a, b cpuStats) int64 {
 		dt := b.Time.Sub(a.Time.Time)
 		if dt <= 0 {
