@@ -52,7 +52,10 @@ func ReleaseNamespace(ctx context.Context, host *rest.Config, namespace string, 
 		say(log, "kept host namespace %s: podbridge create did not make it\n", namespace)
 		return false, nil
 	}
-	md, err := metadata.NewForConfig(host)
+	// Listing Endpoints draws a deprecation warning the user cannot act on.
+	quiet := rest.CopyConfig(host)
+	quiet.WarningHandler = rest.NoWarnings{}
+	md, err := metadata.NewForConfig(quiet)
 	if err != nil {
 		return false, err
 	}

@@ -480,7 +480,9 @@ func sideBySide(t *testing.T, first, other, namespace string) {
 		t.Errorf("the platform's ConfigMap after deleting %s: %v %v", other, cm.Data, err)
 	}
 	var log strings.Builder
-	if deleted, err := vcluster.ReleaseNamespace(ctx, env.Host.Config, namespace, &log); err != nil || deleted || !strings.Contains(log.String(), "ConfigMap "+first+"-admission") {
+	deleted, err := vcluster.ReleaseNamespace(ctx, env.Host.Config, namespace, &log)
+	t.Log(strings.TrimSpace(log.String()))
+	if err != nil || deleted || !strings.Contains(log.String(), "ConfigMap "+first+"-admission") {
 		t.Errorf("the namespace create made, still holding %s: deleted %t (%v), said %q; want kept, naming %s's ConfigMap", first, deleted, err, log.String(), first)
 	}
 	connected(t, first, namespace, func(_ *rest.Config, c client.Client) {
