@@ -493,3 +493,37 @@ func TestClustersInOneNamespaceOwnDisjointNames(t *testing.T) {
 		}
 	}
 }
+
+// What create counts as its own when it runs again: podbridge's mark
+// decides when there is one; the instance label (part-of or, on what the
+// StatefulSet makes, name) otherwise, with the namespace label when
+// cluster-scoped.
+func TestNotOwn(t *testing.T) {
+	own := map[string]string{LabelInstance: "a", LabelPartOf: PartOfValue}
+	for _, tc := range []struct {
+		name        string
+		namespace   string
+		labels      map[string]string
+		annotations map[string]string
+		want        string // "" when own
+	}{
+		{"the package's object", "tenants", own, nil, ""},
+		{"the control-plane pod or claim", "tenants", map[string]string{LabelInstance: "a", LabelName: NameValue}, nil, ""},
+		{"the webhook's certificate Secret: the mark only", "tenants", map[string]string{"app.kubernetes.io/managed-by": "podbridge"}, map[string]string{"podbridge.io/owner": "a"}, ""},
+		{"the platform's object", "tenants", nil, nil, `labels app.kubernetes.io/instance=""`},
+		{"another cluster's", "tenants", map[string]string{LabelInstance: "b", LabelPartOf: PartOfValue}, nil, `instance="b"`},
+		{"labelled as a's but marked as b's", "tenants", own, map[string]string{"podbridge.io/owner": "b"}, `marked podbridge.io/owner="b"`},
+		{"the instance label alone", "tenants", map[string]string{LabelInstance: "a"}, nil, "labels"},
+		{"cluster-scoped, of another namespace", "", map[string]string{LabelInstance: "a", LabelPartOf: PartOfValue, LabelNamespace: "other"}, nil, `of host namespace "other"`},
+		{"cluster-scoped, of this namespace", "", map[string]string{LabelInstance: "a", LabelPartOf: PartOfValue, LabelNamespace: "tenants"}, nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			obj := &corev1.ConfigMap{}
+			obj.Namespace, obj.Labels, obj.Annotations = tc.namespace, tc.labels, tc.annotations
+			got := notOwn(obj, "a", "tenants")
+			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+				t.Errorf("notOwn: %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -62,8 +62,8 @@ func ownedNames(objects []*unstructured.Unstructured) []hostObject {
 // apply with forced ownership would rewrite it, the StatefulSet would
 // adopt a claim of that name, and `podbridge delete` would then remove
 // what was never the cluster's. Its own objects (a second create) carry
-// its instance label (and, cluster-scoped, its namespace's); the Secrets
-// its control plane makes also podbridge's mark naming it.
+// its instance label (and, cluster-scoped, its namespace's) or podbridge's
+// mark naming it (the Secrets its control plane makes).
 func checkNoTakeover(ctx context.Context, c client.Reader, name, namespace string, owned []hostObject) error {
 	var taken []string
 	for _, h := range owned {
@@ -88,17 +88,23 @@ func checkNoTakeover(ctx context.Context, c client.Reader, name, namespace strin
 }
 
 // notOwn says why an existing object is not virtual cluster name's, or
-// nothing when it is.
+// nothing when it is: podbridge's mark, when the object has one, decides
+// (the webhook's serving-certificate Secret carries no other); otherwise
+// the instance label does, and for a cluster-scoped object the namespace
+// label too.
 func notOwn(obj metav1.Object, name, namespace string) string {
+	if owner, marked := obj.GetAnnotations()[ownership.Annotation]; marked {
+		if owner != name {
+			return fmt.Sprintf("marked %s=%q", ownership.Annotation, owner)
+		}
+		return ""
+	}
 	labels := obj.GetLabels()
 	switch {
 	case labels[LabelInstance] != name || (labels[LabelPartOf] != PartOfValue && labels[LabelName] != NameValue):
 		return fmt.Sprintf("labels %s=%q, %s=%q", LabelInstance, labels[LabelInstance], LabelPartOf, labels[LabelPartOf])
 	case obj.GetNamespace() == "" && labels[LabelNamespace] != namespace:
 		return fmt.Sprintf("of host namespace %q", labels[LabelNamespace])
-	}
-	if owner, marked := obj.GetAnnotations()[ownership.Annotation]; marked && owner != name {
-		return fmt.Sprintf("marked %s=%q", ownership.Annotation, owner)
 	}
 	return ""
 }

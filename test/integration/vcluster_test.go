@@ -140,6 +140,19 @@ func TestPackageAppliesAndDeleteRemovesOnlyItsCluster(t *testing.T) {
 			t.Errorf("Remains(it-alpha) lacks %s: %v", want, alphaBefore)
 		}
 	}
+	// A second create of it-beta counts all of it as its own (its pod
+	// too; the webhook's certificate Secret carries podbridge's mark
+	// only), and waits for a control plane that never starts here; one of
+	// it-alpha is refused, since a pod of its control plane's name is not
+	// its.
+	_, err = vcluster.Create(ctx, env.Host.Config, vcluster.CreateOptions{Options: vcluster.Options{Name: "it-beta", Namespace: ns}, Timeout: 2 * time.Second, SkipDNS: true}, testLog{t})
+	if err == nil || !strings.Contains(err.Error(), "waiting for host Secret") {
+		t.Errorf("a second create of it-beta: %v, want it to wait for its kubeconfig Secret", err)
+	}
+	_, err = vcluster.Create(ctx, env.Host.Config, vcluster.CreateOptions{Options: vcluster.Options{Name: "it-alpha", Namespace: ns}, Timeout: 2 * time.Second, SkipDNS: true}, testLog{t})
+	if err == nil || !strings.Contains(err.Error(), "Pod "+ns+"/it-alpha-control-plane-0") {
+		t.Errorf("a second create of it-alpha beside a pod of its pod's name: %v, want a refusal naming the pod", err)
+	}
 	if err := vcluster.Delete(ctx, hostClient, "it-alpha", ns, testLog{t}); err != nil {
 		t.Fatal(err)
 	}
