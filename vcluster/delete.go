@@ -190,6 +190,17 @@ func Delete(ctx context.Context, c client.Client, name, namespace string, log io
 		}
 	}
 	say(log, "control plane of %s stopped\n", name)
+	// Tenants' objects by the thousand: one collection delete per kind,
+	// by the same selector Remains uses; the loop below deletes what is
+	// left one by one (kinds that serve no collection delete too).
+	for _, k := range tenantKinds {
+		var obj unstructured.Unstructured
+		obj.SetGroupVersionKind(k.gvk.GroupVersion().WithKind(strings.TrimSuffix(k.gvk.Kind, "List")))
+		err := c.DeleteAllOf(ctx, &obj, client.InNamespace(namespace), client.MatchingLabels{translate.LabelVCluster: name, translate.LabelManagedBy: translate.ManagedByValue})
+		if err != nil && !apierrors.IsMethodNotSupported(err) && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("deleting virtual cluster %s's %s: %w", name, obj.GetKind(), err)
+		}
+	}
 	var last []*unstructured.Unstructured
 	err = wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
 		if last, err = remains(ctx, c, name, namespace); err != nil {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -561,6 +562,14 @@ func policiesKeepApart(t *testing.T, namespace string, clusters ...string) {
 // container's memory working set at the second.
 func logIdleUsage(t *testing.T, namespace, pod string, window time.Duration) {
 	t.Helper()
+	var p corev1.Pod
+	if err := hostClient.Get(context.Background(), client.ObjectKey{Namespace: namespace, Name: pod}, &p); err != nil {
+		t.Fatal(err)
+	}
+	cgroupsBefore, err := readCgroupCPU(&p)
+	if err != nil {
+		t.Fatalf("reading the pod's cgroups: %v", err)
+	}
 	first, err := readUsage(context.Background(), namespace, pod)
 	if err != nil {
 		t.Fatalf("reading the kubelet's summary: %v", err)
@@ -577,6 +586,19 @@ func logIdleUsage(t *testing.T, namespace, pod string, window time.Duration) {
 	if err != nil {
 		t.Fatalf("no kubelet reading of %s %s after the first (%s; last %s): %v", pod, window, first.CPU.Time, second.CPU.Time, err)
 	}
+	cgroupsAfter, err := readCgroupCPU(&p)
+	if err != nil {
+		t.Fatalf("reading the pod's cgroups: %v", err)
+	}
+	dt := cgroupsAfter.at.Sub(cgroupsBefore.at)
+	var parts []string
+	for _, name := range slices.Sorted(maps.Keys(cgroupsAfter.usage)) {
+		if name != "" {
+			parts = append(parts, fmt.Sprintf("%s %dm", name, int64(float64(cgroupsAfter.usage[name]-cgroupsBefore.usage[name])/dt.Seconds()/1e6)))
+		}
+	}
+	t.Logf("FIGURE control-plane pod %s CPU over %s from its cgroups (cpuacct): pod %dm; %s", pod, dt.Round(time.Second),
+		int64(float64(cgroupsAfter.usage[""]-cgroupsBefore.usage[""])/dt.Seconds()/1e6), strings.Join(parts, ", "))
 	rate := func(a, b cpuStats) int64 {
 		dt := b.Time.Sub(a.Time.Time)
 		if dt <= 0 {
@@ -593,6 +615,57 @@ func logIdleUsage(t *testing.T, namespace, pod string, window time.Duration) {
 			}
 		}
 	}
+}
+
+// cgroupCPU is the cumulative CPU time (ns) of a pod's cgroup (key "")
+// and of each of its running containers', read at one moment.
+type cgroupCPU struct {
+	at    time.Time
+	usage map[string]uint64
+}
+
+// readCgroupCPU reads the real node's cgroups of a pod directly, as the
+// kubelet's cAdvisor does (cgroup v1 cpuacct or v2 cpu.stat, cgroupfs
+// driver: kubepods/<qos>/pod<uid>/<container id>).
+func readCgroupCPU(p *corev1.Pod) (cgroupCPU, error) {
+	qos := ""
+	if p.Status.QOSClass != corev1.PodQOSGuaranteed {
+		qos = strings.ToLower(string(p.Status.QOSClass))
+	}
+	ids := map[string]string{"": ""}
+	for _, cs := range append(slices.Clone(p.Status.InitContainerStatuses), p.Status.ContainerStatuses...) {
+		if cs.State.Running != nil {
+			_, id, _ := strings.Cut(cs.ContainerID, "://")
+			ids[cs.Name] = id
+		}
+	}
+	out := cgroupCPU{at: time.Now(), usage: map[string]uint64{}}
+	for name, id := range ids {
+		v1 := filepath.Join("/sys/fs/cgroup/cpuacct/kubepods", qos, "pod"+string(p.UID), id, "cpuacct.usage")
+		if b, err := os.ReadFile(v1); err == nil {
+			n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+			if err != nil {
+				return out, fmt.Errorf("%s: %w", v1, err)
+			}
+			out.usage[name] = n
+			continue
+		}
+		v2 := filepath.Join("/sys/fs/cgroup/kubepods", qos, "pod"+string(p.UID), id, "cpu.stat")
+		b, err := os.ReadFile(v2)
+		if err != nil {
+			return out, fmt.Errorf("no cgroup v1 %s nor v2 %s: %w", v1, v2, err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "usage_usec "); ok {
+				n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+				if err != nil {
+					return out, fmt.Errorf("%s: %w", v2, err)
+				}
+				out.usage[name] = n * 1000
+			}
+		}
+	}
+	return out, nil
 }
 
 type cpuStats struct {
