@@ -56,7 +56,7 @@ func TestVirtualClusterThousandPods(t *testing.T) {
 		t.Fatalf("podbridge create %s: %v", name, err)
 	}
 	cp := vcluster.ControlPlane(name) + "-0"
-	logIdleUsage(t, ns, cp, 30*time.Second)
+	logIdleUsage(t, ns, cp)
 
 	// A forward of its own: the Deployment takes minutes.
 	fwdCtx, cancel := context.WithTimeout(ctx, 30*time.Minute)
@@ -128,8 +128,8 @@ func TestVirtualClusterThousandPods(t *testing.T) {
 	// Two windows back to back: the first still sees the reflector's and
 	// the controllers' tail of work, the second what holding 1,000 pods
 	// costs.
-	logIdleUsage(t, ns, cp, 30*time.Second)
-	logIdleUsage(t, ns, cp, 30*time.Second)
+	logIdleUsage(t, ns, cp)
+	logIdleUsage(t, ns, cp)
 
 	delCtx, cancelDel := context.WithTimeout(ctx, 15*time.Minute)
 	defer cancelDel()

@@ -354,7 +354,7 @@ func TestVirtualClusterCreateRestartDelete(t *testing.T) {
 
 	// The control plane's idle use: alpha's tenants made their last write
 	// before gamma came; nothing writes to alpha while it is sampled.
-	logIdleUsage(t, nsA, vcluster.ControlPlane(alpha)+"-0", 30*time.Second)
+	logIdleUsage(t, nsA, vcluster.ControlPlane(alpha)+"-0")
 
 	// podbridge delete leaves nothing of alpha, and all of beta; the
 	// namespace create made for alpha goes once the test's own object in
@@ -556,12 +556,19 @@ func policiesKeepApart(t *testing.T, namespace string, clusters ...string) {
 	}
 }
 
+// idleWindow is how long logIdleUsage samples.
+const idleWindow = 30 * time.Second
+
 // logIdleUsage logs the control-plane pod's CPU as the rate of its
-// cumulative CPU time between two readings of the real kubelet's summary
-// API at least window apart (each container's own timestamps), and each
-// container's memory working set at the second.
-func logIdleUsage(t *testing.T, namespace, pod string, window time.Duration) {
+// cumulative CPU time over idleWindow or a little more, twice: from its
+// cgroups on the real node, read directly at both ends (the figure to
+// use), and from two readings of the kubelet's summary API (each with its
+// own timestamps; its pod-level reading has run high, its containers'
+// agree with the cgroups); and each container's memory working set at
+// the end, from the summary.
+func logIdleUsage(t *testing.T, namespace, pod string) {
 	t.Helper()
+	const window = idleWindow
 	var p corev1.Pod
 	if err := hostClient.Get(context.Background(), client.ObjectKey{Namespace: namespace, Name: pod}, &p); err != nil {
 		t.Fatal(err)
@@ -581,7 +588,7 @@ func logIdleUsage(t *testing.T, namespace, pod string, window time.Duration) {
 	err = wait.PollUntilContextTimeout(context.Background(), 2*time.Second, window+time.Minute, false, func(ctx context.Context) (bool, error) {
 		var err error
 		second, err = readUsage(ctx, namespace, pod)
-		return err == nil && second.CPU.Time.Sub(first.CPU.Time.Time) >= window, nil
+		return err == nil && second.CPU.Time.Sub(first.CPU.Time.Time) >= window && time.Since(cgroupsBefore.at) >= window, nil
 	})
 	if err != nil {
 		t.Fatalf("no kubelet reading of %s %s after the first (%s; last %s): %v", pod, window, first.CPU.Time, second.CPU.Time, err)
