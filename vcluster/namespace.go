@@ -30,8 +30,9 @@ const AnnotationCreatedFor = "podbridge.io/namespace-created-for"
 // default, the ConfigMap kube-root-ca.crt, events, and EndpointSlices and
 // Endpoints of Services that are gone, which the garbage collector
 // removes). It looks through every namespaced resource the host serves,
-// custom ones too, and keeps the namespace when it cannot list one. It
-// says which and why, and reports whether it deleted it.
+// custom ones too, and keeps the namespace when it cannot list one (or
+// discovery fails: an aggregated API down). It says which and why, and
+// reports whether it deleted it.
 func ReleaseNamespace(ctx context.Context, host *rest.Config, namespace string, log io.Writer) (bool, error) {
 	set, err := kubernetes.NewForConfig(host)
 	if err != nil {
@@ -61,7 +62,11 @@ func ReleaseNamespace(ctx context.Context, host *rest.Config, namespace string, 
 	}
 	left, err := namespaceContents(ctx, set.Discovery(), md, namespace)
 	if err != nil {
-		return false, fmt.Errorf("kept host namespace %s: cannot tell what is in it: %w", namespace, err)
+		// An aggregated API that does not answer, a resource the user may
+		// not list: the cluster is deleted all the same; the namespace
+		// stays, and the user hears why.
+		say(log, "kept host namespace %s (podbridge create made it for %s): cannot tell what is in it: %v\n", namespace, madeFor, err)
+		return false, nil
 	}
 	if len(left) > 0 {
 		shown := left[:min(len(left), 5)]
