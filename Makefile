@@ -55,6 +55,7 @@ fmt: ## Format the code.
 vet: ## Run go vet (the fault tests' and the real-node suite's build tags included).
 	go vet -tags reliability ./...
 	go vet -tags node ./test/node/
+	go vet -tags node,nodescale ./test/node/
 
 .PHONY: lint
 lint: $(TOOLS)/golangci-lint ## Run golangci-lint (v2, linters listed in .golangci.yml).

@@ -98,10 +98,14 @@ func Create(ctx context.Context, host *rest.Config, o CreateOptions, log io.Writ
 	if probe.APIServerIP == probe.DNSIP {
 		probe.APIServerIP = probe.APIServerIP.Next()
 	}
-	if err := probe.Validate(); err != nil {
+	probeObjects, err := Render(probe)
+	if err != nil {
 		return nil, err
 	}
-	if err := ensureNamespace(ctx, c, o.Namespace); err != nil {
+	if err := checkNoTakeover(ctx, c, o.Name, o.Namespace, ownedNames(probeObjects)); err != nil {
+		return nil, err
+	}
+	if err := ensureNamespace(ctx, c, o.Namespace, o.Name); err != nil {
 		return nil, err
 	}
 	if !apiserverIP.IsValid() {
@@ -171,11 +175,13 @@ func checkNameFree(ctx context.Context, c client.Reader, name, namespace string)
 
 // ensureNamespace creates the host namespace when absent, enforcing Pod
 // Security baseline (podbridge's default level: the host's own backstop
-// behind podbridge's gate).
-func ensureNamespace(ctx context.Context, c client.Client, name string) error {
+// behind podbridge's gate), and marks it as made by podbridge create for
+// virtual cluster vcluster (AnnotationCreatedFor), which
+// ReleaseNamespace reads. A namespace that exists is left as it is.
+func ensureNamespace(ctx context.Context, c client.Client, name, vcluster string) error {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
 		psaapi.EnforceLevelLabel: string(psaapi.LevelBaseline), psaapi.EnforceVersionLabel: psaapi.VersionLatest,
-	}}}
+	}, Annotations: map[string]string{AnnotationCreatedFor: vcluster}}}
 	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating host namespace %s: %w", name, err)
 	}

@@ -43,7 +43,9 @@ var tenantKinds = []kind{
 }
 
 // packageKinds are the package's kinds (labelled with the instance), and
-// the claim its StatefulSet made.
+// what the host's controllers make for them with their labels: the
+// control-plane pod, its claim, the StatefulSet's revisions, the
+// Service's EndpointSlices.
 var packageKinds = []kind{
 	listKind("apps", "StatefulSet", true), listKind("", "Pod", true),
 	listKind("policy", "PodDisruptionBudget", true), listKind("", "Service", true),
@@ -51,6 +53,10 @@ var packageKinds = []kind{
 	listKind("", "Secret", true), listKind("", "ServiceAccount", true),
 	listKind("rbac.authorization.k8s.io", "Role", true), listKind("rbac.authorization.k8s.io", "RoleBinding", true),
 	listKind("", "PersistentVolumeClaim", true),
+	// The StatefulSet's revisions and the Service's EndpointSlices, which
+	// a host's garbage collector would take after them, but not before
+	// delete looks at the namespace (and a test bed's host runs none).
+	listKind("apps", "ControllerRevision", true), listKind("discovery.k8s.io", "EndpointSlice", true),
 	listKind("rbac.authorization.k8s.io", "ClusterRole", false), listKind("rbac.authorization.k8s.io", "ClusterRoleBinding", false),
 }
 
@@ -105,19 +111,25 @@ func remains(ctx context.Context, c client.Reader, name, namespace string) ([]*u
 		}
 		return l.Items, nil
 	}
-	for _, k := range append(slices.Clone(packageKinds), certManagerKinds...) {
-		items, err := list(k, client.MatchingLabels{LabelPartOf: PartOfValue, LabelInstance: name})
-		if meta.IsNoMatchError(err) {
-			continue // a kind the host does not serve (cert-manager's) has no object.
+	// The package's objects carry part-of; the pod and the claim the
+	// StatefulSet makes carry its templates' labels, the instance label
+	// among them but not part-of (kustomize puts labels without selectors
+	// on no template).
+	for _, labels := range []client.MatchingLabels{{LabelPartOf: PartOfValue, LabelInstance: name}, {LabelName: NameValue, LabelInstance: name}} {
+		for _, k := range append(slices.Clone(packageKinds), certManagerKinds...) {
+			items, err := list(k, labels)
+			if meta.IsNoMatchError(err) {
+				continue // a kind the host does not serve (cert-manager's) has no object.
+			}
+			if err != nil {
+				return nil, err
+			}
+			add(items, func(obj *unstructured.Unstructured) bool {
+				// Cluster-scoped objects of a virtual cluster of the same name
+				// elsewhere are not this one's.
+				return obj.GetNamespace() != "" || obj.GetLabels()[LabelNamespace] == namespace
+			})
 		}
-		if err != nil {
-			return nil, err
-		}
-		add(items, func(obj *unstructured.Unstructured) bool {
-			// Cluster-scoped objects of a virtual cluster of the same name
-			// elsewhere are not this one's.
-			return obj.GetNamespace() != "" || obj.GetLabels()[LabelNamespace] == namespace
-		})
 	}
 	for _, k := range tenantKinds {
 		items, err := list(k, client.MatchingLabels{translate.LabelVCluster: name, translate.LabelManagedBy: translate.ManagedByValue})
@@ -158,25 +170,42 @@ func Delete(ctx context.Context, c client.Client, name, namespace string, log io
 			}
 		}
 	}
-	var pod unstructured.Unstructured
-	pod.SetAPIVersion("v1")
-	pod.SetKind("Pod")
-	pod.SetNamespace(namespace)
-	pod.SetName(ControlPlane(name) + "-0")
-	if err := deleteObject(ctx, c, &pod); err != nil {
-		return err
-	}
-	err = wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		err := c.Get(ctx, client.ObjectKeyFromObject(&pod), &pod)
-		if apierrors.IsNotFound(err) {
-			return true, nil
+	// Its pod, when it is labelled as this cluster's (an object of that
+	// name that is not stays), by UID: a pod of the same name made since
+	// is not waited for.
+	for _, pod := range objects {
+		if pod.GetKind() != "Pod" || pod.GetName() != ControlPlane(name)+"-0" {
+			continue
 		}
-		return false, err
-	})
-	if err != nil {
-		return fmt.Errorf("waiting for control-plane pod %s/%s to go: %w", namespace, pod.GetName(), err)
+		uid := pod.GetUID()
+		if err := deleteObject(ctx, c, pod, client.Preconditions{UID: &uid}); err != nil && !apierrors.IsConflict(err) {
+			return err
+		}
+		err = wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+			var now metav1.PartialObjectMetadata
+			now.SetGroupVersionKind(pod.GroupVersionKind())
+			err := c.Get(ctx, client.ObjectKeyFromObject(pod), &now)
+			if apierrors.IsNotFound(err) {
+				return true, nil
+			}
+			return err == nil && now.UID != uid, err
+		})
+		if err != nil {
+			return fmt.Errorf("waiting for control-plane pod %s/%s to go: %w", namespace, pod.GetName(), err)
+		}
 	}
 	say(log, "control plane of %s stopped\n", name)
+	// Tenants' objects by the thousand: one collection delete per kind,
+	// by the same selector Remains uses; the loop below deletes what is
+	// left one by one (kinds that serve no collection delete too).
+	for _, k := range tenantKinds {
+		var obj unstructured.Unstructured
+		obj.SetGroupVersionKind(k.gvk.GroupVersion().WithKind(strings.TrimSuffix(k.gvk.Kind, "List")))
+		err := c.DeleteAllOf(ctx, &obj, client.InNamespace(namespace), client.MatchingLabels{translate.LabelVCluster: name, translate.LabelManagedBy: translate.ManagedByValue})
+		if err != nil && !apierrors.IsMethodNotSupported(err) && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("deleting virtual cluster %s's %s: %w", name, obj.GetKind(), err)
+		}
+	}
 	var last []*unstructured.Unstructured
 	err = wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
 		if last, err = remains(ctx, c, name, namespace); err != nil {

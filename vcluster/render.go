@@ -32,6 +32,10 @@ const (
 	LabelPartOf   = "app.kubernetes.io/part-of"
 	PartOfValue   = "podbridge-vcluster"
 	LabelInstance = "app.kubernetes.io/instance"
+	// LabelName is on the package's objects and on its templates (the
+	// control-plane pod and its claim, which carry no part-of label).
+	LabelName = "app.kubernetes.io/name"
+	NameValue = "podbridge-vcluster"
 	// LabelNamespace is on the cluster-scoped objects: the host namespace
 	// of the virtual cluster they belong to.
 	LabelNamespace = "podbridge.io/vcluster-namespace"
@@ -104,6 +108,8 @@ func (o *Options) Validate() error {
 		// The longest name the package derives, name-control-plane-0 on
 		// the claim data-name-control-plane-0, must stay a label.
 		errs = append(errs, field.TooLong(field.NewPath("NAME"), o.Name, 40))
+	} else if msg := reservedName(o.Name); msg != "" {
+		errs = append(errs, field.Invalid(field.NewPath("NAME"), o.Name, msg))
 	}
 	if msgs := validation.IsDNS1123Label(o.Namespace); len(msgs) > 0 {
 		errs = append(errs, field.Invalid(field.NewPath("--namespace"), o.Namespace, strings.Join(msgs, "; ")))
@@ -155,6 +161,29 @@ func (o *Options) Validate() error {
 	}
 	errs = append(errs, o.validateOptions()...)
 	return errs.ToAggregate()
+}
+
+// reservedName says why name cannot be a virtual cluster's, which shares
+// its host namespace with other virtual clusters and podbridges: the
+// package's objects are named name-SUFFIX, and must never carry a name
+// podbridge gives another host object there.
+//   - podbridge and podbridge-*: podbridge's own host objects are named so
+//     (podbridge-isolation-CLUSTER, podbridge-token-*, the Secrets of a
+//     podbridge of manifests/host: podbridge-webhook-tls...), and a
+//     cluster alpha's isolation policy podbridge-isolation-alpha would be
+//     the NetworkPolicy control-plane of a cluster podbridge-isolation;
+//   - -x- inside, or x- or -x at an end: tenants' host objects are named
+//     NAME-x-NAMESPACE-x-CLUSTER (translate.HostName), so a cluster
+//     a-x-b-x-c's Service a-x-b-x-c-apiserver would be the host Service of
+//     Service a in namespace b of a cluster c-apiserver.
+func reservedName(name string) string {
+	switch {
+	case name == "podbridge" || strings.HasPrefix(name, "podbridge-"):
+		return "podbridge and podbridge-* are the names of podbridge's own host objects"
+	case strings.Contains(name, "-x-") || strings.HasPrefix(name, "x-") || strings.HasSuffix(name, "-x"):
+		return "must not contain -x-, start with x- or end with -x: the host names of tenants' objects join their parts with -x-, and could then name this cluster's"
+	}
+	return ""
 }
 
 func sortedKeys(m map[string]string) []string {

@@ -428,6 +428,11 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"bad flag", func(o *Options) { o.PodbridgeFlags = []string{"enforce"} }, "--podbridge-flag[0]"},
 		{"no host apiserver", func(o *Options) { o.HostAPIServer = nil }, "host apiserver endpoints"},
 		{"bad domain", func(o *Options) { o.ClusterDomain = "Not A Domain" }, "--cluster-domain"},
+		{"podbridge's own name", func(o *Options) { o.Name = "podbridge" }, "podbridge's own host objects"},
+		{"a name of podbridge's own objects", func(o *Options) { o.Name = "podbridge-isolation" }, "podbridge's own host objects"},
+		{"a tenant host name's separator", func(o *Options) { o.Name = "a-x-b-x-c" }, "-x-"},
+		{"the separator's end", func(o *Options) { o.Name = "a-x" }, "-x-"},
+		{"the separator's start", func(o *Options) { o.Name = "x-a" }, "-x-"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := testOptions("alpha")
@@ -463,5 +468,107 @@ func TestSplitReference(t *testing.T) {
 		if [3]string{name, tag, digest} != want {
 			t.Errorf("splitReference(%q) = %q %q %q, want %q", ref, name, tag, digest, want)
 		}
+	}
+}
+
+// The host objects a virtual cluster owns by name: the package's, its
+// pod and claim, and the Secrets its control plane makes.
+func TestOwnedNames(t *testing.T) {
+	objects, err := Render(testOptions("alpha"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, h := range ownedNames(objects) {
+		got = append(got, h.String())
+	}
+	for _, want := range []string{
+		"StatefulSet tenants/alpha-control-plane", "Pod tenants/alpha-control-plane-0", "PersistentVolumeClaim tenants/data-alpha-control-plane-0",
+		"Secret tenants/alpha-kubeconfig", "Secret tenants/alpha-webhook-tls", "Secret tenants/alpha-webhook-client-tls", "Secret tenants/alpha-kubelet-tls",
+		"ClusterRole alpha-cluster-grants", "NetworkPolicy tenants/alpha-control-plane-tenants",
+	} {
+		if !slices.Contains(got, want) {
+			t.Errorf("owned names lack %s: %v", want, got)
+		}
+	}
+	// The claim the StatefulSet makes carries the instance label, so a
+	// second create sees it as its own and delete finds it.
+	sts := renderTyped(t, testOptions("alpha"))["StatefulSet/alpha-control-plane"].(*appsv1.StatefulSet)
+	for _, tmpl := range sts.Spec.VolumeClaimTemplates {
+		if tmpl.Labels[LabelInstance] != "alpha" || tmpl.Labels[LabelName] != NameValue {
+			t.Errorf("claim template %s: labels %v lack the instance label", tmpl.Name, tmpl.Labels)
+		}
+	}
+	// The pod and the claim carry the labels delete finds them by.
+	if sts.Spec.Template.Labels[LabelInstance] != "alpha" || sts.Spec.Template.Labels[LabelName] != NameValue {
+		t.Errorf("the control-plane pod's labels %v lack the instance and name labels", sts.Spec.Template.Labels)
+	}
+}
+
+// Virtual clusters side by side in one namespace own no host name in
+// common, whatever their names (names that extend another's by a suffix
+// of the package included), none owns a name podbridge gives its own
+// objects or a tenant's host object (which has -x- inside), and none is
+// refused for another's name.
+func TestClustersInOneNamespaceOwnDisjointNames(t *testing.T) {
+	names := []string{"a", "a-webhook", "a-webhook-client", "a-control", "a-control-plane", "a-control-plane-0", "a-admission",
+		"a-cluster", "a-kubelet", "a-config", "a-apiserver", "data-a", "a-0", "alpha", "beta", "c-apiserver", "isolation"}
+	owner := map[string]string{}
+	for _, name := range names {
+		objects, err := Render(testOptions(name))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, h := range ownedNames(objects) {
+			key := h.gvk.Kind + " " + h.namespace + "/" + h.name
+			if other, ok := owner[key]; ok {
+				t.Errorf("%s is owned by both %s and %s", key, other, name)
+			}
+			owner[key] = name
+			if strings.HasPrefix(h.name, "podbridge-") || strings.Contains(h.name, "-x-") {
+				t.Errorf("%s of %s has a name podbridge gives its own or a tenant's host objects", key, name)
+			}
+		}
+	}
+	for _, name := range names {
+		for key := range owner {
+			if strings.HasSuffix(key, "/"+translate.IsolationPolicyName(name)) {
+				t.Errorf("%s is %s's isolation policy's name", key, name)
+			}
+		}
+	}
+}
+
+// What create counts as its own when it runs again: podbridge's mark
+// decides when there is one; the instance label (part-of or, on what the
+// StatefulSet makes, name) otherwise, with the namespace label when
+// cluster-scoped.
+func TestNotOwn(t *testing.T) {
+	own := map[string]string{LabelInstance: "a", LabelPartOf: PartOfValue}
+	for _, tc := range []struct {
+		name        string
+		namespace   string
+		labels      map[string]string
+		annotations map[string]string
+		want        string // "" when own
+	}{
+		{"the package's object", "tenants", own, nil, ""},
+		{"the control-plane pod or claim", "tenants", map[string]string{LabelInstance: "a", LabelName: NameValue}, nil, ""},
+		{"the webhook's certificate Secret: the mark only", "tenants", map[string]string{"app.kubernetes.io/managed-by": "podbridge"}, map[string]string{"podbridge.io/owner": "a"}, ""},
+		{"the platform's object", "tenants", nil, nil, `labels app.kubernetes.io/instance=""`},
+		{"another cluster's", "tenants", map[string]string{LabelInstance: "b", LabelPartOf: PartOfValue}, nil, `instance="b"`},
+		{"labelled as a's but marked as b's", "tenants", own, map[string]string{"podbridge.io/owner": "b"}, `marked podbridge.io/owner="b"`},
+		{"the instance label alone", "tenants", map[string]string{LabelInstance: "a"}, nil, "labels"},
+		{"cluster-scoped, of another namespace", "", map[string]string{LabelInstance: "a", LabelPartOf: PartOfValue, LabelNamespace: "other"}, nil, `of host namespace "other"`},
+		{"cluster-scoped, of this namespace", "", map[string]string{LabelInstance: "a", LabelPartOf: PartOfValue, LabelNamespace: "tenants"}, nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			obj := &corev1.ConfigMap{}
+			obj.Namespace, obj.Labels, obj.Annotations = tc.namespace, tc.labels, tc.annotations
+			got := notOwn(obj, "a", "tenants")
+			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+				t.Errorf("notOwn: %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

@@ -271,6 +271,7 @@ func runDelete(ctx context.Context, args []string) error {
 	var h hostFlags
 	h.bind(fs)
 	timeout := fs.Duration("timeout", 5*time.Minute, "how long to wait until nothing of the virtual cluster is left")
+	keepNamespace := fs.Bool("keep-namespace", false, "keep the host namespace even when podbridge create made it and nothing else is in it")
 	setLogger := bindLogging(fs)
 	name, err := parseNamed(fs, args)
 	if err != nil {
@@ -280,13 +281,20 @@ func runDelete(ctx context.Context, args []string) error {
 	if h.namespace == "" {
 		return errors.New("--namespace is required: the host namespace of the virtual cluster")
 	}
-	c, _, err := h.client()
+	c, cfg, err := h.client()
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	return vcluster.Delete(ctx, c, name, h.namespace, os.Stderr)
+	if err := vcluster.Delete(ctx, c, name, h.namespace, os.Stderr); err != nil {
+		return err
+	}
+	if *keepNamespace {
+		return nil
+	}
+	_, err = vcluster.ReleaseNamespace(ctx, cfg, h.namespace, os.Stderr)
+	return err
 }
 
 // runVClusterInit is the control-plane pod's init container

@@ -17,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podbridge/podbridge/internal/ownership"
@@ -96,6 +97,26 @@ func TestPackageAppliesAndDeleteRemovesOnlyItsCluster(t *testing.T) {
 			}
 		}
 	}
+	// A pod of the control plane's name that is not it (no instance
+	// label) stays; it-beta's control-plane pod, as its StatefulSet
+	// labels it, goes with it-beta.
+	cpPod := func(name string, labels map[string]string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels}, Spec: corev1.PodSpec{
+			AutomountServiceAccountToken: ptr.To(false), Containers: []corev1.Container{{Name: "c", Image: "x"}},
+		}}
+	}
+	notAlphas := cpPod(vcluster.ControlPlane("it-alpha")+"-0", map[string]string{vcluster.LabelName: vcluster.NameValue})
+	betas := cpPod(vcluster.ControlPlane("it-beta")+"-0", map[string]string{vcluster.LabelName: vcluster.NameValue, vcluster.LabelInstance: "it-beta"})
+	// The host's ServiceAccount admission wants the pods' account (no
+	// controller makes it here).
+	if err := hostClient.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	for _, p := range []*corev1.Pod{notAlphas, betas} {
+		if err := hostClient.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// A tenant's own labels reach the host under podbridge's tenant keys
 	// only: a tenant of beta cannot make its host object look like
 	// alpha's.
@@ -119,6 +140,19 @@ func TestPackageAppliesAndDeleteRemovesOnlyItsCluster(t *testing.T) {
 			t.Errorf("Remains(it-alpha) lacks %s: %v", want, alphaBefore)
 		}
 	}
+	// A second create of it-beta counts all of it as its own (its pod
+	// too; the webhook's certificate Secret carries podbridge's mark
+	// only), and waits for a control plane that never starts here; one of
+	// it-alpha is refused, since a pod of its control plane's name is not
+	// its.
+	_, err = vcluster.Create(ctx, env.Host.Config, vcluster.CreateOptions{Options: vcluster.Options{Name: "it-beta", Namespace: ns}, Timeout: 2 * time.Second, SkipDNS: true}, testLog{t})
+	if err == nil || !strings.Contains(err.Error(), "waiting for host Secret") {
+		t.Errorf("a second create of it-beta: %v, want it to wait for its kubeconfig Secret", err)
+	}
+	_, err = vcluster.Create(ctx, env.Host.Config, vcluster.CreateOptions{Options: vcluster.Options{Name: "it-alpha", Namespace: ns}, Timeout: 2 * time.Second, SkipDNS: true}, testLog{t})
+	if err == nil || !strings.Contains(err.Error(), "Pod "+ns+"/it-alpha-control-plane-0") {
+		t.Errorf("a second create of it-alpha beside a pod of its pod's name: %v, want a refusal naming the pod", err)
+	}
 	if err := vcluster.Delete(ctx, hostClient, "it-alpha", ns, testLog{t}); err != nil {
 		t.Fatal(err)
 	}
@@ -132,11 +166,23 @@ func TestPackageAppliesAndDeleteRemovesOnlyItsCluster(t *testing.T) {
 	if err := hostClient.Get(ctx, client.ObjectKeyFromObject(forged), forged); err != nil {
 		t.Errorf("beta's host object with alpha's names under tenant keys: %v", err)
 	}
+	if err := hostClient.Get(ctx, client.ObjectKeyFromObject(notAlphas), &corev1.Pod{}); err != nil {
+		t.Errorf("a pod of it-alpha's control-plane pod's name without its labels: %v after delete, want kept", err)
+	}
+	if !slices.Contains(betaBefore, "Pod "+ns+"/"+betas.Name) {
+		t.Errorf("Remains(it-beta) lacks its control-plane pod: %v", betaBefore)
+	}
 	if err := vcluster.Delete(ctx, hostClient, "it-alpha", ns, testLog{t}); err == nil || !strings.Contains(err.Error(), "no virtual cluster it-alpha") {
 		t.Errorf("deleting it again: %v, want an error saying there is none", err)
 	}
 	if err := vcluster.Delete(ctx, hostClient, "it-beta", ns, testLog{t}); err != nil {
 		t.Fatal(err)
+	}
+	if err := hostClient.Get(ctx, client.ObjectKeyFromObject(betas), &corev1.Pod{}); !apierrors.IsNotFound(err) {
+		t.Errorf("it-beta's control-plane pod after delete: %v", err)
+	}
+	if err := hostClient.Delete(ctx, notAlphas); err != nil {
+		t.Error(err)
 	}
 }
 
