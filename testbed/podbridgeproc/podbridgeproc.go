@@ -48,9 +48,6 @@ type Cluster struct {
 	// Output, when set, receives each process's output too (the test bed
 	// shows it in a terminal or a failed test's output).
 	Output io.Writer
-	// Env is added to each process's environment (GORACE for a binary
-	// built with the race detector).
-	Env []string
 	// Pprof serves pprof too, on a loopback port of each process's own
 	// (Process.PprofURL).
 	Pprof bool
@@ -145,7 +142,7 @@ func (c Cluster) process(name, readyPath string, args []string) (*Process, error
 		Name:       name,
 		MetricsURL: scheme + "://" + loopback(metrics) + "/metrics",
 		ReadyURL:   "http://" + loopback(health) + readyPath,
-		command:    child.Command{Name: name, Path: c.Binary, LogFile: filepath.Join(c.LogDir, name+".log"), Output: c.Output, Env: c.Env},
+		command:    child.Command{Name: name, Path: c.Binary, LogFile: filepath.Join(c.LogDir, name+".log"), Output: c.Output},
 		client:     c.MetricsClient,
 	}
 	if c.Pprof {
