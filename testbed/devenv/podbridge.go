@@ -193,17 +193,18 @@ func (e *Env) process(c **component) *podbridgeproc.Process {
 	return (*c).proc
 }
 
-// PodbridgeLogs are the log files of podbridge's processes.
+// PodbridgeLogs are the log files of podbridge's processes (none before
+// Start chose their command lines).
 func (e *Env) PodbridgeLogs() []string {
+	if e == nil || e.webhookProc == nil || e.reflectorProc == nil {
+		return nil
+	}
 	return []string{e.webhookProc.LogFile(), e.reflectorProc.LogFile()}
 }
 
 // WriteLogTails writes the last maxBytes of each podbridge process's log
 // to w: a failed test's output shows what podbridge said.
 func (e *Env) WriteLogTails(w io.Writer, maxBytes int64) {
-	if e == nil || e.webhookProc == nil {
-		return
-	}
 	for _, path := range e.PodbridgeLogs() {
 		f, err := os.Open(path)
 		if err != nil {
