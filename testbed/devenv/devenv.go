@@ -161,9 +161,11 @@ type Env struct {
 	// stop, as a restarted container would be.
 	webhookProc, reflectorProc *podbridgeproc.Process
 
-	mu        sync.Mutex // guards webhook and reflector
+	mu        sync.Mutex // guards webhook, reflector and earlierMetrics
 	webhook   *component
 	reflector *component
+	// earlierMetrics are the last scrapes of stopped runs (MetricSum).
+	earlierMetrics []promscrape.Families
 }
 
 // Start brings everything up and returns once a dry-run pod create in the
@@ -540,7 +542,7 @@ func (e *Env) startWebhook(ctx context.Context) error {
 func (e *Env) StopWebhook() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	err := e.webhook.stop()
+	err := e.stop(e.webhook)
 	e.webhook = nil
 	return err
 }
@@ -573,7 +575,7 @@ func (e *Env) startReflector(ctx context.Context) error {
 func (e *Env) StopReflector() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	err := e.reflector.stop()
+	err := e.stop(e.reflector)
 	e.reflector = nil
 	return err
 }
@@ -596,7 +598,7 @@ func (e *Env) Stop() error {
 		return nil
 	}
 	e.mu.Lock()
-	errs := []error{e.webhook.stop(), e.reflector.stop()}
+	errs := []error{e.stop(e.webhook), e.stop(e.reflector)}
 	e.webhook, e.reflector = nil, nil
 	e.mu.Unlock()
 	if e.stopControlPlanes != nil {

@@ -15,11 +15,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/podbridge/podbridge/certs"
 	"github.com/podbridge/podbridge/testbed/controlplane"
 	"github.com/podbridge/podbridge/testbed/podbridgeproc"
+	"github.com/podbridge/podbridge/testbed/promscrape"
 )
 
 // Names of the dev podbridge's host Secrets and folders (the shipped
@@ -149,11 +151,17 @@ func (e *Env) startComponent(ctx context.Context, name string, p *podbridgeproc.
 const stopTimeout = 30 * time.Second
 
 // stop asks the process to end (SIGTERM), waits until it has, and reports
-// an exit other than status 0: a data race (ErrDataRace) or an error.
-func (c *component) stop() error {
+// an exit other than status 0: a data race (ErrDataRace) or an error. Its
+// counters, read first, keep counting in Env.MetricSum.
+func (e *Env) stop(c *component) error {
 	if c == nil {
 		return nil
 	}
+	scrapeCtx, cancelScrape := context.WithTimeout(context.Background(), 10*time.Second)
+	if families, err := c.proc.Scrape(scrapeCtx); err == nil {
+		e.earlierMetrics = append(e.earlierMetrics, families)
+	}
+	cancelScrape()
 	c.stopping.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel()
@@ -191,6 +199,60 @@ func (e *Env) process(c **component) *podbridgeproc.Process {
 		return nil
 	}
 	return (*c).proc
+}
+
+// MetricSum adds the counters and gauges of family name over the series
+// carrying every label in labels that podbridge's processes export now,
+// plus the counters of their runs stopped earlier: a counter keeps
+// counting across StopReflector and StartReflector, as it did when the
+// components ran in the test's process.
+func (e *Env) MetricSum(ctx context.Context, name string, labels map[string]string) (float64, error) {
+	current, earlier, err := e.metrics(ctx)
+	if err != nil {
+		return 0, err
+	}
+	total := 0.0
+	for _, f := range earlier {
+		if f[name].GetType() == dto.MetricType_COUNTER {
+			total += f.Sum(name, labels)
+		}
+	}
+	for _, f := range current {
+		total += f.Sum(name, labels)
+	}
+	return total, nil
+}
+
+// HistogramCount is how many observations the histogram name (its first
+// series carrying labels) holds, over the processes' runs as MetricSum.
+func (e *Env) HistogramCount(ctx context.Context, name string, labels map[string]string) (float64, error) {
+	current, earlier, err := e.metrics(ctx)
+	if err != nil {
+		return 0, err
+	}
+	total := 0.0
+	for _, f := range append(earlier, current...) {
+		total += f.Histogram(name, labels).Count
+	}
+	return total, nil
+}
+
+// metrics scrapes the running processes and returns, with those, the
+// scrapes of runs stopped earlier.
+func (e *Env) metrics(ctx context.Context) (current, earlier []promscrape.Families, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, c := range []*component{e.webhook, e.reflector} {
+		if c == nil {
+			continue
+		}
+		f, err := c.proc.Scrape(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("scraping the %s: %w", c.name, err)
+		}
+		current = append(current, f)
+	}
+	return current, slices.Clone(e.earlierMetrics), nil
 }
 
 // PodbridgeLogs are the log files of podbridge's processes (none before
