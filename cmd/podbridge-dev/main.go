@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -213,7 +214,9 @@ func podbridgeBinary(flag string) (string, error) {
 		if fileExists(built) {
 			return built, nil
 		}
-		tried = append(tried, built)
+		if !slices.Contains(tried, built) {
+			tried = append(tried, built)
+		}
 	}
 	return "", fmt.Errorf("no podbridge binary at %s: run make build (make run does), or name one with --podbridge", strings.Join(tried, " or "))
 }
