@@ -270,13 +270,13 @@ func (e *Env) WriteLogTails(w io.Writer, maxBytes int64) {
 	for _, path := range e.PodbridgeLogs() {
 		f, err := os.Open(path)
 		if err != nil {
-			fmt.Fprintf(w, "---- %s: %v\n", path, err)
+			_, _ = fmt.Fprintf(w, "---- %s: %v\n", path, err)
 			continue
 		}
 		if info, err := f.Stat(); err == nil && info.Size() > maxBytes {
 			_, _ = f.Seek(-maxBytes, io.SeekEnd)
 		}
-		fmt.Fprintf(w, "---- the end of %s:\n", path)
+		_, _ = fmt.Fprintf(w, "---- the end of %s:\n", path)
 		_, _ = io.Copy(w, f)
 		f.Close()
 	}
