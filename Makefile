@@ -28,7 +28,7 @@ build-dev: ## Build bin/podbridge-dev, the test bed's command behind make run.
 	CGO_ENABLED=0 go build -trimpath -o bin/podbridge-dev ./cmd/podbridge-dev
 
 .PHONY: run
-run: build-dev k8s-bins $(if $(REAL_NODE),node-bins) ## Run podbridge end to end on local host and virtual control planes (Ctrl-C stops all); REAL_NODE=1 adds a real kubelet node (root).
+run: build build-dev k8s-bins $(if $(REAL_NODE),node-bins) ## Run podbridge end to end on local host and virtual control planes (Ctrl-C stops all); REAL_NODE=1 adds a real kubelet node (root).
 	bin/podbridge-dev $(if $(REAL_NODE),--real-node)
 
 .PHONY: test
@@ -128,7 +128,7 @@ conformance-bins: ## Build the conformance suite's e2e.test, the ginkgo CLI, agn
 	hack/k8s-bins/build.sh $(K8S_BINS) --conformance
 
 .PHONY: conformance
-conformance: build-dev k8s-bins node-bins conformance-bins ## Run the Kubernetes conformance suite (hack/conformance/focus.txt; CONFORMANCE_FOCUS=all for every spec; CONFORMANCE_SET=ci for the minutes-long subset .ci/run runs) on a podbridge-dev virtual cluster whose pods all run on the real node (root); JUnit and a summary in conformance-results/.
+conformance: build build-dev k8s-bins node-bins conformance-bins ## Run the Kubernetes conformance suite (hack/conformance/focus.txt; CONFORMANCE_FOCUS=all for every spec; CONFORMANCE_SET=ci for the minutes-long subset .ci/run runs) on a podbridge-dev virtual cluster whose pods all run on the real node (root); JUnit and a summary in conformance-results/.
 	K8S_BINS=$(K8S_BINS) hack/conformance/run.sh
 
 ##@ Deployment

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -49,6 +50,7 @@ func runDev(ctx context.Context, args []string) error {
 	var assetsDir string
 	fs.StringVar(&o.StateDir, "state-dir", o.StateDir, "folder for kubeconfigs, certificates and logs; removed on exit, or by the next start after a run that was killed")
 	fs.StringVar(&assetsDir, "assets-dir", "", "folder with the control-plane binaries (default: KUBEBUILDER_ASSETS, then bin/k8s/"+controlplane.KubernetesVersion+")")
+	fs.StringVar(&o.Podbridge, "podbridge", "", "the production binary (cmd/podbridge) whose webhook and reflector run, as processes with the shipped control-plane pod's flags (default: podbridge beside this program, as make build and make build-dev put both in bin/, then bin/podbridge of the checkout)")
 	fs.IntVar(&o.Nodes, "nodes", o.Nodes, "kwok nodes in the host cluster")
 	realNode := fs.Bool("real-node", false, "also run a real kubelet node (root; `make node-bins`; installs containerd, runc, the CNI plugins and iptables with apt when absent): pods with nodeSelector "+realnode.LabelRealNode+"=true and its toleration run in real containers")
 	nodeImages := fs.String("node-images", "", "image tarball of the real node (default: bin/node/images.tar of the checkout)")
@@ -78,6 +80,12 @@ func runDev(ctx context.Context, args []string) error {
 	setLogger()
 	log := ctrl.Log.WithName("dev")
 	var err error
+	if o.Podbridge, err = podbridgeBinary(o.Podbridge); err != nil {
+		return err
+	}
+	// podbridge's processes log to the terminal too, as the shipped
+	// pod's containers do to theirs (and to the state folder's logs/).
+	o.Output = os.Stderr
 	if assetsDir != "" {
 		o.Assets = controlplane.NewAssets(assetsDir)
 	} else if o.Assets, err = controlplane.DefaultAssets(); err != nil {
@@ -182,6 +190,35 @@ func realNodeOptions(o devenv.Options, images string) (*realnode.Options, error)
 		StateDir: filepath.Join(o.StateDir, "realnode"), Kubelet: kubelet, KubeProxy: kubeProxy, Images: images, ExtraImages: extra,
 		Log: ctrl.Log.WithName("realnode"),
 	}, nil
+}
+
+// podbridgeBinary finds the podbridge binary: flag when set, else the one
+// beside this program, else bin/podbridge of the checkout.
+func podbridgeBinary(flag string) (string, error) {
+	if flag != "" {
+		if !fileExists(flag) {
+			return "", fmt.Errorf("--podbridge: no file %s", flag)
+		}
+		return filepath.Abs(flag)
+	}
+	var tried []string
+	if exe, err := os.Executable(); err == nil {
+		beside := filepath.Join(filepath.Dir(exe), "podbridge")
+		if fileExists(beside) {
+			return beside, nil
+		}
+		tried = append(tried, beside)
+	}
+	if root, err := controlplane.ModuleRoot(); err == nil {
+		built := filepath.Join(root, "bin", "podbridge")
+		if fileExists(built) {
+			return built, nil
+		}
+		if !slices.Contains(tried, built) {
+			tried = append(tried, built)
+		}
+	}
+	return "", fmt.Errorf("no podbridge binary at %s: run make build (make run does), or name one with --podbridge", strings.Join(tried, " or "))
 }
 
 func fileExists(path string) bool {

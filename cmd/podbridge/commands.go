@@ -71,6 +71,7 @@ func runReflector(ctx context.Context, args []string) error {
 	fs.DurationVar(&o.OrphanGracePeriod, "orphan-grace-period", 0, "age after which a host pod with no virtual pod is deleted (default: --virtual-request-timeout plus 10s); a shorter one may fail pods whose create is still being admitted")
 	fs.IntVar(&o.MaxConcurrentReconciles, "concurrency", 32, "reconciles at once in each controller (pod pairs, copies, tokens)")
 	fs.DurationVar(&o.ResyncPeriod, "resync-period", reflector.DefaultResyncPeriod, "how often every pod pair and virtual node is reconciled without an event (a pass also runs at start-up)")
+	fs.DurationVar(&o.TokenRefreshAfter, "token-refresh-after", 0, "refresh a projected service-account token this long after issuing it when that is sooner than 80% of its lifetime (0: at 80%; at least 1s); for watching refreshes arrive in tests")
 	fs.DurationVar(&o.NodeGracePeriod, "node-grace-period", reflector.DefaultNodeGracePeriod, "how long the virtual node of a host node tenants may not use stays after the virtual cluster's last host pod on it goes")
 	fs.BoolVar(&o.LeaderElection, "leader-elect", true, "elect a leader among replicas (a Lease in the host namespace)")
 	fs.StringVar(&o.LeaderElectionID, "leader-election-id", "", "name of the leader election Lease (default podbridge-reflector-<vcluster-name>)")

@@ -147,16 +147,22 @@ func metav1LabelSelectorFor(key, value string) *metav1.LabelSelector {
 
 func itoa(i int) string { return strconv.Itoa(i) }
 
-// metricSum adds up the series of the counter or gauge name in this
-// process's registry whose label has value; a series not yet created
-// counts 0.
+// metricSum adds up the series of the counter or gauge name whose label
+// has value, in the dev podbridge's processes (their counters over their
+// restarts, see devenv.Env.MetricSum) and in this process's registry (the
+// podbridges tests run here); a series not yet created counts 0.
 func metricSum(t *testing.T, name, label, value string) float64 {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sum, err := env.MetricSum(ctx, name, map[string]string{label: value})
+	if err != nil {
+		t.Fatalf("reading podbridge's metrics: %v", err)
+	}
 	families, err := metrics.Registry.Gather()
 	if err != nil {
 		t.Fatalf("gathering metrics: %v", err)
 	}
-	sum := 0.0
 	for _, f := range families {
 		if f.GetName() != name {
 			continue

@@ -6,6 +6,7 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net/netip"
@@ -50,7 +51,7 @@ func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
 
-func run(m *testing.M) int {
+func run(m *testing.M) (code int) {
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapLevel())))
 	stateDir, err := os.MkdirTemp("", "podbridge-integration-")
 	if err != nil {
@@ -61,6 +62,23 @@ func run(m *testing.M) int {
 
 	opts := devenv.Defaults()
 	opts.StateDir = stateDir
+	// podbridge's webhook and reflector run as processes of the production
+	// binary, built once for the package (with -race under -race); their
+	// warnings and errors reach the test output as the in-process
+	// components' did (everything with PODBRIDGE_TEST_VERBOSE).
+	buildCtx, cancelBuild := context.WithTimeout(context.Background(), 10*time.Minute)
+	binary, removeBinary, err := devenv.BuildPodbridge(buildCtx)
+	cancelBuild()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer removeBinary()
+	opts.Podbridge = binary
+	opts.Output = devenv.WarningsOnly(os.Stderr)
+	if os.Getenv("PODBRIDGE_TEST_VERBOSE") != "" {
+		opts.Output = os.Stderr
+	}
 	opts.OrphanGracePeriod = orphanGrace
 	// The gate's allow-lists, for gate_attacks_test.go's admitted cases.
 	opts.Translate.RuntimeClasses = []string{allowedRuntimeClass}
@@ -93,8 +111,16 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer func() {
+		if code != 0 {
+			env.WriteLogTails(os.Stderr, 64<<10)
+		}
 		if err := env.Stop(); err != nil {
 			fmt.Fprintf(os.Stderr, "stopping: %v\n", err)
+			// A data race inside podbridge fails the run, as it did
+			// when podbridge ran in the test's process.
+			if errors.Is(err, devenv.ErrDataRace) {
+				code = 1
+			}
 		}
 	}()
 	if hostClient, err = testClient(env.Host.Config); err != nil {
@@ -105,7 +131,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	code := m.Run()
+	code = m.Run()
 	for _, stop := range cleanups {
 		stop()
 	}

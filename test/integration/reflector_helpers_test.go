@@ -13,7 +13,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/translate"
@@ -156,27 +155,23 @@ func waitEvent(t *testing.T, pod *corev1.Pod, reason string) string {
 	return message
 }
 
-// actionCount reads the reflector's actions_total counter for action; the
-// reflector runs in this process, so its registry is this one.
+// actionCount reads the reflector's actions_total counter for action.
 func actionCount(t *testing.T, action string) float64 {
 	t.Helper()
 	return metricSum(t, "podbridge_reflector_actions_total", "action", action)
 }
 
-// lagObservations reads how many reflection lags the reflector observed.
+// lagObservations reads how many reflection lags the dev reflector
+// observed (over its restarts).
 func lagObservations(t *testing.T) uint64 {
 	t.Helper()
-	families, err := metrics.Registry.Gather()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	count, err := env.HistogramCount(ctx, "podbridge_reflector_reflection_lag_seconds", nil)
 	if err != nil {
-		t.Fatalf("gathering metrics: %v", err)
+		t.Fatalf("reading the reflector's metrics: %v", err)
 	}
-	for _, f := range families {
-		if f.GetName() == "podbridge_reflector_reflection_lag_seconds" && len(f.GetMetric()) == 1 {
-			return f.GetMetric()[0].GetHistogram().GetSampleCount()
-		}
-	}
-	t.Fatal("no podbridge_reflector_reflection_lag_seconds in the registry")
-	return 0
+	return uint64(count)
 }
 
 // hostPodFor builds a host pod as the webhook would for virtual pod

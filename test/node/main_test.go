@@ -9,6 +9,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -40,11 +41,15 @@ import (
 const tokenRefreshAfter = 20 * time.Second
 
 var (
-	env           *devenv.Env
-	stateDir      string
-	hostClient    client.Client
-	hostSet       kubernetes.Interface
-	virtualClient client.Client
+	env *devenv.Env
+	// podbridgeBinary is cmd/podbridge, built once for the suite (with
+	// -race under -race): devenv and podbridge-dev run its webhook and
+	// reflector.
+	podbridgeBinary string
+	stateDir        string
+	hostClient      client.Client
+	hostSet         kubernetes.Interface
+	virtualClient   client.Client
 	// sysctlsBefore are the machine's values before the suite: Stop must
 	// restore them.
 	sysctlsBefore map[string]string
@@ -54,7 +59,7 @@ func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
 
-func run(m *testing.M) int {
+func run(m *testing.M) (code int) {
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.Level(1))))
 	// A node an earlier run left (killed, or a failed test's dev) is undone
 	// first, whatever its folder, so the values read are the machine's own.
@@ -63,15 +68,31 @@ func run(m *testing.M) int {
 		return 1
 	}
 	sysctlsBefore = readSysctls()
+	buildCtx, cancelBuild := context.WithTimeout(context.Background(), 10*time.Minute)
+	var removePodbridge func()
 	var err error
+	podbridgeBinary, removePodbridge, err = devenv.BuildPodbridge(buildCtx)
+	cancelBuild()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer removePodbridge()
 	if env, stateDir, err = startEnv(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer func() {
 		if env != nil { // zz_stop_test.go stops it itself
+			if code != 0 {
+				env.WriteLogTails(os.Stderr, 64<<10)
+			}
 			if err := env.Stop(); err != nil {
 				fmt.Fprintf(os.Stderr, "stopping: %v\n", err)
+				// A data race inside podbridge fails the run.
+				if errors.Is(err, devenv.ErrDataRace) {
+					code = 1
+				}
 			}
 		}
 		os.RemoveAll(stateDir)
@@ -101,6 +122,10 @@ func startEnv() (*devenv.Env, string, error) {
 	opts := devenv.Defaults()
 	opts.StateDir = dir
 	opts.TokenRefreshAfter = tokenRefreshAfter
+	// podbridge's webhook and reflector run as processes of the binary
+	// run built; their warnings and errors reach the test output.
+	opts.Podbridge = podbridgeBinary
+	opts.Output = devenv.WarningsOnly(os.Stderr)
 	if opts.Assets, err = controlplane.DefaultAssets(); err != nil {
 		return nil, dir, err
 	}

@@ -20,7 +20,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/remotecommand"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/podbridge/podbridge/testbed/podstream"
 )
@@ -211,26 +210,15 @@ func terminalSize(pid int) (rows, cols uint16, err error) {
 	return ws.Row, ws.Col, nil
 }
 
-// openStreams sums podbridge's open-streams gauge for subresource (the
-// kubelet API runs in this process).
+// openStreams reads podbridge's open-streams gauge for subresource from
+// the reflector's process, which serves the kubelet API.
 func openStreams(t *testing.T, subresource string) float64 {
 	t.Helper()
-	families, err := metrics.Registry.Gather()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	open, err := env.MetricSum(ctx, "podbridge_kubelet_open_streams", map[string]string{"subresource": subresource})
 	if err != nil {
-		t.Fatalf("gathering metrics: %v", err)
+		t.Fatalf("reading podbridge's metrics: %v", err)
 	}
-	sum := 0.0
-	for _, f := range families {
-		if f.GetName() != "podbridge_kubelet_open_streams" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "subresource" && l.GetValue() == subresource {
-					sum += m.GetGauge().GetValue()
-				}
-			}
-		}
-	}
-	return sum
+	return open
 }

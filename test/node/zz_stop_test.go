@@ -112,7 +112,7 @@ func devWithPod(t *testing.T, bin, dir string) *exec.Cmd {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { logFile.Close() })
-	cmd := exec.Command(bin, "--real-node", "--state-dir", dir)
+	cmd := exec.Command(bin, "--real-node", "--state-dir", dir, "--podbridge", podbridgeBinary)
 	cmd.Dir = root
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	started := time.Now()

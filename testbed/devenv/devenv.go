@@ -1,14 +1,19 @@
 // Package devenv runs podbridge end to end on this machine: a host and a
 // virtual control plane, podbridge's webhook registered in the virtual one
-// with a self-managed certificate, and the reflector, each component on the
-// same code path as against real clusters. `podbridge-dev` and the
-// integration tests use it.
+// with a self-managed certificate, and the reflector with the virtual
+// nodes' kubelet API. The webhook and the reflector run as processes of the
+// production binary (`podbridge webhook`, `podbridge reflector`, through
+// package podbridgeproc) with the flags the shipped control-plane pod gives
+// them wherever they mean the same (podbridge_flags_test.go holds the two
+// together). `podbridge-dev`, the integration tests and the real-node
+// suite use it.
 package devenv
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/url"
@@ -30,25 +35,31 @@ import (
 	psaapi "k8s.io/pod-security-admission/api"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/podbridge/podbridge/certs"
-	"github.com/podbridge/podbridge/internal/caps"
 	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/internal/ownership"
-	"github.com/podbridge/podbridge/kubeletproxy"
-	"github.com/podbridge/podbridge/reflector"
 	"github.com/podbridge/podbridge/staticpolicy"
 	"github.com/podbridge/podbridge/testbed/controlplane"
+	"github.com/podbridge/podbridge/testbed/podbridgeproc"
+	"github.com/podbridge/podbridge/testbed/promscrape"
 	"github.com/podbridge/podbridge/testbed/realnode"
 	"github.com/podbridge/podbridge/translate"
-	"github.com/podbridge/podbridge/webhook"
 )
 
 // Options configure a development environment.
 type Options struct {
 	Assets controlplane.Assets
+	// Podbridge is the production binary, cmd/podbridge (bin/podbridge of
+	// make build, or BuildPodbridge's): the webhook and the reflector run
+	// as its processes, `podbridge webhook` and `podbridge reflector`, with
+	// the flags the shipped control-plane pod gives them wherever they mean
+	// the same.
+	Podbridge string
+	// Output, when set, receives the output of podbridge's processes too
+	// (each also logs to StateDir/logs/NAME.log): podbridge-dev's
+	// terminal, or WarningsOnly(os.Stderr) in tests.
+	Output io.Writer
 	// StateDir receives kubeconfigs, certificates and logs.
 	StateDir string
 	// Nodes and PodsPerNode size the host's kwok nodes.
@@ -145,23 +156,27 @@ type Env struct {
 	// failed receives an error when a podbridge component stops on its own.
 	failed chan error
 
-	mu               sync.Mutex // guards webhook and reflector
-	webhook          *component
-	reflector        *component
-	webhookOptions   webhook.Options
-	reflectorOptions reflector.Options
-	kubeletOptions   kubeletproxy.Options
-}
+	// webhookProc and reflectorProc are podbridge's processes, each
+	// started again with the same command line (ports included) after a
+	// stop, as a restarted container would be.
+	webhookProc, reflectorProc *podbridgeproc.Process
 
-// component is one running podbridge manager.
-type component struct {
-	cancel context.CancelFunc
-	done   chan error
+	mu        sync.Mutex // guards webhook, reflector and earlierMetrics
+	webhook   *component
+	reflector *component
+	// earlierMetrics are the last scrapes of stopped runs (MetricSum).
+	earlierMetrics []promscrape.Families
 }
 
 // Start brings everything up and returns once a dry-run pod create in the
 // virtual cluster passes through the webhook.
 func Start(ctx context.Context, opts Options) (env *Env, err error) {
+	if opts.Podbridge == "" {
+		return nil, errors.New("the podbridge binary (Options.Podbridge) is required: make build, or devenv.BuildPodbridge")
+	}
+	if opts.Translate.ClusterDomain == "" {
+		opts.Translate.ClusterDomain = defaultClusterDomain
+	}
 	if opts.TenantsOnRealNode && opts.RealNode == nil {
 		return nil, errors.New("every tenant pod on the real node (TenantsOnRealNode) needs a real node")
 	}
@@ -287,14 +302,7 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 	// `kubernetes.default.svc` and their variables name it, and resolve
 	// through the virtual cluster's DNS Service, each at an address fixed
 	// in the host's range.
-	tc := &opts.Translate
-	tc.KubernetesServiceIP, tc.APIServerHost, tc.APIServerPort = kubernetesIP, kubernetesIP, 443
-	if tc.DNSNameserver == "" {
-		tc.DNSNameserver = dnsIP
-	}
-	if tc.DNSService.Name == "" {
-		tc.DNSService = DNSService
-	}
+	pointAtServices(&opts.Translate, kubernetesIP, dnsIP)
 	env.Options.Translate = opts.Translate
 	// The real node joins while podbridge starts. Start returns only once
 	// the join has ended, on every path: a caller's Stop must not race a
@@ -357,65 +365,36 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 	if err := storeTLSSecret(ctx, env.Host.Config, opts.Translate, KubeletSecretName, kubeletServing); err != nil {
 		return env, err
 	}
-	reserved.Close() // the webhook server binds it when its manager starts.
+	// The scraper of the processes' metrics: a host identity allowed GET
+	// /metrics, trusting the certificate they serve them with.
+	metricsCerts, err := certs.NewSelfSigned([]string{"127.0.0.1"}, time.Now(), 365*24*time.Hour)
+	if err != nil {
+		return env, fmt.Errorf("issuing the metrics certificate: %w", err)
+	}
+	metricsCertDir := filepath.Join(opts.StateDir, "metrics-certs")
+	if err := metricsCerts.WriteDir(metricsCertDir); err != nil {
+		return env, err
+	}
+	scraper, err := promscrape.ScraperClient(ctx, env.Host.Config, metav1.NamespaceDefault, metricsCerts.CA)
+	if err != nil {
+		return env, err
+	}
+	env.webhookProc, env.reflectorProc, err = commandLines(opts, podbridgeproc.Cluster{
+		Binary:         opts.Podbridge,
+		HostKubeconfig: env.Host.Kubeconfig, VirtualKubeconfig: env.Virtual.Kubeconfig,
+		MetricsCertDir: metricsCertDir, MetricsClient: scraper,
+		LogDir: filepath.Join(opts.StateDir, "logs"),
+		Output: opts.Output,
+	}, podbridgePorts{webhook: port, kubelet: kubeletPort})
+	if err != nil {
+		return env, err
+	}
+	reserved.Close() // the webhook's process binds it.
 	reservedKubelet.Close()
-
-	hostCfg := kube.WithLimits(env.Host.Config, kube.DefaultLimits, "podbridge-dev")
-	virtualCfg := kube.WithLimits(env.Virtual.Config, kube.DefaultLimits, "podbridge-dev")
-	// The self-managed certificate mode, as a host without cert-manager uses it.
-	env.webhookOptions = webhook.Options{
-		Host: hostCfg, Virtual: virtualCfg, Translate: opts.Translate,
-		PodSecurityLevel: opts.PodSecurityLevel,
-		HostTimeout:      opts.WebhookTimeout * 7 / 10,
-		BindAddress:      "127.0.0.1", Port: port,
-		Certs: certs.Options{
-			Mode:       certs.ModeSelfManaged,
-			SecretName: "podbridge-webhook-tls",
-			CertDir:    filepath.Join(opts.StateDir, "webhook-certs"),
-			Hosts:      []string{"127.0.0.1", "localhost"},
-			// Stored by StoreInHost above.
-			ClientSecretName: certs.DefaultClientSecretName,
-		},
-		MetricsBindAddress: "0", HealthProbeBindAddress: "0",
-		Limits: caps.Defaults(),
-		Registration: webhook.Registration{
-			Name:           "podbridge",
-			URL:            "https://127.0.0.1:" + strconv.Itoa(port) + webhook.Path,
-			TimeoutSeconds: int32(opts.WebhookTimeout / time.Second),
-		},
-	}
-	env.reflectorOptions = reflector.Options{
-		Host: hostCfg, Virtual: virtualCfg, Translate: opts.Translate,
-		PodSecurityLevel:        opts.PodSecurityLevel,
-		OrphanGracePeriod:       opts.OrphanGracePeriod,
-		NodeGracePeriod:         opts.NodeGracePeriod,
-		TokenRefreshAfter:       opts.TokenRefreshAfter,
-		MaxConcurrentReconciles: 16,
-		Limits:                  caps.Defaults(),
-		MetricsBindAddress:      "0", HealthProbeBindAddress: "0",
-		// StartReflector builds the reflector again in this process.
-		SkipControllerNameValidation: true,
-		Kubelet:                      env.Kubelet,
-	}
-	// The virtual nodes' kubelet API, beside the reflector as the command
-	// runs it.
-	env.kubeletOptions = kubeletproxy.Options{
-		BindAddress: "127.0.0.1", Port: kubeletPort,
-		Advertise: env.Kubelet,
-		Certs: certs.Options{
-			Mode:       certs.ModeSelfManaged,
-			SecretName: KubeletSecretName,
-			CertDir:    filepath.Join(opts.StateDir, "kubelet-certs"),
-			Hosts:      []string{env.Kubelet.Address},
-			// The virtual apiserver's client certificate, stored by
-			// StoreInHost above.
-			ClientSecretName: certs.DefaultClientSecretName,
-		},
-	}
 	if err := env.startWebhook(ctx); err != nil {
 		return env, err
 	}
-	if err := env.StartReflector(); err != nil {
+	if err := env.startReflector(ctx); err != nil {
 		return env, err
 	}
 	if err := env.waitForWebhook(ctx); err != nil {
@@ -432,6 +411,19 @@ func Start(ctx context.Context, opts Options) (env *Env, err error) {
 		return env, nil // no pod could run or reach the DNS server.
 	}
 	return env, installDNS(ctx, virtualAdmin)
+}
+
+// pointAtServices gives host pods the virtual apiserver through the host
+// Service at kubernetesIP, port 443, and the virtual cluster's DNS
+// Service at dnsIP unless tc names another.
+func pointAtServices(tc *translate.Config, kubernetesIP, dnsIP string) {
+	tc.KubernetesServiceIP, tc.APIServerHost, tc.APIServerPort = kubernetesIP, kubernetesIP, 443
+	if tc.DNSNameserver == "" {
+		tc.DNSNameserver = dnsIP
+	}
+	if tc.DNSService.Name == "" {
+		tc.DNSService = DNSService
+	}
 }
 
 // kubeletClientUser is the name in the certificate the host apiserver
@@ -519,111 +511,73 @@ func (e *Env) joinRealNode(ctx context.Context, realNodeCerts string, apiServerP
 	})
 }
 
-// run starts mgr until its component is stopped.
-func (e *Env) run(name string, mgr manager.Manager) *component {
-	ctx, cancel := context.WithCancel(context.Background())
-	c := &component{cancel: cancel, done: make(chan error, 1)}
-	go func() {
-		err := mgr.Start(ctx)
-		if ctx.Err() == nil { // stopped on its own
-			if err == nil {
-				err = errors.New("stopped without an error")
-			}
-			// Said at once: a test that restarts components may not read
-			// Err until its own wait has run out.
-			logf.Log.WithName("devenv").Error(err, "Component stopped on its own", "component", name)
-			select {
-			case e.failed <- fmt.Errorf("%s: %w", name, err):
-			default: // an earlier failure is already waiting to be read.
-			}
-		}
-		c.done <- err
-	}()
-	return c
-}
-
-// stop stops the component and waits until it has.
-func (c *component) stop() error {
-	if c == nil {
-		return nil
-	}
-	c.cancel()
-	if err := <-c.done; err != nil && !errors.Is(err, context.Canceled) {
-		return err
-	}
-	return nil
-}
-
-// StartWebhook starts a new webhook, as a restarted webhook process would;
-// it restores its registration in the virtual cluster. It does nothing if
-// the webhook is running.
+// StartWebhook starts the webhook's process again, as a restarted
+// container would; it restores its registration in the virtual cluster.
+// It does nothing if the webhook is running.
 func (e *Env) StartWebhook() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	return e.startWebhook(ctx)
 }
 
-// startWebhook builds the webhook's manager (ctx bounds the serving
-// certificate's preparation) and runs it.
+// startWebhook starts the webhook's process and waits until it is ready
+// (ctx bounds the wait).
 func (e *Env) startWebhook(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.webhook != nil {
 		return nil
 	}
-	mgr, err := webhook.New(ctx, e.webhookOptions)
+	c, err := e.startComponent(ctx, "webhook", e.webhookProc)
 	if err != nil {
 		return err
 	}
-	e.webhook = e.run("webhook", mgr)
+	e.webhook = c
 	return nil
 }
 
-// StopWebhook stops the webhook and waits until it has stopped: nothing
-// answers the virtual apiserver's admission calls or restores the
-// registration meanwhile, as when podbridge's webhook is down.
+// StopWebhook stops the webhook's process (SIGTERM) and waits until it has
+// ended: nothing answers the virtual apiserver's admission calls or
+// restores the registration meanwhile, as when podbridge's webhook is down.
 func (e *Env) StopWebhook() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	err := e.webhook.stop()
+	err := e.stop(e.webhook)
 	e.webhook = nil
-	if err != nil {
-		return fmt.Errorf("stopping the webhook: %w", err)
-	}
-	return nil
+	return err
 }
 
-// StartReflector starts a new reflector, as a restarted reflector process
-// would: fresh caches and queues, nothing remembered. It does nothing if
-// the reflector is running.
+// StartReflector starts the reflector's process again, as a restarted
+// container would: fresh caches and queues, nothing remembered. It does
+// nothing if the reflector is running.
 func (e *Env) StartReflector() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return e.startReflector(ctx)
+}
+
+func (e *Env) startReflector(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.reflector != nil {
 		return nil
 	}
-	mgr, err := reflector.NewManager(e.reflectorOptions)
+	c, err := e.startComponent(ctx, "reflector", e.reflectorProc)
 	if err != nil {
 		return err
 	}
-	if err := kubeletproxy.AddToManager(mgr, e.kubeletOptions, e.reflectorOptions.Virtual, e.reflectorOptions.Translate, reflector.FieldManager); err != nil {
-		return err
-	}
-	e.reflector = e.run("reflector", mgr)
+	e.reflector = c
 	return nil
 }
 
-// StopReflector stops the reflector and waits until it has stopped; the
-// webhook keeps admitting pods meanwhile.
+// StopReflector stops the reflector's process and waits until it has
+// ended; the webhook keeps admitting pods meanwhile.
 func (e *Env) StopReflector() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	err := e.reflector.stop()
+	err := e.stop(e.reflector)
 	e.reflector = nil
-	if err != nil {
-		return fmt.Errorf("stopping the reflector: %w", err)
-	}
-	return nil
+	return err
 }
 
 // RestartReflector stops the reflector and starts a new one.
@@ -644,7 +598,7 @@ func (e *Env) Stop() error {
 		return nil
 	}
 	e.mu.Lock()
-	errs := []error{e.webhook.stop(), e.reflector.stop()}
+	errs := []error{e.stop(e.webhook), e.stop(e.reflector)}
 	e.webhook, e.reflector = nil, nil
 	e.mu.Unlock()
 	if e.stopControlPlanes != nil {
@@ -674,6 +628,10 @@ func named(part string, err error) error {
 	}
 	return fmt.Errorf("stopping the %s: %w", part, err)
 }
+
+// defaultClusterDomain is the virtual cluster's DNS domain unless
+// Options.Translate names one (the command's default).
+const defaultClusterDomain = "cluster.local"
 
 // DefaultPodSecurityLevel is podbridge's default Pod Security level.
 const DefaultPodSecurityLevel = "baseline"

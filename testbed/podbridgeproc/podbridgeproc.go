@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -44,6 +45,9 @@ type Cluster struct {
 	MetricsClient  *http.Client
 	// LogDir receives each process's log, NAME.log.
 	LogDir string
+	// Output, when set, receives each process's output too (the test bed
+	// shows it in a terminal or a failed test's output).
+	Output io.Writer
 	// Pprof serves pprof too, on a loopback port of each process's own
 	// (Process.PprofURL).
 	Pprof bool
@@ -138,7 +142,7 @@ func (c Cluster) process(name, readyPath string, args []string) (*Process, error
 		Name:       name,
 		MetricsURL: scheme + "://" + loopback(metrics) + "/metrics",
 		ReadyURL:   "http://" + loopback(health) + readyPath,
-		command:    child.Command{Name: name, Path: c.Binary, LogFile: filepath.Join(c.LogDir, name+".log")},
+		command:    child.Command{Name: name, Path: c.Binary, LogFile: filepath.Join(c.LogDir, name+".log"), Output: c.Output},
 		client:     c.MetricsClient,
 	}
 	if c.Pprof {
@@ -231,6 +235,18 @@ func (p *Process) Stop(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Wait waits until the latest start has ended and returns its exit error
+// (nil for status 0), or ctx's error. A process never started has ended.
+func (p *Process) Wait(ctx context.Context) error {
+	if current := p.process(); current != nil {
+		return current.Wait(ctx)
+	}
+	return nil
+}
+
+// LogFile is where the process's output is appended, start after start.
+func (p *Process) LogFile() string { return p.command.LogFile }
 
 // Kill sends SIGKILL, as the OOM killer or a node failure would, and waits
 // until the process has ended.
