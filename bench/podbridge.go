@@ -67,10 +67,10 @@ type podbridgeOptions struct {
 	logDir      string
 	orphanGrace time.Duration
 	// flags go to both processes after the bench's own.
-	flags []string
-	profile     bool
-	virtual     kubernetes.Interface
-	log         logr.Logger
+	flags   []string
+	profile bool
+	virtual kubernetes.Interface
+	log     logr.Logger
 }
 
 // startPodbridge starts the webhook, which registers itself in the virtual

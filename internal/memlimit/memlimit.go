@@ -49,8 +49,8 @@ func Decide(value, cgroupMax, env string) (int64, string, error) {
 		if v == "" || v == "max" {
 			return 0, "the container has no memory limit", nil
 		}
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n <= 0 {
+		n, ok := bytesOf(v)
+		if !ok {
 			return 0, fmt.Sprintf("the container's memory limit %q is not a number of bytes", v), nil
 		}
 		if n >= unlimitedV1 {
@@ -65,6 +65,12 @@ func Decide(value, cgroupMax, env string) (int64, string, error) {
 		return 0, "", fmt.Errorf("--memory-limit must be %q, 0 or a positive quantity of bytes such as 400Mi, not %q", Auto, value)
 	}
 	return q.Value(), "--memory-limit", nil
+}
+
+// bytesOf parses a cgroup limit file's number of bytes.
+func bytesOf(v string) (int64, bool) {
+	n, err := strconv.ParseInt(v, 10, 64)
+	return n, err == nil && n > 0
 }
 
 // Apply decides the limit for value in this process and sets it; it
