@@ -25,7 +25,13 @@ func trimManagedFields(trim func(*metav1.ManagedFieldsEntry) bool) toolscache.Tr
 					kept = append(kept, e)
 				}
 			}
-			pod.ManagedFields = slices.Clip(kept)
+			// A new array of the kept entries alone: a slice of the
+			// decoded one would keep all of it (about 100 bytes an entry,
+			// its capacity grown by appends) for every cached pod.
+			pod.ManagedFields = nil
+			if len(kept) > 0 {
+				pod.ManagedFields = slices.Clone(kept)
+			}
 		}
 		return obj, nil
 	}

@@ -61,7 +61,9 @@ func TestHostPodTransformKeepsOwnedKeys(t *testing.T) {
 		}}}
 	}
 	transform := trimManagedFields(hostPodFields)
-	first, err := transform(pod())
+	decoded := pod()
+	array := decoded.ManagedFields
+	first, err := transform(decoded)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,6 +75,12 @@ func TestHostPodTransformKeepsOwnedKeys(t *testing.T) {
 	want := `{"f:metadata":{"f:annotations":{"f:podbridge.io/sync-id":{}},"f:labels":{"f:app":{}}},"f:spec":{"f:schedulingGates":{"k:{\"name\":\"podbridge.io/token\"}":{}}}}`
 	if s := got[0].FieldsV1.GetRawString(); s != want {
 		t.Errorf("webhook entry cut to %s, want %s", s, want)
+	}
+	if &got[0] == &array[0] || cap(got) != len(got) {
+		t.Errorf("kept entries in the decoded array (capacity %d for %d entries): all of it stays alive", cap(got), len(got))
+	}
+	if none, _ := trimManagedFields(func(*metav1.ManagedFieldsEntry) bool { return false })(pod()); none.(*corev1.Pod).ManagedFields != nil {
+		t.Errorf("no entry kept, but managedFields %v", none.(*corev1.Pod).ManagedFields)
 	}
 	if again[0].FieldsV1 != got[0].FieldsV1 {
 		t.Error("two pods with the same entry hold two copies of its cut")
