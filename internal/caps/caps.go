@@ -230,15 +230,13 @@ func copyEntry(obj metav1.Object) (entry, bool) {
 	return entry{bytes: size, version: a[translate.AnnotationSourceResourceVersion]}, true
 }
 
-// budgetAnnotations are the annotations copyEntry reads.
-var budgetAnnotations = []string{
-	translate.AnnotationName, translate.AnnotationCopyBytes, translate.AnnotationSourceResourceVersion,
-	translate.AnnotationTokenExpirationSeconds,
-}
+// budgetAnnotations are the annotations copyEntry reads of a copy.
+var budgetAnnotations = []string{translate.AnnotationName, translate.AnnotationCopyBytes, translate.AnnotationSourceResourceVersion}
 
 // BudgetFields is a cache transform for the metadata of host copies that
 // keeps what a Budget reads of them: their names, the labels its list
-// selects on and the annotations copyEntry reads. Every pod has a token
+// selects on and the annotations copyEntry reads; of a token Secret, which
+// it never counts, only its name. Every pod has a token
 // Secret, so without it a webhook's cache grew by each one's whole
 // metadata (a heap profile at 1,000 pods: ObjectMeta the largest entry).
 func BudgetFields(obj any) (any, error) {
@@ -247,6 +245,11 @@ func BudgetFields(obj any) (any, error) {
 		return obj, nil
 	}
 	keep := metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion}
+	if translate.IsTokenSecret(m) {
+		// Never counted: without labels, not even listed (960 bytes each
+		// with them, a map costing more than its few entries).
+		return &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: keep}, nil
+	}
 	for _, key := range []string{translate.LabelManagedBy, translate.LabelVCluster} {
 		if v, ok := m.Labels[key]; ok {
 			if keep.Labels == nil {
