@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"slices"
 	"sync"
+	"unique"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -14,27 +15,60 @@ import (
 
 // trimManagedFields is a cache transform that keeps of a pod's
 // managedFields only what the reflector reads, as trim decides per entry
-// (false drops it). managedFields are often a third of a pod. Pods read
-// from such a cache must go through forWrite before they are written back.
+// (false drops it). Of the entries trim leaves as a status write's time
+// alone (status, no fields), only the newest is kept: the readers
+// (StatusChangedAt, lastStatusWrite) want the latest. The strings every
+// entry repeats are shared. managedFields are often a third of a pod.
+// Pods read from such a cache must go through forWrite before they are
+// written back.
 func trimManagedFields(trim func(*metav1.ManagedFieldsEntry) bool) toolscache.TransformFunc {
 	return func(obj any) (any, error) {
 		if pod, ok := obj.(*corev1.Pod); ok {
-			kept := pod.ManagedFields[:0]
-			for _, e := range pod.ManagedFields {
-				if trim(&e) {
-					kept = append(kept, e)
-				}
-			}
-			// A new array of the kept entries alone: a slice of the
-			// decoded one would keep all of it (about 100 bytes an entry,
-			// its capacity grown by appends) for every cached pod.
-			pod.ManagedFields = nil
-			if len(kept) > 0 {
-				pod.ManagedFields = slices.Clone(kept)
-			}
+			pod.ManagedFields = trimEntries(pod.ManagedFields, trim)
 		}
 		return obj, nil
 	}
+}
+
+// trimEntries returns the entries trim keeps, those that are only a status
+// write's time reduced to the newest, in a new array: a slice of the
+// decoded one would keep all of it for every cached pod.
+func trimEntries(entries []metav1.ManagedFieldsEntry, trim func(*metav1.ManagedFieldsEntry) bool) []metav1.ManagedFieldsEntry {
+	kept := entries[:0]
+	newest := -1
+	for _, e := range entries {
+		if !trim(&e) {
+			continue
+		}
+		if e.Subresource == "status" && e.FieldsV1 == nil {
+			switch {
+			case e.Time == nil:
+				continue
+			case newest >= 0 && !e.Time.After(kept[newest].Time.Time):
+				continue
+			case newest >= 0:
+				kept[newest] = shared(e)
+				continue
+			}
+			newest = len(kept)
+		}
+		kept = append(kept, shared(e))
+	}
+	if len(kept) == 0 {
+		return nil
+	}
+	return slices.Clone(kept)
+}
+
+// shared returns e with the strings every pod's entries repeat (manager,
+// API version, operation, fields type, subresource) shared with theirs.
+func shared(e metav1.ManagedFieldsEntry) metav1.ManagedFieldsEntry {
+	e.Manager = unique.Make(e.Manager).Value()
+	e.APIVersion = unique.Make(e.APIVersion).Value()
+	e.Operation = metav1.ManagedFieldsOperationType(unique.Make(string(e.Operation)).Value())
+	e.FieldsType = unique.Make(e.FieldsType).Value()
+	e.Subresource = unique.Make(e.Subresource).Value()
+	return e
 }
 
 // hostPodFields keeps of the entries of podbridge's field managers the

@@ -2,7 +2,10 @@ package reflector
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -56,7 +59,7 @@ func TestHostPodTransformKeepsOwnedKeys(t *testing.T) {
 	pod := func() *corev1.Pod {
 		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{ManagedFields: []metav1.ManagedFieldsEntry{
 			{Manager: translate.FieldManagerWebhook, Operation: metav1.ManagedFieldsOperationUpdate, FieldsV1: metav1.NewFieldsV1(raw)},
-			{Manager: "kubelet", Subresource: "status", FieldsV1: metav1.NewFieldsV1(`{"f:status":{}}`)},
+			{Manager: "kubelet", Subresource: "status", Time: &metav1.Time{Time: time.Unix(100, 0)}, FieldsV1: metav1.NewFieldsV1(`{"f:status":{}}`)},
 			{Manager: "tenant-controller", FieldsV1: metav1.NewFieldsV1(`{"f:metadata":{}}`)},
 		}}}
 	}
@@ -84,5 +87,70 @@ func TestHostPodTransformKeepsOwnedKeys(t *testing.T) {
 	}
 	if again[0].FieldsV1 != got[0].FieldsV1 {
 		t.Error("two pods with the same entry hold two copies of its cut")
+	}
+}
+
+// The transform keeps what the readers of a cached pod's entries find:
+// the latest status write of a host pod (StatusChangedAt), the reflector's
+// of a virtual pod (lastStatusWrite), and podbridge's entries of the pod
+// itself (HostPodUpdate's) in order.
+func TestTrimKeepsTheLatestStatusWrite(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	managers := []string{"kwok", "kubelet", "bench", translate.FieldManagerReflector, translate.FieldManagerWebhook, "tenant"}
+	for i := range 500 {
+		// As the apiserver keeps them: one entry per manager and subresource.
+		var entries []metav1.ManagedFieldsEntry
+		seen := map[string]bool{}
+		for range rng.IntN(9) {
+			e := metav1.ManagedFieldsEntry{Manager: managers[rng.IntN(len(managers))], Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: "v1", FieldsType: "FieldsV1"}
+			if rng.IntN(2) == 0 {
+				e.Subresource = "status"
+			}
+			if seen[e.Manager+"/"+e.Subresource] {
+				continue
+			}
+			seen[e.Manager+"/"+e.Subresource] = true
+			if rng.IntN(5) > 0 {
+				e.Time = &metav1.Time{Time: time.Unix(int64(rng.IntN(20)), 0)}
+			}
+			if rng.IntN(3) > 0 {
+				e.FieldsV1 = metav1.NewFieldsV1(`{"f:metadata":{"f:labels":{"f:a":{}}}}`)
+			}
+			entries = append(entries, e)
+		}
+		pod := func() *corev1.Pod {
+			p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: metav1.Unix(3, 0)}}
+			for _, e := range entries {
+				e.FieldsV1 = e.FieldsV1.DeepCopy()
+				p.ManagedFields = append(p.ManagedFields, e)
+			}
+			return p
+		}
+		host, _ := trimManagedFields(hostPodFields)(pod())
+		if got, want := translate.StatusChangedAt(host.(*corev1.Pod)), translate.StatusChangedAt(pod()); !got.Equal(want) {
+			t.Fatalf("case %d: status changed at %v after the transform, %v before; entries %+v", i, got, want, entries)
+		}
+		var ours, kept []string
+		for _, e := range entries {
+			if (e.Manager == translate.FieldManagerWebhook || e.Manager == translate.FieldManagerReflector) && e.Subresource == "" {
+				ours = append(ours, e.Manager+"/"+e.FieldsV1.GetRawString())
+			}
+		}
+		for _, e := range host.(*corev1.Pod).ManagedFields {
+			if (e.Manager == translate.FieldManagerWebhook || e.Manager == translate.FieldManagerReflector) && e.Subresource == "" {
+				kept = append(kept, e.Manager+"/"+string(translate.OwnedKeysFields(e.FieldsV1.GetRawBytes())))
+			}
+		}
+		for i, e := range ours {
+			manager, raw, _ := strings.Cut(e, "/")
+			ours[i] = manager + "/" + string(translate.OwnedKeysFields([]byte(raw)))
+		}
+		if fmt.Sprint(kept) != fmt.Sprint(ours) {
+			t.Fatalf("case %d: podbridge's entries %v after the transform, %v before", i, kept, ours)
+		}
+		virtual, _ := trimManagedFields(virtualPodFields)(pod())
+		if got, want := lastStatusWrite(virtual.(*corev1.Pod)), lastStatusWrite(pod()); !got.Equal(want) {
+			t.Fatalf("case %d: last status write %v after the transform, %v before; entries %+v", i, got, want, entries)
+		}
 	}
 }
