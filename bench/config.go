@@ -41,6 +41,9 @@ type Sizes struct {
 	// deleted before it was bound leaves its host pod to the orphan path,
 	// so this bounds clean-up waits; it must exceed the webhook timeout (10s).
 	OrphanGraceSeconds float64 `json:"orphanGracePeriodSeconds"`
+	// PodbridgeFlags are more flags for both podbridge processes (an
+	// experiment, such as a --memory-limit); the report names them.
+	PodbridgeFlags []string `json:"podbridgeFlags,omitempty"`
 }
 
 // DefaultSizes are the sizes issue 6 states: what `make bench` runs.

@@ -114,6 +114,7 @@ func startEnv(ctx context.Context, cfg Config) (e *env, err error) {
 		metricsCA:         bundle.CA,
 		logDir:            filepath.Join(e.dir, "logs"),
 		orphanGrace:       time.Duration(cfg.OrphanGraceSeconds * float64(time.Second)),
+		flags:             cfg.PodbridgeFlags,
 		profile:           cfg.ProfileDir != "",
 		virtual:           e.virtual.client,
 		log:               e.log.WithName("podbridge"),

@@ -66,9 +66,11 @@ type podbridgeOptions struct {
 	metricsCA   []byte
 	logDir      string
 	orphanGrace time.Duration
-	profile     bool
-	virtual     kubernetes.Interface
-	log         logr.Logger
+	// flags go to both processes after the bench's own.
+	flags   []string
+	profile bool
+	virtual kubernetes.Interface
+	log     logr.Logger
 }
 
 // startPodbridge starts the webhook, which registers itself in the virtual
@@ -92,10 +94,10 @@ func startPodbridge(ctx context.Context, o podbridgeOptions) (*podbridge, error)
 		Pprof:  o.profile,
 	}
 	pb := &podbridge{virtual: o.virtual, log: o.log}
-	if pb.webhook, err = cluster.Webhook(podbridgeproc.WebhookOptions{Name: "podbridge-webhook", Args: certArgs}); err != nil {
+	if pb.webhook, err = cluster.Webhook(podbridgeproc.WebhookOptions{Name: "podbridge-webhook", Args: append(certArgs, o.flags...)}); err != nil {
 		return nil, err
 	}
-	if pb.reflector, err = cluster.Reflector("podbridge-reflector", "--leader-elect=false", "--orphan-grace-period="+o.orphanGrace.String()); err != nil {
+	if pb.reflector, err = cluster.Reflector("podbridge-reflector", append([]string{"--leader-elect=false", "--orphan-grace-period=" + o.orphanGrace.String()}, o.flags...)...); err != nil {
 		return nil, err
 	}
 	if o.profile {

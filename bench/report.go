@@ -18,6 +18,9 @@ func Markdown(res *Results) string {
 		res.Machine.GoVersion, res.Machine.LoadAtStart, res.Machine.LoadAtEnd, res.Machine.BenchCPUSeconds)
 	p("Seed %d; host: %d kwok nodes × %d pods. Everything (both control planes, podbridge, the load generator) shares this machine: "+
 		"compare figures within the run, not with other machines.\n\n", s.Seed, s.Nodes, s.PodsPerNode)
+	if len(s.PodbridgeFlags) > 0 {
+		p("**podbridge ran with more flags:** `%s`.\n\n", strings.Join(s.PodbridgeFlags, " "))
+	}
 	if res.Error != "" {
 		p("**The run failed:** %s\n\n", res.Error)
 	}

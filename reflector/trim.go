@@ -1,8 +1,10 @@
 package reflector
 
 import (
+	"crypto/sha256"
 	"slices"
 	"sync"
+	"unique"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -13,21 +15,60 @@ import (
 
 // trimManagedFields is a cache transform that keeps of a pod's
 // managedFields only what the reflector reads, as trim decides per entry
-// (false drops it). managedFields are often a third of a pod. Pods read
-// from such a cache must go through forWrite before they are written back.
+// (false drops it). Of the entries trim leaves as a status write's time
+// alone (status, no fields), only the newest is kept: the readers
+// (StatusChangedAt, lastStatusWrite) want the latest. The strings every
+// entry repeats are shared. managedFields are often a third of a pod.
+// Pods read from such a cache must go through forWrite before they are
+// written back.
 func trimManagedFields(trim func(*metav1.ManagedFieldsEntry) bool) toolscache.TransformFunc {
 	return func(obj any) (any, error) {
 		if pod, ok := obj.(*corev1.Pod); ok {
-			kept := pod.ManagedFields[:0]
-			for _, e := range pod.ManagedFields {
-				if trim(&e) {
-					kept = append(kept, e)
-				}
-			}
-			pod.ManagedFields = slices.Clip(kept)
+			pod.ManagedFields = trimEntries(pod.ManagedFields, trim)
 		}
 		return obj, nil
 	}
+}
+
+// trimEntries returns the entries trim keeps, those that are only a status
+// write's time reduced to the newest, in a new array: a slice of the
+// decoded one would keep all of it for every cached pod.
+func trimEntries(entries []metav1.ManagedFieldsEntry, trim func(*metav1.ManagedFieldsEntry) bool) []metav1.ManagedFieldsEntry {
+	kept := entries[:0]
+	newest := -1
+	for _, e := range entries {
+		if !trim(&e) {
+			continue
+		}
+		if e.Subresource == "status" && e.FieldsV1 == nil {
+			switch {
+			case e.Time == nil:
+				continue
+			case newest >= 0 && !e.Time.After(kept[newest].Time.Time):
+				continue
+			case newest >= 0:
+				kept[newest] = shared(e)
+				continue
+			}
+			newest = len(kept)
+		}
+		kept = append(kept, shared(e))
+	}
+	if len(kept) == 0 {
+		return nil
+	}
+	return slices.Clone(kept)
+}
+
+// shared returns e with the strings every pod's entries repeat (manager,
+// API version, operation, fields type, subresource) shared with theirs.
+func shared(e metav1.ManagedFieldsEntry) metav1.ManagedFieldsEntry {
+	e.Manager = unique.Make(e.Manager).Value()
+	e.APIVersion = unique.Make(e.APIVersion).Value()
+	e.Operation = metav1.ManagedFieldsOperationType(unique.Make(string(e.Operation)).Value())
+	e.FieldsType = unique.Make(e.FieldsType).Value()
+	e.Subresource = unique.Make(e.Subresource).Value()
+	return e
 }
 
 // hostPodFields keeps of the entries of podbridge's field managers the
@@ -37,7 +78,7 @@ func hostPodFields(e *metav1.ManagedFieldsEntry) bool {
 	switch {
 	case slices.Contains(podbridgeManagers, e.Manager):
 		if e.FieldsV1 != nil && e.Subresource == "" {
-			e.FieldsV1.SetRawBytes(ownedKeys.cut(e.FieldsV1.GetRawBytes()))
+			e.FieldsV1 = ownedKeys.cut(e.FieldsV1.GetRawBytes())
 		}
 		return true
 	case e.Subresource == "status":
@@ -63,31 +104,53 @@ func forWrite(pod *corev1.Pod) *corev1.Pod {
 }
 
 // ownedKeys remembers the cut of the trees it has seen. Every event of a
-// host pod carries the webhook's create entry again, and the pods of one
-// template share it byte for byte: parsing it each time was 8% of the
-// reflector's CPU at 200 status changes a second (pprof).
-var ownedKeys = &fieldsCuts{cuts: map[string][]byte{}}
+// host pod carries the webhook's create entry again: parsing it each time
+// was 8% of the reflector's CPU at 200 status changes a second (pprof).
+// Each pod's entry differs (its token volume's name, for one), but the
+// cuts of one template's pods are the same bytes: the cache keeps one
+// FieldsV1 per distinct cut, which every cached pod with that cut points
+// to, and remembers trees by digest, not by their bytes (a heap profile at
+// 1,000 pods had ~6 KiB per pod in the raw keys, the cuts and each pod's
+// copy of its cut).
+var ownedKeys = newFieldsCuts()
 
-// maxFieldsCuts bounds the memory of fieldsCuts: a few thousand distinct
-// pod templates at a few KiB each.
+// maxFieldsCuts bounds the memory of fieldsCuts: the digests of a few
+// thousand trees and their distinct cuts.
 const maxFieldsCuts = 2048
 
 type fieldsCuts struct {
-	mu   sync.Mutex
-	cuts map[string][]byte
+	mu sync.Mutex
+	// cuts maps a tree's SHA-256 to its cut; same holds each distinct cut
+	// once, by its bytes.
+	cuts map[[sha256.Size]byte]*metav1.FieldsV1
+	same map[string]*metav1.FieldsV1
 }
 
-// cut returns the cut of raw; callers copy it (SetRawBytes does).
-func (f *fieldsCuts) cut(raw []byte) []byte {
+func newFieldsCuts() *fieldsCuts {
+	return &fieldsCuts{cuts: map[[sha256.Size]byte]*metav1.FieldsV1{}, same: map[string]*metav1.FieldsV1{}}
+}
+
+// cut returns the cut of raw, shared with every other tree of the same
+// cut: callers must not change it (the cache's pods are read-only, and
+// forWrite drops managedFields before a write).
+func (f *fieldsCuts) cut(raw []byte) *metav1.FieldsV1 {
+	key := sha256.Sum256(raw)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if cut, ok := f.cuts[string(raw)]; ok {
+	if cut, ok := f.cuts[key]; ok {
 		return cut
 	}
-	cut := translate.OwnedKeysFields(raw)
+	bytes := translate.OwnedKeysFields(raw)
 	if len(f.cuts) >= maxFieldsCuts {
 		clear(f.cuts)
+		clear(f.same)
 	}
-	f.cuts[string(raw)] = cut
+	cut, ok := f.same[string(bytes)]
+	if !ok {
+		cut = &metav1.FieldsV1{}
+		cut.SetRawBytes(bytes)
+		f.same[string(bytes)] = cut
+	}
+	f.cuts[key] = cut
 	return cut
 }

@@ -132,8 +132,9 @@ func New(ctx context.Context, o Options) (manager.Manager, error) {
 		Cache: cache.Options{
 			DefaultNamespaces: map[string]cache.Config{o.Translate.HostNamespace: {}},
 			ByObject: map[client.Object]cache.ByObject{
-				copyMetadata("ConfigMap"): {Label: ours, Transform: cache.TransformStripManagedFields()},
-				copyMetadata("Secret"):    {Label: ours, Transform: cache.TransformStripManagedFields()},
+				// Only what the budget reads of them: a token Secret per pod.
+				copyMetadata("ConfigMap"): {Label: ours, Transform: caps.BudgetFields},
+				copyMetadata("Secret"):    {Label: ours, Transform: caps.BudgetFields},
 				// And of its host pods, by name alone: the cap on host pods
 				// counts them.
 				copyMetadata("Pod"): {Label: ours, Transform: nameOnly},

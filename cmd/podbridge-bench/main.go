@@ -62,6 +62,7 @@ func run() error {
 	flag.Float64Var(&given.LagRate, "lag-rate", given.LagRate, "host status changes per second in scenario 4")
 	lagDuration := flag.Duration("lag-duration", time.Duration(given.LagSeconds*float64(time.Second)), "how long scenario 4 changes status")
 	concurrency := flag.String("concurrency", "1,32", "concurrencies of scenario 1, comma-separated; the last one is used by the other scenarios")
+	podbridgeFlags := flag.String("podbridge-flags", "", "more flags for the webhook and the reflector, space-separated (an experiment such as --memory-limit=128Mi; the report names them)")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -98,6 +99,7 @@ func run() error {
 		return err
 	}
 	cfg.Sizes = sizes
+	cfg.PodbridgeFlags = strings.Fields(*podbridgeFlags)
 
 	if *assetsDir != "" {
 		cfg.Assets = controlplane.NewAssets(*assetsDir)

@@ -22,6 +22,7 @@ import (
 	"github.com/podbridge/podbridge/internal/caps"
 	"github.com/podbridge/podbridge/internal/hostaccount"
 	"github.com/podbridge/podbridge/internal/kube"
+	"github.com/podbridge/podbridge/internal/memlimit"
 	"github.com/podbridge/podbridge/internal/metricsauth"
 	"github.com/podbridge/podbridge/internal/ownership"
 	"github.com/podbridge/podbridge/policy"
@@ -38,6 +39,7 @@ type clusterFlags struct {
 	metricsAddr, healthAddr, pprofAddr string
 	metricsCertDir                     string
 	limits                             caps.Limits
+	memoryLimit                        string
 }
 
 func (f *clusterFlags) bind(fs *flag.FlagSet) {
@@ -175,6 +177,7 @@ func (f *clusterFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8443", "address of the Prometheus metrics endpoint, served over HTTPS only to callers the host apiserver authenticates and authorizes for GET /metrics (0 disables it)")
 	fs.StringVar(&f.metricsCertDir, "metrics-cert-dir", "", "folder with the metrics endpoint's tls.crt and tls.key, re-read when they change (empty: a self-signed certificate made at start)")
 	fs.StringVar(&f.healthAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints (0 disables them)")
+	fs.StringVar(&f.memoryLimit, "memory-limit", memlimit.Auto, "soft memory limit of the Go runtime, as a quantity such as 400Mi: the garbage collector works harder near it; "+memlimit.Auto+": "+fmt.Sprintf("%.0f%%", memlimit.Fraction*100)+" of the container's memory limit (none without one, or when GOMEMLIMIT is set); 0: none")
 	fs.StringVar(&f.pprofAddr, "pprof-bind-address", "0", "address of the /debug/pprof endpoints, for profiling (0 disables them)")
 }
 
@@ -199,6 +202,15 @@ func (f *clusterFlags) configs(component string) (host, virtual *rest.Config, er
 	f.applyDefaults()
 	if err := f.translate.Validate(); err != nil {
 		return nil, nil, err
+	}
+	limit, why, err := memlimit.Apply(f.memoryLimit)
+	if err != nil {
+		return nil, nil, err
+	}
+	if limit > 0 {
+		ctrl.Log.WithName(component).Info("Set the Go runtime's soft memory limit", "bytes", limit, "reason", why)
+	} else {
+		ctrl.Log.WithName(component).Info("Left the Go runtime's memory limit unset", "reason", why)
 	}
 	limits := kube.Limits{QPS: float32(f.qps), Burst: f.burst}
 	userAgent := "podbridge-" + component

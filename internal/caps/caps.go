@@ -210,15 +210,63 @@ func (b *Budget) use(ctx context.Context) (map[string]entry, error) {
 			return nil, fmt.Errorf("listing host %s copies: %w", kind, err)
 		}
 		for i := range list.Items {
-			item := &list.Items[i]
-			if translate.IsTokenSecret(item) || item.Annotations[translate.AnnotationName] == "" {
-				continue
+			if e, ok := copyEntry(&list.Items[i]); ok {
+				use[kind+"/"+list.Items[i].Name] = e
 			}
-			size, _ := strconv.ParseInt(item.Annotations[translate.AnnotationCopyBytes], 10, 64)
-			use[kind+"/"+item.Name] = entry{bytes: size, version: item.Annotations[translate.AnnotationSourceResourceVersion]}
 		}
 	}
 	return use, nil
+}
+
+// copyEntry is what the budget counts of a host ConfigMap or Secret of
+// the virtual cluster: nothing for a token Secret or an object that names
+// no virtual original.
+func copyEntry(obj metav1.Object) (entry, bool) {
+	a := obj.GetAnnotations()
+	if translate.IsTokenSecret(obj) || a[translate.AnnotationName] == "" {
+		return entry{}, false
+	}
+	size, _ := strconv.ParseInt(a[translate.AnnotationCopyBytes], 10, 64)
+	return entry{bytes: size, version: a[translate.AnnotationSourceResourceVersion]}, true
+}
+
+// budgetAnnotations are the annotations copyEntry reads of a copy.
+var budgetAnnotations = []string{translate.AnnotationName, translate.AnnotationCopyBytes, translate.AnnotationSourceResourceVersion}
+
+// BudgetFields is a cache transform for the metadata of host copies that
+// keeps what a Budget reads of them: their names, the labels its list
+// selects on and the annotations copyEntry reads; of a token Secret, which
+// it never counts, only its name. Every pod has a token
+// Secret, so without it a webhook's cache grew by each one's whole
+// metadata (a heap profile at 1,000 pods: ObjectMeta the largest entry).
+func BudgetFields(obj any) (any, error) {
+	m, ok := obj.(*metav1.PartialObjectMetadata)
+	if !ok {
+		return obj, nil
+	}
+	keep := metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion}
+	if translate.IsTokenSecret(m) {
+		// Never counted: without labels, not even listed (960 bytes each
+		// with them, a map costing more than its few entries).
+		return &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: keep}, nil
+	}
+	for _, key := range []string{translate.LabelManagedBy, translate.LabelVCluster} {
+		if v, ok := m.Labels[key]; ok {
+			if keep.Labels == nil {
+				keep.Labels = map[string]string{}
+			}
+			keep.Labels[key] = v
+		}
+	}
+	for _, key := range budgetAnnotations {
+		if v, ok := m.Annotations[key]; ok {
+			if keep.Annotations == nil {
+				keep.Annotations = map[string]string{}
+			}
+			keep.Annotations[key] = v
+		}
+	}
+	return &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: keep}, nil
 }
 
 func kindOf(obj client.Object) string {

@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
@@ -77,3 +78,64 @@ func TestBudgetUnderConcurrency(t *testing.T) {
 }
 
 var _ client.Reader = (client.Client)(nil)
+
+// The webhook's cache keeps of host copies only what BudgetFields keeps:
+// the budget must count the same from it as from the whole objects, and
+// select the same ones by label.
+func TestBudgetFieldsKeepWhatTheBudgetReads(t *testing.T) {
+	token := translate.HostTokenSecret("p", "ns", translate.Token{ServiceAccount: "default", ExpirationSeconds: 3600, HostSecret: "tok"}, "secret-token-bytes", cfg)
+	secret := translate.HostSecret(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "s", Namespace: "ns", ResourceVersion: "7"}, Data: map[string][]byte{"k": []byte("value")}}, cfg)
+	other := configMap("b", "x")
+	other.Labels[translate.LabelVCluster] = "another"
+	unnamed := configMap("c", "xyz")
+	delete(unnamed.Annotations, translate.AnnotationName)
+	selector := labels.SelectorFromSet(labels.Set{translate.LabelManagedBy: translate.ManagedByValue, translate.LabelVCluster: "v"})
+	for name, obj := range map[string]client.Object{"copy": configMap("a", "12345678"), "secret copy": secret, "token": token, "other cluster": other, "unnamed": unnamed} {
+		meta := &metav1.PartialObjectMetadata{ObjectMeta: *obj.(metav1.ObjectMetaAccessor).GetObjectMeta().(*metav1.ObjectMeta)}
+		meta.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "podbridge-webhook"}}
+		meta.Annotations["unrelated"] = strings.Repeat("x", 100)
+		out, err := BudgetFields(meta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept := out.(*metav1.PartialObjectMetadata)
+		// What the budget counts: an entry for each listed object
+		// copyEntry counts.
+		counted := func(m *metav1.PartialObjectMetadata) (entry, bool) {
+			if !selector.Matches(labels.Set(m.Labels)) {
+				return entry{}, false
+			}
+			return copyEntry(m)
+		}
+		wantEntry, wantOK := counted(meta)
+		gotEntry, gotOK := counted(kept)
+		if gotEntry != wantEntry || gotOK != wantOK {
+			t.Errorf("%s: counted %+v %v after the transform, %+v %v before", name, gotEntry, gotOK, wantEntry, wantOK)
+		}
+		if kept.Name != meta.Name || kept.Namespace != meta.Namespace || kept.ManagedFields != nil || kept.Annotations["unrelated"] != "" {
+			t.Errorf("%s: kept %+v", name, kept.ObjectMeta)
+		}
+	}
+	if _, ok := copyEntry(token); ok {
+		t.Error("a token Secret counted as a copy")
+	}
+	if kept, _ := BudgetFields(&metav1.PartialObjectMetadata{ObjectMeta: token.ObjectMeta}); len(kept.(*metav1.PartialObjectMetadata).Labels)+len(kept.(*metav1.PartialObjectMetadata).Annotations) > 0 {
+		t.Errorf("a token Secret kept with %+v", kept.(*metav1.PartialObjectMetadata).ObjectMeta)
+	}
+	if e, ok := copyEntry(secret); !ok || e.bytes != 6 || e.version != "7" {
+		t.Errorf("secret copy counted as %+v %v, want 6 bytes of version 7", e, ok)
+	}
+}
+
+// BenchmarkBudgetFields reports what each cached token Secret costs the
+// webhook: the transform allocates only what the cache keeps (B/op).
+func BenchmarkBudgetFields(b *testing.B) {
+	token := translate.HostTokenSecret("p", "ns", translate.Token{ServiceAccount: "default", ExpirationSeconds: 3600, HostSecret: "tok"}, "secret-token-bytes", cfg)
+	meta := &metav1.PartialObjectMetadata{ObjectMeta: token.ObjectMeta}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := BudgetFields(meta); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
