@@ -11,11 +11,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/podbridge/podbridge/internal/kube"
 	"github.com/podbridge/podbridge/translate"
 	"github.com/podbridge/podbridge/vcluster"
 )
@@ -59,72 +58,52 @@ func TestVirtualClusterThousandPods(t *testing.T) {
 	logIdleUsage(t, ns, cp)
 
 	// A forward of its own: the Deployment takes minutes.
-	fwdCtx, cancel := context.WithTimeout(ctx, 30*time.Minute)
-	defer cancel()
-	fwd, err := vcluster.Forward(fwdCtx, env.Host.Config, hostClient, name, ns, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := fwd.Close(); err != nil {
-			t.Errorf("the port-forward ended with %v", err)
+	var started time.Time
+	connectedFor(t, name, ns, 30*time.Minute, func(_ *rest.Config, c client.Client) {
+		pod := tenantPod("load", "pause")
+		load := &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Name: "load", Namespace: "default"},
+			Spec: appsv1.DeploymentSpec{
+				Replicas: ptr.To[int32](scalePods),
+				Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "load"}},
+				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "load"}}, Spec: pod.Spec},
+			},
 		}
-	}()
-	kubeconfig, err := vcluster.ConnectKubeconfig(ctx, hostClient, name, ns, fwd.Server())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := clientcmd.RESTConfigFromKubeConfig(kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(cfg, client.Options{Scheme: kube.Scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pod := tenantPod("load", "pause")
-	load := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "load", Namespace: "default"},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](scalePods),
-			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "load"}},
-			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "load"}}, Spec: pod.Spec},
-		},
-	}
-	started := time.Now()
-	if err := c.Create(ctx, load); err != nil {
-		t.Fatal(err)
-	}
-	err = wait.PollUntilContextTimeout(fwdCtx, 2*time.Second, 20*time.Minute, true, func(ctx context.Context) (bool, error) {
-		if err := c.Get(ctx, client.ObjectKeyFromObject(load), load); err != nil {
-			return false, nil //nolint:nilerr // the status says how far it got at the end
+		started = time.Now()
+		if err := c.Create(ctx, load); err != nil {
+			t.Fatal(err)
 		}
-		return load.Status.AvailableReplicas == scalePods, nil
-	})
-	if err != nil {
-		t.Fatalf("%d replicas available: %v (status %+v)", scalePods, err, load.Status)
-	}
-	t.Logf("FIGURE a tenant Deployment of %d replicas (on kwok nodes) to available through the control-plane pod on the real node: %s", scalePods, time.Since(started).Round(time.Second))
+		err := wait.PollUntilContextTimeout(ctx, 2*time.Second, 20*time.Minute, true, func(ctx context.Context) (bool, error) {
+			if err := c.Get(ctx, client.ObjectKeyFromObject(load), load); err != nil {
+				return false, nil //nolint:nilerr // the status says how far it got at the end
+			}
+			return load.Status.AvailableReplicas == scalePods, nil
+		})
+		if err != nil {
+			t.Fatalf("%d replicas available: %v (status %+v)", scalePods, err, load.Status)
+		}
+		t.Logf("FIGURE a tenant Deployment of %d replicas (on kwok nodes) to available through the control-plane pod on the real node: %s", scalePods, time.Since(started).Round(time.Second))
 
-	// Every virtual pod is bound to a virtual node mirroring a kwok node
-	// and Ready; every host pod is on a kwok node.
-	var vpods corev1.PodList
-	if err := c.List(ctx, &vpods, client.InNamespace("default")); err != nil {
-		t.Fatal(err)
-	}
-	var readyPods int
-	for i := range vpods.Items {
-		if ready(&vpods.Items[i]) == corev1.ConditionTrue && vpods.Items[i].Spec.NodeName != "" && vpods.Items[i].Spec.NodeName != env.RealNode.Name() {
-			readyPods++
+		// Every virtual pod is bound to a virtual node mirroring a kwok node
+		// and Ready; every host pod is on a kwok node.
+		var vpods corev1.PodList
+		if err := c.List(ctx, &vpods, client.InNamespace("default")); err != nil {
+			t.Fatal(err)
 		}
-	}
-	var hpods corev1.PodList
-	if err := hostClient.List(ctx, &hpods, client.InNamespace(ns), client.MatchingLabels{translate.LabelVCluster: name, translate.LabelManagedBy: translate.ManagedByValue}); err != nil {
-		t.Fatal(err)
-	}
-	if readyPods != scalePods || len(hpods.Items) != scalePods {
-		t.Errorf("virtual pods Ready on kwok nodes: %d, host pods: %d; want %d each", readyPods, len(hpods.Items), scalePods)
-	}
+		var readyPods int
+		for i := range vpods.Items {
+			if ready(&vpods.Items[i]) == corev1.ConditionTrue && vpods.Items[i].Spec.NodeName != "" && vpods.Items[i].Spec.NodeName != env.RealNode.Name() {
+				readyPods++
+			}
+		}
+		var hpods corev1.PodList
+		if err := hostClient.List(ctx, &hpods, client.InNamespace(ns), client.MatchingLabels{translate.LabelVCluster: name, translate.LabelManagedBy: translate.ManagedByValue}); err != nil {
+			t.Fatal(err)
+		}
+		if readyPods != scalePods || len(hpods.Items) != scalePods {
+			t.Errorf("virtual pods Ready on kwok nodes: %d, host pods: %d; want %d each", readyPods, len(hpods.Items), scalePods)
+		}
+	})
 	// Two windows back to back: the first still sees the reflector's and
 	// the controllers' tail of work, the second what holding 1,000 pods
 	// costs.

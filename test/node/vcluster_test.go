@@ -82,7 +82,13 @@ spec:
 // port-forward, as `podbridge connect` gives it.
 func connected(t *testing.T, name, namespace string, fn func(cfg *rest.Config, c client.Client)) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	connectedFor(t, name, namespace, 3*time.Minute, fn)
+}
+
+// connectedFor is connected with a port-forward that lasts up to d.
+func connectedFor(t *testing.T, name, namespace string, d time.Duration, fn func(cfg *rest.Config, c client.Client)) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	fwd, err := vcluster.Forward(ctx, env.Host.Config, hostClient, name, namespace, 0)
 	if err != nil {
