@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -98,7 +99,7 @@ func writeCopies(dir string, client, kubelet *certs.Bundle, now time.Time) (bool
 	if _, err := tlsPair(client); err != nil {
 		return false, fmt.Errorf("the webhook client certificate: %w", err)
 	}
-	pair := append(append(bytes.TrimRight(client.Cert, "\n"), '\n'), client.Key...)
+	pair := slices.Concat(bytes.TrimRight(client.Cert, "\n"), []byte("\n"), client.Key)
 	previousCA, err := os.ReadFile(filepath.Join(dir, KubeletCAFile))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return false, err
