@@ -32,6 +32,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -256,14 +257,18 @@ type replica struct {
 	volumes     map[string]string
 }
 
-// replicas counts the replicas made, for their addresses.
-var replicas int
-
 // newReplica makes the pod's volumes as folders, as the kubelet would.
+// Its address is the machine's own, the one a loopback-bound apiserver
+// advertises unasked: kube-apiserver refuses to advertise loopback, and
+// an address off the machine is no replica's. Replicas share it; only the
+// apiserver's own Endpoints name it.
 func (p *haPod) newReplica(ctx context.Context, t *testing.T, name string) *replica {
 	t.Helper()
-	replicas++
-	r := &replica{name: name, podIP: fmt.Sprintf("192.0.2.%d", replicas), volumes: map[string]string{}}
+	ip, err := utilnet.ChooseHostInterface()
+	if err != nil {
+		t.Fatalf("the machine's address, for the replica's advertised one: %v", err)
+	}
+	r := &replica{name: name, podIP: ip.String(), volumes: map[string]string{}}
 	root := t.TempDir()
 	volumes := slices.Clone(p.sts.Spec.Template.Spec.Volumes)
 	for _, claim := range p.sts.Spec.VolumeClaimTemplates {
@@ -329,9 +334,6 @@ func (p *haPod) command(t *testing.T, r *replica, c corev1.Container) []string {
 			case path == "metadata.namespace":
 				vars[e.Name] = p.namespace
 			case path == "status.podIP":
-				// An address of TEST-NET-1 (RFC 5737), routed nowhere: the
-				// apiserver refuses to advertise loopback, and nothing
-				// here dials what it advertises.
 				vars[e.Name] = r.podIP
 			case strings.HasPrefix(path, "metadata.annotations['"):
 				key := strings.TrimSuffix(strings.TrimPrefix(path, "metadata.annotations['"), "']")
