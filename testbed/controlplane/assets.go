@@ -78,6 +78,17 @@ func BuildPodbridge(ctx context.Context, binary string) error {
 // Build builds the command pkg (a path in the checkout, as ./cmd/podbridge-dev)
 // into binary the way the Makefile does.
 func Build(ctx context.Context, pkg, binary string) error {
+	return build(ctx, pkg, binary, false)
+}
+
+// BuildWithRace builds the command pkg into binary with the race
+// detector, as `go test -race` builds (cgo, no -trimpath, so the packages
+// come from the build cache the tests' own build filled).
+func BuildWithRace(ctx context.Context, pkg, binary string) error {
+	return build(ctx, pkg, binary, true)
+}
+
+func build(ctx context.Context, pkg, binary string, race bool) error {
 	root, err := ModuleRoot()
 	if err != nil {
 		return err
@@ -85,9 +96,12 @@ func Build(ctx context.Context, pkg, binary string) error {
 	if err := os.MkdirAll(filepath.Dir(binary), 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", filepath.Dir(binary), err)
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", binary, pkg)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	args, env := []string{"build", "-trimpath", "-o", binary, pkg}, append(os.Environ(), "CGO_ENABLED=0")
+	if race {
+		args, env = []string{"build", "-race", "-o", binary, pkg}, os.Environ()
+	}
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir, cmd.Env = root, env
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("building %s: %w\n%s", pkg, err, out)
 	}

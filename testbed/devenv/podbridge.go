@@ -302,21 +302,13 @@ func BuildPodbridge(ctx context.Context) (binary string, remove func(), err erro
 	}
 	remove = func() { os.RemoveAll(dir) }
 	binary = filepath.Join(dir, "podbridge")
-	args := []string{"build", "-o", binary}
-	env := os.Environ()
+	build := controlplane.Build
 	if raceDetector {
-		// Without -trimpath, as go test builds: the packages come from
-		// the build cache the tests' own build filled.
-		args = append(args, "-race")
-	} else {
-		args = append(args, "-trimpath")
-		env = append(env, "CGO_ENABLED=0")
+		build = controlplane.BuildWithRace
 	}
-	cmd := exec.CommandContext(ctx, "go", append(args, "./cmd/podbridge")...)
-	cmd.Dir, cmd.Env = root, env
-	if out, err := cmd.CombinedOutput(); err != nil {
+	if err := build(ctx, "./cmd/podbridge", binary); err != nil {
 		remove()
-		return "", nil, fmt.Errorf("building cmd/podbridge: %w\n%s", err, out)
+		return "", nil, err
 	}
 	return binary, remove, nil
 }
