@@ -40,6 +40,9 @@ var (
 	hostClient    client.Client
 	virtualClient client.Client
 	orphanGrace   = 3 * time.Second
+	// podbridgeBinary is cmd/podbridge, built once for the package: the
+	// test bed's webhook and reflector, and the tests' own processes.
+	podbridgeBinary string
 )
 
 func TestMain(m *testing.M) {
@@ -74,7 +77,7 @@ func run(m *testing.M) (code int) {
 		return 1
 	}
 	defer removeBinary()
-	opts.Podbridge = binary
+	opts.Podbridge, podbridgeBinary = binary, binary
 	opts.Output = devenv.WarningsOnly(os.Stderr)
 	if os.Getenv("PODBRIDGE_TEST_VERBOSE") != "" {
 		opts.Output = os.Stderr

@@ -21,7 +21,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -59,33 +58,6 @@ import (
 // run: the webhook, the reflector and kube-controller-manager (the real
 // node suite runs those), and cert-manager, whose Secrets the cert-manager
 // test writes in cert-manager's format from the rendered Certificates.
-
-var (
-	haBinary     string
-	haBinaryErr  error
-	haBinaryOnce sync.Once
-)
-
-// podbridgeBinary builds cmd/podbridge once into the checkout's bin/ (the
-// machine's /tmp does not execute).
-func podbridgeBinary(t *testing.T) string {
-	t.Helper()
-	haBinaryOnce.Do(func() {
-		root, err := controlplane.ModuleRoot()
-		if err != nil {
-			haBinaryErr = err
-			return
-		}
-		haBinary = filepath.Join(root, "bin", "podbridge-integration")
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		haBinaryErr = controlplane.BuildPodbridge(ctx, haBinary)
-	})
-	if haBinaryErr != nil {
-		t.Fatal(haBinaryErr)
-	}
-	return haBinary
-}
 
 // testPKI makes ECDSA certificates as a CA would.
 type testPKI struct {
@@ -401,7 +373,7 @@ func (p *haPod) runInit(ctx context.Context, t *testing.T, r *replica, hostKubec
 	t.Helper()
 	args := append(append(p.command(t, r, p.container(t, "init")), "--host-kubeconfig="+hostKubeconfig), extra...)
 	log := filepath.Join(t.TempDir(), "init.log")
-	proc, err := child.Start(child.Command{Name: r.name + " init", Path: podbridgeBinary(t), Args: args, LogFile: log})
+	proc, err := child.Start(child.Command{Name: r.name + " init", Path: podbridgeBinary, Args: args, LogFile: log})
 	if err != nil {
 		t.Fatal(err)
 	}
