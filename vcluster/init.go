@@ -108,12 +108,7 @@ func Init(ctx context.Context, o InitOptions) error {
 	if err != nil {
 		return err
 	}
-	// The serving certificate names every way the apiserver is reached:
-	// loopback in the pod, the Service (name and address), and
-	// kubernetes.default.svc, which tenant pods use.
-	hosts := []string{"127.0.0.1", "localhost", o.APIServerIP,
-		o.APIServerService, o.APIServerService + "." + o.Namespace, o.APIServerService + "." + o.Namespace + ".svc",
-		"kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc." + o.ClusterDomain}
+	hosts := servingHosts(o)
 	// cert-manager's serving certificate is cert-manager's to renew.
 	if current, err := os.ReadFile(filepath.Join(pki, "apiserver.crt")); o.PKIIssuer != IssuerCertManager && (err != nil || !validFor(current, hosts, now)) {
 		serving, err := servingCA.serving(hosts, now)

@@ -125,11 +125,7 @@ func (ca keyPair) client(user string, groups []string, now time.Time, validity t
 // validFor says whether the PEM certificate cert is valid at now for at
 // least the third of its validity, and names every one of hosts.
 func validFor(cert []byte, hosts []string, now time.Time) bool {
-	block, _ := pem.Decode(cert)
-	if block == nil {
-		return false
-	}
-	c, err := x509.ParseCertificate(block.Bytes)
+	c, err := parsePEMCert(cert)
 	if err != nil || c.NotAfter.Sub(now) < c.NotAfter.Sub(c.NotBefore)/3 {
 		return false
 	}
@@ -148,19 +144,30 @@ func newServiceAccountKey() (private, public []byte, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	public, err = publicKeyPEM(key)
+	return keyPEM, public, err
+}
+
+// publicKeyPEM is key's public key as PEM, as the apiserver's
+// --service-account-key-file reads it.
+func publicKeyPEM(key *ecdsa.PrivateKey) ([]byte, error) {
 	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return keyPEM, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
+}
+
+// servingHosts are the names and addresses the apiserver's serving
+// certificate holds: every way the apiserver is reached (loopback in the
+// pod, the Service by name and address, and kubernetes.default.svc,
+// which tenant pods use).
+func servingHosts(o InitOptions) []string {
+	return append([]string{"127.0.0.1", o.APIServerIP}, servingDNSNames(o.APIServerService, o.Namespace, o.ClusterDomain)...)
 }
 
 // signedBy says whether the PEM certificate cert was signed by ca.
 func signedBy(cert []byte, ca *x509.Certificate) bool {
-	block, _ := pem.Decode(cert)
-	if block == nil {
-		return false
-	}
-	c, err := x509.ParseCertificate(block.Bytes)
+	c, err := parsePEMCert(cert)
 	return err == nil && c.CheckSignatureFrom(ca) == nil
 }

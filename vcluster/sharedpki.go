@@ -69,12 +69,11 @@ func syncSharedPKI(ctx context.Context, o InitOptions, pki string, now time.Time
 			if err != nil {
 				return fmt.Errorf("host Secret %s/%s%s: %w", o.Namespace, o.PKISecret, s.suffix, err)
 			}
-			der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+			public, err := publicKeyPEM(key)
 			if err != nil {
 				return err
 			}
-			if err := errors.Join(writeFile(filepath.Join(pki, "sa.key"), pair.Key),
-				writeFile(filepath.Join(pki, "sa.pub"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))); err != nil {
+			if err := errors.Join(writeFile(filepath.Join(pki, "sa.key"), pair.Key), writeFile(filepath.Join(pki, "sa.pub"), public)); err != nil {
 				return err
 			}
 			continue
@@ -104,7 +103,7 @@ func syncSharedPKI(ctx context.Context, o InitOptions, pki string, now time.Time
 	if !signedBy(pair.Cert, caCert) {
 		return fmt.Errorf("host Secret %s/%s: its certificate is not signed by the serving CA of %s%s (the Certificate's issuerRef must be the CA Issuer)", o.Namespace, name, o.PKISecret, "-ca")
 	}
-	hosts := append([]string{"127.0.0.1", o.APIServerIP}, servingDNSNames(o.APIServerService, o.Namespace, o.ClusterDomain)...)
+	hosts := servingHosts(o)
 	cert, err := parsePEMCert(pair.Cert)
 	if err != nil {
 		return fmt.Errorf("host Secret %s/%s: %w", o.Namespace, name, err)
