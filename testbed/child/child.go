@@ -251,11 +251,12 @@ func get(ctx context.Context, url string) error {
 // LogEnd quotes the end of a component's log, for an error saying why it
 // did not start.
 func LogEnd(path string) string {
-	return fmt.Sprintf("the end of %s:\n%s", path, tail(path, tailBytes))
+	return fmt.Sprintf("the end of %s:\n%s", path, Tail(path, tailBytes))
 }
 
-// tail returns the last size bytes of a file, to quote a log in an error.
-func tail(path string, size int64) string {
+// Tail returns the last size bytes of a file, to quote a log (or the
+// error reading it).
+func Tail(path string, size int64) string {
 	f, err := os.Open(path)
 	if err != nil {
 		return err.Error()

@@ -19,6 +19,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/podbridge/podbridge/certs"
+	"github.com/podbridge/podbridge/testbed/child"
 	"github.com/podbridge/podbridge/testbed/controlplane"
 	"github.com/podbridge/podbridge/testbed/podbridgeproc"
 	"github.com/podbridge/podbridge/testbed/promscrape"
@@ -268,17 +269,7 @@ func (e *Env) PodbridgeLogs() []string {
 // to w: a failed test's output shows what podbridge said.
 func (e *Env) WriteLogTails(w io.Writer, maxBytes int64) {
 	for _, path := range e.PodbridgeLogs() {
-		f, err := os.Open(path)
-		if err != nil {
-			_, _ = fmt.Fprintf(w, "---- %s: %v\n", path, err)
-			continue
-		}
-		if info, err := f.Stat(); err == nil && info.Size() > maxBytes {
-			_, _ = f.Seek(-maxBytes, io.SeekEnd)
-		}
-		_, _ = fmt.Fprintf(w, "---- the end of %s:\n", path)
-		_, _ = io.Copy(w, f)
-		f.Close()
+		_, _ = fmt.Fprintf(w, "---- the end of %s:\n%s\n", path, child.Tail(path, maxBytes))
 	}
 }
 
