@@ -149,10 +149,15 @@ func TestRenderEtcd(t *testing.T) {
 		}
 	}
 	apiserver := containerNamed(spec, "kube-apiserver")
-	for _, want := range []string{"--etcd-servers=$(ETCD_SERVERS)", "--etcd-cafile=/etc/etcd-client/ca.crt", "--etcd-certfile=/etc/etcd-client/tls.crt", "--etcd-keyfile=/etc/etcd-client/tls.key", "--etcd-prefix=/podbridge/$(VCLUSTER_NAME)"} {
+	for _, want := range []string{"--etcd-servers=$(ETCD_SERVERS)", "--etcd-cafile=/etc/etcd-client/ca.crt", "--etcd-certfile=/etc/etcd-client/tls.crt", "--etcd-keyfile=/etc/etcd-client/tls.key", "--etcd-prefix=/podbridge/$(POD_NAMESPACE)/$(VCLUSTER_NAME)"} {
 		if !slices.Contains(apiserver.Args, want) {
 			t.Errorf("the apiserver's arguments lack %s: %v", want, apiserver.Args)
 		}
+	}
+	// Clusters of one name in two namespaces sharing an etcd keep apart.
+	if i := slices.IndexFunc(apiserver.Env, func(e corev1.EnvVar) bool { return e.Name == "POD_NAMESPACE" }); i < 0 ||
+		apiserver.Env[i].ValueFrom == nil || apiserver.Env[i].ValueFrom.FieldRef == nil || apiserver.Env[i].ValueFrom.FieldRef.FieldPath != "metadata.namespace" {
+		t.Errorf("the apiserver's POD_NAMESPACE, in its etcd prefix, is not the pod's namespace: %+v", apiserver.Env)
 	}
 	if n := slices.IndexFunc(apiserver.Args, func(a string) bool { return strings.HasPrefix(a, "--etcd-servers=") }); slices.ContainsFunc(apiserver.Args[n+1:], func(a string) bool { return strings.HasPrefix(a, "--etcd-servers=") }) {
 		t.Errorf("two --etcd-servers: %v", apiserver.Args)
@@ -229,7 +234,7 @@ func TestRenderEtcdShared(t *testing.T) {
 	}
 	config := objs["ConfigMap/beta-config"].(*corev1.ConfigMap)
 	if config.Data["vcluster-name"] != "beta" {
-		t.Errorf("the etcd prefix /podbridge/$(VCLUSTER_NAME) reads vcluster-name %q", config.Data["vcluster-name"])
+		t.Errorf("the etcd prefix /podbridge/$(POD_NAMESPACE)/$(VCLUSTER_NAME) reads vcluster-name %q", config.Data["vcluster-name"])
 	}
 }
 
