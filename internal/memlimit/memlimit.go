@@ -10,7 +10,6 @@ package memlimit
 import (
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -91,6 +90,6 @@ func Apply(value string) (int64, string, error) {
 	if err != nil || limit == 0 {
 		return 0, why, err
 	}
-	debug.SetMemoryLimit(min(limit, math.MaxInt64))
+	debug.SetMemoryLimit(limit)
 	return limit, why, nil
 }
