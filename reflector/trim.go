@@ -114,16 +114,23 @@ func forWrite(pod *corev1.Pod) *corev1.Pod {
 // copy of its cut).
 var ownedKeys = newFieldsCuts()
 
-// maxFieldsCuts bounds the memory of fieldsCuts: the digests of a few
-// thousand trees and their distinct cuts.
-const maxFieldsCuts = 2048
+// maxFieldsCuts bounds the memory of fieldsCuts: it remembers the digests
+// of at most twice this many trees (about 60 bytes each) and their distinct
+// cuts. A generation holds more trees than the pods of a large virtual
+// cluster (10,000 in the bench): with a bound below that, every event
+// parsed its tree again once the cache had been cleared.
+const maxFieldsCuts = 16384
 
+// fieldsCuts remembers in two generations: a full current generation
+// becomes the previous one, and a tree found there moves back to the
+// current, so the trees of pods still in the cache stay remembered and
+// those of pods long gone are forgotten.
 type fieldsCuts struct {
 	mu sync.Mutex
-	// cuts maps a tree's SHA-256 to its cut; same holds each distinct cut
-	// once, by its bytes.
-	cuts map[[sha256.Size]byte]*metav1.FieldsV1
-	same map[string]*metav1.FieldsV1
+	// cuts and previous map a tree's SHA-256 to its cut; same holds each
+	// distinct cut once, by its bytes.
+	cuts, previous map[[sha256.Size]byte]*metav1.FieldsV1
+	same           map[string]*metav1.FieldsV1
 }
 
 func newFieldsCuts() *fieldsCuts {
@@ -140,17 +147,29 @@ func (f *fieldsCuts) cut(raw []byte) *metav1.FieldsV1 {
 	if cut, ok := f.cuts[key]; ok {
 		return cut
 	}
-	bytes := translate.OwnedKeysFields(raw)
-	if len(f.cuts) >= maxFieldsCuts {
-		clear(f.cuts)
-		clear(f.same)
-	}
-	cut, ok := f.same[string(bytes)]
+	cut, ok := f.previous[key]
 	if !ok {
-		cut = &metav1.FieldsV1{}
-		cut.SetRawBytes(bytes)
-		f.same[string(bytes)] = cut
+		cut = f.shared(translate.OwnedKeysFields(raw))
+	}
+	if len(f.cuts) >= maxFieldsCuts {
+		f.previous, f.cuts = f.cuts, map[[sha256.Size]byte]*metav1.FieldsV1{}
 	}
 	f.cuts[key] = cut
+	return cut
+}
+
+// shared returns the one FieldsV1 of these cut bytes. The distinct cuts
+// are few (one per pod template); should they pass the bound, sharing
+// starts afresh, and cuts already handed out stay valid.
+func (f *fieldsCuts) shared(bytes []byte) *metav1.FieldsV1 {
+	if cut, ok := f.same[string(bytes)]; ok {
+		return cut
+	}
+	if len(f.same) >= maxFieldsCuts {
+		clear(f.same)
+	}
+	cut := &metav1.FieldsV1{}
+	cut.SetRawBytes(bytes)
+	f.same[string(bytes)] = cut
 	return cut
 }

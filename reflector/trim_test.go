@@ -1,6 +1,7 @@
 package reflector
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -18,7 +19,13 @@ func TestFieldsCutsRememberAndStayBounded(t *testing.T) {
 	tree := func(i int) []byte {
 		return fmt.Appendf(nil, `{"f:metadata":{"f:labels":{"f:app-%d":{}}},"f:spec":{"f:containers":{}}}`, i)
 	}
-	for i := range maxFieldsCuts + 10 {
+	remembered := func(i int) bool {
+		key := sha256.Sum256(tree(i))
+		_, current := f.cuts[key]
+		_, previous := f.previous[key]
+		return current || previous
+	}
+	for i := range 3*maxFieldsCuts + 10 {
 		raw := tree(i)
 		if got, want := f.cut(raw).GetRawString(), string(translate.OwnedKeysFields(raw)); got != want {
 			t.Fatalf("cut of tree %d = %s, want %s", i, got, want)
@@ -26,9 +33,23 @@ func TestFieldsCutsRememberAndStayBounded(t *testing.T) {
 		if again := f.cut(raw).GetRawString(); again != string(translate.OwnedKeysFields(raw)) {
 			t.Fatalf("remembered cut of tree %d = %s", i, again)
 		}
+		// Tree 0 is the one pod whose events keep coming: it is never
+		// forgotten, however many other trees pass.
+		f.cut(tree(0))
+		if !remembered(0) {
+			t.Fatalf("tree 0 forgotten after %d other trees", i)
+		}
 	}
-	if len(f.cuts) > maxFieldsCuts || len(f.same) > maxFieldsCuts {
-		t.Errorf("%d trees and %d cuts remembered, bound is %d", len(f.cuts), len(f.same), maxFieldsCuts)
+	if len(f.cuts) > maxFieldsCuts || len(f.previous) > maxFieldsCuts || len(f.same) > maxFieldsCuts {
+		t.Errorf("%d + %d trees and %d cuts remembered, bound is %d each", len(f.cuts), len(f.previous), len(f.same), maxFieldsCuts)
+	}
+	// The trees of the last generation are all still known: a cache of
+	// that many pods parses no tree twice.
+	last := 3*maxFieldsCuts + 10
+	for i := last - maxFieldsCuts; i < last; i++ {
+		if !remembered(i) {
+			t.Fatalf("tree %d of the last %d forgotten", i, maxFieldsCuts)
+		}
 	}
 }
 
@@ -152,5 +173,30 @@ func TestTrimKeepsTheLatestStatusWrite(t *testing.T) {
 		if got, want := lastStatusWrite(virtual.(*corev1.Pod)), lastStatusWrite(pod()); !got.Equal(want) {
 			t.Fatalf("case %d: last status write %v after the transform, %v before; entries %+v", i, got, want, entries)
 		}
+	}
+}
+
+// BenchmarkFieldsCutsEvents cuts the webhook's entry of host pods' events
+// in turn, as the host pod cache's transform does at every event of a
+// virtual cluster of that many pods: each pod's tree differs (its token
+// volume), and the bench's 10,000 pods outnumber what a bound that clears
+// the memory when full remembers.
+func BenchmarkFieldsCutsEvents(b *testing.B) {
+	for _, pods := range []int{1000, 10000} {
+		trees := make([][]byte, pods)
+		for i := range trees {
+			trees[i] = fmt.Appendf(nil, `{"f:metadata":{"f:annotations":{".":{},"f:podbridge.io/admitted-spec":{},"f:podbridge.io/name":{},"f:podbridge.io/namespace":{},"f:podbridge.io/service-account":{},"f:podbridge.io/sync-id":{},"f:podbridge.io/vcluster":{}},"f:labels":{".":{},"f:app.kubernetes.io/managed-by":{},"f:podbridge.io/namespace":{},"f:podbridge.io/vcluster":{},"f:tenant.podbridge.io/app":{}}},"f:spec":{"f:automountServiceAccountToken":{},"f:containers":{"k:{\"name\":\"app\"}":{".":{},"f:env":{"k:{\"name\":\"KUBERNETES_SERVICE_HOST\"}":{".":{},"f:name":{},"f:value":{}}},"f:image":{},"f:name":{}}},"f:dnsPolicy":{},"f:schedulingGates":{".":{},"k:{\"name\":\"podbridge.io/virtual-pod\"}":{".":{},"f:name":{}}},"f:volumes":{".":{},"k:{\"name\":\"kube-api-access-%05d\"}":{".":{},"f:name":{},"f:projected":{}}}}}`, i)
+		}
+		b.Run(fmt.Sprintf("pods=%d", pods), func(b *testing.B) {
+			f := newFieldsCuts()
+			for _, raw := range trees {
+				f.cut(raw)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				f.cut(trees[i%pods])
+			}
+		})
 	}
 }
