@@ -32,9 +32,7 @@ import (
 
 // copyKind is a kind of virtual object that has host copies while pods use it.
 type copyKind struct {
-	kind string
-	// index is the field index of virtual pods by the objects of this kind they use.
-	index     string
+	kind      string
 	newObject func() client.Object
 	// refs names the objects of this kind in deps.
 	refs func(deps *translate.Dependencies) []translate.Reference
@@ -43,13 +41,11 @@ type copyKind struct {
 var (
 	configMapCopies = copyKind{
 		kind:      "ConfigMap",
-		index:     "podbridge.configMaps",
 		newObject: func() client.Object { return &corev1.ConfigMap{} },
 		refs:      func(d *translate.Dependencies) []translate.Reference { return d.ConfigMaps },
 	}
 	secretCopies = copyKind{
 		kind:      "Secret",
-		index:     "podbridge.secrets",
 		newObject: func() client.Object { return &corev1.Secret{} },
 		refs:      func(d *translate.Dependencies) []translate.Reference { return d.Secrets },
 	}
@@ -93,24 +89,37 @@ type copyReconciler struct {
 	Recorder events.EventRecorder
 }
 
-// indexVirtualPodDependencies registers the indexes of virtual pods by the
-// ConfigMaps and Secrets they use; it must run before virtual's cache starts.
+// indexPodDependencies indexes virtual pods by the ConfigMaps and Secrets
+// they use, each as usedKey names it. One index for both kinds walks a pod
+// once per event where an index per kind walked it twice (and client-go
+// indexes the old object of an update again): the walk translates the
+// whole spec, and a virtual pod changes with every status write.
+const indexPodDependencies = "podbridge.dependencies"
+
+// usedKey is the value of indexPodDependencies for an object of this kind.
+func (k copyKind) usedKey(namespace, name string) string {
+	return k.kind + "/" + namespace + "/" + name
+}
+
+// indexVirtualPodDependencies registers indexPodDependencies; it must run
+// before virtual's cache starts.
 func indexVirtualPodDependencies(ctx context.Context, virtual cluster.Cluster, cfg translate.Config) error {
-	for _, k := range []copyKind{configMapCopies, secretCopies} {
-		err := virtual.GetFieldIndexer().IndexField(ctx, &corev1.Pod{}, k.index, func(obj client.Object) []string {
-			pod := obj.(*corev1.Pod)
-			if pod.Annotations[translate.AnnotationSyncID] == "" {
-				return nil
-			}
-			var names []string
-			for _, ref := range k.refs(translate.PodDependencies(pod, cfg)) {
-				names = append(names, pod.Namespace+"/"+ref.Name)
-			}
-			return names
-		})
-		if err != nil {
-			return fmt.Errorf("indexing virtual pods by %s: %w", k.kind, err)
+	err := virtual.GetFieldIndexer().IndexField(ctx, &corev1.Pod{}, indexPodDependencies, func(obj client.Object) []string {
+		pod := obj.(*corev1.Pod)
+		if pod.Annotations[translate.AnnotationSyncID] == "" {
+			return nil
 		}
+		deps := translate.PodDependencies(pod, cfg)
+		var keys []string
+		for _, k := range []copyKind{configMapCopies, secretCopies} {
+			for _, ref := range k.refs(deps) {
+				keys = append(keys, k.usedKey(pod.Namespace, ref.Name))
+			}
+		}
+		return keys
+	})
+	if err != nil {
+		return fmt.Errorf("indexing virtual pods by the ConfigMaps and Secrets they use: %w", err)
 	}
 	return nil
 }
@@ -202,7 +211,7 @@ func (r *copyReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 		return reconcile.Result{}, nil // a token Secret, or not a copy: not ours to touch.
 	}
 	users := &corev1.PodList{}
-	if err := r.Virtual.List(ctx, users, client.MatchingFields{r.Kind.index: req.Namespace + "/" + req.Name}, client.Limit(1), client.UnsafeDisableDeepCopy); err != nil {
+	if err := r.Virtual.List(ctx, users, client.MatchingFields{indexPodDependencies: r.Kind.usedKey(req.Namespace, req.Name)}, client.Limit(1), client.UnsafeDisableDeepCopy); err != nil {
 		return reconcile.Result{}, fmt.Errorf("listing virtual pods using %s %s: %w", r.Kind.kind, req, err)
 	}
 	original := r.Kind.metadata()
