@@ -24,7 +24,7 @@ import (
 )
 
 // allowedEndpointCIDR is the dev virtual cluster's --allowed-endpoint-cidrs.
-var allowedEndpointCIDR = netip.MustParsePrefix("192.0.2.0/24")
+var allowedEndpointCIDR = netip.MustParsePrefix("203.0.113.0/24")
 
 func virtualSlice(namespace, name, service string, addresses ...string) *discoveryv1.EndpointSlice {
 	s := &discoveryv1.EndpointSlice{
@@ -156,7 +156,7 @@ func TestSelectorlessServiceEndpointSlices(t *testing.T) {
 	own := backend.Status.PodIP
 	otherTenant := plantHostPod(t, "other-tenant-"+ns, map[string]string{translate.LabelManagedBy: translate.ManagedByValue, translate.LabelVCluster: "slices-other"})
 	platform := plantHostPod(t, "platform-"+ns, map[string]string{"app.kubernetes.io/name": "podbridge"})
-	inRange, offRange := "192.0.2.10", "198.51.100.7"
+	inRange, offRange := "203.0.113.10", "198.51.100.7"
 
 	svc := simpleService(ns, "db", nil)
 	if err := virtualClient.Create(ctx, svc); err != nil {
@@ -164,7 +164,7 @@ func TestSelectorlessServiceEndpointSlices(t *testing.T) {
 	}
 	hostSvc := getHostService(t, svc)
 	first := virtualSlice(ns, "db-1", "db", own, otherTenant, platform, inRange, offRange)
-	second := virtualSlice(ns, "db-2", "db", "192.0.2.11")
+	second := virtualSlice(ns, "db-2", "db", "203.0.113.11")
 	fqdn := virtualSlice(ns, "db-names", "db", "metadata.google.internal")
 	fqdn.AddressType = discoveryv1.AddressTypeFQDN
 	for _, s := range []*discoveryv1.EndpointSlice{first, second, fqdn} {
@@ -183,7 +183,7 @@ func TestSelectorlessServiceEndpointSlices(t *testing.T) {
 	if ref := host.Endpoints[1].TargetRef; ref != nil {
 		t.Errorf("the allowed range's endpoint targets %+v, want nothing", ref)
 	}
-	waitHostSliceAddresses(t, second, "192.0.2.11")
+	waitHostSliceAddresses(t, second, "203.0.113.11")
 	waitEndpointsCondition(t, svc, otherTenant, platform, offRange, "slice db-names", "--allowed-endpoint-cidrs")
 	waitRefusalEvent(t, svc, "not carried to the host", "--allowed-endpoint-cidrs")
 	if err := hostClient.Get(ctx, hostSliceKey(fqdn), &discoveryv1.EndpointSlice{}); !apierrors.IsNotFound(err) {
@@ -223,7 +223,7 @@ func TestSelectorlessServiceEndpointSlices(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitGone(t, hostClient, &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: hostSliceKey(first).Name, Namespace: tc.HostNamespace}}, 30*time.Second)
-	waitHostSliceAddresses(t, second, "192.0.2.11")
+	waitHostSliceAddresses(t, second, "203.0.113.11")
 	if err := virtualClient.Delete(ctx, fqdn); err != nil {
 		t.Fatal(err)
 	}

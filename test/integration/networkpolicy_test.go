@@ -325,10 +325,10 @@ func TestNetworkPolicyAttacksRefused(t *testing.T) {
 		{"an ipBlock of one pod address", allowFrom(ns, "", block("10.244.1.7/32")), nil, []string{"spec.ingress[0].from[0].ipBlock.cidr", "lies in the reserved range"}},
 		{"an ipBlock of a family no range is reserved of", allowFrom(ns, "", block("2001:db8::/32")), nil, []string{"spec.ingress[0].from[0].ipBlock", "--" + policy.FlagReservedCIDRs}},
 		{"everything but one reserved range excepted", allowFrom(ns, "", block("0.0.0.0/0", "10.244.0.0/16")), nil, []string{"spec.ingress[0].from[0].ipBlock.cidr", controlplane.ServiceClusterIPRange}},
-		{"podbridge's label", allowFrom(ns, "", block("192.0.2.0/24")), func(np *networkingv1.NetworkPolicy) {
+		{"podbridge's label", allowFrom(ns, "", block("203.0.113.0/24")), func(np *networkingv1.NetworkPolicy) {
 			np.Labels = map[string]string{translate.LabelVCluster: "other"}
 		}, []string{"metadata.labels"}},
-		{"a forged sync ID", allowFrom(ns, "", block("192.0.2.0/24")), func(np *networkingv1.NetworkPolicy) {
+		{"a forged sync ID", allowFrom(ns, "", block("203.0.113.0/24")), func(np *networkingv1.NetworkPolicy) {
 			np.Annotations = map[string]string{translate.AnnotationSyncID: "forged"}
 		}, []string{translate.AnnotationSyncID}},
 	}
@@ -355,7 +355,7 @@ func TestNetworkPolicyAttacksRefused(t *testing.T) {
 	}
 
 	// Outside the reserved ranges, or with them excepted: admitted.
-	for i, peer := range []networkingv1.NetworkPolicyPeer{block("192.0.2.0/24"), block("0.0.0.0/0", "10.0.0.0/8")} {
+	for i, peer := range []networkingv1.NetworkPolicyPeer{block("203.0.113.0/24"), block("0.0.0.0/0", "10.0.0.0/8")} {
 		np := allowFrom(ns, "outside-"+itoa(i), peer)
 		if err := virtualClient.Create(ctx, np); err != nil {
 			t.Errorf("ipBlock %+v: %v", peer.IPBlock, err)

@@ -311,12 +311,12 @@ func TestServiceAttacksRefused(t *testing.T) {
 		change func(*corev1.Service)
 		want   []string
 	}{
-		{"externalIPs (CVE-2020-8554)", func(s *corev1.Service) { s.Spec.ExternalIPs = []string{"192.0.2.1"} }, []string{"spec.externalIPs[0]"}},
+		{"externalIPs (CVE-2020-8554)", func(s *corev1.Service) { s.Spec.ExternalIPs = []string{"203.0.113.1"} }, []string{"spec.externalIPs[0]"}},
 		{"NodePort not allowed", func(s *corev1.Service) { s.Spec.Type = corev1.ServiceTypeNodePort }, []string{"spec.type", "--allowed-service-types"}},
 		{"LoadBalancer not allowed", func(s *corev1.Service) { s.Spec.Type = corev1.ServiceTypeLoadBalancer }, []string{"spec.type", "--allowed-service-types"}},
 		{"a host address of the tenant's choosing", func(s *corev1.Service) { s.Spec.ClusterIP = "10.0.0.200" }, []string{"spec.clusterIP"}},
 		{"loadBalancerIP", func(s *corev1.Service) {
-			s.Spec.Type, s.Spec.LoadBalancerIP = corev1.ServiceTypeLoadBalancer, "192.0.2.9"
+			s.Spec.Type, s.Spec.LoadBalancerIP = corev1.ServiceTypeLoadBalancer, "203.0.113.9"
 		}, []string{"spec.loadBalancerIP"}},
 		{"loadBalancerClass", func(s *corev1.Service) {
 			s.Spec.Type, s.Spec.LoadBalancerClass = corev1.ServiceTypeLoadBalancer, ptr.To("internal.example.com/lb")
@@ -353,7 +353,7 @@ func TestServiceAttacksRefused(t *testing.T) {
 	if err := virtualClient.Create(context.Background(), svc); err != nil {
 		t.Fatal(err)
 	}
-	svc.Spec.ExternalIPs = []string{"192.0.2.1"}
+	svc.Spec.ExternalIPs = []string{"203.0.113.1"}
 	if err := virtualClient.Update(context.Background(), svc); err == nil || !strings.Contains(err.Error(), "spec.externalIPs") {
 		t.Errorf("update adding externalIPs: %v", err)
 	}
@@ -495,7 +495,7 @@ func TestServiceWebhookRegistrationDeleted(t *testing.T) {
 		svc := simpleService(ns, "", map[string]string{"app": "web"})
 		svc.GenerateName = "slipped-"
 		svc.Spec.Type = corev1.ServiceTypeNodePort
-		svc.Spec.ExternalIPs = []string{"192.0.2.1"}
+		svc.Spec.ExternalIPs = []string{"203.0.113.1"}
 		if err := virtualClient.Create(ctx, svc); err != nil {
 			return false, err.Error()
 		}
@@ -518,7 +518,7 @@ func TestServiceWebhookRegistrationDeleted(t *testing.T) {
 		if err := virtualClient.Get(ctx, client.ObjectKeyFromObject(admitted), current); err != nil {
 			return false, err.Error()
 		}
-		current.Spec.ExternalIPs = []string{"192.0.2.2"}
+		current.Spec.ExternalIPs = []string{"203.0.113.2"}
 		current.Spec.Selector = map[string]string{translate.LabelVCluster: "other", "app": "web"}
 		if err := virtualClient.Update(ctx, current); err != nil {
 			return false, err.Error()
@@ -673,7 +673,7 @@ func TestServiceTypesThePlatformAllows(t *testing.T) {
 	}
 	host = get(lb)
 	removeServiceWhileItsPodbridgeRuns(t, two.client, lb, host)
-	host.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "192.0.2.80"}}
+	host.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "203.0.113.80"}}
 	if err := hostClient.Status().Update(ctx, host); err != nil {
 		t.Fatal(err)
 	}
@@ -682,7 +682,7 @@ func TestServiceTypesThePlatformAllows(t *testing.T) {
 			return false, err.Error()
 		}
 		ingress := lb.Status.LoadBalancer.Ingress
-		return len(ingress) == 1 && ingress[0].IP == "192.0.2.80", fmt.Sprint(ingress)
+		return len(ingress) == 1 && ingress[0].IP == "203.0.113.80", fmt.Sprint(ingress)
 	})
 
 	// Three host Services: the cap of tenant two's is met.
