@@ -52,6 +52,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		res.Error = runErr.Error()
 	}
 	res.Targets = evaluateTargets(res)
+	res.Bounds = machineBounds(res)
 	return res, errors.Join(runErr, write(cfg, res))
 }
 

@@ -34,6 +34,15 @@ func Markdown(res *Results) string {
 		p("| %s | %s | %s | %s | %s |\n", t.Name, t.Threshold, t.Measured, met, t.Gap)
 	}
 
+	if len(res.Bounds) > 0 {
+		p("\n### What this machine allows\n\nWorked out from this run's CPU figures (below): the best each figure could be at the CPU the run measured, " +
+			"and the same if podbridge's own processes (webhook, reflector) cost nothing while its requests were still made, which is what the apiservers and the rest of the run leave.\n\n")
+		p("| figure | measured | bound | without podbridge's processes | how |\n|---|---|---|---|---|\n")
+		for _, bd := range res.Bounds {
+			p("| %s | %s | %s | %s | %s |\n", bd.Figure, bd.Measured, bd.Bound, bd.WithoutPodbridge, bd.How)
+		}
+	}
+
 	p("\n## 1. Create latency and throughput (%d pods per series, %d warm-up pods excluded)\n\n", s.CreatePods, s.CreateWarmup)
 	p("Without the webhook: %s.\n\n", res.Create.NoWebhookMethod)
 	p("| way | concurrency | created | errors | p50 ms | p90 ms | p99 ms | max ms | pods/s |\n|---|---|---|---|---|---|---|---|---|\n")
