@@ -35,7 +35,7 @@ func Markdown(res *Results) string {
 	}
 
 	if len(res.Bounds) > 0 {
-		p("\n### What this machine allows\n\nWorked out from this run's CPU figures (below): the best each figure could be at the CPU the run measured, " +
+		p("\n### What this machine allows\n\nWorked out from this run's own figures (below): the best each figure could be at the CPU and latencies the run measured, " +
 			"and the same if podbridge's own processes (webhook, reflector) cost nothing while its requests were still made, which is what the apiservers and the rest of the run leave.\n\n")
 		p("| figure | measured | bound | without podbridge's processes | how |\n|---|---|---|---|---|\n")
 		for _, bd := range res.Bounds {

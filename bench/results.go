@@ -20,7 +20,7 @@ type Results struct {
 	Churn      ChurnResults      `json:"churn"`
 
 	Targets []Target `json:"targets"`
-	// Bounds are what this machine allows of the figures CPU bounds.
+	// Bounds are what this machine allows of the figures it bounds.
 	Bounds []Bound `json:"bounds,omitempty"`
 	// Error is set when a scenario failed; the figures before it stand.
 	Error string `json:"error,omitempty"`

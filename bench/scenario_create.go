@@ -174,6 +174,12 @@ func (e *env) scrapeAdmission(ctx context.Context) (admissionMetrics, error) {
 	return admissionMetrics{webhook: webhook, apiserver: apiserver}, err
 }
 
+// The admission stages measured outside podbridge's own histogram.
+const (
+	stageWebhookWhole  = "webhook server, whole request"
+	stageAPIServerCall = "virtual apiserver's call to the webhook"
+)
+
 // admissionStages are the webhook's stages between two scrapes, then the
 // whole request as the webhook server timed it and as the virtual
 // apiserver timed its call: the differences are the server's own handling
@@ -192,8 +198,8 @@ func admissionStages(before, after admissionMetrics, concurrency int) []Admissio
 		sources = append(sources, source{stage, webhook, "podbridge_webhook_admission_stage_seconds", map[string]string{"stage": stage}})
 	}
 	sources = append(sources,
-		source{"webhook server, whole request", webhook, "controller_runtime_webhook_latency_seconds", map[string]string{"webhook": translate.WebhookPath}},
-		source{"virtual apiserver's call to the webhook", apiserver, "apiserver_admission_webhook_admission_duration_seconds",
+		source{stageWebhookWhole, webhook, "controller_runtime_webhook_latency_seconds", map[string]string{"webhook": translate.WebhookPath}},
+		source{stageAPIServerCall, apiserver, "apiserver_admission_webhook_admission_duration_seconds",
 			map[string]string{"name": "pods." + registrationName + ".podbridge.io", "operation": "CREATE", "rejected": "false", "type": "admit"}},
 	)
 	var out []AdmissionStage
