@@ -112,7 +112,7 @@ func forWrite(pod *corev1.Pod) *corev1.Pod {
 // to, and remembers trees by digest, not by their bytes (a heap profile at
 // 1,000 pods had ~6 KiB per pod in the raw keys, the cuts and each pod's
 // copy of its cut).
-var ownedKeys = newFieldsCuts()
+var ownedKeys = newFieldsCuts(maxFieldsCuts)
 
 // maxFieldsCuts bounds the memory of fieldsCuts: it remembers the digests
 // of at most twice this many trees (about 60 bytes each) and their distinct
@@ -126,15 +126,17 @@ const maxFieldsCuts = 16384
 // current, so the trees of pods still in the cache stay remembered and
 // those of pods long gone are forgotten.
 type fieldsCuts struct {
-	mu sync.Mutex
+	// limit is the trees a generation holds, and the distinct cuts.
+	limit int
+	mu    sync.Mutex
 	// cuts and previous map a tree's SHA-256 to its cut; same holds each
 	// distinct cut once, by its bytes.
 	cuts, previous map[[sha256.Size]byte]*metav1.FieldsV1
 	same           map[string]*metav1.FieldsV1
 }
 
-func newFieldsCuts() *fieldsCuts {
-	return &fieldsCuts{cuts: map[[sha256.Size]byte]*metav1.FieldsV1{}, same: map[string]*metav1.FieldsV1{}}
+func newFieldsCuts(limit int) *fieldsCuts {
+	return &fieldsCuts{limit: limit, cuts: map[[sha256.Size]byte]*metav1.FieldsV1{}, same: map[string]*metav1.FieldsV1{}}
 }
 
 // cut returns the cut of raw, shared with every other tree of the same
@@ -151,7 +153,7 @@ func (f *fieldsCuts) cut(raw []byte) *metav1.FieldsV1 {
 	if !ok {
 		cut = f.shared(translate.OwnedKeysFields(raw))
 	}
-	if len(f.cuts) >= maxFieldsCuts {
+	if len(f.cuts) >= f.limit {
 		f.previous, f.cuts = f.cuts, map[[sha256.Size]byte]*metav1.FieldsV1{}
 	}
 	f.cuts[key] = cut
@@ -165,7 +167,7 @@ func (f *fieldsCuts) shared(bytes []byte) *metav1.FieldsV1 {
 	if cut, ok := f.same[string(bytes)]; ok {
 		return cut
 	}
-	if len(f.same) >= maxFieldsCuts {
+	if len(f.same) >= f.limit {
 		clear(f.same)
 	}
 	cut := &metav1.FieldsV1{}

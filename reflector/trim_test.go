@@ -15,7 +15,8 @@ import (
 )
 
 func TestFieldsCutsRememberAndStayBounded(t *testing.T) {
-	f := newFieldsCuts()
+	const limit = 64
+	f := newFieldsCuts(limit)
 	tree := func(i int) []byte {
 		return fmt.Appendf(nil, `{"f:metadata":{"f:labels":{"f:app-%d":{}}},"f:spec":{"f:containers":{}}}`, i)
 	}
@@ -25,7 +26,7 @@ func TestFieldsCutsRememberAndStayBounded(t *testing.T) {
 		_, previous := f.previous[key]
 		return current || previous
 	}
-	for i := range 3*maxFieldsCuts + 10 {
+	for i := range 3*limit + 10 {
 		raw := tree(i)
 		if got, want := f.cut(raw).GetRawString(), string(translate.OwnedKeysFields(raw)); got != want {
 			t.Fatalf("cut of tree %d = %s, want %s", i, got, want)
@@ -40,15 +41,15 @@ func TestFieldsCutsRememberAndStayBounded(t *testing.T) {
 			t.Fatalf("tree 0 forgotten after %d other trees", i)
 		}
 	}
-	if len(f.cuts) > maxFieldsCuts || len(f.previous) > maxFieldsCuts || len(f.same) > maxFieldsCuts {
-		t.Errorf("%d + %d trees and %d cuts remembered, bound is %d each", len(f.cuts), len(f.previous), len(f.same), maxFieldsCuts)
+	if len(f.cuts) > limit || len(f.previous) > limit || len(f.same) > limit {
+		t.Errorf("%d + %d trees and %d cuts remembered, bound is %d each", len(f.cuts), len(f.previous), len(f.same), limit)
 	}
 	// The trees of the last generation are all still known: a cache of
 	// that many pods parses no tree twice.
-	last := 3*maxFieldsCuts + 10
-	for i := last - maxFieldsCuts; i < last; i++ {
+	last := 3*limit + 10
+	for i := last - limit; i < last; i++ {
 		if !remembered(i) {
-			t.Fatalf("tree %d of the last %d forgotten", i, maxFieldsCuts)
+			t.Fatalf("tree %d of the last %d forgotten", i, limit)
 		}
 	}
 }
@@ -56,7 +57,7 @@ func TestFieldsCutsRememberAndStayBounded(t *testing.T) {
 // Trees that differ only in what the cut drops (each pod's token volume)
 // share one cut; trees whose kept keys differ never do, however alike.
 func TestFieldsCutsShareOnlyEqualCuts(t *testing.T) {
-	f := newFieldsCuts()
+	f := newFieldsCuts(maxFieldsCuts)
 	tree := func(label, volume string) []byte {
 		return fmt.Appendf(nil, `{"f:metadata":{"f:labels":{"f:%s":{}}},"f:spec":{"f:volumes":{"k:{\"name\":\"%s\"}":{}}}}`, label, volume)
 	}
@@ -188,7 +189,7 @@ func BenchmarkFieldsCutsEvents(b *testing.B) {
 			trees[i] = fmt.Appendf(nil, `{"f:metadata":{"f:annotations":{".":{},"f:podbridge.io/admitted-spec":{},"f:podbridge.io/name":{},"f:podbridge.io/namespace":{},"f:podbridge.io/service-account":{},"f:podbridge.io/sync-id":{},"f:podbridge.io/vcluster":{}},"f:labels":{".":{},"f:app.kubernetes.io/managed-by":{},"f:podbridge.io/namespace":{},"f:podbridge.io/vcluster":{},"f:tenant.podbridge.io/app":{}}},"f:spec":{"f:automountServiceAccountToken":{},"f:containers":{"k:{\"name\":\"app\"}":{".":{},"f:env":{"k:{\"name\":\"KUBERNETES_SERVICE_HOST\"}":{".":{},"f:name":{},"f:value":{}}},"f:image":{},"f:name":{}}},"f:dnsPolicy":{},"f:schedulingGates":{".":{},"k:{\"name\":\"podbridge.io/virtual-pod\"}":{".":{},"f:name":{}}},"f:volumes":{".":{},"k:{\"name\":\"kube-api-access-%05d\"}":{".":{},"f:name":{},"f:projected":{}}}}}`, i)
 		}
 		b.Run(fmt.Sprintf("pods=%d", pods), func(b *testing.B) {
-			f := newFieldsCuts()
+			f := newFieldsCuts(maxFieldsCuts)
 			for _, raw := range trees {
 				f.cut(raw)
 			}
