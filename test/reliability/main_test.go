@@ -65,6 +65,11 @@ func run(m *testing.M) int {
 		return 1
 	}
 	code := m.Run()
+	// The summary and failed tests' state stay; the binary (about 100 MB
+	// a run) does not.
+	if err := os.Remove(podbridgeBinary); err != nil {
+		fmt.Fprintf(os.Stderr, "removing the test build of podbridge: %v\n", err)
+	}
 	if err := writeSummary(os.Stdout, runDir); err != nil {
 		fmt.Fprintf(os.Stderr, "writing the summary: %v\n", err)
 		return 1
