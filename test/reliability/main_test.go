@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/podbridge/podbridge/testbed/controlplane"
+	"github.com/podbridge/podbridge/testbed/devenv"
 )
 
 var (
@@ -57,19 +58,19 @@ func run(m *testing.M) int {
 			return 1
 		}
 	}
-	podbridgeBinary = filepath.Join(runDir, "podbridge")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	if err := controlplane.BuildPodbridge(ctx, podbridgeBinary); err != nil {
+	// Built where the other suites build theirs (under bin/, which may
+	// run programs where /tmp may not) and removed when the run ends:
+	// runDir keeps only the summary and failed tests' state.
+	binary, removeBinary, err := devenv.BuildPodbridge(ctx)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	defer removeBinary()
+	podbridgeBinary = binary
 	code := m.Run()
-	// The summary and failed tests' state stay; the binary (about 100 MB
-	// a run) does not.
-	if err := os.Remove(podbridgeBinary); err != nil {
-		fmt.Fprintf(os.Stderr, "removing the test build of podbridge: %v\n", err)
-	}
 	if err := writeSummary(os.Stdout, runDir); err != nil {
 		fmt.Fprintf(os.Stderr, "writing the summary: %v\n", err)
 		return 1
