@@ -169,3 +169,43 @@ func reviewToken(ctx context.Context, s *corev1.Secret) (*authenticationv1.SelfS
 	review := &authenticationv1.SelfSubjectReview{}
 	return review, c.Create(ctx, review)
 }
+
+// The pods that keep a copy are those using an object of its kind: a
+// Secret's copy goes once no pod uses the Secret, though a pod still uses
+// a ConfigMap of the same name (the two kinds share one index of users).
+func TestCopyOfOneKindIsNotKeptByAnotherKindOfTheSameName(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t)
+	cfg := env.Options.Translate
+	for _, obj := range []client.Object{
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "same", Namespace: ns}, Data: map[string]string{"k": "v"}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "same", Namespace: ns}, StringData: map[string]string{"k": "v"}},
+	} {
+		if err := virtualClient.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	configReader, secretReader := simplePod(ns, "config-reader"), simplePod(ns, "secret-reader")
+	configReader.Spec.Containers[0].EnvFrom = []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "same"}}}}
+	secretReader.Spec.Containers[0].EnvFrom = []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "same"}}}}
+	for _, pod := range []*corev1.Pod{configReader, secretReader} {
+		if err := virtualClient.Create(ctx, pod); err != nil {
+			t.Fatalf("creating pod: %v", err)
+		}
+		waitReady(t, pod)
+	}
+	host := client.ObjectKey{Namespace: cfg.HostNamespace, Name: translate.HostName("same", ns, cfg.VCluster)}
+	for _, obj := range []client.Object{&corev1.ConfigMap{}, &corev1.Secret{}} {
+		if err := hostClient.Get(ctx, host, obj); err != nil {
+			t.Fatalf("host copy %T of %s: %v", obj, host.Name, err)
+		}
+	}
+
+	if err := virtualClient.Delete(ctx, secretReader); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, hostClient, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: host.Name, Namespace: host.Namespace}}, orphanGrace+20*time.Second)
+	if err := hostClient.Get(ctx, host, &corev1.ConfigMap{}); err != nil {
+		t.Errorf("the ConfigMap's copy, still in use: %v", err)
+	}
+}
