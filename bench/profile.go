@@ -46,8 +46,12 @@ func (p *profiler) scenario(name string) {
 	p.current = fileSafe(name)
 }
 
-// run takes CPU profiles until ctx is done. A process being restarted
-// (scenario 6) misses the window it was down in.
+// downPoll is how often a process that did not answer is asked again: a
+// restarted reflector (scenario 6) is profiled from when it first listens,
+// not from the next window's turn, which missed most of its cold start.
+const downPoll = 100 * time.Millisecond
+
+// run takes CPU profiles until ctx is done.
 func (p *profiler) run(ctx context.Context) {
 	for name, base := range p.targets {
 		p.wg.Add(1)
@@ -55,12 +59,14 @@ func (p *profiler) run(ctx context.Context) {
 			defer p.wg.Done()
 			for ctx.Err() == nil {
 				began := time.Now()
-				p.save(ctx, name, "cpu", base+fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(profileWindow/time.Second)))
-				// A process that is down answers at once: do not spin.
-				if rest := profileWindow - time.Since(began); rest > 0 {
+				wait := downPoll
+				if p.save(ctx, name, "cpu", base+fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(profileWindow/time.Second))) {
+					wait = profileWindow - time.Since(began)
+				}
+				if wait > 0 {
 					select {
 					case <-ctx.Done():
-					case <-time.After(rest):
+					case <-time.After(wait):
 					}
 				}
 			}
@@ -78,7 +84,9 @@ func (p *profiler) heap(ctx context.Context, what string) {
 	}
 }
 
-func (p *profiler) save(ctx context.Context, process, kind, url string) {
+// save writes the profile at url and reports whether the process answered
+// (a profile refused or cut short by a restart is not written).
+func (p *profiler) save(ctx context.Context, process, kind, url string) bool {
 	p.mu.Lock()
 	scenario := p.current
 	p.count++
@@ -86,21 +94,19 @@ func (p *profiler) save(ctx context.Context, process, kind, url string) {
 	p.mu.Unlock()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return
+		return false
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return // the process is restarting, or the run is over.
+		return false // the process is restarting, or the run is over.
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return
-	}
 	data, err := io.ReadAll(resp.Body)
-	if err != nil || len(data) == 0 {
-		return
+	if resp.StatusCode != http.StatusOK || err != nil || len(data) == 0 {
+		return true
 	}
 	_ = os.WriteFile(path, data, 0o644)
+	return true
 }
 
 // wait returns once every profile under way is written.

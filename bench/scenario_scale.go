@@ -155,6 +155,7 @@ func (e *env) runScale(ctx context.Context) (ReflectionResults, ColdStartResults
 	if err := e.coldStart(ctx, w, names, &cold); err != nil {
 		return refl, cold, mem, err
 	}
+	e.prof.scenario("4 deleting the pods")
 
 	e.log.Info("Deleting pods", "pods", n)
 	start = time.Now()
@@ -219,6 +220,9 @@ func (e *env) coldStart(ctx context.Context, w *podWatcher, names []string, cold
 	n := len(names)
 	timeout := 5*time.Minute + time.Duration(n)*20*time.Millisecond
 
+	// Their own profile names: the restarted reflector's first windows are
+	// what the cold start spends.
+	e.prof.scenario("6 cold start, nothing changed")
 	e.log.Info("Restarting the reflector, nothing changed while it is down", "pods", n)
 	if err := e.pb.restartReflector(ctx, nil); err != nil {
 		return err
@@ -243,6 +247,7 @@ func (e *env) coldStart(ctx context.Context, w *podWatcher, names []string, cold
 	cold.UnchangedInSyncSeconds = time.Since(started).Seconds()
 	e.log.Info("Restarted reflector reconciled every pod", "seconds", cold.UnchangedInSyncSeconds)
 
+	e.prof.scenario("6 cold start, every status changed")
 	e.log.Info("Restarting the reflector, every host pod's status changed while it is down", "pods", n)
 	rec := newProbeRecorder("cold-", n)
 	w.setOnProbe(rec.observe)
