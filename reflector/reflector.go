@@ -161,7 +161,7 @@ func NewManager(o Options) (manager.Manager, error) {
 			// reflector neither needs nor may read other tenants' pods.
 			DefaultNamespaces: map[string]cache.Config{o.Translate.HostNamespace: {}},
 			ByObject: map[client.Object]cache.ByObject{
-				&corev1.Pod{}: {Label: ours, Transform: trimManagedFields(hostPodFields), UnsafeDisableDeepCopy: ptr.To(true)},
+				&corev1.Pod{}: {Label: ours, Transform: hostPodTransform, UnsafeDisableDeepCopy: ptr.To(true)},
 				// This virtual cluster's host Services only, with their
 				// managed fields: when the webhook last wrote one.
 				&corev1.Service{}: {Label: ours},
@@ -210,7 +210,7 @@ func NewManager(o Options) (manager.Manager, error) {
 		// The originals of host copies are watched by metadata only: their
 		// content is read live when their resourceVersion moves.
 		co.Cache.ByObject = map[client.Object]cache.ByObject{
-			&corev1.Pod{}:                   {Transform: trimManagedFields(virtualPodFields), UnsafeDisableDeepCopy: ptr.To(true)},
+			&corev1.Pod{}:                   {Transform: virtualPodTransform, UnsafeDisableDeepCopy: ptr.To(true)},
 			&corev1.Service{}:               {Transform: cache.TransformStripManagedFields()},
 			&discoveryv1.EndpointSlice{}:    {Transform: cache.TransformStripManagedFields()},
 			&networkingv1.NetworkPolicy{}:   {Transform: cache.TransformStripManagedFields()},

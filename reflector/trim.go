@@ -13,6 +13,12 @@ import (
 	"github.com/podbridge/podbridge/translate"
 )
 
+// The pod caches' transforms.
+var (
+	hostPodTransform    = trimManagedFields(hostPodFields)
+	virtualPodTransform = trimManagedFields(virtualPodFields)
+)
+
 // trimManagedFields is a cache transform that keeps of a pod's
 // managedFields only what the reflector reads, as trim decides per entry
 // (false drops it). Of the entries trim leaves as a status write's time
@@ -118,25 +124,20 @@ var ownedKeys = newFieldsCuts(maxFieldsCuts)
 // of at most twice this many trees (about 60 bytes each) and their distinct
 // cuts. A generation holds more trees than the pods of a large virtual
 // cluster (10,000 in the bench): with a bound below that, every event
-// parsed its tree again once the cache had been cleared.
+// parsed its tree again once the memory had been cleared.
 const maxFieldsCuts = 16384
 
-// fieldsCuts remembers in two generations: a full current generation
-// becomes the previous one, and a tree found there moves back to the
-// current, so the trees of pods still in the cache stay remembered and
-// those of pods long gone are forgotten.
+// fieldsCuts remembers the cuts of trees it has seen (see generations).
 type fieldsCuts struct {
-	// limit is the trees a generation holds, and the distinct cuts.
-	limit int
-	mu    sync.Mutex
-	// cuts and previous map a tree's SHA-256 to its cut; same holds each
-	// distinct cut once, by its bytes.
-	cuts, previous map[[sha256.Size]byte]*metav1.FieldsV1
-	same           map[string]*metav1.FieldsV1
+	mu sync.Mutex
+	// cuts maps a tree's SHA-256 to its cut; same holds each distinct cut
+	// once, by its bytes.
+	cuts generations[[sha256.Size]byte, *metav1.FieldsV1]
+	same map[string]*metav1.FieldsV1
 }
 
 func newFieldsCuts(limit int) *fieldsCuts {
-	return &fieldsCuts{limit: limit, cuts: map[[sha256.Size]byte]*metav1.FieldsV1{}, same: map[string]*metav1.FieldsV1{}}
+	return &fieldsCuts{cuts: newGenerations[[sha256.Size]byte, *metav1.FieldsV1](limit), same: map[string]*metav1.FieldsV1{}}
 }
 
 // cut returns the cut of raw, shared with every other tree of the same
@@ -146,17 +147,11 @@ func (f *fieldsCuts) cut(raw []byte) *metav1.FieldsV1 {
 	key := sha256.Sum256(raw)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if cut, ok := f.cuts[key]; ok {
-		return cut
-	}
-	cut, ok := f.previous[key]
+	cut, ok := f.cuts.get(key)
 	if !ok {
 		cut = f.shared(translate.OwnedKeysFields(raw))
+		f.cuts.put(key, cut)
 	}
-	if len(f.cuts) >= f.limit {
-		f.previous, f.cuts = f.cuts, map[[sha256.Size]byte]*metav1.FieldsV1{}
-	}
-	f.cuts[key] = cut
 	return cut
 }
 
@@ -167,7 +162,7 @@ func (f *fieldsCuts) shared(bytes []byte) *metav1.FieldsV1 {
 	if cut, ok := f.same[string(bytes)]; ok {
 		return cut
 	}
-	if len(f.same) >= f.limit {
+	if len(f.same) >= f.cuts.limit {
 		clear(f.same)
 	}
 	cut := &metav1.FieldsV1{}

@@ -22,8 +22,8 @@ func TestFieldsCutsRememberAndStayBounded(t *testing.T) {
 	}
 	remembered := func(i int) bool {
 		key := sha256.Sum256(tree(i))
-		_, current := f.cuts[key]
-		_, previous := f.previous[key]
+		_, current := f.cuts.current[key]
+		_, previous := f.cuts.previous[key]
 		return current || previous
 	}
 	for i := range 3*limit + 10 {
@@ -41,8 +41,8 @@ func TestFieldsCutsRememberAndStayBounded(t *testing.T) {
 			t.Fatalf("tree 0 forgotten after %d other trees", i)
 		}
 	}
-	if len(f.cuts) > limit || len(f.previous) > limit || len(f.same) > limit {
-		t.Errorf("%d + %d trees and %d cuts remembered, bound is %d each", len(f.cuts), len(f.previous), len(f.same), limit)
+	if len(f.cuts.current) > limit || len(f.cuts.previous) > limit || len(f.same) > limit {
+		t.Errorf("%d + %d trees and %d cuts remembered, bound is %d each", len(f.cuts.current), len(f.cuts.previous), len(f.same), limit)
 	}
 	// The trees of the last generation are all still known: a cache of
 	// that many pods parses no tree twice.
