@@ -13,11 +13,23 @@ import (
 	"github.com/podbridge/podbridge/translate"
 )
 
-// The pod caches' transforms.
+// The pod caches' transforms: managedFields trimmed to what the reflector
+// reads of them, parts other pods repeat shared (share.go).
 var (
-	hostPodTransform    = trimManagedFields(hostPodFields)
-	virtualPodTransform = trimManagedFields(virtualPodFields)
+	hostPodTransform    = podTransform(hostPodFields)
+	virtualPodTransform = podTransform(virtualPodFields)
 )
+
+func podTransform(trim func(*metav1.ManagedFieldsEntry) bool) toolscache.TransformFunc {
+	trimmed := trimManagedFields(trim)
+	return func(obj any) (any, error) {
+		obj, err := trimmed(obj)
+		if pod, ok := obj.(*corev1.Pod); ok {
+			sharedParts.sharePod(pod)
+		}
+		return obj, err
+	}
+}
 
 // trimManagedFields is a cache transform that keeps of a pod's
 // managedFields only what the reflector reads, as trim decides per entry
