@@ -7,7 +7,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/utils/ptr"
 
 	"github.com/podbridge/podbridge/internal/kube"
 )
@@ -35,6 +37,8 @@ func TestSharedPartsAreOneCopyAndChangeNothing(t *testing.T) {
 			m := newPartMemory(maxSharedParts)
 			pods := decodedPods(t, file, 3)
 			for _, p := range pods {
+				// As a ReplicaSet's pods name it, each pod its own copy.
+				p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-5d8f", UID: "6b1e", Controller: ptr.To(true)}}
 				want := p.DeepCopy()
 				m.sharePod(p)
 				if !apiequality.Semantic.DeepEqual(p, want) {
@@ -49,6 +53,7 @@ func TestSharedPartsAreOneCopyAndChangeNothing(t *testing.T) {
 				}
 			}
 			same("labels", a.Labels, b.Labels)
+			same("ownerReferences", a.OwnerReferences, b.OwnerReferences)
 			same("tolerations", a.Spec.Tolerations, b.Spec.Tolerations)
 			for i := range a.Spec.Containers {
 				if len(a.Spec.Containers[i].Env) > 0 {
