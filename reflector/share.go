@@ -16,12 +16,14 @@ import (
 // copy, remembered by the digest of its encoding: labels, owner (a
 // ReplicaSet's pods name the same), node selector, tolerations, affinity,
 // DNS settings, each container's environment, and the sources of projected
-// volumes. For the bench's pod that takes a cached
-// host pod from 7.2 to 5.3 KB, and a virtual pod from 5.8 to 4.8 KB
-// (BenchmarkCachedPodMemory).
+// volumes. For the bench's pod that takes a cached host pod from 7.2 to
+// 5.3 KB, and a virtual pod from 5.8 to 4.8 KB (BenchmarkCachedPodMemory).
 //
 // Cached pods are read-only (see NewManager): every reader already writes
 // only copies, so pointing many pods at one part changes nothing they see.
+// The informers decode protobuf, whose decoding of equal encodings is
+// equal (nil and empty alike), so the part a pod points at is the one it
+// was decoded with, field for field.
 
 // maxSharedParts bounds what sharedParts remembers: twice this many digests
 // and the parts they name (kept alive until forgotten). A virtual cluster's
