@@ -26,11 +26,12 @@ import (
 // was decoded with, field for field.
 
 // maxSharedParts bounds what sharedParts remembers: twice this many digests
-// and the parts they name (kept alive until forgotten). A virtual cluster's
-// pods repeat few distinct parts; pods whose parts are all their own (a
-// StatefulSet's labels name its pod) cycle through the generations
-// without growing them.
-const maxSharedParts = 16384
+// and the parts they name, which stay alive until forgotten, so at most
+// 32 MiB of parts of pods already gone (with maxSharedPartBytes). A
+// virtual cluster's pods repeat few distinct parts, a handful per
+// template; parts that are each pod's own (a StatefulSet's labels name
+// its pod) only pass through.
+const maxSharedParts = 4096
 
 // maxSharedPartBytes: parts with a longer encoding are rare and kept per
 // pod, so a pod's huge environment is never held beyond the pod's life.
