@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
@@ -459,7 +460,27 @@ func TestOwnedKeysFields(t *testing.T) {
 			t.Errorf("cut tree keeps %s: %s", gone, cut)
 		}
 	}
-	if got := string(OwnedKeysFields([]byte("{not json"))); got != "{not json" {
-		t.Errorf("unparsable tree changed to %q", got)
+	for tree, want := range map[string]string{
+		"{not json":                              "{not json",
+		`{"f:spec":{"f:containers":{}}}`:         "{}",
+		`{"f:metadata":"not a set"}`:             `{"f:metadata":"not a set"}`,
+		`{"f:metadata":{"f:labels":{"f:a":{}}}}`: `{"f:metadata":{"f:labels":{"f:a":{}}}}`,
+	} {
+		if got := string(OwnedKeysFields([]byte(tree))); got != want {
+			t.Errorf("tree %s cut to %s, want %s", tree, got, want)
+		}
+	}
+}
+
+// BenchmarkOwnedKeysFields cuts a host pod's create entry as the webhook
+// writes it for the bench's pod: the reflector's cache does it once per
+// host pod (and for every pod at its start).
+func BenchmarkOwnedKeysFields(b *testing.B) {
+	tree := []byte(`{"f:metadata":{"f:annotations":{".":{},"f:podbridge.io/admission-uid":{},"f:podbridge.io/admitted-spec":{},"f:podbridge.io/name":{},"f:podbridge.io/namespace":{},"f:podbridge.io/service-account":{},"f:podbridge.io/sync-id":{},"f:podbridge.io/vcluster":{}},"f:labels":{".":{},"f:app.kubernetes.io/managed-by":{},"f:bench.podbridge.io.tenant.podbridge.io/series":{},"f:podbridge.io/namespace":{},"f:podbridge.io/vcluster":{},"f:tenant.podbridge.io/app":{}}},"f:spec":{"f:automountServiceAccountToken":{},"f:containers":{"k:{\"name\":\"app\"}":{".":{},"f:env":{".":{},"k:{\"name\":\"KUBERNETES_PORT\"}":{".":{},"f:name":{},"f:value":{}},"k:{\"name\":\"KUBERNETES_PORT_443_TCP\"}":{".":{},"f:name":{},"f:value":{}},"k:{\"name\":\"KUBERNETES_PORT_443_TCP_ADDR\"}":{".":{},"f:name":{},"f:value":{}},"k:{\"name\":\"KUBERNETES_PORT_443_TCP_PORT\"}":{".":{},"f:name":{},"f:value":{}},"k:{\"name\":\"KUBERNETES_PORT_443_TCP_PROTO\"}":{".":{},"f:name":{},"f:value":{}},"k:{\"name\":\"KUBERNETES_SERVICE_HOST\"}":{".":{},"f:name":{},"f:value":{}},"k:{\"name\":\"KUBERNETES_SERVICE_PORT\"}":{".":{},"f:name":{},"f:value":{}},"k:{\"name\":\"KUBERNETES_SERVICE_PORT_HTTPS\"}":{".":{},"f:name":{},"f:value":{}}},"f:image":{},"f:imagePullPolicy":{},"f:name":{},"f:resources":{},"f:terminationMessagePath":{},"f:terminationMessagePolicy":{},"f:volumeMounts":{".":{},"k:{\"mountPath\":\"/var/run/secrets/kubernetes.io/serviceaccount\"}":{".":{},"f:mountPath":{},"f:name":{},"f:readOnly":{}}}}},"f:dnsConfig":{".":{},"f:nameservers":{},"f:options":{},"f:searches":{}},"f:dnsPolicy":{},"f:enableServiceLinks":{},"f:hostname":{},"f:restartPolicy":{},"f:schedulerName":{},"f:schedulingGates":{".":{},"k:{\"name\":\"podbridge.io/virtual-pod\"}":{".":{},"f:name":{}}},"f:securityContext":{},"f:serviceAccount":{},"f:serviceAccountName":{},"f:terminationGracePeriodSeconds":{},"f:volumes":{".":{},"k:{\"name\":\"kube-api-access-vlb79\"}":{".":{},"f:name":{},"f:projected":{".":{},"f:defaultMode":{},"f:sources":{}}}}}}`)
+	if !json.Valid(tree) {
+		b.Fatal("the tree is not JSON")
+	}
+	for b.Loop() {
+		OwnedKeysFields(tree)
 	}
 }
