@@ -46,12 +46,14 @@ func (p *profiler) scenario(name string) {
 	p.current = fileSafe(name)
 }
 
-// downPoll is how often a process that did not answer is asked again: a
-// restarted reflector (scenario 6) is profiled from when it first listens,
-// not from the next window's turn, which missed most of its cold start.
+// downPoll is how often a process is asked again when its last window did
+// not run its length: it is down, or was stopped mid-window (which ends the
+// window early). A restarted reflector (scenario 6) is so profiled from
+// when it first listens, not from the next window's turn, which missed
+// most of a cold start.
 const downPoll = 100 * time.Millisecond
 
-// run takes CPU profiles until ctx is done.
+// run takes CPU profiles until ctx is done, back to back.
 func (p *profiler) run(ctx context.Context) {
 	for name, base := range p.targets {
 		p.wg.Add(1)
@@ -59,15 +61,13 @@ func (p *profiler) run(ctx context.Context) {
 			defer p.wg.Done()
 			for ctx.Err() == nil {
 				began := time.Now()
-				wait := downPoll
-				if p.save(ctx, name, "cpu", base+fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(profileWindow/time.Second))) {
-					wait = profileWindow - time.Since(began)
+				p.save(ctx, name, "cpu", base+fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(profileWindow/time.Second)))
+				if time.Since(began) >= profileWindow {
+					continue
 				}
-				if wait > 0 {
-					select {
-					case <-ctx.Done():
-					case <-time.After(wait):
-					}
+				select {
+				case <-ctx.Done():
+				case <-time.After(downPoll):
 				}
 			}
 		}()
@@ -84,9 +84,7 @@ func (p *profiler) heap(ctx context.Context, what string) {
 	}
 }
 
-// save writes the profile at url and reports whether the process answered
-// (a profile refused or cut short by a restart is not written).
-func (p *profiler) save(ctx context.Context, process, kind, url string) bool {
+func (p *profiler) save(ctx context.Context, process, kind, url string) {
 	p.mu.Lock()
 	scenario := p.current
 	p.count++
@@ -94,19 +92,21 @@ func (p *profiler) save(ctx context.Context, process, kind, url string) bool {
 	p.mu.Unlock()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return false
+		return
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return false // the process is restarting, or the run is over.
+		return // the process is restarting, or the run is over.
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return
+	}
 	data, err := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK || err != nil || len(data) == 0 {
-		return true
+	if err != nil || len(data) == 0 {
+		return
 	}
 	_ = os.WriteFile(path, data, 0o644)
-	return true
 }
 
 // wait returns once every profile under way is written.
