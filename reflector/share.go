@@ -6,7 +6,6 @@ import (
 	"maps"
 	"slices"
 	"sync"
-	"unique"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -17,10 +16,8 @@ import (
 // copy, remembered by the digest of its encoding: labels, owner (a
 // ReplicaSet's pods name the same), node selector, tolerations, affinity,
 // DNS settings, each container's environment, and the sources of projected
-// volumes; and the strings pods repeat where those parts differ
-// (internStrings). For the bench's pod that takes a cached host pod from
-// 7.2 to 4.5 KB, and a virtual pod from 5.8 to 4.1 KB
-// (BenchmarkCachedPodMemory).
+// volumes. For the bench's pod that takes a cached host pod from 7.2 to
+// 5.3 KB, and a virtual pod from 5.8 to 4.8 KB (BenchmarkCachedPodMemory).
 //
 // Cached pods are read-only (see NewManager): every reader already writes
 // only copies, so pointing many pods at one part changes nothing they see.
@@ -78,70 +75,6 @@ func (m *partMemory) sharePod(pod *corev1.Pod) {
 				s.DownwardAPI = sharePointer(e, "downwardAPIProjection", s.DownwardAPI)
 				s.ServiceAccountToken = sharePointer(e, "serviceAccountTokenProjection", s.ServiceAccountToken)
 			}
-		}
-	}
-	internStrings(pod)
-}
-
-// internStrings points the strings pods repeat, where their parts differ
-// (an annotation's key, a container's image, a condition's type), at one
-// copy each. The strings decoding allocated one by one become garbage.
-// unique's table forgets a string once no handle to it is left, so it
-// holds nothing for the caches: pods decoded between two collections
-// share one copy, which is nearly all of it.
-func internStrings(pod *corev1.Pod) {
-	intern := func(s *string) { *s = unique.Make(*s).Value() }
-	intern(&pod.Namespace)
-	intern(&pod.GenerateName)
-	if len(pod.Annotations) > 0 {
-		annotations := make(map[string]string, len(pod.Annotations))
-		for k, v := range pod.Annotations {
-			annotations[unique.Make(k).Value()] = unique.Make(v).Value()
-		}
-		pod.Annotations = annotations
-	}
-	spec := &pod.Spec
-	for _, s := range []*string{&spec.ServiceAccountName, &spec.DeprecatedServiceAccount, &spec.SchedulerName,
-		&spec.NodeName, &spec.PriorityClassName, &spec.Subdomain, (*string)(&spec.RestartPolicy), (*string)(&spec.DNSPolicy)} {
-		intern(s)
-	}
-	for _, containers := range [][]corev1.Container{spec.InitContainers, spec.Containers} {
-		for i := range containers {
-			c := &containers[i]
-			intern(&c.Name)
-			intern(&c.Image)
-			intern(&c.TerminationMessagePath)
-			intern((*string)(&c.TerminationMessagePolicy))
-			intern((*string)(&c.ImagePullPolicy))
-			for j := range c.VolumeMounts {
-				intern(&c.VolumeMounts[j].Name)
-				intern(&c.VolumeMounts[j].MountPath)
-			}
-		}
-	}
-	for i := range spec.Volumes {
-		intern(&spec.Volumes[i].Name)
-	}
-	status := &pod.Status
-	intern((*string)(&status.Phase))
-	intern((*string)(&status.QOSClass))
-	intern(&status.HostIP)
-	for i := range status.HostIPs {
-		intern(&status.HostIPs[i].IP)
-	}
-	for i := range status.Conditions {
-		c := &status.Conditions[i]
-		intern((*string)(&c.Type))
-		intern((*string)(&c.Status))
-		intern(&c.Reason)
-		intern(&c.Message)
-	}
-	for _, statuses := range [][]corev1.ContainerStatus{status.InitContainerStatuses, status.ContainerStatuses} {
-		for i := range statuses {
-			c := &statuses[i]
-			intern(&c.Name)
-			intern(&c.Image)
-			intern(&c.ImageID)
 		}
 	}
 }
