@@ -130,14 +130,7 @@ func BenchmarkSharePod(b *testing.B) {
 		}
 	})
 	b.Run("share", func(b *testing.B) {
-		decoded := make([]*corev1.Pod, pods)
-		for i, raw := range encoded {
-			obj, _, err := decoder.Decode(raw, nil, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			decoded[i] = obj.(*corev1.Pod)
-		}
+		decoded := decodedPods(b, "testdata/cached-host-pod.yaml", pods)
 		m := newPartMemory(maxSharedParts)
 		b.ReportAllocs()
 		for i := 0; b.Loop(); i++ {

@@ -109,9 +109,19 @@ func (e *partEncoder) addString(s string) {
 	e.buf = append(e.buf, s...)
 }
 
-// share returns the part remembered under what was encoded since begin,
-// or part, remembered. Each kind names one Go type.
-func (e *partEncoder) share(part any) any {
+// share is remembered for a part of type T. Each kind names one Go type,
+// so a part remembered as another type cannot come back; if it did, the
+// pod would keep its own.
+func share[T any](e *partEncoder, part T) T {
+	if shared, ok := e.remembered(part).(T); ok {
+		return shared
+	}
+	return part
+}
+
+// remembered returns the part remembered under what was encoded since
+// begin, or part, remembered.
+func (e *partEncoder) remembered(part any) any {
 	if len(e.buf) > maxSharedPartBytes {
 		return part
 	}
@@ -143,11 +153,7 @@ func sharePointer[T any, P interface {
 	if !e.add(part) {
 		return part
 	}
-	shared, ok := e.share(part).(P)
-	if !ok {
-		return part
-	}
-	return shared
+	return share(e, part)
 }
 
 func shareSlice[T any, P interface {
@@ -163,11 +169,7 @@ func shareSlice[T any, P interface {
 			return part
 		}
 	}
-	shared, ok := e.share(part).([]T)
-	if !ok {
-		return part
-	}
-	return shared
+	return share(e, part)
 }
 
 func shareMap(e *partEncoder, kind string, part map[string]string) map[string]string {
@@ -179,9 +181,5 @@ func shareMap(e *partEncoder, kind string, part map[string]string) map[string]st
 		e.addString(k)
 		e.addString(part[k])
 	}
-	shared, ok := e.share(part).(map[string]string)
-	if !ok {
-		return part
-	}
-	return shared
+	return share(e, part)
 }

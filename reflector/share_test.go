@@ -15,7 +15,7 @@ import (
 )
 
 // decodedPods decodes the variants distinctPods makes of file.
-func decodedPods(t *testing.T, file string, n int) []*corev1.Pod {
+func decodedPods(t testing.TB, file string, n int) []*corev1.Pod {
 	t.Helper()
 	decoder := serializer.NewCodecFactory(kube.Scheme).UniversalDeserializer()
 	var pods []*corev1.Pod
