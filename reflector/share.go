@@ -91,9 +91,15 @@ func (e *partEncoder) begin(kind string) {
 	e.buf = append(append(e.buf[:0], kind...), 0)
 }
 
-// add appends one value's encoding, length first.
+// add appends one value's encoding, length first. It reports false, and
+// encodes nothing, when the part would pass maxSharedPartBytes: such a
+// part is kept per pod, and a tenant's huge environment is not encoded at
+// every event of its pods.
 func (e *partEncoder) add(v marshaler) bool {
 	n := v.Size()
+	if len(e.buf)+n > maxSharedPartBytes {
+		return false
+	}
 	e.buf = binary.AppendUvarint(e.buf, uint64(n))
 	e.buf = slices.Grow(e.buf, n)
 	if _, err := v.MarshalToSizedBuffer(e.buf[len(e.buf) : len(e.buf)+n]); err != nil {
