@@ -104,7 +104,7 @@ func (k copyKind) usedKey(namespace, name string) string {
 // indexVirtualPodDependencies registers indexPodDependencies; it must run
 // before virtual's cache starts.
 func indexVirtualPodDependencies(ctx context.Context, virtual cluster.Cluster, cfg translate.Config) error {
-	err := virtual.GetFieldIndexer().IndexField(ctx, &corev1.Pod{}, indexPodDependencies, func(obj client.Object) []string {
+	err := indexField(ctx, virtual.GetCache(), &corev1.Pod{}, indexPodDependencies, acrossNamespaces, func(obj client.Object) []string {
 		pod := obj.(*corev1.Pod)
 		if pod.Annotations[translate.AnnotationSyncID] == "" {
 			return nil

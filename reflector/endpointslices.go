@@ -112,7 +112,7 @@ type endpointSliceReconciler struct {
 // indexEndpointSlices registers the controller's indexes; it must run
 // before the caches start.
 func indexEndpointSlices(ctx context.Context, mgr ctrl.Manager, virtual cluster.Cluster) error {
-	err := virtual.GetFieldIndexer().IndexField(ctx, &discoveryv1.EndpointSlice{}, indexSliceAddress, func(obj client.Object) []string {
+	err := indexField(ctx, virtual.GetCache(), &discoveryv1.EndpointSlice{}, indexSliceAddress, acrossNamespaces, func(obj client.Object) []string {
 		s := obj.(*discoveryv1.EndpointSlice)
 		if _, ok := translate.TenantEndpointSlice(s); !ok {
 			return nil
@@ -126,13 +126,13 @@ func indexEndpointSlices(ctx context.Context, mgr ctrl.Manager, virtual cluster.
 	if err != nil {
 		return fmt.Errorf("indexing virtual EndpointSlices by address: %w", err)
 	}
-	err = mgr.GetFieldIndexer().IndexField(ctx, &discoveryv1.EndpointSlice{}, indexHostSliceService, func(obj client.Object) []string {
+	err = indexField(ctx, mgr.GetCache(), &discoveryv1.EndpointSlice{}, indexHostSliceService, inNamespace, func(obj client.Object) []string {
 		return []string{translate.HostEndpointSliceKey(obj.(*discoveryv1.EndpointSlice)).String()}
 	})
 	if err != nil {
 		return fmt.Errorf("indexing host EndpointSlices by virtual Service: %w", err)
 	}
-	err = mgr.GetFieldIndexer().IndexField(ctx, &corev1.Pod{}, indexHostPodIP, func(obj client.Object) []string {
+	err = indexField(ctx, mgr.GetCache(), &corev1.Pod{}, indexHostPodIP, inNamespace, func(obj client.Object) []string {
 		return policy.PodIPs(obj.(*corev1.Pod))
 	})
 	if err != nil {

@@ -77,7 +77,7 @@ type nodeReconciler struct {
 // indexHostPodsByNode registers the index of host pods by node that the
 // node reconciler lists with; it must run before the host cache starts.
 func indexHostPodsByNode(ctx context.Context, mgr ctrl.Manager) error {
-	err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Pod{}, indexNodeName, func(obj client.Object) []string {
+	err := indexField(ctx, mgr.GetCache(), &corev1.Pod{}, indexNodeName, inNamespace, func(obj client.Object) []string {
 		if name := obj.(*corev1.Pod).Spec.NodeName; name != "" {
 			return []string{name}
 		}

@@ -107,7 +107,7 @@ const indexHostPodVirtualKey = "podbridge.virtualPod"
 // indexHostPods registers the index of host pods by the virtual pod they
 // name; it must run before the host cache starts.
 func indexHostPods(ctx context.Context, mgr ctrl.Manager) error {
-	err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Pod{}, indexHostPodVirtualKey, func(obj client.Object) []string {
+	err := indexField(ctx, mgr.GetCache(), &corev1.Pod{}, indexHostPodVirtualKey, inNamespace, func(obj client.Object) []string {
 		return []string{virtualKeyOf(obj.(*corev1.Pod)).String()}
 	})
 	if err != nil {

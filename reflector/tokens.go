@@ -65,7 +65,7 @@ func secretMetadata() *metav1.PartialObjectMetadata {
 // indexTokenSecrets registers the index of host token Secrets by virtual
 // pod; it must run before the host cache starts.
 func indexTokenSecrets(ctx context.Context, mgr ctrl.Manager) error {
-	err := mgr.GetFieldIndexer().IndexField(ctx, secretMetadata(), indexTokenPod, func(obj client.Object) []string {
+	err := indexField(ctx, mgr.GetCache(), secretMetadata(), indexTokenPod, inNamespace, func(obj client.Object) []string {
 		if key := tokenPod(obj); key != nil {
 			return []string{key.String()}
 		}

@@ -213,7 +213,7 @@ func (r *volumeReconciler) setBound(ctx context.Context, pv *corev1.PersistentVo
 
 // indexHostClaimsByVolume registers indexHostClaimVolume on the host cache.
 func indexHostClaimsByVolume(ctx context.Context, mgr manager.Manager) error {
-	return mgr.GetFieldIndexer().IndexField(ctx, &corev1.PersistentVolumeClaim{}, indexHostClaimVolume, func(obj client.Object) []string {
+	return indexField(ctx, mgr.GetCache(), &corev1.PersistentVolumeClaim{}, indexHostClaimVolume, inNamespace, func(obj client.Object) []string {
 		if c, ok := obj.(*corev1.PersistentVolumeClaim); ok && c.Spec.VolumeName != "" {
 			return []string{c.Spec.VolumeName}
 		}
