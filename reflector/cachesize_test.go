@@ -1,8 +1,11 @@
 package reflector
 
 import (
+	"context"
 	"fmt"
+	"maps"
 	"os"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -12,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
 	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	"github.com/podbridge/podbridge/internal/kube"
@@ -21,10 +26,10 @@ import (
 // BenchmarkCachedPodMemory reports the heap each pod cache keeps per pod
 // (B/pod): the bench's pod as the two apiservers stored it once Ready
 // (testdata, read off `make run`), made distinct per pod where every pod
-// differs (name, UID, sync ID, token Secret, IP, container ID), decoded
-// from protobuf as the informers decode it and passed through the cache's
-// transform. Deterministic, where the bench's resident memory moves with
-// the collector's timing.
+// differs (name, UID, sync ID, virtual pod, token Secret, IP, container
+// ID), decoded from protobuf as the informers decode it and passed through
+// the cache's transform. Deterministic, where the bench's resident memory
+// moves with the collector's timing.
 func BenchmarkCachedPodMemory(b *testing.B) {
 	const pods = 2000
 	for _, c := range []struct {
@@ -90,6 +95,9 @@ func distinctPods(tb testing.TB, file string, n int) [][]byte {
 		if _, ok := p.Annotations[translate.AnnotationSyncID]; ok {
 			p.Annotations[translate.AnnotationSyncID] = fmt.Sprintf("00000000-0000-0000-0000-%012d", i)
 		}
+		if name, ok := p.Annotations[translate.AnnotationName]; ok { // the virtual pod a host pod runs
+			p.Annotations[translate.AnnotationName] = fmt.Sprintf("%s-%05d", name, i)
+		}
 		for _, v := range p.Spec.Volumes {
 			if v.Projected == nil {
 				continue
@@ -137,4 +145,78 @@ func BenchmarkSharePod(b *testing.B) {
 			m.sharePod(decoded[i%pods])
 		}
 	})
+}
+
+// BenchmarkHostPodIndexMemory reports the heap the host pod cache's
+// indexes keep per pod (B/pod), as the reflector registers them, over the
+// same pods as BenchmarkCachedPodMemory: the cache with its indexes
+// against the cache with the namespace index alone, which every
+// controller-runtime cache has.
+func BenchmarkHostPodIndexMemory(b *testing.B) {
+	const pods = 2000
+	registered := &capturedIndexers{}
+	ctx := context.Background()
+	for _, index := range []func() error{
+		func() error { return indexHostPods(ctx, registered) },
+		func() error { return indexHostPodsByNode(ctx, registered) },
+		func() error { return indexEndpointSlices(ctx, registered, &capturedIndexers{}) },
+	} {
+		if err := index(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	withIndexes := registered.of(&corev1.Pod{})
+	withIndexes[toolscache.NamespaceIndex] = toolscache.MetaNamespaceIndexFunc
+	decoded := decodedPods(b, "testdata/cached-host-pod.yaml", pods)
+	var perPod float64
+	for b.Loop() {
+		cacheBytes := func(indexers toolscache.Indexers) uint64 {
+			before := heapInUse()
+			store := toolscache.NewIndexer(toolscache.MetaNamespaceKeyFunc, indexers)
+			for _, pod := range decoded {
+				if err := store.Add(pod); err != nil {
+					b.Fatal(err)
+				}
+			}
+			used := heapInUse() - before
+			runtime.KeepAlive(store)
+			return used
+		}
+		namespaceOnly := cacheBytes(toolscache.Indexers{toolscache.NamespaceIndex: toolscache.MetaNamespaceIndexFunc})
+		perPod = float64(int64(cacheBytes(withIndexes))-int64(namespaceOnly)) / pods
+	}
+	b.ReportMetric(perPod, "B/pod")
+}
+
+// capturedIndexers is a cache's informers reduced to the indexers
+// registered on them, by kind.
+type capturedIndexers struct {
+	cache.Informers
+	byKind map[reflect.Type]toolscache.Indexers
+}
+
+func (c *capturedIndexers) GetInformer(_ context.Context, obj client.Object, _ ...cache.InformerGetOption) (cache.Informer, error) {
+	return capturedInformer{into: c.of(obj)}, nil
+}
+
+// of is the indexers registered for obj's kind.
+func (c *capturedIndexers) of(obj client.Object) toolscache.Indexers {
+	if c.byKind == nil {
+		c.byKind = map[reflect.Type]toolscache.Indexers{}
+	}
+	kind := reflect.TypeOf(obj)
+	if c.byKind[kind] == nil {
+		c.byKind[kind] = toolscache.Indexers{}
+	}
+	return c.byKind[kind]
+}
+
+type capturedInformer struct {
+	cache.Informer
+	into toolscache.Indexers
+}
+
+func (i capturedInformer) AddIndexers(indexers toolscache.Indexers) error {
+	maps.Copy(i.into, indexers)
+	return nil
 }

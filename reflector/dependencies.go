@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/cluster"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
@@ -103,8 +104,8 @@ func (k copyKind) usedKey(namespace, name string) string {
 
 // indexVirtualPodDependencies registers indexPodDependencies; it must run
 // before virtual's cache starts.
-func indexVirtualPodDependencies(ctx context.Context, virtual cluster.Cluster, cfg translate.Config) error {
-	err := indexField(ctx, virtual.GetCache(), &corev1.Pod{}, indexPodDependencies, acrossNamespaces, func(obj client.Object) []string {
+func indexVirtualPodDependencies(ctx context.Context, virtual cache.Informers, cfg translate.Config) error {
+	err := indexField(ctx, virtual, &corev1.Pod{}, indexPodDependencies, acrossNamespaces, func(obj client.Object) []string {
 		pod := obj.(*corev1.Pod)
 		if pod.Annotations[translate.AnnotationSyncID] == "" {
 			return nil

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/cluster"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
@@ -111,8 +112,8 @@ type endpointSliceReconciler struct {
 
 // indexEndpointSlices registers the controller's indexes; it must run
 // before the caches start.
-func indexEndpointSlices(ctx context.Context, mgr ctrl.Manager, virtual cluster.Cluster) error {
-	err := indexField(ctx, virtual.GetCache(), &discoveryv1.EndpointSlice{}, indexSliceAddress, acrossNamespaces, func(obj client.Object) []string {
+func indexEndpointSlices(ctx context.Context, host, virtual cache.Informers) error {
+	err := indexField(ctx, virtual, &discoveryv1.EndpointSlice{}, indexSliceAddress, acrossNamespaces, func(obj client.Object) []string {
 		s := obj.(*discoveryv1.EndpointSlice)
 		if _, ok := translate.TenantEndpointSlice(s); !ok {
 			return nil
@@ -126,13 +127,13 @@ func indexEndpointSlices(ctx context.Context, mgr ctrl.Manager, virtual cluster.
 	if err != nil {
 		return fmt.Errorf("indexing virtual EndpointSlices by address: %w", err)
 	}
-	err = indexField(ctx, mgr.GetCache(), &discoveryv1.EndpointSlice{}, indexHostSliceService, inNamespace, func(obj client.Object) []string {
+	err = indexField(ctx, host, &discoveryv1.EndpointSlice{}, indexHostSliceService, inNamespace, func(obj client.Object) []string {
 		return []string{translate.HostEndpointSliceKey(obj.(*discoveryv1.EndpointSlice)).String()}
 	})
 	if err != nil {
 		return fmt.Errorf("indexing host EndpointSlices by virtual Service: %w", err)
 	}
-	err = indexField(ctx, mgr.GetCache(), &corev1.Pod{}, indexHostPodIP, inNamespace, func(obj client.Object) []string {
+	err = indexField(ctx, host, &corev1.Pod{}, indexHostPodIP, inNamespace, func(obj client.Object) []string {
 		return policy.PodIPs(obj.(*corev1.Pod))
 	})
 	if err != nil {

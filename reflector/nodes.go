@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/cluster"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -76,8 +77,8 @@ type nodeReconciler struct {
 
 // indexHostPodsByNode registers the index of host pods by node that the
 // node reconciler lists with; it must run before the host cache starts.
-func indexHostPodsByNode(ctx context.Context, mgr ctrl.Manager) error {
-	err := indexField(ctx, mgr.GetCache(), &corev1.Pod{}, indexNodeName, inNamespace, func(obj client.Object) []string {
+func indexHostPodsByNode(ctx context.Context, host cache.Informers) error {
+	err := indexField(ctx, host, &corev1.Pod{}, indexNodeName, inNamespace, func(obj client.Object) []string {
 		if name := obj.(*corev1.Pod).Spec.NodeName; name != "" {
 			return []string{name}
 		}

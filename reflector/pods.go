@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/cluster"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
@@ -106,8 +107,8 @@ const indexHostPodVirtualKey = "podbridge.virtualPod"
 
 // indexHostPods registers the index of host pods by the virtual pod they
 // name; it must run before the host cache starts.
-func indexHostPods(ctx context.Context, mgr ctrl.Manager) error {
-	err := indexField(ctx, mgr.GetCache(), &corev1.Pod{}, indexHostPodVirtualKey, inNamespace, func(obj client.Object) []string {
+func indexHostPods(ctx context.Context, host cache.Informers) error {
+	err := indexField(ctx, host, &corev1.Pod{}, indexHostPodVirtualKey, inNamespace, func(obj client.Object) []string {
 		return []string{virtualKeyOf(obj.(*corev1.Pod)).String()}
 	})
 	if err != nil {

@@ -229,19 +229,19 @@ func NewManager(o Options) (manager.Manager, error) {
 	if err := mgr.Add(virtual); err != nil {
 		return nil, fmt.Errorf("adding virtual cluster: %w", err)
 	}
-	if err := indexVirtualPodDependencies(context.Background(), virtual, o.Translate); err != nil {
+	if err := indexVirtualPodDependencies(context.Background(), virtual.GetCache(), o.Translate); err != nil {
 		return nil, err
 	}
-	if err := indexTokenSecrets(context.Background(), mgr); err != nil {
+	if err := indexTokenSecrets(context.Background(), mgr.GetCache()); err != nil {
 		return nil, err
 	}
-	if err := indexHostPods(context.Background(), mgr); err != nil {
+	if err := indexHostPods(context.Background(), mgr.GetCache()); err != nil {
 		return nil, err
 	}
-	if err := indexHostPodsByNode(context.Background(), mgr); err != nil {
+	if err := indexHostPodsByNode(context.Background(), mgr.GetCache()); err != nil {
 		return nil, err
 	}
-	if err := indexEndpointSlices(context.Background(), mgr, virtual); err != nil {
+	if err := indexEndpointSlices(context.Background(), mgr.GetCache(), virtual.GetCache()); err != nil {
 		return nil, err
 	}
 	resync := o.ResyncPeriod
@@ -327,7 +327,7 @@ func NewManager(o Options) (manager.Manager, error) {
 	if err := newClaimReconciler(pairs).SetupWithManager(mgr, virtual, o.MaxConcurrentReconciles, resync); err != nil {
 		return nil, err
 	}
-	if err := indexHostClaimsByVolume(context.Background(), mgr); err != nil {
+	if err := indexHostClaimsByVolume(context.Background(), mgr.GetCache()); err != nil {
 		return nil, err
 	}
 	volumes := &volumeReconciler{Host: mgr.GetClient(), Virtual: virtual.GetClient(), Config: o.Translate}

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/cluster"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
@@ -64,8 +65,8 @@ func secretMetadata() *metav1.PartialObjectMetadata {
 
 // indexTokenSecrets registers the index of host token Secrets by virtual
 // pod; it must run before the host cache starts.
-func indexTokenSecrets(ctx context.Context, mgr ctrl.Manager) error {
-	err := indexField(ctx, mgr.GetCache(), secretMetadata(), indexTokenPod, inNamespace, func(obj client.Object) []string {
+func indexTokenSecrets(ctx context.Context, host cache.Informers) error {
+	err := indexField(ctx, host, secretMetadata(), indexTokenPod, inNamespace, func(obj client.Object) []string {
 		if key := tokenPod(obj); key != nil {
 			return []string{key.String()}
 		}

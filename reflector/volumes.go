@@ -9,12 +9,12 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/cluster"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
@@ -212,8 +212,8 @@ func (r *volumeReconciler) setBound(ctx context.Context, pv *corev1.PersistentVo
 }
 
 // indexHostClaimsByVolume registers indexHostClaimVolume on the host cache.
-func indexHostClaimsByVolume(ctx context.Context, mgr manager.Manager) error {
-	return indexField(ctx, mgr.GetCache(), &corev1.PersistentVolumeClaim{}, indexHostClaimVolume, inNamespace, func(obj client.Object) []string {
+func indexHostClaimsByVolume(ctx context.Context, host cache.Informers) error {
+	return indexField(ctx, host, &corev1.PersistentVolumeClaim{}, indexHostClaimVolume, inNamespace, func(obj client.Object) []string {
 		if c, ok := obj.(*corev1.PersistentVolumeClaim); ok && c.Spec.VolumeName != "" {
 			return []string{c.Spec.VolumeName}
 		}
