@@ -156,6 +156,8 @@ func NewManager(o Options) (manager.Manager, error) {
 	})
 	mgr, err := ctrl.NewManager(o.Host, manager.Options{
 		Scheme: kube.Scheme,
+		// The cache below asks for a mapping on every read.
+		MapperProvider: kube.RememberingMapper,
 		Cache: cache.Options{
 			// Only this virtual cluster's pods in the host namespace: the
 			// reflector neither needs nor may read other tenants' pods.
