@@ -130,10 +130,9 @@ func indexVirtualPodDependencies(ctx context.Context, virtual cache.Informers, c
 // resync period.
 func (r *copyReconciler) SetupWithManager(mgr ctrl.Manager, virtual cluster.Cluster, concurrency int, resync time.Duration) error {
 	// A pod's references change only when it gets ephemeral containers:
-	// otherwise only its coming and going matter. The pods of the caches'
-	// first list are left to the start-up pass, which maps every pod once:
-	// at a restart with 10,000 pods, the walks of their references were a
-	// tenth of the reflector's CPU.
+	// otherwise only its coming and going matter. The pods of the cache's
+	// first list are left to the start-up pass, which maps every pod
+	// anyway: a restart walks each pod's references once less per kind.
 	podComesOrGoes := predicate.TypedFuncs[*corev1.Pod]{
 		CreateFunc: func(e event.TypedCreateEvent[*corev1.Pod]) bool {
 			return !e.IsInInitialList
