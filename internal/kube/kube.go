@@ -1,5 +1,6 @@
 // Package kube loads client configurations for the host and virtual clusters
-// and holds the scheme podbridge's clients share.
+// and holds what podbridge's clients share: the scheme, a REST mapper that
+// remembers what it found, and small read helpers.
 package kube
 
 import (
